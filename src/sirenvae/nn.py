@@ -1,0 +1,172 @@
+r"""Neural building blocks: masked linear layers with spectral normalisation, 1-Lipschitz activations.
+
+References:
+    | Invertible Residual Networks (Behrmann et al., 2019)
+    | https://arxiv.org/abs/1811.00995
+    | Residual Flows for Invertible Generative Modeling (Chen et al., 2019)
+    | https://arxiv.org/abs/1906.02735
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["ELU", "LipSwish", "MaskedLinear", "Tanh", "activation"]
+
+
+class MaskedLinear(nn.Module):
+    r"""A linear layer :math:`y = (W \odot M)_s x + b` with a fixed mask and an optional spectral bound.
+
+    With ``kappa`` set, :math:`(W \odot M)_s = (W \odot M) / \max(1, \sigma / \kappa)` where
+    :math:`\sigma` estimates the spectral norm of :math:`W \odot M` by power iteration. The power
+    vectors are persistent buffers, updated in training mode only, so ``eval()`` is deterministic
+    and equals ``train()`` once the iteration has converged.
+
+    Arguments:
+        mask: ``(out, in)`` boolean mask, kept as a buffer.
+        kappa: The spectral bound (``None``: no normalisation).
+        n_power_iterations: Power iterations per forward pass in training mode.
+        bias: Whether to learn a bias.
+    """
+
+    def __init__(
+        self,
+        mask: Tensor,
+        *,
+        kappa: float | None = 0.97,
+        n_power_iterations: int = 1,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        mask = torch.as_tensor(mask).bool()
+        if mask.ndim != 2:
+            raise ValueError(f"mask must be (out, in), got shape {tuple(mask.shape)}")
+        if kappa is not None and not 0 < kappa:
+            raise ValueError(f"kappa must be positive, got {kappa}")
+        out_features, in_features = mask.shape
+        self.kappa = kappa
+        self.n_power_iterations = n_power_iterations
+        self.register_buffer("mask", mask)
+        fan_in = mask.sum(dim=1, keepdim=True).clamp(min=1).float()
+        bound = 1 / fan_in.sqrt()
+        self.weight = nn.Parameter((torch.rand(out_features, in_features) * 2 - 1) * bound * mask)
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        if kappa is not None:
+            self.register_buffer("u", F.normalize(torch.randn(out_features), dim=0))
+            self.register_buffer("v", F.normalize(torch.randn(in_features), dim=0))
+            self.power_iterate(50)
+
+    @property
+    def in_features(self) -> int:
+        return self.mask.shape[1]
+
+    @property
+    def out_features(self) -> int:
+        return self.mask.shape[0]
+
+    @torch.no_grad()
+    def power_iterate(self, n: int) -> None:
+        """Runs ``n`` power iterations on :math:`W \\odot M`, updating the persistent vectors."""
+        if self.kappa is None:
+            return
+        W = self.weight * self.mask
+        u, v = self.u, self.v
+        for _ in range(n):
+            v = F.normalize(W.T @ u, dim=0, eps=1e-12)
+            u = F.normalize(W @ v, dim=0, eps=1e-12)
+        self.u.copy_(u)
+        self.v.copy_(v)
+
+    def normalized_weight(self, update: bool | None = None) -> Tensor:
+        r""":math:`(W \odot M)_s`, the masked and spectrally normalised weight.
+
+        Arguments:
+            update: Run the power iteration first; by default in training mode only.
+        """
+        W = self.weight * self.mask
+        if self.kappa is None:
+            return W
+        if self.training if update is None else update:
+            self.power_iterate(self.n_power_iterations)
+        # clones: the buffers change in place at the next training step, autograd must not see it
+        sigma = torch.dot(self.u.clone(), W @ self.v.clone())
+        return W / torch.clamp(sigma / self.kappa, min=1.0)
+
+    def spectral_norm(self) -> Tensor:
+        """The exact spectral norm of the normalised weight (a certificate, not used in training)."""
+        with torch.no_grad():
+            return torch.linalg.matrix_norm(self.normalized_weight(update=False).double(), ord=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.normalized_weight(), self.bias)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"effective_weights={int(self.mask.sum())}, kappa={self.kappa}"
+        )
+
+
+class _Activation(nn.Module):
+    """A 1-Lipschitz activation that also returns its derivative (for exact log-determinants)."""
+
+    def forward_and_derivative(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_and_derivative(x)[0]
+
+
+class LipSwish(_Activation):
+    r"""LipSwish :math:`h(x) = x \, \mathrm{sigmoid}(\beta x) / 1.1` with learnable :math:`\beta > 0`.
+
+    Its derivative peaks at about 1.0998 before the division, so :math:`h` is 1-Lipschitz for
+    every :math:`\beta` (Chen et al., 2019).
+    """
+
+    def __init__(self, beta: float = 1.0) -> None:
+        super().__init__()
+        # beta = softplus(raw) keeps it positive
+        self.raw_beta = nn.Parameter(torch.tensor(math.log(math.expm1(beta))))
+
+    @property
+    def beta(self) -> Tensor:
+        return F.softplus(self.raw_beta)
+
+    def forward_and_derivative(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        bx = self.beta.to(x) * x
+        s = torch.sigmoid(bx)
+        return x * s / 1.1, (s + bx * s * (1 - s)) / 1.1
+
+
+class ELU(_Activation):
+    """ELU with :math:`\\alpha = 1` (1-Lipschitz)."""
+
+    def forward_and_derivative(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        y = F.elu(x)
+        return y, torch.where(x > 0, torch.ones_like(x), y + 1)
+
+
+class Tanh(_Activation):
+    """Hyperbolic tangent (1-Lipschitz)."""
+
+    def forward_and_derivative(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        y = torch.tanh(x)
+        return y, 1 - y * y
+
+
+_ACTIVATIONS = {"lipswish": LipSwish, "elu": ELU, "tanh": Tanh}
+
+
+def activation(name: str) -> _Activation:
+    """Makes a 1-Lipschitz activation by name: ``lipswish``, ``elu`` or ``tanh``."""
+    try:
+        return _ACTIVATIONS[name.lower()]()
+    except KeyError:
+        raise ValueError(
+            f"unknown activation {name!r}; choose one of {', '.join(_ACTIVATIONS)}"
+        ) from None
