@@ -170,12 +170,13 @@ class BayesianNetwork:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BayesianNetwork):
             return NotImplemented
-        return self._nodes == other._nodes and all(
+        # the same structure, whatever order ties were broken in
+        return set(self._nodes) == set(other._nodes) and all(
             set(self._parents[v]) == set(other._parents[v]) for v in self._nodes
         )
 
     def __hash__(self) -> int:
-        return hash((self._nodes, tuple(frozenset(self._parents[v]) for v in self._nodes)))
+        return hash(frozenset((v, frozenset(self._parents[v])) for v in self._nodes))
 
     def __repr__(self) -> str:
         name = f"{self.name!r}, " if self.name else ""
