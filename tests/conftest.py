@@ -3,8 +3,12 @@ import torch
 
 
 def pytest_addoption(parser):
-    parser.addoption("--dtype", default=None, choices=["float32", "float64"],
-                     help="run the flow property tests in this dtype only")
+    parser.addoption(
+        "--dtype",
+        default=None,
+        choices=["float32", "float64"],
+        help="run the flow property tests in this dtype only",
+    )
     parser.addoption("--device", default="cpu", help="device for the flow property tests (cpu, cuda)")
 
 

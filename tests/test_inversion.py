@@ -12,9 +12,7 @@ from sirenvae.networks import load_network
 def dags_with_latents(draw, max_nodes=9):
     n = draw(st.integers(2, max_nodes))
     names = [f"v{i}" for i in range(n)]
-    parents = {
-        names[i]: [names[j] for j in range(i) if draw(st.booleans())] for i in range(n)
-    }
+    parents = {names[i]: [names[j] for j in range(i) if draw(st.booleans())] for i in range(n)}
     perm = draw(st.permutations(names))  # the given order need not be topological
     bn = BayesianNetwork({v: parents[v] for v in perm})
     k = draw(st.integers(1, n - 1))
@@ -42,16 +40,29 @@ def test_v_structure_explaining_away():
 
 
 def test_binary_tree():
-    bn = BayesianNetwork({
-        "z0": [], "z1": ["z0"], "z2": ["z0"],
-        "x1": ["z1"], "x2": ["z1"], "x3": ["z2"], "x4": ["z2"],
-    })
+    bn = BayesianNetwork(
+        {
+            "z0": [],
+            "z1": ["z0"],
+            "z2": ["z0"],
+            "x1": ["z1"],
+            "x2": ["z1"],
+            "x3": ["z2"],
+            "x4": ["z2"],
+        }
+    )
     H = faithful_inverse(bn, ["z0", "z1", "z2"])
     assert edges(H) == {
-        ("z1", "z0"), ("z2", "z0"),
-        ("z2", "z1"), ("x1", "z1"), ("x2", "z1"),
+        ("z1", "z0"),
+        ("z2", "z0"),
+        ("z2", "z1"),
+        ("x1", "z1"),
+        ("x2", "z1"),
         # eliminating z1 married z2 with x1, x2: z2 is sampled first and sees every leaf
-        ("x1", "z2"), ("x2", "z2"), ("x3", "z2"), ("x4", "z2"),
+        ("x1", "z2"),
+        ("x2", "z2"),
+        ("x3", "z2"),
+        ("x4", "z2"),
     }
 
 
@@ -60,12 +71,18 @@ def test_arithmetic_circuit_by_hand():
     Z = [f"z{i}" for i in range(6)]
     H = faithful_inverse(bn, Z)
     assert edges(H) == {
-        ("x0", "z5"), ("x1", "z5"),
-        ("z5", "z3"), ("x0", "z3"),
+        ("x0", "z5"),
+        ("x1", "z5"),
+        ("z5", "z3"),
+        ("x0", "z3"),
         ("z3", "z2"),
-        ("z2", "z1"), ("z3", "z1"),
-        ("z1", "z0"), ("z2", "z0"), ("z3", "z0"),
-        ("z3", "z4"), ("z5", "z4"),
+        ("z2", "z1"),
+        ("z3", "z1"),
+        ("z1", "z0"),
+        ("z2", "z0"),
+        ("z3", "z0"),
+        ("z3", "z4"),
+        ("z5", "z4"),
     }
     assert is_faithful(bn, H, Z) and redundant_edges(bn, H, Z) == []
 

@@ -18,8 +18,8 @@ def test_available():
 
 
 @pytest.mark.parametrize(
-    "name, nodes, edges", [("ecoli70", 46, 70), ("arth150", 107, 150), ("magic-niab", 44, 66),
-                           ("magic-irri", 64, 102)]
+    "name, nodes, edges",
+    [("ecoli70", 46, 70), ("arth150", 107, 150), ("magic-niab", 44, 66), ("magic-irri", 64, 102)],
 )
 def test_sizes_and_sample_moments(name, nodes, edges):
     net = load_network(name)
@@ -56,9 +56,7 @@ def test_log_prob_of_a_pair_is_the_bivariate_gaussian():
     mean, cov = net.mean_and_covariance(["cspG", "cspA"])
     x = torch.tensor([[2.0, 0.3]], dtype=torch.float64)
     d = x - mean
-    expected = -0.5 * (d @ torch.linalg.inv(cov) @ d.T).squeeze() - 0.5 * torch.logdet(
-        2 * math.pi * cov
-    )
+    expected = -0.5 * (d @ torch.linalg.inv(cov) @ d.T).squeeze() - 0.5 * torch.logdet(2 * math.pi * cov)
     assert torch.allclose(net.log_prob(x, ["cspG", "cspA"]), expected.reshape(1))
 
 

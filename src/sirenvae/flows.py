@@ -146,8 +146,7 @@ class GRFBlock(nn.Module):
             raise ValueError(f"this flow needs a context of {self.context_features} features")
         if context.shape[-1:] != (self.context_features,):
             raise ValueError(
-                f"expected a context with {self.context_features} features, "
-                f"got shape {tuple(context.shape)}"
+                f"expected a context with {self.context_features} features, got shape {tuple(context.shape)}"
             )
         shape = torch.broadcast_shapes(z.shape[:-1], context.shape[:-1])
         z = z.expand(*shape, self.features)
@@ -198,9 +197,9 @@ class GRFBlock(nn.Module):
         max_iter: int = 50,
         method: Method = "newton",
     ) -> tuple[Tensor, int, float, bool]:
-        """Solves :math:`y = z + g(z)` for :math:`z`; returns ``(z, iterations, residual, converged)``.
+        r"""Solves :math:`y = z + g(z)` for :math:`z`; returns ``(z, iterations, residual, converged)``.
 
-        Stops when :math:`|z + g(z) - y| \\le` ``atol + rtol * |y|`` everywhere; ``rtol`` defaults
+        Stops when :math:`|z + g(z) - y| \le` ``atol + rtol * |y|`` everywhere; ``rtol`` defaults
         to four machine epsilons of the dtype.
         """
         if method not in ("newton", "banach"):
@@ -226,8 +225,9 @@ class GRFBlock(nn.Module):
             z = z - r / (1 + d) if method == "newton" else y - g
         return z, max_iter, residual, False
 
-    def inverse_with_grad(self, z: Tensor, y: Tensor, context: Tensor | None, atol: float,
-                          max_iter: int) -> Tensor:
+    def inverse_with_grad(
+        self, z: Tensor, y: Tensor, context: Tensor | None, atol: float, max_iter: int
+    ) -> Tensor:
         r"""Attaches implicit gradients to a solution ``z`` of :math:`y = z + g(z)`.
 
         The value is :math:`y - g(z)`; its backward maps an incoming gradient :math:`v` to
@@ -326,7 +326,7 @@ class GraphicalResidualFlow(nn.Module):
         return sum(b.effective_weights for b in self.blocks)
 
     def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Returns :math:`F(z)` and :math:`\\log |\\det J_F(z)|`, shape ``z.shape[:-1]``."""
+        r"""Returns :math:`F(z)` and :math:`\log |\det J_F(z)|`, shape ``z.shape[:-1]``."""
         ladj = 0
         for block in self.blocks:
             z, l = block(z, context)
@@ -342,7 +342,7 @@ class GraphicalResidualFlow(nn.Module):
         return z
 
     def log_abs_det_jacobian(self, z: Tensor, context: Tensor | None = None) -> Tensor:
-        """:math:`\\log |\\det J_F(z)|`."""
+        r""":math:`\log |\det J_F(z)|`."""
         return self.forward(z, context)[1]
 
     def solve(
@@ -361,9 +361,7 @@ class GraphicalResidualFlow(nn.Module):
         converged = True
         z = y
         for block in reversed(self.blocks):
-            z, it, res, ok = block.solve(
-                z, context, atol=atol, rtol=rtol, max_iter=max_iter, method=method
-            )
+            z, it, res, ok = block.solve(z, context, atol=atol, rtol=rtol, max_iter=max_iter, method=method)
             iterations.append(it)
             residual = max(residual, res)
             converged &= ok
@@ -419,7 +417,8 @@ class GraphicalResidualFlow(nn.Module):
 
     def certify(self) -> Tensor:
         """The exact Lipschitz bound of every block's residual :math:`g`: the product of the exact
-        spectral norms of its normalised weights (the activations are 1-Lipschitz)."""
+        spectral norms of its normalised weights (the activations are 1-Lipschitz).
+        """
         bounds = []
         for block in self.blocks:
             bound = torch.ones((), dtype=torch.float64)

@@ -306,7 +306,8 @@ class BayesianNetwork:
     @classmethod
     def from_dot(cls, source: str | Path) -> BayesianNetwork:
         """Reads a ``digraph`` in the DOT language (nodes, edges, chains and ``{a b}`` groups;
-        attributes are ignored)."""
+        attributes are ignored).
+        """
         if isinstance(source, Path) or "{" not in source:
             path = Path(source)
             if not path.exists():
@@ -378,7 +379,8 @@ class BayesianNetwork:
 
 def read_graph(source: str | Path | nx.DiGraph | Any) -> BayesianNetwork:
     """Reads a graph from a file (by extension: ``.json``, ``.csv``, ``.dot``/``.gv``, ``.bif``),
-    a ``networkx.DiGraph`` or a pgmpy model."""
+    a ``networkx.DiGraph`` or a pgmpy model.
+    """
     if isinstance(source, BayesianNetwork):
         return source
     if isinstance(source, nx.DiGraph):
@@ -501,7 +503,7 @@ def _dot_tokens(text: str) -> list[str]:
     while pos < len(text):
         m = _DOT_TOKEN.match(text, pos)
         if m is None:
-            raise GraphError(f"DOT: cannot parse near {text[pos:pos + 20]!r}")
+            raise GraphError(f"DOT: cannot parse near {text[pos : pos + 20]!r}")
         if m.group("tok") is not None:
             tokens.append(m.group("tok"))
         pos = m.end()

@@ -21,9 +21,7 @@ from sirenvae.graph import BayesianNetwork, check_latent
 __all__ = ["faithful_inverse", "is_faithful", "redundant_edges"]
 
 
-def faithful_inverse(
-    bn: BayesianNetwork, latent: Iterable[str], *, prune: bool = False
-) -> BayesianNetwork:
+def faithful_inverse(bn: BayesianNetwork, latent: Iterable[str], *, prune: bool = False) -> BayesianNetwork:
     r"""The minimal faithful inverse :math:`H` of ``bn`` for the latent set (NaMI).
 
     Moralise :math:`G`; repeatedly eliminate, from the frontier of latents whose latent parents are
@@ -55,9 +53,7 @@ def faithful_inverse(
 
         def cost(v: str) -> tuple[int, int]:
             nb = [u for u in U.neighbors(v) if u not in eliminated]
-            fill = sum(
-                1 for i, a in enumerate(nb) for b in nb[i + 1 :] if not U.has_edge(a, b)
-            )
+            fill = sum(1 for i, a in enumerate(nb) for b in nb[i + 1 :] if not U.has_edge(a, b))
             return fill, rank[v]
 
         v = min(frontier, key=cost)
@@ -68,8 +64,10 @@ def faithful_inverse(
         order.append(v)
         frontier.discard(v)
         for z in Z:
-            if z not in eliminated and z not in frontier and all(
-                p in eliminated for p in bn.parents(z) if p in latent_set
+            if (
+                z not in eliminated
+                and z not in frontier
+                and all(p in eliminated for p in bn.parents(z) if p in latent_set)
             ):
                 frontier.add(z)
 

@@ -22,9 +22,10 @@ class MaskedLinear(nn.Module):
     r"""A linear layer :math:`y = (W \odot M)_s x + b` with a fixed mask and an optional spectral bound.
 
     With ``kappa`` set, :math:`(W \odot M)_s = (W \odot M) / \max(1, \sigma / \kappa)` where
-    :math:`\sigma` estimates the spectral norm of :math:`W \odot M` by power iteration. The power
-    vectors are persistent buffers, updated in training mode only, so ``eval()`` is deterministic
-    and equals ``train()`` once the iteration has converged.
+    :math:`\sigma` estimates the spectral norm of :math:`W \odot M` by power iteration, run per
+    connected component of the mask. The power vectors are persistent buffers, updated in training
+    mode only; leaving training mode sets them to the exact top singular vectors, so in ``eval()``
+    the bound holds exactly and no forward pass updates anything.
 
     Arguments:
         mask: ``(out, in)`` boolean mask, kept as a buffer.
@@ -56,9 +57,18 @@ class MaskedLinear(nn.Module):
         self.weight = nn.Parameter((torch.rand(out_features, in_features) * 2 - 1) * bound * mask)
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
         if kappa is not None:
-            self.register_buffer("u", F.normalize(torch.randn(out_features), dim=0))
-            self.register_buffer("v", F.normalize(torch.randn(in_features), dim=0))
+            rows, cols, n = _mask_components(mask)
+            self.register_buffer("_row_component", rows, persistent=False)
+            self.register_buffer("_col_component", cols, persistent=False)
+            self._components = n
+            self.register_buffer("u", self._normalize(torch.randn(out_features), rows))
+            self.register_buffer("v", self._normalize(torch.randn(in_features), cols))
             self.power_iterate(50)
+
+    def _normalize(self, x: Tensor, component: Tensor) -> Tensor:
+        sq = torch.zeros(self._components, dtype=x.dtype, device=x.device)
+        sq = sq.index_add(0, component, x * x)
+        return x / sq.sqrt().clamp(min=1e-12)[component]
 
     @property
     def in_features(self) -> int:
@@ -69,17 +79,72 @@ class MaskedLinear(nn.Module):
         return self.mask.shape[0]
 
     @torch.no_grad()
-    def power_iterate(self, n: int) -> None:
-        """Runs ``n`` power iterations on :math:`W \\odot M`, updating the persistent vectors."""
+    def power_iterate(self, n: int, *, rtol: float | None = None, max_iter: int = 0) -> int:
+        r"""Runs ``n`` power iterations on :math:`W \odot M`, updating the persistent vectors.
+
+        The iteration runs separately on every connected component of the mask (the vectors are
+        normalised per component). Graphical masks are close to block-diagonal; a single global
+        iteration lets the components of blocks that are not dominant decay to round-off, and
+        recovers them only hundreds of iterations after training makes one of them dominant.
+        """
         if self.kappa is None:
             return
         W = self.weight * self.mask
         u, v = self.u, self.v
-        for _ in range(n):
-            v = F.normalize(W.T @ u, dim=0, eps=1e-12)
-            u = F.normalize(W @ v, dim=0, eps=1e-12)
+        previous = None
+        it = 0
+        while it < max(n, max_iter):
+            v = self._normalize(W.T @ u, self._col_component)
+            u = self._normalize(W @ v, self._row_component)
+            it += 1
+            if rtol is not None and it >= n:
+                per = torch.zeros(self._components, dtype=W.dtype, device=W.device)
+                per = per.index_add(0, self._row_component, u * (W @ v))
+                if previous is not None and bool(
+                    ((per - previous).abs() <= rtol * per.max().clamp(min=1e-30)).all()
+                ):
+                    break
+                previous = per
+            elif it >= n:
+                break
         self.u.copy_(u)
         self.v.copy_(v)
+        return it
+
+    @torch.no_grad()
+    def sync_power_vectors(self) -> None:
+        """Sets the power vectors to the exact top singular vectors of every mask component.
+
+        Called when the layer leaves training mode, so that in ``eval()`` the normalised weight's
+        spectral norm is at most ``kappa`` up to round-off, however far training moved the weights.
+        """
+        if self.kappa is None:
+            return
+        W = (self.weight * self.mask).double()
+        u = torch.zeros_like(self.u, dtype=torch.float64)
+        v = torch.zeros_like(self.v, dtype=torch.float64)
+        for c in range(self._components):
+            rows = torch.nonzero(self._row_component == c).flatten()
+            cols = torch.nonzero(self._col_component == c).flatten()
+            if rows.numel() == 0 or cols.numel() == 0:
+                continue
+            U, _, Vh = torch.linalg.svd(W[rows][:, cols], full_matrices=False)
+            u[rows] = U[:, 0]
+            v[cols] = Vh[0]
+        self.u.copy_(u)
+        self.v.copy_(v)
+
+    def train(self, mode: bool = True) -> MaskedLinear:
+        if self.training and not mode:
+            self.sync_power_vectors()
+        return super().train(mode)
+
+    def sigma(self, W: Tensor) -> Tensor:
+        r"""The estimate :math:`\max_c u_c^\top W_c v_c` of the spectral norm of ``W`` (masked)."""
+        # clones: the buffers change in place at the next training step, autograd must not see it
+        u, v = self.u.clone(), self.v.clone()
+        per = torch.zeros(self._components, dtype=W.dtype, device=W.device)
+        return per.index_add(0, self._row_component, u * (W @ v)).max()
 
     def normalized_weight(self, update: bool | None = None) -> Tensor:
         r""":math:`(W \odot M)_s`, the masked and spectrally normalised weight.
@@ -92,9 +157,7 @@ class MaskedLinear(nn.Module):
             return W
         if self.training if update is None else update:
             self.power_iterate(self.n_power_iterations)
-        # clones: the buffers change in place at the next training step, autograd must not see it
-        sigma = torch.dot(self.u.clone(), W @ self.v.clone())
-        return W / torch.clamp(sigma / self.kappa, min=1.0)
+        return W / torch.clamp(self.sigma(W) / self.kappa, min=1.0)
 
     def spectral_norm(self) -> Tensor:
         """The exact spectral norm of the normalised weight (a certificate, not used in training)."""
@@ -144,7 +207,7 @@ class LipSwish(_Activation):
 
 
 class ELU(_Activation):
-    """ELU with :math:`\\alpha = 1` (1-Lipschitz)."""
+    r"""ELU with :math:`\alpha = 1` (1-Lipschitz)."""
 
     def forward_and_derivative(self, x: Tensor) -> tuple[Tensor, Tensor]:
         y = F.elu(x)
@@ -167,6 +230,20 @@ def activation(name: str) -> _Activation:
     try:
         return _ACTIVATIONS[name.lower()]()
     except KeyError:
-        raise ValueError(
-            f"unknown activation {name!r}; choose one of {', '.join(_ACTIVATIONS)}"
-        ) from None
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(_ACTIVATIONS)}") from None
+
+
+def _mask_components(mask: Tensor) -> tuple[Tensor, Tensor, int]:
+    """Connected components of the bipartite graph of a mask: a label per row and per column."""
+    import networkx as nx
+
+    out_features, in_features = mask.shape
+    G = nx.Graph()
+    G.add_nodes_from(range(out_features + in_features))
+    r, c = torch.nonzero(mask, as_tuple=True)
+    G.add_edges_from(zip(r.tolist(), (c + out_features).tolist(), strict=True))
+    label = torch.empty(out_features + in_features, dtype=torch.long)
+    n = 0
+    for n, comp in enumerate(nx.connected_components(G)):
+        label[list(comp)] = n
+    return label[:out_features].clone(), label[out_features:].clone(), n + 1

@@ -40,8 +40,11 @@ __all__ = [
     "network_document",
 ]
 
-_ALIASES = {"arithmetic_circuit": "arithmetic-circuit", "magic_niab": "magic-niab",
-            "magic_irri": "magic-irri"}
+_ALIASES = {
+    "arithmetic_circuit": "arithmetic-circuit",
+    "magic_niab": "magic-niab",
+    "magic_irri": "magic-irri",
+}
 
 
 def available_networks() -> tuple[str, ...]:
@@ -54,9 +57,7 @@ def network_document(name: str) -> dict[str, Any]:
     """The raw JSON document of a shipped network (source, citation, parameters)."""
     key = _ALIASES.get(name, name)
     if key not in available_networks():
-        raise GraphError(
-            f"unknown network {name!r}; shipped networks: {', '.join(available_networks())}"
-        )
+        raise GraphError(f"unknown network {name!r}; shipped networks: {', '.join(available_networks())}")
     return json.loads(resources.files(__name__).joinpath(f"{key}.json").read_text())
 
 
@@ -121,8 +122,10 @@ class LinearGaussianNetwork:
             except (KeyError, TypeError, ValueError) as e:
                 raise GraphError(f"network JSON: node {v!r} lacks valid linear-Gaussian parameters") from e
             if len(coefs) != len(entry["parents"]):
-                raise GraphError(f"network JSON: node {v!r} has {len(coefs)} coefficients "
-                                 f"for {len(entry['parents'])} parents")
+                raise GraphError(
+                    f"network JSON: node {v!r} has {len(coefs)} coefficients "
+                    f"for {len(entry['parents'])} parents"
+                )
             if not sd[i] > 0:
                 raise GraphError(f"network JSON: node {v!r} has non-positive sd {sd[i].item()}")
             for p, c in zip(entry["parents"], coefs, strict=True):
@@ -137,7 +140,8 @@ class LinearGaussianNetwork:
     def _moments(self) -> tuple[Tensor, Tensor]:
         D = len(self.graph)
         L = torch.linalg.solve_triangular(
-            torch.eye(D, dtype=torch.float64) - self.weights, torch.eye(D, dtype=torch.float64),
+            torch.eye(D, dtype=torch.float64) - self.weights,
+            torch.eye(D, dtype=torch.float64),
             upper=False,
         )
         mean = L @ self.intercept
@@ -171,7 +175,8 @@ class LinearGaussianNetwork:
 
     def log_prob(self, x: Tensor, variables: Sequence[str] | None = None) -> Tensor:
         """The exact log-density of ``x`` (shape ``(..., len(variables))``) under the Gaussian
-        marginal of ``variables`` (all nodes by default)."""
+        marginal of ``variables`` (all nodes by default).
+        """
         mean, cov = self.mean_and_covariance(variables)
         if x.shape[-1] != mean.shape[0]:
             raise ValueError(f"x has {x.shape[-1]} columns but {mean.shape[0]} variables were named")
@@ -238,8 +243,10 @@ class ArithmeticCircuit:
         for v in self.graph.nodes:
             dist = cond[v]()
             u = torch.rand(n, generator=g, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
-            values[v] = dist.icdf(u) if isinstance(dist, torch.distributions.Laplace) else (
-                dist.loc + dist.scale * torch.randn(n, generator=g, dtype=torch.float64)
+            values[v] = (
+                dist.icdf(u)
+                if isinstance(dist, torch.distributions.Laplace)
+                else (dist.loc + dist.scale * torch.randn(n, generator=g, dtype=torch.float64))
             )
         return torch.stack([values[v] for v in self.graph.nodes], dim=-1).to(dtype)
 

@@ -1,0 +1,60 @@
+"""A registry of flow configurations that feeds every property test."""
+
+from dataclasses import dataclass, field
+
+import torch
+
+from sirenvae.flows import GraphicalResidualFlow
+
+
+@dataclass(frozen=True)
+class FlowCase:
+    nodes: int
+    edge_prob: float
+    context: int = 0
+    hidden_layers: int = 2
+    blocks: int = 2
+    hidden_per_set: int = 3
+    activation: str = "lipswish"
+    singletons: bool = False
+    seed: int = 0
+    kwargs: dict = field(default_factory=dict)
+
+    def graph(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        g = torch.Generator().manual_seed(self.seed)
+        A = torch.tril(torch.rand(self.nodes, self.nodes, generator=g) < self.edge_prob, -1)
+        # a random relabelling: the flow must not rely on the adjacency being sorted
+        perm = torch.randperm(self.nodes, generator=g)
+        A = A[perm][:, perm]
+        C = None
+        if self.context:
+            C = torch.rand(self.nodes, self.context, generator=g) < 0.5
+        return A, C
+
+    def build(self, dtype=torch.float64, device="cpu") -> GraphicalResidualFlow:
+        torch.manual_seed(self.seed)
+        A, C = self.graph()
+        flow = GraphicalResidualFlow(
+            A,
+            C,
+            blocks=self.blocks,
+            hidden_layers=self.hidden_layers,
+            hidden_per_set=self.hidden_per_set,
+            activation=self.activation,
+            singletons=self.singletons,
+            **self.kwargs,
+        )
+        return flow.to(dtype=dtype, device=device)
+
+
+CASES = {
+    "d2-h1": FlowCase(2, 0.9, hidden_layers=1, blocks=1),
+    "d5-h2-ctx2": FlowCase(5, 0.5, context=2, seed=1),
+    "d12-h3-tanh": FlowCase(12, 0.3, hidden_layers=3, activation="tanh", seed=2),
+    "d20-h2-ctx4-singletons": FlowCase(20, 0.2, context=4, singletons=True, seed=3),
+    "d30-h1-elu": FlowCase(30, 0.15, hidden_layers=1, activation="elu", blocks=3, seed=4),
+    "d40-h2-ctx3": FlowCase(40, 0.1, context=3, hidden_per_set=2, seed=5),
+    "d40-h3-dense": FlowCase(40, 0.6, hidden_layers=3, hidden_per_set=1, blocks=1, seed=6),
+}
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}

@@ -1,0 +1,322 @@
+import math
+
+import pytest
+import torch
+
+from registry import CASES, DTYPES
+from sirenvae.flows import GRF, ConvergenceError, GraphicalResidualFlow
+
+PARAMS = [pytest.param(c, d, id=f"{c}-{d}") for c in CASES for d in DTYPES]
+TOL = {"float64": 1e-6, "float32": 2e-3}
+
+
+def build(case, dtype, device="cpu"):
+    return CASES[case].build(DTYPES[dtype], device).eval()
+
+
+def inputs(flow, *batch, seed=0, dtype=None, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    dtype = dtype or flow.blocks[0].layers[0].weight.dtype
+    z = torch.randn(*batch, flow.features, generator=g, dtype=dtype).to(device)
+    c = None
+    if flow.context_features:
+        c = torch.randn(*batch, flow.context_features, generator=g, dtype=dtype).to(device)
+    return z, c
+
+
+def jacobian(fn, z):
+    return torch.autograd.functional.jacobian(fn, z)
+
+
+def closure(A):
+    R = A.clone() | torch.eye(A.shape[0], dtype=torch.bool)
+    for _ in range(A.shape[0]):
+        R = R | ((R.float() @ R.float()) > 0)
+    return R
+
+
+@pytest.mark.parametrize("case, dtype", PARAMS)
+def test_block_jacobian_sparsity_equals_graph(case, dtype, device):
+    flow = build(case, dtype, device)
+    A, _ = CASES[case].graph()
+    allowed = (A | torch.eye(A.shape[0], dtype=torch.bool)).to(device)
+    z, c = inputs(flow, 3, device=device)
+    block = flow.blocks[0]
+    for b in range(3):
+        cb = None if c is None else c[b]
+        J = jacobian(lambda v, cb=cb: block(v, cb)[0], z[b])
+        assert (J[~allowed] == 0).all()
+        # an edge of the graph is a real dependence (random weights: nonzero almost surely)
+        assert (J[allowed] != 0).float().mean() > 0.9
+
+
+@pytest.mark.parametrize("case, dtype", PARAMS)
+def test_stack_jacobian_zero_outside_ancestors(case, dtype, device):
+    flow = build(case, dtype, device)
+    A, _ = CASES[case].graph()
+    R = closure(A).to(device)
+    z, c = inputs(flow, device=device)
+    J = jacobian(lambda v: flow(v, c)[0], z)
+    assert (J[~R] == 0).all()
+
+
+@pytest.mark.parametrize("case, dtype", PARAMS)
+def test_log_det_equals_slogdet_both_directions(case, dtype, device):
+    flow = build(case, dtype, device)
+    tol = TOL[dtype]
+    z, c = inputs(flow, 2, device=device)
+    y, ladj = flow(z, c)
+    for b in range(2):
+        cb = None if c is None else c[b]
+        J = jacobian(lambda v, cb=cb: flow(v, cb)[0], z[b])
+        sign, logabs = torch.linalg.slogdet(J)
+        assert sign > 0
+        assert abs(logabs.item() - ladj[b].item()) <= tol
+        # inverse direction: the autograd Jacobian of the inverse (implicit gradients)
+        Ji = jacobian(lambda w, cb=cb: flow.inverse(w, cb, atol=1e-10), y[b])
+        assert abs(torch.linalg.slogdet(Ji)[1].item() + ladj[b].item()) <= tol
+
+
+@pytest.mark.parametrize("case, dtype", PARAMS)
+def test_inverse_round_trip(case, dtype, device):
+    flow = build(case, dtype, device)
+    z, c = inputs(flow, 64, device=device)
+    z = 3 * z  # well into the tails
+    y, _ = flow(z, c)
+    result = flow.solve(y, c, max_iter=50)
+    assert result.converged
+    assert max(result.iterations) <= 50
+    tol = 1e-6 if dtype == "float64" else 1e-4
+    assert (result.z - z).abs().max() <= tol
+    assert (flow.inverse(y, c) - z).abs().max() <= tol
+
+
+@pytest.mark.parametrize("case, dtype", PARAMS)
+def test_spectral_norm_bounded_after_training(case, dtype, device):
+    flow = CASES[case].build(DTYPES[dtype], device).train()
+    opt = torch.optim.Adam(flow.parameters(), lr=2e-2)
+    z, c = inputs(flow, 128, seed=1, device=device)
+    z = 4 * z + 1  # a target far from N(0, I) pushes the weights to grow
+    for _ in range(100):
+        e, ladj = flow(z, c)
+        loss = (0.5 * e.square().sum(-1) - ladj).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    kappa = 0.97
+    flow.eval()
+    for block in flow.blocks:
+        for layer in block.layers:
+            assert layer.spectral_norm() <= kappa + 1e-4
+    L = len(flow.blocks[0].layers)
+    assert (flow.certify() <= kappa**L + 1e-3).all()
+
+
+@pytest.mark.parametrize("case, dtype", PARAMS)
+def test_eval_equals_train_once_converged(case, dtype, device):
+    flow = build(case, dtype, device)
+    z, c = inputs(flow, 16, device=device)
+    y_eval, l_eval = flow(z, c)
+    flow.train()
+    y_train, l_train = flow(z, c)
+    tol = 1e-10 if dtype == "float64" else 1e-5
+    assert torch.allclose(y_eval, y_train, atol=tol) and torch.allclose(l_eval, l_train, atol=tol)
+
+
+def test_eval_does_not_update_power_iteration():
+    flow = CASES["d5-h2-ctx2"].build()
+    flow.eval()
+    before = {k: v.clone() for k, v in flow.state_dict().items()}
+    z, c = inputs(flow, 8)
+    flow(z, c)
+    flow.inverse(flow(z, c)[0], c)
+    assert all(torch.equal(before[k], v) for k, v in flow.state_dict().items())
+    flow.train()
+    flow(z, c)
+    changed = [k for k, v in flow.state_dict().items() if not torch.equal(before[k], v)]
+    assert changed and all(k.endswith((".u", ".v")) for k in changed)
+
+
+def test_leaving_training_synchronises_the_spectral_estimate():
+    flow = CASES["d40-h2-ctx3"].build().train()
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.mul_(3)  # the estimate now lags far behind
+    flow.eval()
+    for block in flow.blocks:
+        for layer in block.layers:
+            assert (
+                abs(
+                    layer.sigma(layer.weight * layer.mask)
+                    - torch.linalg.matrix_norm(layer.weight * layer.mask, 2)
+                )
+                < 1e-10
+            )
+
+
+@pytest.mark.parametrize("case, dtype", PARAMS)
+def test_every_parameter_gets_a_gradient(case, dtype, device):
+    flow = CASES[case].build(DTYPES[dtype], device).train()
+    z, c = inputs(flow, 32, device=device)
+    y, ladj = flow(z, c)
+    (y.square().sum() - ladj.sum()).backward()
+    for name, p in flow.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("case, dtype", PARAMS)
+def test_state_dict_round_trip(case, dtype, device):
+    flow = build(case, dtype, device)
+    other = CASES[case].build(DTYPES[dtype], device)
+    torch.manual_seed(123)
+    other = (
+        type(flow)(
+            *CASES[case].graph(),
+            blocks=CASES[case].blocks,
+            hidden_layers=CASES[case].hidden_layers,
+            hidden_per_set=CASES[case].hidden_per_set,
+            activation=CASES[case].activation,
+            singletons=CASES[case].singletons,
+        )
+        .to(DTYPES[dtype])
+        .eval()
+    )
+    z, c = inputs(flow, 8, device=device)
+    assert not torch.allclose(other(z, c)[0], flow(z, c)[0])
+    other.load_state_dict(flow.state_dict())
+    y1, l1 = flow(z, c)
+    y2, l2 = other(z, c)
+    assert torch.equal(y1, y2) and torch.equal(l1, l2)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if CASES[c].context])
+@pytest.mark.parametrize("batch", [(), (7,), (2, 3)], ids=str)
+def test_context_broadcasts_over_batch_shapes(case, batch):
+    flow = build(case, "float64")
+    z, c = inputs(flow, *batch)
+    y, ladj = flow(z, c)
+    assert y.shape == (*batch, flow.features) and ladj.shape == batch
+    flat_z, flat_c = z.reshape(-1, flow.features), c.reshape(-1, flow.context_features)
+    for i in range(flat_z.shape[0]):
+        yi, li = flow(flat_z[i], flat_c[i])
+        assert torch.allclose(yi, y.reshape(-1, flow.features)[i])
+        assert torch.allclose(li, ladj.reshape(-1)[i])
+    # one context shared by a batch of points, and one point under many contexts
+    z5, _ = inputs(flow, 5, seed=3)
+    y5, _ = flow(z5, c.reshape(-1, flow.context_features)[0])
+    assert y5.shape == (5, flow.features)
+    yz, _ = flow(z5[0], torch.randn(*batch, 4, flow.context_features, dtype=torch.float64))
+    assert yz.shape == (*batch, 4, flow.features)
+    assert torch.allclose(flow.inverse(y, c), z, atol=1e-6)
+
+
+def test_context_is_masked_by_its_adjacency():
+    flow = build("d5-h2-ctx2", "float64")
+    _, C = CASES["d5-h2-ctx2"].graph()
+    z, c = inputs(flow)
+    Jc = jacobian(lambda cc: flow.blocks[0](z, cc)[0], c)
+    assert (Jc[~C] == 0).all() and (Jc[C] != 0).all()
+
+
+def test_newton_needs_fewer_iterations_than_banach():
+    flow = build("d40-h2-ctx3", "float64")
+    z, c = inputs(flow, 64)
+    y, _ = flow(3 * z, c)
+    newton = flow.solve(y, c, method="newton")
+    banach = flow.solve(y, c, method="banach", max_iter=500)
+    assert newton.converged and banach.converged
+    assert sum(newton.iterations) < sum(banach.iterations)
+
+
+def test_non_convergence_raises_or_warns():
+    flow = build("d12-h3-tanh", "float64")
+    z, _ = inputs(flow, 16)
+    y, _ = flow(5 * z)
+    with pytest.raises(ConvergenceError, match="did not converge"):
+        flow.inverse(y, max_iter=1, atol=1e-12)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        flow.inverse(y, max_iter=1, atol=1e-12, on_fail="warn")
+    result = flow.solve(y, max_iter=1, atol=1e-12)
+    assert not result.converged and result.residual > 1e-12
+    with pytest.raises(ValueError, match="on_fail"):
+        flow.inverse(y, on_fail="ignore")
+
+
+def test_implicit_gradients():
+    flow = build("d5-h2-ctx2", "float64")
+    z, c = inputs(flow, 3)
+    y, _ = flow(z, c)
+    y = y.detach().requires_grad_()
+    c = c.detach().requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda y, c: flow.inverse(y, c, atol=1e-12), (y, c), check_undefined_grad=False
+    )
+    # F(F^{-1}(y)) = y for every parameter value, so its parameter gradient must vanish
+    w = torch.randn_like(y)
+    (flow(flow.inverse(y, c, atol=1e-12), c)[0] * w).sum().backward()
+    for name, p in flow.named_parameters():
+        assert p.grad is None or p.grad.abs().max() < 1e-8, name
+
+
+def test_bad_inputs():
+    A = torch.tensor([[0, 1], [1, 0]], dtype=torch.bool)
+    with pytest.raises(ValueError, match="not acyclic"):
+        GraphicalResidualFlow(A)
+    with pytest.raises(ValueError, match="square"):
+        GraphicalResidualFlow(torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="kappa"):
+        GraphicalResidualFlow(torch.zeros(2, 2, dtype=torch.bool), kappa=1.0)
+    flow = build("d5-h2-ctx2", "float64")
+    z, c = inputs(flow)
+    with pytest.raises(ValueError, match="needs a context"):
+        flow(z)
+    with pytest.raises(ValueError, match="5 features"):
+        flow(torch.zeros(4, dtype=torch.float64), c)
+    with pytest.raises(ValueError, match="float32 but the flow's parameters are torch.float64"):
+        flow(z.float(), c.float())
+
+
+def test_zuko_style_diagonal_adjacency_is_accepted():
+    A = torch.tensor([[1, 0], [1, 1]], dtype=torch.bool)
+    flow = GraphicalResidualFlow(A, blocks=1)
+    assert not flow.blocks[0].layers[0].mask.all()
+
+
+@pytest.mark.parametrize("direction", ["normalize", "generate"])
+def test_distribution_is_normalised_and_consistent(direction):
+    torch.manual_seed(0)
+    A = torch.tensor([[0, 0], [1, 0]], dtype=torch.bool)
+    dist = GRF(A, direction=direction, blocks=2).double().eval()
+    for m in dist.modules():
+        if hasattr(m, "power_iterate"):
+            m.power_iterate(100)
+    p = dist()
+    # the density integrates to one (trapezoid rule on a wide grid)
+    t = torch.linspace(-9, 9, 301, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(t, t, indexing="ij"), -1)
+    with torch.no_grad():
+        dens = p.log_prob(grid).exp()
+    mass = torch.trapezoid(torch.trapezoid(dens, t), t)
+    assert abs(mass.item() - 1) < 1e-3
+    x, log_q = p.rsample_and_log_prob((50,))
+    assert torch.allclose(log_q, p.log_prob(x), atol=1e-8)
+    assert p.sample((3, 4)).shape == (3, 4, 2)
+
+
+def test_conditional_distribution_batch_shapes_and_gradients():
+    torch.manual_seed(0)
+    A = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=torch.bool)
+    q = GRF(A, torch.ones(3, 4, dtype=torch.bool), direction="generate")
+    c = torch.randn(7, 4)
+    d = q(c)
+    assert d.batch_shape == (7,) and d.event_shape == (3,)
+    z, lq = d.rsample_and_log_prob((5,))
+    assert z.shape == (5, 7, 3) and lq.shape == (5, 7)
+    (lq.sum() + z.square().sum()).backward()
+    assert all(p.grad is not None for p in q.parameters())
+    prior = GRF(A, direction="normalize")
+    s = prior().rsample((10,))
+    assert s.shape == (10, 3)
+    assert math.isfinite(prior().log_prob(s).sum().item())
