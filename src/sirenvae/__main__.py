@@ -1,0 +1,3 @@
+from sirenvae.cli import app
+
+app(prog_name="sirenvae")
