@@ -153,29 +153,57 @@ class GRFBlock(nn.Module):
         context = context.to(z.dtype).expand(*shape, self.context_features)
         return torch.cat([z, context], dim=-1)
 
+    def folded(self, weights: Sequence[Tensor]) -> list[tuple[Tensor, Tensor]]:
+        r"""Weights and biases with the activations' scales folded in.
+
+        With :math:`h_l(a) = o_l \phi(\iota_l a)`, the pre-activations :math:`t_l = \iota_l a_l` obey
+        :math:`t_l = \hat W_l \phi(t_{l-1}) + \hat b_l` with :math:`\hat W_l = \iota_l o_{l-1} W_l` and
+        :math:`\hat b_l = \iota_l b_l`, so a layer costs one matmul and one :math:`\phi`.
+        """
+        out = []
+        outer: Tensor | float = 1.0
+        for l, (W, layer) in enumerate(zip(weights, self.layers, strict=True)):
+            inner = self.activations[l].scales()[0] if l < len(self.activations) else 1.0
+            out.append((W * (inner * outer), layer.bias * inner))
+            if l < len(self.activations):
+                outer = self.activations[l].scales()[1]
+        return out
+
     def g(
         self, z: Tensor, context: Tensor | None, weights: Sequence[Tensor], diag: bool = True
     ) -> tuple[Tensor, Tensor | None]:
-        r"""The residual :math:`g(z \oplus c)` and, if ``diag``, :math:`\partial g_i / \partial z_i`."""
+        r"""The residual :math:`g(z \oplus c)` and, if ``diag``, :math:`\partial g_i / \partial z_i`.
+
+        The diagonal is carried through the layers as one derivative per unit,
+        :math:`\delta_r = \partial t_r / \partial z_{v(r)}`, through the diagonal blocks of units that
+        share a designated variable (Mouton & Kroon, 2022).
+        """
         u = self._inputs(z, context)
         batch = u.shape[:-1]
+        u = u.reshape(-1, u.shape[-1])
+        N = u.shape[0]
         D, k = self.features, self.units
-        L = len(self.layers)
-        a = F.linear(u, weights[0], self.layers[0].bias)
-        d = weights[0][torch.arange(D * k, device=u.device), self._designated] if diag else None
+        layers = self.folded(weights)
+        W, b = layers[0]
+        t = F.linear(u, W, b)
+        if not diag:
+            for act, (W, b) in zip(self.activations, layers[1:], strict=True):
+                t = F.linear(act.phi(t), W, b)
+            return t.reshape(*batch, D), None
+        delta = W[torch.arange(D * k, device=u.device), self._designated].expand(N, D * k)
         for l, act in enumerate(self.activations):
-            h, dh = act.forward_and_derivative(a)
-            W = weights[l + 1]
-            a = F.linear(h, W, self.layers[l + 1].bias)
-            if d is None:
-                continue
-            e = (dh * d).reshape(*batch, D, k)
-            if l + 2 < L:  # hidden -> hidden: (D, k, k) diagonal blocks
+            h, e = act.phi_jvp(t, delta)
+            W, b = layers[l + 1]
+            t = F.linear(h, W, b)
+            # d_next = diagonal blocks of W times e, with the batch last so bmm runs on long rows
+            eT = e.reshape(N, D, k).permute(1, 2, 0)
+            if l + 2 < len(layers):
                 blocks = W.view(D, k, D, k).diagonal(dim1=0, dim2=2).permute(2, 0, 1)
-                d = torch.einsum("vij,...vj->...vi", blocks, e).reshape(*batch, D * k)
-            else:  # hidden -> output: (D, k)
-                d = (e * W.view(D, D, k).diagonal(dim1=0, dim2=1).T).sum(-1)
-        return a, d
+                delta = torch.bmm(blocks, eT).permute(2, 0, 1).reshape(N, D * k)
+            else:
+                blocks = W.view(D, D, k).diagonal(dim1=0, dim2=1).T.unsqueeze(1)
+                delta = torch.bmm(blocks, eT).view(D, N).T
+        return t.reshape(*batch, D), delta.reshape(*batch, D)
 
     def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         r"""Returns :math:`y = z + g(z \oplus c)` and :math:`\log |\det \partial y / \partial z|`."""

@@ -175,20 +175,40 @@ class MaskedLinear(nn.Module):
 
 
 class _Activation(nn.Module):
-    """A 1-Lipschitz activation that also returns its derivative (for exact log-determinants)."""
+    r"""A 1-Lipschitz activation :math:`h(a) = \mathrm{outer} \cdot \phi(\mathrm{inner} \cdot a)`.
 
-    def forward_and_derivative(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    Exposing the scales lets a network fold them into its (small) weight matrices instead of
+    scaling its (large) activations, and :meth:`phi_jvp` returns :math:`\phi(t)` with
+    :math:`\phi'(t) \odot \delta` for exact log-determinants.
+    """
+
+    def scales(self) -> tuple[Tensor | float, Tensor | float]:
+        """``(inner, outer)``."""
+        return 1.0, 1.0
+
+    def phi(self, t: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_and_derivative(x)[0]
+    def phi_jvp(self, t: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
+        """:math:`\phi(t)` and :math:`\phi'(t) \odot \delta`."""
+        raise NotImplementedError
+
+    def forward(self, a: Tensor) -> Tensor:
+        inner, outer = self.scales()
+        return outer * self.phi(inner * a)
+
+    def forward_and_derivative(self, a: Tensor) -> tuple[Tensor, Tensor]:
+        """:math:`h(a)` and :math:`h'(a)`."""
+        inner, outer = self.scales()
+        y, dy = self.phi_jvp(inner * a, torch.ones_like(a))
+        return outer * y, (outer * inner) * dy
 
 
 class LipSwish(_Activation):
     r"""LipSwish :math:`h(x) = x \, \mathrm{sigmoid}(\beta x) / 1.1` with learnable :math:`\beta > 0`.
 
     Its derivative peaks at about 1.0998 before the division, so :math:`h` is 1-Lipschitz for
-    every :math:`\beta` (Chen et al., 2019).
+    every :math:`\beta` (Chen et al., 2019). Computed as :math:`\mathrm{silu}(\beta x) / (1.1 \beta)`.
     """
 
     def __init__(self, beta: float = 1.0) -> None:
@@ -200,26 +220,42 @@ class LipSwish(_Activation):
     def beta(self) -> Tensor:
         return F.softplus(self.raw_beta)
 
-    def forward_and_derivative(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        bx = self.beta.to(x) * x
-        s = torch.sigmoid(bx)
-        return x * s / 1.1, (s + bx * s * (1 - s)) / 1.1
+    def scales(self) -> tuple[Tensor, Tensor]:
+        beta = self.beta
+        return beta, 1 / (1.1 * beta)
+
+    def phi(self, t: Tensor) -> Tensor:
+        return F.silu(t)
+
+    def phi_jvp(self, t: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
+        y = F.silu(t)
+        if torch.is_grad_enabled() and (t.requires_grad or delta.requires_grad):
+            s = torch.sigmoid(t)
+            return y, delta * s * (1 + t * (1 - s))
+        # one fused kernel (it has no double backward, hence the branch)
+        return y, torch.ops.aten.silu_backward(delta.expand_as(t), t)
 
 
 class ELU(_Activation):
     r"""ELU with :math:`\alpha = 1` (1-Lipschitz)."""
 
-    def forward_and_derivative(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        y = F.elu(x)
-        return y, torch.where(x > 0, torch.ones_like(x), y + 1)
+    def phi(self, t: Tensor) -> Tensor:
+        return F.elu(t)
+
+    def phi_jvp(self, t: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
+        y = F.elu(t)
+        return y, delta * torch.where(t > 0, torch.ones_like(t), y + 1)
 
 
 class Tanh(_Activation):
     """Hyperbolic tangent (1-Lipschitz)."""
 
-    def forward_and_derivative(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        y = torch.tanh(x)
-        return y, 1 - y * y
+    def phi(self, t: Tensor) -> Tensor:
+        return torch.tanh(t)
+
+    def phi_jvp(self, t: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
+        y = torch.tanh(t)
+        return y, delta * (1 - y * y)
 
 
 _ACTIVATIONS = {"lipswish": LipSwish, "elu": ELU, "tanh": Tanh}

@@ -1,0 +1,206 @@
+"""GRF against zuko's structured MAF and normflows' residual flow, on the ecoli70 and arth150 DAGs.
+
+Same depth, matched effective weights (unmasked entries, not numel()), batch 1024, float32, 2 threads.
+Prints one table; ratios are measured in the same run. Run: `make bench` or
+`python benchmarks/flows.py [--repeats N] [--json out.json]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import warnings
+
+import torch
+
+from sirenvae.flows import GRF
+from sirenvae.networks import load_network
+
+warnings.filterwarnings("ignore")
+
+
+def timeit(fn, repeats: int, warmup: int = 2) -> float:
+    return interleaved({"f": fn}, repeats, warmup)["f"]
+
+
+def interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict:
+    """Median ms of each function, run round-robin so that every candidate sees the same machine
+    state (thermal, allocator, other load): ratios between them are what we report."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+
+
+def zuko_effective(flow) -> int:
+    import zuko
+
+    return sum(int(m.mask.sum()) for m in flow.modules() if isinstance(m, zuko.nn.MaskedLinear))
+
+
+def make_zuko(A: torch.Tensor, blocks: int, target: int):
+    import zuko
+
+    D = A.shape[0]
+    Ad = A | torch.eye(D, dtype=torch.bool)
+    best = None
+    for h in range(8, 20 * D, 4):
+        flow = zuko.flows.MAF(D, 0, transforms=blocks, adjacency=Ad, hidden_features=(h, h))
+        eff = zuko_effective(flow)
+        if best is None or abs(eff - target) < abs(best[1] - target):
+            best = (flow, eff, h)
+        if eff > target:
+            break
+    return best
+
+
+def make_normflows(D: int, blocks: int, target: int):
+    import normflows as nf
+
+    # per block: D*h + h*h + h*D weights
+    h = int((-2 * D + (4 * D * D + 4 * target / blocks) ** 0.5) / 2)
+    flows = [
+        nf.flows.Residual(nf.nets.LipschitzMLP([D, h, h, D], init_zeros=False), reduce_memory=True)
+        for _ in range(blocks)
+    ]
+    model = nf.NormalizingFlow(nf.distributions.DiagGaussian(D, trainable=False), flows)
+    return model, blocks * (2 * D * h + h * h), h
+
+
+def bench_network(name: str, blocks: int, hidden_per_set: int, batch: int, repeats: int) -> dict:
+    net = load_network(name)
+    A = net.graph.adjacency()
+    D = A.shape[0]
+    torch.manual_seed(0)
+    grf = GRF(A, blocks=blocks, hidden_per_set=hidden_per_set, hidden_layers=2, atol=1e-5).eval()
+    eff = grf.transform.effective_weights
+    x = net.sample(batch, seed=0).float()
+    x = (x - x.mean(0)) / x.std(0)
+    row: dict = {"network": name, "D": D, "blocks": blocks, "grf_effective": eff}
+
+    zflow = None
+    try:
+        zflow, zeff, zh = make_zuko(A, blocks, eff)
+        zflow.eval()
+        row.update(zuko_effective=zeff, zuko_hidden=zh)
+    except ImportError:
+        pass
+    with torch.no_grad():
+        dist = grf()
+        fns = {
+            "grf_forward_only_ms": lambda: grf.transform.forward_only(x),
+            "grf_log_prob_ms": lambda: dist.log_prob(x),
+        }
+        sfns = {"grf_sample_ms": lambda: dist.sample((batch,))}
+        if zflow is not None:
+            zd = zflow()
+            fns["zuko_log_prob_ms"] = lambda: zd.log_prob(x)
+            sfns["zuko_sample_ms"] = lambda: zd.sample((batch,))
+        row.update(interleaved(fns, repeats))
+        row.update(interleaved(sfns, max(3, repeats // 4)))
+        eps = torch.randn(batch, D)
+        res = grf.transform.solve(eps, atol=1e-5)
+        row["grf_inverse_iterations"] = list(res.iterations)
+        row["grf_inverse_residual"] = res.residual
+
+    grf.train()
+
+    def grf_step():
+        grf.zero_grad()
+        (-grf().log_prob(x).mean()).backward()
+
+    steps = {"grf_train_step_ms": grf_step}
+    if zflow is not None:
+        zflow.train()
+
+        def zuko_step():
+            zflow.zero_grad()
+            (-zflow().log_prob(x).mean()).backward()
+
+        steps["zuko_train_step_ms"] = zuko_step
+    row.update(interleaved(steps, max(3, repeats // 2)))
+
+    try:
+        model, neff, nh = make_normflows(D, blocks, eff)
+        model.eval()
+        row.update(normflows_effective=neff, normflows_hidden=nh)
+        row["normflows_log_prob_ms"] = timeit(lambda: model.log_prob(x).detach(), max(3, repeats // 4))
+        with torch.no_grad():
+            row["normflows_sample_ms"] = timeit(lambda: model.sample(batch), 3, warmup=1)
+    except ImportError:
+        row["normflows_log_prob_ms"] = None
+    return row
+
+
+def ratio(a, b):
+    return None if a is None or b is None else a / b
+
+
+def fmt(v, digits=2):
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--networks", default="ecoli70,arth150")
+    parser.add_argument("--blocks", type=int, default=3)
+    parser.add_argument("--hidden-per-set", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = [
+        bench_network(n, args.blocks, args.hidden_per_set, args.batch, args.repeats)
+        for n in args.networks.split(",")
+    ]
+    print(
+        f"\nbatch {args.batch}, float32, {args.threads} threads, {args.blocks} blocks/transforms, "
+        f"torch {torch.__version__}; times in ms (median)\n"
+    )
+    head = (
+        "| network | D | eff. weights GRF / zuko / normflows | GRF fwd-only | GRF log_prob | zuko log_prob"
+        " | normflows log_prob | GRF sample | zuko sample | normflows sample | GRF train step"
+        " | zuko train step |"
+    )
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for r in rows:
+        print(
+            f"| {r['network']} | {r['D']} | {r['grf_effective']} / {r.get('zuko_effective', '-')} / "
+            f"{r.get('normflows_effective', '-')} | {fmt(r['grf_forward_only_ms'])} | "
+            f"{fmt(r['grf_log_prob_ms'])} | {fmt(r.get('zuko_log_prob_ms'))} | "
+            f"{fmt(r.get('normflows_log_prob_ms'))} | {fmt(r['grf_sample_ms'])} | "
+            f"{fmt(r.get('zuko_sample_ms'))} | {fmt(r.get('normflows_sample_ms'))} | "
+            f"{fmt(r['grf_train_step_ms'])} | {fmt(r.get('zuko_train_step_ms'))} |"
+        )
+    print("\nratios (target in brackets)\n")
+    print("| network | GRF log_prob / fwd-only [<= 1.25] | GRF / zuko log_prob [<= 1.0] | "
+          "GRF / zuko sample [<= 1.0] | normflows / GRF log_prob [>= 20] | GRF inverse iterations |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        r["ratio_logdet_overhead"] = ratio(r["grf_log_prob_ms"], r["grf_forward_only_ms"])
+        r["ratio_log_prob_vs_zuko"] = ratio(r["grf_log_prob_ms"], r.get("zuko_log_prob_ms"))
+        r["ratio_sample_vs_zuko"] = ratio(r["grf_sample_ms"], r.get("zuko_sample_ms"))
+        r["speedup_vs_normflows"] = ratio(r.get("normflows_log_prob_ms"), r["grf_log_prob_ms"])
+        print(
+            f"| {r['network']} | {fmt(r['ratio_logdet_overhead'])} | {fmt(r['ratio_log_prob_vs_zuko'])} | "
+            f"{fmt(r['ratio_sample_vs_zuko'])} | {fmt(r['speedup_vs_normflows'], 1)} | "
+            f"{r['grf_inverse_iterations']} |"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
