@@ -190,7 +190,7 @@ class _Activation(nn.Module):
         raise NotImplementedError
 
     def phi_jvp(self, t: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
-        """:math:`\phi(t)` and :math:`\phi'(t) \odot \delta`."""
+        r""":math:`\phi(t)` and :math:`\phi'(t) \odot \delta`."""
         raise NotImplementedError
 
     def forward(self, a: Tensor) -> Tensor:
