@@ -72,6 +72,17 @@ class InverseResult:
     converged: bool
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """Folded weights and biases, the first layer's diagonal, the diagonal blocks of each later layer
+    and the off-diagonal parts of hidden -> hidden layers (``None`` where there are none)."""
+
+    layers: list[tuple[Tensor, Tensor]]
+    delta0: Tensor
+    diag_blocks: list[Tensor]
+    off: list[Tensor | None]
+
+
 def _check_on_fail(on_fail: str) -> None:
     if on_fail not in ("raise", "warn"):
         raise ValueError(f"on_fail must be 'raise' or 'warn', got {on_fail!r}")
@@ -122,6 +133,31 @@ class GRFBlock(nn.Module):
         self.activations = nn.ModuleList(make_activation(activation) for _ in range(hidden_layers))
         D, k = self.features, self.units
         self.register_buffer("_designated", torch.arange(D).repeat_interleave(k), persistent=False)
+        self._split = hidden_layers >= 2 and self._plan_split(masks.layers[1])
+        self._cache: tuple | None = None
+
+    def _plan_split(self, mask: Tensor) -> bool:
+        """Plans hidden -> hidden layers as diagonal blocks plus off-diagonal block rows/columns.
+
+        Units of one designated variable form ``k x k`` diagonal blocks (a batched matmul); the few
+        blocks between different variables are gathered into one small dense matmul. Returns False
+        (plain dense matmuls) when the off-diagonal part is not much smaller than the whole.
+        """
+        D, k = self.features, self.units
+        blocks = mask.view(D, k, D, k).any(dim=(1, 3))
+        blocks.fill_diagonal_(False)
+        rows = torch.nonzero(blocks.any(dim=1)).flatten()
+        cols = torch.nonzero(blocks.any(dim=0)).flatten()
+        if rows.numel() * cols.numel() > 0.25 * D * D:
+            return False
+        units = torch.arange(k)
+        r = (rows[:, None] * k + units).flatten()
+        c = (cols[:, None] * k + units).flatten()
+        off = mask & ~torch.block_diag(*([torch.ones(k, k, dtype=torch.bool)] * D))
+        self.register_buffer("_off_rows", r, persistent=False)
+        self.register_buffer("_off_cols", c, persistent=False)
+        self.register_buffer("_off_mask", off[r][:, c], persistent=False)
+        return True
 
     @property
     def effective_weights(self) -> int:
@@ -131,6 +167,43 @@ class GRFBlock(nn.Module):
     def weights(self, update: bool | None = None) -> list[Tensor]:
         """The normalised weights; ``update`` runs the power iteration (default: in training)."""
         return [layer.normalized_weight(update) for layer in self.layers]
+
+    def prepare(self, update: bool | None = None) -> _Prepared:
+        """Everything :meth:`g` needs from the parameters, computed once per call or solve.
+
+        In inference (``eval()`` and no gradients) the result is cached until a parameter or
+        buffer changes in place (an optimiser step, ``load_state_dict``), tracked by version counters.
+        """
+        cacheable = not self.training and not torch.is_grad_enabled()
+        if cacheable:
+            key = tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in self._state_tensors())
+            if self._cache is not None and self._cache[0] == key:
+                return self._cache[1]
+        prep = self._prepare(self.weights(update))
+        self._cache = (key, prep) if cacheable else None
+        return prep
+
+    def _state_tensors(self) -> list[Tensor]:
+        return [*self.parameters(), *self.buffers()]
+
+    def _prepare(self, weights: Sequence[Tensor]) -> _Prepared:
+        D, k = self.features, self.units
+        layers = self.folded(weights)
+        hidden = len(self.activations)
+        W0 = layers[0][0]
+        delta0 = W0[torch.arange(D * k, device=W0.device), self._designated]
+        diag_blocks, off = [], []
+        for l in range(1, hidden + 1):
+            W = layers[l][0]
+            if l < hidden:
+                diag_blocks.append(W.view(D, k, D, k).diagonal(dim1=0, dim2=2).permute(2, 0, 1).contiguous())
+                if self._split and self._off_rows.numel():
+                    off.append(W[self._off_rows][:, self._off_cols] * self._off_mask)
+                else:
+                    off.append(None)
+            else:
+                diag_blocks.append(W.view(D, D, k).diagonal(dim1=0, dim2=1).T.unsqueeze(1).contiguous())
+        return _Prepared(layers, delta0, diag_blocks, off)
 
     def _inputs(self, z: Tensor, context: Tensor | None) -> Tensor:
         if z.shape[-1:] != (self.features,):
@@ -169,50 +242,56 @@ class GRFBlock(nn.Module):
                 outer = self.activations[l].scales()[1]
         return out
 
+    def _hidden(self, prep: _Prepared, l: int, h: Tensor) -> Tensor:
+        """Hidden layer ``l`` -> ``l + 1`` on batch-last activations ``(D k, N)``."""
+        W, b = prep.layers[l]
+        if l == len(self.activations) or not self._split:
+            return torch.addmm(b[:, None], W, h)
+        D, k = self.features, self.units
+        N = h.shape[-1]
+        out = torch.baddbmm(b.view(D, k, 1), prep.diag_blocks[l - 1], h.view(D, k, N)).view(D * k, N)
+        W_off = prep.off[l - 1]
+        if W_off is not None:
+            out = out.index_add(0, self._off_rows, W_off @ h[self._off_cols])
+        return out
+
     def g(
-        self, z: Tensor, context: Tensor | None, weights: Sequence[Tensor], diag: bool = True
+        self, z: Tensor, context: Tensor | None, prep: _Prepared | None = None, diag: bool = True
     ) -> tuple[Tensor, Tensor | None]:
         r"""The residual :math:`g(z \oplus c)` and, if ``diag``, :math:`\partial g_i / \partial z_i`.
 
         The diagonal is carried through the layers as one derivative per unit,
         :math:`\delta_r = \partial t_r / \partial z_{v(r)}`, through the diagonal blocks of units that
-        share a designated variable (Mouton & Kroon, 2022).
+        share a designated variable (Mouton & Kroon, 2022). Activations are kept batch-last,
+        ``(units, N)``, so that the per-variable blocks are one batched matmul on long rows.
         """
+        prep = self.prepare() if prep is None else prep
         u = self._inputs(z, context)
         batch = u.shape[:-1]
         u = u.reshape(-1, u.shape[-1])
         N = u.shape[0]
         D, k = self.features, self.units
-        layers = self.folded(weights)
-        W, b = layers[0]
-        t = F.linear(u, W, b)
+        W, b = prep.layers[0]
+        t = torch.addmm(b[:, None], W, u.T)
         if not diag:
-            for act, (W, b) in zip(self.activations, layers[1:], strict=True):
-                t = F.linear(act.phi(t), W, b)
-            return t.reshape(*batch, D), None
-        delta = W[torch.arange(D * k, device=u.device), self._designated].expand(N, D * k)
+            for l, act in enumerate(self.activations):
+                t = self._hidden(prep, l + 1, act.phi(t))
+            return t.T.reshape(*batch, D), None
+        delta = prep.delta0[:, None].expand(D * k, N)
         for l, act in enumerate(self.activations):
             h, e = act.phi_jvp(t, delta)
-            W, b = layers[l + 1]
-            t = F.linear(h, W, b)
-            # d_next = diagonal blocks of W times e, with the batch last so bmm runs on long rows
-            eT = e.reshape(N, D, k).permute(1, 2, 0)
-            if l + 2 < len(layers):
-                blocks = W.view(D, k, D, k).diagonal(dim1=0, dim2=2).permute(2, 0, 1)
-                delta = torch.bmm(blocks, eT).permute(2, 0, 1).reshape(N, D * k)
-            else:
-                blocks = W.view(D, D, k).diagonal(dim1=0, dim2=1).T.unsqueeze(1)
-                delta = torch.bmm(blocks, eT).view(D, N).T
-        return t.reshape(*batch, D), delta.reshape(*batch, D)
+            t = self._hidden(prep, l + 1, h)
+            delta = torch.bmm(prep.diag_blocks[l], e.view(D, k, N)).view(-1, N)
+        return t.T.reshape(*batch, D), delta.T.reshape(*batch, D)
 
     def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         r"""Returns :math:`y = z + g(z \oplus c)` and :math:`\log |\det \partial y / \partial z|`."""
-        g, d = self.g(z, context, self.weights())
+        g, d = self.g(z, context)
         return z + g, torch.log1p(d).sum(-1)
 
     def forward_only(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         """:math:`z + g(z)` without the log-determinant."""
-        return z + self.g(z, context, self.weights(), diag=False)[0]
+        return z + self.g(z, context, diag=False)[0]
 
     @torch.no_grad()
     def solve(
@@ -233,7 +312,7 @@ class GRFBlock(nn.Module):
         if method not in ("newton", "banach"):
             raise ValueError(f"method must be 'newton' or 'banach', got {method!r}")
         rtol = 4 * torch.finfo(y.dtype).eps if rtol is None else rtol
-        weights = self.weights(update=False)
+        prep = self.prepare(update=False)
         if context is not None:
             shape = torch.broadcast_shapes(y.shape[:-1], context.shape[:-1])
             y = y.expand(*shape, self.features)
@@ -241,7 +320,7 @@ class GRFBlock(nn.Module):
         z = y.clone()
         residual = math.inf
         for it in range(max_iter + 1):
-            g, d = self.g(z, context, weights, diag=method == "newton")
+            g, d = self.g(z, context, prep, diag=method == "newton")
             r = z + g - y
             residual = r.abs().max().item() if r.numel() else 0.0
             if not math.isfinite(residual):
@@ -263,14 +342,14 @@ class GRFBlock(nn.Module):
         since :math:`J` is triangular), so :math:`\partial z / \partial y = (I + J)^{-1}` and
         :math:`\partial z / \partial \theta = -(I + J)^{-1} \partial g / \partial \theta`.
         """
-        weights = self.weights(update=False)
         z0 = z.detach()
-        out = y - self.g(z0, context, weights, diag=False)[0]
+        out = y - self.g(z0, context, self.prepare(update=False), diag=False)[0]
         if not out.requires_grad:
             return out
         zr = z0.clone().requires_grad_(True)
+        with torch.no_grad():
+            fixed = self._prepare(self.weights(update=False))
         with torch.enable_grad():
-            fixed = [W.detach() for W in weights]
             ctx = None if context is None else context.detach()
             gr, dr = self.g(zr, ctx, fixed)
         dr = dr.detach()

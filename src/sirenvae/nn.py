@@ -52,6 +52,8 @@ class MaskedLinear(nn.Module):
         self.kappa = kappa
         self.n_power_iterations = n_power_iterations
         self.register_buffer("mask", mask)
+        # a float copy: multiplying by a bool mask would convert it on every call
+        self.register_buffer("_mask_f", mask.float(), persistent=False)
         fan_in = mask.sum(dim=1, keepdim=True).clamp(min=1).float()
         bound = 1 / fan_in.sqrt()
         self.weight = nn.Parameter((torch.rand(out_features, in_features) * 2 - 1) * bound * mask)
@@ -89,7 +91,7 @@ class MaskedLinear(nn.Module):
         """
         if self.kappa is None:
             return
-        W = self.weight * self.mask
+        W = self.weight * self._mask_f
         u, v = self.u, self.v
         previous = None
         it = 0
@@ -142,7 +144,7 @@ class MaskedLinear(nn.Module):
     def sigma(self, W: Tensor) -> Tensor:
         r"""The estimate :math:`\max_c u_c^\top W_c v_c` of the spectral norm of ``W`` (masked)."""
         # clones: the buffers change in place at the next training step, autograd must not see it
-        u, v = self.u.clone(), self.v.clone()
+        u, v = (self.u.clone(), self.v.clone()) if torch.is_grad_enabled() else (self.u, self.v)
         per = torch.zeros(self._components, dtype=W.dtype, device=W.device)
         return per.index_add(0, self._row_component, u * (W @ v)).max()
 
@@ -152,7 +154,7 @@ class MaskedLinear(nn.Module):
         Arguments:
             update: Run the power iteration first; by default in training mode only.
         """
-        W = self.weight * self.mask
+        W = self.weight * self._mask_f
         if self.kappa is None:
             return W
         if self.training if update is None else update:
