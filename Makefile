@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/flows.py
 	$(PY) benchmarks/scale.py
+	$(PY) benchmarks/inversion.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -187,8 +187,10 @@ def main() -> None:
             f"{fmt(r['grf_train_step_ms'])} | {fmt(r.get('zuko_train_step_ms'))} |"
         )
     print("\nratios (target in brackets)\n")
-    print("| network | GRF fwd+logdet / fwd-only [<= 1.25] | GRF / zuko log_prob [<= 1.0] | "
-          "GRF / zuko sample [<= 1.0] | normflows / GRF log_prob [>= 20] | GRF inverse iterations |")
+    print(
+        "| network | GRF fwd+logdet / fwd-only [<= 1.25] | GRF / zuko log_prob [<= 1.0] | "
+        "GRF / zuko sample [<= 1.0] | normflows / GRF log_prob [>= 20] | GRF inverse iterations |"
+    )
     print("|---|---|---|---|---|---|")
     for r in rows:
         r["ratio_logdet_overhead"] = ratio(r["grf_forward_ladj_ms"], r["grf_forward_only_ms"])

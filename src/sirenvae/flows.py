@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Size, Tensor, nn
 from torch.distributions import Distribution, constraints
 
@@ -75,7 +74,8 @@ class InverseResult:
 @dataclass(frozen=True)
 class _Prepared:
     """Folded weights and biases, the first layer's diagonal, the diagonal blocks of each later layer
-    and the off-diagonal parts of hidden -> hidden layers (``None`` where there are none)."""
+    and the off-diagonal parts of hidden -> hidden layers (``None`` where there are none).
+    """
 
     layers: list[tuple[Tensor, Tensor]]
     delta0: Tensor
