@@ -212,6 +212,18 @@ def test_context_broadcasts_over_batch_shapes(case, batch):
     assert torch.allclose(flow.inverse(y, c), z, atol=1e-6)
 
 
+def test_context_columns_are_free_but_z_stays_bounded():
+    flow = CASES["d5-h2-ctx2"].build().train()
+    first = flow.blocks[0].layers[0]
+    with torch.no_grad():
+        first.weight[:, flow.features :] *= 50  # a strong context dependence is allowed
+    flow.eval()
+    assert (flow.certify() < 1).all()
+    z, c = inputs(flow, 32)
+    y, _ = flow(z, c)
+    assert torch.allclose(flow.inverse(y, c), z, atol=1e-6)
+
+
 def test_context_is_masked_by_its_adjacency():
     flow = build("d5-h2-ctx2", "float64")
     _, C = CASES["d5-h2-ctx2"].graph()

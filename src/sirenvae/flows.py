@@ -127,8 +127,15 @@ class GRFBlock(nn.Module):
         self.features = masks.features
         self.context_features = masks.context
         self.units = masks.units
+        # only the first layer sees the context, whose columns stay unbounded
         self.layers = nn.ModuleList(
-            MaskedLinear(M, kappa=kappa, n_power_iterations=n_power_iterations) for M in masks.layers
+            MaskedLinear(
+                M,
+                kappa=kappa,
+                n_power_iterations=n_power_iterations,
+                bounded_columns=masks.features if l == 0 else None,
+            )
+            for l, M in enumerate(masks.layers)
         )
         self.activations = nn.ModuleList(make_activation(activation) for _ in range(hidden_layers))
         D, k = self.features, self.units
@@ -523,15 +530,16 @@ class GraphicalResidualFlow(nn.Module):
         return z
 
     def certify(self) -> Tensor:
-        """The exact Lipschitz bound of every block's residual :math:`g`: the product of the exact
-        spectral norms of its normalised weights (the activations are 1-Lipschitz).
+        """The exact Lipschitz bound in :math:`z` of every block's residual :math:`g`: the product of
+        the exact spectral norms of its normalised weights, the first restricted to the columns of
+        :math:`z` (the activations are 1-Lipschitz; the context is not bounded).
         """
         bounds = []
         for block in self.blocks:
             bound = torch.ones((), dtype=torch.float64)
             with torch.no_grad():
-                for W in block.weights(update=False):
-                    bound = bound * torch.linalg.matrix_norm(W.double(), ord=2).cpu()
+                for layer in block.layers:
+                    bound = bound * layer.spectral_norm().cpu()
             bounds.append(bound)
         return torch.stack(bounds)
 

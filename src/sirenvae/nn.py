@@ -30,6 +30,9 @@ class MaskedLinear(nn.Module):
     Arguments:
         mask: ``(out, in)`` boolean mask, kept as a buffer.
         kappa: The spectral bound (``None``: no normalisation).
+        bounded_columns: Bound only the first this many input columns (the flow's own variables);
+            the remaining ones (a context) are free, since invertibility in :math:`z` only needs
+            :math:`\mathrm{Lip}_z(g) < 1`. All columns by default.
         n_power_iterations: Power iterations per forward pass in training mode.
         bias: Whether to learn a bias.
     """
@@ -41,6 +44,7 @@ class MaskedLinear(nn.Module):
         kappa: float | None = 0.97,
         n_power_iterations: int = 1,
         bias: bool = True,
+        bounded_columns: int | None = None,
     ) -> None:
         super().__init__()
         mask = torch.as_tensor(mask).bool()
@@ -58,13 +62,16 @@ class MaskedLinear(nn.Module):
         bound = 1 / fan_in.sqrt()
         self.weight = nn.Parameter((torch.rand(out_features, in_features) * 2 - 1) * bound * mask)
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        self.bounded_columns = in_features if bounded_columns is None else bounded_columns
+        if not 0 < self.bounded_columns <= in_features:
+            raise ValueError(f"bounded_columns must lie in [1, {in_features}], got {bounded_columns}")
         if kappa is not None:
-            rows, cols, n = _mask_components(mask)
+            rows, cols, n = _mask_components(mask[:, : self.bounded_columns])
             self.register_buffer("_row_component", rows, persistent=False)
             self.register_buffer("_col_component", cols, persistent=False)
             self._components = n
             self.register_buffer("u", self._normalize(torch.randn(out_features), rows))
-            self.register_buffer("v", self._normalize(torch.randn(in_features), cols))
+            self.register_buffer("v", self._normalize(torch.randn(self.bounded_columns), cols))
             self.power_iterate(50)
 
     def _normalize(self, x: Tensor, component: Tensor) -> Tensor:
@@ -90,8 +97,8 @@ class MaskedLinear(nn.Module):
         recovers them only hundreds of iterations after training makes one of them dominant.
         """
         if self.kappa is None:
-            return
-        W = self.weight * self._mask_f
+            return 0
+        W = self._bounded(self.weight * self._mask_f)
         u, v = self.u, self.v
         previous = None
         it = 0
@@ -122,7 +129,7 @@ class MaskedLinear(nn.Module):
         """
         if self.kappa is None:
             return
-        W = (self.weight * self.mask).double()
+        W = self._bounded(self.weight * self.mask).double()
         u = torch.zeros_like(self.u, dtype=torch.float64)
         v = torch.zeros_like(self.v, dtype=torch.float64)
         for c in range(self._components):
@@ -141,12 +148,15 @@ class MaskedLinear(nn.Module):
             self.sync_power_vectors()
         return super().train(mode)
 
+    def _bounded(self, W: Tensor) -> Tensor:
+        return W if self.bounded_columns == W.shape[1] else W[:, : self.bounded_columns]
+
     def sigma(self, W: Tensor) -> Tensor:
         r"""The estimate :math:`\max_c u_c^\top W_c v_c` of the spectral norm of ``W`` (masked)."""
         # clones: the buffers change in place at the next training step, autograd must not see it
         u, v = (self.u.clone(), self.v.clone()) if torch.is_grad_enabled() else (self.u, self.v)
         per = torch.zeros(self._components, dtype=W.dtype, device=W.device)
-        return per.index_add(0, self._row_component, u * (W @ v)).max()
+        return per.index_add(0, self._row_component, u * (self._bounded(W) @ v)).max()
 
     def normalized_weight(self, update: bool | None = None) -> Tensor:
         r""":math:`(W \odot M)_s`, the masked and spectrally normalised weight.
@@ -159,12 +169,16 @@ class MaskedLinear(nn.Module):
             return W
         if self.training if update is None else update:
             self.power_iterate(self.n_power_iterations)
-        return W / torch.clamp(self.sigma(W) / self.kappa, min=1.0)
+        scale = torch.clamp(self.sigma(W) / self.kappa, min=1.0)
+        if self.bounded_columns == W.shape[1]:
+            return W / scale
+        return torch.cat([W[:, : self.bounded_columns] / scale, W[:, self.bounded_columns :]], dim=1)
 
     def spectral_norm(self) -> Tensor:
         """The exact spectral norm of the normalised weight (a certificate, not used in training)."""
         with torch.no_grad():
-            return torch.linalg.matrix_norm(self.normalized_weight(update=False).double(), ord=2)
+            W = self._bounded(self.normalized_weight(update=False))
+            return torch.linalg.matrix_norm(W.double(), ord=2)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.normalized_weight(), self.bias)

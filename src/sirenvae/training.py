@@ -1,29 +1,57 @@
-"""Training loops: mini-batch Adam with early stopping on a validation split; no printing.
+"""Training: mini-batch Adam with early stopping on a validation split, resumable, no printing.
 
 :func:`fit` trains any module given a loss of a batch. It returns a :class:`History`, restores the
 parameters of the best validation epoch, and stops with :class:`TrainingError` on a non-finite loss
-(keeping the last good parameters).
+(keeping the last good parameters). After every epoch it can hand a :class:`TrainState` to a callback
+(e.g. :func:`save_checkpoint`); passing that state back as ``resume`` continues the run exactly.
+
+Checkpoints are safetensors plus JSON, never pickle. Every write goes to a temporary file that is
+then renamed, and the JSON names (and hashes) the tensor file it belongs to, so a kill at any moment
+leaves the previous consistent checkpoint in place.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
 import math
+import os
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["FitConfig", "History", "TrainingError", "fit"]
+import sirenvae
+
+__all__ = [
+    "CheckpointError",
+    "FitConfig",
+    "History",
+    "TrainState",
+    "TrainingError",
+    "fit",
+    "load_checkpoint",
+    "save_checkpoint",
+]
 
 logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
 
 
 class TrainingError(RuntimeError):
     """Training could not go on (e.g. a non-finite loss); the model keeps its last good state."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, truncated, corrupted, or from another graph or version."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,7 +65,7 @@ class FitConfig:
         patience: Epochs without a better validation loss before stopping.
         weight_decay: Adam's weight decay.
         grad_clip: Clip the gradient norm to this value (``None``: no clipping).
-        seed: Seeds the shuffling (and anything else drawn by torch during training).
+        seed: Seeds the shuffling and torch's generator (sampling in the loss).
         progress: Show a progress bar.
     """
 
@@ -49,6 +77,9 @@ class FitConfig:
     grad_clip: float | None = 10.0
     seed: int = 0
     progress: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass
@@ -62,10 +93,33 @@ class History:
     stopped: str = ""
     seconds: float = 0.0
 
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["best_valid_loss"] = None if math.isinf(self.best_valid_loss) else self.best_valid_loss
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> History:
+        d = dict(d)
+        d["best_valid_loss"] = math.inf if d.get("best_valid_loss") is None else d["best_valid_loss"]
+        return cls(**d)
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue a run after ``epochs`` completed epochs."""
+
+    epochs: int
+    model: dict[str, Tensor]
+    best: dict[str, Tensor]
+    optimizer: dict[str, Any]
+    history: History
+    rng_shuffle: Tensor
+    rng_torch: Tensor
+
 
 def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[Tensor]:
-    perm = torch.randperm(n, generator=generator)
-    return list(perm.split(batch_size))
+    return list(torch.randperm(n, generator=generator).split(batch_size))
 
 
 def fit(
@@ -75,7 +129,8 @@ def fit(
     valid: Tensor | None = None,
     config: FitConfig | None = None,
     *,
-    on_epoch: Callable[[int, History], None] | None = None,
+    on_epoch: Callable[[TrainState], None] | None = None,
+    resume: TrainState | None = None,
 ) -> History:
     """Minimises ``loss(batch)`` (a scalar) over ``module``'s parameters.
 
@@ -85,7 +140,8 @@ def fit(
         train: Training rows, shape ``(N, ...)``.
         valid: Validation rows for early stopping; without them the training loss is used.
         config: The options.
-        on_epoch: Called after every epoch, e.g. to write a checkpoint.
+        on_epoch: Called with the training state after every epoch (e.g. to write a checkpoint).
+        resume: A state from an earlier run of the same configuration, to continue from.
     """
     config = config or FitConfig()
     if train.shape[0] == 0:
@@ -95,51 +151,65 @@ def fit(
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     history = History()
-    best_state = copy.deepcopy(module.state_dict())
-    start = time.perf_counter()
-    bar = _progress(config.progress, config.max_epochs)
+    best_state = _copy_state(module)
+    first = 0
+    if resume is not None:
+        module.load_state_dict(resume.model)
+        optimizer.load_state_dict(resume.optimizer)
+        best_state = _copy_state(resume.best)
+        history = copy.deepcopy(resume.history)
+        generator.set_state(resume.rng_shuffle)
+        torch.set_rng_state(resume.rng_torch)
+        first = resume.epochs
+    start = time.perf_counter() - history.seconds
+    bar = _progress(config.progress, config.max_epochs, first)
+    epoch = first - 1
     try:
-        for epoch in range(config.max_epochs):
-            module.train()
-            total, count = 0.0, 0
-            for idx in _batches(train.shape[0], config.batch_size, generator):
-                value = loss(train[idx])
-                if not torch.isfinite(value):
+        if first - 1 - history.best_epoch >= config.patience or first >= config.max_epochs:
+            history.stopped = history.stopped or "already finished"
+        else:
+            for epoch in range(first, config.max_epochs):
+                _train_epoch(module, loss, train, config, generator, optimizer, params, history, best_state)
+                module.eval()
+                if valid is not None:
+                    with torch.no_grad():
+                        current = _mean_loss(loss, valid, config.batch_size * 8)
+                    history.valid_loss.append(current)
+                else:
+                    current = history.train_loss[-1]
+                if not math.isfinite(current):
                     module.load_state_dict(best_state)
                     raise TrainingError(
-                        f"non-finite loss ({value.item()}) at epoch {epoch}; the model keeps the "
-                        f"parameters of epoch {history.best_epoch}. Lower the learning rate "
-                        f"(now {config.lr}) or standardise the data."
+                        f"non-finite validation loss at epoch {epoch}; the model keeps the parameters "
+                        f"of epoch {history.best_epoch}. Lower the learning rate (now {config.lr})."
                     )
-                optimizer.zero_grad(set_to_none=True)
-                value.backward()
-                if config.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-                optimizer.step()
-                total += value.item() * idx.numel()
-                count += idx.numel()
-            history.train_loss.append(total / count)
-            module.eval()
-            if valid is not None:
-                with torch.no_grad():
-                    current = _mean_loss(loss, valid, config.batch_size * 8)
-                history.valid_loss.append(current)
-            else:
-                current = history.train_loss[-1]
-            if current < history.best_valid_loss:
-                history.best_valid_loss = current
-                history.best_epoch = epoch
-                best_state = copy.deepcopy(module.state_dict())
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(train=f"{history.train_loss[-1]:.3f}", valid=f"{current:.3f}")
-            if on_epoch is not None:
-                on_epoch(epoch, history)
-            if epoch - history.best_epoch >= config.patience:
-                history.stopped = f"no improvement for {config.patience} epochs"
-                break
-        else:
-            history.stopped = f"reached max_epochs={config.max_epochs}"
+                if current < history.best_valid_loss:
+                    history.best_valid_loss = current
+                    history.best_epoch = epoch
+                    best_state = _copy_state(module)
+                history.seconds = time.perf_counter() - start
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(train=f"{history.train_loss[-1]:.3f}", valid=f"{current:.3f}")
+                stop = epoch - history.best_epoch >= config.patience
+                if stop:
+                    history.stopped = f"no improvement for {config.patience} epochs"
+                elif epoch + 1 == config.max_epochs:
+                    history.stopped = f"reached max_epochs={config.max_epochs}"
+                if on_epoch is not None:
+                    on_epoch(
+                        TrainState(
+                            epoch + 1,
+                            module.state_dict(),
+                            best_state,
+                            optimizer.state_dict(),
+                            history,
+                            generator.get_state(),
+                            torch.get_rng_state(),
+                        )
+                    )
+                if stop:
+                    break
     finally:
         if bar is not None:
             bar.close()
@@ -150,6 +220,33 @@ def fit(
     return history
 
 
+def _train_epoch(module, loss, train, config, generator, optimizer, params, history, best_state) -> None:
+    module.train()
+    total, count = 0.0, 0
+    for idx in _batches(train.shape[0], config.batch_size, generator):
+        value = loss(train[idx])
+        if not torch.isfinite(value):
+            module.load_state_dict(best_state)
+            raise TrainingError(
+                f"non-finite loss ({value.item()}) at epoch {len(history.train_loss)}; the model keeps "
+                f"the parameters of epoch {history.best_epoch}. Lower the learning rate (now {config.lr}) "
+                "or standardise the data."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        total += value.item() * idx.numel()
+        count += idx.numel()
+    history.train_loss.append(total / count)
+
+
+def _copy_state(source: nn.Module | dict) -> dict[str, Tensor]:
+    state = source.state_dict() if isinstance(source, nn.Module) else source
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
 def _mean_loss(loss: Callable[[Tensor], Tensor], rows: Tensor, batch_size: int) -> float:
     total = 0.0
     for chunk in rows.split(batch_size):
@@ -157,9 +254,142 @@ def _mean_loss(loss: Callable[[Tensor], Tensor], rows: Tensor, batch_size: int) 
     return total / rows.shape[0]
 
 
-def _progress(enabled: bool, total: int):
+def _progress(enabled: bool, total: int, initial: int = 0):
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="epochs", leave=False)
+    return tqdm(total=total, initial=initial, desc="epochs", leave=False)
+
+
+# ---------------------------------------------------------------------- checkpoints
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(directory: str | Path, name: str, tensors: dict[str, Tensor], meta: dict) -> Path:
+    """Writes ``{name}.json`` and the tensor file it names, atomically and in that order of safety.
+
+    The tensors go to a new file named by their hash; the JSON is replaced only once that file is
+    complete, and older tensor files of the same checkpoint are removed afterwards.
+    """
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    flat = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    staging = directory / f".{name}.staging.safetensors"
+    _atomic_write(staging, lambda p: save_file(flat, str(p)))
+    digest = _sha256(staging)
+    tensor_file = directory / f"{name}-{digest[:12]}.safetensors"
+    os.replace(staging, tensor_file)
+    doc = {
+        "format": "sirenvae",
+        "format_version": FORMAT_VERSION,
+        "sirenvae_version": sirenvae.__version__,
+        "tensors": tensor_file.name,
+        "sha256": digest,
+        **meta,
+    }
+    _atomic_write(directory / f"{name}.json", lambda p: p.write_text(json.dumps(doc, indent=1)))
+    for old in directory.glob(f"{name}-*.safetensors"):
+        if old.name != tensor_file.name:
+            old.unlink(missing_ok=True)
+    return directory / f"{name}.json"
+
+
+def load_checkpoint(directory: str | Path, name: str) -> tuple[dict[str, Tensor], dict]:
+    """Reads a checkpoint written by :func:`save_checkpoint`; returns ``(tensors, meta)``.
+
+    Raises:
+        CheckpointError: Missing, truncated or corrupted files, or another format or version.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    path = directory / f"{name}.json"
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint {path.name} in {directory}")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is truncated or corrupted: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != "sirenvae":
+        raise CheckpointError(f"{path} is not a sirenvae checkpoint")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {meta.get('format_version')}, this sirenvae reads format "
+            f"{FORMAT_VERSION}"
+        )
+    written = str(meta.get("sirenvae_version", "?"))
+    if written.split(".")[:2] != sirenvae.__version__.split(".")[:2]:
+        raise CheckpointError(
+            f"{path} was written by sirenvae {written}, this is {sirenvae.__version__}; "
+            "retrain, or install the version that wrote it"
+        )
+    tensor_path = directory / str(meta.get("tensors", ""))
+    if not tensor_path.is_file():
+        raise CheckpointError(f"{path} names tensor file {tensor_path.name}, which is missing")
+    if _sha256(tensor_path) != meta.get("sha256"):
+        raise CheckpointError(f"{tensor_path} is corrupted or truncated (its hash does not match {path.name})")
+    try:
+        tensors = load_file(str(tensor_path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{tensor_path} cannot be read: {e}") from None
+    return tensors, meta
+
+
+def state_to_tensors(state: TrainState) -> tuple[dict[str, Tensor], dict]:
+    """Splits a :class:`TrainState` into tensors and JSON-able metadata."""
+    tensors = {f"model.{k}": v for k, v in state.model.items()}
+    tensors.update({f"best.{k}": v for k, v in state.best.items()})
+    opt_meta: dict[str, Any] = {"param_groups": state.optimizer["param_groups"], "state": {}}
+    for pid, st in state.optimizer["state"].items():
+        opt_meta["state"][str(pid)] = []
+        for key, value in st.items():
+            tensors[f"optimizer.{pid}.{key}"] = torch.as_tensor(value)
+            opt_meta["state"][str(pid)].append(key)
+    tensors["rng.shuffle"] = state.rng_shuffle
+    tensors["rng.torch"] = state.rng_torch
+    return tensors, {"epochs": state.epochs, "history": state.history.to_dict(), "optimizer": opt_meta}
+
+
+def state_from_tensors(tensors: dict[str, Tensor], meta: dict) -> TrainState:
+    """The inverse of :func:`state_to_tensors`."""
+    try:
+        model = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+        opt = meta["optimizer"]
+        state = {
+            int(pid): {key: tensors[f"optimizer.{pid}.{key}"] for key in keys}
+            for pid, keys in opt["state"].items()
+        }
+        return TrainState(
+            int(meta["epochs"]),
+            model,
+            best,
+            {"state": state, "param_groups": opt["param_groups"]},
+            History.from_dict(meta["history"]),
+            tensors["rng.shuffle"],
+            tensors["rng.torch"],
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"training checkpoint is incomplete: {e}") from None

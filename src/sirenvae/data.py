@@ -1,0 +1,187 @@
+"""Tables and tensors: latent rules, seeded splits of the shipped networks, CSV reading with validation.
+
+Data are kept on their raw scale. Observed columns are always in the graph's topological order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from sirenvae.graph import BayesianNetwork, GraphError, check_latent
+from sirenvae.networks import ArithmeticCircuit, LinearGaussianNetwork
+
+__all__ = [
+    "LATENT_RULES",
+    "DataError",
+    "Splits",
+    "default_latent_rule",
+    "latent_set",
+    "read_csv",
+    "sample_splits",
+    "write_csv",
+]
+
+
+class DataError(ValueError):
+    """A data table is unusable; the message names the file, row and column."""
+
+
+LATENT_RULES = {
+    # SPEC section 5: ecoli70, arth150, magic-irri
+    "leaves-observed": lambda g: [v for v in g.nodes if g.children(v)],
+    # SPEC section 5: magic-niab
+    "roots-and-leaves-observed": lambda g: [v for v in g.nodes if g.children(v) and g.parents(v)],
+}
+
+_DEFAULT_RULES = {
+    "ecoli70": "leaves-observed",
+    "arth150": "leaves-observed",
+    "magic-irri": "leaves-observed",
+    "magic-niab": "roots-and-leaves-observed",
+}
+
+
+def default_latent_rule(network: str) -> str | list[str]:
+    """The latent rule of SPEC section 5 for a shipped network."""
+    if network in ("arithmetic-circuit", "arithmetic_circuit"):
+        return [f"z{i}" for i in range(6)]
+    return _DEFAULT_RULES.get(network, "leaves-observed")
+
+
+def latent_set(graph: BayesianNetwork, rule: str | Sequence[str]) -> tuple[str, ...]:
+    """The latent nodes by a named rule (``leaves-observed``, ``roots-and-leaves-observed``) or an
+    explicit list of node names, in topological order."""
+    if isinstance(rule, str):
+        if rule in LATENT_RULES:
+            return check_latent(graph, LATENT_RULES[rule](graph))
+        rule = [v.strip() for v in rule.split(",") if v.strip()]
+    return check_latent(graph, rule)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Training and test rows of the observed nodes, drawn from a known network with a seed."""
+
+    observed: tuple[str, ...]
+    latent: tuple[str, ...]
+    train: Tensor
+    test: Tensor
+    train_latent: Tensor
+    test_latent: Tensor
+
+
+def sample_splits(
+    network: LinearGaussianNetwork | ArithmeticCircuit,
+    latent: Sequence[str],
+    *,
+    train_size: int,
+    test_size: int = 2000,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> Splits:
+    """Draws a training set and a fresh test set; the test set depends on ``seed`` only, so models
+    trained on different training sizes with the same seed share it."""
+    g = network.graph
+    latent = check_latent(g, latent)
+    observed = tuple(v for v in g.nodes if v not in set(latent))
+    io = [g.index(v) for v in observed]
+    il = [g.index(v) for v in latent]
+    train = network.sample(train_size, seed=2 * seed)
+    test = network.sample(test_size, seed=2 * seed + 1 + 1_000_003)
+    return Splits(
+        observed,
+        latent,
+        train[:, io].to(dtype),
+        test[:, io].to(dtype),
+        train[:, il].to(dtype),
+        test[:, il].to(dtype),
+    )
+
+
+def read_csv(
+    path: str | Path,
+    graph: BayesianNetwork,
+    latent: Sequence[str] | None = None,
+    *,
+    min_rows: int = 1,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Tensor, tuple[str, ...], tuple[str, ...]]:
+    """Reads observed data for ``graph`` from a CSV file with a header of node names.
+
+    Graph nodes without a column are the latent ones unless ``latent`` names them; every observed
+    node needs a column. Returns ``(x, observed, latent)`` with ``x`` in topological order.
+
+    Raises:
+        DataError: Unknown or duplicate columns, missing observed columns, NaN, inf or
+            non-numeric cells (with row and column), or fewer than ``min_rows`` rows.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"data file not found: {path}")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable CSV file ({e})") from None
+    columns = [str(c).strip() for c in df.columns]
+    seen: set[str] = set()
+    for c in columns:
+        if c in seen:
+            raise DataError(f"{path}: column {c!r} appears twice")
+        seen.add(c)
+        if c not in graph:
+            raise DataError(
+                f"{path}: column {c!r} matches no node of the graph; "
+                f"nodes are {', '.join(graph.nodes[:8])}{' ...' if len(graph) > 8 else ''}"
+            )
+    df.columns = columns
+    try:
+        if latent is None:
+            latent = check_latent(graph, [v for v in graph.nodes if v not in seen])
+        else:
+            latent = check_latent(graph, latent)
+    except GraphError as e:
+        raise DataError(f"{path}: {e}") from None
+    observed = tuple(v for v in graph.nodes if v not in set(latent))
+    missing = [v for v in observed if v not in seen]
+    if missing:
+        raise DataError(f"{path}: observed node(s) without a column: {', '.join(missing)}")
+    extra = [c for c in columns if c in set(latent)]
+    if extra:
+        raise DataError(
+            f"{path}: column(s) {', '.join(extra)} are latent nodes; drop them or leave them out of --latent"
+        )
+    if len(df) < min_rows:
+        raise DataError(f"{path}: {len(df)} data row(s), at least {min_rows} needed")
+    values = np.empty((len(df), len(observed)), dtype=np.float64)
+    for j, v in enumerate(observed):
+        raw = df[v].str.strip()
+        num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(num)
+        if bad.any():
+            i = int(np.argmax(bad))
+            what = "empty" if raw.iloc[i] == "" else repr(raw.iloc[i])
+            kind = "non-numeric" if np.isnan(num[i]) and raw.iloc[i].lower() not in ("nan",) else "non-finite"
+            raise DataError(
+                f"{path}: row {i + 1} (line {i + 2}), column {v!r}: {kind} value {what}"
+                f"{f' ({int(bad.sum())} bad cells in this column)' if bad.sum() > 1 else ''}"
+            )
+        values[:, j] = num
+    return torch.from_numpy(values).to(dtype), observed, latent
+
+
+def write_csv(path: str | Path, columns: Sequence[str], values: Tensor | np.ndarray, **extra) -> None:
+    """Writes a table with named columns (extra columns, e.g. ``row=...``, come first)."""
+    data = dict(extra)
+    arr = values.detach().cpu().numpy() if isinstance(values, Tensor) else np.asarray(values)
+    for j, c in enumerate(columns):
+        data[c] = arr[:, j]
+    pd.DataFrame(data).to_csv(path, index=False)

@@ -1,0 +1,187 @@
+"""Train, save, load and evaluate SIReN-VAE models in a run directory (used by the CLI and sweeps).
+
+A run directory holds ``checkpoint.json`` (+ tensors) while training, for ``resume``, and
+``model.json`` (+ tensors) once training has finished: the best parameters, the configuration, the
+graph, the latent set, the column order of the data and the package version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from sirenvae.graph import BayesianNetwork, GraphError
+from sirenvae.models import ModelConfig, SIReNVAE, build_model
+from sirenvae.objectives import elbo, iwae
+from sirenvae.training import (
+    CheckpointError,
+    FitConfig,
+    History,
+    fit,
+    load_checkpoint,
+    save_checkpoint,
+    state_from_tensors,
+    state_to_tensors,
+)
+
+__all__ = ["RunExists", "TrainOptions", "data_fingerprint", "load_model", "train_model"]
+
+logger = logging.getLogger(__name__)
+
+
+class RunExists(ValueError):
+    """The output directory already holds a run; resume it or choose another directory."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainOptions:
+    """How a model is trained, besides the optimiser settings of :class:`FitConfig`.
+
+    Attributes:
+        valid_fraction: Share of the training rows held out for early stopping (carved from the
+            training budget, never extra data).
+        samples: Posterior samples per row in the training objective.
+        objective: ``elbo`` or ``iwae`` (with ``samples`` importance samples).
+    """
+
+    valid_fraction: float = 0.1
+    samples: int = 1
+    objective: str = "elbo"
+
+    def __post_init__(self) -> None:
+        if self.objective not in ("elbo", "iwae"):
+            raise ValueError(f"objective must be 'elbo' or 'iwae', got {self.objective!r}")
+        if not 0 <= self.valid_fraction < 1:
+            raise ValueError(f"valid_fraction must lie in [0, 1), got {self.valid_fraction}")
+
+
+def data_fingerprint(x: Tensor) -> str:
+    """A short hash of a data tensor, to recognise the same training data on resume."""
+    return hashlib.sha256(x.detach().cpu().double().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def split_validation(x: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor | None]:
+    """Carves a validation split out of the training rows (at least one row each when possible)."""
+    n = x.shape[0]
+    n_valid = int(round(fraction * n))
+    if fraction > 0 and n >= 4:
+        n_valid = max(1, n_valid)
+    if n_valid == 0:
+        return x, None
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919))
+    return x[perm[n_valid:]], x[perm[:n_valid]]
+
+
+def train_model(
+    graph: BayesianNetwork,
+    latent: tuple[str, ...],
+    train: Tensor,
+    *,
+    model_config: ModelConfig | None = None,
+    fit_config: FitConfig | None = None,
+    options: TrainOptions | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    extra_meta: dict | None = None,
+) -> tuple[SIReNVAE, History]:
+    """Builds and trains a model on ``train`` (observed nodes in topological order).
+
+    With ``out``, a checkpoint is written after every epoch and the final model at the end;
+    ``resume`` continues an interrupted run from its last checkpoint. An existing run is never
+    overwritten.
+    """
+    model_config = model_config or ModelConfig()
+    fit_config = fit_config or FitConfig()
+    options = options or TrainOptions()
+    if train.ndim != 2 or train.shape[0] < 2:
+        raise ValueError(f"need at least 2 training rows, got {train.shape[0] if train.ndim == 2 else 0}")
+    if not torch.isfinite(train).all():
+        raise ValueError("training data contain NaN or inf")
+    torch.manual_seed(fit_config.seed)
+    model = build_model(graph, latent, model_config)
+    if train.shape[1] != len(model.observed):
+        raise ValueError(f"training data have {train.shape[1]} columns, the model {len(model.observed)} observed nodes")
+    part, valid = split_validation(train, options.valid_fraction, fit_config.seed)
+    model.set_standardization(part)
+    meta = {
+        "model": model_config.to_dict(),
+        "fit": fit_config.to_dict() | {"progress": False},
+        "train_options": {"valid_fraction": options.valid_fraction, "samples": options.samples,
+                          "objective": options.objective},
+        "graph": graph.to_dict(),
+        "latent": list(model.latent),
+        "observed": list(model.observed),
+        "train_rows": int(train.shape[0]),
+        "data_sha256": data_fingerprint(train),
+        **(extra_meta or {}),
+    }
+    state = None
+    if out is not None:
+        out = Path(out)
+        if (out / "model.json").exists() and not resume:
+            raise RunExists(f"{out} already holds a trained model; choose another --out or pass --resume")
+        if (out / "checkpoint.json").exists() and not resume:
+            raise RunExists(f"{out} holds an unfinished run; pass --resume to continue it or choose another --out")
+        if resume:
+            if (out / "model.json").exists():
+                model, final = load_model(out)
+                _check_same_run(final, meta, out)
+                return model, History.from_dict(final["history"])
+            if not (out / "checkpoint.json").exists():
+                raise CheckpointError(f"nothing to resume in {out}: no checkpoint.json")
+            tensors, saved = load_checkpoint(out, "checkpoint")
+            _check_same_run(saved, meta, out)
+            state = state_from_tensors(tensors, saved)
+
+    def loss(batch: Tensor) -> Tensor:
+        if options.objective == "iwae":
+            return -iwae(model, batch, options.samples).mean()
+        return -elbo(model, batch, options.samples).mean()
+
+    def on_epoch(s) -> None:
+        tensors, smeta = state_to_tensors(s)
+        save_checkpoint(out, "checkpoint", tensors, meta | smeta)
+
+    history = fit(model, loss, part, valid, fit_config, on_epoch=on_epoch if out is not None else None,
+                  resume=state)
+    if out is not None:
+        save_checkpoint(out, "model", model.state_dict(), meta | {"history": history.to_dict()})
+    return model, history
+
+
+_RUN_KEYS = ("model", "fit", "train_options", "graph", "latent", "observed", "data_sha256")
+
+
+def _check_same_run(saved: dict, meta: dict, out: Path) -> None:
+    for key in _RUN_KEYS:
+        if saved.get(key) != meta.get(key):
+            what = {"data_sha256": "training data", "graph": "graph", "latent": "latent set"}.get(key, key)
+            raise CheckpointError(
+                f"the run in {out} was started with another {what}; resume it with the same inputs "
+                "or choose another --out"
+            )
+
+
+def load_model(directory: str | Path) -> tuple[SIReNVAE, dict]:
+    """Loads a trained model and its metadata from a run directory."""
+    tensors, meta = load_checkpoint(directory, "model")
+    try:
+        graph = BayesianNetwork.from_json(meta["graph"])
+        config = ModelConfig.from_dict(meta["model"])
+        model = build_model(graph, tuple(meta["latent"]), config)
+    except (KeyError, TypeError, GraphError, ValueError) as e:
+        raise CheckpointError(f"{directory}: the model description is unusable ({e})") from None
+    if list(model.observed) != list(meta.get("observed", [])):
+        raise CheckpointError(f"{directory}: observed columns do not match the graph and latent set")
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise CheckpointError(f"{directory}: the tensors do not fit the model ({first})") from None
+    model.eval()
+    return model, meta
