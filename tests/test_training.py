@@ -41,8 +41,8 @@ def test_early_stopping_restores_best_parameters():
     def loss(b):
         return (model(b[:, :3]).squeeze(-1) - b[:, 3]).square().mean()
 
-    def record(epoch, history):
-        states.append({k: v.clone() for k, v in model.state_dict().items()})
+    def record(state):
+        states.append({k: v.clone() for k, v in state.model.items()})
 
     h = fit(
         model, loss, data[:200], data[200:], FitConfig(lr=0.5, max_epochs=200, patience=5), on_epoch=record

@@ -57,7 +57,8 @@ def default_latent_rule(network: str) -> str | list[str]:
 
 def latent_set(graph: BayesianNetwork, rule: str | Sequence[str]) -> tuple[str, ...]:
     """The latent nodes by a named rule (``leaves-observed``, ``roots-and-leaves-observed``) or an
-    explicit list of node names, in topological order."""
+    explicit list of node names, in topological order.
+    """
     if isinstance(rule, str):
         if rule in LATENT_RULES:
             return check_latent(graph, LATENT_RULES[rule](graph))
@@ -87,7 +88,8 @@ def sample_splits(
     dtype: torch.dtype = torch.float32,
 ) -> Splits:
     """Draws a training set and a fresh test set; the test set depends on ``seed`` only, so models
-    trained on different training sizes with the same seed share it."""
+    trained on different training sizes with the same seed share it.
+    """
     g = network.graph
     latent = check_latent(g, latent)
     observed = tuple(v for v in g.nodes if v not in set(latent))

@@ -35,7 +35,15 @@ from sirenvae.graph import BayesianNetwork, check_latent
 from sirenvae.inversion import faithful_inverse
 from sirenvae.nn import MaskedLinear
 
-__all__ = ["VARIANTS", "GaussianDecoder", "MaskedMLP", "ModelConfig", "SIReNVAE", "build_model", "variant_graph"]
+__all__ = [
+    "VARIANTS",
+    "GaussianDecoder",
+    "MaskedMLP",
+    "ModelConfig",
+    "SIReNVAE",
+    "build_model",
+    "variant_graph",
+]
 
 Variant = Literal["true", "fc", "ind", "vae", "vae-maf"]
 VARIANTS: tuple[str, ...] = ("true", "fc", "ind", "vae", "vae-maf")
@@ -136,8 +144,6 @@ class MaskedMLP(nn.Module):
 
         masks = [hidden] + [subset(hidden, hidden)] * (hidden_layers - 1) + [subset(sets, hidden)]
         self.layers = nn.ModuleList(MaskedLinear(M, kappa=None) for M in masks)
-        with torch.no_grad():  # start near a constant output
-            self.layers[-1].weight.mul_(0.1)
 
     def forward(self, x: Tensor) -> Tensor:
         for layer in self.layers[:-1]:
@@ -151,8 +157,9 @@ class GaussianDecoder(nn.Module):
     ``sets[i]`` says which nodes (latent and observed, in the graph's order) output :math:`i` sees.
     """
 
-    def __init__(self, sets: Tensor, hidden_per_set: int, hidden_layers: int, min_scale: float,
-                 width: int = 0) -> None:
+    def __init__(
+        self, sets: Tensor, hidden_per_set: int, hidden_layers: int, min_scale: float, width: int = 0
+    ) -> None:
         super().__init__()
         self.net = MaskedMLP(torch.cat([sets, sets]), hidden_per_set, hidden_layers, width)
         self.observed = sets.shape[0]
@@ -167,7 +174,7 @@ class GaussianDecoder(nn.Module):
 
 
 class StandardNormal(nn.Module):
-    """The :math:`\\mathcal{N}(0, I)` prior of the plain VAE."""
+    r"""The :math:`\mathcal{N}(0, I)` prior of the plain VAE."""
 
     def __init__(self, features: int) -> None:
         super().__init__()
@@ -177,7 +184,9 @@ class StandardNormal(nn.Module):
     def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         return -0.5 * (z * z).sum(-1) - 0.5 * self.features * _LOG_2PI
 
-    def sample(self, shape: tuple[int, ...], context: Tensor | None = None, noise: Tensor | None = None) -> Tensor:
+    def sample(
+        self, shape: tuple[int, ...], context: Tensor | None = None, noise: Tensor | None = None
+    ) -> Tensor:
         if noise is not None:
             return noise
         return torch.randn(*shape, self.features, dtype=self._ref.dtype, device=self._ref.device)
@@ -202,7 +211,9 @@ class FlowPrior(nn.Module):
     def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         return self.flow(context).log_prob(z)
 
-    def sample(self, shape: tuple[int, ...], context: Tensor | None = None, noise: Tensor | None = None) -> Tensor:
+    def sample(
+        self, shape: tuple[int, ...], context: Tensor | None = None, noise: Tensor | None = None
+    ) -> Tensor:
         if noise is None:
             return self.flow(context).sample(shape if context is None else ())
         return self.flow.transform.inverse(noise, context, **self.flow.inverse_options)
@@ -295,7 +306,10 @@ class SIReNVAE(nn.Module):
             sets[:, idx_z] = True
         width = config.vae_hidden or self._matched_width(graph, latent, config)
         self.decoder = GaussianDecoder(
-            sets, config.decoder_hidden_per_set, config.hidden_layers, config.min_scale,
+            sets,
+            config.decoder_hidden_per_set,
+            config.hidden_layers,
+            config.min_scale,
             width=0 if structured else width,
         )
         if structured:
@@ -306,7 +320,9 @@ class SIReNVAE(nn.Module):
             self.prior = FlowPrior(g.adjacency(self.latent), Cp, config)
             H = faithful_inverse(g, latent)
             self.inverse_graph = H
-            self.encoder = FlowEncoder(H.adjacency(self.latent), H.cross_adjacency(self.latent, self.observed), config)
+            self.encoder = FlowEncoder(
+                H.adjacency(self.latent), H.cross_adjacency(self.latent, self.observed), config
+            )
         else:
             self.prior_context = ()
             self.prior = StandardNormal(Dz)
@@ -316,17 +332,20 @@ class SIReNVAE(nn.Module):
             else:
                 self.encoder = MAFEncoder(Dx, Dz, config.maf_transforms, config.maf_hidden or width)
         self.register_buffer(
-            "_ctx_idx", torch.tensor([self.observed.index(v) for v in self.prior_context], dtype=torch.long),
+            "_ctx_idx",
+            torch.tensor([self.observed.index(v) for v in self.prior_context], dtype=torch.long),
             persistent=False,
         )
         # observed nodes in topological generations, for ancestral sampling of x
         level: dict[str, int] = {}
         for v in graph.nodes:
-            level[v] = 1 + max((level[p] for p in graph.parents(v) if p not in lat), default=-1) if v not in lat else -1
+            level[v] = (
+                1 + max((level[p] for p in graph.parents(v) if p not in lat), default=-1)
+                if v not in lat
+                else -1
+            )
         self._x_levels = max((level[v] for v in self.observed), default=0) + 1
-        self.register_buffer(
-            "_x_level", torch.tensor([level[v] for v in self.observed]), persistent=False
-        )
+        self.register_buffer("_x_level", torch.tensor([level[v] for v in self.observed]), persistent=False)
 
     @staticmethod
     def _matched_width(graph: BayesianNetwork, latent: tuple[str, ...], config: ModelConfig) -> int:
@@ -360,16 +379,22 @@ class SIReNVAE(nn.Module):
 
     def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
         r""":math:`\log p(x, z)` on the raw scale of ``x``; ``z`` may carry leading sample dims."""
+        log_px, log_pz = self.log_joint_parts(x, z)
+        return log_px + log_pz
+
+    def log_joint_parts(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        r""":math:`\log p(x \mid z)` (raw scale) and :math:`\log p(z \mid x_{pa(Z)})`."""
         u = self._std(x)
         log_pz = self.prior.log_prob(z, self._prior_context(u))
         mean, sd = self.decoder(self._nodes(z, u))
         r = (u - mean) / sd
-        log_px = (-0.5 * r * r - sd.log() - 0.5 * _LOG_2PI).sum(-1)
-        return log_pz + log_px - self.scale.log().sum()
+        log_px = (-0.5 * r * r - sd.log() - 0.5 * _LOG_2PI).sum(-1) - self.scale.log().sum()
+        return log_px, log_pz
 
     def posterior(self, x: Tensor, samples: int = 1) -> tuple[Tensor, Tensor]:
         r"""``samples`` draws of :math:`z \sim q(z \mid x)` with :math:`\log q`, shapes
-        ``(samples, N, Dz)`` and ``(samples, N)``."""
+        ``(samples, N, Dz)`` and ``(samples, N)``.
+        """
         return self.encoder.rsample_and_log_prob(self._std(x), samples)
 
     def reconstruction(self, x: Tensor, z: Tensor) -> Tensor:
@@ -392,7 +417,11 @@ class SIReNVAE(nn.Module):
         sweeps = (self._x_levels + 1) if self.prior_context else 1
         z = None
         for _ in range(sweeps):
-            z = self.prior.sample((n,), self._prior_context(u), noise=eps) if self.prior_context or z is None else z
+            z = (
+                self.prior.sample((n,), self._prior_context(u), noise=eps)
+                if self.prior_context or z is None
+                else z
+            )
             for _ in range(self._x_levels):
                 mean, sd = self.decoder(self._nodes(z, u))
                 u = mean + sd * eta
@@ -405,4 +434,3 @@ def build_model(graph: BayesianNetwork, latent, config: ModelConfig | None = Non
     if kwargs:
         config = ModelConfig.from_dict({**config.to_dict(), **kwargs})
     return SIReNVAE(graph, tuple(latent), config)
-

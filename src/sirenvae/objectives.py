@@ -61,5 +61,10 @@ def evaluate(model, x: Tensor, *, importance_samples: int = 1000, chunk: int = 2
         re += reconstruction_error(model, xb).sum().item()
     model.train(was)
     n = x.shape[0]
-    return {"nll": nll / n, "neg_elbo": neg_elbo / n, "re": re / n, "rows": n,
-            "importance_samples": importance_samples}
+    return {
+        "nll": nll / n,
+        "neg_elbo": neg_elbo / n,
+        "re": re / n,
+        "rows": n,
+        "importance_samples": importance_samples,
+    }

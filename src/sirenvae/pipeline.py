@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -40,18 +41,23 @@ class RunExists(ValueError):
 
 @dataclass(frozen=True, kw_only=True)
 class TrainOptions:
-    """How a model is trained, besides the optimiser settings of :class:`FitConfig`.
+    r"""How a model is trained, besides the optimiser settings of :class:`FitConfig`.
 
     Attributes:
         valid_fraction: Share of the training rows held out for early stopping (carved from the
             training budget, never extra data).
         samples: Posterior samples per row in the training objective.
         objective: ``elbo`` or ``iwae`` (with ``samples`` importance samples).
+        warmup_steps: Optimiser steps over which the weight of :math:`\log p(z) - \log q(z \mid x)`
+            in the ELBO rises linearly from 0 to 1 (KL warm-up, Sonderby et al. 2016), which keeps
+            the posterior from collapsing onto the prior early on. Validation always uses the
+            full ELBO, and early stopping waits for the warm-up to end.
     """
 
     valid_fraction: float = 0.1
     samples: int = 1
     objective: str = "elbo"
+    warmup_steps: int = 500
 
     def __post_init__(self) -> None:
         if self.objective not in ("elbo", "iwae"):
@@ -105,14 +111,15 @@ def train_model(
     torch.manual_seed(fit_config.seed)
     model = build_model(graph, latent, model_config)
     if train.shape[1] != len(model.observed):
-        raise ValueError(f"training data have {train.shape[1]} columns, the model {len(model.observed)} observed nodes")
+        raise ValueError(
+            f"training data have {train.shape[1]} columns, the model {len(model.observed)} observed nodes"
+        )
     part, valid = split_validation(train, options.valid_fraction, fit_config.seed)
     model.set_standardization(part)
     meta = {
         "model": model_config.to_dict(),
         "fit": fit_config.to_dict() | {"progress": False},
-        "train_options": {"valid_fraction": options.valid_fraction, "samples": options.samples,
-                          "objective": options.objective},
+        "train_options": asdict(options),
         "graph": graph.to_dict(),
         "latent": list(model.latent),
         "observed": list(model.observed),
@@ -126,7 +133,9 @@ def train_model(
         if (out / "model.json").exists() and not resume:
             raise RunExists(f"{out} already holds a trained model; choose another --out or pass --resume")
         if (out / "checkpoint.json").exists() and not resume:
-            raise RunExists(f"{out} holds an unfinished run; pass --resume to continue it or choose another --out")
+            raise RunExists(
+                f"{out} holds an unfinished run; pass --resume to continue it or choose another --out"
+            )
         if resume:
             if (out / "model.json").exists():
                 model, final = load_model(out)
@@ -138,17 +147,32 @@ def train_model(
             _check_same_run(saved, meta, out)
             state = state_from_tensors(tensors, saved)
 
+    steps_per_epoch = math.ceil(part.shape[0] / fit_config.batch_size)
+    warmup = options.warmup_steps if options.objective == "elbo" else 0
+    if warmup:
+        fit_config = replace(
+            fit_config, min_epochs=max(fit_config.min_epochs, math.ceil(warmup / steps_per_epoch) + 1)
+        )
+    step = [state.epochs * steps_per_epoch if state is not None else 0]
+
     def loss(batch: Tensor) -> Tensor:
         if options.objective == "iwae":
             return -iwae(model, batch, options.samples).mean()
-        return -elbo(model, batch, options.samples).mean()
+        if not model.training or step[0] >= warmup:
+            return -elbo(model, batch, options.samples).mean()
+        step[0] += 1
+        beta = step[0] / warmup
+        z, log_q = model.posterior(batch, options.samples)
+        log_px, log_pz = model.log_joint_parts(batch, z)
+        return -(log_px + beta * (log_pz - log_q)).mean()
 
     def on_epoch(s) -> None:
         tensors, smeta = state_to_tensors(s)
         save_checkpoint(out, "checkpoint", tensors, meta | smeta)
 
-    history = fit(model, loss, part, valid, fit_config, on_epoch=on_epoch if out is not None else None,
-                  resume=state)
+    history = fit(
+        model, loss, part, valid, fit_config, on_epoch=on_epoch if out is not None else None, resume=state
+    )
     if out is not None:
         save_checkpoint(out, "model", model.state_dict(), meta | {"history": history.to_dict()})
     return model, history

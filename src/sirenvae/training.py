@@ -63,6 +63,7 @@ class FitConfig:
         batch_size: Mini-batch size.
         max_epochs: The most passes over the training data.
         patience: Epochs without a better validation loss before stopping.
+        min_epochs: Epochs before early stopping may act (e.g. the length of a warm-up).
         weight_decay: Adam's weight decay.
         grad_clip: Clip the gradient norm to this value (``None``: no clipping).
         seed: Seeds the shuffling and torch's generator (sampling in the loss).
@@ -73,6 +74,7 @@ class FitConfig:
     batch_size: int = 128
     max_epochs: int = 1000
     patience: int = 30
+    min_epochs: int = 0
     weight_decay: float = 0.0
     grad_clip: float | None = 10.0
     seed: int = 0
@@ -165,7 +167,7 @@ def fit(
     bar = _progress(config.progress, config.max_epochs, first)
     epoch = first - 1
     try:
-        if first - 1 - history.best_epoch >= config.patience or first >= config.max_epochs:
+        if _patience_out(first - 1, history, config) or first >= config.max_epochs:
             history.stopped = history.stopped or "already finished"
         else:
             for epoch in range(first, config.max_epochs):
@@ -191,7 +193,7 @@ def fit(
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(train=f"{history.train_loss[-1]:.3f}", valid=f"{current:.3f}")
-                stop = epoch - history.best_epoch >= config.patience
+                stop = _patience_out(epoch, history, config)
                 if stop:
                     history.stopped = f"no improvement for {config.patience} epochs"
                 elif epoch + 1 == config.max_epochs:
@@ -218,6 +220,10 @@ def fit(
     module.eval()
     logger.info("fit: %s after %d epochs (best %d)", history.stopped, epoch + 1, history.best_epoch)
     return history
+
+
+def _patience_out(epoch: int, history: History, config: FitConfig) -> bool:
+    return epoch + 1 >= config.min_epochs and epoch - history.best_epoch >= config.patience
 
 
 def _train_epoch(module, loss, train, config, generator, optimizer, params, history, best_state) -> None:
@@ -349,7 +355,9 @@ def load_checkpoint(directory: str | Path, name: str) -> tuple[dict[str, Tensor]
     if not tensor_path.is_file():
         raise CheckpointError(f"{path} names tensor file {tensor_path.name}, which is missing")
     if _sha256(tensor_path) != meta.get("sha256"):
-        raise CheckpointError(f"{tensor_path} is corrupted or truncated (its hash does not match {path.name})")
+        raise CheckpointError(
+            f"{tensor_path} is corrupted or truncated (its hash does not match {path.name})"
+        )
     try:
         tensors = load_file(str(tensor_path))
     except (SafetensorError, OSError, ValueError) as e:
