@@ -5,6 +5,7 @@ Data are kept on their raw scale. Observed columns are always in the graph's top
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +134,9 @@ def read_csv(
         raise DataError(f"{path}: the file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not a readable CSV file ({e})") from None
-    columns = [str(c).strip() for c in df.columns]
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), [])
+    columns = [c.strip() for c in header]
     seen: set[str] = set()
     for c in columns:
         if c in seen:
@@ -147,7 +150,13 @@ def read_csv(
     df.columns = columns
     try:
         if latent is None:
-            latent = check_latent(graph, [v for v in graph.nodes if v not in seen])
+            unseen = [v for v in graph.nodes if v not in seen]
+            if not unseen:
+                raise DataError(
+                    f"{path}: every node of the graph has a column, so none is latent; name the latent "
+                    "nodes (--latent) or drop their columns"
+                )
+            latent = check_latent(graph, unseen)
         else:
             latent = check_latent(graph, latent)
     except GraphError as e:

@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from sirenvae.data import DataError, latent_set, read_csv, sample_splits, write_csv
+from sirenvae.graph import BayesianNetwork, GraphError
+from sirenvae.networks import load_network
+
+G = BayesianNetwork({"a": [], "b": ["a"], "c": ["b"], "d": ["b"]})
+
+
+def test_latent_rules_of_the_spec():
+    ecoli = load_network("ecoli70").graph
+    lat = latent_set(ecoli, "leaves-observed")
+    assert len(lat) == 22 and all(ecoli.children(v) for v in lat)
+    niab = load_network("magic-niab").graph
+    lat = latent_set(niab, "roots-and-leaves-observed")
+    assert len(lat) == 15 and all(niab.children(v) and niab.parents(v) for v in lat)
+    assert latent_set(G, "b,a") == ("a", "b")
+    with pytest.raises(GraphError, match="unknown node 'q'"):
+        latent_set(G, ["q"])
+
+
+def test_splits_are_seeded_and_test_sets_are_fresh():
+    net = load_network("ecoli70")
+    lat = latent_set(net.graph, "leaves-observed")
+    a = sample_splits(net, lat, train_size=50, test_size=30, seed=3)
+    b = sample_splits(net, lat, train_size=80, test_size=30, seed=3)
+    c = sample_splits(net, lat, train_size=50, test_size=30, seed=4)
+    assert torch.equal(a.test, b.test)  # the test set depends on the seed only
+    assert not torch.equal(a.train, c.train)
+    assert a.train.shape == (50, 24) and a.train_latent.shape == (50, 22)
+    # no test row is a training row
+    assert torch.cdist(a.train, a.test).min() > 0
+
+
+def write(tmp_path, text, name="d.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_read_csv_orders_columns_and_infers_latents(tmp_path):
+    path = write(tmp_path, "d,c\n1,2\n3,4\n")
+    x, observed, latent = read_csv(path, G)
+    assert observed == ("c", "d") and latent == ("a", "b")
+    assert x.tolist() == [[2, 1], [4, 3]]
+    out = tmp_path / "o.csv"
+    write_csv(out, observed, x)
+    assert read_csv(out, G)[0].tolist() == x.tolist()
+
+
+@pytest.mark.parametrize(
+    "text, latent, match",
+    [
+        ("c,d,zz\n1,2,3\n", None, "column 'zz' matches no node"),
+        ("c,c\n1,2\n", None, "column 'c' appears twice"),
+        ("c\n1\n", ["a", "b"], r"observed node\(s\) without a column: d"),
+        ("b,c,d\n1,2,3\n", ["a", "b"], r"column\(s\) b are latent"),
+        ("c,d\n1,2\n3,x\n", None, r"row 2 \(line 3\), column 'd': non-numeric value 'x'"),
+        ("c,d\n1,2\nnan,1\n", None, r"row 2 \(line 3\), column 'c': non-finite value 'nan'"),
+        ("c,d\n1,inf\n", None, r"row 1 \(line 2\), column 'd': non-finite value 'inf'"),
+        ("c,d\n1,\n", None, r"column 'd': non-numeric value empty"),
+        ("c,d\n", None, r"0 data row\(s\), at least 1 needed"),
+        ("", None, "empty"),
+        ("a,b,c,d\n1,2,3,4\n", None, "none is latent"),
+    ],
+)
+def test_read_csv_errors_name_row_and_column(tmp_path, text, latent, match):
+    with pytest.raises(DataError, match=match):
+        read_csv(write(tmp_path, text), G, latent)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        read_csv(tmp_path / "nope.csv", G)

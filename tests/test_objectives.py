@@ -1,0 +1,78 @@
+import math
+
+import torch
+from helpers import SMALL_LATENT, TINY, float64, rows, small_network
+
+from sirenvae.graph import BayesianNetwork
+from sirenvae.models import ModelConfig, build_model
+from sirenvae.objectives import elbo, evaluate, iwae, log_weights, reconstruction_error
+from sirenvae.pipeline import TrainOptions, train_model
+from sirenvae.training import FitConfig
+
+
+def test_iwae_matches_quadrature_with_one_latent():
+    bn = BayesianNetwork({"z": [], "x1": ["z"], "x2": ["z"]})
+    torch.manual_seed(0)
+    model = float64(build_model(bn, ("z",), TINY, variant="true"))
+    with torch.no_grad():  # a decoder that clearly depends on z
+        model.decoder.net.layers[0].weight.mul_(3)
+    x = torch.randn(6, 2, dtype=torch.float64)
+    t = torch.linspace(-15, 15, 6001, dtype=torch.float64)
+    with torch.no_grad():
+        lj = model.log_joint(x, t[:, None, None].expand(-1, 6, 1))  # (grid, N)
+        log_px = torch.logsumexp(lj, 0) + math.log(t[1] - t[0])
+        torch.manual_seed(1)
+        est = iwae(model, x, 5000)
+    assert (est - log_px).abs().max() < 0.05
+
+
+def test_elbo_below_iwae_increasing_in_k():
+    net = small_network()
+    torch.manual_seed(0)
+    model = float64(build_model(net.graph, SMALL_LATENT, TINY, variant="true"))
+    x = rows(net, SMALL_LATENT, 300, dtype=torch.float64)
+    model.set_standardization(x)
+    torch.manual_seed(2)
+    with torch.no_grad():
+        values = {
+            "elbo": elbo(model, x, 50),
+            "k10": iwae(model, x, 10),
+            "k100": iwae(model, x, 100),
+        }
+
+    def below(a, b):
+        d = values[b] - values[a]
+        # the mean difference must be positive beyond three standard errors
+        return d.mean() > -3 * d.std() / math.sqrt(d.numel())
+
+    assert below("elbo", "k10") and below("k10", "k100")
+    assert values["k100"].mean() > values["elbo"].mean()
+
+
+def test_reconstruction_error_and_weights_shapes():
+    net = small_network()
+    model = float64(build_model(net.graph, SMALL_LATENT, TINY, variant="vae"))
+    x = rows(net, SMALL_LATENT, 20, dtype=torch.float64)
+    assert log_weights(model, x, 7).shape == (7, 20)
+    re = reconstruction_error(model, x)
+    assert re.shape == (20,) and (re >= 0).all()
+    r = evaluate(model, x, importance_samples=10)
+    assert r["nll"] <= r["neg_elbo"] + 0.5
+
+
+def test_true_structure_learns_a_linear_gaussian_network():
+    net = small_network()
+    train = rows(net, SMALL_LATENT, 20_000, seed=0)
+    test = rows(net, SMALL_LATENT, 2000, seed=1)
+    torch.manual_seed(0)
+    model, history = train_model(
+        net.graph,
+        SMALL_LATENT,
+        train,
+        model_config=ModelConfig(),
+        fit_config=FitConfig(lr=3e-3, batch_size=256, max_epochs=12, patience=12),
+        options=TrainOptions(warmup_steps=300),
+    )
+    oracle = -net.log_prob(test.double(), ("x1", "x2", "x3")).mean().item()
+    nll = evaluate(model, test, importance_samples=200)["nll"]
+    assert abs(nll - oracle) < 0.3, (nll, oracle)
