@@ -2,8 +2,8 @@ import math
 
 import pytest
 import torch
-from helpers import SMALL_LATENT, TINY, float64, rows, small_network
 
+from helpers import SMALL_LATENT, TINY, float64, rows, small_network
 from sirenvae.graph import BayesianNetwork
 from sirenvae.inversion import faithful_inverse
 from sirenvae.models import VARIANTS, ModelConfig, build_model, variant_graph

@@ -1,8 +1,8 @@
 import math
 
 import torch
-from helpers import SMALL_LATENT, TINY, float64, rows, small_network
 
+from helpers import SMALL_LATENT, TINY, float64, rows, small_network
 from sirenvae.graph import BayesianNetwork
 from sirenvae.models import ModelConfig, build_model
 from sirenvae.objectives import elbo, evaluate, iwae, log_weights, reconstruction_error

@@ -1,0 +1,160 @@
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from sirenvae.cli import app
+
+runner = CliRunner()
+FAST = ["--epochs", "3", "--no-progress"]
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def error_line(result):
+    text = (result.stderr if result.stderr else result.output).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    assert lines[0].startswith("error: "), text
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def ecoli_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "true"
+    result = run("fit", "--network", "ecoli70", "--train-size", 92, "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def observed_csv(ecoli_run, tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "obs.csv"
+    samples = tmp_path_factory.mktemp("data") / "samples.csv"
+    assert run("sample", ecoli_run, "-n", 12, "-o", samples).exit_code == 0
+    from sirenvae.networks import load_network
+
+    g = load_network("ecoli70").graph
+    pd.read_csv(samples)[list(g.leaves())].to_csv(path, index=False)
+    return path
+
+
+def test_happy_path(ecoli_run, observed_csv, tmp_path):
+    result = run("evaluate", ecoli_run, "--test-size", 200, "-k", 20, "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["nll"] >= metrics["oracle_nll"] - 1
+    assert metrics["nll"] <= metrics["neg_elbo"] + 1e-6 + 0.5
+    table = run("evaluate", ecoli_run, "--data", observed_csv, "-k", 5)
+    assert table.exit_code == 0 and "oracle NLL" in table.stdout
+    out = tmp_path / "post.csv"
+    result = run("posterior", ecoli_run, "--data", observed_csv, "-n", 4, "-o", out)
+    assert result.exit_code == 0, result.output
+    post = pd.read_csv(out)
+    assert len(post) == 12 * 6 and list(post.columns[:2]) == ["row", "statistic"]
+    assert set(post["statistic"]) == {"mean", "sd", "sample_1", "sample_2", "sample_3", "sample_4"}
+    first = post[post.row == 1].set_index("statistic")
+    samples_ = first.loc[[f"sample_{i}" for i in range(1, 5)]]
+    assert (first.loc["mean"] - samples_.mean()).abs().max() < 1e-4
+    result = run("networks")
+    assert result.exit_code == 0 and "ecoli70" in result.stdout
+
+
+def test_resume_of_a_finished_run_is_a_no_op(ecoli_run):
+    result = run("fit", "--network", "ecoli70", "--train-size", 92, "--out", ecoli_run, "--resume", *FAST)
+    assert result.exit_code == 0, result.output
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_graph_errors(tmp_path, observed_csv):
+    cyc = write(tmp_path, "cyc.csv", "parent,child\na,b\nb,c\nc,a\n")
+    assert "cycle: " in error_line(
+        r := run("fit", "--graph", cyc, "--data", observed_csv, "--out", tmp_path / "o")
+    )
+    assert r.exit_code == 2
+    broken = write(tmp_path, "g.json", '{"nodes": [')
+    r = run("fit", "--graph", broken, "--data", observed_csv, "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "not valid JSON" in error_line(r)
+    r = run("fit", "--graph", tmp_path / "nope.json", "--data", observed_csv, "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "not found" in error_line(r)
+
+
+def test_option_errors(tmp_path):
+    cases = [
+        (["fit", "--network", "ecoli70", "--train-size", 10, "--latent", "foo"], "unknown node 'foo'"),
+        (["fit", "--network", "nope", "--train-size", 10], "unknown network 'nope'"),
+        (["fit", "--train-size", 10], "exactly one of --network"),
+        (["fit", "--network", "ecoli70"], "exactly one of --data"),
+        (["fit", "--network", "ecoli70", "--train-size", 1], "at least 2"),
+        (["fit", "--network", "ecoli70", "--train-size", 10, "--model", "big"], "unknown --model 'big'"),
+        (["fit", "--network", "ecoli70", "--train-size", 10, "--latent", "lacA,lacA"], "twice"),
+    ]
+    for args, match in cases:
+        r = run(*args, "--out", tmp_path / "o", *FAST)
+        assert r.exit_code == 2, (args, r.output)
+        assert match in error_line(r), (args, r.output)
+
+
+def test_data_errors(tmp_path, ecoli_run, observed_csv):
+    df = pd.read_csv(observed_csv).astype(object)
+    variants = {
+        "nomatch.csv": (df.assign(foo=1), "matches no node"),
+        "missing.csv": (df.drop(columns=df.columns[0]), "without a column"),
+        "nan.csv": (df.copy().assign(**{df.columns[2]: ["nan"] + list(df.iloc[1:, 2])}), "non-finite"),
+        "inf.csv": (df.copy().assign(**{df.columns[1]: list(df.iloc[:-1, 1]) + ["-inf"]}), "non-finite"),
+        "text.csv": (df.copy().assign(**{df.columns[0]: ["x"] * len(df)}), "non-numeric"),
+        "latent.csv": (df.assign(cspG=0.0), "latent nodes"),
+    }
+    for name, (frame, match) in variants.items():
+        path = tmp_path / name
+        frame.to_csv(path, index=False)
+        r = run("evaluate", ecoli_run, "--data", path, "-k", 2)
+        assert r.exit_code == 2, (name, r.output)
+        line = error_line(r)
+        assert match in line and name in line, (name, line)
+        if name in ("nan.csv", "text.csv"):
+            assert "row 1" in line and "column" in line
+    one = tmp_path / "one.csv"
+    df.iloc[:1].to_csv(one, index=False)
+    from sirenvae.networks import load_network
+
+    g = load_network("ecoli70").graph
+    graph = tmp_path / "g.json"
+    g.to_json(graph)
+    r = run("fit", "--graph", graph, "--data", one, "--out", tmp_path / "o", *FAST)
+    assert r.exit_code == 2 and "at least 2 needed" in error_line(r)
+
+
+def test_checkpoint_errors(tmp_path, ecoli_run):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(ecoli_run, run_dir)
+    meta = json.loads((run_dir / "model.json").read_text())
+    tensors = run_dir / meta["tensors"]
+    tensors.write_bytes(tensors.read_bytes()[:100])
+    r = run("evaluate", run_dir, "--test-size", 5)
+    assert r.exit_code == 2 and "corrupted or truncated" in error_line(r)
+    (run_dir / "model.json").write_text(json.dumps(meta | {"sirenvae_version": "7.0.0"}))
+    r = run("sample", run_dir, "-n", 3, "-o", tmp_path / "s.csv")
+    assert r.exit_code == 2 and "written by sirenvae 7.0.0" in error_line(r)
+    (run_dir / "model.json").write_text("{")
+    r = run("posterior", run_dir, "--data", tmp_path / "x.csv", "-o", tmp_path / "p.csv")
+    assert r.exit_code == 2 and "truncated or corrupted" in error_line(r)
+    r = run("evaluate", tmp_path / "nowhere", "--test-size", 5)
+    assert r.exit_code == 2 and "no checkpoint model.json" in error_line(r)
+    r = run("fit", "--network", "ecoli70", "--train-size", 92, "--out", ecoli_run, *FAST)
+    assert r.exit_code == 2 and "already holds a trained model" in error_line(r)
+    r = run("sample", ecoli_run, "-n", 0, "-o", tmp_path / "s.csv")
+    assert r.exit_code == 2 and "-n must be positive" in error_line(r)
+    r = run("sample", ecoli_run, "-n", 3, "-o", tmp_path / "no" / "s.csv")
+    assert r.exit_code == 2 and "does not exist" in error_line(r)

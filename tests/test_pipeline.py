@@ -1,0 +1,153 @@
+import json
+import math
+
+import pytest
+import torch
+
+import sirenvae.pipeline as pipeline
+from helpers import SMALL_LATENT, TINY, rows, small_network
+from sirenvae.graph import BayesianNetwork
+from sirenvae.pipeline import RunExists, TrainOptions, load_model, train_model
+from sirenvae.training import CheckpointError, FitConfig, TrainingError
+
+KW = dict(
+    model_config=TINY,
+    fit_config=FitConfig(lr=3e-3, batch_size=64, max_epochs=6, patience=100),
+    options=TrainOptions(warmup_steps=12),
+)
+
+
+def data(n=300):
+    net = small_network()
+    return net.graph, rows(net, SMALL_LATENT, n)
+
+
+def test_resume_after_a_kill_continues_exactly(tmp_path, monkeypatch):
+    g, x = data()
+    full, h_full = train_model(g, SMALL_LATENT, x, out=tmp_path / "a", **KW)
+    real = pipeline.save_checkpoint
+    calls = {"n": 0}
+
+    def killed_after_three_epochs(directory, name, *args, **kwargs):
+        real(directory, name, *args, **kwargs)
+        calls["n"] += name == "checkpoint"
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "save_checkpoint", killed_after_three_epochs)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(g, SMALL_LATENT, x, out=tmp_path / "b", **KW)
+    monkeypatch.setattr(pipeline, "save_checkpoint", real)
+    with pytest.raises(RunExists, match="unfinished run"):
+        train_model(g, SMALL_LATENT, x, out=tmp_path / "b", **KW)
+    resumed, h = train_model(g, SMALL_LATENT, x, out=tmp_path / "b", resume=True, **KW)
+    assert h.train_loss == h_full.train_loss and h.valid_loss == h_full.valid_loss
+    a, b = full.state_dict(), resumed.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # the saved model is the trained one
+    loaded, meta = load_model(tmp_path / "b")
+    assert all(torch.equal(loaded.state_dict()[k], b[k]) for k in b)
+    assert meta["latent"] == list(SMALL_LATENT) and meta["observed"] == ["x1", "x2", "x3"]
+    with pytest.raises(RunExists, match="already holds a trained model"):
+        train_model(g, SMALL_LATENT, x, out=tmp_path / "b", **KW)
+
+
+def test_resume_refuses_other_inputs(tmp_path, monkeypatch):
+    g, x = data()
+    real = pipeline.save_checkpoint
+
+    def killed(directory, name, *args, **kwargs):
+        real(directory, name, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "save_checkpoint", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(g, SMALL_LATENT, x, out=tmp_path, **KW)
+    monkeypatch.setattr(pipeline, "save_checkpoint", real)
+    with pytest.raises(CheckpointError, match="another training data"):
+        train_model(g, SMALL_LATENT, x + 1, out=tmp_path, resume=True, **KW)
+    other = BayesianNetwork({v: [p for p in g.parents(v) if p != "x1"] for v in g.nodes})
+    with pytest.raises(CheckpointError, match="another graph"):
+        train_model(other, SMALL_LATENT, x, out=tmp_path, resume=True, **KW)
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train_model(g, SMALL_LATENT, x, out=tmp_path / "empty", resume=True, **KW)
+
+
+@pytest.fixture
+def trained(tmp_path):
+    g, x = data()
+    train_model(g, SMALL_LATENT, x, out=tmp_path, **KW)
+    return tmp_path
+
+
+def test_truncated_json(trained):
+    path = trained / "model.json"
+    path.write_text(path.read_text()[:40])
+    with pytest.raises(CheckpointError, match="truncated or corrupted"):
+        load_model(trained)
+
+
+def test_corrupted_tensors(trained):
+    meta = json.loads((trained / "model.json").read_text())
+    path = trained / meta["tensors"]
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="corrupted or truncated"):
+        load_model(trained)
+    path.unlink()
+    with pytest.raises(CheckpointError, match="missing"):
+        load_model(trained)
+
+
+def test_other_version_and_format(trained):
+    path = trained / "model.json"
+    meta = json.loads(path.read_text())
+    path.write_text(json.dumps(meta | {"sirenvae_version": "9.9.0"}))
+    with pytest.raises(CheckpointError, match="written by sirenvae 9.9.0"):
+        load_model(trained)
+    path.write_text(json.dumps(meta | {"format_version": 99}))
+    with pytest.raises(CheckpointError, match="format 99"):
+        load_model(trained)
+    path.write_text(json.dumps({"hello": 1}))
+    with pytest.raises(CheckpointError, match="not a sirenvae checkpoint"):
+        load_model(trained)
+
+
+def test_tensors_from_another_graph(trained, tmp_path_factory):
+    meta = json.loads((trained / "model.json").read_text())
+    meta["graph"]["nodes"][4]["parents"] = ["z2"]  # drop an edge: the masks no longer fit
+    (trained / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError):
+        load_model(trained)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    g, x = data()
+    real = pipeline.elbo
+    calls = {"n": 0}
+
+    def exploding(model, batch, samples=1):
+        calls["n"] += model.training
+        value = real(model, batch, samples)
+        return value * math.nan if calls["n"] > 6 else value
+
+    monkeypatch.setattr(pipeline, "elbo", exploding)
+    with pytest.raises(TrainingError, match="non-finite loss"):
+        train_model(g, SMALL_LATENT, x, out=tmp_path, **KW)
+    from sirenvae.training import load_checkpoint
+
+    tensors, meta = load_checkpoint(tmp_path, "checkpoint")
+    assert meta["epochs"] >= 1
+    assert all(torch.isfinite(t).all() for k, t in tensors.items() if k.startswith("model."))
+    assert not (tmp_path / "model.json").exists()
+
+
+def test_too_few_rows_and_bad_values():
+    g, x = data(10)
+    with pytest.raises(ValueError, match="at least 2 training rows"):
+        train_model(g, SMALL_LATENT, x[:1], **KW)
+    bad = x.clone()
+    bad[3, 1] = math.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        train_model(g, SMALL_LATENT, bad, **KW)
