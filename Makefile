@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/flows.py
 	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/inversion.py
+	$(PY) benchmarks/training.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -171,10 +171,6 @@ class GRFBlock(nn.Module):
         """The number of unmasked weights."""
         return int(sum(int(layer.mask.sum()) for layer in self.layers))
 
-    def weights(self, update: bool | None = None) -> list[Tensor]:
-        """The normalised weights; ``update`` runs the power iteration (default: in training)."""
-        return [layer.normalized_weight(update) for layer in self.layers]
-
     def prepare(self, update: bool | None = None) -> _Prepared:
         """Everything :meth:`g` needs from the parameters, computed once per call or solve.
 
@@ -186,16 +182,15 @@ class GRFBlock(nn.Module):
             key = tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in self._state_tensors())
             if self._cache is not None and self._cache[0] == key:
                 return self._cache[1]
-        prep = self._prepare(self.weights(update))
+        prep = self._prepare(self.folded(update))
         self._cache = (key, prep) if cacheable else None
         return prep
 
     def _state_tensors(self) -> list[Tensor]:
         return [*self.parameters(), *self.buffers()]
 
-    def _prepare(self, weights: Sequence[Tensor]) -> _Prepared:
+    def _prepare(self, layers: list[tuple[Tensor, Tensor]]) -> _Prepared:
         D, k = self.features, self.units
-        layers = self.folded(weights)
         hidden = len(self.activations)
         W0 = layers[0][0]
         delta0 = W0[torch.arange(D * k, device=W0.device), self._designated]
@@ -203,13 +198,13 @@ class GRFBlock(nn.Module):
         for l in range(1, hidden + 1):
             W = layers[l][0]
             if l < hidden:
-                diag_blocks.append(W.view(D, k, D, k).diagonal(dim1=0, dim2=2).permute(2, 0, 1).contiguous())
+                diag_blocks.append(W.view(D, k, D, k).diagonal(dim1=0, dim2=2).permute(2, 0, 1))
                 if self._split and self._off_rows.numel():
                     off.append(W[self._off_rows][:, self._off_cols] * self._off_mask)
                 else:
                     off.append(None)
             else:
-                diag_blocks.append(W.view(D, D, k).diagonal(dim1=0, dim2=1).T.unsqueeze(1).contiguous())
+                diag_blocks.append(W.view(D, D, k).diagonal(dim1=0, dim2=1).T.unsqueeze(1))
         return _Prepared(layers, delta0, diag_blocks, off)
 
     def _inputs(self, z: Tensor, context: Tensor | None) -> Tensor:
@@ -233,8 +228,8 @@ class GRFBlock(nn.Module):
         context = context.to(z.dtype).expand(*shape, self.context_features)
         return torch.cat([z, context], dim=-1)
 
-    def folded(self, weights: Sequence[Tensor]) -> list[tuple[Tensor, Tensor]]:
-        r"""Weights and biases with the activations' scales folded in.
+    def folded(self, update: bool | None = None) -> list[tuple[Tensor, Tensor]]:
+        r"""Normalised weights and biases with the activations' scales folded in.
 
         With :math:`h_l(a) = o_l \phi(\iota_l a)`, the pre-activations :math:`t_l = \iota_l a_l` obey
         :math:`t_l = \hat W_l \phi(t_{l-1}) + \hat b_l` with :math:`\hat W_l = \iota_l o_{l-1} W_l` and
@@ -242,9 +237,9 @@ class GRFBlock(nn.Module):
         """
         out = []
         outer: Tensor | float = 1.0
-        for l, (W, layer) in enumerate(zip(weights, self.layers, strict=True)):
+        for l, layer in enumerate(self.layers):
             inner = self.activations[l].scales()[0] if l < len(self.activations) else 1.0
-            out.append((W * (inner * outer), layer.bias * inner))
+            out.append((layer.normalized_weight(update, inner * outer), layer.bias * inner))
             if l < len(self.activations):
                 outer = self.activations[l].scales()[1]
         return out
@@ -355,7 +350,7 @@ class GRFBlock(nn.Module):
             return out
         zr = z0.clone().requires_grad_(True)
         with torch.no_grad():
-            fixed = self._prepare(self.weights(update=False))
+            fixed = self._prepare(self.folded(update=False))
         with torch.enable_grad():
             ctx = None if context is None else context.detach()
             gr, dr = self.g(zr, ctx, fixed)

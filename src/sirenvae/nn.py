@@ -151,28 +151,48 @@ class MaskedLinear(nn.Module):
     def _bounded(self, W: Tensor) -> Tensor:
         return W if self.bounded_columns == W.shape[1] else W[:, : self.bounded_columns]
 
-    def sigma(self, W: Tensor) -> Tensor:
-        r"""The estimate :math:`\max_c u_c^\top W_c v_c` of the spectral norm of ``W`` (masked)."""
-        # clones: the buffers change in place at the next training step, autograd must not see it
-        u, v = (self.u.clone(), self.v.clone()) if torch.is_grad_enabled() else (self.u, self.v)
-        per = torch.zeros(self._components, dtype=W.dtype, device=W.device)
-        return per.index_add(0, self._row_component, u * (self._bounded(W) @ v)).max()
+    def _component_norms(self, y: Tensor) -> Tensor:
+        sq = torch.zeros(self._components, dtype=y.dtype, device=y.device)
+        return sq.index_add(0, self._row_component, y * y).sqrt()
 
-    def normalized_weight(self, update: bool | None = None) -> Tensor:
-        r""":math:`(W \odot M)_s`, the masked and spectrally normalised weight.
+    def sigma(self, W: Tensor, update: bool = False) -> Tensor:
+        r"""The estimate :math:`\max_c \lVert W_c v_c \rVert` of the spectral norm of the (masked) ``W``.
+
+        With :math:`v` held fixed its gradient is :math:`u v^\top`, :math:`u = W v / \lVert W v \rVert`,
+        as for :math:`u^\top W v`, and it is never smaller. With ``update``, one power iteration
+        runs first and shares this matrix-vector product.
+        """
+        Wb = self._bounded(W)
+        if update:
+            with torch.no_grad():
+                self.v.copy_(self._normalize(Wb.T @ self.u, self._col_component))
+        # a clone: the buffer changes in place at the next training step, autograd must not see it
+        v = self.v.clone() if torch.is_grad_enabled() else self.v
+        Wv = Wb @ v
+        norms = self._component_norms(Wv)
+        if update:
+            with torch.no_grad():
+                self.u.copy_(Wv / norms.clamp(min=1e-12)[self._row_component])
+        return norms.max()
+
+    def normalized_weight(self, update: bool | None = None, factor: Tensor | float = 1.0) -> Tensor:
+        r""":math:`(W \odot M)_s`, the masked and spectrally normalised weight, times ``factor``.
 
         Arguments:
-            update: Run the power iteration first; by default in training mode only.
+            update: Run a power iteration first; by default in training mode only.
+            factor: A scalar folded into the same multiplication (e.g. an activation's scale).
         """
         W = self.weight * self._mask_f
         if self.kappa is None:
-            return W
-        if self.training if update is None else update:
-            self.power_iterate(self.n_power_iterations)
-        scale = torch.clamp(self.sigma(W) / self.kappa, min=1.0)
+            return W * factor if not isinstance(factor, float) or factor != 1.0 else W
+        update = self.training if update is None else update
+        for _ in range(self.n_power_iterations - 1 if update else 0):
+            self.sigma(W.detach(), update=True)
+        scale = factor / torch.clamp(self.sigma(W, update=update) / self.kappa, min=1.0)
         if self.bounded_columns == W.shape[1]:
-            return W / scale
-        return torch.cat([W[:, : self.bounded_columns] / scale, W[:, self.bounded_columns :]], dim=1)
+            return W * scale
+        ones = torch.ones(W.shape[1] - self.bounded_columns, dtype=W.dtype, device=W.device)
+        return W * torch.cat([scale.expand(self.bounded_columns), ones * factor])
 
     def spectral_norm(self) -> Tensor:
         """The exact spectral norm of the normalised weight (a certificate, not used in training)."""
