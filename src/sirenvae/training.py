@@ -151,7 +151,7 @@ def fit(
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = _adam(params, config)
     history = History()
     best_state = _copy_state(module)
     first = 0
@@ -220,6 +220,14 @@ def fit(
     module.eval()
     logger.info("fit: %s after %d epochs (best %d)", history.stopped, epoch + 1, history.best_epoch)
     return history
+
+
+def _adam(params: list[Tensor], config: FitConfig) -> torch.optim.Adam:
+    # the fused kernel is several times faster on many small tensors; not every build has it
+    try:
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def _patience_out(epoch: int, history: History, config: FitConfig) -> bool:
