@@ -259,13 +259,32 @@ class FlowEncoder(nn.Module):
 
 
 class MAFEncoder(nn.Module):
-    """zuko's masked autoregressive flow as an unstructured posterior (VAE+MAF)."""
+    r"""zuko's masked autoregressive transforms as an unstructured posterior (VAE+MAF).
+
+    The transforms are used in the inverse-autoregressive direction (Kingma et al. 2016), so that
+    :math:`z \sim q(z \mid x)` and its density cost one pass per transform; the order of the latents
+    is reversed between transforms, as in zuko's MAF.
+    """
 
     def __init__(self, observed: int, latent: int, transforms: int, hidden: int) -> None:
         super().__init__()
         import zuko
 
-        self.flow = zuko.flows.MAF(latent, observed, transforms=transforms, hidden_features=(hidden, hidden))
+        steps = []
+        for t in range(transforms):
+            order = torch.arange(latent)
+            steps.append(
+                zuko.flows.MaskedAutoregressiveTransform(
+                    latent,
+                    observed,
+                    order=order if t % 2 == 0 else order.flip(0),
+                    hidden_features=(hidden, hidden),
+                ).inv
+            )
+        base = zuko.flows.UnconditionalDistribution(
+            zuko.distributions.DiagNormal, torch.zeros(latent), torch.ones(latent), buffer=True
+        )
+        self.flow = zuko.flows.Flow(steps, base)
 
     def rsample_and_log_prob(self, x: Tensor, samples: int) -> tuple[Tensor, Tensor]:
         return self.flow(x).rsample_and_log_prob((samples,))

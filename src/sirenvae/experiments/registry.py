@@ -1,0 +1,165 @@
+"""The paper's experiments as data: every run of Table 1 and Figure 3 is a frozen :class:`RunConfig`.
+
+Hyper-parameters are fixed per model here, before any test number was looked at, and are written
+next to every result. Training budgets are counted in optimiser steps, so that small and large
+training sets get comparable optimisation effort.
+
+Published numbers: SIReN-VAE poster (Mouton & Kroon 2022), Table 1, mean ± std over seeds, nats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+from sirenvae.models import ModelConfig
+
+__all__ = [
+    "EXPERIMENTS",
+    "FIGURE3_FACTORS",
+    "MODELS",
+    "PAPER_TABLE1",
+    "RunConfig",
+    "Schedule",
+    "grid",
+]
+
+MODELS = ("vae", "ind", "fc", "true", "vae-maf")
+TABLE1_DATASETS = ("magic-niab", "arth150", "magic-irri")
+TABLE1_FACTORS = (2, 100)
+FIGURE3_FACTORS = (1, 2, 5, 10, 20, 50, 100)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Schedule:
+    """How a run is trained (in optimiser steps) and evaluated."""
+
+    lr: float = 3e-3
+    small_batch: int = 32
+    large_batch: int = 128
+    large_from: int = 1000
+    max_steps: int = 4000
+    patience_steps: int = 1000
+    warmup_steps: int = 500
+    valid_fraction: float = 0.1
+    test_size: int = 2000
+    importance_samples: int = 1000
+
+    def batch_size(self, n: int) -> int:
+        return self.small_batch if n < self.large_from else self.large_batch
+
+    def epochs(self, n: int) -> tuple[int, int]:
+        """``(max_epochs, patience)`` for ``n`` training rows (a validation share carved out)."""
+        rows = max(1, n - int(round(self.valid_fraction * n)))
+        per_epoch = math.ceil(rows / self.batch_size(n))
+        return max(1, math.ceil(self.max_steps / per_epoch)), max(
+            3, math.ceil(self.patience_steps / per_epoch)
+        )
+
+
+FULL = Schedule()
+QUICK = Schedule(max_steps=40, patience_steps=40, warmup_steps=10, test_size=200, importance_samples=20)
+
+# one configuration per model, shared by every dataset and size
+MODEL_CONFIGS = {m: ModelConfig(variant=m) for m in MODELS}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """One cell-seed of an experiment."""
+
+    experiment: str
+    dataset: str
+    model: str
+    train_factor: int
+    seed: int
+    schedule: Schedule = field(default_factory=Schedule)
+    model_config: ModelConfig | None = None
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.experiment}-{self.dataset}-{self.model}-x{self.train_factor}-s{self.seed}"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["model_config"] = (self.model_config or MODEL_CONFIGS[self.model]).to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        d = dict(d)
+        d["schedule"] = Schedule(**d["schedule"])
+        d["model_config"] = ModelConfig.from_dict(d["model_config"]) if d.get("model_config") else None
+        return cls(**d)
+
+    def digest(self) -> str:
+        """A hash of everything that determines the result (to refuse stale results on resume)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+EXPERIMENTS = ("table1", "figure3")
+
+
+def grid(
+    experiment: str,
+    *,
+    seeds: int = 3,
+    quick: bool = False,
+    datasets: tuple[str, ...] | None = None,
+    models: tuple[str, ...] | None = None,
+    factors: tuple[int, ...] | None = None,
+) -> list[RunConfig]:
+    """All runs of ``table1`` or ``figure3`` (optionally a subset)."""
+    if experiment == "table1":
+        default = (TABLE1_DATASETS, TABLE1_FACTORS)
+    elif experiment == "figure3":
+        default = (("ecoli70",), FIGURE3_FACTORS)
+    else:
+        raise ValueError(f"unknown experiment {experiment!r}; choose table1 or figure3")
+    if seeds < 1:
+        raise ValueError(f"seeds must be positive, got {seeds}")
+    schedule = QUICK if quick else FULL
+    seeds = 1 if quick else seeds
+    out = []
+    for dataset in datasets or default[0]:
+        for factor in factors or default[1]:
+            for model in models or MODELS:
+                if model not in MODELS:
+                    raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+                for seed in range(seeds):
+                    out.append(
+                        RunConfig(
+                            experiment=experiment,
+                            dataset=dataset,
+                            model=model,
+                            train_factor=factor,
+                            seed=seed,
+                            schedule=schedule,
+                        )
+                    )
+    return out
+
+
+# SIReN-VAE poster, Table 1: (NLL, RE) mean and std at 2|G| and 100|G|
+PAPER_TABLE1: dict[tuple[str, str, int], dict[str, tuple[float, float]]] = {}
+
+
+def _paper(dataset: str, model: str, nll2, re2, nll100, re100) -> None:
+    PAPER_TABLE1[(dataset, model, 2)] = {"nll": nll2, "re": re2}
+    PAPER_TABLE1[(dataset, model, 100)] = {"nll": nll100, "re": re100}
+
+
+_paper("magic-niab", "vae", (42.99, 1.50), (6.21, 0.32), (36.95, 0.01), (4.68, 0.01))
+_paper("magic-niab", "ind", (43.77, 0.16), (6.32, 0.08), (35.84, 0.23), (4.07, 0.10))
+_paper("magic-niab", "fc", (42.91, 1.04), (6.03, 0.29), (35.77, 0.23), (4.05, 0.09))
+_paper("magic-niab", "true", (38.98, 0.81), (4.95, 0.22), (36.22, 0.19), (3.88, 0.10))
+_paper("arth150", "vae", (74.13, 3.27), (6.13, 0.70), (38.92, 0.06), (4.50, 0.02))
+_paper("arth150", "ind", (42.60, 0.38), (4.85, 0.02), (38.84, 0.11), (4.45, 0.02))
+_paper("arth150", "fc", (42.15, 0.00), (4.82, 0.00), (39.06, 0.07), (4.49, 0.01))
+_paper("arth150", "true", (42.06, 0.40), (4.80, 0.01), (38.86, 0.22), (4.42, 0.04))
+_paper("magic-irri", "vae", (15.70, 1.89), (11.95, 2.58), (10.18, 0.21), (7.30, 0.60))
+_paper("magic-irri", "ind", (14.66, 1.08), (16.66, 1.40), (10.03, 0.00), (9.12, 0.01))
+_paper("magic-irri", "fc", (12.41, 3.34), (12.05, 3.99), (10.03, 0.00), (9.13, 0.01))
+_paper("magic-irri", "true", (10.83, 0.64), (11.13, 1.95), (10.02, 0.01), (8.91, 0.29))

@@ -1,0 +1,247 @@
+"""Run experiment grids: each run is a task (on Ray, or in this process), each result its own JSON.
+
+A finished run writes ``runs/<run_id>.json`` atomically; a sweep started again skips every run whose
+file exists and matches its configuration, so an interrupted sweep resumes. A run that raises is
+retried once and then reported in ``runs/<run_id>.failed.json`` and in the sweep's summary, never
+dropped. Each run uses one thread and its own seeds, so a result does not depend on where it ran.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+import sirenvae
+from sirenvae.experiments.registry import MODEL_CONFIGS, RunConfig
+
+__all__ = ["SweepResult", "load_results", "run_one", "run_sweep"]
+
+logger = logging.getLogger(__name__)
+
+
+def run_one(config: RunConfig) -> dict:
+    """Trains and evaluates one run; returns its result record (no files written)."""
+    from sirenvae.data import default_latent_rule, latent_set, sample_splits
+    from sirenvae.networks import LinearGaussianNetwork, load_network
+    from sirenvae.objectives import evaluate
+    from sirenvae.pipeline import TrainOptions, train_model
+    from sirenvae.training import FitConfig
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    s = config.schedule
+    net = load_network(config.dataset)
+    latent = latent_set(net.graph, default_latent_rule(config.dataset))
+    n = config.train_factor * len(net.graph)
+    splits = sample_splits(net, latent, train_size=n, test_size=s.test_size, seed=config.seed)
+    max_epochs, patience = s.epochs(n)
+    model, history = train_model(
+        net.graph,
+        latent,
+        splits.train,
+        model_config=config.model_config or MODEL_CONFIGS[config.model],
+        fit_config=FitConfig(
+            lr=s.lr, batch_size=s.batch_size(n), max_epochs=max_epochs, patience=patience, seed=config.seed
+        ),
+        options=TrainOptions(valid_fraction=s.valid_fraction, warmup_steps=s.warmup_steps),
+    )
+    trained = time.perf_counter()
+    torch.manual_seed(config.seed)
+    metrics = evaluate(model, splits.test, importance_samples=s.importance_samples)
+    oracle = None
+    if isinstance(net, LinearGaussianNetwork):
+        oracle = -net.log_prob(splits.test.double(), splits.observed).mean().item()
+    return {
+        "run_id": config.run_id,
+        "digest": config.digest(),
+        "status": "ok",
+        "config": config.to_dict(),
+        "train_rows": n,
+        "metrics": {k: metrics[k] for k in ("nll", "neg_elbo", "re")},
+        "oracle_nll": oracle,
+        "epochs": len(history.train_loss),
+        "best_epoch": history.best_epoch,
+        "stopped": history.stopped,
+        "train_seconds": trained - start,
+        "eval_seconds": time.perf_counter() - trained,
+        "sirenvae_version": sirenvae.__version__,
+        "host": platform.node(),
+    }
+
+
+def _execute(config: dict) -> dict:
+    """Module-level entry point for workers (Ray pickles it by reference)."""
+    return run_one(RunConfig.from_dict(config))
+
+
+@dataclass
+class SweepResult:
+    """What a sweep did."""
+
+    completed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+
+def _result_path(out: Path, run_id: str, failed: bool = False) -> Path:
+    return out / "runs" / f"{run_id}{'.failed' if failed else ''}.json"
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, path)
+
+
+def _is_done(out: Path, config: RunConfig) -> bool:
+    path = _result_path(out, config.run_id)
+    try:
+        doc = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return doc.get("status") == "ok" and doc.get("digest") == config.digest()
+
+
+def load_results(out: str | Path, configs: Sequence[RunConfig] | None = None) -> list[dict]:
+    """The finished results in ``out`` (those of ``configs`` only, if given), in a stable order."""
+    out = Path(out)
+    wanted = None if configs is None else {c.run_id: c.digest() for c in configs}
+    results = []
+    for path in sorted((out / "runs").glob("*.json")):
+        if path.name.endswith(".failed.json"):
+            continue
+        doc = json.loads(path.read_text())
+        if wanted is None or wanted.get(doc.get("run_id")) == doc.get("digest"):
+            results.append(doc)
+    return results
+
+
+def run_sweep(
+    configs: Sequence[RunConfig],
+    out: str | Path,
+    *,
+    use_ray: bool = True,
+    address: str | None = None,
+    workers: int = 2,
+    retries: int = 1,
+    stop_after: int | None = None,
+    on_result: Callable[[dict], None] | None = None,
+    execute: Callable[[dict], dict] = _execute,
+) -> SweepResult:
+    """Runs every configuration not finished yet in ``out``.
+
+    Arguments:
+        configs: The runs.
+        out: The sweep directory (``runs/`` holds one JSON per run).
+        use_ray: Run each configuration as a Ray task (local instance, or ``address``).
+        address: A Ray cluster address; a local instance with ``workers`` CPUs by default.
+        workers: CPUs of the local Ray instance.
+        retries: Extra attempts for a run that raised.
+        stop_after: Stop once this many runs finished in this call (an interruption, for tests).
+        on_result: Called with each new result.
+        execute: The function a worker runs on a configuration's dict (tests inject faults here).
+    """
+    out = Path(out)
+    start = time.perf_counter()
+    result = SweepResult()
+    pending = []
+    for c in configs:
+        if _is_done(out, c):
+            result.skipped.append(c.run_id)
+        else:
+            pending.append(c)
+    attempts = {c.run_id: 0 for c in pending}
+    by_id = {c.run_id: c for c in pending}
+
+    def finished(run_id: str, doc: dict | None, error: str | None) -> bool:
+        """Records an outcome; returns True when the run is to be tried again."""
+        attempts[run_id] += 1
+        if doc is not None:
+            _write_json(_result_path(out, run_id), doc)
+            _result_path(out, run_id, failed=True).unlink(missing_ok=True)
+            result.completed.append(run_id)
+            if on_result is not None:
+                on_result(doc)
+            return False
+        if attempts[run_id] <= retries:
+            logger.warning("run %s failed (attempt %d), retrying: %s", run_id, attempts[run_id], error)
+            return True
+        result.failed[run_id] = error or "unknown error"
+        _write_json(
+            _result_path(out, run_id, failed=True),
+            {
+                "run_id": run_id,
+                "status": "failed",
+                "attempts": attempts[run_id],
+                "error": error,
+                "config": by_id[run_id].to_dict(),
+            },
+        )
+        return False
+
+    def enough() -> bool:
+        return stop_after is not None and len(result.completed) >= stop_after
+
+    if not use_ray:
+        for c in pending:
+            while True:
+                try:
+                    doc, error = execute(c.to_dict()), None
+                except Exception:  # noqa: BLE001 - any failure of a run is recorded, never lost
+                    doc, error = None, traceback.format_exc(limit=3)
+                if not finished(c.run_id, doc, error):
+                    break
+            if enough():
+                result.interrupted = c is not pending[-1]
+                break
+    elif pending:
+        import ray
+
+        if not ray.is_initialized():
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        remote = ray.remote(num_cpus=1, max_retries=0)(execute)
+        running = {remote.remote(c.to_dict()): c.run_id for c in pending}
+        while running:
+            ready, _ = ray.wait(list(running), num_returns=1)
+            ref = ready[0]
+            run_id = running.pop(ref)
+            try:
+                doc, error = ray.get(ref), None
+            except Exception as e:  # noqa: BLE001 - a task's failure is recorded, never lost
+                doc, error = None, f"{type(e).__name__}: {e}"[:2000]
+            if finished(run_id, doc, error):
+                running[remote.remote(by_id[run_id].to_dict())] = run_id
+            if enough() and running:
+                for r in running:
+                    ray.cancel(r, force=True)
+                result.interrupted = True
+                break
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def machine() -> dict:
+    """A description of this machine for the results' provenance."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "sirenvae": sirenvae.__version__,
+    }
