@@ -137,6 +137,7 @@ def grid(
                             train_factor=factor,
                             seed=seed,
                             schedule=schedule,
+                            model_config=MODEL_CONFIGS[model],
                         )
                     )
     return out
