@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sirenvae.experiments.registry import MODELS, PAPER_TABLE1
+from sirenvae.experiments.registry import MODELS, PAPER_TABLE1, TABLE1_DATASETS
 
 __all__ = ["figure3", "results_frame", "table1"]
 
@@ -45,10 +45,14 @@ def results_frame(results: list[dict]) -> pd.DataFrame:
         )
     frame = pd.DataFrame(rows)
     if not frame.empty:
-        order = {m: i for i, m in enumerate(MODELS)}
+        # the paper's order: its datasets first, then the models as in its table
+        rank = {
+            "model": {m: i for i, m in enumerate(MODELS)},
+            "dataset": {d: i for i, d in enumerate(TABLE1_DATASETS)},
+        }
         frame = frame.sort_values(
             ["dataset", "train_factor", "model", "seed"],
-            key=lambda s: s.map(order) if s.name == "model" else s,
+            key=lambda s: s.map(lambda v: rank[s.name].get(v, len(rank[s.name]))) if s.name in rank else s,
         ).reset_index(drop=True)
     return frame
 
@@ -72,7 +76,7 @@ def table1(results: list[dict], out: str | Path) -> pd.DataFrame:
         "| dataset | train size | model | seeds | NLL | paper NLL | −ELBO | RE | paper RE | oracle NLL |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (dataset, factor), cell in frame.groupby(["dataset", "train_factor"], sort=False):
+    for (dataset, factor), cell in frame.groupby(["dataset", "train_factor"], sort=False):  # frame order
         for model in MODELS:
             sub = cell[cell.model == model]
             if sub.empty:
@@ -80,7 +84,7 @@ def table1(results: list[dict], out: str | Path) -> pd.DataFrame:
             paper = PAPER_TABLE1.get((dataset, model, int(factor)))
             pn = f"{paper['nll'][0]:.2f} ± {paper['nll'][1]:.2f}" if paper else "-"
             pr = f"{paper['re'][0]:.2f} ± {paper['re'][1]:.2f}" if paper else "-"
-            size = f"{factor}·|G| = {int(sub.train_rows.iloc[0])}"
+            size = f"{factor}·\\|G\\| = {int(sub.train_rows.iloc[0])}"
             lines.append(
                 f"| {dataset} | {size} | {_LABEL[model]} | {len(sub)} | {_pm(sub.nll)} | {pn} | "
                 f"{_pm(sub.neg_elbo)} | {_pm(sub.re)} | {pr} | {_pm(sub.oracle_nll)} |"
