@@ -198,13 +198,14 @@ class GRFBlock(nn.Module):
         for l in range(1, hidden + 1):
             W = layers[l][0]
             if l < hidden:
-                diag_blocks.append(W.view(D, k, D, k).diagonal(dim1=0, dim2=2).permute(2, 0, 1))
+                # contiguous once here rather than a copy inside every bmm
+                diag_blocks.append(W.view(D, k, D, k).diagonal(dim1=0, dim2=2).permute(2, 0, 1).contiguous())
                 if self._split and self._off_rows.numel():
                     off.append(W[self._off_rows][:, self._off_cols] * self._off_mask)
                 else:
                     off.append(None)
             else:
-                diag_blocks.append(W.view(D, D, k).diagonal(dim1=0, dim2=1).T.unsqueeze(1))
+                diag_blocks.append(W.view(D, D, k).diagonal(dim1=0, dim2=1).T.unsqueeze(1).contiguous())
         return _Prepared(layers, delta0, diag_blocks, off)
 
     def _inputs(self, z: Tensor, context: Tensor | None) -> Tensor:
