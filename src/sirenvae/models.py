@@ -192,19 +192,28 @@ class StandardNormal(nn.Module):
         return torch.randn(*shape, self.features, dtype=self._ref.dtype, device=self._ref.device)
 
 
+def _grf(adjacency: Tensor, context_adjacency: Tensor | None, config: ModelConfig, **kwargs) -> GRF:
+    return GRF(
+        adjacency,
+        context_adjacency,
+        hidden_per_set=config.hidden_per_set,
+        hidden_layers=config.hidden_layers,
+        kappa=config.kappa,
+        **kwargs,
+    )
+
+
 class FlowPrior(nn.Module):
     """A normalizing GRF prior over the latents, conditioned on their observed parents."""
 
     def __init__(self, adjacency: Tensor, context_adjacency: Tensor | None, config: ModelConfig) -> None:
         super().__init__()
-        self.flow = GRF(
+        self.flow = _grf(
             adjacency,
             context_adjacency,
+            config,
             direction="normalize",
             blocks=config.prior_blocks,
-            hidden_per_set=config.hidden_per_set,
-            hidden_layers=config.hidden_layers,
-            kappa=config.kappa,
             max_iter=100,
         )
 
@@ -244,14 +253,8 @@ class FlowEncoder(nn.Module):
 
     def __init__(self, adjacency: Tensor, context_adjacency: Tensor, config: ModelConfig) -> None:
         super().__init__()
-        self.flow = GRF(
-            adjacency,
-            context_adjacency,
-            direction="generate",
-            blocks=config.encoder_blocks,
-            hidden_per_set=config.hidden_per_set,
-            hidden_layers=config.hidden_layers,
-            kappa=config.kappa,
+        self.flow = _grf(
+            adjacency, context_adjacency, config, direction="generate", blocks=config.encoder_blocks
         )
 
     def rsample_and_log_prob(self, x: Tensor, samples: int) -> tuple[Tensor, Tensor]:
@@ -368,11 +371,10 @@ class SIReNVAE(nn.Module):
 
     @staticmethod
     def _matched_width(graph: BayesianNetwork, latent: tuple[str, ...], config: ModelConfig) -> int:
-        """A VAE width giving about as many (effective) weights as the structured decoder."""
-        lat = set(latent)
-        Dx = len(graph) - len(lat)
-        n_sets = Dx
-        return max(16, min(512, 2 * config.decoder_hidden_per_set * int(math.sqrt(n_sets * len(lat)))))
+        """A VAE width of the order of the structured decoder's: ``2 k sqrt(|X| |Z|)``, in [16, 512]."""
+        Dz = len(latent)
+        Dx = len(graph) - Dz
+        return max(16, min(512, 2 * config.decoder_hidden_per_set * int(math.sqrt(Dx * Dz))))
 
     # ------------------------------------------------------------------ data scale
     def set_standardization(self, x: Tensor) -> None:
