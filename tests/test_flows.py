@@ -67,6 +67,7 @@ def test_log_det_equals_slogdet_both_directions(case, dtype, device):
     atol = 1e-10 if dtype == "float64" else 1e-6
     z, c = inputs(flow, 2, device=device)
     y, ladj = flow(z, c)
+    assert torch.equal(flow.log_abs_det_jacobian(z, c), ladj)
     for b in range(2):
         cb = None if c is None else c[b]
         J = jacobian(lambda v, cb=cb: flow(v, cb)[0], z[b])

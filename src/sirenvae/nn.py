@@ -233,12 +233,6 @@ class _Activation(nn.Module):
         inner, outer = self.scales()
         return outer * self.phi(inner * a)
 
-    def forward_and_derivative(self, a: Tensor) -> tuple[Tensor, Tensor]:
-        """:math:`h(a)` and :math:`h'(a)`."""
-        inner, outer = self.scales()
-        y, dy = self.phi_jvp(inner * a, torch.ones_like(a))
-        return outer * y, (outer * inner) * dy
-
 
 class LipSwish(_Activation):
     r"""LipSwish :math:`h(x) = x \, \mathrm{sigmoid}(\beta x) / 1.1` with learnable :math:`\beta > 0`.
