@@ -82,6 +82,14 @@ class _Prepared:
     diag_blocks: list[Tensor]
     off: list[Tensor | None]
 
+    def detach(self) -> _Prepared:
+        return _Prepared(
+            [(W.detach(), b.detach()) for W, b in self.layers],
+            self.delta0.detach(),
+            [B.detach() for B in self.diag_blocks],
+            [None if W is None else W.detach() for W in self.off],
+        )
+
 
 def _check_on_fail(on_fail: str) -> None:
     if on_fail not in ("raise", "warn"):
@@ -346,15 +354,14 @@ class GRFBlock(nn.Module):
         :math:`\partial z / \partial \theta = -(I + J)^{-1} \partial g / \partial \theta`.
         """
         z0 = z.detach()
-        out = y - self.g(z0, context, self.prepare(update=False), diag=False)[0]
+        prep = self.prepare(update=False)
+        out = y - self.g(z0, context, prep, diag=False)[0]
         if not out.requires_grad:
             return out
         zr = z0.clone().requires_grad_(True)
-        with torch.no_grad():
-            fixed = self._prepare(self.folded(update=False))
         with torch.enable_grad():
             ctx = None if context is None else context.detach()
-            gr, dr = self.g(zr, ctx, fixed)
+            gr, dr = self.g(zr, ctx, prep.detach())
         dr = dr.detach()
 
         def backward(v: Tensor) -> Tensor:

@@ -88,7 +88,7 @@ class MaskedLinear(nn.Module):
         return self.mask.shape[0]
 
     @torch.no_grad()
-    def power_iterate(self, n: int, *, rtol: float | None = None, max_iter: int = 0) -> int:
+    def power_iterate(self, n: int) -> None:
         r"""Runs ``n`` power iterations on :math:`W \odot M`, updating the persistent vectors.
 
         The iteration runs separately on every connected component of the mask (the vectors are
@@ -97,28 +97,10 @@ class MaskedLinear(nn.Module):
         recovers them only hundreds of iterations after training makes one of them dominant.
         """
         if self.kappa is None:
-            return 0
-        W = self._bounded(self.weight * self._mask_f)
-        u, v = self.u, self.v
-        previous = None
-        it = 0
-        while it < max(n, max_iter):
-            v = self._normalize(W.T @ u, self._col_component)
-            u = self._normalize(W @ v, self._row_component)
-            it += 1
-            if rtol is not None and it >= n:
-                per = torch.zeros(self._components, dtype=W.dtype, device=W.device)
-                per = per.index_add(0, self._row_component, u * (W @ v))
-                if previous is not None and bool(
-                    ((per - previous).abs() <= rtol * per.max().clamp(min=1e-30)).all()
-                ):
-                    break
-                previous = per
-            elif it >= n:
-                break
-        self.u.copy_(u)
-        self.v.copy_(v)
-        return it
+            return
+        W = self.weight * self._mask_f
+        for _ in range(n):
+            self.sigma(W, update=True)
 
     @torch.no_grad()
     def sync_power_vectors(self) -> None:
@@ -186,8 +168,8 @@ class MaskedLinear(nn.Module):
         if self.kappa is None:
             return W * factor if not isinstance(factor, float) or factor != 1.0 else W
         update = self.training if update is None else update
-        for _ in range(self.n_power_iterations - 1 if update else 0):
-            self.sigma(W.detach(), update=True)
+        if update and self.n_power_iterations > 1:
+            self.power_iterate(self.n_power_iterations - 1)
         scale = factor / torch.clamp(self.sigma(W, update=update) / self.kappa, min=1.0)
         if self.bounded_columns == W.shape[1]:
             return W * scale
