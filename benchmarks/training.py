@@ -13,7 +13,7 @@ import json
 import torch
 
 from _timing import interleaved
-from sirenvae.data import default_latent_rule, latent_set, sample_splits
+from sirenvae.data import default_latent_rule, latent_split, sample_splits
 from sirenvae.models import ModelConfig, build_model
 from sirenvae.networks import load_network
 from sirenvae.objectives import elbo, log_weights
@@ -21,13 +21,13 @@ from sirenvae.objectives import elbo, log_weights
 
 def bench(name: str, batch: int, repeats: int, eval_k: int) -> dict:
     net = load_network(name)
-    latent = latent_set(net.graph, default_latent_rule(name))
+    latent = latent_split(net.graph, default_latent_rule(name))
     splits = sample_splits(net, latent, train_size=batch, test_size=200, seed=0)
     x = splits.train
     models, optims = {}, {}
     for variant in ("true", "vae"):
         torch.manual_seed(0)
-        m = build_model(net.graph, latent, ModelConfig(variant=variant))
+        m = build_model(latent, ModelConfig(variant=variant))
         m.set_standardization(x)
         models[variant] = m
         optims[variant] = torch.optim.Adam(m.parameters(), lr=1e-3, fused=True)  # as fit() uses
@@ -57,7 +57,7 @@ def bench(name: str, batch: int, repeats: int, eval_k: int) -> dict:
     n_eval = splits.test.shape[0] * eval_k
     return {
         "network": name,
-        "latent": len(latent),
+        "latent": len(latent.latent),
         "observed": len(splits.observed),
         "batch": batch,
         "true_step_ms": steps["true"],

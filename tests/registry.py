@@ -58,3 +58,28 @@ CASES = {
 }
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def _transform_cases():
+    """Every lazy transform we ship, and its inverse, with the dependence pattern it must respect."""
+    from sirenvae.flows import GRFBlock, LazyComposedTransform
+
+    out = {}
+    for name, case in CASES.items():
+        if case.nodes > 20:
+            continue
+        out[f"stack-{name}"] = (case, lambda case=case: case.build(), "ancestors")
+        out[f"stack-{name}.inv"] = (case, lambda case=case: case.build().inv, "ancestors")
+    block = CASES["d5-h2-ctx2"]
+
+    def one_block():
+        torch.manual_seed(block.seed)
+        return GRFBlock(*block.graph(), hidden_per_set=3).double()
+
+    out["block"] = (block, one_block, "parents")
+    out["block.inv"] = (block, lambda: one_block().inv, "ancestors")
+    out["identity"] = (CASES["d2-h1"], lambda: LazyComposedTransform(), "parents")
+    return out
+
+
+TRANSFORMS = _transform_cases()

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -35,10 +36,15 @@ def ecoli_run(tmp_path_factory):
 def observed_csv(ecoli_run, tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "obs.csv"
     samples = tmp_path_factory.mktemp("data") / "samples.csv"
-    assert run("sample", ecoli_run, "-n", 12, "-o", samples).exit_code == 0
+    result = run("sample", ecoli_run, "-n", 12, "-o", samples)
+    assert result.exit_code == 0, result.output
     from sirenvae.networks import load_network
 
     g = load_network("ecoli70").graph
+    assert "wrote 12 samples of 46 nodes" in result.stdout
+    drawn = pd.read_csv(samples)
+    assert list(drawn.columns) == list(g.nodes) and len(drawn) == 12
+    assert np.isfinite(drawn.to_numpy()).all() and (drawn.std() > 0).all()
     pd.read_csv(samples)[list(g.leaves())].to_csv(path, index=False)
     return path
 
@@ -65,8 +71,18 @@ def test_happy_path(ecoli_run, observed_csv, tmp_path):
 
 
 def test_resume_of_a_finished_run_is_a_no_op(ecoli_run):
+    files = {p.name: p.read_bytes() for p in ecoli_run.iterdir()}
+    history = json.loads((ecoli_run / "model.json").read_text())["history"]
     result = run("fit", "--network", "ecoli70", "--train-size", 92, "--out", ecoli_run, "--resume", *FAST)
     assert result.exit_code == 0, result.output
+    assert {p.name: p.read_bytes() for p in ecoli_run.iterdir()} == files  # nothing trained or rewritten
+    # it reports the finished run's own history
+    printed = " ".join(result.stdout.split())  # undo the console's line wrapping
+    assert history["stopped"] == "reached max_epochs=3" and len(history["train_loss"]) == 3
+    assert (
+        f"done: 3 epochs (reached max_epochs=3), best validation -ELBO {history['best_valid_loss']:.3f} "
+        f"at epoch {history['best_epoch']}; model in" in printed
+    )
 
 
 def write(tmp_path, name, text):
@@ -125,11 +141,12 @@ def test_data_errors(tmp_path, ecoli_run, observed_csv):
             assert "row 1" in line and "column" in line
     one = tmp_path / "one.csv"
     df.iloc[:1].to_csv(one, index=False)
+    from sirenvae import graph_io
     from sirenvae.networks import load_network
 
     g = load_network("ecoli70").graph
     graph = tmp_path / "g.json"
-    g.to_json(graph)
+    graph_io.to_json(g, graph)
     r = run("fit", "--graph", graph, "--data", one, "--out", tmp_path / "o", *FAST)
     assert r.exit_code == 2 and "at least 2 needed" in error_line(r)
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from sirenvae.data import DataError, latent_set, read_csv, sample_splits, write_csv
-from sirenvae.graph import BayesianNetwork, GraphError
+from sirenvae.data import DataError, latent_split, read_csv, sample_splits, write_csv
+from sirenvae.graph import BayesianNetwork, GraphError, LatentSplit
 from sirenvae.networks import load_network
 
 G = BayesianNetwork({"a": [], "b": ["a"], "c": ["b"], "d": ["b"]})
@@ -10,19 +10,19 @@ G = BayesianNetwork({"a": [], "b": ["a"], "c": ["b"], "d": ["b"]})
 
 def test_latent_rules_of_the_spec():
     ecoli = load_network("ecoli70").graph
-    lat = latent_set(ecoli, "leaves-observed")
+    lat = latent_split(ecoli, "leaves-observed").latent
     assert len(lat) == 22 and all(ecoli.children(v) for v in lat)
     niab = load_network("magic-niab").graph
-    lat = latent_set(niab, "roots-and-leaves-observed")
+    lat = latent_split(niab, "roots-and-leaves-observed").latent
     assert len(lat) == 15 and all(niab.children(v) and niab.parents(v) for v in lat)
-    assert latent_set(G, "b,a") == ("a", "b")
+    assert latent_split(G, "b,a") == LatentSplit(G, ("a", "b"))
     with pytest.raises(GraphError, match="unknown node 'q'"):
-        latent_set(G, ["q"])
+        latent_split(G, ["q"])
 
 
 def test_splits_are_seeded_and_test_sets_are_fresh():
     net = load_network("ecoli70")
-    lat = latent_set(net.graph, "leaves-observed")
+    lat = latent_split(net.graph, "leaves-observed")
     a = sample_splits(net, lat, train_size=50, test_size=30, seed=3)
     b = sample_splits(net, lat, train_size=80, test_size=30, seed=3)
     c = sample_splits(net, lat, train_size=50, test_size=30, seed=4)
@@ -41,8 +41,9 @@ def write(tmp_path, text, name="d.csv"):
 
 def test_read_csv_orders_columns_and_infers_latents(tmp_path):
     path = write(tmp_path, "d,c\n1,2\n3,4\n")
-    x, observed, latent = read_csv(path, G)
-    assert observed == ("c", "d") and latent == ("a", "b")
+    x, split = read_csv(path, G)
+    observed = split.observed
+    assert observed == ("c", "d") and split.latent == ("a", "b")
     assert x.tolist() == [[2, 1], [4, 3]]
     out = tmp_path / "o.csv"
     write_csv(out, observed, x)
@@ -67,7 +68,7 @@ def test_read_csv_orders_columns_and_infers_latents(tmp_path):
 )
 def test_read_csv_errors_name_row_and_column(tmp_path, text, latent, match):
     with pytest.raises(DataError, match=match):
-        read_csv(write(tmp_path, text), G, latent)
+        read_csv(write(tmp_path, text), G if latent is None else LatentSplit(G, latent))
 
 
 def test_missing_file(tmp_path):

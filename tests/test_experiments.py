@@ -1,13 +1,16 @@
+import dataclasses
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from sirenvae.cli import app
-from sirenvae.experiments.registry import PAPER_TABLE1, RunConfig, grid
-from sirenvae.experiments.report import is_finite_frame
-from sirenvae.experiments.runner import _execute, load_results, run_sweep
+from sirenvae.experiments.registry import PAPER_TABLE1, TABLE_ORDER, RunConfig, grid
+from sirenvae.experiments.runner import _execute, load_results, run_one, run_sweep
+from sirenvae.models import VARIANTS
 
 
 def test_grids_are_the_papers():
@@ -26,11 +29,32 @@ def test_grids_are_the_papers():
         grid("table2")
 
 
+def test_table_order_is_the_variants_in_the_papers_order():
+    assert sorted(TABLE_ORDER) == sorted(VARIANTS) and len(TABLE_ORDER) == len(set(TABLE_ORDER))
+    assert [c.model for c in grid("figure3", seeds=1, factors=(1,))] == list(TABLE_ORDER)
+
+
+def test_run_one_leaves_the_callers_thread_count_alone():
+    config = grid("figure3", quick=True, models=("vae",), factors=(1,))[0]
+    before = torch.get_num_threads()
+    wanted = 2 if before == 1 else before  # a count run_one's single thread would change
+    torch.set_num_threads(wanted)
+    try:
+        result = run_one(config)
+        assert result["status"] == "ok" and np.isfinite(result["metrics"]["nll"])
+        assert torch.get_num_threads() == wanted
+        with pytest.raises(ValueError, match="unknown network"):
+            run_one(dataclasses.replace(config, dataset="nope"))
+        assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_quick_table1_end_to_end(tmp_path):
     result = CliRunner().invoke(app, ["reproduce", "table1", "--quick", "--no-ray", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(tmp_path / "table1.csv")
-    assert len(frame) == 30 and is_finite_frame(frame)
+    assert len(frame) == 30 and np.isfinite(frame[["nll", "neg_elbo", "re"]].to_numpy()).all()
     assert set(frame.model) == {"vae", "ind", "fc", "true", "vae-maf"}
     # a bound is a bound: the IWAE NLL is below the negative ELBO on average
     assert (frame.nll <= frame.neg_elbo + 0.05).all()

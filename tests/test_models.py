@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from helpers import SMALL_LATENT, TINY, float64, rows, small_network
-from sirenvae.graph import BayesianNetwork
+from sirenvae.graph import BayesianNetwork, LatentSplit
 from sirenvae.inversion import faithful_inverse
-from sirenvae.models import VARIANTS, ModelConfig, build_model, variant_graph
+from sirenvae.models import VARIANTS, ModelConfig, SIReNVAE, build_model, variant_graph
 from sirenvae.networks import load_network
 from sirenvae.objectives import elbo
 
@@ -15,7 +15,7 @@ from sirenvae.objectives import elbo
 def test_every_variant_is_one_class_with_finite_elbo_and_gradients(variant):
     net = small_network()
     torch.manual_seed(0)
-    model = build_model(net.graph, SMALL_LATENT, TINY, variant=variant)
+    model = build_model(LatentSplit(net.graph, SMALL_LATENT), TINY, variant=variant)
     x = rows(net, SMALL_LATENT, 64)
     model.set_standardization(x)
     e = elbo(model, x, 3)
@@ -23,35 +23,40 @@ def test_every_variant_is_one_class_with_finite_elbo_and_gradients(variant):
     (-e.mean()).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing, missing
-    assert type(model).__name__ == "SIReNVAE"
+    assert isinstance(model, SIReNVAE)
+    assert isinstance(model.prior_given(model.standardize(x)), torch.distributions.Distribution)
+    assert isinstance(model.encoder(model.standardize(x)), torch.distributions.Distribution)
 
 
 def test_variant_graphs():
     bn = load_network("arithmetic-circuit").graph
     Z = tuple(f"z{i}" for i in range(6))
-    ind = variant_graph(bn, Z, "ind")
+    split = LatentSplit(bn, Z)
+    ind = variant_graph(split, "ind")
     assert not any(p in Z for z in Z for p in ind.parents(z))
     assert all(ind.parents(x) == bn.parents(x) for x in ("x0", "x1"))
-    fc = variant_graph(bn, Z, "fc")
+    fc = variant_graph(split, "fc")
     order = [v for v in fc.nodes if v in Z]
     assert all(set(fc.parents(z)) >= set(order[: order.index(z)]) for z in Z)
-    assert variant_graph(bn, Z, "true") is bn
+    assert variant_graph(split, "true") is bn
+    with pytest.raises(ValueError, match="uses no graph"):
+        variant_graph(split, "vae")
 
 
 def test_decoder_and_encoder_follow_the_graphs():
     net = small_network()
     g = net.graph
     torch.manual_seed(0)
-    model = float64(build_model(g, SMALL_LATENT, TINY, variant="true"))
+    model = float64(build_model(LatentSplit(g, SMALL_LATENT), TINY, variant="true"))
     nodes = torch.randn(len(g), dtype=torch.float64)
-    J = torch.autograd.functional.jacobian(lambda v: model.decoder(v)[0], nodes)
+    J = torch.autograd.functional.jacobian(lambda v: model.decoder(v).loc, nodes)
     for i, v in enumerate(model.observed):
         allowed = {g.index(p) for p in g.parents(v)}
         for j in range(len(g)):
             assert (J[i, j] != 0) == (j in allowed), (v, g.nodes[j])
     # the encoder's context (observed) adjacency is the faithful inverse's
     H = faithful_inverse(g, SMALL_LATENT)
-    C = model.encoder.flow.transform.blocks[0].layers[0].mask[:, len(SMALL_LATENT) :]
+    C = model.encoder.transform.inv.blocks[0].layers[0].mask[:, len(SMALL_LATENT) :]
     expected = H.cross_adjacency(SMALL_LATENT, model.observed)
     per_var = C.view(len(SMALL_LATENT), -1, C.shape[1]).any(1)
     assert torch.equal(per_var, expected)
@@ -70,17 +75,18 @@ def test_ancestral_samples_agree_with_the_density(graph, latent):
     else:
         bn = BayesianNetwork({"a": [], "b": ["a"], "c": ["a", "b"], "d": ["b"], "e": ["c", "d"]})
     torch.manual_seed(1)
-    model = float64(build_model(bn, latent, TINY, variant="true"))
+    model = float64(build_model(LatentSplit(bn, latent), TINY, variant="true"))
     z, x = model.sample(4000)
-    u = model._std(x)
+    u = model.standardize(x)
     # every observed node is its decoder mean plus sd times a standard normal ...
-    mean, sd = model.decoder(model._nodes(z, u))
+    p = model.decoder(model.nodes(z, u))
+    mean, sd = p.loc, p.scale
     r = (u - mean) / sd
     n = r.shape[0]
     assert (r.mean(0).abs() < 4 / math.sqrt(n)).all()
     assert ((r.std(0) - 1).abs() < 4 * math.sqrt(0.5 / n)).all()
     # ... and the prior maps the latents back to standard normal noise
-    eps, _ = model.prior.flow.transform(z, model._prior_context(u))
+    eps = model.prior_given(u).transform(z)
     assert (eps.mean(0).abs() < 4 / math.sqrt(n)).all()
     assert ((eps.std(0) - 1).abs() < 4 * math.sqrt(0.5 / n)).all()
 

@@ -3,7 +3,7 @@ import math
 import torch
 
 from helpers import SMALL_LATENT, TINY, float64, rows, small_network
-from sirenvae.graph import BayesianNetwork
+from sirenvae.graph import BayesianNetwork, LatentSplit
 from sirenvae.models import ModelConfig, build_model
 from sirenvae.objectives import elbo, evaluate, iwae, log_weights, reconstruction_error
 from sirenvae.pipeline import TrainOptions, train_model
@@ -13,7 +13,7 @@ from sirenvae.training import FitConfig
 def test_iwae_matches_quadrature_with_one_latent():
     bn = BayesianNetwork({"z": [], "x1": ["z"], "x2": ["z"]})
     torch.manual_seed(0)
-    model = float64(build_model(bn, ("z",), TINY, variant="true"))
+    model = float64(build_model(LatentSplit(bn, ("z",)), TINY, variant="true"))
     with torch.no_grad():  # a decoder that clearly depends on z
         model.decoder.net.layers[0].weight.mul_(3)
     x = torch.randn(6, 2, dtype=torch.float64)
@@ -29,7 +29,7 @@ def test_iwae_matches_quadrature_with_one_latent():
 def test_elbo_below_iwae_increasing_in_k():
     net = small_network()
     torch.manual_seed(0)
-    model = float64(build_model(net.graph, SMALL_LATENT, TINY, variant="true"))
+    model = float64(build_model(LatentSplit(net.graph, SMALL_LATENT), TINY, variant="true"))
     x = rows(net, SMALL_LATENT, 300, dtype=torch.float64)
     model.set_standardization(x)
     torch.manual_seed(2)
@@ -51,7 +51,7 @@ def test_elbo_below_iwae_increasing_in_k():
 
 def test_reconstruction_error_and_weights_shapes():
     net = small_network()
-    model = float64(build_model(net.graph, SMALL_LATENT, TINY, variant="vae"))
+    model = float64(build_model(LatentSplit(net.graph, SMALL_LATENT), TINY, variant="vae"))
     x = rows(net, SMALL_LATENT, 20, dtype=torch.float64)
     assert log_weights(model, x, 7).shape == (7, 20)
     re = reconstruction_error(model, x)
@@ -66,8 +66,7 @@ def test_true_structure_learns_a_linear_gaussian_network():
     test = rows(net, SMALL_LATENT, 2000, seed=1)
     torch.manual_seed(0)
     model, history = train_model(
-        net.graph,
-        SMALL_LATENT,
+        LatentSplit(net.graph, SMALL_LATENT),
         train,
         model_config=ModelConfig(),
         fit_config=FitConfig(lr=3e-3, batch_size=256, max_epochs=12, patience=12),

@@ -6,7 +6,7 @@ import torch
 
 import sirenvae.pipeline as pipeline
 from helpers import SMALL_LATENT, TINY, rows, small_network
-from sirenvae.graph import BayesianNetwork
+from sirenvae.graph import BayesianNetwork, LatentSplit
 from sirenvae.pipeline import RunExists, TrainOptions, load_model, train_model
 from sirenvae.training import CheckpointError, FitConfig, TrainingError
 
@@ -24,7 +24,7 @@ def data(n=300):
 
 def test_resume_after_a_kill_continues_exactly(tmp_path, monkeypatch):
     g, x = data()
-    full, h_full = train_model(g, SMALL_LATENT, x, out=tmp_path / "a", **KW)
+    full, h_full = train_model(LatentSplit(g, SMALL_LATENT), x, out=tmp_path / "a", **KW)
     real = pipeline.save_checkpoint
     calls = {"n": 0}
 
@@ -36,11 +36,11 @@ def test_resume_after_a_kill_continues_exactly(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline, "save_checkpoint", killed_after_three_epochs)
     with pytest.raises(KeyboardInterrupt):
-        train_model(g, SMALL_LATENT, x, out=tmp_path / "b", **KW)
+        train_model(LatentSplit(g, SMALL_LATENT), x, out=tmp_path / "b", **KW)
     monkeypatch.setattr(pipeline, "save_checkpoint", real)
     with pytest.raises(RunExists, match="unfinished run"):
-        train_model(g, SMALL_LATENT, x, out=tmp_path / "b", **KW)
-    resumed, h = train_model(g, SMALL_LATENT, x, out=tmp_path / "b", resume=True, **KW)
+        train_model(LatentSplit(g, SMALL_LATENT), x, out=tmp_path / "b", **KW)
+    resumed, h = train_model(LatentSplit(g, SMALL_LATENT), x, out=tmp_path / "b", resume=True, **KW)
     assert h.train_loss == h_full.train_loss and h.valid_loss == h_full.valid_loss
     a, b = full.state_dict(), resumed.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -49,7 +49,7 @@ def test_resume_after_a_kill_continues_exactly(tmp_path, monkeypatch):
     assert all(torch.equal(loaded.state_dict()[k], b[k]) for k in b)
     assert meta["latent"] == list(SMALL_LATENT) and meta["observed"] == ["x1", "x2", "x3"]
     with pytest.raises(RunExists, match="already holds a trained model"):
-        train_model(g, SMALL_LATENT, x, out=tmp_path / "b", **KW)
+        train_model(LatentSplit(g, SMALL_LATENT), x, out=tmp_path / "b", **KW)
 
 
 def test_resume_refuses_other_inputs(tmp_path, monkeypatch):
@@ -62,21 +62,21 @@ def test_resume_refuses_other_inputs(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline, "save_checkpoint", killed)
     with pytest.raises(KeyboardInterrupt):
-        train_model(g, SMALL_LATENT, x, out=tmp_path, **KW)
+        train_model(LatentSplit(g, SMALL_LATENT), x, out=tmp_path, **KW)
     monkeypatch.setattr(pipeline, "save_checkpoint", real)
     with pytest.raises(CheckpointError, match="another training data"):
-        train_model(g, SMALL_LATENT, x + 1, out=tmp_path, resume=True, **KW)
+        train_model(LatentSplit(g, SMALL_LATENT), x + 1, out=tmp_path, resume=True, **KW)
     other = BayesianNetwork({v: [p for p in g.parents(v) if p != "x1"] for v in g.nodes})
     with pytest.raises(CheckpointError, match="another graph"):
-        train_model(other, SMALL_LATENT, x, out=tmp_path, resume=True, **KW)
+        train_model(LatentSplit(other, SMALL_LATENT), x, out=tmp_path, resume=True, **KW)
     with pytest.raises(CheckpointError, match="nothing to resume"):
-        train_model(g, SMALL_LATENT, x, out=tmp_path / "empty", resume=True, **KW)
+        train_model(LatentSplit(g, SMALL_LATENT), x, out=tmp_path / "empty", resume=True, **KW)
 
 
 @pytest.fixture
 def trained(tmp_path):
     g, x = data()
-    train_model(g, SMALL_LATENT, x, out=tmp_path, **KW)
+    train_model(LatentSplit(g, SMALL_LATENT), x, out=tmp_path, **KW)
     return tmp_path
 
 
@@ -134,7 +134,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
 
     monkeypatch.setattr(pipeline, "elbo", exploding)
     with pytest.raises(TrainingError, match="non-finite loss"):
-        train_model(g, SMALL_LATENT, x, out=tmp_path, **KW)
+        train_model(LatentSplit(g, SMALL_LATENT), x, out=tmp_path, **KW)
     from sirenvae.training import load_checkpoint
 
     tensors, meta = load_checkpoint(tmp_path, "checkpoint")
@@ -146,8 +146,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
 def test_too_few_rows_and_bad_values():
     g, x = data(10)
     with pytest.raises(ValueError, match="at least 2 training rows"):
-        train_model(g, SMALL_LATENT, x[:1], **KW)
+        train_model(LatentSplit(g, SMALL_LATENT), x[:1], **KW)
     bad = x.clone()
     bad[3, 1] = math.nan
     with pytest.raises(ValueError, match="NaN or inf"):
-        train_model(g, SMALL_LATENT, bad, **KW)
+        train_model(LatentSplit(g, SMALL_LATENT), bad, **KW)

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from sirenvae.graph import BayesianNetwork, GraphError, check_latent
+from sirenvae.graph import BayesianNetwork, GraphError, LatentSplit
 from sirenvae.networks import ArithmeticCircuit, LinearGaussianNetwork
 
 __all__ = [
@@ -23,7 +23,7 @@ __all__ = [
     "DataError",
     "Splits",
     "default_latent_rule",
-    "latent_set",
+    "latent_split",
     "read_csv",
     "sample_splits",
     "write_csv",
@@ -56,32 +56,43 @@ def default_latent_rule(network: str) -> str | list[str]:
     return _DEFAULT_RULES.get(network, "leaves-observed")
 
 
-def latent_set(graph: BayesianNetwork, rule: str | Sequence[str]) -> tuple[str, ...]:
-    """The latent nodes by a named rule (``leaves-observed``, ``roots-and-leaves-observed``) or an
-    explicit list of node names, in topological order.
+def latent_split(graph: BayesianNetwork, rule: str | Sequence[str]) -> LatentSplit:
+    """The split of ``graph`` whose latent nodes follow a named rule (``leaves-observed``,
+    ``roots-and-leaves-observed``) or an explicit list of node names (or a comma-separated string).
     """
     if isinstance(rule, str):
         if rule in LATENT_RULES:
-            return check_latent(graph, LATENT_RULES[rule](graph))
+            return LatentSplit(graph, LATENT_RULES[rule](graph))
         rule = [v.strip() for v in rule.split(",") if v.strip()]
-    return check_latent(graph, rule)
+    return LatentSplit(graph, rule)
+
+
+#: Test rows are drawn from a generator seeded apart from every training seed.
+TEST_SEED_OFFSET = 1_000_003
 
 
 @dataclass(frozen=True)
 class Splits:
     """Training and test rows of the observed nodes, drawn from a known network with a seed."""
 
-    observed: tuple[str, ...]
-    latent: tuple[str, ...]
+    split: LatentSplit
     train: Tensor
     test: Tensor
     train_latent: Tensor
     test_latent: Tensor
 
+    @property
+    def observed(self) -> tuple[str, ...]:
+        return self.split.observed
+
+    @property
+    def latent(self) -> tuple[str, ...]:
+        return self.split.latent
+
 
 def sample_splits(
     network: LinearGaussianNetwork | ArithmeticCircuit,
-    latent: Sequence[str],
+    split: LatentSplit,
     *,
     train_size: int,
     test_size: int = 2000,
@@ -91,16 +102,13 @@ def sample_splits(
     """Draws a training set and a fresh test set; the test set depends on ``seed`` only, so models
     trained on different training sizes with the same seed share it.
     """
-    g = network.graph
-    latent = check_latent(g, latent)
-    observed = tuple(v for v in g.nodes if v not in set(latent))
-    io = [g.index(v) for v in observed]
-    il = [g.index(v) for v in latent]
+    if split.graph != network.graph:
+        raise GraphError("the split is of another graph than the network's")
+    io, il = split.observed_index(), split.latent_index()
     train = network.sample(train_size, seed=2 * seed)
-    test = network.sample(test_size, seed=2 * seed + 1 + 1_000_003)
+    test = network.sample(test_size, seed=2 * seed + 1 + TEST_SEED_OFFSET)
     return Splits(
-        observed,
-        latent,
+        split,
         train[:, io].to(dtype),
         test[:, io].to(dtype),
         train[:, il].to(dtype),
@@ -110,16 +118,15 @@ def sample_splits(
 
 def read_csv(
     path: str | Path,
-    graph: BayesianNetwork,
-    latent: Sequence[str] | None = None,
+    graph: BayesianNetwork | LatentSplit,
     *,
     min_rows: int = 1,
     dtype: torch.dtype = torch.float32,
-) -> tuple[Tensor, tuple[str, ...], tuple[str, ...]]:
-    """Reads observed data for ``graph`` from a CSV file with a header of node names.
+) -> tuple[Tensor, LatentSplit]:
+    """Reads observed data from a CSV file with a header of node names.
 
-    Graph nodes without a column are the latent ones unless ``latent`` names them; every observed
-    node needs a column. Returns ``(x, observed, latent)`` with ``x`` in topological order.
+    Given a graph, its nodes without a column are the latent ones; given a split, every observed
+    node needs a column. Returns ``(x, split)`` with ``x`` in topological order.
 
     Raises:
         DataError: Unknown or duplicate columns, missing observed columns, NaN, inf or
@@ -134,6 +141,8 @@ def read_csv(
         raise DataError(f"{path}: the file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not a readable CSV file ({e})") from None
+    split = graph if isinstance(graph, LatentSplit) else None
+    graph = graph.graph if isinstance(graph, LatentSplit) else graph
     with open(path, newline="") as f:
         header = next(csv.reader(f), [])
     columns = [c.strip() for c in header]
@@ -148,20 +157,18 @@ def read_csv(
                 f"nodes are {', '.join(graph.nodes[:8])}{' ...' if len(graph) > 8 else ''}"
             )
     df.columns = columns
-    try:
-        if latent is None:
-            unseen = [v for v in graph.nodes if v not in seen]
-            if not unseen:
-                raise DataError(
-                    f"{path}: every node of the graph has a column, so none is latent; name the latent "
-                    "nodes (--latent) or drop their columns"
-                )
-            latent = check_latent(graph, unseen)
-        else:
-            latent = check_latent(graph, latent)
-    except GraphError as e:
-        raise DataError(f"{path}: {e}") from None
-    observed = tuple(v for v in graph.nodes if v not in set(latent))
+    if split is None:
+        unseen = [v for v in graph.nodes if v not in seen]
+        if not unseen:
+            raise DataError(
+                f"{path}: every node of the graph has a column, so none is latent; name the latent "
+                "nodes (--latent) or drop their columns"
+            )
+        try:
+            split = LatentSplit(graph, unseen)
+        except GraphError as e:
+            raise DataError(f"{path}: {e}") from None
+    latent, observed = split.latent, split.observed
     missing = [v for v in observed if v not in seen]
     if missing:
         raise DataError(f"{path}: observed node(s) without a column: {', '.join(missing)}")
@@ -186,7 +193,7 @@ def read_csv(
                 f"{f' ({int(bad.sum())} bad cells in this column)' if bad.sum() > 1 else ''}"
             )
         values[:, j] = num
-    return torch.from_numpy(values).to(dtype), observed, latent
+    return torch.from_numpy(values).to(dtype), split
 
 
 def write_csv(path: str | Path, columns: Sequence[str], values: Tensor | np.ndarray, **extra) -> None:

@@ -1,24 +1,19 @@
-r"""Bayesian network structures: nodes in a fixed topological order, validation, readers and writers.
+r"""Bayesian network structures: nodes in a fixed topological order and validation.
 
 The adjacency convention is zuko's: a boolean matrix :math:`A` with :math:`A_{ij} = 1` iff node
 :math:`j` is a parent of node :math:`i` (rows are children), nodes in topological order, so that
-:math:`A` is strictly lower triangular.
+:math:`A` is strictly lower triangular. Readers and writers of graph files live in
+:mod:`sirenvae.graph_io`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
 
 import networkx as nx
 import torch
 
-__all__ = ["BayesianNetwork", "GraphError", "check_latent", "read_graph"]
+__all__ = ["BayesianNetwork", "GraphError", "LatentSplit"]
 
 
 class GraphError(ValueError):
@@ -48,32 +43,7 @@ class BayesianNetwork:
     """
 
     def __init__(self, parents: Mapping[str, Sequence[str]], *, name: str = "") -> None:
-        if not isinstance(parents, Mapping):
-            raise GraphError(
-                f"parents must be a mapping from node name to its parents, got {type(parents).__name__}"
-            )
-        if len(parents) == 0:
-            raise GraphError("the graph is empty: give at least one node")
-        given: dict[str, tuple[str, ...]] = {}
-        for node, pa in parents.items():
-            if not isinstance(node, str) or node == "":
-                raise GraphError(f"node names must be non-empty strings, got {node!r}")
-            if isinstance(pa, str) or not isinstance(pa, Iterable):
-                raise GraphError(f"the parents of {node!r} must be a list of names, got {pa!r}")
-            pa = tuple(pa)
-            for p in pa:
-                if p == node:
-                    raise GraphError(f"self-loop: node {node!r} lists itself as a parent")
-                if p not in parents:
-                    raise GraphError(
-                        f"unknown node {p!r} listed as a parent of {node!r}; "
-                        "declare every node before using it as a parent"
-                    )
-            dup = _first_duplicate(pa)
-            if dup is not None:
-                raise GraphError(f"node {node!r} lists parent {dup!r} twice")
-            given[node] = pa
-
+        given = _checked_parents(parents)
         order = _stable_topological_order(given)
         self._nodes: tuple[str, ...] = order
         self._index = {v: i for i, v in enumerate(order)}
@@ -244,190 +214,105 @@ class BayesianNetwork:
             raise GraphError(f"{what}: node {dup!r} appears twice")
         return nodes
 
-    # ------------------------------------------------------------------ readers
-    @classmethod
-    def from_json(cls, source: str | Path | Mapping[str, Any]) -> BayesianNetwork:
-        """Reads the structure from the JSON schema of the shipped networks.
 
-        The document holds ``{"name": ..., "nodes": [{"name": ..., "parents": [...], ...}]}``;
-        fields other than ``name`` and ``parents`` (parameters) are ignored here.
-        """
-        doc = _load_json(source)
-        entries = doc.get("nodes") if isinstance(doc, Mapping) else None
-        if not isinstance(entries, list):
-            raise GraphError("JSON graph: expected an object with a 'nodes' list")
-        parents: dict[str, list[str]] = {}
-        for k, entry in enumerate(entries):
-            if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
-                raise GraphError(f"JSON graph: node entry {k} has no string 'name'")
-            name = entry["name"]
-            if name in parents:
-                raise GraphError(f"JSON graph: duplicate node name {name!r}")
-            pa = entry.get("parents", [])
-            if not isinstance(pa, list) or not all(isinstance(p, str) for p in pa):
-                raise GraphError(f"JSON graph: 'parents' of {name!r} must be a list of names")
-            parents[name] = pa
-        return cls(parents, name=str(doc.get("name", "")))
+class LatentSplit:
+    r"""A Bayesian network with its nodes split into latent :math:`Z` and observed :math:`X`.
 
-    @classmethod
-    def from_edge_list(cls, source: str | Path | io.TextIOBase) -> BayesianNetwork:
-        """Reads a CSV edge list with header ``parent,child``.
+    Validated once, where user input enters, then passed down as a value: models, inversion and
+    data readers take a split rather than re-checking a list of names.
 
-        A row with an empty parent declares a node without parents; nodes are ordered by first
-        appearance.
-        """
-        text = _read_text(source)
-        rows = list(csv.reader(io.StringIO(text)))
-        rows = [r for r in rows if any(cell.strip() for cell in r)]
-        if not rows:
-            raise GraphError("edge list: the file is empty")
-        header = [h.strip().lower() for h in rows[0]]
-        if header != ["parent", "child"]:
-            raise GraphError(f"edge list: header must be 'parent,child', got {','.join(rows[0])!r}")
-        nodes: list[str] = []
-        seen: set[str] = set()
-        edges: list[tuple[str, str]] = []
-        for line, row in enumerate(rows[1:], start=2):
-            if len(row) != 2:
-                raise GraphError(f"edge list: line {line} has {len(row)} fields, expected 2")
-            p, c = row[0].strip(), row[1].strip()
-            if not c:
-                raise GraphError(f"edge list: line {line} has an empty child")
-            for v in (p, c):
-                if v and v not in seen:
-                    seen.add(v)
-                    nodes.append(v)
-            if p:
-                if (p, c) in edges:
-                    raise GraphError(f"edge list: duplicate edge {p!r} -> {c!r} on line {line}")
-                edges.append((p, c))
-        return cls.from_edges(nodes, edges)
-
-    @classmethod
-    def from_dot(cls, source: str | Path) -> BayesianNetwork:
-        """Reads a ``digraph`` in the DOT language (nodes, edges, chains and ``{a b}`` groups;
-        attributes are ignored).
-        """
-        if isinstance(source, Path) or "{" not in source:
-            path = Path(source)
-            if not path.exists():
-                raise GraphError(f"DOT file not found: {path}")
-            source = path.read_text()
-        name, nodes, edges = _parse_dot(source)
-        return cls.from_edges(nodes, edges, name=name)
-
-    @classmethod
-    def from_networkx(cls, graph: nx.DiGraph) -> BayesianNetwork:
-        """Converts a ``networkx.DiGraph`` (or any subclass, such as a pgmpy model)."""
-        if not isinstance(graph, nx.DiGraph):
-            raise GraphError(f"expected a networkx.DiGraph, got {type(graph).__name__}")
-        nodes = [str(v) for v in graph.nodes]
-        return cls.from_edges(nodes, [(str(p), str(c)) for p, c in graph.edges])
-
-    @classmethod
-    def from_pgmpy(cls, model: Any) -> BayesianNetwork:
-        """Converts a pgmpy model (discrete or linear-Gaussian); only the structure is kept."""
-        if not (hasattr(model, "nodes") and hasattr(model, "edges")):
-            raise GraphError(f"expected a pgmpy model, got {type(model).__name__}")
-        nodes = [str(v) for v in model.nodes()]
-        return cls.from_edges(nodes, [(str(p), str(c)) for p, c in model.edges()])
-
-    @classmethod
-    def from_bif(cls, path: str | Path) -> BayesianNetwork:
-        """Reads the structure of a BIF file with pgmpy (``pip install 'sirenvae[pgmpy]'``)."""
-        try:
-            from pgmpy.readwrite import BIFReader
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError("reading BIF needs pgmpy: pip install 'sirenvae[pgmpy]'") from e
-        path = Path(path)
-        if not path.exists():
-            raise GraphError(f"BIF file not found: {path}")
-        try:
-            model = BIFReader(str(path)).get_model()
-        except Exception as e:
-            raise GraphError(f"could not parse BIF file {path}: {e}") from e
-        bn = cls.from_pgmpy(model)
-        bn.name = path.stem
-        return bn
-
-    # ------------------------------------------------------------------ writers
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON document (structure only) in the schema of the shipped networks."""
-        return {
-            "name": self.name,
-            "nodes": [{"name": v, "parents": list(self._parents[v])} for v in self._nodes],
-        }
-
-    def to_json(self, path: str | Path | None = None) -> str:
-        """Serialises to JSON; writes to ``path`` when given and returns the text."""
-        text = json.dumps(self.to_dict(), indent=1)
-        if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
-
-    def to_dot(self, path: str | Path | None = None) -> str:
-        """Serialises to DOT; writes to ``path`` when given and returns the text."""
-        lines = [f"digraph {_dot_quote(self.name or 'G')} {{"]
-        lines += [f"  {_dot_quote(v)};" for v in self._nodes]
-        lines += [f"  {_dot_quote(p)} -> {_dot_quote(c)};" for p, c in self.edges]
-        lines.append("}")
-        text = "\n".join(lines) + "\n"
-        if path is not None:
-            Path(path).write_text(text)
-        return text
-
-
-def read_graph(source: str | Path | nx.DiGraph | Any) -> BayesianNetwork:
-    """Reads a graph from a file (by extension: ``.json``, ``.csv``, ``.dot``/``.gv``, ``.bif``),
-    a ``networkx.DiGraph`` or a pgmpy model.
-    """
-    if isinstance(source, BayesianNetwork):
-        return source
-    if isinstance(source, nx.DiGraph):
-        return BayesianNetwork.from_networkx(source)
-    if not isinstance(source, str | Path):
-        return BayesianNetwork.from_pgmpy(source)
-    path = Path(source)
-    if not path.exists():
-        raise GraphError(f"graph file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        return BayesianNetwork.from_json(path)
-    if suffix in {".csv", ".txt"}:
-        return BayesianNetwork.from_edge_list(path)
-    if suffix in {".dot", ".gv"}:
-        return BayesianNetwork.from_dot(path)
-    if suffix == ".bif":
-        return BayesianNetwork.from_bif(path)
-    raise GraphError(
-        f"unknown graph format {suffix!r} for {path}; use .json, .csv (parent,child), .dot or .bif"
-    )
-
-
-def check_latent(bn: BayesianNetwork, latent: Iterable[str]) -> tuple[str, ...]:
-    """Validates a latent set and returns it in the network's topological order.
+    Arguments:
+        graph: The network.
+        latent: The latent nodes, in any order; stored in the graph's topological order.
 
     Raises:
-        GraphError: If it names an unknown node, repeats a node, is empty or is every node.
+        GraphError: If ``latent`` names an unknown node, repeats a node, is empty or is every node.
+
+    Example:
+        >>> split = LatentSplit(BayesianNetwork({"z": [], "x": ["z"], "y": ["x", "z"]}), ["z"])
+        >>> split.observed, split.prior_context
+        (('x', 'y'), ())
     """
-    if isinstance(latent, str):
-        latent = [latent]
-    latent = list(latent)
-    for v in latent:
-        if v not in bn:
-            raise GraphError(f"latent set: unknown node {v!r}; known nodes: {_preview(bn.nodes)}")
-    dup = _first_duplicate(latent)
-    if dup is not None:
-        raise GraphError(f"latent set: node {dup!r} appears twice")
-    if not latent:
-        raise GraphError("latent set is empty: name at least one latent node")
-    if len(latent) == len(bn):
-        raise GraphError("latent set holds every node: leave at least one node observed")
-    keep = set(latent)
-    return tuple(v for v in bn.nodes if v in keep)
+
+    def __init__(self, graph: BayesianNetwork, latent: Iterable[str]) -> None:
+        latent = [latent] if isinstance(latent, str) else list(latent)
+        for v in latent:
+            if v not in graph:
+                raise GraphError(f"latent set: unknown node {v!r}; known nodes: {_preview(graph.nodes)}")
+        dup = _first_duplicate(latent)
+        if dup is not None:
+            raise GraphError(f"latent set: node {dup!r} appears twice")
+        if not latent:
+            raise GraphError("latent set is empty: name at least one latent node")
+        if len(latent) == len(graph):
+            raise GraphError("latent set holds every node: leave at least one node observed")
+        keep = set(latent)
+        self.graph = graph
+        self.latent: tuple[str, ...] = tuple(v for v in graph.nodes if v in keep)
+        self.observed: tuple[str, ...] = tuple(v for v in graph.nodes if v not in keep)
+
+    def on(self, graph: BayesianNetwork) -> LatentSplit:
+        """The same split on another graph over the same nodes (e.g. a model variant's graph)."""
+        if set(graph.nodes) != set(self.graph.nodes):
+            raise GraphError("a split moves only to a graph over the same nodes")
+        return LatentSplit(graph, self.latent)
+
+    @property
+    def prior_context(self) -> tuple[str, ...]:
+        """The observed nodes with a latent child: the context of the prior over the latents."""
+        latent = set(self.latent)
+        return tuple(v for v in self.observed if any(c in latent for c in self.graph.children(v)))
+
+    def latent_index(self) -> list[int]:
+        """Positions of the latent nodes in the graph's order."""
+        return [self.graph.index(v) for v in self.latent]
+
+    def observed_index(self) -> list[int]:
+        """Positions of the observed nodes in the graph's order."""
+        return [self.graph.index(v) for v in self.observed]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LatentSplit):
+            return NotImplemented
+        return self.graph == other.graph and self.latent == other.latent
+
+    def __hash__(self) -> int:
+        return hash((self.graph, self.latent))
+
+    def __repr__(self) -> str:
+        return f"LatentSplit({self.graph!r}, latent={len(self.latent)}, observed={len(self.observed)})"
 
 
 # ---------------------------------------------------------------------- internals
+def _checked_parents(parents: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
+    if not isinstance(parents, Mapping):
+        raise GraphError(
+            f"parents must be a mapping from node name to its parents, got {type(parents).__name__}"
+        )
+    if len(parents) == 0:
+        raise GraphError("the graph is empty: give at least one node")
+    given: dict[str, tuple[str, ...]] = {}
+    for node, pa in parents.items():
+        if not isinstance(node, str) or node == "":
+            raise GraphError(f"node names must be non-empty strings, got {node!r}")
+        if isinstance(pa, str) or not isinstance(pa, Iterable):
+            raise GraphError(f"the parents of {node!r} must be a list of names, got {pa!r}")
+        pa = tuple(pa)
+        for p in pa:
+            if p == node:
+                raise GraphError(f"self-loop: node {node!r} lists itself as a parent")
+            if p not in parents:
+                raise GraphError(
+                    f"unknown node {p!r} listed as a parent of {node!r}; "
+                    "declare every node before using it as a parent"
+                )
+        dup = _first_duplicate(pa)
+        if dup is not None:
+            raise GraphError(f"node {node!r} lists parent {dup!r} twice")
+        given[node] = pa
+    return given
+
+
 def _stable_topological_order(parents: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
     position = {v: i for i, v in enumerate(parents)}
     missing = {v: len(pa) for v, pa in parents.items()}
@@ -467,139 +352,3 @@ def _first_duplicate(items: Iterable[str]) -> str | None:
 def _preview(nodes: Sequence[str], n: int = 8) -> str:
     shown = ", ".join(repr(v) for v in nodes[:n])
     return shown + (f", ... ({len(nodes)} in all)" if len(nodes) > n else "")
-
-
-def _load_json(source: str | Path | Mapping[str, Any]) -> Mapping[str, Any]:
-    if isinstance(source, Mapping):
-        return source
-    path = Path(source)
-    if not path.exists():
-        raise GraphError(f"JSON graph file not found: {path}")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise GraphError(f"{path} is not valid JSON: {e}") from e
-
-
-def _read_text(source: str | Path | io.TextIOBase) -> str:
-    if isinstance(source, io.TextIOBase):
-        return source.read()
-    path = Path(source)
-    if not path.exists():
-        raise GraphError(f"file not found: {path}")
-    return path.read_text()
-
-
-_DOT_TOKEN = re.compile(
-    r'\s+|//[^\n]*|#[^\n]*|/\*.*?\*/|(?P<tok>->|--|"(?:[^"\\]|\\.)*"|[A-Za-z_\x80-\uffff][\w.\x80-\uffff]*'
-    r"|-?(?:\.\d+|\d+(?:\.\d*)?)|[{}\[\];,=:]|<[^>]*>)",
-    re.S,
-)
-
-
-def _dot_tokens(text: str) -> list[str]:
-    tokens: list[str] = []
-    pos = 0
-    while pos < len(text):
-        m = _DOT_TOKEN.match(text, pos)
-        if m is None:
-            raise GraphError(f"DOT: cannot parse near {text[pos : pos + 20]!r}")
-        if m.group("tok") is not None:
-            tokens.append(m.group("tok"))
-        pos = m.end()
-    return tokens
-
-
-def _dot_id(tok: str) -> str:
-    if tok.startswith('"'):
-        return tok[1:-1].replace('\\"', '"')
-    return tok
-
-
-def _parse_dot(text: str) -> tuple[str, list[str], list[tuple[str, str]]]:
-    toks = _dot_tokens(text)
-    k = 0
-    if k < len(toks) and toks[k].lower() == "strict":
-        k += 1
-    if k >= len(toks) or toks[k].lower() not in {"digraph", "graph"}:
-        raise GraphError("DOT: expected 'digraph' at the start")
-    if toks[k].lower() == "graph":
-        raise GraphError("DOT: an undirected 'graph' is not a Bayesian network; use 'digraph'")
-    k += 1
-    name = ""
-    if k < len(toks) and toks[k] != "{":
-        name = _dot_id(toks[k])
-        k += 1
-    if k >= len(toks) or toks[k] != "{":
-        raise GraphError("DOT: expected '{' after the graph header")
-    k += 1
-    nodes: list[str] = []
-    seen: set[str] = set()
-    edges: list[tuple[str, str]] = []
-
-    def add(v: str) -> None:
-        if v not in seen:
-            seen.add(v)
-            nodes.append(v)
-
-    def skip_attrs(k: int) -> int:
-        if k < len(toks) and toks[k] == "[":
-            while k < len(toks) and toks[k] != "]":
-                k += 1
-            if k >= len(toks):
-                raise GraphError("DOT: unterminated attribute list '['")
-            k += 1
-        return k
-
-    def endpoint(k: int) -> tuple[list[str], int]:
-        if toks[k] == "{":
-            group: list[str] = []
-            k += 1
-            while k < len(toks) and toks[k] != "}":
-                if toks[k] not in {";", ","}:
-                    group.append(_dot_id(toks[k]))
-                k += 1
-            if k >= len(toks):
-                raise GraphError("DOT: unterminated '{' group")
-            return group, k + 1
-        if toks[k] in {"}", "[", "]", "->", "--", "=", ";", ","}:
-            raise GraphError(f"DOT: unexpected {toks[k]!r}")
-        node = _dot_id(toks[k])
-        k += 1
-        while k + 1 < len(toks) and toks[k] == ":":  # ports and compass points are ignored
-            k += 2
-        return [node], k
-
-    while k < len(toks) and toks[k] != "}":
-        t = toks[k]
-        if t in {";", ","}:
-            k += 1
-            continue
-        if t.lower() in {"graph", "node", "edge"} and k + 1 < len(toks) and toks[k + 1] == "[":
-            k = skip_attrs(k + 1)
-            continue
-        if t.lower() == "subgraph":
-            raise GraphError("DOT: subgraphs are not supported; list the edges directly")
-        if k + 1 < len(toks) and toks[k + 1] == "=":  # graph attribute a=b
-            k += 3
-            continue
-        group, k = endpoint(k)
-        chain = [group]
-        while k < len(toks) and toks[k] in {"->", "--"}:
-            if toks[k] == "--":
-                raise GraphError("DOT: undirected edge '--' in a digraph")
-            group, k = endpoint(k + 1)
-            chain.append(group)
-        k = skip_attrs(k)
-        for g in chain:
-            for v in g:
-                add(v)
-        for a, b in zip(chain, chain[1:], strict=False):
-            edges.extend((p, c) for p in a for c in b)
-    if k >= len(toks):
-        raise GraphError("DOT: missing closing '}'")
-    return name, nodes, edges
-
-
-def _dot_quote(v: str) -> str:
-    return '"' + v.replace('"', '\\"') + '"'

@@ -16,12 +16,24 @@ from collections.abc import Iterable
 
 import networkx as nx
 
-from sirenvae.graph import BayesianNetwork, check_latent
+from sirenvae.graph import BayesianNetwork, LatentSplit
 
 __all__ = ["faithful_inverse", "is_faithful", "redundant_edges"]
 
 
-def faithful_inverse(bn: BayesianNetwork, latent: Iterable[str], *, prune: bool = False) -> BayesianNetwork:
+def _split(bn: BayesianNetwork | LatentSplit, latent: Iterable[str] | None) -> LatentSplit:
+    if isinstance(bn, LatentSplit):
+        if latent is not None:
+            raise ValueError("give a LatentSplit alone, or a network and its latent nodes")
+        return bn
+    if latent is None:
+        raise ValueError("name the latent nodes, or give a LatentSplit")
+    return LatentSplit(bn, latent)
+
+
+def faithful_inverse(
+    bn: BayesianNetwork | LatentSplit, latent: Iterable[str] | None = None, *, prune: bool = False
+) -> BayesianNetwork:
     r"""The minimal faithful inverse :math:`H` of ``bn`` for the latent set (NaMI).
 
     Moralise :math:`G`; repeatedly eliminate, from the frontier of latents whose latent parents are
@@ -30,8 +42,8 @@ def faithful_inverse(bn: BayesianNetwork, latent: Iterable[str], *, prune: bool 
     eliminated node in :math:`H`. Sampling :math:`q` runs in reverse elimination order.
 
     Arguments:
-        bn: The generative network :math:`G`.
-        latent: The latent nodes :math:`Z`; the rest are observed.
+        bn: The generative network :math:`G`, or a :class:`~sirenvae.graph.LatentSplit` of it.
+        latent: The latent nodes :math:`Z` (the rest are observed), unless ``bn`` is a split.
         prune: Drop every parent that d-separation in :math:`G` shows unnecessary, until none is
             left, so that no single edge can be removed without losing faithfulness.
 
@@ -39,9 +51,9 @@ def faithful_inverse(bn: BayesianNetwork, latent: Iterable[str], *, prune: bool 
         The inverse graph over all nodes of ``bn``: observed nodes first (as roots), then the
         latents in reverse elimination order.
     """
-    Z = check_latent(bn, latent)
+    split = _split(bn, latent)
+    bn, Z, X = split.graph, split.latent, split.observed
     latent_set = set(Z)
-    X = [v for v in bn.nodes if v not in latent_set]
     U = bn.moral_graph()
     rank = {v: i for i, v in enumerate(bn.nodes)}
     eliminated: set[str] = set()
@@ -79,15 +91,18 @@ def faithful_inverse(bn: BayesianNetwork, latent: Iterable[str], *, prune: bool 
     return H
 
 
-def is_faithful(bn: BayesianNetwork, inverse: BayesianNetwork, latent: Iterable[str]) -> bool:
+def is_faithful(
+    bn: BayesianNetwork | LatentSplit, inverse: BayesianNetwork, latent: Iterable[str] | None = None
+) -> bool:
     r"""Whether ``inverse`` is a faithful inverse of ``bn``.
 
     In a topological order of :math:`H` with the observed nodes first, every latent :math:`z` must be
     d-separated in :math:`G` from its other predecessors given :math:`pa_H(z)`. By the ordered Markov
     property this is equivalent to :math:`H` (with :math:`X` given) adding no independence.
     """
-    latent_set = set(check_latent(bn, latent))
-    G = bn.to_networkx()
+    split = _split(bn, latent)
+    latent_set = set(split.latent)
+    G = split.graph.to_networkx()
     order = _order_observed_first(inverse, latent_set)
     for k, z in enumerate(order):
         if z in latent_set and not _local_ok(G, z, set(inverse.parents(z)), order[:k]):
@@ -96,11 +111,12 @@ def is_faithful(bn: BayesianNetwork, inverse: BayesianNetwork, latent: Iterable[
 
 
 def redundant_edges(
-    bn: BayesianNetwork, inverse: BayesianNetwork, latent: Iterable[str]
+    bn: BayesianNetwork | LatentSplit, inverse: BayesianNetwork, latent: Iterable[str] | None = None
 ) -> list[tuple[str, str]]:
     """The edges of ``inverse`` whose single removal keeps it faithful (empty iff minimal)."""
-    latent_set = set(check_latent(bn, latent))
-    G = bn.to_networkx()
+    split = _split(bn, latent)
+    latent_set = set(split.latent)
+    G = split.graph.to_networkx()
     order = _order_observed_first(inverse, latent_set)
     out = []
     for k, z in enumerate(order):

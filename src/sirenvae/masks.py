@@ -21,7 +21,16 @@ from dataclasses import dataclass
 import torch
 from torch import BoolTensor, Tensor
 
-__all__ = ["GraphicalMasks", "check_adjacency", "graphical_masks", "variable_sets"]
+__all__ = ["GraphicalMasks", "check_adjacency", "graphical_masks", "inclusion_mask", "variable_sets"]
+
+
+def inclusion_mask(receiver: Tensor, sender: Tensor) -> BoolTensor:
+    r"""``M[r, s]`` iff the set of sending unit ``s`` is contained in the set of receiving unit ``r``.
+
+    Sets are rows of boolean matrices over the same variables:
+    :math:`S_s \subseteq S_r \iff |S_s \setminus S_r| = 0`.
+    """
+    return (sender.float() @ (~receiver).float().T).T == 0
 
 
 def check_adjacency(
@@ -122,13 +131,9 @@ def graphical_masks(
     unit_kind = torch.where(t < per_kind, v, v + D)
     U = kinds[unit_kind]  # (D k, D + C) sets of hidden units
 
-    def subset(receiver: Tensor, sender: Tensor) -> BoolTensor:
-        # sender ⊆ receiver  <=>  |sender \ receiver| = 0
-        return (sender.float() @ (~receiver).float().T).T == 0
-
-    kind_sub = subset(kinds, kinds)  # (kinds, kinds)
+    kind_sub = inclusion_mask(kinds, kinds)  # (kinds, kinds)
     hidden = kind_sub[unit_kind][:, unit_kind]
     first = U  # input unit j carries {j}: kept iff j in the receiver's set
-    last = subset(S, kinds)[:, unit_kind]
+    last = inclusion_mask(S, kinds)[:, unit_kind]
     layers = (first, *([hidden] * (hidden_layers - 1)), last)
     return GraphicalMasks(tuple(M.contiguous() for M in layers), k, D, DC - D)

@@ -15,7 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ELU", "LipSwish", "MaskedLinear", "Tanh", "activation"]
+from sirenvae.masks import inclusion_mask
+
+__all__ = ["ELU", "KAPPA", "LipSwish", "MaskedLinear", "MaskedMLP", "Tanh", "activation"]
+
+#: The default spectral bound of every normalised layer (Behrmann et al. 2019 use 0.97 too).
+KAPPA = 0.97
 
 
 class MaskedLinear(nn.Module):
@@ -41,7 +46,7 @@ class MaskedLinear(nn.Module):
         self,
         mask: Tensor,
         *,
-        kappa: float | None = 0.97,
+        kappa: float | None = KAPPA,
         n_power_iterations: int = 1,
         bias: bool = True,
         bounded_columns: int | None = None,
@@ -190,6 +195,36 @@ class MaskedLinear(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"effective_weights={int(self.mask.sum())}, kappa={self.kappa}"
         )
+
+
+class MaskedMLP(nn.Module):
+    r"""An MLP (ELU, no spectral bound) whose output :math:`o` depends only on the inputs in ``sets[o]``.
+
+    Hidden units carry the sets of the outputs (``hidden_per_set`` per distinct set); a connection is
+    kept iff the receiving unit's set contains the sending unit's.
+
+    Arguments:
+        sets: ``(O, I)`` boolean, the inputs each output may see.
+        hidden_per_set: Hidden units per distinct output set and layer.
+        hidden_layers: The number of hidden layers.
+        width: With full sets (a plain MLP), the hidden width instead.
+    """
+
+    def __init__(self, sets: Tensor, hidden_per_set: int, hidden_layers: int, width: int = 0) -> None:
+        super().__init__()
+        sets = sets.bool()
+        if bool(sets.all()) and width:
+            hidden = torch.ones(width, sets.shape[1], dtype=torch.bool)
+        else:
+            hidden = torch.unique(sets, dim=0).repeat_interleave(hidden_per_set, dim=0)
+        inner = [inclusion_mask(hidden, hidden)] * (hidden_layers - 1)
+        masks = [hidden, *inner, inclusion_mask(sets, hidden)]
+        self.layers = nn.ModuleList(MaskedLinear(M, kappa=None) for M in masks)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.layers[:-1]:
+            x = F.elu(layer(x))
+        return self.layers[-1](x)
 
 
 class _Activation(nn.Module):

@@ -8,7 +8,6 @@ graph, the latent set, the column order of the data and the package version.
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -16,7 +15,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from sirenvae.graph import BayesianNetwork, GraphError
+from sirenvae import graph_io
+from sirenvae.graph import GraphError, LatentSplit
 from sirenvae.models import ModelConfig, SIReNVAE, build_model
 from sirenvae.objectives import elbo, iwae
 from sirenvae.training import (
@@ -31,8 +31,6 @@ from sirenvae.training import (
 )
 
 __all__ = ["RunExists", "TrainOptions", "data_fingerprint", "load_model", "train_model"]
-
-logger = logging.getLogger(__name__)
 
 
 class RunExists(ValueError):
@@ -71,6 +69,10 @@ def data_fingerprint(x: Tensor) -> str:
     return hashlib.sha256(x.detach().cpu().double().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
+#: The validation rows are drawn with a generator seeded apart from the training seed.
+VALID_SEED_OFFSET = 7919
+
+
 def split_validation(x: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor | None]:
     """Carves a validation split out of the training rows (at least one row each when possible)."""
     n = x.shape[0]
@@ -79,13 +81,12 @@ def split_validation(x: Tensor, fraction: float, seed: int) -> tuple[Tensor, Ten
         n_valid = max(1, n_valid)
     if n_valid == 0:
         return x, None
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + VALID_SEED_OFFSET))
     return x[perm[n_valid:]], x[perm[:n_valid]]
 
 
 def train_model(
-    graph: BayesianNetwork,
-    latent: tuple[str, ...],
+    split: LatentSplit,
     train: Tensor,
     *,
     model_config: ModelConfig | None = None,
@@ -109,7 +110,7 @@ def train_model(
     if not torch.isfinite(train).all():
         raise ValueError("training data contain NaN or inf")
     torch.manual_seed(fit_config.seed)
-    model = build_model(graph, latent, model_config)
+    model = build_model(split, model_config)
     if train.shape[1] != len(model.observed):
         raise ValueError(
             f"training data have {train.shape[1]} columns, the model {len(model.observed)} observed nodes"
@@ -120,7 +121,7 @@ def train_model(
         "model": model_config.to_dict(),
         "fit": fit_config.to_dict() | {"progress": False},
         "train_options": asdict(options),
-        "graph": graph.to_dict(),
+        "graph": graph_io.to_dict(split.graph),
         "latent": list(model.latent),
         "observed": list(model.observed),
         "train_rows": int(train.shape[0]),
@@ -153,15 +154,16 @@ def train_model(
         fit_config = replace(
             fit_config, min_epochs=max(fit_config.min_epochs, math.ceil(warmup / steps_per_epoch) + 1)
         )
-    step = [state.epochs * steps_per_epoch if state is not None else 0]
+    steps_done = state.epochs * steps_per_epoch if state is not None else 0
 
     def loss(batch: Tensor) -> Tensor:
+        nonlocal steps_done
         if options.objective == "iwae":
             return -iwae(model, batch, options.samples).mean()
-        if not model.training or step[0] >= warmup:
+        if not model.training or steps_done >= warmup:
             return -elbo(model, batch, options.samples).mean()
-        step[0] += 1
-        beta = step[0] / warmup
+        steps_done += 1
+        beta = steps_done / warmup
         z, log_q = model.posterior(batch, options.samples)
         log_px, log_pz = model.log_joint_parts(batch, z)
         return -(log_px + beta * (log_pz - log_q)).mean()
@@ -195,9 +197,9 @@ def load_model(directory: str | Path) -> tuple[SIReNVAE, dict]:
     """Loads a trained model and its metadata from a run directory."""
     tensors, meta = load_checkpoint(directory, "model")
     try:
-        graph = BayesianNetwork.from_json(meta["graph"])
+        graph = graph_io.from_dict(meta["graph"])
         config = ModelConfig.from_dict(meta["model"])
-        model = build_model(graph, tuple(meta["latent"]), config)
+        model = build_model(LatentSplit(graph, meta["latent"]), config)
     except (KeyError, TypeError, GraphError, ValueError) as e:
         raise CheckpointError(f"{directory}: the model description is unusable ({e})") from None
     if list(model.observed) != list(meta.get("observed", [])):

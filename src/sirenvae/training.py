@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 import sirenvae
+from sirenvae.files import atomic_write, atomic_write_text
 
 __all__ = [
     "CheckpointError",
@@ -285,19 +285,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(directory: str | Path, name: str, tensors: dict[str, Tensor], meta: dict) -> Path:
     """Writes ``{name}.json`` and the tensor file it names, atomically and in that order of safety.
 
@@ -310,7 +297,7 @@ def save_checkpoint(directory: str | Path, name: str, tensors: dict[str, Tensor]
     directory.mkdir(parents=True, exist_ok=True)
     flat = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     staging = directory / f".{name}.staging.safetensors"
-    _atomic_write(staging, lambda p: save_file(flat, str(p)))
+    atomic_write(staging, lambda p: save_file(flat, str(p)))
     digest = _sha256(staging)
     tensor_file = directory / f"{name}-{digest[:12]}.safetensors"
     os.replace(staging, tensor_file)
@@ -322,7 +309,7 @@ def save_checkpoint(directory: str | Path, name: str, tensors: dict[str, Tensor]
         "sha256": digest,
         **meta,
     }
-    _atomic_write(directory / f"{name}.json", lambda p: p.write_text(json.dumps(doc, indent=1)))
+    atomic_write_text(directory / f"{name}.json", json.dumps(doc, indent=1))
     for old in directory.glob(f"{name}-*.safetensors"):
         if old.name != tensor_file.name:
             old.unlink(missing_ok=True)

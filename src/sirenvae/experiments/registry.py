@@ -14,22 +14,29 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
-from sirenvae.models import ModelConfig
+from sirenvae.models import VARIANTS, ModelConfig
 
 __all__ = [
     "EXPERIMENTS",
     "FIGURE3_FACTORS",
-    "MODELS",
     "PAPER_TABLE1",
+    "TABLE_ORDER",
     "RunConfig",
     "Schedule",
     "grid",
 ]
 
-MODELS = ("vae", "ind", "fc", "true", "vae-maf")
+# the model variants (sirenvae.models.VARIANTS) in the order of the paper's tables and runs
+TABLE_ORDER = ("vae", "ind", "fc", "true", "vae-maf")
 TABLE1_DATASETS = ("magic-niab", "arth150", "magic-irri")
 TABLE1_FACTORS = (2, 100)
 FIGURE3_FACTORS = (1, 2, 5, 10, 20, 50, 100)
+# each experiment's default datasets and training-size factors
+_DEFAULTS = {
+    "table1": (TABLE1_DATASETS, TABLE1_FACTORS),
+    "figure3": (("ecoli70",), FIGURE3_FACTORS),
+}
+EXPERIMENTS = tuple(_DEFAULTS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,7 +70,7 @@ FULL = Schedule()
 QUICK = Schedule(max_steps=40, patience_steps=40, warmup_steps=10, test_size=200, importance_samples=20)
 
 # one configuration per model, shared by every dataset and size
-MODEL_CONFIGS = {m: ModelConfig(variant=m) for m in MODELS}
+MODEL_CONFIGS = {m: ModelConfig(variant=m) for m in VARIANTS}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,9 +106,6 @@ class RunConfig:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-EXPERIMENTS = ("table1", "figure3")
-
-
 def grid(
     experiment: str,
     *,
@@ -111,13 +115,10 @@ def grid(
     models: tuple[str, ...] | None = None,
     factors: tuple[int, ...] | None = None,
 ) -> list[RunConfig]:
-    """All runs of ``table1`` or ``figure3`` (optionally a subset)."""
-    if experiment == "table1":
-        default = (TABLE1_DATASETS, TABLE1_FACTORS)
-    elif experiment == "figure3":
-        default = (("ecoli70",), FIGURE3_FACTORS)
-    else:
-        raise ValueError(f"unknown experiment {experiment!r}; choose table1 or figure3")
+    """All runs of ``table1`` or ``figure3`` (optionally a subset), models in :data:`TABLE_ORDER`."""
+    if experiment not in _DEFAULTS:
+        raise ValueError(f"unknown experiment {experiment!r}; choose {' or '.join(EXPERIMENTS)}")
+    default = _DEFAULTS[experiment]
     if seeds < 1:
         raise ValueError(f"seeds must be positive, got {seeds}")
     schedule = QUICK if quick else FULL
@@ -125,9 +126,9 @@ def grid(
     out = []
     for dataset in datasets or default[0]:
         for factor in factors or default[1]:
-            for model in models or MODELS:
-                if model not in MODELS:
-                    raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+            for model in models or TABLE_ORDER:
+                if model not in VARIANTS:
+                    raise ValueError(f"unknown model {model!r}; choose from {', '.join(TABLE_ORDER)}")
                 for seed in range(seeds):
                     out.append(
                         RunConfig(

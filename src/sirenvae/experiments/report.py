@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
 
-from sirenvae.experiments.registry import MODELS, PAPER_TABLE1, TABLE1_DATASETS
+from sirenvae.experiments.registry import PAPER_TABLE1, TABLE1_DATASETS, TABLE_ORDER
 
 __all__ = ["figure3", "results_frame", "table1"]
 
@@ -47,7 +46,7 @@ def results_frame(results: list[dict]) -> pd.DataFrame:
     if not frame.empty:
         # the paper's order: its datasets first, then the models as in its table
         rank = {
-            "model": {m: i for i, m in enumerate(MODELS)},
+            "model": {m: i for i, m in enumerate(TABLE_ORDER)},
             "dataset": {d: i for i, d in enumerate(TABLE1_DATASETS)},
         }
         frame = frame.sort_values(
@@ -77,7 +76,7 @@ def table1(results: list[dict], out: str | Path) -> pd.DataFrame:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (dataset, factor), cell in frame.groupby(["dataset", "train_factor"], sort=False):  # frame order
-        for model in MODELS:
+        for model in TABLE_ORDER:
             sub = cell[cell.model == model]
             if sub.empty:
                 continue
@@ -107,7 +106,7 @@ def figure3(results: list[dict], out: str | Path) -> pd.DataFrame:
     frame.to_csv(out / "figure3.csv", index=False)
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=150)
     for dataset, data in frame.groupby("dataset"):
-        for model in MODELS:
+        for model in TABLE_ORDER:
             sub = data[data.model == model]
             if sub.empty:
                 continue
@@ -134,8 +133,8 @@ def figure3(results: list[dict], out: str | Path) -> pd.DataFrame:
     fig.savefig(out / "figure3.png")
     plt.close(fig)
     lines = [
-        "| train rows | " + " | ".join(_LABEL[m] for m in MODELS) + " | oracle NLL |",
-        "|---|" + "---|" * (len(MODELS) + 1),
+        "| train rows | " + " | ".join(_LABEL[m] for m in TABLE_ORDER) + " | oracle NLL |",
+        "|---|" + "---|" * (len(TABLE_ORDER) + 1),
     ]
     cells = defaultdict(dict)
     for (rows, model), sub in frame.groupby(["train_rows", "model"]):
@@ -143,12 +142,7 @@ def figure3(results: list[dict], out: str | Path) -> pd.DataFrame:
     for rows in sorted(cells):
         oracle = frame[frame.train_rows == rows].oracle_nll
         lines.append(
-            f"| {rows} | " + " | ".join(cells[rows].get(m, "-") for m in MODELS) + f" | {_pm(oracle)} |"
+            f"| {rows} | " + " | ".join(cells[rows].get(m, "-") for m in TABLE_ORDER) + f" | {_pm(oracle)} |"
         )
     (out / "figure3.md").write_text("\n".join(lines) + "\n")
     return frame
-
-
-def is_finite_frame(frame: pd.DataFrame) -> bool:
-    """Whether every metric of every run is finite."""
-    return all(math.isfinite(v) for col in ("nll", "neg_elbo", "re") for v in frame[col])

@@ -8,13 +8,14 @@ dropped. Each run uses one thread and its own seeds, so a result does not depend
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import platform
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,31 +23,49 @@ import torch
 
 import sirenvae
 from sirenvae.experiments.registry import MODEL_CONFIGS, RunConfig
+from sirenvae.files import atomic_write_text
 
 __all__ = ["SweepResult", "load_results", "run_one", "run_sweep"]
 
 logger = logging.getLogger(__name__)
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Runs the body with ``n`` torch threads and restores the caller's count afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def run_one(config: RunConfig) -> dict:
-    """Trains and evaluates one run; returns its result record (no files written)."""
-    from sirenvae.data import default_latent_rule, latent_set, sample_splits
-    from sirenvae.networks import LinearGaussianNetwork, load_network
+    """Trains and evaluates one run on one thread; returns its result record (no files written).
+
+    The caller's number of torch threads is restored when it returns or raises.
+    """
+    with _torch_threads(1):
+        return _run_one(config)
+
+
+def _run_one(config: RunConfig) -> dict:
+    from sirenvae.data import default_latent_rule, latent_split, sample_splits
+    from sirenvae.networks import load_network, oracle_nll
     from sirenvae.objectives import evaluate
     from sirenvae.pipeline import TrainOptions, train_model
     from sirenvae.training import FitConfig
 
-    torch.set_num_threads(1)
     start = time.perf_counter()
     s = config.schedule
     net = load_network(config.dataset)
-    latent = latent_set(net.graph, default_latent_rule(config.dataset))
+    split = latent_split(net.graph, default_latent_rule(config.dataset))
     n = config.train_factor * len(net.graph)
-    splits = sample_splits(net, latent, train_size=n, test_size=s.test_size, seed=config.seed)
+    splits = sample_splits(net, split, train_size=n, test_size=s.test_size, seed=config.seed)
     max_epochs, patience = s.epochs(n)
     model, history = train_model(
-        net.graph,
-        latent,
+        split,
         splits.train,
         model_config=config.model_config or MODEL_CONFIGS[config.model],
         fit_config=FitConfig(
@@ -57,9 +76,6 @@ def run_one(config: RunConfig) -> dict:
     trained = time.perf_counter()
     torch.manual_seed(config.seed)
     metrics = evaluate(model, splits.test, importance_samples=s.importance_samples)
-    oracle = None
-    if isinstance(net, LinearGaussianNetwork):
-        oracle = -net.log_prob(splits.test.double(), splits.observed).mean().item()
     return {
         "run_id": config.run_id,
         "digest": config.digest(),
@@ -67,7 +83,7 @@ def run_one(config: RunConfig) -> dict:
         "config": config.to_dict(),
         "train_rows": n,
         "metrics": {k: metrics[k] for k in ("nll", "neg_elbo", "re")},
-        "oracle_nll": oracle,
+        "oracle_nll": oracle_nll(net, splits.test, splits.observed),
         "epochs": len(history.train_loss),
         "best_epoch": history.best_epoch,
         "stopped": history.stopped,
@@ -100,9 +116,7 @@ def _result_path(out: Path, run_id: str, failed: bool = False) -> Path:
 
 def _write_json(path: Path, doc: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(doc, indent=1))
 
 
 def _is_done(out: Path, config: RunConfig) -> bool:
@@ -165,8 +179,10 @@ def run_sweep(
     attempts = {c.run_id: 0 for c in pending}
     by_id = {c.run_id: c for c in pending}
 
-    def finished(run_id: str, doc: dict | None, error: str | None) -> bool:
-        """Records an outcome; returns True when the run is to be tried again."""
+    def record_outcome(run_id: str, doc: dict | None, error: str | None) -> bool:
+        """Stores a result (``doc``) or a failure (``error``); returns ``retry``: whether the run
+        failed and has attempts left, so that it is to be run again (nothing is stored then).
+        """
         attempts[run_id] += 1
         if doc is not None:
             _write_json(_result_path(out, run_id), doc)
@@ -201,7 +217,8 @@ def run_sweep(
                     doc, error = execute(c.to_dict()), None
                 except Exception:  # noqa: BLE001 - any failure of a run is recorded, never lost
                     doc, error = None, traceback.format_exc(limit=3)
-                if not finished(c.run_id, doc, error):
+                retry = record_outcome(c.run_id, doc, error)
+                if not retry:
                     break
             if enough():
                 result.interrupted = c is not pending[-1]
@@ -224,7 +241,8 @@ def run_sweep(
                 doc, error = ray.get(ref), None
             except Exception as e:  # noqa: BLE001 - a task's failure is recorded, never lost
                 doc, error = None, f"{type(e).__name__}: {e}"[:2000]
-            if finished(run_id, doc, error):
+            retry = record_outcome(run_id, doc, error)
+            if retry:
                 running[remote.remote(by_id[run_id].to_dict())] = run_id
             if enough() and running:
                 for r in running:

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from sirenvae.graph import BayesianNetwork, GraphError
+from sirenvae.graph_io import from_dict
 
 __all__ = [
     "ArithmeticCircuit",
@@ -38,6 +39,7 @@ __all__ = [
     "available_networks",
     "load_network",
     "network_document",
+    "oracle_nll",
 ]
 
 _ALIASES = {
@@ -71,7 +73,7 @@ def load_network(name: str) -> LinearGaussianNetwork | ArithmeticCircuit:
     """
     doc = network_document(name)
     if doc.get("kind") == "nonlinear":
-        return ArithmeticCircuit(graph=BayesianNetwork.from_json(doc), citation=doc["citation"])
+        return ArithmeticCircuit(graph=from_dict(doc), citation=doc["citation"])
     return LinearGaussianNetwork.from_json(doc)
 
 
@@ -107,7 +109,7 @@ class LinearGaussianNetwork:
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> LinearGaussianNetwork:
         """Builds from the JSON schema with ``intercept``, ``coefficients`` and ``sd`` per node."""
-        graph = BayesianNetwork.from_json(doc)
+        graph = from_dict(doc)
         D = len(graph)
         b = torch.zeros(D, dtype=torch.float64)
         B = torch.zeros(D, D, dtype=torch.float64)
@@ -255,3 +257,15 @@ class ArithmeticCircuit:
         values = {v: x[..., i].to(torch.float64) for i, v in enumerate(self.graph.nodes)}
         cond = self._conditionals(values)
         return sum(cond[v]().log_prob(values[v]) for v in self.graph.nodes).to(x.dtype)
+
+
+def oracle_nll(
+    network: LinearGaussianNetwork | ArithmeticCircuit, x: Tensor, observed: Sequence[str]
+) -> float | None:
+    """The mean negative log-density (nats) of the rows ``x`` of the ``observed`` variables under the
+    true ``network``: the best any model of those variables can do on them. ``None`` for a network
+    whose marginal density is not known exactly (the nonlinear circuit).
+    """
+    if not isinstance(network, LinearGaussianNetwork):
+        return None
+    return -network.log_prob(x.double(), observed).mean().item()

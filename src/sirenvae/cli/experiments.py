@@ -1,0 +1,145 @@
+"""The commands on the shipped networks and the paper: ``networks``, ``demo`` and ``reproduce``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from sirenvae.cli.common import UsageError, app, console, err_console, one_of, split_list, user_errors
+from sirenvae.experiments.registry import EXPERIMENTS
+
+__all__ = ["demo", "networks", "reproduce"]
+
+
+@app.command()
+def networks() -> None:
+    """List the shipped networks."""
+    from sirenvae.data import default_latent_rule
+    from sirenvae.networks import available_networks, load_network
+
+    table = Table(title="shipped networks")
+    for col in ("name", "nodes", "edges", "default latent rule"):
+        table.add_column(col)
+    for name in available_networks():
+        g = load_network(name).graph
+        rule = default_latent_rule(name)
+        table.add_row(name, str(len(g)), str(len(g.edges)), rule if isinstance(rule, str) else ",".join(rule))
+    console.print(table)
+
+
+@app.command()
+def demo(
+    seed: int = typer.Option(0, help="Seed of data and training."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Train SIReN-VAE (true structure) and a plain VAE on 92 samples of ecoli70 and compare them."""
+    from sirenvae.experiments.demo import VAEDemoConfig, vae_demo
+
+    config = VAEDemoConfig(seed=seed)
+    if not as_json:
+        console.print(
+            f"Training SIReN-VAE (true structure) and a plain VAE on {config.train_factor} x 46 = "
+            f"{config.train_factor * 46} samples of ecoli70; testing on {config.test_size} fresh samples "
+            f"with K = {config.importance_samples} importance samples..."
+        )
+    with user_errors():
+        result = vae_demo(config, progress=progress and not as_json)
+    if as_json:
+        print(json.dumps(result, indent=1))
+        return
+    table = Table(title="ecoli70, 92 training samples: test metrics (nats; lower is better)")
+    for name in ("model", "NLL", "-ELBO", "RE", "oracle NLL", "train s"):
+        table.add_column(name, justify="right")
+    for row in result["models"]:
+        table.add_row(
+            row["model"],
+            f"{row['nll']:.3f}",
+            f"{row['neg_elbo']:.3f}",
+            f"{row['re']:.3f}",
+            f"{result['oracle_nll']:.3f}",
+            f"{row['train_seconds']:.1f}",
+        )
+    console.print(table)
+
+
+@app.command()
+def reproduce(
+    experiment: str = typer.Argument(..., help=f"{one_of(EXPERIMENTS)}."),
+    quick: bool = typer.Option(False, "--quick", help="Tiny budgets, one seed: checks the pipeline."),
+    seeds: int = typer.Option(3, "--seeds", help="Seeds per cell."),
+    address: str = typer.Option(None, "--address", help="A Ray cluster address (default: a local instance)."),
+    no_ray: bool = typer.Option(False, "--no-ray", help="Run sequentially in this process."),
+    workers: int = typer.Option(2, "--workers", help="CPUs of the local Ray instance."),
+    out: Path = typer.Option(None, "--out", help="Output directory (default: results/<experiment>[-quick])."),
+    datasets: str = typer.Option(None, "--datasets", help="A subset of datasets, comma-separated."),
+    models: str = typer.Option(None, "--models", help="A subset of models, comma-separated."),
+    factors: str = typer.Option(None, "--factors", help="A subset of training-size factors, e.g. 2,100."),
+) -> None:
+    """Run the paper's Table 1 or Figure 3 grid (resumable) and write its table and figure."""
+    import time
+
+    from sirenvae.experiments import report
+    from sirenvae.experiments.registry import grid
+    from sirenvae.experiments.runner import load_results, machine, run_sweep
+
+    with user_errors():
+        if experiment not in EXPERIMENTS:
+            raise UsageError(f"unknown experiment {experiment!r}; choose {one_of(EXPERIMENTS)}")
+        if workers < 1:
+            raise UsageError(f"--workers must be positive, got {workers}")
+        configs = grid(
+            experiment,
+            seeds=seeds,
+            quick=quick,
+            datasets=split_list(datasets),
+            models=split_list(models),
+            factors=tuple(int(f) for f in split_list(factors)) if factors else None,
+        )
+        if not no_ray:
+            try:
+                import ray  # noqa: F401
+            except ImportError:
+                raise UsageError(
+                    "Ray is not installed: pip install 'sirenvae[ray]', or run sequentially with --no-ray"
+                ) from None
+        out = out or Path("results") / (experiment + ("-quick" if quick else ""))
+        out.mkdir(parents=True, exist_ok=True)
+        console.print(f"{experiment}: {len(configs)} runs -> {out} ({'sequential' if no_ray else 'Ray'})")
+        start = time.perf_counter()
+
+        def show(doc: dict) -> None:
+            m = doc["metrics"]
+            console.print(
+                f"  {doc['run_id']}: NLL {m['nll']:.3f}  -ELBO {m['neg_elbo']:.3f}  RE {m['re']:.3f}  "
+                f"({doc['train_seconds'] + doc['eval_seconds']:.0f} s)",
+                highlight=False,
+            )
+
+        result = run_sweep(configs, out, use_ray=not no_ray, address=address, workers=workers, on_result=show)
+        results = load_results(out, configs)
+        writer = report.table1 if experiment == "table1" else report.figure3
+        if results:
+            writer(results, out)
+        summary = {
+            "command": "sirenvae " + " ".join(sys.argv[1:]),
+            "machine": machine(),
+            "wall_seconds": time.perf_counter() - start,
+            "runs": len(configs),
+            "completed_now": len(result.completed),
+            "skipped_finished": len(result.skipped),
+            "failed": result.failed,
+        }
+        (out / "sweep.json").write_text(json.dumps(summary, indent=1))
+    console.print(
+        f"{len(result.completed)} runs done, {len(result.skipped)} already finished, "
+        f"{len(result.failed)} failed; {summary['wall_seconds']:.0f} s; outputs in {out}"
+    )
+    if result.failed:
+        for run_id, error in result.failed.items():
+            err_console.print(f"failed: {run_id}: {error.strip().splitlines()[-1]}", markup=False)
+        raise typer.Exit(1)

@@ -1,0 +1,234 @@
+"""The commands on one model: ``fit``, ``evaluate``, ``sample`` and ``posterior``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from sirenvae.cli.common import (
+    UsageError,
+    app,
+    check_output,
+    console,
+    one_of,
+    parse_latent,
+    user_errors,
+)
+from sirenvae.models import VARIANTS
+
+__all__ = ["evaluate", "fit", "posterior", "sample"]
+
+
+@app.command()
+def fit(
+    network: str = typer.Option(None, "--network", help="A shipped network (see `sirenvae networks`)."),
+    graph: Path = typer.Option(None, "--graph", help="Your graph: .json, .csv (parent,child), .dot, .bif."),
+    data: Path = typer.Option(None, "--data", help="Training data: CSV with a header of node names."),
+    train_size: int = typer.Option(None, "--train-size", help="Sample this many rows from --network."),
+    latent: str = typer.Option(
+        None, "--latent", help="Latent nodes: a,b,c or a rule (leaves-observed, roots-and-leaves-observed)."
+    ),
+    model: str = typer.Option("true", "--model", help=f"{one_of(VARIANTS)}."),
+    seed: int = typer.Option(0, "--seed", help="Seed of data sampling and training."),
+    out: Path = typer.Option(..., "--out", help="Run directory for checkpoints and the model."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    epochs: int = typer.Option(2000, "--epochs", help="The most epochs."),
+    patience: int = typer.Option(50, "--patience", help="Epochs without improvement before stopping."),
+    lr: float = typer.Option(3e-3, "--lr", help="Adam's learning rate."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Mini-batch size."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Train a model on a graph and data; writes checkpoints and the final model to --out."""
+    from sirenvae.data import default_latent_rule, latent_split, read_csv, sample_splits
+    from sirenvae.graph_io import read_graph
+    from sirenvae.models import ModelConfig
+    from sirenvae.networks import load_network
+    from sirenvae.pipeline import train_model
+    from sirenvae.training import FitConfig
+
+    with user_errors():
+        if (network is None) == (graph is None):
+            raise UsageError("give exactly one of --network NAME or --graph FILE")
+        if (data is None) == (train_size is None):
+            raise UsageError("give exactly one of --data CSV or --train-size N")
+        if model not in VARIANTS:
+            raise UsageError(f"unknown --model {model!r}; choose one of {', '.join(VARIANTS)}")
+        if epochs < 1 or batch_size < 1 or not lr > 0:
+            raise UsageError("--epochs, --batch-size and --lr must be positive")
+        net = None
+        if network is not None:
+            net = load_network(network)
+            bn = net.graph
+        else:
+            bn = read_graph(graph)
+        extra = {"network": network, "seed": seed}
+        if train_size is not None:
+            if net is None:
+                raise UsageError(
+                    "--train-size samples from a shipped --network; with --graph give --data CSV"
+                )
+            if train_size < 2:
+                raise UsageError(f"--train-size must be at least 2, got {train_size}")
+            split = latent_split(bn, parse_latent(latent) or default_latent_rule(network))
+            x = sample_splits(net, split, train_size=train_size, test_size=0, seed=seed).train
+            extra |= {"train_size": train_size, "data": "sampled"}
+        else:
+            # without --latent, the graph's nodes that have no column in the CSV are the latent ones
+            rule = parse_latent(latent)
+            x, split = read_csv(data, bn if rule is None else latent_split(bn, rule), min_rows=2)
+            extra |= {"train_size": int(x.shape[0]), "data": str(data)}
+        if progress:
+            console.print(
+                f"training {model} on {len(bn)} nodes ({len(split.latent)} latent) with {x.shape[0]} rows "
+                f"-> {out}"
+            )
+        trained, history = train_model(
+            split,
+            x,
+            model_config=ModelConfig(variant=model),
+            fit_config=FitConfig(
+                lr=lr,
+                batch_size=batch_size,
+                max_epochs=epochs,
+                patience=patience,
+                seed=seed,
+                progress=progress,
+            ),
+            out=out,
+            resume=resume,
+            extra_meta=extra,
+        )
+    best = history.best_valid_loss
+    console.print(
+        f"done: {len(history.train_loss)} epochs ({history.stopped}), best validation -ELBO "
+        f"{best:.3f} at epoch {history.best_epoch}; model in {out}"
+    )
+
+
+def _test_rows(meta: dict, model, data: Path | None, test_size: int | None):
+    """The test rows (from ``--data`` or fresh samples of the run's network) and that network."""
+    from sirenvae.data import read_csv, sample_splits
+    from sirenvae.networks import load_network
+
+    if (data is None) == (test_size is None):
+        raise UsageError("give exactly one of --data CSV or --test-size N")
+    net = load_network(meta["network"]) if meta.get("network") else None
+    if test_size is not None:
+        if net is None:
+            raise UsageError("--test-size samples from the run's shipped network; this run used --graph")
+        if test_size < 1:
+            raise UsageError(f"--test-size must be positive, got {test_size}")
+        split = model.split.on(net.graph)
+        x = sample_splits(net, split, train_size=0, test_size=test_size, seed=meta.get("seed", 0)).test
+    else:
+        x, _ = read_csv(data, model.split)
+    return x, net
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="A run directory written by `sirenvae fit`."),
+    data: Path = typer.Option(None, "--data", help="Test data: CSV with the observed columns."),
+    test_size: int = typer.Option(None, "--test-size", help="Fresh rows from the run's network."),
+    importance_samples: int = typer.Option(1000, "--importance-samples", "-k", help="K of the IWAE NLL."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Print NLL (IWAE), negative ELBO, reconstruction error and, where known, the oracle NLL."""
+    import torch
+
+    from sirenvae.networks import oracle_nll
+    from sirenvae.objectives import evaluate as evaluate_model
+    from sirenvae.pipeline import load_model
+
+    with user_errors():
+        if importance_samples < 1:
+            raise UsageError(f"--importance-samples must be positive, got {importance_samples}")
+        model, meta = load_model(run)
+        x, net = _test_rows(meta, model, data, test_size)
+        torch.manual_seed(meta.get("seed", 0))
+        result = evaluate_model(model, x, importance_samples=importance_samples)
+        same_graph = net is not None and set(net.graph.nodes) == set(model.graph.nodes)
+        oracle = oracle_nll(net, x, model.observed) if same_graph else None
+        if oracle is not None:
+            result["oracle_nll"] = oracle
+            result["gap"] = result["nll"] - oracle
+        result["model"] = meta["model"]["variant"]
+    if as_json:
+        print(json.dumps(result, indent=1))
+        return
+    table = Table(title=f"{run}: {result['rows']} rows, K = {importance_samples}")
+    for name in ("model", "NLL", "-ELBO", "RE", "oracle NLL"):
+        table.add_column(name, justify="right")
+    oracle = f"{result['oracle_nll']:.3f}" if "oracle_nll" in result else "-"
+    table.add_row(
+        result["model"], f"{result['nll']:.3f}", f"{result['neg_elbo']:.3f}", f"{result['re']:.3f}", oracle
+    )
+    console.print(table)
+
+
+@app.command()
+def sample(
+    run: Path = typer.Argument(..., help="A run directory written by `sirenvae fit`."),
+    n: int = typer.Option(..., "-n", help="Number of samples."),
+    output: Path = typer.Option(..., "-o", "--output", help="CSV file to write."),
+    seed: int = typer.Option(0, "--seed", help="Seed."),
+) -> None:
+    """Draw joint samples of every node (latent and observed) into a CSV file."""
+    import torch
+
+    from sirenvae.data import write_csv
+    from sirenvae.pipeline import load_model
+
+    with user_errors():
+        if n < 1:
+            raise UsageError(f"-n must be positive, got {n}")
+        check_output(output)
+        model, _ = load_model(run)
+        torch.manual_seed(seed)
+        z, x = model.sample(n)
+        values = torch.empty(n, len(model.graph))
+        values[:, [model.graph.index(v) for v in model.latent]] = z
+        values[:, [model.graph.index(v) for v in model.observed]] = x
+        write_csv(output, model.graph.nodes, values)
+    console.print(f"wrote {n} samples of {len(model.graph)} nodes to {output}")
+
+
+@app.command()
+def posterior(
+    run: Path = typer.Argument(..., help="A run directory written by `sirenvae fit`."),
+    data: Path = typer.Option(..., "--data", help="CSV with the observed columns."),
+    n: int = typer.Option(100, "-n", help="Posterior samples per row."),
+    output: Path = typer.Option(..., "-o", "--output", help="CSV file to write."),
+    seed: int = typer.Option(0, "--seed", help="Seed."),
+) -> None:
+    """Posterior mean, sd and samples of every latent for each data row.
+
+    The CSV has columns ``row, statistic, <latents...>`` with statistic ``mean``, ``sd`` and
+    ``sample_1`` ... ``sample_n`` for each input row (counted from 1).
+    """
+    import pandas as pd
+    import torch
+
+    from sirenvae.data import read_csv
+    from sirenvae.pipeline import load_model
+
+    with user_errors():
+        if n < 1:
+            raise UsageError(f"-n must be positive, got {n}")
+        check_output(output)
+        model, _ = load_model(run)
+        x, _ = read_csv(data, model.split)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            z, _ = model.posterior(x, n)  # (n, N, Dz)
+        mean, sd = z.mean(0), z.std(0) if n > 1 else torch.zeros_like(z[0])
+        stats = ["mean", "sd"] + [f"sample_{i + 1}" for i in range(n)]
+        blocks = torch.cat([mean[None], sd[None], z], 0).permute(1, 0, 2)  # (N, n + 2, Dz)
+        frame = pd.DataFrame(blocks.reshape(-1, z.shape[-1]).numpy(), columns=list(model.latent))
+        frame.insert(0, "statistic", stats * x.shape[0])
+        frame.insert(0, "row", [r + 1 for r in range(x.shape[0]) for _ in stats])
+        frame.to_csv(output, index=False)
+    console.print(f"wrote posterior summaries and {n} samples for {x.shape[0]} rows to {output}")

@@ -1,0 +1,54 @@
+r"""Graphical residual flows (GRF) in zuko's lazy style.
+
+Lazy modules own the parameters; ``module(c)`` returns a short-lived transform or distribution:
+
+- :class:`GraphicalResidualFlow` (a stack of :class:`GRFBlock`) returns a transform with
+  ``__call__``, ``call_and_ladj``, ``.inv`` and ``solve``;
+- :class:`Flow` (``Flow(transform, base)``) and :class:`GRF` return distributions with
+  ``log_prob``, ``sample``, ``rsample`` and ``rsample_and_log_prob``.
+
+References:
+    | Graphical Residual Flows (Mouton & Kroon, 2022), ICLR workshop DGM4HSD
+"""
+
+from sirenvae.flows.core import (
+    ComposedTransform,
+    Inverse,
+    LazyComposedTransform,
+    LazyInverse,
+    LazyTransform,
+    Transform,
+)
+from sirenvae.flows.distributions import (
+    DiagNormal,
+    Flow,
+    LazyDistribution,
+    NormalizingFlow,
+    StandardNormal,
+    StandardNormalBase,
+)
+from sirenvae.flows.grf import GRF, GraphicalResidualFlow
+from sirenvae.flows.residual import GraphicalResidualTransform, GRFBlock
+from sirenvae.flows.root_finding import ConvergenceError, InverseResult, RootFinding
+
+__all__ = [
+    "GRF",
+    "ComposedTransform",
+    "ConvergenceError",
+    "DiagNormal",
+    "Flow",
+    "GRFBlock",
+    "GraphicalResidualFlow",
+    "GraphicalResidualTransform",
+    "Inverse",
+    "InverseResult",
+    "LazyComposedTransform",
+    "LazyDistribution",
+    "LazyInverse",
+    "LazyTransform",
+    "NormalizingFlow",
+    "RootFinding",
+    "StandardNormal",
+    "StandardNormalBase",
+    "Transform",
+]

@@ -1,0 +1,455 @@
+r"""Readers and writers of :class:`~sirenvae.graph.BayesianNetwork` structures.
+
+Formats: the JSON document of the shipped networks, CSV edge lists, the DOT language, BIF and pgmpy
+models (with the optional pgmpy) and ``networkx`` digraphs. Every format that is both read and
+written round-trips any graph: ``from_X(to_X(bn)) == bn`` for any node names (with the one
+exception documented in :func:`from_edge_list`). Readers raise :class:`~sirenvae.graph.GraphError`
+naming the problem.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from sirenvae.graph import BayesianNetwork, GraphError
+
+__all__ = [
+    "from_bif", "from_dict", "from_dot", "from_edge_list", "from_json", "from_networkx", "from_pgmpy",
+    "read_graph", "to_dict", "to_dot", "to_edge_list", "to_json",
+]  # fmt: skip
+
+
+def read_graph(source: str | Path | nx.DiGraph | Any) -> BayesianNetwork:
+    """Reads a graph from a file, a ``networkx.DiGraph`` or a pgmpy model.
+
+    A file's format follows its extension: ``.json``, ``.csv``/``.txt`` (a ``parent,child`` edge
+    list), ``.dot``/``.gv`` or ``.bif``. A :class:`~sirenvae.graph.BayesianNetwork` is returned as is.
+
+    Arguments:
+        source: A path, a ``networkx.DiGraph``, a pgmpy model or a network.
+    """
+    if isinstance(source, BayesianNetwork):
+        return source
+    if isinstance(source, nx.DiGraph):
+        return from_networkx(source)
+    if not isinstance(source, str | Path):
+        return from_pgmpy(source)
+    path = Path(source)
+    if not path.exists():
+        raise GraphError(f"graph file not found: {path}")
+    suffix = path.suffix.lower()
+    readers = {".json": from_json, ".csv": from_edge_list, ".txt": from_edge_list}
+    readers |= {".dot": from_dot, ".gv": from_dot, ".bif": from_bif}
+    if suffix not in readers:
+        raise GraphError(
+            f"unknown graph format {suffix!r} for {path}; use .json, .csv (parent,child), .dot or .bif"
+        )
+    return readers[suffix](path)
+
+
+# ---------------------------------------------------------------------- JSON
+def from_dict(doc: Mapping[str, Any]) -> BayesianNetwork:
+    """Builds the structure from the JSON document of the shipped networks.
+
+    The document holds ``{"name": ..., "nodes": [{"name": ..., "parents": [...], ...}]}``; node
+    fields other than ``name`` and ``parents`` (parameters) are ignored.
+
+    Arguments:
+        doc: The parsed document.
+
+    Example:
+        >>> bn = from_dict({"name": "ab", "nodes": [{"name": "a"}, {"name": "b", "parents": ["a"]}]})
+        >>> bn.edges
+        [('a', 'b')]
+    """
+    entries = doc.get("nodes") if isinstance(doc, Mapping) else None
+    if not isinstance(entries, list):
+        raise GraphError("JSON graph: expected an object with a 'nodes' list")
+    parents: dict[str, list[str]] = {}
+    for k, entry in enumerate(entries):
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+            raise GraphError(f"JSON graph: node entry {k} has no string 'name'")
+        name = entry["name"]
+        if name in parents:
+            raise GraphError(f"JSON graph: duplicate node name {name!r}")
+        pa = entry.get("parents", [])
+        if not isinstance(pa, list) or not all(isinstance(p, str) for p in pa):
+            raise GraphError(f"JSON graph: 'parents' of {name!r} must be a list of names")
+        parents[name] = pa
+    return BayesianNetwork(parents, name=str(doc.get("name", "")))
+
+
+def to_dict(bn: BayesianNetwork) -> dict[str, Any]:
+    """The JSON document (structure only) in the schema of the shipped networks.
+
+    Arguments:
+        bn: The network.
+
+    Example:
+        >>> to_dict(BayesianNetwork({"a": [], "b": ["a"]}, name="ab"))
+        {'name': 'ab', 'nodes': [{'name': 'a', 'parents': []}, {'name': 'b', 'parents': ['a']}]}
+    """
+    return {"name": bn.name, "nodes": [{"name": v, "parents": list(bn.parents(v))} for v in bn.nodes]}
+
+
+def from_json(source: str | Path | Mapping[str, Any]) -> BayesianNetwork:
+    """Reads the structure from a JSON file (or an already parsed document, see :func:`from_dict`).
+
+    Arguments:
+        source: A path to a JSON file, or the document itself.
+    """
+    if isinstance(source, Mapping):
+        return from_dict(source)
+    path = Path(source)
+    if not path.exists():
+        raise GraphError(f"JSON graph file not found: {path}")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise GraphError(f"{path} is not valid JSON: {e}") from e
+    return from_dict(doc)
+
+
+def to_json(bn: BayesianNetwork, path: str | Path | None = None) -> str:
+    """Serialises the structure to JSON; writes to ``path`` when given and returns the text.
+
+    Arguments:
+        bn: The network.
+        path: An optional file to write.
+    """
+    text = json.dumps(to_dict(bn), indent=1)
+    _write(path, text + "\n")
+    return text
+
+
+# ---------------------------------------------------------------------- CSV edge lists
+def from_edge_list(source: str | Path | io.TextIOBase) -> BayesianNetwork:
+    r"""Reads a CSV edge list with the header ``parent,child``.
+
+    A row with an empty parent declares a node without parents; nodes are ordered by first
+    appearance. Names are stripped of surrounding whitespace, so names that begin or end with
+    whitespace do not round-trip through :func:`to_edge_list`.
+
+    Arguments:
+        source: A path, or a text stream opened with ``newline=""``.
+
+    Example:
+        >>> from_edge_list(io.StringIO("parent,child\na,b\n,c\n")).nodes
+        ('a', 'b', 'c')
+    """
+    rows = list(csv.reader(io.StringIO(_read_text(source), newline="")))
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if not rows:
+        raise GraphError("edge list: the file is empty")
+    header = [h.strip().lower() for h in rows[0]]
+    if header != ["parent", "child"]:
+        raise GraphError(f"edge list: header must be 'parent,child', got {','.join(rows[0])!r}")
+    nodes: dict[str, None] = {}
+    edges: dict[tuple[str, str], None] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != 2:
+            raise GraphError(f"edge list: line {line} has {len(row)} fields, expected 2")
+        p, c = row[0].strip(), row[1].strip()
+        if not c:
+            raise GraphError(f"edge list: line {line} has an empty child")
+        nodes.update({v: None for v in (p, c) if v})
+        if p:
+            if (p, c) in edges:
+                raise GraphError(f"edge list: duplicate edge {p!r} -> {c!r} on line {line}")
+            edges[p, c] = None
+    return BayesianNetwork.from_edges(list(nodes), list(edges))
+
+
+def to_edge_list(bn: BayesianNetwork, path: str | Path | None = None) -> str:
+    r"""Serialises the structure to a CSV edge list; writes to ``path`` when given and returns the text.
+
+    The header is ``parent,child``; each node without parents gets a row with an empty parent. The
+    :mod:`csv` module quotes names holding commas, quotes or line breaks (rows end in ``\r\n``).
+
+    Arguments:
+        bn: The network.
+        path: An optional file to write.
+
+    Example:
+        >>> to_edge_list(BayesianNetwork({"a": [], "b": ["a"]})).splitlines()
+        ['parent,child', ',a', 'a,b']
+    """
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow(["parent", "child"])
+    for v in bn.nodes:
+        writer.writerows([(p, v) for p in bn.parents(v)] or [("", v)])
+    return _write(path, buf.getvalue())
+
+
+# ---------------------------------------------------------------------- DOT
+def from_dot(source: str | Path) -> BayesianNetwork:
+    r"""Reads a ``digraph`` in the DOT language.
+
+    Nodes, edges, chains ``a -> b -> c`` and groups ``{a b} -> c`` are understood; attributes,
+    ports and comments are ignored. In quoted names ``\\`` and ``\"`` stand for ``\`` and ``"``;
+    any other backslash is kept as written, as Graphviz does.
+
+    Arguments:
+        source: A :class:`~pathlib.Path`, or a string: DOT text if it holds ``digraph`` and ``{``,
+            else a path (a missing path holding ``{`` is parsed as text, for its error message).
+
+    Example:
+        >>> from_dot('digraph "g" { a -> "b c" }').edges
+        [('a', 'b c')]
+    """
+    text = _dot_source(source)
+    name, nodes, edges = _DotParser(text).parse()
+    return BayesianNetwork.from_edges(nodes, edges, name=name)
+
+
+def to_dot(bn: BayesianNetwork, path: str | Path | None = None) -> str:
+    r"""Serialises the structure to DOT; writes to ``path`` when given and returns the text.
+
+    Every name is quoted (``\`` and ``"`` escaped), so any name round-trips through
+    :func:`from_dot`; an unnamed network gives an anonymous ``digraph``.
+
+    Arguments:
+        bn: The network.
+        path: An optional file to write.
+
+    Example:
+        >>> print(to_dot(BayesianNetwork({"a": [], 'b"': ["a"]}, name="g")), end="")
+        digraph "g" {
+          "a";
+          "b\"";
+          "a" -> "b\"";
+        }
+    """
+    header = f"digraph {_dot_quote(bn.name)} {{" if bn.name else "digraph {"
+    lines = [header]
+    lines += [f"  {_dot_quote(v)};" for v in bn.nodes]
+    lines += [f"  {_dot_quote(p)} -> {_dot_quote(c)};" for p, c in bn.edges]
+    lines.append("}")
+    return _write(path, "\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------------- networkx, pgmpy, BIF
+def from_networkx(graph: nx.DiGraph) -> BayesianNetwork:
+    """Converts a ``networkx.DiGraph`` (or any subclass, such as a pgmpy model).
+
+    Arguments:
+        graph: The digraph; node labels are converted with :class:`str`.
+
+    Example:
+        >>> from_networkx(nx.DiGraph([("a", "b")])).edges
+        [('a', 'b')]
+    """
+    if not isinstance(graph, nx.DiGraph):
+        raise GraphError(f"expected a networkx.DiGraph, got {type(graph).__name__}")
+    nodes = [str(v) for v in graph.nodes]
+    return BayesianNetwork.from_edges(nodes, [(str(p), str(c)) for p, c in graph.edges])
+
+
+def from_pgmpy(model: Any) -> BayesianNetwork:
+    """Converts a pgmpy model (discrete or linear-Gaussian); only the structure is kept.
+
+    Arguments:
+        model: Any object with ``nodes()`` and ``edges()``.
+    """
+    if not (hasattr(model, "nodes") and hasattr(model, "edges")):
+        raise GraphError(f"expected a pgmpy model, got {type(model).__name__}")
+    nodes = [str(v) for v in model.nodes()]
+    return BayesianNetwork.from_edges(nodes, [(str(p), str(c)) for p, c in model.edges()])
+
+
+def from_bif(path: str | Path) -> BayesianNetwork:
+    """Reads the structure of a BIF file with pgmpy (``pip install 'sirenvae[pgmpy]'``).
+
+    Arguments:
+        path: The BIF file; its stem names the network.
+    """
+    try:
+        from pgmpy.readwrite import BIFReader
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("reading BIF needs pgmpy: pip install 'sirenvae[pgmpy]'") from e
+    path = Path(path)
+    if not path.exists():
+        raise GraphError(f"BIF file not found: {path}")
+    try:
+        model = BIFReader(str(path)).get_model()
+    except Exception as e:
+        raise GraphError(f"could not parse BIF file {path}: {e}") from e
+    bn = from_pgmpy(model)
+    bn.name = path.stem
+    return bn
+
+
+# ---------------------------------------------------------------------- internals
+def _write(path: str | Path | None, text: str) -> str:
+    """Writes ``text`` as UTF-8 without newline translation when a path is given; returns it."""
+    if path is not None:
+        with Path(path).open("w", encoding="utf-8", newline="") as f:
+            f.write(text)
+    return text
+
+
+def _read_text(source: str | Path | io.TextIOBase) -> str:
+    if isinstance(source, io.TextIOBase):
+        return source.read()
+    path = Path(source)
+    if not path.exists():
+        raise GraphError(f"file not found: {path}")
+    with path.open(encoding="utf-8", newline="") as f:
+        return f.read()
+
+
+def _dot_source(source: str | Path) -> str:
+    if isinstance(source, str) and "digraph" in source and "{" in source:
+        return source
+    path = Path(source)
+    try:
+        is_file = path.is_file()
+    except (OSError, ValueError):  # a name too long for a path, or holding NUL
+        is_file = False
+    if is_file:
+        with path.open(encoding="utf-8", newline="") as f:
+            return f.read()
+    if isinstance(source, str) and "{" in source:
+        return source  # not a file: parse it to say what is wrong with it as DOT
+    raise GraphError(f"DOT file not found: {path}")
+
+
+def _dot_quote(v: str) -> str:
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_DOT_ESCAPE = re.compile(r'\\([\\"])')
+
+_DOT_TOKEN = re.compile(
+    r'\s+|//[^\n]*|#[^\n]*|/\*.*?\*/|(?P<tok>->|--|"(?:[^"\\]|\\.)*"|[A-Za-z_\x80-\uffff][\w.\x80-\uffff]*'
+    r"|-?(?:\.\d+|\d+(?:\.\d*)?)|[{}\[\];,=:]|<[^>]*>)",
+    re.S,
+)
+
+_DOT_PUNCTUATION = frozenset({"}", "[", "]", "->", "--", "=", ";", ","})
+
+
+def _dot_tokens(text: str) -> list[str]:
+    tokens: list[str] = []
+    pos = 0
+    while pos < len(text):
+        m = _DOT_TOKEN.match(text, pos)
+        if m is None:
+            raise GraphError(f"DOT: cannot parse near {text[pos : pos + 20]!r}")
+        if m.group("tok") is not None:
+            tokens.append(m.group("tok"))
+        pos = m.end()
+    return tokens
+
+
+def _dot_id(tok: str) -> str:
+    if tok.startswith('"'):
+        return _DOT_ESCAPE.sub(r"\1", tok[1:-1])
+    return tok
+
+
+class _DotParser:
+    """A recursive-descent reader of the subset of DOT that describes a digraph's structure."""
+
+    def __init__(self, text: str) -> None:
+        self.toks = _dot_tokens(text)
+        self.k = 0
+        self.nodes: dict[str, None] = {}
+        self.edges: list[tuple[str, str]] = []
+
+    def parse(self) -> tuple[str, list[str], list[tuple[str, str]]]:
+        name = self._header()
+        while self._peek() != "}":
+            if not self._peek():
+                raise GraphError("DOT: missing closing '}'")
+            self._statement()
+        return name, list(self.nodes), self.edges
+
+    def _peek(self, ahead: int = 0) -> str:
+        """The token ``ahead`` places on, or ``""`` past the end (no token is empty)."""
+        k = self.k + ahead
+        return self.toks[k] if k < len(self.toks) else ""
+
+    def _header(self) -> str:
+        if self._peek().lower() == "strict":
+            self.k += 1
+        if self._peek().lower() not in {"digraph", "graph"}:
+            raise GraphError("DOT: expected 'digraph' at the start")
+        if self._peek().lower() == "graph":
+            raise GraphError("DOT: an undirected 'graph' is not a Bayesian network; use 'digraph'")
+        self.k += 1
+        name = ""
+        if self._peek() not in {"{", ""}:
+            name = _dot_id(self._peek())
+            self.k += 1
+        if self._peek() != "{":
+            raise GraphError("DOT: expected '{' after the graph header")
+        self.k += 1
+        return name
+
+    def _statement(self) -> None:
+        t = self._peek()
+        if t in {";", ","}:
+            self.k += 1
+        elif t.lower() in {"graph", "node", "edge"} and self._peek(1) == "[":
+            self.k += 1
+            self._skip_attrs()
+        elif t.lower() == "subgraph":
+            raise GraphError("DOT: subgraphs are not supported; list the edges directly")
+        elif self._peek(1) == "=":  # graph attribute a=b
+            self.k += 3
+        else:
+            self._edge_chain()
+
+    def _edge_chain(self) -> None:
+        chain = [self._endpoint()]
+        while self._peek() in {"->", "--"}:
+            if self._peek() == "--":
+                raise GraphError("DOT: undirected edge '--' in a digraph")
+            self.k += 1
+            chain.append(self._endpoint())
+        self._skip_attrs()
+        self.nodes.update({v: None for group in chain for v in group})
+        for a, b in zip(chain, chain[1:], strict=False):
+            self.edges.extend((p, c) for p in a for c in b)
+
+    def _endpoint(self) -> list[str]:
+        t = self._peek()
+        if t == "{":
+            return self._group()
+        if not t:
+            raise GraphError("DOT: missing closing '}'")
+        if t in _DOT_PUNCTUATION:
+            raise GraphError(f"DOT: unexpected {t!r}")
+        self.k += 1
+        while self._peek() == ":" and self._peek(1):  # ports and compass points are ignored
+            self.k += 2
+        return [_dot_id(t)]
+
+    def _group(self) -> list[str]:
+        self.k += 1
+        group = self._skip_to("}", "DOT: unterminated '{' group")
+        return [_dot_id(t) for t in group if t not in {";", ","}]
+
+    def _skip_attrs(self) -> None:
+        if self._peek() == "[":
+            self._skip_to("]", "DOT: unterminated attribute list '['")
+
+    def _skip_to(self, end: str, error: str) -> list[str]:
+        """Moves past the next ``end`` and returns the tokens skipped before it."""
+        start = self.k
+        while self._peek() not in {end, ""}:
+            self.k += 1
+        if not self._peek():
+            raise GraphError(error)
+        self.k += 1
+        return self.toks[start : self.k - 1]

@@ -1,0 +1,132 @@
+r"""One builder per model variant (Mouton & Kroon 2022, Table 1; the journal version adds VAE+MAF).
+
+- ``true``: the BN everywhere.
+- ``ind``: the BN without edges among latents (independent latents in the prior), decoder masked by
+  the BN, encoder by the faithful inverse of that graph.
+- ``fc``: latents fully connected (a complete DAG in topological order) in prior and encoder.
+- ``vae``: unmasked MLP encoder and decoder, :math:`\mathcal{N}(0, I)` prior, diagonal Gaussian posterior.
+- ``vae-maf``: the VAE with zuko's (unstructured) MAF as posterior.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from sirenvae.flows import Flow, GraphicalResidualFlow, LazyComposedTransform, StandardNormalBase
+from sirenvae.graph import BayesianNetwork, LatentSplit
+from sirenvae.inversion import faithful_inverse
+from sirenvae.models.components import DiagonalEncoder, GaussianDecoder, maf_encoder
+from sirenvae.models.config import STRUCTURED, ModelConfig
+from sirenvae.models.vae import SIReNVAE
+
+__all__ = ["build_model", "variant_graph"]
+
+#: The prior's inverse (ancestral sampling) may need more iterations than the encoder's default.
+PRIOR_MAX_ITER = 100
+
+
+def variant_graph(split: LatentSplit, variant: str) -> BayesianNetwork:
+    """The graph a structured variant uses for its prior and encoder (``true``, ``ind``, ``fc``)."""
+    bn, lat = split.graph, set(split.latent)
+    if variant == "true":
+        return bn
+    if variant not in ("ind", "fc"):
+        raise ValueError(f"variant {variant!r} uses no graph")
+    parents = {}
+    for v in bn.nodes:
+        pa = [p for p in bn.parents(v) if not (v in lat and p in lat)]
+        if variant == "fc" and v in lat:
+            pa = list(split.latent[: split.latent.index(v)]) + pa
+        parents[v] = pa
+    return BayesianNetwork(parents, name=bn.name)
+
+
+def matched_width(split: LatentSplit, config: ModelConfig) -> int:
+    """A VAE width of the order of the structured decoder's: ``2 k sqrt(|X| |Z|)``, in [16, 512]."""
+    Dz, Dx = len(split.latent), len(split.observed)
+    return max(16, min(512, 2 * config.decoder_hidden_per_set * int(math.sqrt(Dx * Dz))))
+
+
+def _grf(adjacency: Tensor, context_adjacency: Tensor | None, config: ModelConfig, **kwargs):
+    return GraphicalResidualFlow(
+        adjacency,
+        context_adjacency,
+        hidden_per_set=config.hidden_per_set,
+        hidden_layers=config.hidden_layers,
+        kappa=config.kappa,
+        **kwargs,
+    )
+
+
+def _structured(split: LatentSplit, config: ModelConfig) -> SIReNVAE:
+    """GRF prior on the variant's graph, BN-masked decoder, GRF encoder on the faithful inverse."""
+    Z, X = split.latent, split.observed
+    decoder = GaussianDecoder(
+        split.graph.adjacency()[split.observed_index()],
+        config.decoder_hidden_per_set,
+        config.hidden_layers,
+        config.min_scale,
+    )
+    g = variant_graph(split, config.variant)
+    context = split.prior_context
+    Cp = g.cross_adjacency(Z, context) if context else None
+    prior_flow = _grf(g.adjacency(Z), Cp, config, blocks=config.prior_blocks, max_iter=PRIOR_MAX_ITER)
+    prior = Flow(prior_flow, StandardNormalBase(len(Z)))
+    H = faithful_inverse(split.on(g))
+    encoder_flow = _grf(H.adjacency(Z), H.cross_adjacency(Z, X), config, blocks=config.encoder_blocks)
+    encoder = Flow(encoder_flow.inv, StandardNormalBase(len(Z)))
+    return SIReNVAE(
+        split,
+        prior=prior,
+        decoder=decoder,
+        encoder=encoder,
+        config=config,
+        prior_context=context,
+        inverse_graph=H,
+    )
+
+
+def _vae(split: LatentSplit, config: ModelConfig) -> SIReNVAE:
+    r"""Unmasked decoder from all latents, :math:`\mathcal{N}(0, I)` prior, diagonal or MAF posterior."""
+    Dz, Dx = len(split.latent), len(split.observed)
+    width = config.vae_hidden or matched_width(split, config)
+    sets = torch.zeros(Dx, len(split.graph), dtype=torch.bool)
+    sets[:, split.latent_index()] = True
+    decoder = GaussianDecoder(
+        sets, config.decoder_hidden_per_set, config.hidden_layers, config.min_scale, width=width
+    )
+    prior = Flow(LazyComposedTransform(), StandardNormalBase(Dz))
+    if config.variant == "vae":
+        encoder = DiagonalEncoder(Dx, Dz, width, config.hidden_layers)
+    else:
+        encoder = maf_encoder(Dx, Dz, config.maf_transforms, config.maf_hidden or width)
+    return SIReNVAE(split, prior=prior, decoder=decoder, encoder=encoder, config=config)
+
+
+BUILDERS: dict[str, Callable[[LatentSplit, ModelConfig], SIReNVAE]] = {
+    **{v: _structured for v in STRUCTURED},
+    "vae": _vae,
+    "vae-maf": _vae,
+}
+
+
+def build_model(split: LatentSplit, config: ModelConfig | None = None, **overrides) -> SIReNVAE:
+    """Builds a model; keyword arguments override fields of ``config`` (e.g. ``variant="vae"``).
+
+    Example:
+        >>> from sirenvae.networks import load_network
+        >>> bn = load_network("arithmetic-circuit").graph
+        >>> model = build_model(LatentSplit(bn, [f"z{i}" for i in range(6)]), variant="vae")
+        >>> model.observed
+        ('x0', 'x1')
+    """
+    if not isinstance(split, LatentSplit):
+        raise TypeError(f"build_model takes a LatentSplit(graph, latent), got {type(split).__name__}")
+    config = config or ModelConfig()
+    if overrides:
+        config = ModelConfig.from_dict({**config.to_dict(), **overrides})
+    return BUILDERS[config.variant](split, config)

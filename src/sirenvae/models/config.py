@@ -1,0 +1,67 @@
+"""The model's hyper-parameters, serialised next to every checkpoint and result."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Literal
+
+from sirenvae.nn import KAPPA
+
+__all__ = ["VARIANTS", "ModelConfig", "Variant"]
+
+Variant = Literal["true", "fc", "ind", "vae", "vae-maf"]
+#: Every model variant, in the order the CLI lists them.
+VARIANTS: tuple[str, ...] = ("true", "fc", "ind", "vae", "vae-maf")
+#: The variants whose prior and encoder follow a graph (graphical residual flows).
+STRUCTURED: tuple[str, ...] = ("true", "fc", "ind")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """The model's hyper-parameters.
+
+    Attributes:
+        variant: ``true``, ``fc``, ``ind``, ``vae`` or ``vae-maf``.
+        prior_blocks, encoder_blocks: GRF blocks of prior and encoder.
+        hidden_per_set: GRF hidden units per variable set and layer.
+        hidden_layers: Hidden layers of GRF blocks and of the decoder.
+        decoder_hidden_per_set: Decoder hidden units per observed variable.
+        vae_hidden: Width of the VAE's hidden layers (``0``: matched to the structured model).
+        maf_transforms, maf_hidden: The VAE+MAF posterior.
+        kappa: The GRF spectral bound.
+        min_scale: The decoder's smallest standard deviation (in standardised units).
+        standardize: Model standardised data internally; likelihoods stay on the raw scale.
+    """
+
+    variant: Variant = "true"
+    prior_blocks: int = 2
+    encoder_blocks: int = 2
+    hidden_per_set: int = 4
+    hidden_layers: int = 2
+    decoder_hidden_per_set: int = 4
+    vae_hidden: int = 0
+    maf_transforms: int = 2
+    maf_hidden: int = 0
+    kappa: float = KAPPA
+    min_scale: float = 1e-3
+    standardize: bool = True
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown model {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+
+    @property
+    def structured(self) -> bool:
+        """Whether prior and encoder follow a graph."""
+        return self.variant in STRUCTURED
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model option(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
