@@ -98,3 +98,10 @@ def test_config_validation_and_round_trip():
     assert ModelConfig.from_dict(c.to_dict()) == c
     with pytest.raises(ValueError, match="unknown model option"):
         ModelConfig.from_dict({"variant": "true", "wings": 2})
+
+
+def test_one_builder_per_variant():
+    from sirenvae.models.build import BUILDERS
+
+    assert set(BUILDERS) == set(VARIANTS)
+    assert all(ModelConfig(variant=v).structured == (v in ("true", "fc", "ind")) for v in VARIANTS)

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from sirenvae.flows import Flow, GraphicalResidualFlow, LazyComposedTransform, StandardNormalBase
 from sirenvae.graph import BayesianNetwork, LatentSplit
@@ -90,8 +90,8 @@ def _structured(split: LatentSplit, config: ModelConfig) -> SIReNVAE:
     )
 
 
-def _vae(split: LatentSplit, config: ModelConfig) -> SIReNVAE:
-    r"""Unmasked decoder from all latents, :math:`\mathcal{N}(0, I)` prior, diagonal or MAF posterior."""
+def _unstructured(split: LatentSplit, config: ModelConfig, encoder: Callable[[int, int, int], nn.Module]):
+    r"""Unmasked decoder from all latents, :math:`\mathcal{N}(0, I)` prior, the given posterior."""
     Dz, Dx = len(split.latent), len(split.observed)
     width = config.vae_hidden or matched_width(split, config)
     sets = torch.zeros(Dx, len(split.graph), dtype=torch.bool)
@@ -100,17 +100,29 @@ def _vae(split: LatentSplit, config: ModelConfig) -> SIReNVAE:
         sets, config.decoder_hidden_per_set, config.hidden_layers, config.min_scale, width=width
     )
     prior = Flow(LazyComposedTransform(), StandardNormalBase(Dz))
-    if config.variant == "vae":
-        encoder = DiagonalEncoder(Dx, Dz, width, config.hidden_layers)
-    else:
-        encoder = maf_encoder(Dx, Dz, config.maf_transforms, config.maf_hidden or width)
-    return SIReNVAE(split, prior=prior, decoder=decoder, encoder=encoder, config=config)
+    return SIReNVAE(split, prior=prior, decoder=decoder, encoder=encoder(Dx, Dz, width), config=config)
+
+
+def _vae(split: LatentSplit, config: ModelConfig) -> SIReNVAE:
+    """The plain VAE: a diagonal Gaussian posterior."""
+    return _unstructured(
+        split, config, lambda Dx, Dz, width: DiagonalEncoder(Dx, Dz, width, config.hidden_layers)
+    )
+
+
+def _vae_maf(split: LatentSplit, config: ModelConfig) -> SIReNVAE:
+    """VAE+MAF (the journal version): zuko's masked autoregressive posterior."""
+    return _unstructured(
+        split,
+        config,
+        lambda Dx, Dz, width: maf_encoder(Dx, Dz, config.maf_transforms, config.maf_hidden or width),
+    )
 
 
 BUILDERS: dict[str, Callable[[LatentSplit, ModelConfig], SIReNVAE]] = {
     **{v: _structured for v in STRUCTURED},
     "vae": _vae,
-    "vae-maf": _vae,
+    "vae-maf": _vae_maf,
 }
 
 
