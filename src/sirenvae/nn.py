@@ -15,12 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sirenvae.defaults import KAPPA
 from sirenvae.masks import inclusion_mask
 
-__all__ = ["ELU", "KAPPA", "LipSwish", "MaskedLinear", "MaskedMLP", "Tanh", "activation"]
-
-#: The default spectral bound of every normalised layer (Behrmann et al. 2019 use 0.97 too).
-KAPPA = 0.97
+__all__ = ["ELU", "LipSwish", "MaskedLinear", "MaskedMLP", "Tanh", "activation"]
 
 
 class MaskedLinear(nn.Module):

@@ -9,11 +9,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from sirenvae.defaults import KAPPA
 from sirenvae.flows.core import LazyComposedTransform, LazyTransform
 from sirenvae.flows.distributions import Flow, StandardNormalBase
 from sirenvae.flows.residual import GRFBlock
 from sirenvae.flows.root_finding import Method, OnFail, RootFinding
-from sirenvae.nn import KAPPA
 
 __all__ = ["GRF", "GraphicalResidualFlow"]
 

@@ -22,10 +22,11 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
+from sirenvae.defaults import KAPPA
 from sirenvae.flows.core import LazyTransform, Transform
 from sirenvae.flows.root_finding import InverseResult, RootFinding, fixed_point, implicit_gradient
 from sirenvae.masks import graphical_masks
-from sirenvae.nn import KAPPA, MaskedLinear
+from sirenvae.nn import MaskedLinear
 from sirenvae.nn import activation as make_activation
 
 __all__ = ["GRFBlock", "GraphicalResidualTransform"]

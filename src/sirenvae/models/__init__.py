@@ -11,10 +11,26 @@ References:
     | https://arxiv.org/abs/2204.11847
 """
 
-from sirenvae.models.build import build_model, variant_graph
-from sirenvae.models.components import DiagonalEncoder, GaussianDecoder, maf_encoder
+import importlib
+
 from sirenvae.models.config import VARIANTS, ModelConfig
-from sirenvae.models.vae import SIReNVAE
+
+# the configuration is torch-free (the CLI reads it at start-up); the modules are imported on use
+_LAZY = {
+    "build_model": "build",
+    "variant_graph": "build",
+    "DiagonalEncoder": "components",
+    "GaussianDecoder": "components",
+    "maf_encoder": "components",
+    "SIReNVAE": "vae",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"sirenvae.models.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "VARIANTS",

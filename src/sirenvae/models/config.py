@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
-from sirenvae.nn import KAPPA
+from sirenvae.defaults import KAPPA
 
 __all__ = ["VARIANTS", "ModelConfig", "Variant"]
 
