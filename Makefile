@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/inversion.py
 	$(PY) benchmarks/training.py
+	$(PY) benchmarks/evaluation.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
