@@ -30,7 +30,7 @@ from sirenvae.training import (
     state_to_tensors,
 )
 
-__all__ = ["RunExists", "TrainOptions", "data_fingerprint", "load_model", "train_model"]
+__all__ = ["RunExists", "TrainOptions", "data_fingerprint", "load_model", "remove_run", "train_model"]
 
 
 class RunExists(ValueError):
@@ -94,13 +94,14 @@ def train_model(
     options: TrainOptions | None = None,
     out: str | Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     extra_meta: dict | None = None,
 ) -> tuple[SIReNVAE, History]:
     """Builds and trains a model on ``train`` (observed nodes in topological order).
 
     With ``out``, a checkpoint is written after every epoch and the final model at the end;
     ``resume`` continues an interrupted run from its last checkpoint. An existing run is never
-    overwritten.
+    overwritten unless ``overwrite`` (which removes its model and checkpoint before training).
     """
     model_config = model_config or ModelConfig()
     fit_config = fit_config or FitConfig()
@@ -131,6 +132,10 @@ def train_model(
     state = None
     if out is not None:
         out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise RunExists(f"{out} is a file, not a run directory; choose another --out")
+        if overwrite and not resume:
+            remove_run(out)
         if (out / "model.json").exists() and not resume:
             raise RunExists(f"{out} already holds a trained model; choose another --out or pass --resume")
         if (out / "checkpoint.json").exists() and not resume:
@@ -178,6 +183,14 @@ def train_model(
     if out is not None:
         save_checkpoint(out, "model", model.state_dict(), meta | {"history": history.to_dict()})
     return model, history
+
+
+def remove_run(out: Path) -> None:
+    """Removes a run directory's model and checkpoint files (and nothing else)."""
+    for name in ("model", "checkpoint"):
+        (out / f"{name}.json").unlink(missing_ok=True)
+        for tensors in out.glob(f"{name}-*.safetensors"):
+            tensors.unlink()
 
 
 _RUN_KEYS = ("model", "fit", "train_options", "graph", "latent", "observed", "data_sha256")

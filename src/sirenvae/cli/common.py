@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -18,6 +19,8 @@ __all__ = [
     "UsageError",
     "app",
     "check_output",
+    "check_run_out",
+    "is_run_file",
     "console",
     "err_console",
     "one_of",
@@ -81,7 +84,80 @@ def split_list(value: str | None) -> tuple[str, ...] | None:
     return tuple(x.strip() for x in value.split(",") if x.strip()) if value else None
 
 
-def check_output(path: Path) -> None:
-    """Refuses an output file whose directory does not exist (before any work is done)."""
-    if not path.parent.exists():
-        raise UsageError(f"cannot write {path}: directory {path.parent} does not exist")
+#: The files ``fit`` writes into a run directory (besides hidden temporary files).
+RUN_FILE = re.compile(r"(model|checkpoint)(\.json|-[0-9a-f]+\.safetensors)")
+
+
+def is_run_file(path: Path) -> bool:
+    """Whether ``path`` names one of a run directory's own files (its model or checkpoint)."""
+    return RUN_FILE.fullmatch(path.name) is not None
+
+
+def check_output(
+    path: Path,
+    *,
+    force: bool = False,
+    inputs: Sequence[tuple[str, Path | None]] = (),
+    run: Path | None = None,
+    option: str = "-o",
+) -> None:
+    """Refuses, before any work is done, an output file that cannot or must not be written.
+
+    An existing directory, a missing parent directory, a path equal to one of the ``inputs``
+    (``(option, path)`` pairs), a path inside the run directory being read or one of any run's own
+    files, and an existing file unless ``force``.
+    """
+    if path.is_dir():
+        raise UsageError(
+            f"{option} {path} is a directory; give the name of a file to write, e.g. {path / 'out.csv'}"
+        )
+    if not path.parent.is_dir():
+        raise UsageError(
+            f"cannot write {path}: directory {path.parent} does not exist; "
+            f"create it or choose another {option}"
+        )
+    target = path.resolve()
+    for name, source in inputs:
+        if source is not None and source.exists() and target == source.resolve():
+            raise UsageError(f"{option} {path} is also the input {name}; write to another file")
+    if run is not None and target.is_relative_to(run.resolve()):
+        raise UsageError(
+            f"{option} {path} lies inside the run directory {run} that this command reads; write outside it"
+        )
+    if is_run_file(target):
+        raise UsageError(f"{option} {path} would replace a run's own {path.name}; choose another file name")
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists; pass --force to overwrite it or choose another {option}")
+
+
+def check_run_out(
+    out: Path, *, resume: bool, force: bool, inputs: Sequence[tuple[str, Path | None]] = ()
+) -> None:
+    """Refuses, before any work is done, a ``fit --out`` that cannot or must not be written.
+
+    A regular file, an existing run without ``--resume`` or ``--force``, both of those options, and
+    an input that is one of the run's own files (which ``--force`` or training would replace).
+    """
+    if out.exists() and not out.is_dir():
+        raise UsageError(
+            f"--out {out} is a file; --out names a run directory (a new one, or an earlier run to --resume)"
+        )
+    if resume and force:
+        raise UsageError("--resume continues the run in --out and --force replaces it; give only one")
+    for name, source in inputs:
+        if source is not None and is_run_file(source) and source.resolve().parent == out.resolve():
+            raise UsageError(
+                f"the input {name} {source} is a file of the run in --out {out}; copy it elsewhere"
+            )
+    if resume or force:
+        return
+    if (out / "model.json").exists():
+        raise UsageError(
+            f"{out} already holds a trained model; choose another --out, pass --resume to continue it, "
+            "or --force to replace it"
+        )
+    if (out / "checkpoint.json").exists():
+        raise UsageError(
+            f"{out} holds an unfinished run; pass --resume to continue it, --force to replace it, "
+            "or choose another --out"
+        )

@@ -12,6 +12,7 @@ from sirenvae.cli.common import (
     UsageError,
     app,
     check_output,
+    check_run_out,
     console,
     one_of,
     parse_latent,
@@ -35,6 +36,7 @@ def fit(
     seed: int = typer.Option(0, "--seed", help="Seed of data sampling and training."),
     out: Path = typer.Option(..., "--out", help="Run directory for checkpoints and the model."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    force: bool = typer.Option(False, "--force", help="Replace the run already in --out."),
     epochs: int = typer.Option(2000, "--epochs", help="The most epochs."),
     patience: int = typer.Option(50, "--patience", help="Epochs without improvement before stopping."),
     lr: float = typer.Option(3e-3, "--lr", help="Adam's learning rate."),
@@ -58,6 +60,7 @@ def fit(
             raise UsageError(f"unknown --model {model!r}; choose one of {', '.join(VARIANTS)}")
         if epochs < 1 or batch_size < 1 or not lr > 0:
             raise UsageError("--epochs, --batch-size and --lr must be positive")
+        check_run_out(out, resume=resume, force=force, inputs=[("--graph", graph), ("--data", data)])
         net = None
         if network is not None:
             net = load_network(network)
@@ -99,6 +102,7 @@ def fit(
             ),
             out=out,
             resume=resume,
+            overwrite=force,
             extra_meta=extra,
         )
     best = history.best_valid_loss
@@ -175,6 +179,7 @@ def sample(
     n: int = typer.Option(..., "-n", help="Number of samples."),
     output: Path = typer.Option(..., "-o", "--output", help="CSV file to write."),
     seed: int = typer.Option(0, "--seed", help="Seed."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
 ) -> None:
     """Draw joint samples of every node (latent and observed) into a CSV file."""
     import torch
@@ -185,7 +190,7 @@ def sample(
     with user_errors():
         if n < 1:
             raise UsageError(f"-n must be positive, got {n}")
-        check_output(output)
+        check_output(output, force=force, run=run)
         model, _ = load_model(run)
         torch.manual_seed(seed)
         z, x = model.sample(n)
@@ -203,6 +208,7 @@ def posterior(
     n: int = typer.Option(100, "-n", help="Posterior samples per row."),
     output: Path = typer.Option(..., "-o", "--output", help="CSV file to write."),
     seed: int = typer.Option(0, "--seed", help="Seed."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
 ) -> None:
     """Posterior mean, sd and samples of every latent for each data row.
 
@@ -218,7 +224,7 @@ def posterior(
     with user_errors():
         if n < 1:
             raise UsageError(f"-n must be positive, got {n}")
-        check_output(output)
+        check_output(output, force=force, run=run, inputs=[("--data", data)])
         model, _ = load_model(run)
         x, _ = read_csv(data, model.split)
         torch.manual_seed(seed)
