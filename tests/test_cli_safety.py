@@ -94,3 +94,55 @@ def test_bad_output_paths_are_refused_before_any_work(fitted, tmp_path, monkeypa
     assert r.exit_code == 2 and "does not exist" in error_line(r)
     r = run("sample", fitted, "-n", 3, "-o", tmp_path / "no" / "s.csv")
     assert r.exit_code == 2 and "does not exist" in error_line(r)
+
+
+def test_a_diverged_run_can_be_loaded_and_resumed_with_new_settings(tmp_path, monkeypatch):
+    import sirenvae.pipeline as pipeline
+
+    real = pipeline.elbo
+    calls = {"validation": 0}
+
+    def exploding_on_the_fourth_validation(model, batch, samples=1):
+        calls["validation"] += not model.training
+        value = real(model, batch, samples)
+        return value * float("nan") if calls["validation"] > 3 else value
+
+    monkeypatch.setattr(pipeline, "elbo", exploding_on_the_fourth_validation)
+    out = tmp_path / "run"
+    fit = ["fit", "--network", "ecoli70", "--train-size", 92, "--out", out, "--no-progress"]
+    r = run(*fit, "--epochs", 6)
+    assert r.exit_code == 1
+    line = " ".join(error_line(r).split())
+    assert "non-finite loss at epoch 3" in line and f"sirenvae evaluate {out}" in line
+    assert "--resume --lr 0.0003" in line
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["status"] == "diverged" and meta["diverged_at_epoch"] == 3
+    assert 0 <= meta["history"]["best_epoch"] < 3
+    monkeypatch.setattr(pipeline, "elbo", real)
+    r = run("evaluate", out, "--test-size", 20, "-k", 2, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["rows"] == 20
+    assert "warning: " in r.stderr and "diverged" in r.stderr and "--resume" in r.stderr
+    r = run("sample", out, "-n", 3, "-o", tmp_path / "s.csv")
+    assert r.exit_code == 0 and "diverged" in r.stderr
+    r = run(*fit, "--epochs", 6)
+    assert r.exit_code == 2 and "diverged" in error_line(r) and "--resume" in error_line(r)
+    r = run(*fit, "--epochs", 6, "--resume", "--model", "vae")
+    assert r.exit_code == 2 and "another model" in error_line(r)
+    r = run(*fit, "--resume", "--epochs", 7, "--lr", 3e-4, "--patience", 40, "--batch-size", 16)
+    assert r.exit_code == 0, r.output
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["status"] == "finished" and len(meta["history"]["train_loss"]) == 7
+    assert meta["history"]["changes"] == [
+        {
+            "epoch": 3,
+            "changed": {
+                "lr": [3e-3, 3e-4],
+                "max_epochs": [6, 7],
+                "patience": [50, 40],
+                "batch_size": [32, 16],
+            },
+        }
+    ]
+    r = run("evaluate", out, "--test-size", 20, "-k", 2, "--json")
+    assert r.exit_code == 0 and "diverged" not in r.stderr

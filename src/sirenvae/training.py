@@ -47,7 +47,15 @@ FORMAT_VERSION = 1
 
 
 class TrainingError(RuntimeError):
-    """Training could not go on (e.g. a non-finite loss); the model keeps its last good state."""
+    """Training could not go on (e.g. a non-finite loss); the model keeps its best state so far.
+
+    ``epoch`` is the epoch that failed and ``history`` what :func:`fit` did up to it (when known).
+    """
+
+    def __init__(self, message: str, *, epoch: int | None = None, history: History | None = None):
+        super().__init__(message)
+        self.epoch = epoch
+        self.history = history
 
 
 class CheckpointError(ValueError):
@@ -94,6 +102,8 @@ class History:
     best_valid_loss: float = math.inf
     stopped: str = ""
     seconds: float = 0.0
+    #: optimiser settings changed on resume: ``{"epoch": k, "changed": {name: [old, new]}}``
+    changes: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -158,6 +168,8 @@ def fit(
     if resume is not None:
         module.load_state_dict(resume.model)
         optimizer.load_state_dict(resume.optimizer)
+        for group in optimizer.param_groups:  # the settings may have changed on resume
+            group["lr"], group["weight_decay"] = config.lr, config.weight_decay
         best_state = _copy_state(resume.best)
         history = copy.deepcopy(resume.history)
         generator.set_state(resume.rng_shuffle)
@@ -183,7 +195,9 @@ def fit(
                     module.load_state_dict(best_state)
                     raise TrainingError(
                         f"non-finite validation loss at epoch {epoch}; the model keeps the parameters "
-                        f"of epoch {history.best_epoch}. Lower the learning rate (now {config.lr})."
+                        f"of epoch {history.best_epoch}. Lower the learning rate (now {config.lr}).",
+                        epoch=epoch,
+                        history=history,
                     )
                 if current < history.best_valid_loss:
                     history.best_valid_loss = current
@@ -244,7 +258,9 @@ def _train_epoch(module, loss, train, config, generator, optimizer, params, hist
             raise TrainingError(
                 f"non-finite loss ({value.item()}) at epoch {len(history.train_loss)}; the model keeps "
                 f"the parameters of epoch {history.best_epoch}. Lower the learning rate (now {config.lr}) "
-                "or standardise the data."
+                "or standardise the data.",
+                epoch=len(history.train_loss),
+                history=history,
             )
         optimizer.zero_grad(set_to_none=True)
         value.backward()

@@ -1,12 +1,14 @@
 """What every command shares: the typer app, the consoles, error handling and option parsing.
 
 Every bad input ends with one line ``error: ...`` on standard error and exit code 2; a training run
-that stops on a non-finite loss exits with code 1 and keeps its last good checkpoint.
+that stops on a non-finite loss exits with code 1, keeps its last good checkpoint (to ``--resume``
+with new optimiser settings) and saves its best epoch as a model marked ``diverged``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 from collections.abc import Iterator, Sequence
@@ -27,6 +29,7 @@ __all__ = [
     "parse_latent",
     "split_list",
     "user_errors",
+    "warn_if_diverged",
 ]
 
 app = typer.Typer(
@@ -59,7 +62,10 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except TrainingError as e:
-        err_console.print(f"error: training stopped: {e}", markup=False, highlight=False)
+        message = " ".join(str(e).split())
+        err_console.print(
+            f"error: training stopped: {message}", markup=False, highlight=False, soft_wrap=True
+        )
         raise typer.Exit(1) from None
     except (ValueError, ConvergenceError, FileNotFoundError, PermissionError) as e:
         message = " ".join(str(e).split())
@@ -130,6 +136,27 @@ def check_output(
         raise UsageError(f"{path} already exists; pass --force to overwrite it or choose another {option}")
 
 
+def _status(run: Path) -> str | None:
+    try:
+        doc = json.loads((run / "model.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # loading the run says what is wrong with it
+    return doc.get("status") if isinstance(doc, dict) else None
+
+
+def warn_if_diverged(run: Path, meta: dict) -> None:
+    """One line on standard error when a loaded model comes from a run that diverged."""
+    if meta.get("status") == "diverged":
+        err_console.print(
+            f"warning: {run} holds the model of epoch {meta['history']['best_epoch']} of a run that "
+            f"diverged (non-finite loss at epoch {meta.get('diverged_at_epoch')}); continue it with "
+            f"`sirenvae fit ... --out {run} --resume --lr <lower>`",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 def check_run_out(
     out: Path, *, resume: bool, force: bool, inputs: Sequence[tuple[str, Path | None]] = ()
 ) -> None:
@@ -151,6 +178,11 @@ def check_run_out(
             )
     if resume or force:
         return
+    if (out / "model.json").exists() and _status(out) == "diverged":
+        raise UsageError(
+            f"{out} holds a run that diverged; pass --resume (with a lower --lr) to continue it, "
+            "--force to replace it, or choose another --out"
+        )
     if (out / "model.json").exists():
         raise UsageError(
             f"{out} already holds a trained model; choose another --out, pass --resume to continue it, "

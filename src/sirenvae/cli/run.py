@@ -17,6 +17,7 @@ from sirenvae.cli.common import (
     one_of,
     parse_latent,
     user_errors,
+    warn_if_diverged,
 )
 from sirenvae.models import VARIANTS
 
@@ -35,7 +36,12 @@ def fit(
     model: str = typer.Option("true", "--model", help=f"{one_of(VARIANTS)}."),
     seed: int = typer.Option(0, "--seed", help="Seed of data sampling and training."),
     out: Path = typer.Option(..., "--out", help="Run directory for checkpoints and the model."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue an interrupted or diverged run in --out; --lr, --epochs, --patience and "
+        "--batch-size may change.",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace the run already in --out."),
     epochs: int = typer.Option(2000, "--epochs", help="The most epochs."),
     patience: int = typer.Option(50, "--patience", help="Epochs without improvement before stopping."),
@@ -151,6 +157,7 @@ def evaluate(
         if importance_samples < 1:
             raise UsageError(f"--importance-samples must be positive, got {importance_samples}")
         model, meta = load_model(run)
+        warn_if_diverged(run, meta)
         x, net = _test_rows(meta, model, data, test_size)
         torch.manual_seed(meta.get("seed", 0))
         result = evaluate_model(model, x, importance_samples=importance_samples)
@@ -191,7 +198,8 @@ def sample(
         if n < 1:
             raise UsageError(f"-n must be positive, got {n}")
         check_output(output, force=force, run=run)
-        model, _ = load_model(run)
+        model, meta = load_model(run)
+        warn_if_diverged(run, meta)
         torch.manual_seed(seed)
         z, x = model.sample(n)
         values = torch.empty(n, len(model.graph))
@@ -225,7 +233,8 @@ def posterior(
         if n < 1:
             raise UsageError(f"-n must be positive, got {n}")
         check_output(output, force=force, run=run, inputs=[("--data", data)])
-        model, _ = load_model(run)
+        model, meta = load_model(run)
+        warn_if_diverged(run, meta)
         x, _ = read_csv(data, model.split)
         torch.manual_seed(seed)
         with torch.no_grad():
