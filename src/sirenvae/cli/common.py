@@ -22,6 +22,9 @@ __all__ = [
     "app",
     "check_output",
     "check_run_out",
+    "DEFAULT_THREADS",
+    "THREADS_HELP",
+    "torch_threads",
     "is_run_file",
     "console",
     "err_console",
@@ -71,6 +74,29 @@ def user_errors() -> Iterator[None]:
         message = " ".join(str(e).split())
         err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+#: ``--threads`` when not given. benchmarks/threads.py measured a short ecoli70 fit on a 2-core
+#: machine: one thread is as fast as two when the machine is quiet and much faster when another
+#: process is busy, so small graphs train on one thread unless asked otherwise.
+DEFAULT_THREADS = 1
+
+THREADS_HELP = f"Torch threads for this command (default {DEFAULT_THREADS}: fastest for small graphs)."
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Runs the body with ``n`` torch threads and restores the previous count afterwards."""
+    import torch
+
+    if n < 1:
+        raise UsageError(f"--threads must be positive, got {n}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def one_of(names: Sequence[str]) -> str:

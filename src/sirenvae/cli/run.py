@@ -9,6 +9,8 @@ import typer
 from rich.table import Table
 
 from sirenvae.cli.common import (
+    DEFAULT_THREADS,
+    THREADS_HELP,
     UsageError,
     app,
     check_output,
@@ -16,6 +18,7 @@ from sirenvae.cli.common import (
     console,
     one_of,
     parse_latent,
+    torch_threads,
     user_errors,
     warn_if_diverged,
 )
@@ -48,6 +51,7 @@ def fit(
     lr: float = typer.Option(3e-3, "--lr", help="Adam's learning rate."),
     batch_size: int = typer.Option(32, "--batch-size", help="Mini-batch size."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
 ) -> None:
     """Train a model on a graph and data; writes checkpoints and the final model to --out."""
     from sirenvae.data import default_latent_rule, latent_split, read_csv, sample_splits
@@ -57,7 +61,7 @@ def fit(
     from sirenvae.pipeline import train_model
     from sirenvae.training import FitConfig
 
-    with user_errors():
+    with user_errors(), torch_threads(threads):
         if (network is None) == (graph is None):
             raise UsageError("give exactly one of --network NAME or --graph FILE")
         if (data is None) == (train_size is None):
@@ -145,6 +149,7 @@ def evaluate(
     test_size: int = typer.Option(None, "--test-size", help="Fresh rows from the run's network."),
     importance_samples: int = typer.Option(1000, "--importance-samples", "-k", help="K of the IWAE NLL."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
 ) -> None:
     """Print NLL (IWAE), negative ELBO, reconstruction error and, where known, the oracle NLL."""
     import torch
@@ -153,7 +158,7 @@ def evaluate(
     from sirenvae.objectives import evaluate as evaluate_model
     from sirenvae.pipeline import load_model
 
-    with user_errors():
+    with user_errors(), torch_threads(threads):
         if importance_samples < 1:
             raise UsageError(f"--importance-samples must be positive, got {importance_samples}")
         model, meta = load_model(run)
