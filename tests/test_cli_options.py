@@ -65,3 +65,50 @@ def test_threads_are_applied_and_restored(threads_seen, tmp_path):
     assert r.exit_code == 2 and "--threads must be positive" in r.output
     r = run("reproduce", "table1", "--quick", "--threads", 2, "--out", tmp_path / "ray")
     assert r.exit_code == 2 and "--no-ray" in r.output
+
+
+def test_flags_render_as_flags_in_help():
+    import typer
+
+    from sirenvae.cli import app
+
+    group = typer.main.get_command(app)
+    commands = {"": group} | dict(group.commands)
+    flags = 0
+    for name, command in commands.items():
+        result = run(*([name] if name else []), "--help")
+        assert result.exit_code == 0, result.output
+        assert "<bool>" not in result.output, (name, result.output)
+        for param in command.params:
+            if getattr(param, "is_flag", False):
+                flags += 1
+                assert param.opts[0] in result.output, (name, param.opts)
+    assert flags >= 12
+    assert "  --json " in run("evaluate", "--help").output
+
+
+def test_version():
+    import sirenvae
+
+    result = run("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"sirenvae {sirenvae.__version__}"
+
+
+def test_piped_output_has_no_progress_bar(tmp_path):
+    result = run("fit", "--network", "ecoli70", "--train-size", 92, "--epochs", 3, "--out", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    assert "\r" not in result.output and "\r" not in result.stderr
+    assert "training true on 46 nodes" in result.stdout
+
+
+def test_progress_bar_names_the_model_and_ends_full_on_early_stopping(tmp_path, monkeypatch):
+    import sirenvae.training as training
+
+    monkeypatch.setattr(training, "_interactive", lambda: True)
+    fit = ["fit", "--network", "ecoli70", "--train-size", 92, "--batch-size", 4, "--patience", 1]
+    result = run(*fit, "--epochs", 500, "--out", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    assert "no improvement for 1 epochs" in result.stdout
+    frames = [f for f in result.stderr.split("\r") if f.strip()]
+    assert frames and all(f.startswith("fit true:") for f in frames), frames[:3]
+    assert "100%" in frames[-1] and "/500" not in frames[-1], frames[-1]

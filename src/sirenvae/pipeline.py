@@ -185,7 +185,14 @@ def train_model(
 
     try:
         history = fit(
-            model, loss, part, valid, fit_config, on_epoch=on_epoch if out is not None else None, resume=state
+            model,
+            loss,
+            part,
+            valid,
+            fit_config,
+            on_epoch=on_epoch if out is not None else None,
+            resume=state,
+            desc=f"fit {model_config.variant}",
         )
     except TrainingError as e:
         if out is None or e.history is None:

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -143,6 +144,7 @@ def fit(
     *,
     on_epoch: Callable[[TrainState], None] | None = None,
     resume: TrainState | None = None,
+    desc: str = "epochs",
 ) -> History:
     """Minimises ``loss(batch)`` (a scalar) over ``module``'s parameters.
 
@@ -154,6 +156,7 @@ def fit(
         config: The options.
         on_epoch: Called with the training state after every epoch (e.g. to write a checkpoint).
         resume: A state from an earlier run of the same configuration, to continue from.
+        desc: The progress bar's label (e.g. the model's name).
     """
     config = config or FitConfig()
     if train.shape[0] == 0:
@@ -176,7 +179,7 @@ def fit(
         torch.set_rng_state(resume.rng_torch)
         first = resume.epochs
     start = time.perf_counter() - history.seconds
-    bar = _progress(config.progress, config.max_epochs, first)
+    bar = _progress(config.progress, _last_epoch(history, config), first, desc)
     epoch = first - 1
     try:
         if _patience_out(first - 1, history, config) or first >= config.max_epochs:
@@ -205,6 +208,7 @@ def fit(
                     best_state = _copy_state(module)
                 history.seconds = time.perf_counter() - start
                 if bar is not None:
+                    bar.total = _last_epoch(history, config)
                     bar.update(1)
                     bar.set_postfix(train=f"{history.train_loss[-1]:.3f}", valid=f"{current:.3f}")
                 stop = _patience_out(epoch, history, config)
@@ -284,12 +288,22 @@ def _mean_loss(loss: Callable[[Tensor], Tensor], rows: Tensor, batch_size: int) 
     return total / rows.shape[0]
 
 
-def _progress(enabled: bool, total: int, initial: int = 0):
-    if not enabled:
+def _last_epoch(history: History, config: FitConfig) -> int:
+    """The epochs the run can last unless the validation loss improves (the bar's total)."""
+    return min(config.max_epochs, max(config.min_epochs, history.best_epoch + config.patience + 1))
+
+
+def _interactive() -> bool:
+    return sys.stderr.isatty()
+
+
+def _progress(enabled: bool, total: int, initial: int = 0, desc: str = "epochs"):
+    """A bar on standard error, only on a terminal (piped or logged output gets no carriage returns)."""
+    if not enabled or not _interactive():
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc="epochs", leave=False)
+    return tqdm(total=total, initial=initial, desc=desc, leave=False, unit="epoch", dynamic_ncols=True)
 
 
 # ---------------------------------------------------------------------- checkpoints

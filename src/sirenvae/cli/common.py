@@ -41,13 +41,28 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: typer's rich panels show every flag as `--json <bool>`
+    rich_markup_mode=None,
 )
 console = Console()
 err_console = Console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import sirenvae
+
+        console.print(f"sirenvae {sirenvae.__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress.")) -> None:
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress."),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """Deep generative models that follow a known Bayesian network."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
 
