@@ -94,6 +94,9 @@ def test_bad_output_paths_are_refused_before_any_work(fitted, tmp_path, monkeypa
     assert r.exit_code == 2 and "does not exist" in error_line(r)
     r = run("sample", fitted, "-n", 3, "-o", tmp_path / "no" / "s.csv")
     assert r.exit_code == 2 and "does not exist" in error_line(r)
+    r = run("reproduce", "table1", "--quick", "--no-ray", "--out", afile)
+    assert r.exit_code == 2 and "is a file" in error_line(r)
+    assert afile.read_text() == "x"
 
 
 def test_a_diverged_run_can_be_loaded_and_resumed_with_new_settings(tmp_path, monkeypatch):

@@ -173,3 +173,24 @@ def test_too_few_rows_and_bad_values():
     bad[3, 1] = math.nan
     with pytest.raises(ValueError, match="NaN or inf"):
         train_model(LatentSplit(g, SMALL_LATENT), bad, **KW)
+
+
+def test_resume_of_a_finished_run_with_more_epochs_goes_on(trained):
+    g, x = data()
+    _, first = load_model(trained)
+    more = FitConfig(lr=3e-3, batch_size=64, max_epochs=9, patience=100)
+    kw = KW | {"fit_config": more}
+    _, history = train_model(LatentSplit(g, SMALL_LATENT), x, out=trained, resume=True, **kw)
+    assert len(history.train_loss) == 9
+    assert history.train_loss[:6] == first["history"]["train_loss"]
+    assert history.changes == [{"epoch": 6, "changed": {"max_epochs": [6, 9]}}]
+    _, final = load_model(trained)
+    assert final["status"] == "finished" and final["fit"]["max_epochs"] == 9
+    with pytest.raises(CheckpointError, match="another seed"):
+        train_model(
+            LatentSplit(g, SMALL_LATENT),
+            x,
+            out=trained,
+            resume=True,
+            **KW | {"fit_config": FitConfig(seed=1)},
+        )

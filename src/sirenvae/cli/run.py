@@ -232,6 +232,7 @@ def posterior(
     import torch
 
     from sirenvae.data import read_csv
+    from sirenvae.files import atomic_write
     from sirenvae.pipeline import load_model
 
     with user_errors():
@@ -250,5 +251,5 @@ def posterior(
         frame = pd.DataFrame(blocks.reshape(-1, z.shape[-1]).numpy(), columns=list(model.latent))
         frame.insert(0, "statistic", stats * x.shape[0])
         frame.insert(0, "row", [r + 1 for r in range(x.shape[0]) for _ in stats])
-        frame.to_csv(output, index=False)
+        atomic_write(output, lambda tmp: frame.to_csv(tmp, index=False))
     console.print(f"wrote posterior summaries and {n} samples for {x.shape[0]} rows to {output}")
