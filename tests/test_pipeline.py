@@ -122,7 +122,7 @@ def test_tensors_from_another_graph(trained, tmp_path_factory):
         load_model(trained)
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+def test_non_finite_loss_stops_and_keeps_the_best_epoch_as_a_diverged_model(tmp_path, monkeypatch):
     g, x = data()
     real = pipeline.elbo
     calls = {"n": 0}
@@ -133,14 +133,36 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
         return value * math.nan if calls["n"] > 6 else value
 
     monkeypatch.setattr(pipeline, "elbo", exploding)
-    with pytest.raises(TrainingError, match="non-finite loss"):
+    with pytest.raises(TrainingError, match="non-finite loss") as error:
         train_model(LatentSplit(g, SMALL_LATENT), x, out=tmp_path, **KW)
     from sirenvae.training import load_checkpoint
 
     tensors, meta = load_checkpoint(tmp_path, "checkpoint")
     assert meta["epochs"] >= 1
     assert all(torch.isfinite(t).all() for k, t in tensors.items() if k.startswith("model."))
-    assert not (tmp_path / "model.json").exists()
+    # the best epoch is a loadable model, marked as diverged, and the message says how to load it
+    model, final = load_model(tmp_path)
+    assert final["status"] == "diverged" and final["diverged_at_epoch"] == error.value.epoch
+    assert 0 <= final["history"]["best_epoch"] < error.value.epoch <= meta["epochs"]
+    assert all(torch.isfinite(t).all() for t in model.state_dict().values())
+    assert f"sirenvae evaluate {tmp_path}" in str(error.value) and "--resume --lr" in str(error.value)
+    # resume with a lower learning rate and more epochs: it goes on from the last checkpoint
+    monkeypatch.setattr(pipeline, "elbo", real)
+    _, history = train_model(
+        LatentSplit(g, SMALL_LATENT),
+        x,
+        out=tmp_path,
+        resume=True,
+        model_config=KW["model_config"],
+        fit_config=FitConfig(lr=1e-3, batch_size=64, max_epochs=8, patience=100),
+        options=KW["options"],
+    )
+    _, final = load_model(tmp_path)
+    assert final["status"] == "finished" and len(history.train_loss) == 8
+    assert history.changes == [
+        {"epoch": meta["epochs"], "changed": {"lr": [3e-3, 1e-3], "max_epochs": [6, 8]}}
+    ]
+    assert final["history"]["changes"] == history.changes
 
 
 def test_too_few_rows_and_bad_values():
@@ -151,3 +173,24 @@ def test_too_few_rows_and_bad_values():
     bad[3, 1] = math.nan
     with pytest.raises(ValueError, match="NaN or inf"):
         train_model(LatentSplit(g, SMALL_LATENT), bad, **KW)
+
+
+def test_resume_of_a_finished_run_with_more_epochs_goes_on(trained):
+    g, x = data()
+    _, first = load_model(trained)
+    more = FitConfig(lr=3e-3, batch_size=64, max_epochs=9, patience=100)
+    kw = KW | {"fit_config": more}
+    _, history = train_model(LatentSplit(g, SMALL_LATENT), x, out=trained, resume=True, **kw)
+    assert len(history.train_loss) == 9
+    assert history.train_loss[:6] == first["history"]["train_loss"]
+    assert history.changes == [{"epoch": 6, "changed": {"max_epochs": [6, 9]}}]
+    _, final = load_model(trained)
+    assert final["status"] == "finished" and final["fit"]["max_epochs"] == 9
+    with pytest.raises(CheckpointError, match="another seed"):
+        train_model(
+            LatentSplit(g, SMALL_LATENT),
+            x,
+            out=trained,
+            resume=True,
+            **KW | {"fit_config": FitConfig(seed=1)},
+        )

@@ -2,7 +2,10 @@
 
 A run directory holds ``checkpoint.json`` (+ tensors) while training, for ``resume``, and
 ``model.json`` (+ tensors) once training has finished: the best parameters, the configuration, the
-graph, the latent set, the column order of the data and the package version.
+graph, the latent set, the column order of the data and the package version. Its ``status`` is
+``finished``, or ``diverged`` when training stopped on a non-finite loss: then it holds the best epoch
+before that, loadable like any model, and ``resume`` continues from the last checkpoint (typically
+with a lower learning rate; changed optimiser settings are recorded in the history).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sirenvae.training import (
     CheckpointError,
     FitConfig,
     History,
+    TrainingError,
     fit,
     load_checkpoint,
     save_checkpoint,
@@ -30,7 +34,7 @@ from sirenvae.training import (
     state_to_tensors,
 )
 
-__all__ = ["RunExists", "TrainOptions", "data_fingerprint", "load_model", "train_model"]
+__all__ = ["RunExists", "TrainOptions", "data_fingerprint", "load_model", "remove_run", "train_model"]
 
 
 class RunExists(ValueError):
@@ -94,13 +98,14 @@ def train_model(
     options: TrainOptions | None = None,
     out: str | Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     extra_meta: dict | None = None,
 ) -> tuple[SIReNVAE, History]:
     """Builds and trains a model on ``train`` (observed nodes in topological order).
 
     With ``out``, a checkpoint is written after every epoch and the final model at the end;
     ``resume`` continues an interrupted run from its last checkpoint. An existing run is never
-    overwritten.
+    overwritten unless ``overwrite`` (which removes its model and checkpoint before training).
     """
     model_config = model_config or ModelConfig()
     fit_config = fit_config or FitConfig()
@@ -131,6 +136,10 @@ def train_model(
     state = None
     if out is not None:
         out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise RunExists(f"{out} is a file, not a run directory; choose another --out")
+        if overwrite and not resume:
+            remove_run(out)
         if (out / "model.json").exists() and not resume:
             raise RunExists(f"{out} already holds a trained model; choose another --out or pass --resume")
         if (out / "checkpoint.json").exists() and not resume:
@@ -140,13 +149,15 @@ def train_model(
         if resume:
             if (out / "model.json").exists():
                 model, final = load_model(out)
-                _check_same_run(final, meta, out)
-                return model, History.from_dict(final["history"])
+                if final.get("status") != "diverged" and not _check_same_run(final, meta, out):
+                    return model, History.from_dict(final["history"])
             if not (out / "checkpoint.json").exists():
                 raise CheckpointError(f"nothing to resume in {out}: no checkpoint.json")
             tensors, saved = load_checkpoint(out, "checkpoint")
-            _check_same_run(saved, meta, out)
+            changed = _check_same_run(saved, meta, out)
             state = state_from_tensors(tensors, saved)
+            if changed:
+                state.history.changes.append({"epoch": state.epochs, "changed": changed})
 
     steps_per_epoch = math.ceil(part.shape[0] / fit_config.batch_size)
     warmup = options.warmup_steps if options.objective == "elbo" else 0
@@ -172,25 +183,79 @@ def train_model(
         tensors, smeta = state_to_tensors(s)
         save_checkpoint(out, "checkpoint", tensors, meta | smeta)
 
-    history = fit(
-        model, loss, part, valid, fit_config, on_epoch=on_epoch if out is not None else None, resume=state
-    )
+    try:
+        history = fit(
+            model,
+            loss,
+            part,
+            valid,
+            fit_config,
+            on_epoch=on_epoch if out is not None else None,
+            resume=state,
+            desc=f"fit {model_config.variant}",
+        )
+    except TrainingError as e:
+        if out is None or e.history is None:
+            raise
+        raise _diverged(e, model, meta, out) from None
     if out is not None:
-        save_checkpoint(out, "model", model.state_dict(), meta | {"history": history.to_dict()})
+        meta |= {"status": "finished", "history": history.to_dict()}
+        save_checkpoint(out, "model", model.state_dict(), meta)
     return model, history
+
+
+def _diverged(error: TrainingError, model: SIReNVAE, meta: dict, out: Path) -> TrainingError:
+    """Saves the best epoch of a diverged run as its model (marked so); the error to raise."""
+    history, lr = error.history, meta["fit"]["lr"]
+    if history.best_epoch < 0:
+        return TrainingError(
+            f"{error} No epoch finished, so nothing was kept; run `sirenvae fit` again with a lower --lr"
+        )
+    again = f"to go on, run the same `sirenvae fit` with `--resume --lr {lr / 10:g}` (now {lr:g})"
+    doc = meta | {"status": "diverged", "diverged_at_epoch": error.epoch, "history": history.to_dict()}
+    save_checkpoint(out, "model", model.state_dict(), doc)
+    return TrainingError(
+        f"non-finite loss at epoch {error.epoch}. The model of its best epoch {history.best_epoch} is "
+        f"saved in {out}, marked as diverged: `sirenvae evaluate {out}` and `sirenvae sample {out}` "
+        f"load it; {again}",
+        epoch=error.epoch,
+        history=history,
+    )
+
+
+def remove_run(out: Path) -> None:
+    """Removes a run directory's model and checkpoint files (and nothing else)."""
+    for name in ("model", "checkpoint"):
+        (out / f"{name}.json").unlink(missing_ok=True)
+        for tensors in out.glob(f"{name}-*.safetensors"):
+            tensors.unlink()
 
 
 _RUN_KEYS = ("model", "fit", "train_options", "graph", "latent", "observed", "data_sha256")
 
 
-def _check_same_run(saved: dict, meta: dict, out: Path) -> None:
+#: optimiser settings that ``resume`` may change (recorded in the history)
+RESUMABLE = ("lr", "max_epochs", "patience", "batch_size")
+
+
+def _check_same_run(saved: dict, meta: dict, out: Path) -> dict:
+    """Refuses another model, graph, latent set or data; returns the changed optimiser settings."""
+    old, new = saved.get("fit") or {}, meta.get("fit") or {}
+    changed = {k: [old.get(k), new.get(k)] for k in RESUMABLE if old.get(k) != new.get(k)}
+    other = sorted(k for k in old.keys() | new.keys() if k not in RESUMABLE and old.get(k) != new.get(k))
+    if other:
+        raise CheckpointError(
+            f"the run in {out} was started with another {', '.join(other)}; resume it with the same "
+            f"settings (only {', '.join(RESUMABLE)} may change) or choose another --out"
+        )
     for key in _RUN_KEYS:
-        if saved.get(key) != meta.get(key):
+        if key != "fit" and saved.get(key) != meta.get(key):
             what = {"data_sha256": "training data", "graph": "graph", "latent": "latent set"}.get(key, key)
             raise CheckpointError(
                 f"the run in {out} was started with another {what}; resume it with the same inputs "
                 "or choose another --out"
             )
+    return changed
 
 
 def load_model(directory: str | Path) -> tuple[SIReNVAE, dict]:

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -47,7 +48,15 @@ FORMAT_VERSION = 1
 
 
 class TrainingError(RuntimeError):
-    """Training could not go on (e.g. a non-finite loss); the model keeps its last good state."""
+    """Training could not go on (e.g. a non-finite loss); the model keeps its best state so far.
+
+    ``epoch`` is the epoch that failed and ``history`` what :func:`fit` did up to it (when known).
+    """
+
+    def __init__(self, message: str, *, epoch: int | None = None, history: History | None = None):
+        super().__init__(message)
+        self.epoch = epoch
+        self.history = history
 
 
 class CheckpointError(ValueError):
@@ -94,6 +103,8 @@ class History:
     best_valid_loss: float = math.inf
     stopped: str = ""
     seconds: float = 0.0
+    #: optimiser settings changed on resume: ``{"epoch": k, "changed": {name: [old, new]}}``
+    changes: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -133,6 +144,7 @@ def fit(
     *,
     on_epoch: Callable[[TrainState], None] | None = None,
     resume: TrainState | None = None,
+    desc: str = "epochs",
 ) -> History:
     """Minimises ``loss(batch)`` (a scalar) over ``module``'s parameters.
 
@@ -144,6 +156,7 @@ def fit(
         config: The options.
         on_epoch: Called with the training state after every epoch (e.g. to write a checkpoint).
         resume: A state from an earlier run of the same configuration, to continue from.
+        desc: The progress bar's label (e.g. the model's name).
     """
     config = config or FitConfig()
     if train.shape[0] == 0:
@@ -158,13 +171,15 @@ def fit(
     if resume is not None:
         module.load_state_dict(resume.model)
         optimizer.load_state_dict(resume.optimizer)
+        for group in optimizer.param_groups:  # the settings may have changed on resume
+            group["lr"], group["weight_decay"] = config.lr, config.weight_decay
         best_state = _copy_state(resume.best)
         history = copy.deepcopy(resume.history)
         generator.set_state(resume.rng_shuffle)
         torch.set_rng_state(resume.rng_torch)
         first = resume.epochs
     start = time.perf_counter() - history.seconds
-    bar = _progress(config.progress, config.max_epochs, first)
+    bar = _progress(config.progress, _last_epoch(history, config), first, desc)
     epoch = first - 1
     try:
         if _patience_out(first - 1, history, config) or first >= config.max_epochs:
@@ -183,7 +198,9 @@ def fit(
                     module.load_state_dict(best_state)
                     raise TrainingError(
                         f"non-finite validation loss at epoch {epoch}; the model keeps the parameters "
-                        f"of epoch {history.best_epoch}. Lower the learning rate (now {config.lr})."
+                        f"of epoch {history.best_epoch}. Lower the learning rate (now {config.lr}).",
+                        epoch=epoch,
+                        history=history,
                     )
                 if current < history.best_valid_loss:
                     history.best_valid_loss = current
@@ -191,6 +208,7 @@ def fit(
                     best_state = _copy_state(module)
                 history.seconds = time.perf_counter() - start
                 if bar is not None:
+                    bar.total = _last_epoch(history, config)
                     bar.update(1)
                     bar.set_postfix(train=f"{history.train_loss[-1]:.3f}", valid=f"{current:.3f}")
                 stop = _patience_out(epoch, history, config)
@@ -244,7 +262,9 @@ def _train_epoch(module, loss, train, config, generator, optimizer, params, hist
             raise TrainingError(
                 f"non-finite loss ({value.item()}) at epoch {len(history.train_loss)}; the model keeps "
                 f"the parameters of epoch {history.best_epoch}. Lower the learning rate (now {config.lr}) "
-                "or standardise the data."
+                "or standardise the data.",
+                epoch=len(history.train_loss),
+                history=history,
             )
         optimizer.zero_grad(set_to_none=True)
         value.backward()
@@ -268,12 +288,22 @@ def _mean_loss(loss: Callable[[Tensor], Tensor], rows: Tensor, batch_size: int) 
     return total / rows.shape[0]
 
 
-def _progress(enabled: bool, total: int, initial: int = 0):
-    if not enabled:
+def _last_epoch(history: History, config: FitConfig) -> int:
+    """The epochs the run can last unless the validation loss improves (the bar's total)."""
+    return min(config.max_epochs, max(config.min_epochs, history.best_epoch + config.patience + 1))
+
+
+def _interactive() -> bool:
+    return sys.stderr.isatty()
+
+
+def _progress(enabled: bool, total: int, initial: int = 0, desc: str = "epochs"):
+    """A bar on standard error, only on a terminal (piped or logged output gets no carriage returns)."""
+    if not enabled or not _interactive():
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc="epochs", leave=False)
+    return tqdm(total=total, initial=initial, desc=desc, leave=False, unit="epoch", dynamic_ncols=True)
 
 
 # ---------------------------------------------------------------------- checkpoints

@@ -1,7 +1,8 @@
 """The ``sirenvae`` command line: parses, calls the library, prints. No maths here.
 
 Every bad input ends with one line ``error: ...`` on standard error and exit code 2; a training run
-that stops on a non-finite loss exits with code 1 and keeps its last good checkpoint.
+that stops on a non-finite loss exits with code 1, keeps its last good checkpoint (to ``--resume``
+with new optimiser settings) and saves its best epoch as a model marked ``diverged``.
 
 :mod:`~sirenvae.cli.common` holds the typer app and what the commands share; importing
 :mod:`~sirenvae.cli.run` (fit, evaluate, sample, posterior) and then :mod:`~sirenvae.cli.experiments`

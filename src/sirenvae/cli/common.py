@@ -1,13 +1,16 @@
 """What every command shares: the typer app, the consoles, error handling and option parsing.
 
 Every bad input ends with one line ``error: ...`` on standard error and exit code 2; a training run
-that stops on a non-finite loss exits with code 1 and keeps its last good checkpoint.
+that stops on a non-finite loss exits with code 1, keeps its last good checkpoint (to ``--resume``
+with new optimiser settings) and saves its best epoch as a model marked ``diverged``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -18,12 +21,18 @@ __all__ = [
     "UsageError",
     "app",
     "check_output",
+    "check_run_out",
+    "DEFAULT_THREADS",
+    "THREADS_HELP",
+    "torch_threads",
+    "is_run_file",
     "console",
     "err_console",
     "one_of",
     "parse_latent",
     "split_list",
     "user_errors",
+    "warn_if_diverged",
 ]
 
 app = typer.Typer(
@@ -32,13 +41,28 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: typer's rich panels show every flag as `--json <bool>`
+    rich_markup_mode=None,
 )
 console = Console()
 err_console = Console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import sirenvae
+
+        console.print(f"sirenvae {sirenvae.__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress.")) -> None:
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress."),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """Deep generative models that follow a known Bayesian network."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
 
@@ -56,12 +80,38 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except TrainingError as e:
-        err_console.print(f"error: training stopped: {e}", markup=False, highlight=False)
+        message = " ".join(str(e).split())
+        err_console.print(
+            f"error: training stopped: {message}", markup=False, highlight=False, soft_wrap=True
+        )
         raise typer.Exit(1) from None
     except (ValueError, ConvergenceError, FileNotFoundError, PermissionError) as e:
         message = " ".join(str(e).split())
         err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+#: ``--threads`` when not given. benchmarks/threads.py measured a short ecoli70 fit on a 2-core
+#: machine: one thread is as fast as two when the machine is quiet and much faster when another
+#: process is busy, so small graphs train on one thread unless asked otherwise.
+DEFAULT_THREADS = 1
+
+THREADS_HELP = f"Torch threads for this command (default {DEFAULT_THREADS}: fastest for small graphs)."
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Runs the body with ``n`` torch threads and restores the previous count afterwards."""
+    import torch
+
+    if n < 1:
+        raise UsageError(f"--threads must be positive, got {n}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def one_of(names: Sequence[str]) -> str:
@@ -81,7 +131,106 @@ def split_list(value: str | None) -> tuple[str, ...] | None:
     return tuple(x.strip() for x in value.split(",") if x.strip()) if value else None
 
 
-def check_output(path: Path) -> None:
-    """Refuses an output file whose directory does not exist (before any work is done)."""
-    if not path.parent.exists():
-        raise UsageError(f"cannot write {path}: directory {path.parent} does not exist")
+#: The files ``fit`` writes into a run directory (besides hidden temporary files).
+RUN_FILE = re.compile(r"(model|checkpoint)(\.json|-[0-9a-f]+\.safetensors)")
+
+
+def is_run_file(path: Path) -> bool:
+    """Whether ``path`` names one of a run directory's own files (its model or checkpoint)."""
+    return RUN_FILE.fullmatch(path.name) is not None
+
+
+def check_output(
+    path: Path,
+    *,
+    force: bool = False,
+    inputs: Sequence[tuple[str, Path | None]] = (),
+    run: Path | None = None,
+    option: str = "-o",
+) -> None:
+    """Refuses, before any work is done, an output file that cannot or must not be written.
+
+    An existing directory, a missing parent directory, a path equal to one of the ``inputs``
+    (``(option, path)`` pairs), a path inside the run directory being read or one of any run's own
+    files, and an existing file unless ``force``.
+    """
+    if path.is_dir():
+        raise UsageError(
+            f"{option} {path} is a directory; give the name of a file to write, e.g. {path / 'out.csv'}"
+        )
+    if not path.parent.is_dir():
+        raise UsageError(
+            f"cannot write {path}: directory {path.parent} does not exist; "
+            f"create it or choose another {option}"
+        )
+    target = path.resolve()
+    for name, source in inputs:
+        if source is not None and source.exists() and target == source.resolve():
+            raise UsageError(f"{option} {path} is also the input {name}; write to another file")
+    if run is not None and target.is_relative_to(run.resolve()):
+        raise UsageError(
+            f"{option} {path} lies inside the run directory {run} that this command reads; write outside it"
+        )
+    if is_run_file(target):
+        raise UsageError(f"{option} {path} would replace a run's own {path.name}; choose another file name")
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists; pass --force to overwrite it or choose another {option}")
+
+
+def _status(run: Path) -> str | None:
+    try:
+        doc = json.loads((run / "model.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # loading the run says what is wrong with it
+    return doc.get("status") if isinstance(doc, dict) else None
+
+
+def warn_if_diverged(run: Path, meta: dict) -> None:
+    """One line on standard error when a loaded model comes from a run that diverged."""
+    if meta.get("status") == "diverged":
+        err_console.print(
+            f"warning: {run} holds the model of epoch {meta['history']['best_epoch']} of a run that "
+            f"diverged (non-finite loss at epoch {meta.get('diverged_at_epoch')}); continue it with "
+            f"`sirenvae fit ... --out {run} --resume --lr <lower>`",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def check_run_out(
+    out: Path, *, resume: bool, force: bool, inputs: Sequence[tuple[str, Path | None]] = ()
+) -> None:
+    """Refuses, before any work is done, a ``fit --out`` that cannot or must not be written.
+
+    A regular file, an existing run without ``--resume`` or ``--force``, both of those options, and
+    an input that is one of the run's own files (which ``--force`` or training would replace).
+    """
+    if out.exists() and not out.is_dir():
+        raise UsageError(
+            f"--out {out} is a file; --out names a run directory (a new one, or an earlier run to --resume)"
+        )
+    if resume and force:
+        raise UsageError("--resume continues the run in --out and --force replaces it; give only one")
+    for name, source in inputs:
+        if source is not None and is_run_file(source) and source.resolve().parent == out.resolve():
+            raise UsageError(
+                f"the input {name} {source} is a file of the run in --out {out}; copy it elsewhere"
+            )
+    if resume or force:
+        return
+    if (out / "model.json").exists() and _status(out) == "diverged":
+        raise UsageError(
+            f"{out} holds a run that diverged; pass --resume (with a lower --lr) to continue it, "
+            "--force to replace it, or choose another --out"
+        )
+    if (out / "model.json").exists():
+        raise UsageError(
+            f"{out} already holds a trained model; choose another --out, pass --resume to continue it, "
+            "or --force to replace it"
+        )
+    if (out / "checkpoint.json").exists():
+        raise UsageError(
+            f"{out} holds an unfinished run; pass --resume to continue it, --force to replace it, "
+            "or choose another --out"
+        )

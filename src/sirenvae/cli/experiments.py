@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -9,7 +10,18 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from sirenvae.cli.common import UsageError, app, console, err_console, one_of, split_list, user_errors
+from sirenvae.cli.common import (
+    DEFAULT_THREADS,
+    THREADS_HELP,
+    UsageError,
+    app,
+    console,
+    err_console,
+    one_of,
+    split_list,
+    torch_threads,
+    user_errors,
+)
 from sirenvae.experiments.registry import EXPERIMENTS
 
 __all__ = ["demo", "networks", "reproduce"]
@@ -36,6 +48,7 @@ def demo(
     seed: int = typer.Option(0, help="Seed of data and training."),
     progress: bool = typer.Option(True, help="Show progress bars."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
 ) -> None:
     """Train SIReN-VAE (true structure) and a plain VAE on 92 samples of ecoli70 and compare them."""
     from sirenvae.experiments.demo import VAEDemoConfig, vae_demo
@@ -47,7 +60,7 @@ def demo(
             f"{config.train_factor * 46} samples of ecoli70; testing on {config.test_size} fresh samples "
             f"with K = {config.importance_samples} importance samples..."
         )
-    with user_errors():
+    with user_errors(), torch_threads(threads):
         result = vae_demo(config, progress=progress and not as_json)
     if as_json:
         print(json.dumps(result, indent=1))
@@ -79,19 +92,28 @@ def reproduce(
     datasets: str = typer.Option(None, "--datasets", help="A subset of datasets, comma-separated."),
     models: str = typer.Option(None, "--models", help="A subset of models, comma-separated."),
     factors: str = typer.Option(None, "--factors", help="A subset of training-size factors, e.g. 2,100."),
+    threads: int = typer.Option(
+        None, "--threads", help="Torch threads of each run with --no-ray (default 1; Ray runs use 1)."
+    ),
 ) -> None:
     """Run the paper's Table 1 or Figure 3 grid (resumable) and write its table and figure."""
     import time
 
     from sirenvae.experiments import report
     from sirenvae.experiments.registry import grid
-    from sirenvae.experiments.runner import load_results, machine, run_sweep
+    from sirenvae.experiments.runner import _execute, load_results, machine, run_sweep
 
     with user_errors():
         if experiment not in EXPERIMENTS:
             raise UsageError(f"unknown experiment {experiment!r}; choose {one_of(EXPERIMENTS)}")
         if workers < 1:
             raise UsageError(f"--workers must be positive, got {workers}")
+        if threads is not None and not no_ray:
+            raise UsageError("--threads applies with --no-ray; with Ray each run uses one thread per worker")
+        if threads is not None and threads < 1:
+            raise UsageError(f"--threads must be positive, got {threads}")
+        if out is not None and out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out} is a file; --out names the sweep's directory")
         configs = grid(
             experiment,
             seeds=seeds,
@@ -120,7 +142,15 @@ def reproduce(
                 highlight=False,
             )
 
-        result = run_sweep(configs, out, use_ray=not no_ray, address=address, workers=workers, on_result=show)
+        result = run_sweep(
+            configs,
+            out,
+            use_ray=not no_ray,
+            address=address,
+            workers=workers,
+            on_result=show,
+            execute=functools.partial(_execute, threads=threads) if threads else _execute,
+        )
         results = load_results(out, configs)
         writer = report.table1 if experiment == "table1" else report.figure3
         if results:

@@ -9,13 +9,18 @@ import typer
 from rich.table import Table
 
 from sirenvae.cli.common import (
+    DEFAULT_THREADS,
+    THREADS_HELP,
     UsageError,
     app,
     check_output,
+    check_run_out,
     console,
     one_of,
     parse_latent,
+    torch_threads,
     user_errors,
+    warn_if_diverged,
 )
 from sirenvae.models import VARIANTS
 
@@ -34,12 +39,19 @@ def fit(
     model: str = typer.Option("true", "--model", help=f"{one_of(VARIANTS)}."),
     seed: int = typer.Option(0, "--seed", help="Seed of data sampling and training."),
     out: Path = typer.Option(..., "--out", help="Run directory for checkpoints and the model."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue an interrupted or diverged run in --out; --lr, --epochs, --patience and "
+        "--batch-size may change.",
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace the run already in --out."),
     epochs: int = typer.Option(2000, "--epochs", help="The most epochs."),
     patience: int = typer.Option(50, "--patience", help="Epochs without improvement before stopping."),
     lr: float = typer.Option(3e-3, "--lr", help="Adam's learning rate."),
     batch_size: int = typer.Option(32, "--batch-size", help="Mini-batch size."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
 ) -> None:
     """Train a model on a graph and data; writes checkpoints and the final model to --out."""
     from sirenvae.data import default_latent_rule, latent_split, read_csv, sample_splits
@@ -49,7 +61,7 @@ def fit(
     from sirenvae.pipeline import train_model
     from sirenvae.training import FitConfig
 
-    with user_errors():
+    with user_errors(), torch_threads(threads):
         if (network is None) == (graph is None):
             raise UsageError("give exactly one of --network NAME or --graph FILE")
         if (data is None) == (train_size is None):
@@ -58,6 +70,7 @@ def fit(
             raise UsageError(f"unknown --model {model!r}; choose one of {', '.join(VARIANTS)}")
         if epochs < 1 or batch_size < 1 or not lr > 0:
             raise UsageError("--epochs, --batch-size and --lr must be positive")
+        check_run_out(out, resume=resume, force=force, inputs=[("--graph", graph), ("--data", data)])
         net = None
         if network is not None:
             net = load_network(network)
@@ -99,6 +112,7 @@ def fit(
             ),
             out=out,
             resume=resume,
+            overwrite=force,
             extra_meta=extra,
         )
     best = history.best_valid_loss
@@ -135,6 +149,7 @@ def evaluate(
     test_size: int = typer.Option(None, "--test-size", help="Fresh rows from the run's network."),
     importance_samples: int = typer.Option(1000, "--importance-samples", "-k", help="K of the IWAE NLL."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
 ) -> None:
     """Print NLL (IWAE), negative ELBO, reconstruction error and, where known, the oracle NLL."""
     import torch
@@ -143,10 +158,11 @@ def evaluate(
     from sirenvae.objectives import evaluate as evaluate_model
     from sirenvae.pipeline import load_model
 
-    with user_errors():
+    with user_errors(), torch_threads(threads):
         if importance_samples < 1:
             raise UsageError(f"--importance-samples must be positive, got {importance_samples}")
         model, meta = load_model(run)
+        warn_if_diverged(run, meta)
         x, net = _test_rows(meta, model, data, test_size)
         torch.manual_seed(meta.get("seed", 0))
         result = evaluate_model(model, x, importance_samples=importance_samples)
@@ -175,6 +191,7 @@ def sample(
     n: int = typer.Option(..., "-n", help="Number of samples."),
     output: Path = typer.Option(..., "-o", "--output", help="CSV file to write."),
     seed: int = typer.Option(0, "--seed", help="Seed."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
 ) -> None:
     """Draw joint samples of every node (latent and observed) into a CSV file."""
     import torch
@@ -185,8 +202,9 @@ def sample(
     with user_errors():
         if n < 1:
             raise UsageError(f"-n must be positive, got {n}")
-        check_output(output)
-        model, _ = load_model(run)
+        check_output(output, force=force, run=run)
+        model, meta = load_model(run)
+        warn_if_diverged(run, meta)
         torch.manual_seed(seed)
         z, x = model.sample(n)
         values = torch.empty(n, len(model.graph))
@@ -203,6 +221,7 @@ def posterior(
     n: int = typer.Option(100, "-n", help="Posterior samples per row."),
     output: Path = typer.Option(..., "-o", "--output", help="CSV file to write."),
     seed: int = typer.Option(0, "--seed", help="Seed."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
 ) -> None:
     """Posterior mean, sd and samples of every latent for each data row.
 
@@ -213,13 +232,15 @@ def posterior(
     import torch
 
     from sirenvae.data import read_csv
+    from sirenvae.files import atomic_write
     from sirenvae.pipeline import load_model
 
     with user_errors():
         if n < 1:
             raise UsageError(f"-n must be positive, got {n}")
-        check_output(output)
-        model, _ = load_model(run)
+        check_output(output, force=force, run=run, inputs=[("--data", data)])
+        model, meta = load_model(run)
+        warn_if_diverged(run, meta)
         x, _ = read_csv(data, model.split)
         torch.manual_seed(seed)
         with torch.no_grad():
@@ -230,5 +251,5 @@ def posterior(
         frame = pd.DataFrame(blocks.reshape(-1, z.shape[-1]).numpy(), columns=list(model.latent))
         frame.insert(0, "statistic", stats * x.shape[0])
         frame.insert(0, "row", [r + 1 for r in range(x.shape[0]) for _ in stats])
-        frame.to_csv(output, index=False)
+        atomic_write(output, lambda tmp: frame.to_csv(tmp, index=False))
     console.print(f"wrote posterior summaries and {n} samples for {x.shape[0]} rows to {output}")

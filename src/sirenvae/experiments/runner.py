@@ -41,12 +41,11 @@ def _torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def run_one(config: RunConfig) -> dict:
-    """Trains and evaluates one run on one thread; returns its result record (no files written).
-
-    The caller's number of torch threads is restored when it returns or raises.
+def run_one(config: RunConfig, threads: int = 1) -> dict:
+    """Trains and evaluates one run on one thread (or ``threads``); returns its result record (no
+    files written). The caller's number of torch threads is restored when it returns or raises.
     """
-    with _torch_threads(1):
+    with _torch_threads(threads):
         return _run_one(config)
 
 
@@ -94,9 +93,9 @@ def _run_one(config: RunConfig) -> dict:
     }
 
 
-def _execute(config: dict) -> dict:
+def _execute(config: dict, threads: int = 1) -> dict:
     """Module-level entry point for workers (Ray pickles it by reference)."""
-    return run_one(RunConfig.from_dict(config))
+    return run_one(RunConfig.from_dict(config), threads)
 
 
 @dataclass
