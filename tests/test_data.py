@@ -61,6 +61,8 @@ def test_read_csv_orders_columns_and_infers_latents(tmp_path):
         ("c,d\n1,2\nnan,1\n", None, r"row 2 \(line 3\), column 'c': non-finite value 'nan'"),
         ("c,d\n1,inf\n", None, r"row 1 \(line 2\), column 'd': non-finite value 'inf'"),
         ("c,d\n1,\n", None, r"column 'd': non-numeric value empty"),
+        ("c,d\n1,2\n3,-1e300\n", None, r"row 2 \(line 3\), column 'd': -1e\+300 overflows float32"),
+        ("c,d\n1,4e38\n", None, r"row 1 \(line 2\), column 'd': 4e\+38 overflows float32"),
         ("c,d\n", None, r"0 data row\(s\), at least 1 needed"),
         ("", None, "empty"),
         ("a,b,c,d\n1,2,3,4\n", None, "none is latent"),
@@ -74,3 +76,13 @@ def test_read_csv_errors_name_row_and_column(tmp_path, text, latent, match):
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="not found"):
         read_csv(tmp_path / "nope.csv", G)
+
+
+def test_read_csv_overflow_depends_on_the_dtype(tmp_path):
+    path = write(tmp_path, "c,d\n1,2\n3,1e300\n4,1e300\n")
+    with pytest.raises(DataError, match=r"1e\+300 overflows float32 .*\(2 such cells\).*rescale"):
+        read_csv(path, G)
+    x, _ = read_csv(path, G, dtype=torch.float64)
+    assert x[1, 1] == 1e300
+    # values whose square overflows are finite data: the model standardises them
+    assert read_csv(write(tmp_path, "c,d\n1,2\n3,1e30\n"), G)[0][1, 1] == torch.tensor(1e30)

@@ -129,8 +129,9 @@ def read_csv(
     node needs a column. Returns ``(x, split)`` with ``x`` in topological order.
 
     Raises:
-        DataError: Unknown or duplicate columns, missing observed columns, NaN, inf or
-            non-numeric cells (with row and column), or fewer than ``min_rows`` rows.
+        DataError: Unknown or duplicate columns, missing observed columns, NaN, inf,
+            non-numeric cells or values that overflow ``dtype`` (with row, file line and column),
+            or fewer than ``min_rows`` rows.
     """
     path = Path(path)
     if not path.exists():
@@ -193,7 +194,23 @@ def read_csv(
                 f"{f' ({int(bad.sum())} bad cells in this column)' if bad.sum() > 1 else ''}"
             )
         values[:, j] = num
-    return torch.from_numpy(values).to(dtype), split
+    x = torch.from_numpy(values).to(dtype)
+    _check_overflow(path, observed, values, x, dtype)
+    return x, split
+
+
+def _check_overflow(path: Path, columns: Sequence[str], values: np.ndarray, x: Tensor, dtype) -> None:
+    """Names the first cell that is finite as read but not in the working ``dtype``."""
+    over = ~torch.isfinite(x).numpy()
+    if over.any():
+        i, j = (int(k[0]) for k in np.nonzero(over))
+        name = str(dtype).removeprefix("torch.")
+        more = f" ({int(over.sum())} such cells)" if over.sum() > 1 else ""
+        raise DataError(
+            f"{path}: row {i + 1} (line {i + 2}), column {columns[j]!r}: {values[i, j]:g} overflows {name} "
+            f"(largest magnitude {torch.finfo(dtype).max:.3g}){more}; "
+            "rescale the column (e.g. a log transform of positive data)"
+        )
 
 
 def write_csv(path: str | Path, columns: Sequence[str], values: Tensor | np.ndarray, **extra) -> None:
