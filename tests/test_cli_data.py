@@ -70,3 +70,61 @@ def test_every_command_names_the_cell_that_overflows(files, tmp_path):
     for args in commands(path)[1:]:
         r = run(*args)
         assert r.exit_code == 2 and "row 5 (line 6), column 'x3': non-finite value 'nan'" in error_line(r)
+
+
+def test_fit_names_its_latent_nodes_and_suggests_near_misses(files, tmp_path):
+    obs = pd.read_csv(files / "obs.csv")
+    # a forgotten column becomes a latent node, and fit says so even without a progress bar
+    obs[["x1", "x2"]].to_csv(tmp_path / "two.csv", index=False)
+    r = run(
+        "fit", "--graph", files / "g.json", "--data", tmp_path / "two.csv", "--out", tmp_path / "a", *FAST
+    )
+    assert r.exit_code == 0, r.output
+    assert "latent nodes (3, nodes without a column): z1, z2, x3" in r.stdout
+    # a typo in the edge list is caught against the unused column
+    edges = tmp_path / "edges.csv"
+    edges.write_text("parent,child\nz1,z2\nz1,x1\nz2,x2\nz2,xthree\nx1,xthree\n")
+    obs.rename(columns={"x3": "xThree"}).to_csv(tmp_path / "typo.csv", index=False)
+    r = run("fit", "--graph", edges, "--data", tmp_path / "typo.csv", "--out", tmp_path / "b", *FAST)
+    assert r.exit_code == 2
+    assert "did you mean 'xThree' for node 'xthree'?" in error_line(r)
+    obs.rename(columns={"x3": "xtree"}).to_csv(tmp_path / "typo.csv", index=False)
+    r = run("fit", "--graph", edges, "--data", tmp_path / "typo.csv", "--out", tmp_path / "b", *FAST)
+    assert "did you mean 'xtree' for node 'xthree'?" in error_line(r)
+
+
+def test_fit_ignores_latent_columns_and_named_columns_only(files, tmp_path):
+    graph = files / "g.json"
+    # the output of `sample` has every node: with --latent its latent columns are dropped
+    out = tmp_path / "a"
+    r = run("fit", "--graph", graph, "--data", files / "all.csv", "--latent", "z1,z2", "--out", out, *FAST)
+    assert r.exit_code == 0, r.output
+    assert "note: ignoring column(s) z1, z2 of all.csv: they are latent nodes" in r.stdout
+    assert "latent nodes (2, from --latent): z1, z2" in r.stdout
+    # other columns are errors unless ignored by name
+    frame = pd.read_csv(files / "obs.csv").assign(site=3.0, batch=1.0)
+    frame.to_csv(tmp_path / "extra.csv", index=False)
+    r = run("fit", "--graph", graph, "--data", tmp_path / "extra.csv", "--out", tmp_path / "b", *FAST)
+    assert r.exit_code == 2
+    line = error_line(r)
+    assert "column 'site' matches no node" in line and "--ignore-columns site,batch" in line
+    r = run(*r_args(graph, tmp_path / "extra.csv", tmp_path / "b"), "--ignore-columns", "site, batch")
+    assert r.exit_code == 0, r.output
+    assert "latent nodes (2, nodes without a column): z1, z2" in r.stdout
+    r = run(
+        "evaluate",
+        tmp_path / "b",
+        "--data",
+        tmp_path / "extra.csv",
+        "-k",
+        2,
+        "--ignore-columns",
+        "site,batch",
+    )
+    assert r.exit_code == 0, r.output
+    r = run(*r_args(graph, tmp_path / "extra.csv", tmp_path / "c"), "--ignore-columns", "site,nope")
+    assert r.exit_code == 2 and "no column 'nope' to ignore" in error_line(r)
+
+
+def r_args(graph, data, out):
+    return ["fit", "--graph", graph, "--data", data, "--out", out, *FAST]

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from sirenvae.data import DataError, latent_split, read_csv, sample_splits, write_csv
+from sirenvae.data import DataError, latent_split, read_csv, read_table, sample_splits, write_csv
 from sirenvae.graph import BayesianNetwork, GraphError, LatentSplit
 from sirenvae.networks import load_network
 
@@ -86,3 +86,54 @@ def test_read_csv_overflow_depends_on_the_dtype(tmp_path):
     assert x[1, 1] == 1e300
     # values whose square overflows are finite data: the model standardises them
     assert read_csv(write(tmp_path, "c,d\n1,2\n3,1e30\n"), G)[0][1, 1] == torch.tensor(1e30)
+
+
+@pytest.mark.parametrize(
+    "header, match",
+    [
+        ("C,d", "did you mean 'C' for node 'c'"),  # case
+        ("c,d,zz", r"column 'zz' matches no node of the graph; nodes are a, b, c, d; .*--ignore-columns zz"),
+    ],
+)
+def test_near_misses_of_nodes_without_a_column(tmp_path, header, match):
+    values = ",".join("1" * len(header.split(",")))
+    with pytest.raises(DataError, match=match):
+        read_csv(write(tmp_path, f"{header}\n{values}\n"), G)
+
+
+def test_near_misses_by_edit_distance(tmp_path):
+    g = BayesianNetwork({"smoking": [], "smokng": [], "cancer": ["smoking", "smokng"]})
+    path = write(tmp_path, "smoknig,cancer\n1,2\n")
+    with pytest.raises(DataError, match="did you mean 'smoknig' for node 'smoking'"):
+        read_csv(path, LatentSplit(g, ["smokng"]))
+    with pytest.raises(
+        DataError, match="did you mean 'smoknig' for node 'smoking'.*; and 'smoknig' for node 'smokng'"
+    ):
+        read_csv(path, g)
+    # whitespace differences
+    g = BayesianNetwork({"z": [], "blood pressure": ["z"], "heart rate": ["z"]})
+    with pytest.raises(DataError, match="did you mean 'bloodpressure' for node 'blood pressure'"):
+        read_csv(write(tmp_path, "heart rate,bloodpressure\n1,2\n"), LatentSplit(g, ["z"]))
+    # names too short for a typo are not guessed at
+    with pytest.raises(DataError) as e:
+        read_csv(write(tmp_path, "c,d,aa\n1,2,3\n"), G)
+    assert "did you mean" not in str(e.value) and "column 'aa' matches no node" in str(e.value)
+
+
+def test_ignored_and_latent_columns(tmp_path, caplog):
+    path = write(tmp_path, "id,c,b,d\nr1,1,2,3\nr2,4,5,6\n")
+    x, split = read_csv(path, G, ignore_columns=["id"])
+    assert split.latent == ("a",) and x.tolist() == [[2, 1, 3], [5, 4, 6]]
+    x, split = read_csv(path, G, ignore_columns=["id", "b"])
+    assert split.latent == ("a", "b") and x.tolist() == [[1, 3], [4, 6]]
+    with pytest.raises(DataError, match="no column 'ID' to ignore; the columns are id, c, b, d"):
+        read_csv(path, G, ignore_columns=["ID"])
+    ab = LatentSplit(G, ["a", "b"])
+    with pytest.raises(DataError, match=r"column\(s\) b are latent nodes.*--ignore-columns b"):
+        read_csv(path, ab, ignore_columns=["id"])
+    table = read_table(path, ab, ignore_columns=["id"], drop_latent_columns=True)
+    assert table.x.tolist() == [[1, 3], [4, 6]]
+    assert table.notices == ("ignoring column(s) b of d.csv: they are latent nodes",)
+    with caplog.at_level("WARNING"):
+        read_csv(path, ab, ignore_columns=["id"], drop_latent_columns=True)
+    assert "ignoring column(s) b" in caplog.text

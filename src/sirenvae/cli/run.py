@@ -15,6 +15,7 @@ from sirenvae.cli.common import (
     console,
     one_of,
     parse_latent,
+    split_list,
     user_errors,
 )
 from sirenvae.models import VARIANTS
@@ -40,9 +41,10 @@ def fit(
     lr: float = typer.Option(3e-3, "--lr", help="Adam's learning rate."),
     batch_size: int = typer.Option(32, "--batch-size", help="Mini-batch size."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
 ) -> None:
     """Train a model on a graph and data; writes checkpoints and the final model to --out."""
-    from sirenvae.data import default_latent_rule, latent_split, read_csv, sample_splits
+    from sirenvae.data import default_latent_rule, latent_split, read_table, sample_splits
     from sirenvae.graph_io import read_graph
     from sirenvae.models import ModelConfig
     from sirenvae.networks import load_network
@@ -72,14 +74,31 @@ def fit(
                 )
             if train_size < 2:
                 raise UsageError(f"--train-size must be at least 2, got {train_size}")
+            if ignore_columns:
+                raise UsageError("--ignore-columns applies to a --data CSV")
             split = latent_split(bn, parse_latent(latent) or default_latent_rule(network))
             x = sample_splits(net, split, train_size=train_size, test_size=0, seed=seed).train
             extra |= {"train_size": train_size, "data": "sampled"}
         else:
             # without --latent, the graph's nodes that have no column in the CSV are the latent ones
             rule = parse_latent(latent)
-            x, split = read_csv(data, bn if rule is None else latent_split(bn, rule), min_rows=2)
+            table = read_table(
+                data,
+                bn if rule is None else latent_split(bn, rule),
+                min_rows=2,
+                ignore_columns=split_list(ignore_columns) or (),
+                drop_latent_columns=True,
+            )
+            x, split = table.x, table.split
+            for notice in table.notices:
+                console.print(f"note: {notice}", markup=False, highlight=False)
             extra |= {"train_size": int(x.shape[0]), "data": str(data)}
+        how = "from --latent" if latent else "nodes without a column" if data else "default rule"
+        console.print(
+            f"latent nodes ({len(split.latent)}, {how}): {', '.join(split.latent)}",
+            markup=False,
+            highlight=False,
+        )
         if progress:
             console.print(
                 f"training {model} on {len(bn)} nodes ({len(split.latent)} latent) with {x.shape[0]} rows "
@@ -108,7 +127,9 @@ def fit(
     )
 
 
-def _test_rows(meta: dict, model, data: Path | None, test_size: int | None):
+def _test_rows(
+    meta: dict, model, data: Path | None, test_size: int | None, ignore_columns: str | None = None
+):
     """The test rows (from ``--data`` or fresh samples of the run's network) and that network."""
     from sirenvae.data import read_csv, sample_splits
     from sirenvae.networks import load_network
@@ -124,7 +145,7 @@ def _test_rows(meta: dict, model, data: Path | None, test_size: int | None):
         split = model.split.on(net.graph)
         x = sample_splits(net, split, train_size=0, test_size=test_size, seed=meta.get("seed", 0)).test
     else:
-        x, _ = read_csv(data, model.split)
+        x, _ = read_csv(data, model.split, ignore_columns=split_list(ignore_columns) or ())
     return x, net
 
 
@@ -135,6 +156,7 @@ def evaluate(
     test_size: int = typer.Option(None, "--test-size", help="Fresh rows from the run's network."),
     importance_samples: int = typer.Option(1000, "--importance-samples", "-k", help="K of the IWAE NLL."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
 ) -> None:
     """Print NLL (IWAE), negative ELBO, reconstruction error and, where known, the oracle NLL."""
     import torch
@@ -147,7 +169,7 @@ def evaluate(
         if importance_samples < 1:
             raise UsageError(f"--importance-samples must be positive, got {importance_samples}")
         model, meta = load_model(run)
-        x, net = _test_rows(meta, model, data, test_size)
+        x, net = _test_rows(meta, model, data, test_size, ignore_columns)
         torch.manual_seed(meta.get("seed", 0))
         result = evaluate_model(model, x, importance_samples=importance_samples)
         same_graph = net is not None and set(net.graph.nodes) == set(model.graph.nodes)
@@ -203,6 +225,7 @@ def posterior(
     n: int = typer.Option(100, "-n", help="Posterior samples per row."),
     output: Path = typer.Option(..., "-o", "--output", help="CSV file to write."),
     seed: int = typer.Option(0, "--seed", help="Seed."),
+    ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
 ) -> None:
     """Posterior mean, sd and samples of every latent for each data row.
 
@@ -220,7 +243,7 @@ def posterior(
             raise UsageError(f"-n must be positive, got {n}")
         check_output(output)
         model, _ = load_model(run)
-        x, _ = read_csv(data, model.split)
+        x, _ = read_csv(data, model.split, ignore_columns=split_list(ignore_columns) or ())
         torch.manual_seed(seed)
         with torch.no_grad():
             z, _ = model.posterior(x, n)  # (n, N, Dz)
