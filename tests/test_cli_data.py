@@ -128,3 +128,25 @@ def test_fit_ignores_latent_columns_and_named_columns_only(files, tmp_path):
 
 def r_args(graph, data, out):
     return ["fit", "--graph", graph, "--data", data, "--out", out, *FAST]
+
+
+def test_fit_refuses_constant_and_binary_columns(files, tmp_path):
+    frame = pd.read_csv(files / "obs.csv")
+    frame.assign(x2=4.25).to_csv(tmp_path / "const.csv", index=False)
+    r = run(*r_args(files / "g.json", tmp_path / "const.csv", tmp_path / "a"))
+    assert r.exit_code == 2 and "constant or near-constant column(s) 'x2' (sd 0 around 4.25)" in error_line(r)
+    assert not (tmp_path / "a").exists()
+    binary = frame.assign(x3=(frame.x3 > 2.5).astype(int), x1=frame.x1.round().clip(-3, 3))
+    binary.to_csv(tmp_path / "binary.csv", index=False)
+    r = run(*r_args(files / "g.json", tmp_path / "binary.csv", tmp_path / "b"))
+    assert r.exit_code == 2
+    assert (
+        "'x3' (values 0, 1) have only 2 distinct values: discrete variables are not modelled" in error_line(r)
+    )
+    r = run(*r_args(files / "g.json", tmp_path / "binary.csv", tmp_path / "b"), "--allow-discrete")
+    assert r.exit_code == 0, r.output
+    note = " ".join(r.stdout.split())
+    assert "note: column(s) 'x1' (6 distinct integers), 'x3' (values 0, 1) look discrete" in note
+    # evaluation data may be anything finite
+    r = run("evaluate", files / "run", "--data", tmp_path / "const.csv", "-k", 2, "--json")
+    assert r.exit_code == 0, r.output

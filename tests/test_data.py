@@ -137,3 +137,28 @@ def test_ignored_and_latent_columns(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         read_csv(path, ab, ignore_columns=["id"], drop_latent_columns=True)
     assert "ignoring column(s) b" in caplog.text
+
+
+def test_training_data_must_vary_and_be_continuous(tmp_path):
+    rows = "\n".join(f"{i % 2},{i},{1 + 1e-12 * i},{i * 0.37}" for i in range(12))
+    path = write(tmp_path, "a,b,c,d\n" + rows + "\n")
+    split = LatentSplit(BayesianNetwork({"z": [], "a": ["z"], "b": ["z"], "c": ["z"], "d": ["z"]}), ["z"])
+    assert read_table(path, split).notices == ()  # evaluation data may be anything finite
+    with pytest.raises(
+        DataError, match=r"constant or near-constant column\(s\) 'c' \(sd 3.61e-12 around 1\)"
+    ):
+        read_table(path, split, training=True)
+    rows = "\n".join(f"{i % 2},{i % 7},{i},{i * 0.37}" for i in range(12))
+    path = write(tmp_path, "a,b,c,d\n" + rows + "\n")
+    with pytest.raises(
+        DataError, match=r"'a' \(values 0, 1\) have only 2 distinct values: discrete .*--allow-discrete"
+    ):
+        read_table(path, split, training=True)
+    table = read_table(path, split, training=True, allow_discrete=True)
+    assert table.notices == (
+        "column(s) 'b' (7 distinct integers), 'a' (values 0, 1) look discrete; "
+        "the model treats them as continuous",
+    )
+    path = write(tmp_path, "a,b,c,d\n1,2,3,4\n1,3,4,5\n")
+    with pytest.raises(DataError, match=r"'a' \(sd 0 around 1\)"):
+        read_table(path, split, training=True)

@@ -170,6 +170,8 @@ def read_table(
     dtype: torch.dtype = torch.float32,
     ignore_columns: Sequence[str] = (),
     drop_latent_columns: bool = False,
+    training: bool = False,
+    allow_discrete: bool = False,
 ) -> Table:
     """Reads a CSV file as :func:`read_csv` does, with the notices for the user.
 
@@ -178,6 +180,11 @@ def read_table(
     edit distance 2) is an error that suggests the column. Columns of latent nodes (given a split)
     are an error, or with ``drop_latent_columns`` ignored with a notice (so that the output of
     ``sample``, which has every node, can be read back).
+
+    Training data (``training``) must vary: constant or near-constant columns (standard deviation
+    below ``1e-8 * (1 + |mean|)``) are an error, and so are columns with at most 2 distinct values
+    (discrete variables are not modelled) unless ``allow_discrete``; integer-valued columns with at
+    most 10 distinct values get a notice.
     """
     path = Path(path)
     if not path.exists():
@@ -236,7 +243,42 @@ def read_table(
         values[:, j] = num
     x = torch.from_numpy(values).to(dtype)
     _check_overflow(path, observed, values, x, dtype)
+    if training:
+        notices += _check_training_columns(path, observed, values, allow_discrete)
     return Table(x, split, tuple(notices))
+
+
+def _check_training_columns(
+    path: Path, columns: Sequence[str], values: np.ndarray, allow_discrete: bool
+) -> list[str]:
+    """Refuses columns a continuous model cannot learn from; notices for columns that look discrete."""
+    constant, discrete, few = [], [], []
+    for j, c in enumerate(columns):
+        col = values[:, j]
+        distinct = np.unique(col)
+        mean, sd = float(col.mean()), float(col.std(ddof=1)) if len(col) > 1 else 0.0
+        if len(distinct) < 2 or sd < 1e-8 * (1 + abs(mean)):
+            constant.append(f"{c!r} (sd {sd:.3g} around {mean:.6g})")
+        elif len(distinct) <= 2:
+            discrete.append(f"{c!r} (values {distinct[0]:g}, {distinct[1]:g})")
+        elif len(distinct) <= 10 and np.all(distinct == np.round(distinct)):
+            few.append(f"{c!r} ({len(distinct)} distinct integers)")
+    if constant:
+        raise DataError(
+            f"{path}: constant or near-constant column(s) {', '.join(constant)}: nothing to learn and "
+            "an unbounded likelihood; drop them from the data (their nodes then become latent) or "
+            "check the file"
+        )
+    if discrete and not allow_discrete:
+        raise DataError(
+            f"{path}: column(s) {', '.join(discrete)} have only 2 distinct values: discrete variables "
+            "are not modelled yet (a continuous density on them has an unbounded likelihood); pass "
+            "--allow-discrete to treat them as continuous anyway"
+        )
+    few += discrete
+    if few:
+        return [f"column(s) {', '.join(few)} look discrete; the model treats them as continuous"]
+    return []
 
 
 def _first_duplicate(names: Sequence[str]) -> str | None:

@@ -42,6 +42,9 @@ def fit(
     batch_size: int = typer.Option(32, "--batch-size", help="Mini-batch size."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
+    allow_discrete: bool = typer.Option(
+        False, "--allow-discrete", help="Fit columns with 2 distinct values as continuous."
+    ),
 ) -> None:
     """Train a model on a graph and data; writes checkpoints and the final model to --out."""
     from sirenvae.data import default_latent_rule, latent_split, read_table, sample_splits
@@ -88,6 +91,8 @@ def fit(
                 min_rows=2,
                 ignore_columns=split_list(ignore_columns) or (),
                 drop_latent_columns=True,
+                training=True,
+                allow_discrete=allow_discrete,
             )
             x, split = table.x, table.split
             for notice in table.notices:
