@@ -150,3 +150,46 @@ def test_fit_refuses_constant_and_binary_columns(files, tmp_path):
     # evaluation data may be anything finite
     r = run("evaluate", files / "run", "--data", tmp_path / "const.csv", "-k", 2, "--json")
     assert r.exit_code == 0, r.output
+
+
+def test_excel_files_with_ids_and_spaced_latent_lists(files, tmp_path):
+    frame = pd.read_csv(files / "all.csv")
+    frame.insert(0, "patient", [f"p{i:03d}" for i in range(len(frame))])
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + frame.to_csv(index=False).encode())
+    run_dir = tmp_path / "run"
+    r = run(*r_args(files / "g.json", path, run_dir), "--latent", "z1, z2 ", "--id-column", "patient")
+    assert r.exit_code == 0, r.output
+    assert "latent nodes (2, from --latent): z1, z2" in r.stdout
+    new = frame.drop(columns=["z1", "z2"]).iloc[:5]
+    new.to_csv(tmp_path / "new.csv", index=False)
+    out = tmp_path / "post.csv"
+    r = run(
+        "posterior", run_dir, "--data", tmp_path / "new.csv", "-n", 2, "-o", out, "--id-column", "patient"
+    )
+    assert r.exit_code == 0, r.output
+    post = pd.read_csv(out)
+    assert list(post.columns) == ["row", "patient", "statistic", "z1", "z2"]
+    assert list(post.patient[post.statistic == "mean"]) == ["p000", "p001", "p002", "p003", "p004"]
+    r = run("evaluate", run_dir, "--data", tmp_path / "new.csv", "-k", 2, "--id-column", "patient", "--json")
+    assert r.exit_code == 0, r.output
+    r = run("evaluate", run_dir, "--data", tmp_path / "new.csv", "-k", 2)
+    assert r.exit_code == 2 and "column 'patient' matches no node" in error_line(r)
+    r = run("posterior", run_dir, "--data", tmp_path / "new.csv", "-o", out, "--id-column", "z1")
+    assert r.exit_code == 2 and "--id-column 'z1' would clash" in error_line(r)
+    new.rename(columns={"patient": "row"}).to_csv(tmp_path / "rows.csv", index=False)
+    r = run(
+        "posterior",
+        run_dir,
+        "--data",
+        tmp_path / "rows.csv",
+        "-n",
+        1,
+        "-o",
+        tmp_path / "p2.csv",
+        "--id-column",
+        "row",
+    )
+    assert r.exit_code == 0, r.output
+    post = pd.read_csv(tmp_path / "p2.csv")
+    assert list(post.columns) == ["row", "statistic", "z1", "z2"] and post.row.iloc[-1] == "p004"

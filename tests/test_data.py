@@ -162,3 +162,18 @@ def test_training_data_must_vary_and_be_continuous(tmp_path):
     path = write(tmp_path, "a,b,c,d\n1,2,3,4\n1,3,4,5\n")
     with pytest.raises(DataError, match=r"'a' \(sd 0 around 1\)"):
         read_table(path, split, training=True)
+
+
+def test_byte_order_mark_and_id_column(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbfid,c,d\r\nr1,1,2\r\nr2,3,4\r\n")
+    table = read_table(path, G, id_column="id")
+    assert table.ids == ("r1", "r2") and table.id_column == "id" and table.notices == ()
+    assert table.x.tolist() == [[1, 2], [3, 4]] and table.split.latent == ("a", "b")
+    assert read_csv(path, G, ignore_columns=["id"])[0].tolist() == [[1, 2], [3, 4]]
+    with pytest.raises(DataError, match="no ID column 'ID'; the columns are id, c, d"):
+        read_table(path, G, id_column="ID")
+    path = write(tmp_path, "c,d,id\n1,2,x\n3,4,x\n")
+    assert read_table(path, G, id_column="id").notices == (
+        "the ID column 'id' repeats 'x': IDs do not tell its rows apart",
+    )

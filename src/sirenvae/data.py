@@ -130,11 +130,15 @@ class Table:
         x: The observed nodes' values, ``(rows, observed)`` in topological order.
         split: The latent/observed split (given, or inferred from the columns).
         notices: One-line messages for the user (columns ignored, likely discrete columns).
+        ids: The cells of the ID column, one per row (``None`` without an ID column).
+        id_column: The name of the ID column.
     """
 
     x: Tensor
     split: LatentSplit
     notices: tuple[str, ...] = ()
+    ids: tuple[str, ...] | None = None
+    id_column: str | None = None
 
 
 def read_csv(
@@ -169,13 +173,16 @@ def read_table(
     min_rows: int = 1,
     dtype: torch.dtype = torch.float32,
     ignore_columns: Sequence[str] = (),
+    id_column: str | None = None,
     drop_latent_columns: bool = False,
     training: bool = False,
     allow_discrete: bool = False,
 ) -> Table:
-    """Reads a CSV file as :func:`read_csv` does, with the notices for the user.
+    """Reads a CSV file as :func:`read_csv` does, with the notices for the user and row IDs.
 
-    Every column must be a node of the graph unless named in ``ignore_columns``. A node without a
+    A UTF-8 byte order mark (as Excel writes) is skipped. Every column must be a node of the graph
+    unless named in ``ignore_columns`` or ``id_column``; the cells of the latter are returned as
+    ``ids``. A node without a
     column whose name is a near miss of an unused column (equal up to case or whitespace, or within
     edit distance 2) is an error that suggests the column. Columns of latent nodes (given a split)
     are an error, or with ``drop_latent_columns`` ignored with a notice (so that the output of
@@ -190,14 +197,14 @@ def read_table(
     if not path.exists():
         raise DataError(f"data file not found: {path}")
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not a readable CSV file ({e})") from None
     split = graph if isinstance(graph, LatentSplit) else None
     graph = graph.graph if isinstance(graph, LatentSplit) else graph
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         header = next(csv.reader(f), [])
     columns = [c.strip() for c in header]
     first = _first_duplicate(columns)
@@ -205,8 +212,17 @@ def read_table(
         raise DataError(f"{path}: column {first!r} appears twice")
     df.columns = columns
     ignored = _ignored(path, columns, ignore_columns)
-    used = [c for c in columns if c not in ignored]
     notices = []
+    ids = None
+    if id_column is not None:
+        if id_column not in columns:
+            raise DataError(f"{path}: no ID column {id_column!r}; the columns are {_preview(columns)}")
+        ignored.add(id_column)
+        ids = tuple(df[id_column].str.strip())
+        if len(set(ids)) < len(ids):
+            dup = _first_duplicate(ids)
+            notices.append(f"the ID column {id_column!r} repeats {dup!r}: IDs do not tell its rows apart")
+    used = [c for c in columns if c not in ignored]
     if split is not None and drop_latent_columns:
         dropped = [c for c in used if c in split.latent]
         if dropped:
@@ -245,7 +261,7 @@ def read_table(
     _check_overflow(path, observed, values, x, dtype)
     if training:
         notices += _check_training_columns(path, observed, values, allow_discrete)
-    return Table(x, split, tuple(notices))
+    return Table(x, split, tuple(notices), ids, id_column)
 
 
 def _check_training_columns(
