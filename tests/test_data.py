@@ -177,3 +177,12 @@ def test_byte_order_mark_and_id_column(tmp_path):
     assert read_table(path, G, id_column="id").notices == (
         "the ID column 'id' repeats 'x': IDs do not tell its rows apart",
     )
+
+
+def test_file_lines_count_blank_lines_and_quoted_line_breaks(tmp_path):
+    path = write(tmp_path, 'id,c,d\nr1,1,2\n\n"two\nlines",3,4\n   \nr3,5,x\n')
+    with pytest.raises(DataError, match=r"row 3 \(line 7\), column 'd': non-numeric value 'x'"):
+        read_csv(path, G, id_column="id")
+    path = write(tmp_path, "c,d\n1,2\n\n3,1e39\n")
+    with pytest.raises(DataError, match=r"row 2 \(line 4\), column 'd': 1e\+39 overflows float32"):
+        read_csv(path, G)

@@ -205,7 +205,12 @@ def read_table(
     split = graph if isinstance(graph, LatentSplit) else None
     graph = graph.graph if isinstance(graph, LatentSplit) else graph
     with open(path, newline="", encoding="utf-8-sig") as f:
-        header = next(csv.reader(f), [])
+        reader = csv.reader(f)
+        header = next(reader, [])
+        # the file line of each data row: pandas skips blank lines (and so must the count)
+        lines = [reader.line_num for row in reader if len(row) > 1 or row and row[0].strip()]
+    if len(lines) != len(df):
+        lines = list(range(2, len(df) + 2))
     columns = [c.strip() for c in header]
     first = _first_duplicate(columns)
     if first is not None:
@@ -253,12 +258,12 @@ def read_table(
             what = "empty" if raw.iloc[i] == "" else repr(raw.iloc[i])
             kind = "non-numeric" if np.isnan(num[i]) and raw.iloc[i].lower() not in ("nan",) else "non-finite"
             raise DataError(
-                f"{path}: row {i + 1} (line {i + 2}), column {v!r}: {kind} value {what}"
+                f"{path}: row {i + 1} (line {lines[i]}), column {v!r}: {kind} value {what}"
                 f"{f' ({int(bad.sum())} bad cells in this column)' if bad.sum() > 1 else ''}"
             )
         values[:, j] = num
     x = torch.from_numpy(values).to(dtype)
-    _check_overflow(path, observed, values, x, dtype)
+    _check_overflow(path, observed, values, x, dtype, lines)
     if training:
         notices += _check_training_columns(path, observed, values, allow_discrete)
     return Table(x, split, tuple(notices), ids, id_column)
@@ -367,7 +372,9 @@ def _edit_distance(a: str, b: str) -> int:
     return d[-1][-1]
 
 
-def _check_overflow(path: Path, columns: Sequence[str], values: np.ndarray, x: Tensor, dtype) -> None:
+def _check_overflow(
+    path: Path, columns: Sequence[str], values: np.ndarray, x: Tensor, dtype, lines: Sequence[int]
+) -> None:
     """Names the first cell that is finite as read but not in the working ``dtype``."""
     over = ~torch.isfinite(x).numpy()
     if over.any():
@@ -375,8 +382,8 @@ def _check_overflow(path: Path, columns: Sequence[str], values: np.ndarray, x: T
         name = str(dtype).removeprefix("torch.")
         more = f" ({int(over.sum())} such cells)" if over.sum() > 1 else ""
         raise DataError(
-            f"{path}: row {i + 1} (line {i + 2}), column {columns[j]!r}: {values[i, j]:g} overflows {name} "
-            f"(largest magnitude {torch.finfo(dtype).max:.3g}){more}; "
+            f"{path}: row {i + 1} (line {lines[i]}), column {columns[j]!r}: {values[i, j]:g} overflows "
+            f"{name} (largest magnitude {torch.finfo(dtype).max:.3g}){more}; "
             "rescale the column (e.g. a log transform of positive data)"
         )
 
