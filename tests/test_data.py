@@ -186,3 +186,14 @@ def test_file_lines_count_blank_lines_and_quoted_line_breaks(tmp_path):
     path = write(tmp_path, "c,d\n1,2\n\n3,1e39\n")
     with pytest.raises(DataError, match=r"row 2 \(line 4\), column 'd': 1e\+39 overflows float32"):
         read_csv(path, G)
+
+
+def test_latent_nodes_named_like_a_column_get_a_notice(tmp_path):
+    g = BayesianNetwork(
+        {"smoking": [], "smokng": [], "cancer": ["smoking", "smokng"], "x1": [], "x2": ["x1"]}
+    )
+    table = read_table(write(tmp_path, "smoking,cancer,x1\n1,2,3\n"), g)
+    assert table.split.latent == ("smokng", "x2")
+    assert table.notices == (
+        "latent node 'smokng' is named like column 'smoking': is 'smokng' a typo in the graph?",
+    )

@@ -245,6 +245,12 @@ def read_table(
             split = LatentSplit(graph, unseen)
         except GraphError as e:
             raise DataError(f"{path}: {e}") from None
+        notices += [
+            f"latent node {v!r} is named like column {c!r}: is {v!r} a typo in the graph?"
+            for v in unseen
+            for c in used
+            if _near_miss(c, v)
+        ]
     if len(df) < min_rows:
         raise DataError(f"{path}: {len(df)} data row(s), at least {min_rows} needed")
     observed = split.observed
