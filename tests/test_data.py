@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from sirenvae.data import DataError, latent_split, read_csv, sample_splits, write_csv
+from sirenvae.data import DataError, latent_split, read_csv, read_table, sample_splits, write_csv
 from sirenvae.graph import BayesianNetwork, GraphError, LatentSplit
 from sirenvae.networks import load_network
 
@@ -61,6 +61,8 @@ def test_read_csv_orders_columns_and_infers_latents(tmp_path):
         ("c,d\n1,2\nnan,1\n", None, r"row 2 \(line 3\), column 'c': non-finite value 'nan'"),
         ("c,d\n1,inf\n", None, r"row 1 \(line 2\), column 'd': non-finite value 'inf'"),
         ("c,d\n1,\n", None, r"column 'd': non-numeric value empty"),
+        ("c,d\n1,2\n3,-1e300\n", None, r"row 2 \(line 3\), column 'd': -1e\+300 overflows float32"),
+        ("c,d\n1,4e38\n", None, r"row 1 \(line 2\), column 'd': 4e\+38 overflows float32"),
         ("c,d\n", None, r"0 data row\(s\), at least 1 needed"),
         ("", None, "empty"),
         ("a,b,c,d\n1,2,3,4\n", None, "none is latent"),
@@ -74,3 +76,124 @@ def test_read_csv_errors_name_row_and_column(tmp_path, text, latent, match):
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="not found"):
         read_csv(tmp_path / "nope.csv", G)
+
+
+def test_read_csv_overflow_depends_on_the_dtype(tmp_path):
+    path = write(tmp_path, "c,d\n1,2\n3,1e300\n4,1e300\n")
+    with pytest.raises(DataError, match=r"1e\+300 overflows float32 .*\(2 such cells\).*rescale"):
+        read_csv(path, G)
+    x, _ = read_csv(path, G, dtype=torch.float64)
+    assert x[1, 1] == 1e300
+    # values whose square overflows are finite data: the model standardises them
+    assert read_csv(write(tmp_path, "c,d\n1,2\n3,1e30\n"), G)[0][1, 1] == torch.tensor(1e30)
+
+
+@pytest.mark.parametrize(
+    "header, match",
+    [
+        ("C,d", "did you mean 'C' for node 'c'"),  # case
+        ("c,d,zz", r"column 'zz' matches no node of the graph; nodes are a, b, c, d; .*--ignore-columns zz"),
+    ],
+)
+def test_near_misses_of_nodes_without_a_column(tmp_path, header, match):
+    values = ",".join("1" * len(header.split(",")))
+    with pytest.raises(DataError, match=match):
+        read_csv(write(tmp_path, f"{header}\n{values}\n"), G)
+
+
+def test_near_misses_by_edit_distance(tmp_path):
+    g = BayesianNetwork({"smoking": [], "smokng": [], "cancer": ["smoking", "smokng"]})
+    path = write(tmp_path, "smoknig,cancer\n1,2\n")
+    with pytest.raises(DataError, match="did you mean 'smoknig' for node 'smoking'"):
+        read_csv(path, LatentSplit(g, ["smokng"]))
+    with pytest.raises(
+        DataError, match="did you mean 'smoknig' for node 'smoking'.*; and 'smoknig' for node 'smokng'"
+    ):
+        read_csv(path, g)
+    # whitespace differences
+    g = BayesianNetwork({"z": [], "blood pressure": ["z"], "heart rate": ["z"]})
+    with pytest.raises(DataError, match="did you mean 'bloodpressure' for node 'blood pressure'"):
+        read_csv(write(tmp_path, "heart rate,bloodpressure\n1,2\n"), LatentSplit(g, ["z"]))
+    # names too short for a typo are not guessed at
+    with pytest.raises(DataError) as e:
+        read_csv(write(tmp_path, "c,d,aa\n1,2,3\n"), G)
+    assert "did you mean" not in str(e.value) and "column 'aa' matches no node" in str(e.value)
+
+
+def test_ignored_and_latent_columns(tmp_path, caplog):
+    path = write(tmp_path, "id,c,b,d\nr1,1,2,3\nr2,4,5,6\n")
+    x, split = read_csv(path, G, ignore_columns=["id"])
+    assert split.latent == ("a",) and x.tolist() == [[2, 1, 3], [5, 4, 6]]
+    x, split = read_csv(path, G, ignore_columns=["id", "b"])
+    assert split.latent == ("a", "b") and x.tolist() == [[1, 3], [4, 6]]
+    with pytest.raises(DataError, match="no column 'ID' to ignore; the columns are id, c, b, d"):
+        read_csv(path, G, ignore_columns=["ID"])
+    ab = LatentSplit(G, ["a", "b"])
+    with pytest.raises(DataError, match=r"column\(s\) b are latent nodes.*--ignore-columns b"):
+        read_csv(path, ab, ignore_columns=["id"])
+    table = read_table(path, ab, ignore_columns=["id"], drop_latent_columns=True)
+    assert table.x.tolist() == [[1, 3], [4, 6]]
+    assert table.notices == ("ignoring column(s) b of d.csv: they are latent nodes",)
+    with caplog.at_level("WARNING"):
+        read_csv(path, ab, ignore_columns=["id"], drop_latent_columns=True)
+    assert "ignoring column(s) b" in caplog.text
+
+
+def test_training_data_must_vary_and_be_continuous(tmp_path):
+    rows = "\n".join(f"{i % 2},{i},{1 + 1e-12 * i},{i * 0.37}" for i in range(12))
+    path = write(tmp_path, "a,b,c,d\n" + rows + "\n")
+    split = LatentSplit(BayesianNetwork({"z": [], "a": ["z"], "b": ["z"], "c": ["z"], "d": ["z"]}), ["z"])
+    assert read_table(path, split).notices == ()  # evaluation data may be anything finite
+    with pytest.raises(
+        DataError, match=r"constant or near-constant column\(s\) 'c' \(sd 3.61e-12 around 1\)"
+    ):
+        read_table(path, split, training=True)
+    rows = "\n".join(f"{i % 2},{i % 7},{i},{i * 0.37}" for i in range(12))
+    path = write(tmp_path, "a,b,c,d\n" + rows + "\n")
+    with pytest.raises(
+        DataError, match=r"'a' \(values 0, 1\) have only 2 distinct values: discrete .*--allow-discrete"
+    ):
+        read_table(path, split, training=True)
+    table = read_table(path, split, training=True, allow_discrete=True)
+    assert table.notices == (
+        "column(s) 'b' (7 distinct integers), 'a' (values 0, 1) look discrete; "
+        "the model treats them as continuous",
+    )
+    path = write(tmp_path, "a,b,c,d\n1,2,3,4\n1,3,4,5\n")
+    with pytest.raises(DataError, match=r"'a' \(sd 0 around 1\)"):
+        read_table(path, split, training=True)
+
+
+def test_byte_order_mark_and_id_column(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbfid,c,d\r\nr1,1,2\r\nr2,3,4\r\n")
+    table = read_table(path, G, id_column="id")
+    assert table.ids == ("r1", "r2") and table.id_column == "id" and table.notices == ()
+    assert table.x.tolist() == [[1, 2], [3, 4]] and table.split.latent == ("a", "b")
+    assert read_csv(path, G, ignore_columns=["id"])[0].tolist() == [[1, 2], [3, 4]]
+    with pytest.raises(DataError, match="no ID column 'ID'; the columns are id, c, d"):
+        read_table(path, G, id_column="ID")
+    path = write(tmp_path, "c,d,id\n1,2,x\n3,4,x\n")
+    assert read_table(path, G, id_column="id").notices == (
+        "the ID column 'id' repeats 'x': IDs do not tell its rows apart",
+    )
+
+
+def test_file_lines_count_blank_lines_and_quoted_line_breaks(tmp_path):
+    path = write(tmp_path, 'id,c,d\nr1,1,2\n\n"two\nlines",3,4\n   \nr3,5,x\n')
+    with pytest.raises(DataError, match=r"row 3 \(line 7\), column 'd': non-numeric value 'x'"):
+        read_csv(path, G, id_column="id")
+    path = write(tmp_path, "c,d\n1,2\n\n3,1e39\n")
+    with pytest.raises(DataError, match=r"row 2 \(line 4\), column 'd': 1e\+39 overflows float32"):
+        read_csv(path, G)
+
+
+def test_latent_nodes_named_like_a_column_get_a_notice(tmp_path):
+    g = BayesianNetwork(
+        {"smoking": [], "smokng": [], "cancer": ["smoking", "smokng"], "x1": [], "x2": ["x1"]}
+    )
+    table = read_table(write(tmp_path, "smoking,cancer,x1\n1,2,3\n"), g)
+    assert table.split.latent == ("smokng", "x2")
+    assert table.notices == (
+        "latent node 'smokng' is named like column 'smoking': is 'smokng' a typo in the graph?",
+    )

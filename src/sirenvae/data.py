@@ -6,6 +6,7 @@ Data are kept on their raw scale. Observed columns are always in the graph's top
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +23,17 @@ __all__ = [
     "LATENT_RULES",
     "DataError",
     "Splits",
+    "Table",
     "default_latent_rule",
     "latent_split",
     "read_csv",
+    "read_table",
     "sample_splits",
     "write_csv",
 ]
+
+
+_log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -116,49 +122,120 @@ def sample_splits(
     )
 
 
+@dataclass(frozen=True)
+class Table:
+    """A CSV file read against a graph.
+
+    Attributes:
+        x: The observed nodes' values, ``(rows, observed)`` in topological order.
+        split: The latent/observed split (given, or inferred from the columns).
+        notices: One-line messages for the user (columns ignored, likely discrete columns).
+        ids: The cells of the ID column, one per row (``None`` without an ID column).
+        id_column: The name of the ID column.
+    """
+
+    x: Tensor
+    split: LatentSplit
+    notices: tuple[str, ...] = ()
+    ids: tuple[str, ...] | None = None
+    id_column: str | None = None
+
+
 def read_csv(
     path: str | Path,
     graph: BayesianNetwork | LatentSplit,
     *,
     min_rows: int = 1,
     dtype: torch.dtype = torch.float32,
+    **options,
 ) -> tuple[Tensor, LatentSplit]:
     """Reads observed data from a CSV file with a header of node names.
 
     Given a graph, its nodes without a column are the latent ones; given a split, every observed
-    node needs a column. Returns ``(x, split)`` with ``x`` in topological order.
+    node needs a column. Returns ``(x, split)`` with ``x`` in topological order; ``options`` are
+    those of :func:`read_table`, whose notices are logged as warnings here.
 
     Raises:
-        DataError: Unknown or duplicate columns, missing observed columns, NaN, inf or
-            non-numeric cells (with row and column), or fewer than ``min_rows`` rows.
+        DataError: Unknown or duplicate columns, missing observed columns, NaN, inf,
+            non-numeric cells or values that overflow ``dtype`` (with row, file line and column),
+            or fewer than ``min_rows`` rows.
+    """
+    table = read_table(path, graph, min_rows=min_rows, dtype=dtype, **options)
+    for notice in table.notices:
+        _log.warning(notice)
+    return table.x, table.split
+
+
+def read_table(
+    path: str | Path,
+    graph: BayesianNetwork | LatentSplit,
+    *,
+    min_rows: int = 1,
+    dtype: torch.dtype = torch.float32,
+    ignore_columns: Sequence[str] = (),
+    id_column: str | None = None,
+    drop_latent_columns: bool = False,
+    training: bool = False,
+    allow_discrete: bool = False,
+) -> Table:
+    """Reads a CSV file as :func:`read_csv` does, with the notices for the user and row IDs.
+
+    A UTF-8 byte order mark (as Excel writes) is skipped. Every column must be a node of the graph
+    unless named in ``ignore_columns`` or ``id_column``; the cells of the latter are returned as
+    ``ids``. A node without a
+    column whose name is a near miss of an unused column (equal up to case or whitespace, or within
+    edit distance 2) is an error that suggests the column. Columns of latent nodes (given a split)
+    are an error, or with ``drop_latent_columns`` ignored with a notice (so that the output of
+    ``sample``, which has every node, can be read back).
+
+    Training data (``training``) must vary: constant or near-constant columns (standard deviation
+    below ``1e-8 * (1 + |mean|)``) are an error, and so are columns with at most 2 distinct values
+    (discrete variables are not modelled) unless ``allow_discrete``; integer-valued columns with at
+    most 10 distinct values get a notice.
     """
     path = Path(path)
     if not path.exists():
         raise DataError(f"data file not found: {path}")
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not a readable CSV file ({e})") from None
     split = graph if isinstance(graph, LatentSplit) else None
     graph = graph.graph if isinstance(graph, LatentSplit) else graph
-    with open(path, newline="") as f:
-        header = next(csv.reader(f), [])
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
+        # the file line of each data row: pandas skips blank lines (and so must the count)
+        lines = [reader.line_num for row in reader if len(row) > 1 or row and row[0].strip()]
+    if len(lines) != len(df):
+        lines = list(range(2, len(df) + 2))
     columns = [c.strip() for c in header]
-    seen: set[str] = set()
-    for c in columns:
-        if c in seen:
-            raise DataError(f"{path}: column {c!r} appears twice")
-        seen.add(c)
-        if c not in graph:
-            raise DataError(
-                f"{path}: column {c!r} matches no node of the graph; "
-                f"nodes are {', '.join(graph.nodes[:8])}{' ...' if len(graph) > 8 else ''}"
-            )
+    first = _first_duplicate(columns)
+    if first is not None:
+        raise DataError(f"{path}: column {first!r} appears twice")
     df.columns = columns
+    ignored = _ignored(path, columns, ignore_columns)
+    notices = []
+    ids = None
+    if id_column is not None:
+        if id_column not in columns:
+            raise DataError(f"{path}: no ID column {id_column!r}; the columns are {_preview(columns)}")
+        ignored.add(id_column)
+        ids = tuple(df[id_column].str.strip())
+        if len(set(ids)) < len(ids):
+            dup = _first_duplicate(ids)
+            notices.append(f"the ID column {id_column!r} repeats {dup!r}: IDs do not tell its rows apart")
+    used = [c for c in columns if c not in ignored]
+    if split is not None and drop_latent_columns:
+        dropped = [c for c in used if c in split.latent]
+        if dropped:
+            notices.append(f"ignoring column(s) {', '.join(dropped)} of {path.name}: they are latent nodes")
+            used = [c for c in used if c not in dropped]
+    _check_columns(path, graph, split, used)
     if split is None:
-        unseen = [v for v in graph.nodes if v not in seen]
+        unseen = [v for v in graph.nodes if v not in used]
         if not unseen:
             raise DataError(
                 f"{path}: every node of the graph has a column, so none is latent; name the latent "
@@ -168,17 +245,15 @@ def read_csv(
             split = LatentSplit(graph, unseen)
         except GraphError as e:
             raise DataError(f"{path}: {e}") from None
-    latent, observed = split.latent, split.observed
-    missing = [v for v in observed if v not in seen]
-    if missing:
-        raise DataError(f"{path}: observed node(s) without a column: {', '.join(missing)}")
-    extra = [c for c in columns if c in set(latent)]
-    if extra:
-        raise DataError(
-            f"{path}: column(s) {', '.join(extra)} are latent nodes; drop them or leave them out of --latent"
-        )
+        notices += [
+            f"latent node {v!r} is named like column {c!r}: is {v!r} a typo in the graph?"
+            for v in unseen
+            for c in used
+            if _near_miss(c, v)
+        ]
     if len(df) < min_rows:
         raise DataError(f"{path}: {len(df)} data row(s), at least {min_rows} needed")
+    observed = split.observed
     values = np.empty((len(df), len(observed)), dtype=np.float64)
     for j, v in enumerate(observed):
         raw = df[v].str.strip()
@@ -189,11 +264,134 @@ def read_csv(
             what = "empty" if raw.iloc[i] == "" else repr(raw.iloc[i])
             kind = "non-numeric" if np.isnan(num[i]) and raw.iloc[i].lower() not in ("nan",) else "non-finite"
             raise DataError(
-                f"{path}: row {i + 1} (line {i + 2}), column {v!r}: {kind} value {what}"
+                f"{path}: row {i + 1} (line {lines[i]}), column {v!r}: {kind} value {what}"
                 f"{f' ({int(bad.sum())} bad cells in this column)' if bad.sum() > 1 else ''}"
             )
         values[:, j] = num
-    return torch.from_numpy(values).to(dtype), split
+    x = torch.from_numpy(values).to(dtype)
+    _check_overflow(path, observed, values, x, dtype, lines)
+    if training:
+        notices += _check_training_columns(path, observed, values, allow_discrete)
+    return Table(x, split, tuple(notices), ids, id_column)
+
+
+def _check_training_columns(
+    path: Path, columns: Sequence[str], values: np.ndarray, allow_discrete: bool
+) -> list[str]:
+    """Refuses columns a continuous model cannot learn from; notices for columns that look discrete."""
+    constant, discrete, few = [], [], []
+    for j, c in enumerate(columns):
+        col = values[:, j]
+        distinct = np.unique(col)
+        mean, sd = float(col.mean()), float(col.std(ddof=1)) if len(col) > 1 else 0.0
+        if len(distinct) < 2 or sd < 1e-8 * (1 + abs(mean)):
+            constant.append(f"{c!r} (sd {sd:.3g} around {mean:.6g})")
+        elif len(distinct) <= 2:
+            discrete.append(f"{c!r} (values {distinct[0]:g}, {distinct[1]:g})")
+        elif len(distinct) <= 10 and np.all(distinct == np.round(distinct)):
+            few.append(f"{c!r} ({len(distinct)} distinct integers)")
+    if constant:
+        raise DataError(
+            f"{path}: constant or near-constant column(s) {', '.join(constant)}: nothing to learn and "
+            "an unbounded likelihood; drop them from the data (their nodes then become latent) or "
+            "check the file"
+        )
+    if discrete and not allow_discrete:
+        raise DataError(
+            f"{path}: column(s) {', '.join(discrete)} have only 2 distinct values: discrete variables "
+            "are not modelled yet (a continuous density on them has an unbounded likelihood); pass "
+            "--allow-discrete to treat them as continuous anyway"
+        )
+    few += discrete
+    if few:
+        return [f"column(s) {', '.join(few)} look discrete; the model treats them as continuous"]
+    return []
+
+
+def _first_duplicate(names: Sequence[str]) -> str | None:
+    seen: set[str] = set()
+    for c in names:
+        if c in seen:
+            return c
+        seen.add(c)
+    return None
+
+
+def _ignored(path: Path, columns: Sequence[str], names: Sequence[str]) -> set[str]:
+    """The columns the user asked to skip; each must exist."""
+    for name in names:
+        if name not in columns:
+            raise DataError(f"{path}: no column {name!r} to ignore; the columns are {_preview(columns)}")
+    return set(names)
+
+
+def _check_columns(path: Path, graph: BayesianNetwork, split: LatentSplit | None, used: list[str]) -> None:
+    """Every used column names a node, and every observed node has a column (with suggestions)."""
+    unknown = [c for c in used if c not in graph]
+    present = set(used)
+    if split is None:
+        without = [v for v in graph.nodes if v not in present]
+    else:
+        without = [v for v in split.observed if v not in present]
+        latent = [c for c in used if c in split.latent]
+        if latent:
+            raise DataError(
+                f"{path}: column(s) {', '.join(latent)} are latent nodes; drop them, leave them out of "
+                f"--latent, or pass --ignore-columns {','.join(latent)}"
+            )
+    pairs = [(c, v) for v in without for c in unknown if _near_miss(c, v)]
+    if pairs:
+        c, v = pairs[0]
+        also = "".join(f"; and {c2!r} for node {v2!r}?" for c2, v2 in pairs[1:])
+        raise DataError(
+            f"{path}: column {c!r} matches no node of the graph and node {v!r} has no column: did you "
+            f"mean {c!r} for node {v!r}?{also} Rename the column or the node so that they agree"
+        )
+    if unknown:
+        raise DataError(
+            f"{path}: column {unknown[0]!r} matches no node of the graph"
+            f"{f' (nor do {len(unknown) - 1} more)' if len(unknown) > 1 else ''}; nodes are "
+            f"{_preview(graph.nodes)}; drop the column(s) or pass --ignore-columns {','.join(unknown)}"
+        )
+    if split is not None and without:
+        raise DataError(f"{path}: observed node(s) without a column: {', '.join(without)}")
+
+
+def _preview(names: Sequence[str], k: int = 8) -> str:
+    return f"{', '.join(names[:k])}{' ...' if len(names) > k else ''}"
+
+
+def _near_miss(column: str, node: str) -> bool:
+    """Equal up to case and whitespace, or within edit distance 2 (less than half the shorter name)."""
+    a, b = "".join(column.split()).casefold(), "".join(node.split()).casefold()
+    return a == b or _edit_distance(a, b) <= min(2, (min(len(a), len(b)) - 1) // 2)
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance with adjacent transpositions counted as one edit."""
+    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[-1][-1]
+
+
+def _check_overflow(
+    path: Path, columns: Sequence[str], values: np.ndarray, x: Tensor, dtype, lines: Sequence[int]
+) -> None:
+    """Names the first cell that is finite as read but not in the working ``dtype``."""
+    over = ~torch.isfinite(x).numpy()
+    if over.any():
+        i, j = (int(k[0]) for k in np.nonzero(over))
+        name = str(dtype).removeprefix("torch.")
+        more = f" ({int(over.sum())} such cells)" if over.sum() > 1 else ""
+        raise DataError(
+            f"{path}: row {i + 1} (line {lines[i]}), column {columns[j]!r}: {values[i, j]:g} overflows "
+            f"{name} (largest magnitude {torch.finfo(dtype).max:.3g}){more}; "
+            "rescale the column (e.g. a log transform of positive data)"
+        )
 
 
 def write_csv(path: str | Path, columns: Sequence[str], values: Tensor | np.ndarray, **extra) -> None:

@@ -119,11 +119,11 @@ def one_of(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
-def parse_latent(latent: str | None) -> str | list[str] | None:
-    """``--latent``: a rule name, or comma-separated node names."""
-    if latent is None:
-        return None
-    return latent if latent in ("leaves-observed", "roots-and-leaves-observed") else latent.split(",")
+def parse_latent(latent: str | None) -> str | None:
+    """``--latent``: a rule name or comma-separated node names, passed on as given
+    (:func:`sirenvae.data.latent_split` parses it and trims the names).
+    """
+    return latent
 
 
 def split_list(value: str | None) -> tuple[str, ...] | None:

@@ -16,8 +16,10 @@ from sirenvae.cli.common import (
     check_output,
     check_run_out,
     console,
+    err_console,
     one_of,
     parse_latent,
+    split_list,
     torch_threads,
     user_errors,
     warn_if_diverged,
@@ -52,9 +54,14 @@ def fit(
     batch_size: int = typer.Option(32, "--batch-size", help="Mini-batch size."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
+    ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
+    id_column: str = typer.Option(None, "--id-column", help="A CSV column of row IDs (no node)."),
+    allow_discrete: bool = typer.Option(
+        False, "--allow-discrete", help="Fit columns with 2 distinct values as continuous."
+    ),
 ) -> None:
     """Train a model on a graph and data; writes checkpoints and the final model to --out."""
-    from sirenvae.data import default_latent_rule, latent_split, read_csv, sample_splits
+    from sirenvae.data import default_latent_rule, latent_split, read_table, sample_splits
     from sirenvae.graph_io import read_graph
     from sirenvae.models import ModelConfig
     from sirenvae.networks import load_network
@@ -85,14 +92,34 @@ def fit(
                 )
             if train_size < 2:
                 raise UsageError(f"--train-size must be at least 2, got {train_size}")
+            if ignore_columns or id_column:
+                raise UsageError("--ignore-columns and --id-column apply to a --data CSV")
             split = latent_split(bn, parse_latent(latent) or default_latent_rule(network))
             x = sample_splits(net, split, train_size=train_size, test_size=0, seed=seed).train
             extra |= {"train_size": train_size, "data": "sampled"}
         else:
             # without --latent, the graph's nodes that have no column in the CSV are the latent ones
             rule = parse_latent(latent)
-            x, split = read_csv(data, bn if rule is None else latent_split(bn, rule), min_rows=2)
+            table = read_table(
+                data,
+                bn if rule is None else latent_split(bn, rule),
+                min_rows=2,
+                ignore_columns=split_list(ignore_columns) or (),
+                id_column=id_column,
+                drop_latent_columns=True,
+                training=True,
+                allow_discrete=allow_discrete,
+            )
+            x, split = table.x, table.split
+            for notice in table.notices:
+                console.print(f"note: {notice}", markup=False, highlight=False)
             extra |= {"train_size": int(x.shape[0]), "data": str(data)}
+        how = "from --latent" if latent else "nodes without a column" if data else "default rule"
+        console.print(
+            f"latent nodes ({len(split.latent)}, {how}): {', '.join(split.latent)}",
+            markup=False,
+            highlight=False,
+        )
         if progress:
             console.print(
                 f"training {model} on {len(bn)} nodes ({len(split.latent)} latent) with {x.shape[0]} rows "
@@ -122,9 +149,18 @@ def fit(
     )
 
 
-def _test_rows(meta: dict, model, data: Path | None, test_size: int | None):
-    """The test rows (from ``--data`` or fresh samples of the run's network) and that network."""
-    from sirenvae.data import read_csv, sample_splits
+def _test_rows(
+    meta: dict,
+    model,
+    data: Path | None,
+    test_size: int | None,
+    ignore_columns: str | None = None,
+    id_column: str | None = None,
+):
+    """The test rows (from ``--data`` or fresh samples of the run's network), that network and the
+    rows' IDs (from ``--id-column``, else ``None``).
+    """
+    from sirenvae.data import read_table, sample_splits
     from sirenvae.networks import load_network
 
     if (data is None) == (test_size is None):
@@ -135,11 +171,18 @@ def _test_rows(meta: dict, model, data: Path | None, test_size: int | None):
             raise UsageError("--test-size samples from the run's shipped network; this run used --graph")
         if test_size < 1:
             raise UsageError(f"--test-size must be positive, got {test_size}")
+        if ignore_columns or id_column:
+            raise UsageError("--ignore-columns and --id-column apply to a --data CSV")
         split = model.split.on(net.graph)
         x = sample_splits(net, split, train_size=0, test_size=test_size, seed=meta.get("seed", 0)).test
     else:
-        x, _ = read_csv(data, model.split)
-    return x, net
+        table = read_table(
+            data, model.split, ignore_columns=split_list(ignore_columns) or (), id_column=id_column
+        )
+        for notice in table.notices:
+            err_console.print(f"note: {notice}", markup=False, highlight=False)
+        return table.x, net, table.ids
+    return x, net, None
 
 
 @app.command()
@@ -150,6 +193,8 @@ def evaluate(
     importance_samples: int = typer.Option(1000, "--importance-samples", "-k", help="K of the IWAE NLL."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
+    ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
+    id_column: str = typer.Option(None, "--id-column", help="A CSV column of row IDs (no node)."),
 ) -> None:
     """Print NLL (IWAE), negative ELBO, reconstruction error and, where known, the oracle NLL."""
     import torch
@@ -163,7 +208,7 @@ def evaluate(
             raise UsageError(f"--importance-samples must be positive, got {importance_samples}")
         model, meta = load_model(run)
         warn_if_diverged(run, meta)
-        x, net = _test_rows(meta, model, data, test_size)
+        x, net, _ = _test_rows(meta, model, data, test_size, ignore_columns, id_column)
         torch.manual_seed(meta.get("seed", 0))
         result = evaluate_model(model, x, importance_samples=importance_samples)
         same_graph = net is not None and set(net.graph.nodes) == set(model.graph.nodes)
@@ -222,16 +267,19 @@ def posterior(
     output: Path = typer.Option(..., "-o", "--output", help="CSV file to write."),
     seed: int = typer.Option(0, "--seed", help="Seed."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+    ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
+    id_column: str = typer.Option(None, "--id-column", help="A CSV column of row IDs (no node)."),
 ) -> None:
     """Posterior mean, sd and samples of every latent for each data row.
 
     The CSV has columns ``row, statistic, <latents...>`` with statistic ``mean``, ``sd`` and
-    ``sample_1`` ... ``sample_n`` for each input row (counted from 1).
+    ``sample_1`` ... ``sample_n`` for each input row (counted from 1); with ``--id-column`` the
+    row's ID follows ``row`` (or replaces it, for an ID column named ``row``).
     """
     import pandas as pd
     import torch
 
-    from sirenvae.data import read_csv
+    from sirenvae.data import read_table
     from sirenvae.files import atomic_write
     from sirenvae.pipeline import load_model
 
@@ -241,7 +289,14 @@ def posterior(
         check_output(output, force=force, run=run, inputs=[("--data", data)])
         model, meta = load_model(run)
         warn_if_diverged(run, meta)
-        x, _ = read_csv(data, model.split)
+        if id_column in ("statistic", *model.latent):
+            raise UsageError(f"--id-column {id_column!r} would clash with a column of the output; rename it")
+        table = read_table(
+            data, model.split, ignore_columns=split_list(ignore_columns) or (), id_column=id_column
+        )
+        x = table.x
+        for notice in table.notices:
+            console.print(f"note: {notice}", markup=False, highlight=False)
         torch.manual_seed(seed)
         with torch.no_grad():
             z, _ = model.posterior(x, n)  # (n, N, Dz)
@@ -250,6 +305,9 @@ def posterior(
         blocks = torch.cat([mean[None], sd[None], z], 0).permute(1, 0, 2)  # (N, n + 2, Dz)
         frame = pd.DataFrame(blocks.reshape(-1, z.shape[-1]).numpy(), columns=list(model.latent))
         frame.insert(0, "statistic", stats * x.shape[0])
-        frame.insert(0, "row", [r + 1 for r in range(x.shape[0]) for _ in stats])
+        if table.ids is not None:
+            frame.insert(0, id_column, [i for i in table.ids for _ in stats])
+        if id_column != "row":
+            frame.insert(0, "row", [r + 1 for r in range(x.shape[0]) for _ in stats])
         atomic_write(output, lambda tmp: frame.to_csv(tmp, index=False))
     console.print(f"wrote posterior summaries and {n} samples for {x.shape[0]} rows to {output}")

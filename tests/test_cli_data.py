@@ -1,0 +1,195 @@
+"""The CLI on a user's own graph and CSV: validation of every data file, latent nodes, ID columns."""
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from helpers import small_network
+from sirenvae import graph_io
+from sirenvae.cli import app
+
+runner = CliRunner()
+FAST = ["--epochs", "2", "--no-progress"]
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def error_line(result):
+    text = (result.stderr if result.stderr else result.output).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    assert lines[0].startswith("error: "), text
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A small graph (z1, z2 latent; x1, x2, x3 observed), its samples and a run fitted on them."""
+    d = tmp_path_factory.mktemp("small")
+    net = small_network()
+    graph_io.to_json(net.graph, d / "g.json")
+    frame = pd.DataFrame(net.sample(120, seed=0).numpy(), columns=list(net.graph.nodes))
+    frame.to_csv(d / "all.csv", index=False)
+    frame[["x1", "x2", "x3"]].to_csv(d / "obs.csv", index=False)
+    result = run("fit", "--graph", d / "g.json", "--data", d / "obs.csv", "--out", d / "run", *FAST)
+    assert result.exit_code == 0, result.output
+    return d
+
+
+def edited(files, tmp_path, name, **changes):
+    """``obs.csv`` with some cells replaced: ``column=(row index, text)``."""
+    frame = pd.read_csv(files / "obs.csv").astype(object)
+    for column, (i, text) in changes.items():
+        frame.loc[i, column] = text
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_every_command_names_the_cell_that_overflows(files, tmp_path):
+    path = edited(files, tmp_path, "big.csv", x2=(2, "1e300"))
+    expected = "big.csv: row 3 (line 4), column 'x2': 1e+300 overflows float32"
+
+    def commands(path):
+        return [
+            ["fit", "--graph", files / "g.json", "--data", path, "--out", tmp_path / "o", *FAST],
+            ["evaluate", files / "run", "--data", path, "-k", 2],
+            ["posterior", files / "run", "--data", path, "-n", 2, "-o", tmp_path / "p.csv"],
+        ]
+
+    for args in commands(path):
+        r = run(*args)
+        assert r.exit_code == 2, (args, r.output)
+        assert expected in error_line(r), args
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "o").exists()
+    # non-finite and non-numeric cells are named the same way by evaluate and posterior
+    path = edited(files, tmp_path, "nan.csv", x3=(4, "nan"))
+    for args in commands(path)[1:]:
+        r = run(*args)
+        assert r.exit_code == 2 and "row 5 (line 6), column 'x3': non-finite value 'nan'" in error_line(r)
+
+
+def test_fit_names_its_latent_nodes_and_suggests_near_misses(files, tmp_path):
+    obs = pd.read_csv(files / "obs.csv")
+    # a forgotten column becomes a latent node, and fit says so even without a progress bar
+    obs[["x1", "x2"]].to_csv(tmp_path / "two.csv", index=False)
+    r = run(
+        "fit", "--graph", files / "g.json", "--data", tmp_path / "two.csv", "--out", tmp_path / "a", *FAST
+    )
+    assert r.exit_code == 0, r.output
+    assert "latent nodes (3, nodes without a column): z1, z2, x3" in r.stdout
+    # a typo in the edge list is caught against the unused column
+    edges = tmp_path / "edges.csv"
+    edges.write_text("parent,child\nz1,z2\nz1,x1\nz2,x2\nz2,xthree\nx1,xthree\n")
+    obs.rename(columns={"x3": "xThree"}).to_csv(tmp_path / "typo.csv", index=False)
+    r = run("fit", "--graph", edges, "--data", tmp_path / "typo.csv", "--out", tmp_path / "b", *FAST)
+    assert r.exit_code == 2
+    assert "did you mean 'xThree' for node 'xthree'?" in error_line(r)
+    obs.rename(columns={"x3": "xtree"}).to_csv(tmp_path / "typo.csv", index=False)
+    r = run("fit", "--graph", edges, "--data", tmp_path / "typo.csv", "--out", tmp_path / "b", *FAST)
+    assert "did you mean 'xtree' for node 'xthree'?" in error_line(r)
+
+
+def test_fit_ignores_latent_columns_and_named_columns_only(files, tmp_path):
+    graph = files / "g.json"
+    # the output of `sample` has every node: with --latent its latent columns are dropped
+    out = tmp_path / "a"
+    r = run("fit", "--graph", graph, "--data", files / "all.csv", "--latent", "z1,z2", "--out", out, *FAST)
+    assert r.exit_code == 0, r.output
+    assert "note: ignoring column(s) z1, z2 of all.csv: they are latent nodes" in r.stdout
+    assert "latent nodes (2, from --latent): z1, z2" in r.stdout
+    # other columns are errors unless ignored by name
+    frame = pd.read_csv(files / "obs.csv").assign(site=3.0, batch=1.0)
+    frame.to_csv(tmp_path / "extra.csv", index=False)
+    r = run("fit", "--graph", graph, "--data", tmp_path / "extra.csv", "--out", tmp_path / "b", *FAST)
+    assert r.exit_code == 2
+    line = error_line(r)
+    assert "column 'site' matches no node" in line and "--ignore-columns site,batch" in line
+    r = run(*r_args(graph, tmp_path / "extra.csv", tmp_path / "b"), "--ignore-columns", "site, batch")
+    assert r.exit_code == 0, r.output
+    assert "latent nodes (2, nodes without a column): z1, z2" in r.stdout
+    r = run(
+        "evaluate",
+        tmp_path / "b",
+        "--data",
+        tmp_path / "extra.csv",
+        "-k",
+        2,
+        "--ignore-columns",
+        "site,batch",
+    )
+    assert r.exit_code == 0, r.output
+    r = run(*r_args(graph, tmp_path / "extra.csv", tmp_path / "c"), "--ignore-columns", "site,nope")
+    assert r.exit_code == 2 and "no column 'nope' to ignore" in error_line(r)
+
+
+def r_args(graph, data, out):
+    return ["fit", "--graph", graph, "--data", data, "--out", out, *FAST]
+
+
+def test_fit_refuses_constant_and_binary_columns(files, tmp_path):
+    frame = pd.read_csv(files / "obs.csv")
+    frame.assign(x2=4.25).to_csv(tmp_path / "const.csv", index=False)
+    r = run(*r_args(files / "g.json", tmp_path / "const.csv", tmp_path / "a"))
+    assert r.exit_code == 2 and "constant or near-constant column(s) 'x2' (sd 0 around 4.25)" in error_line(r)
+    assert not (tmp_path / "a").exists()
+    binary = frame.assign(x3=(frame.x3 > 2.5).astype(int), x1=frame.x1.round().clip(-3, 3))
+    binary.to_csv(tmp_path / "binary.csv", index=False)
+    r = run(*r_args(files / "g.json", tmp_path / "binary.csv", tmp_path / "b"))
+    assert r.exit_code == 2
+    assert (
+        "'x3' (values 0, 1) have only 2 distinct values: discrete variables are not modelled" in error_line(r)
+    )
+    r = run(*r_args(files / "g.json", tmp_path / "binary.csv", tmp_path / "b"), "--allow-discrete")
+    assert r.exit_code == 0, r.output
+    note = " ".join(r.stdout.split())
+    assert "note: column(s) 'x1' (6 distinct integers), 'x3' (values 0, 1) look discrete" in note
+    # evaluation data may be anything finite
+    r = run("evaluate", files / "run", "--data", tmp_path / "const.csv", "-k", 2, "--json")
+    assert r.exit_code == 0, r.output
+
+
+def test_excel_files_with_ids_and_spaced_latent_lists(files, tmp_path):
+    frame = pd.read_csv(files / "all.csv")
+    frame.insert(0, "patient", [f"p{i:03d}" for i in range(len(frame))])
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + frame.to_csv(index=False).encode())
+    run_dir = tmp_path / "run"
+    r = run(*r_args(files / "g.json", path, run_dir), "--latent", "z1, z2 ", "--id-column", "patient")
+    assert r.exit_code == 0, r.output
+    assert "latent nodes (2, from --latent): z1, z2" in r.stdout
+    new = frame.drop(columns=["z1", "z2"]).iloc[:5]
+    new.to_csv(tmp_path / "new.csv", index=False)
+    out = tmp_path / "post.csv"
+    r = run(
+        "posterior", run_dir, "--data", tmp_path / "new.csv", "-n", 2, "-o", out, "--id-column", "patient"
+    )
+    assert r.exit_code == 0, r.output
+    post = pd.read_csv(out)
+    assert list(post.columns) == ["row", "patient", "statistic", "z1", "z2"]
+    assert list(post.patient[post.statistic == "mean"]) == ["p000", "p001", "p002", "p003", "p004"]
+    r = run("evaluate", run_dir, "--data", tmp_path / "new.csv", "-k", 2, "--id-column", "patient", "--json")
+    assert r.exit_code == 0, r.output
+    r = run("evaluate", run_dir, "--data", tmp_path / "new.csv", "-k", 2)
+    assert r.exit_code == 2 and "column 'patient' matches no node" in error_line(r)
+    r = run("posterior", run_dir, "--data", tmp_path / "new.csv", "-o", out, "--force", "--id-column", "z1")
+    assert r.exit_code == 2 and "--id-column 'z1' would clash" in error_line(r)
+    new.rename(columns={"patient": "row"}).to_csv(tmp_path / "rows.csv", index=False)
+    r = run(
+        "posterior",
+        run_dir,
+        "--data",
+        tmp_path / "rows.csv",
+        "-n",
+        1,
+        "-o",
+        tmp_path / "p2.csv",
+        "--id-column",
+        "row",
+    )
+    assert r.exit_code == 0, r.output
+    post = pd.read_csv(tmp_path / "p2.csv")
+    assert list(post.columns) == ["row", "statistic", "z1", "z2"] and post.row.iloc[-1] == "p004"
