@@ -45,26 +45,39 @@ def reconstruction_error(model, x: Tensor, samples: int = 1) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, x: Tensor, *, importance_samples: int = 1000, chunk: int = 200_000) -> dict:
+def evaluate(
+    model, x: Tensor, *, importance_samples: int = 1000, chunk: int = 200_000, per_row: bool = False
+) -> dict:
     """NLL (IWAE with ``importance_samples``), negative ELBO and RE averaged over the rows of ``x``.
 
-    Rows are processed in chunks of about ``chunk`` samples; all numbers are on the raw scale.
+    Rows are processed in chunks of about ``chunk`` samples; all numbers are on the raw scale. With
+    ``per_row``, the result also holds ``per_row``: ``{"nll": Tensor, "neg_elbo": Tensor}`` of shape
+    ``(N,)`` (the same draws as the averages).
     """
     was = model.training
     model.eval()
     rows = max(1, chunk // max(importance_samples, 1))
     nll = neg_elbo = re = 0.0
+    nll_rows, elbo_rows = [], []
     for xb in x.split(rows):
         lw = log_weights(model, xb, importance_samples)
-        nll -= (torch.logsumexp(lw, 0) - math.log(importance_samples)).sum().item()
-        neg_elbo -= lw.mean(0).sum().item()
+        nll_b = -(torch.logsumexp(lw, 0) - math.log(importance_samples))
+        elbo_b = -lw.mean(0)
+        nll += nll_b.sum().item()
+        neg_elbo += elbo_b.sum().item()
+        if per_row:
+            nll_rows.append(nll_b)
+            elbo_rows.append(elbo_b)
         re += reconstruction_error(model, xb).sum().item()
     model.train(was)
     n = x.shape[0]
-    return {
+    result = {
         "nll": nll / n,
         "neg_elbo": neg_elbo / n,
         "re": re / n,
         "rows": n,
         "importance_samples": importance_samples,
     }
+    if per_row:
+        result["per_row"] = {"nll": torch.cat(nll_rows), "neg_elbo": torch.cat(elbo_rows)}
+    return result

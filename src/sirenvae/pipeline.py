@@ -2,7 +2,8 @@
 
 A run directory holds ``checkpoint.json`` (+ tensors) while training, for ``resume``, and
 ``model.json`` (+ tensors) once training has finished: the best parameters, the configuration, the
-graph, the latent set, the column order of the data and the package version.
+graph, the latent set, the column order of the data and the package version, with the losses per
+epoch in ``history.csv`` and as a picture in ``training.png``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sirenvae import graph_io
 from sirenvae.graph import GraphError, LatentSplit
 from sirenvae.models import ModelConfig, SIReNVAE, build_model
 from sirenvae.objectives import elbo, iwae
+from sirenvae.plots import write_history
 from sirenvae.training import (
     CheckpointError,
     FitConfig,
@@ -177,7 +179,13 @@ def train_model(
     )
     if out is not None:
         save_checkpoint(out, "model", model.state_dict(), meta | {"history": history.to_dict()})
+        write_history(out, history, warmup_epochs=warmup / steps_per_epoch, title=_curve_title(meta, history))
     return model, history
+
+
+def _curve_title(meta: dict, history: History) -> str:
+    """The title of a run's ``training.png``: model, data size and why training stopped."""
+    return f"{meta['model']['variant']} on {meta['train_rows']} rows: {history.stopped}"
 
 
 _RUN_KEYS = ("model", "fit", "train_options", "graph", "latent", "observed", "data_sha256")

@@ -135,6 +135,7 @@ def evaluate(
     test_size: int = typer.Option(None, "--test-size", help="Fresh rows from the run's network."),
     importance_samples: int = typer.Option(1000, "--importance-samples", "-k", help="K of the IWAE NLL."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    per_row: Path = typer.Option(None, "--per-row", help="Also write a CSV: row, nll, neg_elbo."),
 ) -> None:
     """Print NLL (IWAE), negative ELBO, reconstruction error and, where known, the oracle NLL."""
     import torch
@@ -146,10 +147,14 @@ def evaluate(
     with user_errors():
         if importance_samples < 1:
             raise UsageError(f"--importance-samples must be positive, got {importance_samples}")
+        if per_row is not None:
+            _check_new_file(per_row, "--per-row")
         model, meta = load_model(run)
         x, net = _test_rows(meta, model, data, test_size)
         torch.manual_seed(meta.get("seed", 0))
-        result = evaluate_model(model, x, importance_samples=importance_samples)
+        result = evaluate_model(model, x, importance_samples=importance_samples, per_row=per_row is not None)
+        if per_row is not None:
+            _write_per_row(per_row, result.pop("per_row"))
         same_graph = net is not None and set(net.graph.nodes) == set(model.graph.nodes)
         oracle = oracle_nll(net, x, model.observed) if same_graph else None
         if oracle is not None:
@@ -167,6 +172,29 @@ def evaluate(
         result["model"], f"{result['nll']:.3f}", f"{result['neg_elbo']:.3f}", f"{result['re']:.3f}", oracle
     )
     console.print(table)
+    if per_row is not None:
+        console.print(f"wrote the NLL and -ELBO of each of the {result['rows']} rows to {per_row}")
+
+
+def _check_new_file(path: Path, option: str) -> None:
+    """Refuses an output path that exists (never overwrites) or whose directory does not."""
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a directory; give a file name such as {path / 'rows.csv'}")
+    if path.exists():
+        raise UsageError(f"{option} {path} already exists; choose another file name or remove it")
+    check_output(path)
+
+
+def _write_per_row(path: Path, values: dict) -> None:
+    """The per-row CSV of ``evaluate --per-row``: row (counted from 1), nll, neg_elbo."""
+    import pandas as pd
+
+    from sirenvae.files import atomic_write
+
+    frame = pd.DataFrame({"row": range(1, len(values["nll"]) + 1)})
+    for name, column in values.items():
+        frame[name] = column.double().numpy()
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 @app.command()
