@@ -104,7 +104,8 @@ def test_bad_tables_name_what_is_wrong(run_dir):
 
 def test_fit_options_and_latent(tmp_path):
     df = simulate(40)
-    m = sirenvae.fit(BN, df, latent=["z", "w"], model="vae", epochs=2, warmup_steps=0, seed=3)
+    with pytest.warns(UserWarning, match="column\\(s\\) z, w name latent nodes and are ignored"):
+        m = sirenvae.fit(BN, df, latent=["z", "w"], model="vae", epochs=2, warmup_steps=0, seed=3)
     assert m.meta["model"]["variant"] == "vae" and len(m.history.train_loss) == 2
     assert m.latent == ("z", "w") and m.directory is None
     assert np.isfinite(m.log_prob(df, importance_samples=3)).all()
@@ -120,3 +121,15 @@ def test_fit_options_and_latent(tmp_path):
     again = sirenvae.load(tmp_path / "run")
     assert fitted.directory == tmp_path / "run" and again.latent == ("z", "w")
     pd.testing.assert_series_equal(fitted.elbo(df), again.elbo(df))
+
+
+def test_fit_on_a_shipped_network_by_name():
+    from sirenvae.networks import load_network
+
+    net = load_network("ecoli70")
+    leaves = list(net.graph.leaves())
+    x = net.sample(40, seed=0)[:, [net.graph.index(v) for v in leaves]].numpy()
+    df = pd.DataFrame(x, columns=leaves)[leaves[::-1]]
+    m = sirenvae.fit("ecoli70", df, max_epochs=1, warmup_steps=0)
+    assert set(m.observed) == set(leaves) and len(m.latent) == 46 - len(leaves)
+    assert np.isfinite(m.log_prob(df.iloc[:5], importance_samples=3)).all()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -164,9 +165,11 @@ def fit(
 
     Arguments:
         graph: A :class:`~sirenvae.graph.BayesianNetwork`, a graph file (``.json``, ``.csv``,
-            ``.dot``, ``.bif``) or anything :func:`~sirenvae.graph_io.read_graph` reads.
+            ``.dot``, ``.bif``), anything :func:`~sirenvae.graph_io.read_graph` reads, or the
+            name of a shipped network (``"ecoli70"``).
         df: The training rows; its columns name the observed nodes.
-        latent: The latent nodes (a list or ``"a,b"``); by default the graph's nodes without a column.
+        latent: The latent nodes (a list or ``"a,b"``); by default the graph's nodes without a
+            column. Columns of latent nodes are ignored, with a warning.
         model: ``true``, ``ind``, ``fc``, ``vae`` or ``vae-maf``.
         out: A run directory to write checkpoints, the model, ``history.csv`` and ``training.png``.
         resume: Continue an interrupted run in ``out``.
@@ -178,8 +181,12 @@ def fit(
             (``prior_blocks``, ``hidden_per_set``, ...). Defaults as in ``sirenvae fit``.
     """
     from sirenvae.graph_io import read_graph
+    from sirenvae.networks import available_networks, load_network
 
-    bn = read_graph(graph)
+    if isinstance(graph, str) and not Path(graph).exists() and graph in available_networks():
+        bn = load_network(graph).graph
+    else:
+        bn = read_graph(graph)
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"df must be a pandas DataFrame with node names as columns, got {type(df).__name__}")
     ignore = _names(ignore, "ignore")
@@ -196,6 +203,9 @@ def fit(
     else:
         split = LatentSplit(bn, [v.strip() for v in latent.split(",")] if isinstance(latent, str) else latent)
     config, fit_config, train_options = _configs(model, options)
+    dropped = [v for v in split.latent if v in set(columns)]
+    if dropped:
+        warnings.warn(f"column(s) {', '.join(dropped)} name latent nodes and are ignored", stacklevel=2)
     x = frame_to_tensor(df, split.observed, split.latent, ignore=ignore)
     extra = {"network": None, "seed": fit_config.seed, "train_size": int(x.shape[0]), "data": "DataFrame"}
     trained, history = train_model(
