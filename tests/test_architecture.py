@@ -16,8 +16,9 @@ LAYERS = [
     {"nn"},
     {"flows"},
     {"models"},
-    {"objectives", "data", "training"},
+    {"objectives", "data", "training", "plots"},
     {"pipeline"},
+    {"api"},
     {"experiments"},
     {"cli", "__main__"},
 ]

@@ -1,3 +1,21 @@
-"""sirenvae: deep generative models that follow a known Bayesian network."""
+"""sirenvae: deep generative models that follow a known Bayesian network.
+
+``sirenvae.load(run_dir)`` and ``sirenvae.fit(graph, df, ...)`` (see :mod:`sirenvae.api`) are imported
+on first use, so that ``import sirenvae`` stays light.
+"""
 
 __version__ = "0.1.0"
+
+__all__ = ["FittedModel", "fit", "load"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from sirenvae import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'sirenvae' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -71,15 +71,21 @@ def evaluate_rows(model, x: Tensor, *, importance_samples: int = 1000, chunk: in
     return {"nll": torch.cat(nll), "neg_elbo": torch.cat(neg_elbo), "re": torch.cat(re)}
 
 
-def evaluate(model, x: Tensor, *, importance_samples: int = 1000, chunk: int = EVAL_CHUNK) -> dict:
+def evaluate(
+    model, x: Tensor, *, importance_samples: int = 1000, chunk: int = EVAL_CHUNK, per_row: bool = False
+) -> dict:
     """NLL (IWAE with ``importance_samples``), negative ELBO and RE averaged over the rows of ``x``.
 
-    All numbers are on the raw scale (nats per row); see :func:`evaluate_rows`.
+    All numbers are on the raw scale (nats per row). With ``per_row``, the result also holds
+    ``per_row``: ``{"nll": Tensor, "neg_elbo": Tensor}`` of shape ``(N,)`` (the same draws as the
+    averages); see :func:`evaluate_rows`.
     """
-    per_row = evaluate_rows(model, x, importance_samples=importance_samples, chunk=chunk)
-    n = x.shape[0]
-    return {
-        **{k: v.double().mean().item() for k, v in per_row.items()},
-        "rows": n,
+    rows = evaluate_rows(model, x, importance_samples=importance_samples, chunk=chunk)
+    result = {
+        **{k: v.double().mean().item() for k, v in rows.items()},
+        "rows": x.shape[0],
         "importance_samples": importance_samples,
     }
+    if per_row:
+        result["per_row"] = {"nll": rows["nll"], "neg_elbo": rows["neg_elbo"]}
+    return result

@@ -6,6 +6,7 @@ graph, the latent set, the column order of the data and the package version. Its
 ``finished``, or ``diverged`` when training stopped on a non-finite loss: then it holds the best epoch
 before that, loadable like any model, and ``resume`` continues from the last checkpoint (typically
 with a lower learning rate; changed optimiser settings are recorded in the history).
+The losses per epoch are in ``history.csv`` and, as a picture, in ``training.png``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sirenvae import graph_io
 from sirenvae.graph import GraphError, LatentSplit
 from sirenvae.models import ModelConfig, SIReNVAE, build_model
 from sirenvae.objectives import elbo, iwae
+from sirenvae.plots import write_history
 from sirenvae.training import (
     CheckpointError,
     FitConfig,
@@ -201,7 +203,13 @@ def train_model(
     if out is not None:
         meta |= {"status": "finished", "history": history.to_dict()}
         save_checkpoint(out, "model", model.state_dict(), meta)
+        write_history(out, history, warmup_epochs=warmup / steps_per_epoch, title=_curve_title(meta, history))
     return model, history
+
+
+def _curve_title(meta: dict, history: History) -> str:
+    """The title of a run's ``training.png``: model, data size and why training stopped."""
+    return f"{meta['model']['variant']} on {meta['train_rows']} rows: {history.stopped}"
 
 
 def _diverged(error: TrainingError, model: SIReNVAE, meta: dict, out: Path) -> TrainingError:

@@ -15,6 +15,7 @@ from sirenvae.cli.common import app
 # isort: off
 from sirenvae.cli import run  # noqa: F401
 from sirenvae.cli import experiments  # noqa: F401
+from sirenvae.cli import graph  # noqa: F401
 
 # isort: on
 

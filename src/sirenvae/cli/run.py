@@ -195,6 +195,7 @@ def evaluate(
     threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
     ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
     id_column: str = typer.Option(None, "--id-column", help="A CSV column of row IDs (no node)."),
+    per_row: Path = typer.Option(None, "--per-row", help="Also write a CSV: row, nll, neg_elbo."),
 ) -> None:
     """Print NLL (IWAE), negative ELBO, reconstruction error and, where known, the oracle NLL."""
     import torch
@@ -206,11 +207,15 @@ def evaluate(
     with user_errors(), torch_threads(threads):
         if importance_samples < 1:
             raise UsageError(f"--importance-samples must be positive, got {importance_samples}")
+        if per_row is not None:
+            check_output(per_row, run=run, inputs=[("--data", data)], option="--per-row")
         model, meta = load_model(run)
         warn_if_diverged(run, meta)
         x, net, _ = _test_rows(meta, model, data, test_size, ignore_columns, id_column)
         torch.manual_seed(meta.get("seed", 0))
-        result = evaluate_model(model, x, importance_samples=importance_samples)
+        result = evaluate_model(model, x, importance_samples=importance_samples, per_row=per_row is not None)
+        if per_row is not None:
+            _write_per_row(per_row, result.pop("per_row"))
         same_graph = net is not None and set(net.graph.nodes) == set(model.graph.nodes)
         oracle = oracle_nll(net, x, model.observed) if same_graph else None
         if oracle is not None:
@@ -228,6 +233,20 @@ def evaluate(
         result["model"], f"{result['nll']:.3f}", f"{result['neg_elbo']:.3f}", f"{result['re']:.3f}", oracle
     )
     console.print(table)
+    if per_row is not None:
+        console.print(f"wrote the NLL and -ELBO of each of the {result['rows']} rows to {per_row}")
+
+
+def _write_per_row(path: Path, values: dict) -> None:
+    """The per-row CSV of ``evaluate --per-row``: row (counted from 1), nll, neg_elbo."""
+    import pandas as pd
+
+    from sirenvae.files import atomic_write
+
+    frame = pd.DataFrame({"row": range(1, len(values["nll"]) + 1)})
+    for name, column in values.items():
+        frame[name] = column.double().numpy()
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 @app.command()

@@ -1,0 +1,347 @@
+"""The Python API by column name: :func:`load` a run directory or :func:`fit` a model on a DataFrame.
+
+Data go in and come out as pandas DataFrames whose columns are node names, in any order; the model's
+own tensors keep the observed nodes in the graph's topological order, and this module is the one
+place that maps between the two. Every bad table is a :class:`ValueError` that names the columns or
+cells at fault.
+
+Example:
+    >>> import pandas as pd, sirenvae
+    >>> from sirenvae.graph import BayesianNetwork
+    >>> bn = BayesianNetwork({"z": [], "x": ["z"], "y": ["z"]})
+    >>> df = pd.DataFrame({"y": [0.1, 1.2, -0.3, 0.8], "x": [0.2, 1.0, -0.5, 0.7]})
+    >>> m = sirenvae.fit(bn, df, max_epochs=2, warmup_steps=0)
+    >>> m.latent, m.observed
+    (('z',), ('x', 'y'))
+    >>> m.log_prob(df, importance_samples=10).shape
+    (4,)
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from sirenvae.graph import BayesianNetwork, LatentSplit
+from sirenvae.models import ModelConfig, SIReNVAE
+from sirenvae.objectives import log_weights
+from sirenvae.pipeline import TrainOptions, load_model, train_model
+from sirenvae.training import FitConfig, History
+
+__all__ = ["FittedModel", "fit", "load"]
+
+#: ``fit``'s defaults where they differ from :class:`FitConfig`: the same as ``sirenvae fit``.
+FIT_DEFAULTS = {"lr": 3e-3, "batch_size": 32, "max_epochs": 2000, "patience": 50}
+
+
+class FittedModel:
+    """A trained model with its metadata; every method takes and returns DataFrames by node name.
+
+    Attributes:
+        model: The :class:`~sirenvae.models.SIReNVAE` (tensors in topological order).
+        meta: The run's metadata (configuration, graph, latent set, history, ...).
+        directory: The run directory, or ``None`` for a model fitted without ``out``.
+    """
+
+    def __init__(self, model: SIReNVAE, meta: dict, directory: str | Path | None = None) -> None:
+        self.model, self.meta = model, meta
+        self.directory = None if directory is None else Path(directory)
+        self.model.eval()
+
+    @property
+    def graph(self) -> BayesianNetwork:
+        return self.model.graph
+
+    @property
+    def latent(self) -> tuple[str, ...]:
+        return self.model.latent
+
+    @property
+    def observed(self) -> tuple[str, ...]:
+        return self.model.observed
+
+    @property
+    def history(self) -> History | None:
+        h = self.meta.get("history")
+        return None if h is None else History.from_dict(h)
+
+    def __repr__(self) -> str:
+        where = f", directory={str(self.directory)!r}" if self.directory else ""
+        return (
+            f"FittedModel({self.meta['model']['variant']!r}, {len(self.graph)} nodes, "
+            f"latent={list(self.latent)}{where})"
+        )
+
+    # ------------------------------------------------------------------ tables in, numbers out
+    def tensor(self, df: pd.DataFrame, *, ignore: Iterable[str] = ()) -> Tensor:
+        """The observed columns of ``df`` as a tensor in the model's (topological) order.
+
+        Columns that name latent nodes and those in ``ignore`` are dropped; any other column that
+        is not an observed node, a missing observed column, or a cell that is NaN, infinite,
+        non-numeric or too large for the model's dtype is a :class:`ValueError`.
+        """
+        return frame_to_tensor(df, self.observed, self.latent, ignore=ignore, dtype=self.model.loc.dtype)
+
+    @torch.no_grad()
+    def log_prob(
+        self, df: pd.DataFrame, importance_samples: int = 1000, *, seed: int | None = 0, ignore=()
+    ) -> pd.Series:
+        r"""Per-row estimate of :math:`\log p(x)`: the IWAE bound with ``importance_samples``
+        draws (a lower bound that tightens as it grows), indexed like ``df``.
+        """
+        _positive(importance_samples, "importance_samples")
+        x = self.tensor(df, ignore=ignore)
+        rows = max(1, 200_000 // importance_samples)
+        with _seeded(seed):
+            parts = [
+                torch.logsumexp(log_weights(self.model, xb, importance_samples), 0)
+                - math.log(importance_samples)
+                for xb in x.split(rows)
+            ]
+        return pd.Series(torch.cat(parts).double().numpy(), index=df.index, name="log_prob")
+
+    @torch.no_grad()
+    def elbo(self, df: pd.DataFrame, samples: int = 1, *, seed: int | None = 0, ignore=()) -> pd.Series:
+        """Per-row evidence lower bound, averaged over ``samples`` posterior draws, indexed like ``df``."""
+        _positive(samples, "samples")
+        x = self.tensor(df, ignore=ignore)
+        with _seeded(seed):
+            value = log_weights(self.model, x, samples).mean(0)
+        return pd.Series(value.double().numpy(), index=df.index, name="elbo")
+
+    @torch.no_grad()
+    def posterior(self, df: pd.DataFrame, n: int = 100, *, seed: int | None = 0, ignore=()) -> pd.DataFrame:
+        r"""``n`` draws of :math:`z \sim q(z \mid x)` for every row: one column per latent node,
+        indexed by ``(row, sample)`` where ``row`` is ``df``'s index and ``sample`` runs from 0.
+        """
+        _positive(n, "n")
+        x = self.tensor(df, ignore=ignore)
+        with _seeded(seed):
+            z, _ = self.model.posterior(x, n)  # (n, N, Dz)
+        values = z.permute(1, 0, 2).reshape(-1, len(self.latent)).double().numpy()
+        index = pd.MultiIndex.from_product([df.index, range(n)], names=[df.index.name or "row", "sample"])
+        return pd.DataFrame(values, index=index, columns=list(self.latent))
+
+    @torch.no_grad()
+    def sample(self, n: int, *, seed: int | None = 0) -> pd.DataFrame:
+        """``n`` joint samples with every node (latent and observed) as a column, in graph order."""
+        _positive(n, "n")
+        with _seeded(seed):
+            z, x = self.model.sample(n)
+        values = torch.empty(n, len(self.graph), dtype=torch.float64)
+        values[:, self.model.split.latent_index()] = z.double()
+        values[:, self.model.split.observed_index()] = x.double()
+        return pd.DataFrame(values.numpy(), columns=list(self.graph.nodes))
+
+
+def load(run_dir: str | Path) -> FittedModel:
+    """The trained model of a run directory written by ``sirenvae fit`` or :func:`fit`."""
+    model, meta = load_model(run_dir)
+    return FittedModel(model, meta, run_dir)
+
+
+def fit(
+    graph: Any,
+    df: pd.DataFrame,
+    *,
+    latent: str | Sequence[str] | None = None,
+    model: str = "true",
+    out: str | Path | None = None,
+    resume: bool = False,
+    ignore: Iterable[str] = (),
+    **options: Any,
+) -> FittedModel:
+    """Trains a model on a DataFrame whose columns are node names (in any order).
+
+    Arguments:
+        graph: A :class:`~sirenvae.graph.BayesianNetwork`, a graph file (``.json``, ``.csv``,
+            ``.dot``, ``.bif``), anything :func:`~sirenvae.graph_io.read_graph` reads, or the
+            name of a shipped network (``"ecoli70"``).
+        df: The training rows; its columns name the observed nodes.
+        latent: The latent nodes (a list or ``"a,b"``); by default the graph's nodes without a
+            column. Columns of latent nodes are ignored, with a warning.
+        model: ``true``, ``ind``, ``fc``, ``vae`` or ``vae-maf``.
+        out: A run directory to write checkpoints, the model, ``history.csv`` and ``training.png``.
+        resume: Continue an interrupted run in ``out``.
+        ignore: Columns of ``df`` that are not nodes (e.g. IDs) and are left out.
+        options: Options of :class:`~sirenvae.training.FitConfig` (``lr``, ``batch_size``,
+            ``max_epochs`` or ``epochs``, ``patience``, ``seed``, ``progress``, ...),
+            :class:`~sirenvae.pipeline.TrainOptions` (``valid_fraction``, ``objective``,
+            ``samples``, ``warmup_steps``) and :class:`~sirenvae.models.ModelConfig`
+            (``prior_blocks``, ``hidden_per_set``, ...). Defaults as in ``sirenvae fit``.
+    """
+    from sirenvae.graph_io import read_graph
+    from sirenvae.networks import available_networks, load_network
+
+    if isinstance(graph, str) and not Path(graph).exists() and graph in available_networks():
+        bn = load_network(graph).graph
+    else:
+        bn = read_graph(graph)
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"df must be a pandas DataFrame with node names as columns, got {type(df).__name__}")
+    ignore = _names(ignore, "ignore")
+    columns = [c for c in df.columns if c not in ignore]
+    _check_columns(columns, bn.nodes)
+    if latent is None:
+        unseen = [v for v in bn.nodes if v not in set(columns)]
+        if not unseen:
+            raise ValueError(
+                "every node of the graph has a column, so none is latent; pass latent=[...] "
+                "or drop the latent nodes' columns"
+            )
+        split = LatentSplit(bn, unseen)
+    else:
+        split = LatentSplit(bn, [v.strip() for v in latent.split(",")] if isinstance(latent, str) else latent)
+    config, fit_config, train_options = _configs(model, options)
+    dropped = [v for v in split.latent if v in set(columns)]
+    if dropped:
+        warnings.warn(f"column(s) {', '.join(dropped)} name latent nodes and are ignored", stacklevel=2)
+    x = frame_to_tensor(df, split.observed, split.latent, ignore=ignore)
+    extra = {"network": None, "seed": fit_config.seed, "train_size": int(x.shape[0]), "data": "DataFrame"}
+    trained, history = train_model(
+        split,
+        x,
+        model_config=config,
+        fit_config=fit_config,
+        options=train_options,
+        out=out,
+        resume=resume,
+        extra_meta=extra,
+    )
+    if out is not None:
+        return load(out)
+    meta = {"model": config.to_dict(), "latent": list(split.latent), "observed": list(split.observed)}
+    return FittedModel(trained, meta | extra | {"history": history.to_dict()})
+
+
+def frame_to_tensor(
+    df: pd.DataFrame,
+    observed: Sequence[str],
+    latent: Sequence[str] = (),
+    *,
+    ignore: Iterable[str] = (),
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """The ``observed`` columns of ``df``, in that order, as a checked tensor.
+
+    See :meth:`FittedModel.tensor`.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"expected a pandas DataFrame with node names as columns, got {type(df).__name__}")
+    ignore = _names(ignore, "ignore") | set(latent)
+    columns = [c for c in df.columns if c not in ignore]
+    _check_columns(columns, observed, latent)
+    missing = [v for v in observed if v not in set(columns)]
+    if missing:
+        raise ValueError(
+            f"observed node(s) without a column: {', '.join(missing)}; add these columns to the table"
+        )
+    if len(df) == 0:
+        raise ValueError("the table has no rows")
+    values = np.empty((len(df), len(observed)), dtype=np.float64)
+    limit = torch.finfo(dtype).max
+    for j, v in enumerate(observed):
+        col = df[v]
+        num = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(num) | (np.abs(num) > limit)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raw = col.iloc[i]
+            shown = repr(raw) if isinstance(raw, str) else str(raw)
+            if pd.isna(raw):
+                kind = "missing (NaN) value"
+            elif np.isnan(num[i]):
+                kind = f"non-numeric value {shown}"
+            elif np.isfinite(num[i]):
+                kind = f"value {shown} too large for {str(dtype).removeprefix('torch.')} (rescale the column)"
+            else:
+                kind = f"non-finite value {shown}"
+            more = f" ({int(bad.sum())} bad cells in this column)" if bad.sum() > 1 else ""
+            raise ValueError(
+                f"row {df.index[i]!r} (position {i}), column {v!r}: {kind}{more}; "
+                "fix these cells or drop their rows"
+            )
+        values[:, j] = num
+    return torch.from_numpy(values).to(dtype)
+
+
+# ---------------------------------------------------------------------- helpers
+def _check_columns(columns: Sequence[Any], nodes: Sequence[str], latent: Sequence[str] = ()) -> None:
+    duplicated = sorted({str(c) for c in columns if list(columns).count(c) > 1})
+    if duplicated:
+        raise ValueError(f"column(s) {', '.join(duplicated)} appear more than once")
+    known = set(nodes) | set(latent)
+    extra = [c for c in columns if c not in known]
+    if extra:
+        hints = []
+        for c in extra:
+            close = difflib.get_close_matches(str(c), [v for v in nodes if v not in set(columns)], n=1)
+            hints.append(f"{c!r} (did you mean {close[0]!r}?)" if close else repr(c))
+        raise ValueError(
+            f"column(s) {', '.join(hints)} match no node of the graph; rename them, or pass "
+            f"ignore=[...] to leave them out. Nodes: {', '.join(list(nodes)[:8])}"
+            f"{' ...' if len(nodes) > 8 else ''}"
+        )
+
+
+def _names(names: Iterable[str] | str, what: str) -> set[str]:
+    if isinstance(names, str):
+        return {v.strip() for v in names.split(",") if v.strip()}
+    try:
+        return set(names)
+    except TypeError:
+        raise ValueError(f"{what} must be a list of column names") from None
+
+
+def _configs(model: str, options: dict) -> tuple[ModelConfig, FitConfig, TrainOptions]:
+    options = dict(options)
+    if "epochs" in options:
+        if "max_epochs" in options:
+            raise ValueError("give epochs or max_epochs, not both")
+        options["max_epochs"] = options.pop("epochs")
+    groups = {}
+    for cls, defaults in ((FitConfig, FIT_DEFAULTS), (TrainOptions, {}), (ModelConfig, {"variant": model})):
+        names = {f.name for f in fields(cls)} - {"variant"}
+        groups[cls] = defaults | {k: options.pop(k) for k in list(options) if k in names}
+    if options:
+        valid = sorted({f.name for cls in groups for f in fields(cls)} - {"variant"} | {"epochs"})
+        raise ValueError(f"unknown option(s) {', '.join(sorted(options))}; known options: {', '.join(valid)}")
+    try:
+        return (
+            ModelConfig(**groups[ModelConfig]),
+            FitConfig(**groups[FitConfig]),
+            TrainOptions(**groups[TrainOptions]),
+        )
+    except TypeError as e:
+        raise ValueError(str(e)) from None
+
+
+def _positive(n: int, what: str) -> None:
+    if not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"{what} must be a positive integer, got {n!r}")
+
+
+class _seeded:
+    """Seeds torch's generator for a block and restores its state afterwards (``None``: no seeding)."""
+
+    def __init__(self, seed: int | None) -> None:
+        self.seed = seed
+
+    def __enter__(self) -> None:
+        if self.seed is not None:
+            self.state = torch.get_rng_state()
+            torch.manual_seed(self.seed)
+
+    def __exit__(self, *exc) -> None:
+        if self.seed is not None:
+            torch.set_rng_state(self.state)

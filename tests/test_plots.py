@@ -1,0 +1,118 @@
+"""Pictures and per-run records: `sirenvae graph`, history.csv + training.png, evaluate --per-row."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from sirenvae.cli import app
+from sirenvae.graph import BayesianNetwork, LatentSplit
+from sirenvae.plots import layered_layout
+
+runner = CliRunner()
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def error_line(result):
+    text = (result.stderr if result.stderr else result.output).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), text
+    assert result.exit_code == 2
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pics")
+    (d / "g.csv").write_text("parent,child\nz,a\nz,b\na,b\nb,w\nw,c\n")
+    g = np.random.default_rng(0)
+    z = g.normal(size=80)
+    a = 2 * z + 0.5 * g.normal(size=80)
+    b = z - a + 0.5 * g.normal(size=80)
+    c = 3 * np.tanh(b) + 0.5 * g.normal(size=80)
+    pd.DataFrame({"a": a, "b": b, "c": c}).to_csv(d / "data.csv", index=False)
+    return d
+
+
+@pytest.fixture(scope="module")
+def fitted(files):
+    out = files / "run"
+    r = run("fit", "--graph", files / "g.csv", "--data", files / "data.csv", "--out", out, "--epochs", 6)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_graph_command_draws_and_never_overwrites(files, tmp_path):
+    out = tmp_path / "graph.png"
+    r = run("graph", "--graph", files / "g.csv", "--latent", "z, w", "-o", out)
+    assert r.exit_code == 0, r.output
+    assert "2 latent: z, w" in r.stdout and out.read_bytes().startswith(PNG)
+    before = out.read_bytes()
+    r = run("graph", "--network", "ecoli70", "-o", out)
+    assert "already exists; pass --force" in error_line(r) and out.read_bytes() == before
+    r = run("graph", "--network", "ecoli70", "-o", out, "--force")
+    assert r.exit_code == 0, r.output
+    assert "22 latent" in r.stdout and out.read_bytes() != before and out.read_bytes().startswith(PNG)
+    svg, pdf = tmp_path / "g.svg", tmp_path / "g.pdf"
+    assert run("graph", "--graph", files / "g.csv", "--latent", "z", "-o", svg).exit_code == 0
+    assert "<svg" in svg.read_text()
+    r = run("graph", "--graph", files / "g.csv", "-o", pdf)  # no latent set: the graph alone
+    assert r.exit_code == 0 and "--latent" in r.stdout and pdf.read_bytes().startswith(b"%PDF")
+    cases = [
+        (["--graph", files / "g.csv", "-o", tmp_path / "g.jpg"], "must end in .png, .svg, .pdf"),
+        (["--graph", files / "g.csv", "-o", tmp_path], "is a directory"),
+        (["--graph", files / "g.csv", "-o", tmp_path / "no" / "g.png"], "does not exist"),
+        (["-o", tmp_path / "x.png"], "exactly one of --network"),
+        (["--graph", files / "g.csv", "--latent", "zz", "-o", tmp_path / "x.png"], "unknown node 'zz'"),
+        (["--graph", files / "nope.csv", "-o", tmp_path / "x.png"], "not found"),
+    ]
+    for args, match in cases:
+        assert match in error_line(run("graph", *args)), args
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_layout_puts_parents_above_children():
+    bn = BayesianNetwork({"z": [], "a": ["z"], "b": ["z", "a"], "w": ["b"], "c": ["w"], "d": []})
+    pos = layered_layout(bn)
+    assert all(pos[p][1] > pos[c][1] for p, c in bn.edges)
+    assert len(set(pos.values())) == len(bn)  # no two nodes on one spot
+    inv_pos = layered_layout(bn, first=LatentSplit(bn, ["z", "w"]).observed)
+    assert {pos[1] for v, pos in inv_pos.items() if v not in ("z", "w")} == {0.0}
+
+
+def test_run_directory_has_history_and_training_curve(fitted):
+    history = pd.read_csv(fitted / "history.csv")
+    saved = json.loads((fitted / "model.json").read_text())["history"]
+    assert list(history.columns) == ["epoch", "train_loss", "valid_loss"]
+    assert list(history.epoch) == list(range(6))
+    np.testing.assert_allclose(history.train_loss, saved["train_loss"])
+    np.testing.assert_allclose(history.valid_loss, saved["valid_loss"])
+    assert (fitted / "training.png").read_bytes().startswith(PNG)
+
+
+def test_evaluate_per_row(fitted, files, tmp_path):
+    rows = tmp_path / "rows.csv"
+    r = run("evaluate", fitted, "--data", files / "data.csv", "-k", 8, "--json", "--per-row", rows)
+    assert r.exit_code == 0, r.output
+    metrics = json.loads(r.stdout)  # stdout stays pure JSON
+    per_row = pd.read_csv(rows)
+    assert list(per_row.columns) == ["row", "nll", "neg_elbo"] and list(per_row.row) == list(range(1, 81))
+    assert per_row.nll.mean() == pytest.approx(metrics["nll"], rel=1e-5)
+    assert per_row.neg_elbo.mean() == pytest.approx(metrics["neg_elbo"], rel=1e-5)
+    assert (per_row.nll <= per_row.neg_elbo + 1e-4).all()
+    before = rows.read_bytes()
+    r = run("evaluate", fitted, "--data", files / "data.csv", "-k", 8, "--per-row", rows)
+    assert "already exists" in error_line(r) and rows.read_bytes() == before
+    r = run("evaluate", fitted, "--data", files / "data.csv", "-k", 2, "--per-row", files / "data.csv")
+    assert "is also the input --data" in error_line(r)
+    r = run("evaluate", fitted, "--data", files / "data.csv", "-k", 2, "--per-row", tmp_path)
+    assert "is a directory" in error_line(r)
+    table = tmp_path / "table.csv"
+    r = run("evaluate", fitted, "--data", files / "data.csv", "-k", 2, "--per-row", table)
+    assert r.exit_code == 0 and "each of the 80 rows" in r.stdout and len(pd.read_csv(table)) == 80
