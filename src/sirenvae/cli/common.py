@@ -102,16 +102,12 @@ THREADS_HELP = f"Torch threads for this command (default {DEFAULT_THREADS}: fast
 @contextlib.contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """Runs the body with ``n`` torch threads and restores the previous count afterwards."""
-    import torch
+    from sirenvae.experiments.runner import torch_threads as threads
 
     if n < 1:
         raise UsageError(f"--threads must be positive, got {n}")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
+    with threads(n):
         yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def one_of(names: Sequence[str]) -> str:

@@ -25,13 +25,13 @@ import sirenvae
 from sirenvae.experiments.registry import MODEL_CONFIGS, RunConfig
 from sirenvae.files import atomic_write_text
 
-__all__ = ["SweepResult", "load_results", "run_one", "run_sweep"]
+__all__ = ["SweepResult", "load_results", "run_one", "run_sweep", "torch_threads"]
 
 logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
+def torch_threads(n: int) -> Iterator[None]:
     """Runs the body with ``n`` torch threads and restores the caller's count afterwards."""
     previous = torch.get_num_threads()
     torch.set_num_threads(n)
@@ -45,7 +45,7 @@ def run_one(config: RunConfig, threads: int = 1) -> dict:
     """Trains and evaluates one run on one thread (or ``threads``); returns its result record (no
     files written). The caller's number of torch threads is restored when it returns or raises.
     """
-    with _torch_threads(threads):
+    with torch_threads(threads):
         return _run_one(config)
 
 
