@@ -2,27 +2,12 @@
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from helpers import small_network
 from sirenvae import graph_io
-from sirenvae.cli import app
+from test_cli import error_line, run
 
-runner = CliRunner()
 FAST = ["--epochs", "2", "--no-progress"]
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def error_line(result):
-    text = (result.stderr if result.stderr else result.output).strip()
-    lines = [line for line in text.splitlines() if line.strip()]
-    assert len(lines) == 1, text
-    assert lines[0].startswith("error: "), text
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from sirenvae.graph import BayesianNetwork, GraphError, LatentSplit
+from sirenvae.graph import BayesianNetwork, GraphError, LatentSplit, first_duplicate
 from sirenvae.networks import ArithmeticCircuit, LinearGaussianNetwork
 
 __all__ = [
@@ -212,7 +212,7 @@ def read_table(
     if len(lines) != len(df):
         lines = list(range(2, len(df) + 2))
     columns = [c.strip() for c in header]
-    first = _first_duplicate(columns)
+    first = first_duplicate(columns)
     if first is not None:
         raise DataError(f"{path}: column {first!r} appears twice")
     df.columns = columns
@@ -225,7 +225,7 @@ def read_table(
         ignored.add(id_column)
         ids = tuple(df[id_column].str.strip())
         if len(set(ids)) < len(ids):
-            dup = _first_duplicate(ids)
+            dup = first_duplicate(ids)
             notices.append(f"the ID column {id_column!r} repeats {dup!r}: IDs do not tell its rows apart")
     used = [c for c in columns if c not in ignored]
     if split is not None and drop_latent_columns:
@@ -306,15 +306,6 @@ def _check_training_columns(
     if few:
         return [f"column(s) {', '.join(few)} look discrete; the model treats them as continuous"]
     return []
-
-
-def _first_duplicate(names: Sequence[str]) -> str | None:
-    seen: set[str] = set()
-    for c in names:
-        if c in seen:
-            return c
-        seen.add(c)
-    return None
 
 
 def _ignored(path: Path, columns: Sequence[str], names: Sequence[str]) -> set[str]:

@@ -58,7 +58,7 @@ class BayesianNetwork:
     ) -> BayesianNetwork:
         """Builds a network from a node list and ``(parent, child)`` edges."""
         nodes = list(nodes)
-        dup = _first_duplicate(nodes)
+        dup = first_duplicate(nodes)
         if dup is not None:
             raise GraphError(f"duplicate node name {dup!r}")
         parents: dict[str, list[str]] = {v: [] for v in nodes}
@@ -209,7 +209,7 @@ class BayesianNetwork:
         for v in nodes:
             if v not in self._index:
                 raise GraphError(f"{what}: unknown node {v!r}; known nodes: {_preview(self._nodes)}")
-        dup = _first_duplicate(nodes)
+        dup = first_duplicate(nodes)
         if dup is not None:
             raise GraphError(f"{what}: node {dup!r} appears twice")
         return nodes
@@ -239,7 +239,7 @@ class LatentSplit:
         for v in latent:
             if v not in graph:
                 raise GraphError(f"latent set: unknown node {v!r}; known nodes: {_preview(graph.nodes)}")
-        dup = _first_duplicate(latent)
+        dup = first_duplicate(latent)
         if dup is not None:
             raise GraphError(f"latent set: node {dup!r} appears twice")
         if not latent:
@@ -306,7 +306,7 @@ def _checked_parents(parents: Mapping[str, Sequence[str]]) -> dict[str, tuple[st
                     f"unknown node {p!r} listed as a parent of {node!r}; "
                     "declare every node before using it as a parent"
                 )
-        dup = _first_duplicate(pa)
+        dup = first_duplicate(pa)
         if dup is not None:
             raise GraphError(f"node {node!r} lists parent {dup!r} twice")
         given[node] = pa
@@ -340,7 +340,8 @@ def _stable_topological_order(parents: Mapping[str, tuple[str, ...]]) -> tuple[s
     return tuple(order)
 
 
-def _first_duplicate(items: Iterable[str]) -> str | None:
+def first_duplicate(items: Iterable[str]) -> str | None:
+    """The first name that appears a second time in ``items``, or ``None``."""
     seen: set[str] = set()
     for v in items:
         if v in seen:

@@ -263,20 +263,22 @@ class GraphicalResidualTransform(Transform):
         Keyword arguments override the block's :class:`~sirenvae.flows.RootFinding` options.
         """
         opts = replace(self.block.root_finding, **options) if options else self.block.root_finding
+        return self._solve(self.detach(), y, opts)
+
+    def _solve(self, fixed: GraphicalResidualTransform, y: Tensor, opts: RootFinding) -> InverseResult:
         if self.context is not None:
             shape = torch.broadcast_shapes(y.shape[:-1], self.context.shape[:-1])
             y = y.expand(*shape, self.block.features)
-        fixed = self.detach()
         return fixed_point(fixed.g, y.detach(), opts)
 
     def _inverse(self, y: Tensor) -> Tensor:
         """The inverse by :meth:`solve`, with implicit gradients when autograd is on."""
         opts = self.block.root_finding
-        result = self.solve(y)
+        fixed = self.detach()
+        result = self._solve(fixed, y, opts)
         result.check(opts, self.block.name)
         if not torch.is_grad_enabled():
             return result.z
-        fixed = self.detach()
         return implicit_gradient(
             result.z,
             y,
