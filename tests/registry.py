@@ -79,7 +79,28 @@ def _transform_cases():
     out["block"] = (block, one_block, "parents")
     out["block.inv"] = (block, lambda: one_block().inv, "ancestors")
     out["identity"] = (CASES["d2-h1"], lambda: LazyComposedTransform(), "parents")
+    # the parent-conditioned stack keeps the BN's factorisation at any depth; the affine step alone
+    # is a linear-Gaussian BN; the paper's stack may end with the affine step too
+    for name, case in PARENT_CASES.items():
+        out[name] = (case, lambda case=case: case.build(), "parents")
+        out[f"{name}.inv"] = (case, lambda case=case: case.build().inv, "ancestors")
+    stacked = FlowCase(6, 0.4, context=2, seed=9, kwargs={"affine": True})
+    out["stack-affine"] = (stacked, stacked.build, "ancestors")
+    out["stack-affine.inv"] = (stacked, lambda: stacked.build().inv, "ancestors")
     return out
+
+
+PARENT_CASES = {
+    f"parents-T{T}{'-ctx' if ctx else ''}{'-affine' if affine else ''}": FlowCase(
+        8,
+        0.4,
+        context=ctx,
+        blocks=T,
+        seed=10 + T,
+        kwargs={"conditioning": "parents", "affine": affine},
+    )
+    for T, ctx, affine in [(1, 0, False), (3, 2, False), (5, 0, True), (3, 3, True), (0, 2, True)]
+}
 
 
 TRANSFORMS = _transform_cases()

@@ -62,6 +62,15 @@ def test_decoder_and_encoder_follow_the_graphs():
     assert torch.equal(per_var, expected)
 
 
+STACKS = {
+    "paper": {},
+    "parents-affine": {"conditioning": "parents", "affine": True},
+    "affine-only": {"conditioning": "parents", "affine": True, "prior_blocks": 0, "encoder_blocks": 0},
+    "parents-encoder": {"conditioning": "parents", "encoder_conditioning": "parents", "affine": True},
+}
+
+
+@pytest.mark.parametrize("stack", list(STACKS))
 @pytest.mark.parametrize(
     "graph, latent",
     [
@@ -69,13 +78,13 @@ def test_decoder_and_encoder_follow_the_graphs():
         ("roots", ("b", "c")),  # an observed root is a parent of the latents
     ],
 )
-def test_ancestral_samples_agree_with_the_density(graph, latent):
+def test_ancestral_samples_agree_with_the_density(graph, latent, stack):
     if graph == "small":
         bn = small_network().graph
     else:
         bn = BayesianNetwork({"a": [], "b": ["a"], "c": ["a", "b"], "d": ["b"], "e": ["c", "d"]})
     torch.manual_seed(1)
-    model = float64(build_model(LatentSplit(bn, latent), TINY, variant="true"))
+    model = float64(build_model(LatentSplit(bn, latent), TINY, variant="true", **STACKS[stack]))
     z, x = model.sample(4000)
     u = model.standardize(x)
     # every observed node is its decoder mean plus sd times a standard normal ...
@@ -105,3 +114,33 @@ def test_one_builder_per_variant():
 
     assert set(BUILDERS) == set(VARIANTS)
     assert all(ModelConfig(variant=v).structured == (v in ("true", "fc", "ind")) for v in VARIANTS)
+
+
+@pytest.mark.parametrize("stack", ["parents-affine", "parents-encoder"])
+def test_parent_conditioned_prior_is_the_bn_factorisation(stack):
+    """With conditioning="parents" each latent's noise depends on itself and its parents only
+    (latent parents and observed context), whatever the depth; the paper's stack reaches ancestors.
+    """
+    bn = BayesianNetwork({"a": [], "b": ["a"], "c": ["b"], "d": ["c"], "x": ["d"], "y": ["a", "x"]})
+    latent = ("a", "b", "c", "d")
+    for options, exact in ((STACKS[stack], True), ({"prior_blocks": 3}, False)):
+        torch.manual_seed(0)
+        model = float64(build_model(LatentSplit(bn, latent), TINY, variant="true", **options))
+        z = torch.randn(4, dtype=torch.float64)
+        J = torch.autograd.functional.jacobian(model.prior(None).transform, z)
+        beyond_parents = [(i, j) for i, v in enumerate(latent) for j, w in enumerate(latent) if j < i - 1]
+        assert all((J[i, j] == 0) == exact for i, j in beyond_parents), options
+    assert model.prior.transform.conditioning == "ancestors"
+
+
+def test_old_configs_load_as_the_paper_stack():
+    old = ModelConfig(variant="true").to_dict()
+    for key in ("conditioning", "encoder_conditioning", "affine"):
+        old.pop(key)
+    c = ModelConfig.from_dict(old)
+    assert (c.conditioning, c.encoder_conditioning, c.affine) == ("ancestors", "ancestors", False)
+    with pytest.raises(ValueError, match="conditioning must be one of ancestors, parents"):
+        ModelConfig(conditioning="children")
+    with pytest.raises(ValueError, match="prior_blocks must be >= 1"):
+        ModelConfig(prior_blocks=0)
+    assert ModelConfig(prior_blocks=0, affine=True).prior_blocks == 0

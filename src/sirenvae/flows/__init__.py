@@ -2,8 +2,10 @@ r"""Graphical residual flows (GRF) in zuko's lazy style.
 
 Lazy modules own the parameters; ``module(c)`` returns a short-lived transform or distribution:
 
-- :class:`GraphicalResidualFlow` (a stack of :class:`GRFBlock`) returns a transform with
-  ``__call__``, ``call_and_ladj``, ``.inv`` and ``solve``;
+- :class:`GraphicalResidualFlow` (a stack of :class:`GRFBlock`, ``conditioning="ancestors"`` as in
+  the paper or ``"parents"`` for the exact BN factorisation, optionally ending with the
+  graph-masked affine step :class:`GraphAffine`) returns a transform with ``__call__``,
+  ``call_and_ladj``, ``.inv`` and ``solve``;
 - :class:`Flow` (``Flow(transform, base)``) and :class:`GRF` return distributions with
   ``log_prob``, ``sample``, ``rsample`` and ``rsample_and_log_prob``.
 
@@ -11,6 +13,7 @@ References:
     | Graphical Residual Flows (Mouton & Kroon, 2022), ICLR workshop DGM4HSD
 """
 
+from sirenvae.flows.affine import GraphAffine, GraphAffineTransform
 from sirenvae.flows.core import (
     ComposedTransform,
     Inverse,
@@ -27,17 +30,21 @@ from sirenvae.flows.distributions import (
     StandardNormal,
     StandardNormalBase,
 )
-from sirenvae.flows.grf import GRF, GraphicalResidualFlow
+from sirenvae.flows.grf import CONDITIONING, GRF, GraphicalResidualFlow
+from sirenvae.flows.parents import ParentConditionedTransform
 from sirenvae.flows.residual import GraphicalResidualTransform, GRFBlock
 from sirenvae.flows.root_finding import ConvergenceError, InverseResult, RootFinding
 
 __all__ = [
+    "CONDITIONING",
     "GRF",
     "ComposedTransform",
     "ConvergenceError",
     "DiagNormal",
     "Flow",
     "GRFBlock",
+    "GraphAffine",
+    "GraphAffineTransform",
     "GraphicalResidualFlow",
     "GraphicalResidualTransform",
     "Inverse",
@@ -47,6 +54,7 @@ __all__ = [
     "LazyInverse",
     "LazyTransform",
     "NormalizingFlow",
+    "ParentConditionedTransform",
     "RootFinding",
     "StandardNormal",
     "StandardNormalBase",

@@ -93,6 +93,11 @@ class ComposedTransform(Transform):
         super().__init__()
         self.transforms = transforms
 
+    @property
+    def inv(self) -> ComposedTransform:
+        """The inverses in reverse order, so that each part computes its own log-determinant."""
+        return ComposedTransform(*(t.inv for t in reversed(self.transforms)))
+
     def _call(self, x: Tensor) -> Tensor:
         for t in self.transforms:
             x = t(x)
@@ -160,6 +165,17 @@ class LazyComposedTransform(LazyTransform):
 
     def __len__(self) -> int:
         return len(self.transforms)
+
+
+def check_context(c: Tensor | None, features: int) -> Tensor | None:
+    """The context a lazy transform of ``features`` context inputs is called with (``None`` if none)."""
+    if features == 0:
+        return None
+    if c is None:
+        raise ValueError(f"this flow needs a context of {features} features")
+    if c.shape[-1:] != (features,):
+        raise ValueError(f"expected a context with {features} features, got shape {tuple(c.shape)}")
+    return c
 
 
 def as_lazy(transform: LazyTransform | Sequence[LazyTransform]) -> LazyTransform:

@@ -6,32 +6,48 @@ References:
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor
 
-from sirenvae.defaults import KAPPA
-from sirenvae.flows.core import LazyComposedTransform, LazyTransform
+from sirenvae.defaults import CONDITIONING, KAPPA
+from sirenvae.flows.affine import GraphAffine
+from sirenvae.flows.core import ComposedTransform, LazyTransform, Transform, check_context
 from sirenvae.flows.distributions import Flow, StandardNormalBase
-from sirenvae.flows.residual import GRFBlock
+from sirenvae.flows.parents import ParentConditionedTransform, generations
+from sirenvae.flows.residual import GraphicalResidualTransform, GRFBlock
 from sirenvae.flows.root_finding import Method, OnFail, RootFinding
+from sirenvae.masks import check_adjacency
 
-__all__ = ["GRF", "GraphicalResidualFlow"]
+__all__ = ["CONDITIONING", "GRF", "Conditioning", "GraphicalResidualFlow"]
+
+Conditioning = Literal["ancestors", "parents"]
 
 DEFAULT_ROOT_FINDING = RootFinding()
 
 
-class GraphicalResidualFlow(LazyComposedTransform):
+class GraphicalResidualFlow(LazyTransform):
     r"""A stack of graphical residual blocks: ``flow(c)`` is :math:`F = f_T \circ \dots \circ f_1`.
 
     ``flow(c)`` maps in the normalizing direction, with ``call_and_ladj`` for the exact
-    log-determinant; ``flow(c).inv`` solves each block in reverse order (differentiable by implicit
-    gradients) and ``flow(c).solve(y)`` reports iterations and residuals. Stacked blocks keep the
-    Jacobian triangular, but :math:`F_i` depends on all ancestors of :math:`i`, not only its parents.
+    log-determinant; ``flow(c).inv`` inverts it (differentiable by implicit gradients) and
+    ``flow(c).solve(y)`` reports iterations and residuals.
+
+    With ``conditioning="ancestors"`` (the paper's), block :math:`t` reads the previous block's
+    output, so :math:`F_i` depends on all ancestors of :math:`i`. With ``conditioning="parents"``,
+    every block reads the variable's own running value and the parents' values at the stack's input
+    (:class:`~sirenvae.flows.parents.ParentConditionedTransform`), so :math:`F_i` depends on
+    :math:`z_i` and :math:`z_{pa(i)}` only: the BN's exact factorisation at any depth. ``affine=True``
+    ends the stack with the graph-masked affine step (:class:`~sirenvae.flows.GraphAffine`), which
+    reads the stack's input in the parent-conditioned stack and its own input otherwise.
 
     Arguments:
         adjacency: ``(D, D)`` boolean, ``A[i, j]`` iff ``j`` is a parent of ``i`` (a DAG).
         context_adjacency: ``(D, C)`` boolean, which context inputs each variable sees.
-        blocks: The number of blocks :math:`T`.
+        blocks: The number of residual blocks :math:`T` (``0`` with ``affine``: a linear-Gaussian BN).
+        conditioning: ``ancestors`` (stacked blocks) or ``parents`` (exact factorisation).
+        affine: End with the graph-masked affine step.
         hidden_per_set: Hidden units per variable set and hidden layer.
         hidden_layers: Hidden layers per block.
         kappa: The spectral bound of every layer.
@@ -42,7 +58,7 @@ class GraphicalResidualFlow(LazyComposedTransform):
 
     Example:
         >>> A = torch.tensor([[0, 0, 0], [1, 0, 0], [1, 1, 0]], dtype=torch.bool)
-        >>> flow = GraphicalResidualFlow(A, blocks=2)
+        >>> flow = GraphicalResidualFlow(A, blocks=2, conditioning="parents", affine=True)
         >>> z = torch.randn(5, 3)
         >>> y, ladj = flow().call_and_ladj(z)
         >>> torch.allclose(flow().inv(y), z, atol=1e-4)
@@ -55,6 +71,8 @@ class GraphicalResidualFlow(LazyComposedTransform):
         context_adjacency: Tensor | None = None,
         *,
         blocks: int = 3,
+        conditioning: Conditioning = "ancestors",
+        affine: bool = False,
         hidden_per_set: int = 4,
         hidden_layers: int = 2,
         kappa: float = KAPPA,
@@ -67,51 +85,87 @@ class GraphicalResidualFlow(LazyComposedTransform):
         method: Method = DEFAULT_ROOT_FINDING.method,
         on_fail: OnFail = DEFAULT_ROOT_FINDING.on_fail,
     ) -> None:
-        if blocks < 1:
-            raise ValueError(f"blocks must be >= 1, got {blocks}")
+        super().__init__()
+        if conditioning not in CONDITIONING:
+            raise ValueError(f"conditioning must be one of {', '.join(CONDITIONING)}, got {conditioning!r}")
+        if blocks < 0 or (blocks == 0 and not affine):
+            raise ValueError(f"blocks must be >= 1 (or 0 with affine=True), got {blocks}")
+        A, C = check_adjacency(adjacency, context_adjacency)
+        D = A.shape[0]
+        self.features, self.context_features = D, C.shape[1]
+        self.conditioning = conditioning
+        self._sweeps = generations(A)
         options = RootFinding(atol=atol, rtol=rtol, max_iter=max_iter, method=method, on_fail=on_fail)
-        super().__init__(
-            *(
-                GRFBlock(
-                    adjacency,
-                    context_adjacency,
-                    hidden_per_set=hidden_per_set,
-                    hidden_layers=hidden_layers,
-                    kappa=kappa,
-                    activation=activation,
-                    singletons=singletons,
-                    n_power_iterations=n_power_iterations,
-                    root_finding=options,
-                    name=f"block {i}",
-                )
-                for i in range(blocks)
+        self._root_finding = options
+        if conditioning == "parents":
+            # own value only (bounded), the stack input's parents and the context as context
+            block_graph = (torch.zeros_like(A), torch.cat([A, C], dim=1))
+        else:
+            block_graph = (A, C)
+        self.transforms = torch.nn.ModuleList(
+            GRFBlock(
+                *block_graph,
+                hidden_per_set=hidden_per_set,
+                hidden_layers=hidden_layers,
+                kappa=kappa,
+                activation=activation,
+                singletons=singletons,
+                n_power_iterations=n_power_iterations,
+                root_finding=options,
+                name=f"block {i}",
             )
+            for i in range(blocks)
         )
-        self.features = self.blocks[0].features
-        self.context_features = self.blocks[0].context_features
+        self.affine = GraphAffine(A, C) if affine else None
 
     @property
     def blocks(self) -> torch.nn.ModuleList:
-        """The blocks, first applied first."""
+        """The residual blocks, first applied first."""
         return self.transforms
+
+    def __len__(self) -> int:
+        return len(self.transforms) + (self.affine is not None)
+
+    def forward(self, c: Tensor | None = None) -> Transform:
+        c = check_context(c, self.context_features)
+        if self.conditioning == "ancestors":
+            steps = [block(c) for block in self.transforms]
+            if self.affine is not None:
+                steps.append(self.affine(c))
+            return ComposedTransform(*steps)
+        affine = None
+        if self.affine is not None:
+            a = self.affine
+            C = a.context_coupling * a.context_mask if self.context_features else None
+            affine = (a.coupling * a.mask, C, a.shift, a.log_scale)
+        return ParentConditionedTransform(
+            [GraphicalResidualTransform(b, b.folded(), None) for b in self.transforms],
+            affine,
+            c,
+            features=self.features,
+            sweeps=self._sweeps,
+            root_finding=self._root_finding,
+        )
 
     @property
     def root_finding(self) -> RootFinding:
         """How the inverse is solved."""
-        return self.blocks[0].root_finding
+        return self._root_finding
 
     @root_finding.setter
     def root_finding(self, options: RootFinding) -> None:
+        self._root_finding = options
         for block in self.blocks:
             block.root_finding = options
 
     @property
     def effective_weights(self) -> int:
-        """The number of unmasked weights over all blocks."""
-        return sum(b.effective_weights for b in self.blocks)
+        """The number of unmasked weights over all blocks (and the affine step's parameters)."""
+        affine = self.affine.effective_weights if self.affine is not None else 0
+        return sum(b.effective_weights for b in self.blocks) + affine
 
     def certify(self) -> Tensor:
-        """The exact Lipschitz bound in :math:`z` of every block's residual :math:`g`."""
+        """The exact Lipschitz bound in the running value of every block's residual :math:`g`."""
         return torch.stack([block.certify() for block in self.blocks])
 
 

@@ -17,13 +17,14 @@ References:
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import torch
 from torch import Tensor
 
 from sirenvae.defaults import KAPPA
-from sirenvae.flows.core import LazyTransform, Transform
+from sirenvae.flows.core import LazyTransform, Transform, check_context
 from sirenvae.flows.root_finding import InverseResult, RootFinding, fixed_point, implicit_gradient
 from sirenvae.masks import graphical_masks
 from sirenvae.nn import MaskedLinear
@@ -138,14 +139,7 @@ class GRFBlock(LazyTransform):
 
     def forward(self, c: Tensor | None = None) -> GraphicalResidualTransform:
         """Prepares the weights once (a power iteration in training mode) and binds the context."""
-        if self.context_features == 0:
-            c = None
-        elif c is None:
-            raise ValueError(f"this flow needs a context of {self.context_features} features")
-        elif c.shape[-1:] != (self.context_features,):
-            raise ValueError(
-                f"expected a context with {self.context_features} features, got shape {tuple(c.shape)}"
-            )
+        c = check_context(c, self.context_features)
         return GraphicalResidualTransform(self, self.folded(), c)
 
     def certify(self) -> Tensor:
@@ -187,6 +181,12 @@ class GraphicalResidualTransform(Transform):
                 self.off.append(W[block._off_rows][:, block._off_cols] * block._off_mask if split else None)
             else:
                 self.diag_blocks.append(W.view(D, D, k).diagonal(dim1=0, dim2=1).T.unsqueeze(1).contiguous())
+
+    def bind(self, context: Tensor | None) -> GraphicalResidualTransform:
+        """The same prepared weights with another context (no copy of the weights)."""
+        t = copy.copy(self)
+        t.context = context
+        return t
 
     def detach(self) -> GraphicalResidualTransform:
         """The same transform cut from the parameters' graph (and from the context's)."""

@@ -16,7 +16,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from sirenvae.flows import Flow, GraphicalResidualFlow, LazyComposedTransform, StandardNormalBase
+from sirenvae.flows import (
+    Flow,
+    GraphAffine,
+    GraphicalResidualFlow,
+    LazyComposedTransform,
+    LazyTransform,
+    StandardNormalBase,
+)
 from sirenvae.graph import BayesianNetwork, LatentSplit
 from sirenvae.inversion import faithful_inverse
 from sirenvae.models.components import DiagonalEncoder, GaussianDecoder, maf_encoder
@@ -62,6 +69,27 @@ def _grf(adjacency: Tensor, context_adjacency: Tensor | None, config: ModelConfi
     )
 
 
+def _encoder(adjacency: Tensor, context_adjacency: Tensor, config: ModelConfig) -> Flow:
+    r""":math:`q(z \mid x)` over the faithful inverse.
+
+    With the paper's stack, :math:`z = a^{-1}(F(\epsilon))`: one pass of the blocks :math:`F` and a
+    triangular solve for the affine step :math:`a`, whose normalizing direction is a
+    linear-Gaussian conditional :math:`q(z_i \mid z_{pa(i)}, x)`. The parent-conditioned encoder
+    is a normalizing flow over :math:`z` sampled by its generation-wise inverse.
+    """
+    base = StandardNormalBase(adjacency.shape[0])
+    blocks = config.encoder_blocks
+    if config.encoder_conditioning == "parents":
+        flow = _grf(
+            adjacency, context_adjacency, config, blocks=blocks, conditioning="parents", affine=config.affine
+        )
+        return Flow(flow, base)
+    steps: list[LazyTransform] = [GraphAffine(adjacency, context_adjacency)] if config.affine else []
+    if blocks:
+        steps.append(_grf(adjacency, context_adjacency, config, blocks=blocks).inv)
+    return Flow(steps[0] if len(steps) == 1 else steps, base)
+
+
 def _structured(split: LatentSplit, config: ModelConfig) -> SIReNVAE:
     """GRF prior on the variant's graph, BN-masked decoder, GRF encoder on the faithful inverse."""
     Z, X = split.latent, split.observed
@@ -74,11 +102,18 @@ def _structured(split: LatentSplit, config: ModelConfig) -> SIReNVAE:
     g = variant_graph(split, config.variant)
     context = split.prior_context
     Cp = g.cross_adjacency(Z, context) if context else None
-    prior_flow = _grf(g.adjacency(Z), Cp, config, blocks=config.prior_blocks, max_iter=PRIOR_MAX_ITER)
+    prior_flow = _grf(
+        g.adjacency(Z),
+        Cp,
+        config,
+        blocks=config.prior_blocks,
+        conditioning=config.conditioning,
+        affine=config.affine,
+        max_iter=PRIOR_MAX_ITER,
+    )
     prior = Flow(prior_flow, StandardNormalBase(len(Z)))
     H = faithful_inverse(split.on(g))
-    encoder_flow = _grf(H.adjacency(Z), H.cross_adjacency(Z, X), config, blocks=config.encoder_blocks)
-    encoder = Flow(encoder_flow.inv, StandardNormalBase(len(Z)))
+    encoder = _encoder(H.adjacency(Z), H.cross_adjacency(Z, X), config)
     return SIReNVAE(
         split,
         prior=prior,

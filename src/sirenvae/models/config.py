@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
-from sirenvae.defaults import KAPPA
+from sirenvae.defaults import CONDITIONING, KAPPA
 
 __all__ = ["VARIANTS", "ModelConfig", "Variant"]
 
@@ -22,7 +22,14 @@ class ModelConfig:
 
     Attributes:
         variant: ``true``, ``fc``, ``ind``, ``vae`` or ``vae-maf``.
-        prior_blocks, encoder_blocks: GRF blocks of prior and encoder.
+        prior_blocks, encoder_blocks: GRF blocks of prior and encoder (``0`` with ``affine``: the
+            affine step alone).
+        conditioning: The prior's stack, ``ancestors`` (the paper's) or ``parents`` (the BN's exact
+            factorisation at any depth; SPEC §3).
+        encoder_conditioning: The same for the encoder over the faithful inverse; ``parents``
+            samples by the generation-wise inverse (slower).
+        affine: Add the graph-masked affine step to prior and encoder (a linear-Gaussian BN when
+            the blocks are 0).
         hidden_per_set: GRF hidden units per variable set and layer.
         hidden_layers: Hidden layers of GRF blocks and of the decoder.
         decoder_hidden_per_set: Decoder hidden units per observed variable.
@@ -36,6 +43,9 @@ class ModelConfig:
     variant: Variant = "true"
     prior_blocks: int = 2
     encoder_blocks: int = 2
+    conditioning: str = "ancestors"
+    encoder_conditioning: str = "ancestors"
+    affine: bool = False
     hidden_per_set: int = 4
     hidden_layers: int = 2
     decoder_hidden_per_set: int = 4
@@ -49,6 +59,15 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown model {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+        for name in ("conditioning", "encoder_conditioning"):
+            if getattr(self, name) not in CONDITIONING:
+                raise ValueError(
+                    f"{name} must be one of {', '.join(CONDITIONING)}, got {getattr(self, name)!r}"
+                )
+        for name in ("prior_blocks", "encoder_blocks"):
+            blocks = getattr(self, name)
+            if blocks < 0 or (blocks == 0 and not self.affine and self.structured):
+                raise ValueError(f"{name} must be >= 1 (or 0 with affine), got {blocks}")
 
     @property
     def structured(self) -> bool:
@@ -60,8 +79,15 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
+        """The configuration of a dict; options missing from it (a file written before they
+        existed) take the behaviour of that time, :data:`LEGACY`, not today's defaults.
+        """
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown model option(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
+        return cls(**{**LEGACY, **d})
+
+
+#: What options added after the first release meant before they existed.
+LEGACY: dict = {"conditioning": "ancestors", "encoder_conditioning": "ancestors", "affine": False}
