@@ -166,6 +166,8 @@ class GraphicalResidualFlow(LazyTransform):
 
     def certify(self) -> Tensor:
         """The exact Lipschitz bound in the running value of every block's residual :math:`g`."""
+        if not len(self.blocks):
+            return torch.ones(0, dtype=torch.float64)
         return torch.stack([block.certify() for block in self.blocks])
 
 
