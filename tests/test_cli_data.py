@@ -261,3 +261,19 @@ def test_ordinary_names_are_not_called_typos(tmp_path):
         "latent node 'smokng' is named like column 'smoking'" in note
         and "'blight'" not in note.split("latent nodes")[0]
     )
+
+
+def test_errors_point_to_the_option_that_fixes_them(files, tmp_path):
+    frame = pd.read_csv(files / "obs.csv").assign(plot="p")
+    frame.to_csv(tmp_path / "ids.csv", index=False)
+    r = run("evaluate", files / "run", "--data", tmp_path / "ids.csv", "-k", 2)
+    line = error_line(r)
+    assert "pass --ignore-columns plot (or --id-column NAME for a column of row IDs)" in line
+    # training data may leave an observed node out by naming it latent too; new data may not
+    r = run(*r_args(files / "g.json", files / "obs.csv", tmp_path / "a"), "--latent", "z1")
+    assert "node(s) without a column: z2; add the column(s), or add them to the latent nodes (--latent)" in (
+        error_line(r)
+    )
+    pd.read_csv(files / "obs.csv").drop(columns="x2").to_csv(tmp_path / "no-x2.csv", index=False)
+    r = run("evaluate", files / "run", "--data", tmp_path / "no-x2.csv", "-k", 2)
+    assert error_line(r).endswith("observed node(s) without a column: x2; add the column(s)")

@@ -145,8 +145,18 @@ class Table:
 
 #: How messages name the options that fix a table: the CLI's flags, or :mod:`sirenvae.api`'s keywords.
 _HINTS = {
-    "cli": {"ignore": "--ignore-columns {}", "latent": "--latent", "discrete": "--allow-discrete"},
-    "python": {"ignore": "ignore={}", "latent": "latent=[...]", "discrete": "allow_discrete=True"},
+    "cli": {
+        "ignore": lambda names: f"--ignore-columns {','.join(map(str, names))}",
+        "id": " (or --id-column NAME for a column of row IDs)",
+        "latent": "--latent",
+        "discrete": "--allow-discrete",
+    },
+    "python": {
+        "ignore": lambda names: f"ignore={list(names)!r}",
+        "id": "",
+        "latent": "latent=[...]",
+        "discrete": "allow_discrete=True",
+    },
 }
 
 
@@ -165,9 +175,7 @@ def read_csv(
     those of :func:`read_table`, whose notices are logged as warnings here.
 
     Raises:
-        DataError: Unknown or duplicate columns, missing observed columns, NaN, inf,
-            non-numeric cells or values that overflow ``dtype`` (with row, file line and column),
-            or fewer than ``min_rows`` rows.
+        DataError: On any check of :func:`read_frame` failing, with the file line of a bad cell.
     """
     table = read_table(path, graph, min_rows=min_rows, dtype=dtype, **options)
     for notice in table.notices:
@@ -217,7 +225,8 @@ def read_frame(
     lines: Sequence[int] | None = None,
     hints: str = "cli",
 ) -> Table:
-    """Checks a table whose columns name nodes (a CSV file's or a user's DataFrame) against a graph.
+    """Checks a table whose columns name nodes (a CSV file's or a user's DataFrame) against a graph;
+    anything unusable is a :class:`DataError` with one line that names the table, column and row.
 
     Every column must be a node of the graph unless named in ``ignore_columns`` or ``id_column``;
     the cells of the latter are returned as ``ids``. Given a graph, its nodes without a column are
@@ -236,9 +245,6 @@ def read_frame(
     Messages begin with ``name`` (a file) and locate a cell by its row counted from 1 and its file
     line, given ``lines``, else by the row's index label and position; ``hints`` names the options
     that fix a table as the CLI's flags (``"cli"``) or as Python keywords (``"python"``).
-
-    Raises:
-        DataError: With one line that names the table, column and row at fault.
     """
     where = f"{name}: " if name else ""
     hint = _HINTS[hints]
@@ -266,7 +272,7 @@ def read_frame(
             of = f" of {Path(name).name}" if name else ""
             notices.append(f"ignoring column(s) {', '.join(dropped)}{of}: they are latent nodes")
             used = [c for c in used if c not in dropped]
-    _check_columns(where, graph, split, used, hint)
+    _check_columns(where, graph, split, used, hint, training)
     if split is None:
         split = _inferred_split(where, graph, used, hint)
         notices += [
@@ -384,7 +390,7 @@ def _ignored(where: str, columns: Sequence[str], names: Sequence[str]) -> set[st
 
 
 def _check_columns(
-    where: str, graph: BayesianNetwork, split: LatentSplit | None, used: list, hint: dict
+    where: str, graph: BayesianNetwork, split: LatentSplit | None, used: list, hint: dict, training: bool
 ) -> None:
     """Every used column names a node, and every observed node has a column (with suggestions)."""
     unknown = [c for c in used if c not in graph]
@@ -397,7 +403,7 @@ def _check_columns(
         if latent:
             raise DataError(
                 f"{where}column(s) {', '.join(latent)} are latent nodes; drop them, leave them out of "
-                f"{hint['latent']}, or pass {_ignore_hint(latent, hint)}"
+                f"{hint['latent']}, or pass {hint['ignore'](latent)}"
             )
     pairs = [(c, v) for v in without for c in unknown if _near_miss(c, v)]
     if pairs:
@@ -411,15 +417,13 @@ def _check_columns(
         raise DataError(
             f"{where}column {unknown[0]!r} matches no node of the graph"
             f"{f' (nor do {len(unknown) - 1} more)' if len(unknown) > 1 else ''}; nodes are "
-            f"{_preview(graph.nodes)}; drop the column(s) or pass {_ignore_hint(unknown, hint)}"
+            f"{_preview(graph.nodes)}; drop the column(s) or pass {hint['ignore'](unknown)}{hint['id']}"
         )
     if split is not None and without:
-        raise DataError(f"{where}observed node(s) without a column: {', '.join(without)}; add the column(s)")
-
-
-def _ignore_hint(names: Sequence, hint: dict) -> str:
-    listed = ",".join(map(str, names)) if hint is _HINTS["cli"] else repr(list(names))
-    return hint["ignore"].format(listed)
+        also = f", or add them to the latent nodes ({hint['latent']})" if training else ""
+        raise DataError(
+            f"{where}observed node(s) without a column: {', '.join(without)}; add the column(s){also}"
+        )
 
 
 def _preview(names: Sequence, k: int = 8) -> str:
@@ -428,10 +432,8 @@ def _preview(names: Sequence, k: int = 8) -> str:
 
 
 def _near_miss(column, node: str, edits: int = 2) -> bool:
-    """Equal up to case and whitespace, or within ``edits`` edits (less than half the shorter name).
-
-    The notice about a latent node named like a used column asks for one edit only (two would flag
-    ``blight`` beside ``height``).
+    """Equal up to case and whitespace, or within ``edits`` edits (less than half the shorter name);
+    the notice on latent nodes named like a column allows one (two flag ``blight`` and ``height``).
     """
     a, b = "".join(str(column).split()).casefold(), "".join(node.split()).casefold()
     return a == b or _edit_distance(a, b) <= min(edits, (min(len(a), len(b)) - 1) // 2)
