@@ -309,9 +309,9 @@ def posterior(
 ) -> None:
     """Posterior mean, sd and samples of every latent for each data row.
 
-    The CSV has columns ``row, statistic, <latents...>`` with statistic ``mean``, ``sd`` and
-    ``sample_1`` ... ``sample_n`` for each input row (counted from 1); with ``--id-column`` the
-    row's ID follows ``row`` (or replaces it, for an ID column named ``row``).
+    The CSV has columns row, statistic, <latents...> with statistic mean, sd and sample_1 ...
+    sample_n for each input row (counted from 1); with --id-column the row's ID follows row (or
+    replaces it, for an ID column named row).
     """
     import pandas as pd
     import torch
