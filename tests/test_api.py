@@ -83,14 +83,17 @@ def test_bad_tables_name_what_is_wrong(run_dir):
     m = sirenvae.load(run_dir)
     df = simulate(6, seed=3)[["a", "b", "c"]]
     cases = [
-        (df.assign(d=1.0), r"column\(s\) 'd' match no node"),
-        (df.rename(columns={"c": "cc"}), r"'cc' \(did you mean 'c'\?\)"),
-        (df.drop(columns="b"), r"observed node\(s\) without a column: b"),
+        (df.assign(d=1.0), r"column 'd' matches no node of the graph; .* pass ignore=\['d'\]"),
         (df.assign(a=[1.0, np.nan, 2, 3, 4, 5]), r"row 1 \(position 1\), column 'a': missing \(NaN\)"),
         (df.assign(b=["1", "2", "x", "4", "5", "6"]), r"column 'b': non-numeric value 'x'"),
-        (df.assign(c=[1.0, 2, 3, 4, 5, np.inf]), r"column 'c': non-finite value inf"),
-        (df.assign(c=[1.0, 2, 3, 4, 5, 1e300]), r"column 'c': value 1e\+300 too large for float32"),
-        (df.iloc[:0], "no rows"),
+        (df.assign(c=[1.0, 2, 3, 4, 5, np.inf]), r"row 5 \(position 5\), column 'c': non-finite value inf"),
+        (df.assign(c=[1.0, 2, 3, 4, 5, 1e300]), r"column 'c': 1e\+300 overflows float32 .*rescale"),
+        (df.assign(c=[None, 2, 3, 4, 5, 6]), r"row 0 \(position 0\), column 'c': missing \(NaN\) value"),
+        (df.set_index(pd.Index([f"r{i}" for i in range(6)])).assign(a=["1"] * 5 + [""]), r"row 'r5'"),
+        (df.rename(columns={"c": "C"}), r"did you mean 'C' for node 'c'\?"),
+        (df.drop(columns="b"), r"observed node\(s\) without a column: b"),
+        (df[["a", "b", "c", "a"]], r"column 'a' appears twice"),
+        (df.iloc[:0], r"0 data row\(s\), at least 1 needed"),
     ]
     for frame, match in cases:
         with pytest.raises(ValueError, match=match):
@@ -104,7 +107,7 @@ def test_bad_tables_name_what_is_wrong(run_dir):
 
 def test_fit_options_and_latent(tmp_path):
     df = simulate(40)
-    with pytest.warns(UserWarning, match="column\\(s\\) z, w name latent nodes and are ignored"):
+    with pytest.warns(UserWarning, match="ignoring column\\(s\\) z, w: they are latent nodes"):
         m = sirenvae.fit(BN, df, latent=["z", "w"], model="vae", epochs=2, warmup_steps=0, seed=3)
     assert m.meta["model"]["variant"] == "vae" and len(m.history.train_loss) == 2
     assert m.latent == ("z", "w") and m.directory is None
@@ -133,3 +136,55 @@ def test_fit_on_a_shipped_network_by_name():
     m = sirenvae.fit("ecoli70", df, max_epochs=1, warmup_steps=0)
     assert set(m.observed) == set(leaves) and len(m.latent) == 46 - len(leaves)
     assert np.isfinite(m.log_prob(df.iloc[:5], importance_samples=3)).all()
+
+
+def test_fit_checks_a_frame_as_the_cli_checks_a_csv():
+    """The same checks as `sirenvae fit --data` (sirenvae.data.read_frame), named in Python terms."""
+    df = simulate(40)[["a", "b", "c"]]
+    refused = [
+        (df.assign(b=4.25), r"constant or near-constant column\(s\) 'b' \(sd 0 around 4.25\)"),
+        (
+            df.assign(b=df.b * 1e-12 + 1),
+            r"constant or near-constant column\(s\) 'b' \(sd [0-9.]+e-1[23] around 1\)",
+        ),
+        (
+            df.assign(c=(df.c > 1).astype(int)),
+            r"'c' \(values 0, 1\) have only 2 distinct .* allow_discrete=True",
+        ),
+        (df.assign(a=[*df.a[:-1], np.nan]), r"row 39 \(position 39\), column 'a': missing \(NaN\) value"),
+        (
+            df.assign(b=[*df.b[:7], "n/a", *df.b[8:]]),
+            r"row 7 \(position 7\), column 'b': non-numeric value 'n/a'",
+        ),
+        (df.assign(c=[-np.inf, *df.c[1:]]), r"row 0 \(position 0\), column 'c': non-finite value -inf"),
+        (
+            df.assign(c=[*df.c[:3], 3e38 * 10, *df.c[4:]]),
+            r"row 3 \(position 3\), column 'c': 3e\+39 overflows float32",
+        ),
+        (df.iloc[:1], r"1 data row\(s\), at least 2 needed"),
+        (df.assign(patient="p"), r"column 'patient' matches no node .* pass ignore=\['patient'\]"),
+    ]
+    for frame, match in refused:
+        with pytest.raises(ValueError, match=match):
+            sirenvae.fit(BN, frame, **FAST)
+    # discrete-looking columns: a warning, or with allow_discrete a fit on 0/1 data
+    with pytest.warns(UserWarning, match=r"column\(s\) 'a' \(5 distinct integers\) look discrete"):
+        sirenvae.fit(BN, df.assign(a=df.a.round().clip(-2, 2)), **FAST)
+    with pytest.warns(UserWarning, match=r"'c' \(values 0, 1\) look discrete"):
+        m = sirenvae.fit(BN, df.assign(c=(df.c > 1).astype(int)), allow_discrete=True, **FAST)
+    assert np.isfinite(m.log_prob(df, importance_samples=2)).all()
+    # an ID column is left out by name (a list or "a,b"), and must exist
+    m = sirenvae.fit(BN, df.assign(patient="p", site=1), ignore="patient, site", **FAST)
+    assert m.observed == ("a", "b", "c")
+    with pytest.raises(ValueError, match="no column 'id' to ignore"):
+        sirenvae.fit(BN, df, ignore=["id"], **FAST)
+
+
+def test_evaluation_frames_may_be_constant_but_not_broken(run_dir):
+    m = sirenvae.load(run_dir)
+    df = simulate(6, seed=4)[["a", "b", "c"]]
+    assert np.isfinite(m.elbo(df.assign(b=1.0))).all()  # new rows need not vary
+    with pytest.raises(ValueError, match=r"row 2 \(position 2\), column 'b': 1e\+300 overflows float32"):
+        m.posterior(df.assign(b=[0, 0, 1e300, 0, 0, 0]), 3)
+    with pytest.raises(ValueError, match=r"column 'a': non-numeric value 'x'"):
+        m.log_prob(df.assign(a=df.a.astype(object).where(df.index != 4, "x")), importance_samples=2)

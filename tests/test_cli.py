@@ -128,7 +128,6 @@ def test_data_errors(tmp_path, ecoli_run, observed_csv):
         "nan.csv": (df.copy().assign(**{df.columns[2]: ["nan"] + list(df.iloc[1:, 2])}), "non-finite"),
         "inf.csv": (df.copy().assign(**{df.columns[1]: list(df.iloc[:-1, 1]) + ["-inf"]}), "non-finite"),
         "text.csv": (df.copy().assign(**{df.columns[0]: ["x"] * len(df)}), "non-numeric"),
-        "latent.csv": (df.assign(cspG=0.0), "latent nodes"),
     }
     for name, (frame, match) in variants.items():
         path = tmp_path / name
@@ -139,6 +138,10 @@ def test_data_errors(tmp_path, ecoli_run, observed_csv):
         assert match in line and name in line, (name, line)
         if name in ("nan.csv", "text.csv"):
             assert "row 1" in line and "column" in line
+    # a column of a latent node (as `sample` writes) is ignored with a note, not an error
+    df.assign(cspG=0.0).to_csv(tmp_path / "latent.csv", index=False)
+    r = run("evaluate", ecoli_run, "--data", tmp_path / "latent.csv", "-k", 2)
+    assert r.exit_code == 0 and "ignoring column(s) cspG of latent.csv: they are latent nodes" in r.stderr
     one = tmp_path / "one.csv"
     df.iloc[:1].to_csv(one, index=False)
     from sirenvae import graph_io

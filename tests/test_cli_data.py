@@ -1,5 +1,8 @@
 """The CLI on a user's own graph and CSV: validation of every data file, latent nodes, ID columns."""
 
+import json
+
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -178,3 +181,99 @@ def test_excel_files_with_ids_and_spaced_latent_lists(files, tmp_path):
     assert r.exit_code == 0, r.output
     post = pd.read_csv(tmp_path / "p2.csv")
     assert list(post.columns) == ["row", "statistic", "z1", "z2"] and post.row.iloc[-1] == "p004"
+
+
+def test_evaluate_and_posterior_read_sample_output(files, tmp_path):
+    """The output of `sample` has a column for every node: the latent ones are ignored with a note."""
+    samples = tmp_path / "samples.csv"
+    r = run("sample", files / "run", "-n", 30, "-o", samples)
+    assert r.exit_code == 0, r.output
+    assert list(pd.read_csv(samples).columns) == ["z1", "z2", "x1", "x2", "x3"]
+    r = run("evaluate", files / "run", "--data", samples, "-k", 4, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["rows"] == 30  # the note goes to stderr, the JSON stays clean
+    assert "note: ignoring column(s) z1, z2 of samples.csv: they are latent nodes" in r.stderr
+    # the same numbers as on the observed columns alone, in any order
+    pd.read_csv(samples)[["x3", "x1", "x2"]].to_csv(tmp_path / "obs.csv", index=False)
+    alone = run("evaluate", files / "run", "--data", tmp_path / "obs.csv", "-k", 4, "--json")
+    assert json.loads(alone.stdout)["nll"] == pytest.approx(json.loads(r.stdout)["nll"], rel=1e-6)
+    out = tmp_path / "post.csv"
+    r = run("posterior", files / "run", "--data", samples, "-n", 2, "-o", out)
+    assert r.exit_code == 0, r.output
+    assert "note: ignoring column(s) z1, z2 of samples.csv: they are latent nodes" in r.stdout
+    post = pd.read_csv(out)
+    assert list(post.columns) == ["row", "statistic", "z1", "z2"] and len(post) == 30 * 4
+    # other unknown columns are still errors
+    pd.read_csv(samples).assign(site=1.0).to_csv(tmp_path / "site.csv", index=False)
+    r = run("evaluate", files / "run", "--data", tmp_path / "site.csv", "-k", 4)
+    assert r.exit_code == 2 and "column 'site' matches no node" in error_line(r)
+
+
+def test_evaluate_per_row_carries_row_numbers_and_ids(files, tmp_path):
+    frame = pd.read_csv(files / "obs.csv").iloc[:6]
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    rows = tmp_path / "rows.csv"
+    r = run("evaluate", files / "run", "--data", tmp_path / "new.csv", "-k", 4, "--per-row", rows)
+    assert r.exit_code == 0, r.output
+    plain = pd.read_csv(rows)
+    assert list(plain.columns) == ["row", "nll", "neg_elbo"] and list(plain.row) == [1, 2, 3, 4, 5, 6]
+    # with --id-column the IDs follow the row numbers, in the order of the file
+    frame.insert(2, "patient", [f"p{i}" for i in (5, 3, 9, 1, 7, 2)])
+    frame.to_csv(tmp_path / "ids.csv", index=False)
+    args = ["evaluate", files / "run", "--data", tmp_path / "ids.csv", "-k", 4, "--id-column", "patient"]
+    r = run(*args, "--per-row", tmp_path / "ids-rows.csv")
+    assert r.exit_code == 0, r.output
+    with_ids = pd.read_csv(tmp_path / "ids-rows.csv")
+    assert list(with_ids.columns) == ["row", "patient", "nll", "neg_elbo"]
+    assert list(with_ids.patient) == ["p5", "p3", "p9", "p1", "p7", "p2"]
+    pd.testing.assert_frame_equal(with_ids.drop(columns="patient"), plain)
+    # an ID column named row replaces the row numbers; one named like a result column is refused
+    frame.rename(columns={"patient": "row"}).to_csv(tmp_path / "row.csv", index=False)
+    r = run(*args[:3], tmp_path / "row.csv", "-k", 4, "--id-column", "row", "--per-row", tmp_path / "r.csv")
+    assert r.exit_code == 0, r.output
+    assert list(pd.read_csv(tmp_path / "r.csv").columns) == ["row", "nll", "neg_elbo"]
+    assert pd.read_csv(tmp_path / "r.csv").row.iloc[0] == "p5"
+    frame.rename(columns={"patient": "nll"}).to_csv(tmp_path / "nll.csv", index=False)
+    r = run(*args[:3], tmp_path / "nll.csv", "-k", 4, "--id-column", "nll", "--per-row", tmp_path / "n.csv")
+    assert r.exit_code == 2 and "--id-column 'nll' would clash" in error_line(r)
+
+
+def test_ordinary_names_are_not_called_typos(tmp_path):
+    """The notice on latent nodes named like a column: one edit, and not a family of names."""
+    edges = tmp_path / "g.csv"
+    edges.write_text("parent,child\nblight,height\nblight,leaf\nx1,x2\nx2,leaf\nsmokng,leaf\n")
+    g = np.random.default_rng(0)
+    pd.DataFrame(g.normal(size=(40, 3)), columns=["height", "leaf", "x1"]).to_csv(
+        tmp_path / "d.csv", index=False
+    )
+    r = run("fit", "--graph", edges, "--data", tmp_path / "d.csv", "--out", tmp_path / "run", *FAST)
+    assert r.exit_code == 0, r.output
+    assert "latent nodes (3, nodes without a column): blight, x2, smokng" in r.stdout
+    assert "typo" not in r.stdout
+    pd.DataFrame(g.normal(size=(40, 3)), columns=["height", "leaf", "smoking"]).to_csv(
+        tmp_path / "d.csv", index=False
+    )
+    edges.write_text("parent,child\nblight,height\nsmoking,leaf\nsmokng,leaf\n")
+    r = run("fit", "--graph", edges, "--data", tmp_path / "d.csv", "--out", tmp_path / "run2", *FAST)
+    assert r.exit_code == 0, r.output
+    note = " ".join(r.stdout.split())
+    assert (
+        "latent node 'smokng' is named like column 'smoking'" in note
+        and "'blight'" not in note.split("latent nodes")[0]
+    )
+
+
+def test_errors_point_to_the_option_that_fixes_them(files, tmp_path):
+    frame = pd.read_csv(files / "obs.csv").assign(plot="p")
+    frame.to_csv(tmp_path / "ids.csv", index=False)
+    r = run("evaluate", files / "run", "--data", tmp_path / "ids.csv", "-k", 2)
+    line = error_line(r)
+    assert "pass --ignore-columns plot (or --id-column NAME for a column of row IDs)" in line
+    # training data may leave an observed node out by naming it latent too; new data may not
+    r = run(*r_args(files / "g.json", files / "obs.csv", tmp_path / "a"), "--latent", "z1")
+    assert "node(s) without a column: z2; add the column(s), or add them to the latent nodes (--latent)" in (
+        error_line(r)
+    )
+    pd.read_csv(files / "obs.csv").drop(columns="x2").to_csv(tmp_path / "no-x2.csv", index=False)
+    r = run("evaluate", files / "run", "--data", tmp_path / "no-x2.csv", "-k", 2)
+    assert error_line(r).endswith("observed node(s) without a column: x2; add the column(s)")

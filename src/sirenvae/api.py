@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import math
 import warnings
 from collections.abc import Iterable, Sequence
@@ -32,7 +31,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from sirenvae.graph import BayesianNetwork, LatentSplit
+from sirenvae.data import Table, latent_split, read_frame
+from sirenvae.graph import BayesianNetwork
 from sirenvae.models import ModelConfig, SIReNVAE
 from sirenvae.objectives import log_weights
 from sirenvae.pipeline import TrainOptions, load_model, train_model
@@ -88,9 +88,10 @@ class FittedModel:
 
         Columns that name latent nodes and those in ``ignore`` are dropped; any other column that
         is not an observed node, a missing observed column, or a cell that is NaN, infinite,
-        non-numeric or too large for the model's dtype is a :class:`ValueError`.
+        non-numeric or too large for the model's dtype is a :class:`ValueError` (the checks of
+        :func:`sirenvae.data.read_frame`, as for the CLI's CSV files).
         """
-        return frame_to_tensor(df, self.observed, self.latent, ignore=ignore, dtype=self.model.loc.dtype)
+        return _read(df, self.model.split, ignore, dtype=self.model.loc.dtype).x
 
     @torch.no_grad()
     def log_prob(
@@ -159,9 +160,15 @@ def fit(
     out: str | Path | None = None,
     resume: bool = False,
     ignore: Iterable[str] = (),
+    allow_discrete: bool = False,
     **options: Any,
 ) -> FittedModel:
     """Trains a model on a DataFrame whose columns are node names (in any order).
+
+    The table is checked as ``sirenvae fit`` checks a CSV file (:func:`sirenvae.data.read_frame`):
+    unknown, missing or misspelt columns, cells that are not finite numbers, constant columns and
+    columns with 2 distinct values are a :class:`ValueError` naming them; columns that look
+    discrete (integers with at most 10 distinct values) and ignored latent columns are warnings.
 
     Arguments:
         graph: A :class:`~sirenvae.graph.BayesianNetwork`, a graph file (``.json``, ``.csv``,
@@ -174,6 +181,7 @@ def fit(
         out: A run directory to write checkpoints, the model, ``history.csv`` and ``training.png``.
         resume: Continue an interrupted run in ``out``.
         ignore: Columns of ``df`` that are not nodes (e.g. IDs) and are left out.
+        allow_discrete: Fit columns with only 2 distinct values as continuous (else an error).
         options: Options of :class:`~sirenvae.training.FitConfig` (``lr``, ``batch_size``,
             ``max_epochs`` or ``epochs``, ``patience``, ``seed``, ``progress``, ...),
             :class:`~sirenvae.pipeline.TrainOptions` (``valid_fraction``, ``objective``,
@@ -187,26 +195,18 @@ def fit(
         bn = load_network(graph).graph
     else:
         bn = read_graph(graph)
-    if not isinstance(df, pd.DataFrame):
-        raise ValueError(f"df must be a pandas DataFrame with node names as columns, got {type(df).__name__}")
-    ignore = _names(ignore, "ignore")
-    columns = [c for c in df.columns if c not in ignore]
-    _check_columns(columns, bn.nodes)
-    if latent is None:
-        unseen = [v for v in bn.nodes if v not in set(columns)]
-        if not unseen:
-            raise ValueError(
-                "every node of the graph has a column, so none is latent; pass latent=[...] "
-                "or drop the latent nodes' columns"
-            )
-        split = LatentSplit(bn, unseen)
-    else:
-        split = LatentSplit(bn, [v.strip() for v in latent.split(",")] if isinstance(latent, str) else latent)
     config, fit_config, train_options = _configs(model, options)
-    dropped = [v for v in split.latent if v in set(columns)]
-    if dropped:
-        warnings.warn(f"column(s) {', '.join(dropped)} name latent nodes and are ignored", stacklevel=2)
-    x = frame_to_tensor(df, split.observed, split.latent, ignore=ignore)
+    table = _read(
+        df,
+        bn if latent is None else latent_split(bn, latent),
+        ignore,
+        min_rows=2,
+        training=True,
+        allow_discrete=allow_discrete,
+    )
+    for notice in table.notices:
+        warnings.warn(notice, stacklevel=2)
+    split, x = table.split, table.x
     extra = {"network": None, "seed": fit_config.seed, "train_size": int(x.shape[0]), "data": "DataFrame"}
     trained, history = train_model(
         split,
@@ -224,74 +224,15 @@ def fit(
     return FittedModel(trained, meta | extra | {"history": history.to_dict()})
 
 
-def frame_to_tensor(
-    df: pd.DataFrame,
-    observed: Sequence[str],
-    latent: Sequence[str] = (),
-    *,
-    ignore: Iterable[str] = (),
-    dtype: torch.dtype = torch.float32,
-) -> Tensor:
-    """The ``observed`` columns of ``df``, in that order, as a checked tensor.
-
-    See :meth:`FittedModel.tensor`.
+# ---------------------------------------------------------------------- helpers
+def _read(df: pd.DataFrame, graph, ignore, **options) -> Table:
+    """:func:`sirenvae.data.read_frame` on a user's DataFrame: columns of latent nodes are dropped,
+    and errors name the options as Python keywords.
     """
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"expected a pandas DataFrame with node names as columns, got {type(df).__name__}")
-    ignore = _names(ignore, "ignore") | set(latent)
-    columns = [c for c in df.columns if c not in ignore]
-    _check_columns(columns, observed, latent)
-    missing = [v for v in observed if v not in set(columns)]
-    if missing:
-        raise ValueError(
-            f"observed node(s) without a column: {', '.join(missing)}; add these columns to the table"
-        )
-    if len(df) == 0:
-        raise ValueError("the table has no rows")
-    values = np.empty((len(df), len(observed)), dtype=np.float64)
-    limit = torch.finfo(dtype).max
-    for j, v in enumerate(observed):
-        col = df[v]
-        num = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        bad = ~np.isfinite(num) | (np.abs(num) > limit)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raw = col.iloc[i]
-            shown = repr(raw) if isinstance(raw, str) else str(raw)
-            if pd.isna(raw):
-                kind = "missing (NaN) value"
-            elif np.isnan(num[i]):
-                kind = f"non-numeric value {shown}"
-            elif np.isfinite(num[i]):
-                kind = f"value {shown} too large for {str(dtype).removeprefix('torch.')} (rescale the column)"
-            else:
-                kind = f"non-finite value {shown}"
-            more = f" ({int(bad.sum())} bad cells in this column)" if bad.sum() > 1 else ""
-            raise ValueError(
-                f"row {df.index[i]!r} (position {i}), column {v!r}: {kind}{more}; "
-                "fix these cells or drop their rows"
-            )
-        values[:, j] = num
-    return torch.from_numpy(values).to(dtype)
-
-
-# ---------------------------------------------------------------------- helpers
-def _check_columns(columns: Sequence[Any], nodes: Sequence[str], latent: Sequence[str] = ()) -> None:
-    duplicated = sorted({str(c) for c in columns if list(columns).count(c) > 1})
-    if duplicated:
-        raise ValueError(f"column(s) {', '.join(duplicated)} appear more than once")
-    known = set(nodes) | set(latent)
-    extra = [c for c in columns if c not in known]
-    if extra:
-        hints = []
-        for c in extra:
-            close = difflib.get_close_matches(str(c), [v for v in nodes if v not in set(columns)], n=1)
-            hints.append(f"{c!r} (did you mean {close[0]!r}?)" if close else repr(c))
-        raise ValueError(
-            f"column(s) {', '.join(hints)} match no node of the graph; rename them, or pass "
-            f"ignore=[...] to leave them out. Nodes: {', '.join(list(nodes)[:8])}"
-            f"{' ...' if len(nodes) > 8 else ''}"
-        )
+    names = sorted(_names(ignore, "ignore"), key=str)
+    return read_frame(df, graph, ignore_columns=names, drop_latent_columns=True, hints="python", **options)
 
 
 def _names(names: Iterable[str] | str, what: str) -> set[str]:

@@ -1,4 +1,5 @@
-"""Tables and tensors: latent rules, seeded splits of the shipped networks, CSV reading with validation.
+"""Tables and tensors: latent rules, seeded splits of the shipped networks, validation of CSV files and
+DataFrames (one set of checks for both).
 
 Data are kept on their raw scale. Observed columns are always in the graph's topological order.
 """
@@ -27,6 +28,7 @@ __all__ = [
     "default_latent_rule",
     "latent_split",
     "read_csv",
+    "read_frame",
     "read_table",
     "sample_splits",
     "write_csv",
@@ -124,7 +126,7 @@ def sample_splits(
 
 @dataclass(frozen=True)
 class Table:
-    """A CSV file read against a graph.
+    """A data table read against a graph.
 
     Attributes:
         x: The observed nodes' values, ``(rows, observed)`` in topological order.
@@ -139,6 +141,23 @@ class Table:
     notices: tuple[str, ...] = ()
     ids: tuple[str, ...] | None = None
     id_column: str | None = None
+
+
+#: How messages name the options that fix a table: the CLI's flags, or :mod:`sirenvae.api`'s keywords.
+_HINTS = {
+    "cli": {
+        "ignore": lambda names: f"--ignore-columns {','.join(map(str, names))}",
+        "id": " (or --id-column NAME for a column of row IDs)",
+        "latent": "--latent",
+        "discrete": "--allow-discrete",
+    },
+    "python": {
+        "ignore": lambda names: f"ignore={list(names)!r}",
+        "id": "",
+        "latent": "latent=[...]",
+        "discrete": "allow_discrete=True",
+    },
+}
 
 
 def read_csv(
@@ -156,9 +175,7 @@ def read_csv(
     those of :func:`read_table`, whose notices are logged as warnings here.
 
     Raises:
-        DataError: Unknown or duplicate columns, missing observed columns, NaN, inf,
-            non-numeric cells or values that overflow ``dtype`` (with row, file line and column),
-            or fewer than ``min_rows`` rows.
+        DataError: On any check of :func:`read_frame` failing, with the file line of a bad cell.
     """
     table = read_table(path, graph, min_rows=min_rows, dtype=dtype, **options)
     for notice in table.notices:
@@ -166,32 +183,12 @@ def read_csv(
     return table.x, table.split
 
 
-def read_table(
-    path: str | Path,
-    graph: BayesianNetwork | LatentSplit,
-    *,
-    min_rows: int = 1,
-    dtype: torch.dtype = torch.float32,
-    ignore_columns: Sequence[str] = (),
-    id_column: str | None = None,
-    drop_latent_columns: bool = False,
-    training: bool = False,
-    allow_discrete: bool = False,
-) -> Table:
+def read_table(path: str | Path, graph: BayesianNetwork | LatentSplit, **options) -> Table:
     """Reads a CSV file as :func:`read_csv` does, with the notices for the user and row IDs.
 
-    A UTF-8 byte order mark (as Excel writes) is skipped. Every column must be a node of the graph
-    unless named in ``ignore_columns`` or ``id_column``; the cells of the latter are returned as
-    ``ids``. A node without a
-    column whose name is a near miss of an unused column (equal up to case or whitespace, or within
-    edit distance 2) is an error that suggests the column. Columns of latent nodes (given a split)
-    are an error, or with ``drop_latent_columns`` ignored with a notice (so that the output of
-    ``sample``, which has every node, can be read back).
-
-    Training data (``training``) must vary: constant or near-constant columns (standard deviation
-    below ``1e-8 * (1 + |mean|)``) are an error, and so are columns with at most 2 distinct values
-    (discrete variables are not modelled) unless ``allow_discrete``; integer-valued columns with at
-    most 10 distinct values get a notice.
+    A UTF-8 byte order mark (as Excel writes) is skipped, and so is whitespace around names and
+    cells. The checks are those of :func:`read_frame` (``options`` are its keywords); errors name
+    the file, and each bad cell's row (counted from 1) and line in the file.
     """
     path = Path(path)
     if not path.exists():
@@ -202,8 +199,6 @@ def read_table(
         raise DataError(f"{path}: the file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not a readable CSV file ({e})") from None
-    split = graph if isinstance(graph, LatentSplit) else None
-    graph = graph.graph if isinstance(graph, LatentSplit) else graph
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = next(reader, [])
@@ -211,19 +206,62 @@ def read_table(
         lines = [reader.line_num for row in reader if len(row) > 1 or row and row[0].strip()]
     if len(lines) != len(df):
         lines = list(range(2, len(df) + 2))
-    columns = [c.strip() for c in header]
+    df.columns = [c.strip() for c in header]  # pandas renames duplicates; read_frame refuses them
+    return read_frame(df, graph, name=str(path), lines=lines, **options)
+
+
+def read_frame(
+    df: pd.DataFrame,
+    graph: BayesianNetwork | LatentSplit,
+    *,
+    min_rows: int = 1,
+    dtype: torch.dtype = torch.float32,
+    ignore_columns: Sequence[str] = (),
+    id_column: str | None = None,
+    drop_latent_columns: bool = False,
+    training: bool = False,
+    allow_discrete: bool = False,
+    name: str | None = None,
+    lines: Sequence[int] | None = None,
+    hints: str = "cli",
+) -> Table:
+    """Checks a table whose columns name nodes (a CSV file's or a user's DataFrame) against a graph;
+    anything unusable is a :class:`DataError` with one line that names the table, column and row.
+
+    Every column must be a node of the graph unless named in ``ignore_columns`` or ``id_column``;
+    the cells of the latter are returned as ``ids``. Given a graph, its nodes without a column are
+    the latent ones; given a split, every observed node needs a column. A node without a column
+    whose name is a near miss of an unused column (equal up to case or whitespace, or within edit
+    distance 2) is an error that suggests the column. Columns of latent nodes (given a split) are
+    an error, or with ``drop_latent_columns`` ignored with a notice (so that the output of
+    ``sample``, which has every node, can be read back). Every observed cell must be a finite number
+    that fits ``dtype``.
+
+    Training data (``training``) must vary: constant or near-constant columns (standard deviation
+    below ``1e-8 * (1 + |mean|)``) are an error, and so are columns with at most 2 distinct values
+    (discrete variables are not modelled) unless ``allow_discrete``; integer-valued columns with at
+    most 10 distinct values get a notice.
+
+    Messages begin with ``name`` (a file) and locate a cell by its row counted from 1 and its file
+    line, given ``lines``, else by the row's index label and position; ``hints`` names the options
+    that fix a table as the CLI's flags (``"cli"``) or as Python keywords (``"python"``).
+    """
+    where = f"{name}: " if name else ""
+    hint = _HINTS[hints]
+    columns = list(df.columns)
     first = first_duplicate(columns)
     if first is not None:
-        raise DataError(f"{path}: column {first!r} appears twice")
-    df.columns = columns
-    ignored = _ignored(path, columns, ignore_columns)
+        raise DataError(f"{where}column {first!r} appears twice")
+    split = graph if isinstance(graph, LatentSplit) else None
+    graph = graph.graph if isinstance(graph, LatentSplit) else graph
+    ignored = _ignored(where, columns, ignore_columns)
     notices = []
     ids = None
     if id_column is not None:
         if id_column not in columns:
-            raise DataError(f"{path}: no ID column {id_column!r}; the columns are {_preview(columns)}")
+            raise DataError(f"{where}no ID column {id_column!r}; the columns are {_preview(columns)}")
         ignored.add(id_column)
-        ids = tuple(df[id_column].str.strip())
+        ids = tuple(str(v).strip() for v in df[id_column])
         if len(set(ids)) < len(ids):
             dup = first_duplicate(ids)
             notices.append(f"the ID column {id_column!r} repeats {dup!r}: IDs do not tell its rows apart")
@@ -231,52 +269,87 @@ def read_table(
     if split is not None and drop_latent_columns:
         dropped = [c for c in used if c in split.latent]
         if dropped:
-            notices.append(f"ignoring column(s) {', '.join(dropped)} of {path.name}: they are latent nodes")
+            of = f" of {Path(name).name}" if name else ""
+            notices.append(f"ignoring column(s) {', '.join(dropped)}{of}: they are latent nodes")
             used = [c for c in used if c not in dropped]
-    _check_columns(path, graph, split, used)
+    _check_columns(where, graph, split, used, hint, training)
     if split is None:
-        unseen = [v for v in graph.nodes if v not in used]
-        if not unseen:
-            raise DataError(
-                f"{path}: every node of the graph has a column, so none is latent; name the latent "
-                "nodes (--latent) or drop their columns"
-            )
-        try:
-            split = LatentSplit(graph, unseen)
-        except GraphError as e:
-            raise DataError(f"{path}: {e}") from None
+        split = _inferred_split(where, graph, used, hint)
         notices += [
             f"latent node {v!r} is named like column {c!r}: is {v!r} a typo in the graph?"
-            for v in unseen
+            for v in split.latent
             for c in used
-            if _near_miss(c, v)
+            # one edit, but not the last character alone: families such as x1, x2 or sucA, sucD
+            if _near_miss(c, v, edits=1) and (c[:-1] != v[:-1] or c.casefold() == v.casefold())
         ]
     if len(df) < min_rows:
-        raise DataError(f"{path}: {len(df)} data row(s), at least {min_rows} needed")
+        raise DataError(f"{where}{len(df)} data row(s), at least {min_rows} needed")
+
+    def row(i: int) -> str:
+        if lines is not None:
+            return f"row {i + 1} (line {lines[i]})"
+        label = df.index[i]
+        return f"row {label.item() if isinstance(label, np.generic) else label!r} (position {i})"
+
     observed = split.observed
     values = np.empty((len(df), len(observed)), dtype=np.float64)
     for j, v in enumerate(observed):
-        raw = df[v].str.strip()
-        num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(num)
-        if bad.any():
-            i = int(np.argmax(bad))
-            what = "empty" if raw.iloc[i] == "" else repr(raw.iloc[i])
-            kind = "non-numeric" if np.isnan(num[i]) and raw.iloc[i].lower() not in ("nan",) else "non-finite"
-            raise DataError(
-                f"{path}: row {i + 1} (line {lines[i]}), column {v!r}: {kind} value {what}"
-                f"{f' ({int(bad.sum())} bad cells in this column)' if bad.sum() > 1 else ''}"
-            )
-        values[:, j] = num
+        values[:, j], bad = _numbers(df[v])
+        if bad is not None:
+            raise DataError(f"{where}{row(bad[0])}, column {v!r}: {bad[1]}")
     x = torch.from_numpy(values).to(dtype)
-    _check_overflow(path, observed, values, x, dtype, lines)
+    over = ~torch.isfinite(x).numpy()
+    if over.any():
+        i, j = (int(k[0]) for k in np.nonzero(over))
+        more = f" ({int(over.sum())} such cells)" if over.sum() > 1 else ""
+        raise DataError(
+            f"{where}{row(i)}, column {observed[j]!r}: {values[i, j]:g} overflows "
+            f"{str(dtype).removeprefix('torch.')} (largest magnitude {torch.finfo(dtype).max:.3g}){more}; "
+            "rescale the column (e.g. a log transform of positive data)"
+        )
     if training:
-        notices += _check_training_columns(path, observed, values, allow_discrete)
+        notices += _check_training_columns(where, observed, values, allow_discrete, hint)
     return Table(x, split, tuple(notices), ids, id_column)
 
 
+def _numbers(column: pd.Series) -> tuple[np.ndarray, tuple[int, str] | None]:
+    """A column's cells as float64, and the position and description of the first cell that is not
+    a finite number (``None`` if all are).
+    """
+    if column.dtype == object:
+        column = column.map(lambda c: c.strip() if isinstance(c, str) else c)
+    num = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(num)
+    if not bad.any():
+        return num, None
+    i = int(np.argmax(bad))
+    raw = column.iloc[i]
+    if isinstance(raw, str):
+        kind = "non-numeric" if np.isnan(num[i]) and raw.lower() != "nan" else "non-finite"
+        what = f"{kind} value {'empty' if raw == '' else repr(raw)}"
+    elif pd.isna(raw):
+        what = "missing (NaN) value"
+    else:
+        what = f"{'non-finite' if np.isinf(num[i]) else 'non-numeric'} value {raw}"
+    return num, (i, what + (f" ({int(bad.sum())} bad cells in this column)" if bad.sum() > 1 else ""))
+
+
+def _inferred_split(where: str, graph: BayesianNetwork, used: Sequence[str], hint: dict) -> LatentSplit:
+    """The split whose latent nodes are the graph's nodes without a column."""
+    unseen = [v for v in graph.nodes if v not in set(used)]
+    if not unseen:
+        raise DataError(
+            f"{where}every node of the graph has a column, so none is latent; name the latent "
+            f"nodes ({hint['latent']}) or drop their columns"
+        )
+    try:
+        return LatentSplit(graph, unseen)
+    except GraphError as e:
+        raise DataError(f"{where}{e}") from None
+
+
 def _check_training_columns(
-    path: Path, columns: Sequence[str], values: np.ndarray, allow_discrete: bool
+    where: str, columns: Sequence[str], values: np.ndarray, allow_discrete: bool, hint: dict
 ) -> list[str]:
     """Refuses columns a continuous model cannot learn from; notices for columns that look discrete."""
     constant, discrete, few = [], [], []
@@ -292,15 +365,15 @@ def _check_training_columns(
             few.append(f"{c!r} ({len(distinct)} distinct integers)")
     if constant:
         raise DataError(
-            f"{path}: constant or near-constant column(s) {', '.join(constant)}: nothing to learn and "
+            f"{where}constant or near-constant column(s) {', '.join(constant)}: nothing to learn and "
             "an unbounded likelihood; drop them from the data (their nodes then become latent) or "
-            "check the file"
+            "check the data"
         )
     if discrete and not allow_discrete:
         raise DataError(
-            f"{path}: column(s) {', '.join(discrete)} have only 2 distinct values: discrete variables "
+            f"{where}column(s) {', '.join(discrete)} have only 2 distinct values: discrete variables "
             "are not modelled yet (a continuous density on them has an unbounded likelihood); pass "
-            "--allow-discrete to treat them as continuous anyway"
+            f"{hint['discrete']} to treat them as continuous anyway"
         )
     few += discrete
     if few:
@@ -308,15 +381,17 @@ def _check_training_columns(
     return []
 
 
-def _ignored(path: Path, columns: Sequence[str], names: Sequence[str]) -> set[str]:
+def _ignored(where: str, columns: Sequence[str], names: Sequence[str]) -> set[str]:
     """The columns the user asked to skip; each must exist."""
     for name in names:
         if name not in columns:
-            raise DataError(f"{path}: no column {name!r} to ignore; the columns are {_preview(columns)}")
+            raise DataError(f"{where}no column {name!r} to ignore; the columns are {_preview(columns)}")
     return set(names)
 
 
-def _check_columns(path: Path, graph: BayesianNetwork, split: LatentSplit | None, used: list[str]) -> None:
+def _check_columns(
+    where: str, graph: BayesianNetwork, split: LatentSplit | None, used: list, hint: dict, training: bool
+) -> None:
     """Every used column names a node, and every observed node has a column (with suggestions)."""
     unknown = [c for c in used if c not in graph]
     present = set(used)
@@ -327,35 +402,41 @@ def _check_columns(path: Path, graph: BayesianNetwork, split: LatentSplit | None
         latent = [c for c in used if c in split.latent]
         if latent:
             raise DataError(
-                f"{path}: column(s) {', '.join(latent)} are latent nodes; drop them, leave them out of "
-                f"--latent, or pass --ignore-columns {','.join(latent)}"
+                f"{where}column(s) {', '.join(latent)} are latent nodes; drop them, leave them out of "
+                f"{hint['latent']}, or pass {hint['ignore'](latent)}"
             )
     pairs = [(c, v) for v in without for c in unknown if _near_miss(c, v)]
     if pairs:
         c, v = pairs[0]
         also = "".join(f"; and {c2!r} for node {v2!r}?" for c2, v2 in pairs[1:])
         raise DataError(
-            f"{path}: column {c!r} matches no node of the graph and node {v!r} has no column: did you "
+            f"{where}column {c!r} matches no node of the graph and node {v!r} has no column: did you "
             f"mean {c!r} for node {v!r}?{also} Rename the column or the node so that they agree"
         )
     if unknown:
         raise DataError(
-            f"{path}: column {unknown[0]!r} matches no node of the graph"
+            f"{where}column {unknown[0]!r} matches no node of the graph"
             f"{f' (nor do {len(unknown) - 1} more)' if len(unknown) > 1 else ''}; nodes are "
-            f"{_preview(graph.nodes)}; drop the column(s) or pass --ignore-columns {','.join(unknown)}"
+            f"{_preview(graph.nodes)}; drop the column(s) or pass {hint['ignore'](unknown)}{hint['id']}"
         )
     if split is not None and without:
-        raise DataError(f"{path}: observed node(s) without a column: {', '.join(without)}")
+        also = f", or add them to the latent nodes ({hint['latent']})" if training else ""
+        raise DataError(
+            f"{where}observed node(s) without a column: {', '.join(without)}; add the column(s){also}"
+        )
 
 
-def _preview(names: Sequence[str], k: int = 8) -> str:
+def _preview(names: Sequence, k: int = 8) -> str:
+    names = [str(v) for v in names]
     return f"{', '.join(names[:k])}{' ...' if len(names) > k else ''}"
 
 
-def _near_miss(column: str, node: str) -> bool:
-    """Equal up to case and whitespace, or within edit distance 2 (less than half the shorter name)."""
-    a, b = "".join(column.split()).casefold(), "".join(node.split()).casefold()
-    return a == b or _edit_distance(a, b) <= min(2, (min(len(a), len(b)) - 1) // 2)
+def _near_miss(column, node: str, edits: int = 2) -> bool:
+    """Equal up to case and whitespace, or within ``edits`` edits (less than half the shorter name);
+    the notice on latent nodes named like a column allows one (two flag ``blight`` and ``height``).
+    """
+    a, b = "".join(str(column).split()).casefold(), "".join(node.split()).casefold()
+    return a == b or _edit_distance(a, b) <= min(edits, (min(len(a), len(b)) - 1) // 2)
 
 
 def _edit_distance(a: str, b: str) -> int:
@@ -367,22 +448,6 @@ def _edit_distance(a: str, b: str) -> int:
             if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
                 d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
     return d[-1][-1]
-
-
-def _check_overflow(
-    path: Path, columns: Sequence[str], values: np.ndarray, x: Tensor, dtype, lines: Sequence[int]
-) -> None:
-    """Names the first cell that is finite as read but not in the working ``dtype``."""
-    over = ~torch.isfinite(x).numpy()
-    if over.any():
-        i, j = (int(k[0]) for k in np.nonzero(over))
-        name = str(dtype).removeprefix("torch.")
-        more = f" ({int(over.sum())} such cells)" if over.sum() > 1 else ""
-        raise DataError(
-            f"{path}: row {i + 1} (line {lines[i]}), column {columns[j]!r}: {values[i, j]:g} overflows "
-            f"{name} (largest magnitude {torch.finfo(dtype).max:.3g}){more}; "
-            "rescale the column (e.g. a log transform of positive data)"
-        )
 
 
 def write_csv(path: str | Path, columns: Sequence[str], values: Tensor | np.ndarray, **extra) -> None:

@@ -177,7 +177,11 @@ def _test_rows(
         x = sample_splits(net, split, train_size=0, test_size=test_size, seed=meta.get("seed", 0)).test
     else:
         table = read_table(
-            data, model.split, ignore_columns=split_list(ignore_columns) or (), id_column=id_column
+            data,
+            model.split,
+            ignore_columns=split_list(ignore_columns) or (),
+            id_column=id_column,
+            drop_latent_columns=True,
         )
         for notice in table.notices:
             err_console.print(f"note: {notice}", markup=False, highlight=False)
@@ -188,14 +192,20 @@ def _test_rows(
 @app.command()
 def evaluate(
     run: Path = typer.Argument(..., help="A run directory written by `sirenvae fit`."),
-    data: Path = typer.Option(None, "--data", help="Test data: CSV with the observed columns."),
+    data: Path = typer.Option(
+        None,
+        "--data",
+        help="Test data: CSV with the observed columns (latent ones, as `sample` writes, ignored).",
+    ),
     test_size: int = typer.Option(None, "--test-size", help="Fresh rows from the run's network."),
     importance_samples: int = typer.Option(1000, "--importance-samples", "-k", help="K of the IWAE NLL."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
     ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
     id_column: str = typer.Option(None, "--id-column", help="A CSV column of row IDs (no node)."),
-    per_row: Path = typer.Option(None, "--per-row", help="Also write a CSV: row, nll, neg_elbo."),
+    per_row: Path = typer.Option(
+        None, "--per-row", help="Also write a CSV: row (from 1), the --id-column, nll, neg_elbo."
+    ),
 ) -> None:
     """Print NLL (IWAE), negative ELBO, reconstruction error and, where known, the oracle NLL."""
     import torch
@@ -209,13 +219,15 @@ def evaluate(
             raise UsageError(f"--importance-samples must be positive, got {importance_samples}")
         if per_row is not None:
             check_output(per_row, run=run, inputs=[("--data", data)], option="--per-row")
+        if per_row is not None and id_column in ("nll", "neg_elbo"):
+            raise UsageError(f"--id-column {id_column!r} would clash with a column of --per-row; rename it")
         model, meta = load_model(run)
         warn_if_diverged(run, meta)
-        x, net, _ = _test_rows(meta, model, data, test_size, ignore_columns, id_column)
+        x, net, ids = _test_rows(meta, model, data, test_size, ignore_columns, id_column)
         torch.manual_seed(meta.get("seed", 0))
         result = evaluate_model(model, x, importance_samples=importance_samples, per_row=per_row is not None)
         if per_row is not None:
-            _write_per_row(per_row, result.pop("per_row"))
+            _write_per_row(per_row, result.pop("per_row"), id_column, ids)
         same_graph = net is not None and set(net.graph.nodes) == set(model.graph.nodes)
         oracle = oracle_nll(net, x, model.observed) if same_graph else None
         if oracle is not None:
@@ -237,13 +249,17 @@ def evaluate(
         console.print(f"wrote the NLL and -ELBO of each of the {result['rows']} rows to {per_row}")
 
 
-def _write_per_row(path: Path, values: dict) -> None:
-    """The per-row CSV of ``evaluate --per-row``: row (counted from 1), nll, neg_elbo."""
+def _write_per_row(path: Path, values: dict, id_column: str | None, ids: tuple[str, ...] | None) -> None:
+    """The per-row CSV of ``evaluate --per-row``: ``row`` (the data row, counted from 1 as in error
+    messages), the ID column with ``--id-column`` (replacing ``row`` if so named), ``nll``, ``neg_elbo``.
+    """
     import pandas as pd
 
     from sirenvae.files import atomic_write
 
     frame = pd.DataFrame({"row": range(1, len(values["nll"]) + 1)})
+    if ids is not None:
+        frame[id_column] = list(ids)
     for name, column in values.items():
         frame[name] = column.double().numpy()
     atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
@@ -281,7 +297,9 @@ def sample(
 @app.command()
 def posterior(
     run: Path = typer.Argument(..., help="A run directory written by `sirenvae fit`."),
-    data: Path = typer.Option(..., "--data", help="CSV with the observed columns."),
+    data: Path = typer.Option(
+        ..., "--data", help="CSV with the observed columns (latent ones, as `sample` writes, ignored)."
+    ),
     n: int = typer.Option(100, "-n", help="Posterior samples per row."),
     output: Path = typer.Option(..., "-o", "--output", help="CSV file to write."),
     seed: int = typer.Option(0, "--seed", help="Seed."),
@@ -291,9 +309,9 @@ def posterior(
 ) -> None:
     """Posterior mean, sd and samples of every latent for each data row.
 
-    The CSV has columns ``row, statistic, <latents...>`` with statistic ``mean``, ``sd`` and
-    ``sample_1`` ... ``sample_n`` for each input row (counted from 1); with ``--id-column`` the
-    row's ID follows ``row`` (or replaces it, for an ID column named ``row``).
+    The CSV has columns row, statistic, <latents...> with statistic mean, sd and sample_1 ...
+    sample_n for each input row (counted from 1); with --id-column the row's ID follows row (or
+    replaces it, for an ID column named row).
     """
     import pandas as pd
     import torch
@@ -311,7 +329,11 @@ def posterior(
         if id_column in ("statistic", *model.latent):
             raise UsageError(f"--id-column {id_column!r} would clash with a column of the output; rename it")
         table = read_table(
-            data, model.split, ignore_columns=split_list(ignore_columns) or (), id_column=id_column
+            data,
+            model.split,
+            ignore_columns=split_list(ignore_columns) or (),
+            id_column=id_column,
+            drop_latent_columns=True,
         )
         x = table.x
         for notice in table.notices:
