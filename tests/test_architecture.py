@@ -16,7 +16,7 @@ LAYERS = [
     {"nn"},
     {"flows"},
     {"models"},
-    {"objectives", "data", "training", "plots"},
+    {"objectives", "data", "training", "plots", "baselines"},
     {"pipeline"},
     {"api"},
     {"experiments"},

@@ -7,6 +7,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from sirenvae.baselines import BASELINES, ClassicalConfig, fit_classical
 from sirenvae.cli import app
 from sirenvae.experiments.registry import PAPER_TABLE1, TABLE_ORDER, RunConfig, grid
 from sirenvae.experiments.runner import _execute, load_results, run_one, run_sweep
@@ -15,23 +16,50 @@ from sirenvae.models import VARIANTS
 
 def test_grids_are_the_papers():
     t1 = grid("table1")
-    assert len(t1) == 3 * 5 * 2 * 3
+    assert len(t1) == 3 * 7 * 2 * 3
     assert {c.dataset for c in t1} == {"magic-niab", "arth150", "magic-irri"}
     assert {c.train_factor for c in t1} == {2, 100}
     f3 = grid("figure3", seeds=2)
-    assert {c.train_factor for c in f3} == {1, 2, 5, 10, 20, 50, 100} and len(f3) == 7 * 5 * 2
+    assert {c.train_factor for c in f3} == {1, 2, 5, 10, 20, 50, 100} and len(f3) == 7 * 7 * 2
+    nl = grid("figure3nl", seeds=1)
+    assert {c.dataset for c in nl} == {"arithmetic-circuit"} and len(nl) == 7 * 7
     assert len({c.run_id for c in t1}) == len(t1)
-    c = t1[0]
-    assert RunConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
-    assert c.digest() == RunConfig.from_dict(c.to_dict()).digest()
+    for c in (t1[0], next(c for c in t1 if c.model == "fa")):
+        assert RunConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+        assert c.digest() == RunConfig.from_dict(c.to_dict()).digest()
+    assert isinstance(RunConfig.from_dict(t1[-1].to_dict()).model_config, ClassicalConfig)
     assert len(PAPER_TABLE1) == 24
     with pytest.raises(ValueError, match="unknown experiment"):
         grid("table2")
 
 
-def test_table_order_is_the_variants_in_the_papers_order():
-    assert sorted(TABLE_ORDER) == sorted(VARIANTS) and len(TABLE_ORDER) == len(set(TABLE_ORDER))
+def test_table_order_is_the_variants_in_the_papers_order_then_the_classical_baselines():
+    assert TABLE_ORDER[: len(VARIANTS)] == tuple(sorted(VARIANTS, key=TABLE_ORDER.index))
+    assert TABLE_ORDER[len(VARIANTS) :] == BASELINES and not set(BASELINES) & set(VARIANTS)
+    assert sorted(TABLE_ORDER) == sorted(VARIANTS + BASELINES) and len(TABLE_ORDER) == len(set(TABLE_ORDER))
     assert [c.model for c in grid("figure3", seeds=1, factors=(1,))] == list(TABLE_ORDER)
+
+
+def test_a_classical_run_fits_no_vae_and_records_its_choice():
+    from sirenvae.data import default_latent_rule, latent_split, sample_splits
+    from sirenvae.networks import load_network
+
+    fa, lw = grid("table1", quick=True, datasets=("magic-irri",), models=("fa", "lw"), factors=(2,))
+    doc = run_one(fa)
+    assert doc["status"] == "ok" and doc["epochs"] == 0 and doc["config"]["model_config"]["baseline"] == "fa"
+    m = doc["metrics"]
+    assert m["neg_elbo"] == m["nll"] and np.isfinite(m["re"])
+    assert 1 <= doc["fit"]["k"] <= doc["fit"]["k_max"] <= 4  # magic-irri: 5 observed columns
+    # the same number as the baseline fitted by hand on the same split
+    net = load_network("magic-irri")
+    splits = sample_splits(
+        net, latent_split(net.graph, default_latent_rule("magic-irri")), train_size=128, test_size=200, seed=0
+    )
+    by_hand = fit_classical("fa", splits.train, seed=0)
+    assert m["nll"] == pytest.approx(-by_hand.log_prob(splits.test.double()).mean().item())
+    assert doc["oracle"]["method"] == "exact" and m["nll"] > doc["oracle_nll"] - 0.2
+    lw_doc = run_one(lw)
+    assert lw_doc["metrics"]["re"] is None and "shrinkage" in lw_doc["fit"]
 
 
 def test_run_one_leaves_the_callers_thread_count_alone():
@@ -54,17 +82,21 @@ def test_quick_table1_end_to_end(tmp_path):
     result = CliRunner().invoke(app, ["reproduce", "table1", "--quick", "--no-ray", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(tmp_path / "table1.csv")
-    assert len(frame) == 30 and np.isfinite(frame[["nll", "neg_elbo", "re"]].to_numpy()).all()
-    assert set(frame.model) == {"vae", "ind", "fc", "true", "vae-maf"}
+    assert len(frame) == 42 and np.isfinite(frame[["nll", "neg_elbo"]].to_numpy()).all()
+    assert set(frame.model) == {"vae", "ind", "fc", "true", "vae-maf", "fa", "lw"}
+    assert frame.re.isna().tolist() == (frame.model == "lw").tolist()  # Ledoit-Wolf has no latents
+    assert (frame[frame.model == "fa"].k >= 1).all()
     # a bound is a bound: the IWAE NLL is below the negative ELBO on average
     assert (frame.nll <= frame.neg_elbo + 0.05).all()
     md = (tmp_path / "table1.md").read_text()
     assert "42.06 ± 0.40" in md and "SIReN-VAE true" in md  # the paper's value sits beside ours
+    assert "| magic-irri | 2·\\|G\\| = 128 | Ledoit–Wolf | 1 |" in md and "| factor analysis |" in md
+    assert "their −ELBO is their exact NLL" in md
     sweep = json.loads((tmp_path / "sweep.json").read_text())
-    assert sweep["runs"] == 30 and sweep["failed"] == {} and "machine" in sweep
+    assert sweep["runs"] == 42 and sweep["failed"] == {} and "machine" in sweep
     # started again, it skips every finished run
     again = CliRunner().invoke(app, ["reproduce", "table1", "--quick", "--no-ray", "--out", str(tmp_path)])
-    assert again.exit_code == 0 and "30 already finished" in again.output
+    assert again.exit_code == 0 and "42 already finished" in again.output
 
 
 def test_quick_figure3_subset(tmp_path):
@@ -85,6 +117,41 @@ def test_quick_figure3_subset(tmp_path):
     assert (tmp_path / "figure3.png").stat().st_size > 10_000
     frame = pd.read_csv(tmp_path / "figure3.csv")
     assert sorted(set(frame.train_rows)) == [46, 230] and len(frame) == 4
+
+
+def test_quick_nonlinear_figure3(tmp_path):
+    args = ["reproduce", "figure3", "--network", "arithmetic-circuit", "--quick", "--no-ray"]
+    args += ["--out", str(tmp_path), "--models", "true,fa,lw", "--factors", "2,10"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "figure3nl: 6 runs" in result.output
+    assert (tmp_path / "figure3.png").stat().st_size > 10_000
+    frame = pd.read_csv(tmp_path / "figure3.csv")
+    assert sorted(set(frame.train_rows)) == [16, 80] and len(frame) == 6
+    assert (frame.oracle_method == "monte-carlo").all() and (frame.oracle_se > 0).all()
+    assert frame.oracle_nll.nunique() == 1  # one test set, one seeded estimate
+    # no model beats the truth on the same test rows
+    assert (frame.nll > frame.oracle_nll).all()
+    md = (tmp_path / "figure3.md").read_text()
+    assert "oracle NLL (MC estimate)" in md and "Monte-Carlo (importance-sampling) estimate" in md
+    doc = json.loads(next((tmp_path / "runs").glob("figure3nl-*-fa-x2-s0.json")).read_text())
+    assert doc["oracle"]["method"] == "monte-carlo" and doc["fit"]["k"] == 1
+    # a run that blew up stays in the table and is named on the plot, whose y-axis keeps the rest readable
+    from sirenvae.experiments import report
+
+    results = load_results(tmp_path)
+    blown = json.loads(json.dumps(next(r for r in results if r["config"]["model"] == "true")))
+    blown["config"]["seed"], blown["metrics"]["neg_elbo"] = 1, 18_146.0
+    del blown["oracle"]  # results written before the oracle record read as exact
+    (tmp_path / "blown").mkdir()
+    report.figure3([*results, blown], tmp_path / "blown")
+    mean = (next(r for r in results if r["run_id"] == blown["run_id"])["metrics"]["neg_elbo"] + 18_146) / 2
+    assert f"| {mean:.2f} ± " in (tmp_path / "blown" / "figure3.md").read_text()
+    frame = pd.read_csv(tmp_path / "blown" / "figure3.csv")
+    assert frame.oracle_method.tolist().count("exact") == 1
+    # the experiment's own name runs the same grid: everything is already there
+    again = CliRunner().invoke(app, ["reproduce", "figure3nl", *args[4:]])
+    assert again.exit_code == 0 and "6 already finished" in again.output
 
 
 def flaky(config: dict) -> dict:
@@ -152,3 +219,12 @@ def test_reproduce_errors(tmp_path):
         app, ["reproduce", "table1", "--quick", "--no-ray", "--models", "gan", "--out", str(tmp_path)]
     )
     assert r.exit_code == 2 and "unknown model 'gan'" in r.output
+
+    r = CliRunner().invoke(
+        app, ["reproduce", "table1", "--no-ray", "--network", "ecoli70", "--out", str(tmp_path)]
+    )
+    assert r.exit_code == 2 and "--network applies to figure3" in r.output
+    r = CliRunner().invoke(
+        app, ["reproduce", "figure3", "--no-ray", "--network", "nope", "--out", str(tmp_path)]
+    )
+    assert r.exit_code == 2 and "unknown --network 'nope'" in r.output

@@ -14,20 +14,24 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
+from sirenvae.baselines import BASELINES, ClassicalConfig
 from sirenvae.models import VARIANTS, ModelConfig
 
 __all__ = [
+    "CLASSICAL_CONFIGS",
     "EXPERIMENTS",
     "FIGURE3_FACTORS",
     "PAPER_TABLE1",
     "TABLE_ORDER",
     "RunConfig",
     "Schedule",
+    "default_config",
     "grid",
 ]
 
-# the model variants (sirenvae.models.VARIANTS) in the order of the paper's tables and runs
-TABLE_ORDER = ("vae", "ind", "fc", "true", "vae-maf")
+# the model variants (sirenvae.models.VARIANTS) in the order of the paper's tables and runs, then the
+# classical baselines (sirenvae.baselines.BASELINES: factor analysis, Ledoit-Wolf), which train no VAE
+TABLE_ORDER = ("vae", "ind", "fc", "true", "vae-maf", "fa", "lw")
 TABLE1_DATASETS = ("magic-niab", "arth150", "magic-irri")
 TABLE1_FACTORS = (2, 100)
 FIGURE3_FACTORS = (1, 2, 5, 10, 20, 50, 100)
@@ -35,6 +39,9 @@ FIGURE3_FACTORS = (1, 2, 5, 10, 20, 50, 100)
 _DEFAULTS = {
     "table1": (TABLE1_DATASETS, TABLE1_FACTORS),
     "figure3": (("ecoli70",), FIGURE3_FACTORS),
+    # the nonlinear Figure 3 (its oracle a Monte-Carlo estimate); `reproduce figure3 --network
+    # arithmetic-circuit` runs it
+    "figure3nl": (("arithmetic-circuit",), FIGURE3_FACTORS),
 }
 EXPERIMENTS = tuple(_DEFAULTS)
 
@@ -71,6 +78,13 @@ QUICK = Schedule(max_steps=40, patience_steps=40, warmup_steps=10, test_size=200
 
 # one configuration per model, shared by every dataset and size
 MODEL_CONFIGS = {m: ModelConfig(variant=m) for m in VARIANTS}
+# the classical baselines' fitting protocol (factor analysis: k by 5-fold CV on the training rows)
+CLASSICAL_CONFIGS = {b: ClassicalConfig(baseline=b) for b in BASELINES}
+
+
+def default_config(model: str) -> ModelConfig | ClassicalConfig:
+    """The registry's configuration of a deep model or a classical baseline."""
+    return MODEL_CONFIGS[model] if model in MODEL_CONFIGS else CLASSICAL_CONFIGS[model]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,7 +97,7 @@ class RunConfig:
     train_factor: int
     seed: int
     schedule: Schedule = field(default_factory=Schedule)
-    model_config: ModelConfig | None = None
+    model_config: ModelConfig | ClassicalConfig | None = None
 
     @property
     def run_id(self) -> str:
@@ -91,14 +105,16 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["model_config"] = (self.model_config or MODEL_CONFIGS[self.model]).to_dict()
+        d["model_config"] = (self.model_config or default_config(self.model)).to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
         d = dict(d)
         d["schedule"] = Schedule(**d["schedule"])
-        d["model_config"] = ModelConfig.from_dict(d["model_config"]) if d.get("model_config") else None
+        mc = d.get("model_config")
+        config_class = ClassicalConfig if mc and "baseline" in mc else ModelConfig
+        d["model_config"] = config_class.from_dict(mc) if mc else None
         return cls(**d)
 
     def digest(self) -> str:
@@ -115,9 +131,9 @@ def grid(
     models: tuple[str, ...] | None = None,
     factors: tuple[int, ...] | None = None,
 ) -> list[RunConfig]:
-    """All runs of ``table1`` or ``figure3`` (optionally a subset), models in :data:`TABLE_ORDER`."""
+    """All runs of an experiment (optionally a subset), models in :data:`TABLE_ORDER`."""
     if experiment not in _DEFAULTS:
-        raise ValueError(f"unknown experiment {experiment!r}; choose {' or '.join(EXPERIMENTS)}")
+        raise ValueError(f"unknown experiment {experiment!r}; choose {', '.join(EXPERIMENTS)}")
     default = _DEFAULTS[experiment]
     if seeds < 1:
         raise ValueError(f"seeds must be positive, got {seeds}")
@@ -127,7 +143,7 @@ def grid(
     for dataset in datasets or default[0]:
         for factor in factors or default[1]:
             for model in models or TABLE_ORDER:
-                if model not in VARIANTS:
+                if model not in TABLE_ORDER:
                     raise ValueError(f"unknown model {model!r}; choose from {', '.join(TABLE_ORDER)}")
                 for seed in range(seeds):
                     out.append(
@@ -138,7 +154,7 @@ def grid(
                             train_factor=factor,
                             seed=seed,
                             schedule=schedule,
-                            model_config=MODEL_CONFIGS[model],
+                            model_config=default_config(model),
                         )
                     )
     return out

@@ -32,13 +32,18 @@ from torch import Tensor
 
 from sirenvae.graph import BayesianNetwork, GraphError
 from sirenvae.graph_io import from_dict
+from sirenvae.networks.marginal import MarginalEstimate, importance_log_marginal
 
 __all__ = [
     "ArithmeticCircuit",
     "LinearGaussianNetwork",
+    "MarginalEstimate",
+    "Oracle",
     "available_networks",
+    "importance_log_marginal",
     "load_network",
     "network_document",
+    "oracle",
     "oracle_nll",
 ]
 
@@ -175,6 +180,14 @@ class LinearGaussianNetwork:
             x[:, i] = loc + self.sd[i] * eps[:, i]
         return x.to(dtype)
 
+    def conditional(self, v: str, values: Mapping[str, Tensor]) -> torch.distributions.Normal:
+        """The conditional distribution of node ``v`` given its parents' ``values`` (float64)."""
+        i = self.graph.index(v)
+        loc = self.intercept[i].clone()
+        for p in self.graph.parents(v):
+            loc = loc + self.weights[i, self.graph.index(p)] * values[p]
+        return torch.distributions.Normal(loc, self.sd[i].expand_as(loc))
+
     def log_prob(self, x: Tensor, variables: Sequence[str] | None = None) -> Tensor:
         """The exact log-density of ``x`` (shape ``(..., len(variables))``) under the Gaussian
         marginal of ``variables`` (all nodes by default).
@@ -216,7 +229,11 @@ class ArithmeticCircuit:
     def nodes(self) -> tuple[str, ...]:
         return self.graph.nodes
 
-    def _conditionals(self, x: dict[str, Tensor]) -> dict[str, torch.distributions.Distribution]:
+    def conditional(self, v: str, values: Mapping[str, Tensor]) -> torch.distributions.Distribution:
+        """The conditional distribution of node ``v`` given its parents' ``values`` (float64)."""
+        return self._conditionals(values)[v]()
+
+    def _conditionals(self, x: Mapping[str, Tensor]) -> dict[str, torch.distributions.Distribution]:
         N, La = torch.distributions.Normal, torch.distributions.Laplace
         one = torch.ones((), dtype=torch.float64)
         return {
@@ -269,3 +286,61 @@ def oracle_nll(
     if not isinstance(network, LinearGaussianNetwork):
         return None
     return -network.log_prob(x.double(), observed).mean().item()
+
+
+#: Importance samples per row of the Monte-Carlo oracle (the arithmetic circuit).
+ORACLE_SAMPLES = 4096
+
+
+@dataclass(frozen=True)
+class Oracle:
+    """The true network's mean NLL on a set of rows: exact, or a Monte-Carlo estimate.
+
+    Attributes:
+        nll: Mean negative log-density (nats per row).
+        se: Its Monte-Carlo standard error (``0.0`` when exact).
+        method: ``"exact"`` (Gaussian marginal) or ``"monte-carlo"`` (importance sampling).
+        samples: Importance samples per row (``0`` when exact).
+        seed: The sampler's seed (``None`` when exact).
+    """
+
+    nll: float
+    se: float = 0.0
+    method: str = "exact"
+    samples: int = 0
+    seed: int | None = None
+
+    @property
+    def exact(self) -> bool:
+        return self.method == "exact"
+
+    def to_dict(self) -> dict:
+        return {
+            "nll": self.nll,
+            "se": self.se,
+            "method": self.method,
+            "samples": self.samples,
+            "seed": self.seed,
+        }
+
+
+def oracle(
+    network: LinearGaussianNetwork | ArithmeticCircuit,
+    x: Tensor,
+    observed: Sequence[str],
+    *,
+    samples: int = ORACLE_SAMPLES,
+    seed: int = 0,
+) -> Oracle:
+    """The true ``network``'s mean NLL of the rows ``x`` of the ``observed`` variables: exact for a
+    linear-Gaussian network, else an importance-sampling estimate with its standard error
+    (:func:`importance_log_marginal`, ``samples`` per row, seeded by ``seed``: the same rows give the
+    same number).
+    """
+    if isinstance(network, LinearGaussianNetwork):
+        return Oracle(-network.log_prob(x.double(), observed).mean().item())
+    circuit = isinstance(network, ArithmeticCircuit) and sorted(observed) == ["x0", "x1"]
+    est = importance_log_marginal(
+        network, x, observed, samples=samples, seed=seed, proposal="circuit" if circuit else "prior"
+    )
+    return Oracle(est.nll, est.nll_se, "monte-carlo", samples, seed)
