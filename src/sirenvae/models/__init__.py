@@ -1,10 +1,10 @@
 r"""SIReN-VAE and its baselines as configurations of one model class.
 
 The prior is a normalizing graphical residual flow over the latents (conditioned on their observed
-parents), the decoder a Gaussian whose mean and scale come from an MLP masked by the BN, and the
-encoder :math:`q_\phi(z \mid x)` the flow of an inverse graphical residual flow masked by the
-faithful inverse of the BN. Each piece is a lazy distribution; :func:`build_model` assembles them
-by variant.
+parents), the decoder a Gaussian (or Student-t) whose mean and scale come from an MLP masked by the
+BN (optionally plus a graph-masked affine term), and the encoder :math:`q_\phi(z \mid x)` the flow of
+an inverse graphical residual flow masked by the faithful inverse of the BN. Each piece is a lazy
+distribution; :func:`build_model` assembles them by variant.
 
 References:
     | SIReN-VAE: Leveraging Flows and Amortized Inference for Bayesian Networks (Mouton & Kroon, 2022)
@@ -20,7 +20,7 @@ _LAZY = {
     "build_model": "build",
     "variant_graph": "build",
     "DiagonalEncoder": "components",
-    "GaussianDecoder": "components",
+    "Decoder": "components",
     "maf_encoder": "components",
     "SIReNVAE": "vae",
 }
@@ -34,8 +34,8 @@ def __getattr__(name: str):
 
 __all__ = [
     "VARIANTS",
+    "Decoder",
     "DiagonalEncoder",
-    "GaussianDecoder",
     "ModelConfig",
     "SIReNVAE",
     "build_model",

@@ -26,7 +26,7 @@ from sirenvae.flows import (
 )
 from sirenvae.graph import BayesianNetwork, LatentSplit
 from sirenvae.inversion import faithful_inverse
-from sirenvae.models.components import DiagonalEncoder, GaussianDecoder, maf_encoder
+from sirenvae.models.components import Decoder, DiagonalEncoder, maf_encoder
 from sirenvae.models.config import STRUCTURED, ModelConfig
 from sirenvae.models.vae import SIReNVAE
 
@@ -90,15 +90,23 @@ def _encoder(adjacency: Tensor, context_adjacency: Tensor, config: ModelConfig) 
     return Flow(steps[0] if len(steps) == 1 else steps, base)
 
 
-def _structured(split: LatentSplit, config: ModelConfig) -> SIReNVAE:
-    """GRF prior on the variant's graph, BN-masked decoder, GRF encoder on the faithful inverse."""
-    Z, X = split.latent, split.observed
-    decoder = GaussianDecoder(
-        split.graph.adjacency()[split.observed_index()],
+def _decoder(sets: Tensor, config: ModelConfig, width: int = 0) -> Decoder:
+    """The decoder over ``sets`` (the BN's parents, or all latents for a VAE) with the config's family."""
+    return Decoder(
+        sets,
         config.decoder_hidden_per_set,
         config.hidden_layers,
         config.min_scale,
+        width=width,
+        mean=config.decoder_mean,
+        likelihood=config.likelihood,
     )
+
+
+def _structured(split: LatentSplit, config: ModelConfig) -> SIReNVAE:
+    """GRF prior on the variant's graph, BN-masked decoder, GRF encoder on the faithful inverse."""
+    Z, X = split.latent, split.observed
+    decoder = _decoder(split.graph.adjacency()[split.observed_index()], config)
     g = variant_graph(split, config.variant)
     context = split.prior_context
     Cp = g.cross_adjacency(Z, context) if context else None
@@ -131,9 +139,7 @@ def _unstructured(split: LatentSplit, config: ModelConfig, encoder: Callable[[in
     width = config.vae_hidden or matched_width(split, config)
     sets = torch.zeros(Dx, len(split.graph), dtype=torch.bool)
     sets[:, split.latent_index()] = True
-    decoder = GaussianDecoder(
-        sets, config.decoder_hidden_per_set, config.hidden_layers, config.min_scale, width=width
-    )
+    decoder = _decoder(sets, config, width=width)
     prior = Flow(LazyComposedTransform(), StandardNormalBase(Dz))
     return SIReNVAE(split, prior=prior, decoder=decoder, encoder=encoder(Dx, Dz, width), config=config)
 

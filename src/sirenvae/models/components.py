@@ -1,53 +1,189 @@
 r"""The pieces of a model as lazy distributions: ``component(context)`` returns a distribution.
 
-- decoder: :math:`p(x_i \mid pa(i)) = \mathcal{N}(\mu_i, \sigma_i^2)` from a masked MLP;
+- decoder: :math:`p(x_i \mid pa(i))`, Gaussian or Student-t, with its mean from a masked MLP, a
+  graph-masked affine map, or both (:class:`Decoder`);
 - diagonal encoder: :math:`q(z \mid x) = \mathcal{N}(\mu(x), \mathrm{diag}\,\sigma(x)^2)` (the plain VAE);
 - MAF encoder: zuko's masked autoregressive transforms, inverse-autoregressive direction (VAE+MAF).
+
+Both decoder families are location-scale: :math:`x_i = \mu_i + \sigma_i \eta_i` with standard noise
+:math:`\eta_i` (normal, or Student-t with :math:`\nu_i` degrees of freedom), so a sample is a fixed
+function of its noise (``reparameterize``) and the noise of a value is its standardised residual
+:math:`\eta = (x - \mu) / \sigma` (``residual``).
+
+References:
+    | Robust Statistical Modeling Using the t Distribution (Lange, Little & Taylor, 1989)
+    | https://doi.org/10.1080/01621459.1989.10478852
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Size, Tensor, nn
+from torch.distributions import Distribution, constraints
 
 from sirenvae.flows import DiagNormal, LazyDistribution
-from sirenvae.nn import MaskedMLP
+from sirenvae.models.config import DECODER_MEANS, LIKELIHOODS
+from sirenvae.nn import MaskedLinear, MaskedMLP
 
-__all__ = ["DiagonalEncoder", "GaussianDecoder", "maf_encoder"]
+__all__ = ["Decoder", "DiagStudentT", "DiagonalEncoder", "Normal", "maf_encoder"]
 
 #: ``softplus(RAW_SCALE_OFFSET) ≈ 1``: a raw scale output of 0 means unit standard deviation.
 RAW_SCALE_OFFSET = 0.5413
 #: The range of the VAE encoder's log standard deviations, against overflow early in training.
 LOG_SD_RANGE = (-12.0, 6.0)
+#: The Student-t degrees of freedom at initialisation: 4, the robust default of Lange et al. (1989).
+DF_INIT = 4.0
+#: The smallest degrees of freedom, so that the variance exists: :math:`\nu = 2 + \mathrm{softplus}(r)`.
+DF_MIN = 2.0
+#: The linear couplings start at this fraction of the usual ``±1/sqrt(fan_in)`` range: small, since
+#: large ones would dominate the MLP, but not zero, where latent-to-observed couplings sit at a saddle.
+LINEAR_INIT = 0.1
 
 
-class GaussianDecoder(LazyDistribution):
-    r""":math:`p(x_i \mid pa(i)) = \mathcal{N}(\mu_i, \sigma_i^2)` for every observed :math:`i`.
+class Normal(DiagNormal):
+    r""":math:`\mathcal{N}(\mu, \mathrm{diag}\,\sigma^2)`, location-scale with standard normal noise."""
+
+    def noise(self, sample_shape: Size | Sequence[int] = ()) -> Tensor:
+        r"""Standard normal noise :math:`\eta` of shape ``sample_shape + batch + event``."""
+        shape = self._extended_shape(Size(sample_shape))
+        return torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+
+    def residual(self, x: Tensor) -> Tensor:
+        r"""The standardised residual :math:`\eta = (x - \mu) / \sigma`, the inverse of ``reparameterize``."""
+        return (x - self.loc) / self.scale
+
+
+class DiagStudentT(Distribution):
+    r"""Independent Student-t variables :math:`x_i = \mu_i + \sigma_i t_i`, :math:`t_i \sim t_{\nu_i}`.
+
+    .. math:: \log p(x) = \sum_i \log\Gamma(\tfrac{\nu_i + 1}{2}) - \log\Gamma(\tfrac{\nu_i}{2})
+        - \tfrac12 \log(\nu_i \pi) - \log \sigma_i - \tfrac{\nu_i + 1}{2} \log(1 + r_i^2 / \nu_i),
+        \quad r = (x - \mu) / \sigma.
+
+    :math:`\sigma` is the scale, not the standard deviation (that is :math:`\sigma \sqrt{\nu / (\nu - 2)}`).
+
+    Arguments:
+        df: The degrees of freedom :math:`\nu > 0` (the decoder keeps them above 2).
+        loc: The locations (and means, for :math:`\nu > 1`) :math:`\mu`, shape ``(*, D)``.
+        scale: The scales :math:`\sigma > 0`.
+    """
+
+    arg_constraints = {
+        "df": constraints.positive,
+        "loc": constraints.real,
+        "scale": constraints.positive,
+    }
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, df: Tensor, loc: Tensor, scale: Tensor) -> None:
+        self.df, self.loc, self.scale = torch.broadcast_tensors(df, loc, scale)
+        super().__init__(self.loc.shape[:-1], self.loc.shape[-1:], validate_args=False)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.loc
+
+    @property
+    def variance(self) -> Tensor:
+        return self.scale.square() * self.df / (self.df - 2)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        nu = self.df
+        r = (x - self.loc) / self.scale
+        norm = torch.lgamma((nu + 1) / 2) - torch.lgamma(nu / 2) - 0.5 * torch.log(nu * math.pi)
+        return (norm - self.scale.log() - (nu + 1) / 2 * torch.log1p(r * r / nu)).sum(-1)
+
+    def noise(self, sample_shape: Size | Sequence[int] = ()) -> Tensor:
+        r"""Standard Student-t noise :math:`t \sim t_\nu` (a normal over the root of a scaled
+        :math:`\chi^2_\nu`), shape ``sample_shape + batch + event``; differentiable in :math:`\nu`.
+        """
+        return torch.distributions.StudentT(self.df).rsample(Size(sample_shape))
+
+    def reparameterize(self, eta: Tensor) -> Tensor:
+        r""":math:`\mu + \sigma \eta`: the sample of given standard Student-t noise."""
+        return self.loc + self.scale * eta
+
+    def residual(self, x: Tensor) -> Tensor:
+        r"""The standardised residual :math:`\eta = (x - \mu) / \sigma`, the inverse of ``reparameterize``."""
+        return (x - self.loc) / self.scale
+
+    def rsample(self, sample_shape: Size | Sequence[int] = ()) -> Tensor:
+        return self.reparameterize(self.noise(sample_shape))
+
+
+class Decoder(LazyDistribution):
+    r""":math:`p(x_i \mid pa(i))` for every observed :math:`i`: a location-scale family.
 
     ``decoder(nodes)`` takes the values of all nodes in the graph's order and returns a
-    :class:`~sirenvae.flows.DiagNormal` over the observed ones (standardised units).
+    :class:`Normal` or :class:`DiagStudentT` over the observed ones (standardised units). The mean:
+
+    - ``"mlp"`` (the paper's): :math:`\mu_i` and :math:`\sigma_i` from an MLP masked by the graph;
+    - ``"linear"``: :math:`\mu_i = b_i + \sum_{j \in pa(i)} W_{ij} v_j` and a constant :math:`\sigma_i`,
+      a linear-Gaussian BN conditional (with ``"normal"``);
+    - ``"linear+mlp"``: that affine term plus the masked MLP's mean as a residual, :math:`\sigma_i`
+      from the MLP.
+
+    Scales are :math:`\mathrm{softplus}(\cdot) + \mathrm{min\_scale}`; the Student-t degrees of freedom
+    :math:`\nu_i = 2 + \mathrm{softplus}(r_i)` are learned per node, starting at :data:`DF_INIT`.
 
     Arguments:
         sets: ``(X, V)`` boolean, the nodes output :math:`i` sees (its parents).
         hidden_per_set: Hidden units per distinct parent set and layer.
         hidden_layers: The number of hidden layers.
-        min_scale: The smallest standard deviation.
+        min_scale: The smallest scale.
         width: With full sets (a plain VAE), the hidden width instead.
+        mean: ``"mlp"``, ``"linear"`` or ``"linear+mlp"``.
+        likelihood: ``"normal"`` or ``"studentt"``.
     """
 
     def __init__(
-        self, sets: Tensor, hidden_per_set: int, hidden_layers: int, min_scale: float, width: int = 0
+        self,
+        sets: Tensor,
+        hidden_per_set: int,
+        hidden_layers: int,
+        min_scale: float,
+        width: int = 0,
+        *,
+        mean: str = "mlp",
+        likelihood: str = "normal",
     ) -> None:
         super().__init__()
-        self.net = MaskedMLP(torch.cat([sets, sets]), hidden_per_set, hidden_layers, width)
+        if mean not in DECODER_MEANS:
+            raise ValueError(f"unknown decoder mean {mean!r}; choose one of {', '.join(DECODER_MEANS)}")
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {likelihood!r}; choose one of {', '.join(LIKELIHOODS)}")
         self.observed = sets.shape[0]
         self.min_scale = min_scale
+        self.mean_kind, self.likelihood = mean, likelihood
+        if mean != "linear":
+            self.net = MaskedMLP(torch.cat([sets, sets]), hidden_per_set, hidden_layers, width)
+        if mean != "mlp":
+            self.linear = MaskedLinear(sets, kappa=None)
+            with torch.no_grad():
+                self.linear.weight.mul_(LINEAR_INIT)
+        if mean == "linear":
+            self.raw_scale = nn.Parameter(torch.zeros(self.observed))
+        if likelihood == "studentt":
+            raw_df = math.log(math.expm1(DF_INIT - DF_MIN))
+            self.raw_df = nn.Parameter(torch.full((self.observed,), raw_df))
 
-    def forward(self, nodes: Tensor) -> DiagNormal:
-        out = self.net(nodes)
-        mean, raw = out[..., : self.observed], out[..., self.observed :]
-        return DiagNormal(mean, F.softplus(raw + RAW_SCALE_OFFSET) + self.min_scale)
+    def forward(self, nodes: Tensor) -> Normal | DiagStudentT:
+        if self.mean_kind == "linear":
+            mean, raw = self.linear(nodes), self.raw_scale
+        else:
+            out = self.net(nodes)
+            mean, raw = out[..., : self.observed], out[..., self.observed :]
+            if self.mean_kind == "linear+mlp":
+                mean = self.linear(nodes) + mean
+        scale = F.softplus(raw + RAW_SCALE_OFFSET) + self.min_scale
+        if self.likelihood == "studentt":
+            return DiagStudentT(DF_MIN + F.softplus(self.raw_df), mean, scale)
+        return Normal(mean, scale)
 
 
 class DiagonalEncoder(LazyDistribution):

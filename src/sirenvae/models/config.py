@@ -9,6 +9,11 @@ from sirenvae.defaults import CONDITIONING, KAPPA
 
 __all__ = ["VARIANTS", "ModelConfig", "Variant"]
 
+#: The decoder's mean: the paper's masked MLP, a graph-masked affine map, or the affine map plus the MLP.
+DECODER_MEANS: tuple[str, ...] = ("mlp", "linear", "linear+mlp")
+#: The decoder's noise family.
+LIKELIHOODS: tuple[str, ...] = ("normal", "studentt")
+
 Variant = Literal["true", "fc", "ind", "vae", "vae-maf"]
 #: Every model variant, in the order the CLI lists them.
 VARIANTS: tuple[str, ...] = ("true", "fc", "ind", "vae", "vae-maf")
@@ -36,8 +41,11 @@ class ModelConfig:
         vae_hidden: Width of the VAE's hidden layers (``0``: matched to the structured model).
         maf_transforms, maf_hidden: The VAE+MAF posterior.
         kappa: The GRF spectral bound.
-        min_scale: The decoder's smallest standard deviation (in standardised units).
+        min_scale: The decoder's smallest scale (in standardised units), a floor on its confidence.
         standardize: Model standardised data internally; likelihoods stay on the raw scale.
+        decoder_mean: ``mlp`` (the paper's), ``linear`` (a linear-Gaussian BN conditional with a
+            constant scale per node) or ``linear+mlp`` (the affine map plus the MLP as a residual).
+        likelihood: The decoder's family, ``normal`` or ``studentt`` (learned degrees of freedom > 2).
     """
 
     variant: Variant = "true"
@@ -55,6 +63,8 @@ class ModelConfig:
     kappa: float = KAPPA
     min_scale: float = 1e-3
     standardize: bool = True
+    decoder_mean: Literal["mlp", "linear", "linear+mlp"] = "mlp"
+    likelihood: Literal["normal", "studentt"] = "normal"
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -68,6 +78,15 @@ class ModelConfig:
             blocks = getattr(self, name)
             if blocks < 0 or (blocks == 0 and not self.affine and self.structured):
                 raise ValueError(f"{name} must be >= 1 (or 0 with affine), got {blocks}")
+        if self.decoder_mean not in DECODER_MEANS:
+            raise ValueError(
+                f"unknown decoder_mean {self.decoder_mean!r}; choose one of {', '.join(DECODER_MEANS)}"
+            )
+        if self.likelihood not in LIKELIHOODS:
+            choices = ", ".join(LIKELIHOODS)
+            raise ValueError(f"unknown likelihood {self.likelihood!r}; choose one of {choices}")
+        if not self.min_scale >= 0:
+            raise ValueError(f"min_scale must be non-negative, got {self.min_scale}")
 
     @property
     def structured(self) -> bool:
@@ -90,4 +109,10 @@ class ModelConfig:
 
 
 #: What options added after the first release meant before they existed.
-LEGACY: dict = {"conditioning": "ancestors", "encoder_conditioning": "ancestors", "affine": False}
+LEGACY: dict = {
+    "conditioning": "ancestors",
+    "encoder_conditioning": "ancestors",
+    "affine": False,
+    "decoder_mean": "mlp",
+    "likelihood": "normal",
+}

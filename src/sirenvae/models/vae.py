@@ -31,8 +31,9 @@ class SIReNVAE(nn.Module):
         split: The network and its latent/observed nodes.
         prior: ``prior(c)`` is :math:`p(z \mid c)`, ``c`` the standardised values of ``prior_context``
             (``None`` when empty); a normalizing flow whose ``transform.inv`` maps noise to ``z``.
-        decoder: ``decoder(nodes)`` is :math:`p(u \mid pa)`, a :class:`~sirenvae.flows.DiagNormal`
-            given all nodes' values in the graph's order.
+        decoder: ``decoder(nodes)`` is :math:`p(u \mid pa)` given all nodes' values in the graph's
+            order: a location-scale distribution with ``log_prob``, ``mean``, ``noise``,
+            ``reparameterize`` and ``residual`` (see :class:`~sirenvae.models.Decoder`).
         encoder: ``encoder(u)`` is :math:`q(z \mid x)`, with ``rsample_and_log_prob``.
         config: The configuration the model was built from.
         prior_context: The observed nodes the prior is conditioned on.
@@ -127,20 +128,30 @@ class SIReNVAE(nn.Module):
         u = self.standardize(x)
         return self.decoder(self.nodes(z, u)).mean * self.scale + self.loc
 
+    def residuals(self, x: Tensor, z: Tensor) -> Tensor:
+        r"""The decoder's standardised residuals :math:`\eta = (u - \mu) / \sigma` of ``x`` given ``z``:
+        the noise that :meth:`sample` would need to produce ``x`` from ``z``.
+        """
+        u = self.standardize(x)
+        return self.decoder(self.nodes(z, u)).residual(u)
+
     @torch.no_grad()
     def sample(self, n: int) -> tuple[Tensor, Tensor]:
         """Draws ``n`` ancestral samples ``(z, x)``, ``x`` on the raw scale.
 
         With fixed noise, alternating the prior's inverse and the decoder is exact after as many
-        sweeps as the graph has generations: each sweep settles one more generation.
+        sweeps as the graph has generations: each sweep settles one more generation. The decoder's
+        noise is drawn once, by its first distribution (its family does not depend on the parents).
         """
         like = self.loc
         eps = torch.randn(n, len(self.latent), dtype=like.dtype, device=like.device)
-        eta = torch.randn(n, len(self.observed), dtype=like.dtype, device=like.device)
+        eta = None
         u = torch.zeros(n, len(self.observed), dtype=like.dtype, device=like.device)
         sweeps = (self._x_levels + 1) if self.prior_context else 1
         for _ in range(sweeps):
             z = self.prior_given(u).transform.inv(eps)
             for _ in range(self._x_levels):
-                u = self.decoder(self.nodes(z, u)).reparameterize(eta)
+                p = self.decoder(self.nodes(z, u))
+                eta = p.noise() if eta is None else eta
+                u = p.reparameterize(eta)
         return z, u * self.scale + self.loc
