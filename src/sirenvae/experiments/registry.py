@@ -118,8 +118,18 @@ class RunConfig:
         return cls(**d)
 
     def digest(self) -> str:
-        """A hash of everything that determines the result (to refuse stale results on resume)."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        """A hash of everything that determines the result (to refuse stale results on resume).
+
+        Model options added after a result was written, at their :data:`~sirenvae.models.config.LEGACY`
+        value (the behaviour before they existed), leave the hash unchanged, so older results stay valid.
+        """
+        from sirenvae.models.config import LEGACY
+
+        d = self.to_dict()
+        if "model_config" in d and isinstance(d["model_config"], dict):
+            mc = d["model_config"]
+            d["model_config"] = {k: v for k, v in mc.items() if not (k in LEGACY and LEGACY[k] == v)}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def grid(
