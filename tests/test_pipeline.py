@@ -194,3 +194,25 @@ def test_resume_of_a_finished_run_with_more_epochs_goes_on(trained):
             resume=True,
             **KW | {"fit_config": FitConfig(seed=1)},
         )
+
+
+def test_validation_with_common_random_numbers_is_repeatable_and_leaves_training_alone():
+    """valid_samples > 1: the validation ELBO uses fixed noise (so it is a function of the parameters)
+    drawn apart from the training stream (so the training losses do not depend on it).
+    """
+    from sirenvae.objectives import elbo
+
+    g, x = data(200)
+    split = LatentSplit(g, SMALL_LATENT)
+    kw = dict(KW, options=TrainOptions(warmup_steps=12, valid_samples=8))
+    model, h8 = train_model(split, x, **kw)
+    _, h16 = train_model(split, x, **dict(kw, options=TrainOptions(warmup_steps=12, valid_samples=16)))
+    assert h8.train_loss == h16.train_loss and h8.valid_loss != h16.valid_loss
+    _, valid = pipeline.split_validation(x, 0.1, KW["fit_config"].seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(KW["fit_config"].seed + pipeline.VALID_SEED_OFFSET)
+        with torch.no_grad():
+            again = -elbo(model.eval(), valid, 8).mean().item()
+    assert again == pytest.approx(h8.best_valid_loss, abs=1e-5)
+    with pytest.raises(ValueError, match="valid_samples must be at least 1"):
+        TrainOptions(valid_samples=0)

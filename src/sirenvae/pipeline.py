@@ -56,18 +56,25 @@ class TrainOptions:
             in the ELBO rises linearly from 0 to 1 (KL warm-up, Sonderby et al. 2016), which keeps
             the posterior from collapsing onto the prior early on. Validation always uses the
             full ELBO, and early stopping waits for the warm-up to end.
+        valid_samples: Posterior samples per validation row. With more than one, the validation
+            ELBO averages them and uses the same noise at every epoch (common random numbers), so
+            that early stopping on a few rows compares epochs rather than draws; ``1`` is the
+            single fresh draw of the first releases.
     """
 
     valid_fraction: float = 0.1
     samples: int = 1
     objective: str = "elbo"
     warmup_steps: int = 500
+    valid_samples: int = 1
 
     def __post_init__(self) -> None:
         if self.objective not in ("elbo", "iwae"):
             raise ValueError(f"objective must be 'elbo' or 'iwae', got {self.objective!r}")
         if not 0 <= self.valid_fraction < 1:
             raise ValueError(f"valid_fraction must lie in [0, 1), got {self.valid_fraction}")
+        if self.valid_samples < 1:
+            raise ValueError(f"valid_samples must be at least 1, got {self.valid_samples}")
 
 
 def data_fingerprint(x: Tensor) -> str:
@@ -181,6 +188,11 @@ def train_model(
         log_px, log_pz = model.log_joint_parts(batch, z)
         return -(log_px + beta * (log_pz - log_q)).mean()
 
+    def valid_loss(batch: Tensor) -> Tensor:
+        with torch.random.fork_rng(devices=[batch.device] if batch.device.type == "cuda" else []):
+            torch.manual_seed(fit_config.seed + VALID_SEED_OFFSET)
+            return -elbo(model, batch, options.valid_samples).mean()
+
     def on_epoch(s) -> None:
         tensors, smeta = state_to_tensors(s)
         save_checkpoint(out, "checkpoint", tensors, meta | smeta)
@@ -195,6 +207,7 @@ def train_model(
             on_epoch=on_epoch if out is not None else None,
             resume=state,
             desc=f"fit {model_config.variant}",
+            valid_loss=valid_loss if options.valid_samples > 1 else None,
         )
     except TrainingError as e:
         if out is None or e.history is None:

@@ -145,6 +145,7 @@ def fit(
     on_epoch: Callable[[TrainState], None] | None = None,
     resume: TrainState | None = None,
     desc: str = "epochs",
+    valid_loss: Callable[[Tensor], Tensor] | None = None,
 ) -> History:
     """Minimises ``loss(batch)`` (a scalar) over ``module``'s parameters.
 
@@ -157,6 +158,7 @@ def fit(
         on_epoch: Called with the training state after every epoch (e.g. to write a checkpoint).
         resume: A state from an earlier run of the same configuration, to continue from.
         desc: The progress bar's label (e.g. the model's name).
+        valid_loss: The validation loss, if not ``loss`` (e.g. a less noisy estimate).
     """
     config = config or FitConfig()
     if train.shape[0] == 0:
@@ -190,7 +192,7 @@ def fit(
                 module.eval()
                 if valid is not None:
                     with torch.no_grad():
-                        current = _mean_loss(loss, valid, config.batch_size * 8)
+                        current = _mean_loss(valid_loss or loss, valid, config.batch_size * 8)
                     history.valid_loss.append(current)
                 else:
                     current = history.train_loss[-1]

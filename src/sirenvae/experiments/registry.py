@@ -60,6 +60,7 @@ class Schedule:
     valid_fraction: float = 0.1
     test_size: int = 2000
     importance_samples: int = 1000
+    valid_samples: int = 1
 
     def batch_size(self, n: int) -> int:
         return self.small_batch if n < self.large_from else self.large_batch
@@ -72,6 +73,9 @@ class Schedule:
             3, math.ceil(self.patience_steps / per_epoch)
         )
 
+
+#: Schedule fields added after results were committed, at the value that meant what came before.
+SCHEDULE_LEGACY = {"valid_samples": 1}
 
 FULL = Schedule()
 QUICK = Schedule(max_steps=40, patience_steps=40, warmup_steps=10, test_size=200, importance_samples=20)
@@ -129,6 +133,7 @@ class RunConfig:
         if "model_config" in d and isinstance(d["model_config"], dict):
             mc = d["model_config"]
             d["model_config"] = {k: v for k, v in mc.items() if not (k in LEGACY and LEGACY[k] == v)}
+        d["schedule"] = {k: v for k, v in d["schedule"].items() if SCHEDULE_LEGACY.get(k, ...) != v}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -96,7 +96,9 @@ def _fit_deep(config: RunConfig, model_config, splits) -> tuple[dict, float]:
         fit_config=FitConfig(
             lr=s.lr, batch_size=s.batch_size(n), max_epochs=max_epochs, patience=patience, seed=config.seed
         ),
-        options=TrainOptions(valid_fraction=s.valid_fraction, warmup_steps=s.warmup_steps),
+        options=TrainOptions(
+            valid_fraction=s.valid_fraction, warmup_steps=s.warmup_steps, valid_samples=s.valid_samples
+        ),
     )
     trained = time.perf_counter()
     torch.manual_seed(config.seed)
