@@ -18,14 +18,22 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+from torch import Tensor
 
 import sirenvae
-from sirenvae.experiments.registry import MODEL_CONFIGS, RunConfig
+from sirenvae.experiments.registry import MODEL_CONFIGS, RunConfig, Schedule
 from sirenvae.files import atomic_write_text
+from sirenvae.graph import LatentSplit
+from sirenvae.models import ModelConfig
 
-__all__ = ["SweepResult", "load_results", "run_one", "run_sweep", "torch_threads"]
+if TYPE_CHECKING:
+    from sirenvae.models import SIReNVAE
+    from sirenvae.training import History
+
+__all__ = ["SweepResult", "load_results", "run_one", "run_sweep", "torch_threads", "train_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +57,37 @@ def run_one(config: RunConfig, threads: int = 1) -> dict:
         return _run_one(config)
 
 
+def train_run(
+    split: LatentSplit, train: Tensor, model_config: ModelConfig, schedule: Schedule, seed: int
+) -> tuple[SIReNVAE, History]:
+    """Trains a model on ``train`` as every experiment run does (``schedule``'s optimiser settings for
+    ``len(train)`` rows, seeded by ``seed``); returns ``(model, history)``. The search trains its
+    trials with this too, so a chosen setting is chosen for exactly the training it will get.
+    """
+    from sirenvae.pipeline import TrainOptions, train_model
+    from sirenvae.training import FitConfig
+
+    n = train.shape[0]
+    max_epochs, patience = schedule.epochs(n)
+    return train_model(
+        split,
+        train,
+        model_config=model_config,
+        fit_config=FitConfig(
+            lr=schedule.lr,
+            batch_size=schedule.batch_size(n),
+            max_epochs=max_epochs,
+            patience=patience,
+            seed=seed,
+        ),
+        options=TrainOptions(valid_fraction=schedule.valid_fraction, warmup_steps=schedule.warmup_steps),
+    )
+
+
 def _run_one(config: RunConfig) -> dict:
     from sirenvae.data import default_latent_rule, latent_split, sample_splits
     from sirenvae.networks import load_network, oracle_nll
     from sirenvae.objectives import evaluate
-    from sirenvae.pipeline import TrainOptions, train_model
-    from sirenvae.training import FitConfig
 
     start = time.perf_counter()
     s = config.schedule
@@ -62,15 +95,8 @@ def _run_one(config: RunConfig) -> dict:
     split = latent_split(net.graph, default_latent_rule(config.dataset))
     n = config.train_factor * len(net.graph)
     splits = sample_splits(net, split, train_size=n, test_size=s.test_size, seed=config.seed)
-    max_epochs, patience = s.epochs(n)
-    model, history = train_model(
-        split,
-        splits.train,
-        model_config=config.model_config or MODEL_CONFIGS[config.model],
-        fit_config=FitConfig(
-            lr=s.lr, batch_size=s.batch_size(n), max_epochs=max_epochs, patience=patience, seed=config.seed
-        ),
-        options=TrainOptions(valid_fraction=s.valid_fraction, warmup_steps=s.warmup_steps),
+    model, history = train_run(
+        split, splits.train, config.model_config or MODEL_CONFIGS[config.model], s, config.seed
     )
     trained = time.perf_counter()
     torch.manual_seed(config.seed)
