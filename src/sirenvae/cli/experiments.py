@@ -22,9 +22,11 @@ from sirenvae.cli.common import (
     torch_threads,
     user_errors,
 )
-from sirenvae.experiments.registry import EXPERIMENTS
+from sirenvae.experiments.registry import EXPERIMENTS, SETTINGS
 
-__all__ = ["demo", "networks", "reproduce"]
+__all__ = ["demo", "networks", "reproduce", "search"]
+
+RUN_THREADS_HELP = "Torch threads of each run with --no-ray (default 1; Ray runs use 1)."
 
 
 @app.command()
@@ -98,8 +100,12 @@ def reproduce(
     ),
     models: str = typer.Option(None, "--models", help="A subset of models, comma-separated."),
     factors: str = typer.Option(None, "--factors", help="A subset of training-size factors, e.g. 2,100."),
-    threads: int = typer.Option(
-        None, "--threads", help="Torch threads of each run with --no-ray (default 1; Ray runs use 1)."
+    threads: int = typer.Option(None, "--threads", help=RUN_THREADS_HELP),
+    settings: str = typer.Option(
+        "paper", "--settings", help=f"{one_of(SETTINGS)}: fixed by hand, or chosen by `sirenvae search`."
+    ),
+    chosen: Path = typer.Option(
+        None, "--chosen", help="The search's chosen.json (default docs/results/search/chosen.json)."
     ),
 ) -> None:
     """Run the paper's Table 1 or Figure 3 grid (resumable) and write its table and figure.
@@ -116,32 +122,21 @@ def reproduce(
     with user_errors():
         if experiment not in EXPERIMENTS:
             raise UsageError(f"unknown experiment {experiment!r}; choose {one_of(EXPERIMENTS)}")
-        if workers < 1:
-            raise UsageError(f"--workers must be positive, got {workers}")
-        if threads is not None and not no_ray:
-            raise UsageError("--threads applies with --no-ray; with Ray each run uses one thread per worker")
-        if threads is not None and threads < 1:
-            raise UsageError(f"--threads must be positive, got {threads}")
+        _check_sweep_options(workers, threads, no_ray, out)
         experiment, datasets, default_out = _figure3_network(experiment, network, datasets)
-        if out is not None and out.exists() and not out.is_dir():
-            raise UsageError(f"--out {out} is a file; --out names the sweep's directory")
         configs = grid(
             experiment,
             seeds=seeds,
             quick=quick,
             datasets=split_list(datasets),
             models=split_list(models),
-            factors=tuple(int(f) for f in split_list(factors)) if factors else None,
+            factors=_factors(factors),
+            settings=settings,
+            chosen=chosen,
         )
         _need_sklearn(configs)
-        if not no_ray:
-            try:
-                import ray  # noqa: F401
-            except ImportError:
-                raise UsageError(
-                    "Ray is not installed: pip install 'sirenvae[ray]', or run sequentially with --no-ray"
-                ) from None
-        out = out or Path("results") / (default_out + ("-quick" if quick else ""))
+        suffix = ("-searched" if settings == "searched" else "") + ("-quick" if quick else "")
+        out = out or Path("results") / (default_out + suffix)
         out.mkdir(parents=True, exist_ok=True)
         console.print(f"{experiment}: {len(configs)} runs -> {out} ({'sequential' if no_ray else 'Ray'})")
         start = time.perf_counter()
@@ -224,3 +219,111 @@ def _need_sklearn(configs) -> None:
                 "the classical baselines (fa, lw) need scikit-learn: pip install 'sirenvae[experiments]', "
                 "or leave them out with --models"
             ) from None
+
+
+def _factors(factors: str | None) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(f) for f in split_list(factors)) if factors else None
+    except ValueError:
+        raise UsageError(f"--factors takes whole numbers such as 2,100, got {factors!r}") from None
+
+
+def _check_sweep_options(workers: int, threads: int | None, no_ray: bool, out: Path | None) -> None:
+    """The checks every sweep command makes before it starts (one clear line per mistake)."""
+    if workers < 1:
+        raise UsageError(f"--workers must be positive, got {workers}")
+    if threads is not None and not no_ray:
+        raise UsageError("--threads applies with --no-ray; with Ray each run uses one thread per worker")
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be positive, got {threads}")
+    if out is not None and out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; --out names the sweep's directory")
+    if not no_ray:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UsageError(
+                "Ray is not installed: pip install 'sirenvae[ray]', or run sequentially with --no-ray"
+            ) from None
+
+
+@app.command()
+def search(
+    quick: bool = typer.Option(False, "--quick", help="Tiny budgets and two trials: checks the pipeline."),
+    trials: int = typer.Option(None, "--trials", help="Settings tried per cell, the same for every model."),
+    folds: int = typer.Option(0, "--folds", help="k-fold CV within the tuning rows (0: fresh rows)."),
+    address: str = typer.Option(None, "--address", help="A Ray cluster address (default: a local instance)."),
+    no_ray: bool = typer.Option(False, "--no-ray", help="Run sequentially in this process."),
+    workers: int = typer.Option(2, "--workers", help="CPUs of the local Ray instance."),
+    out: Path = typer.Option(None, "--out", help="Output directory (default: results/search[-quick])."),
+    datasets: str = typer.Option(None, "--datasets", help="A subset of datasets, comma-separated."),
+    models: str = typer.Option(None, "--models", help="A subset of models, comma-separated."),
+    factors: str = typer.Option(None, "--factors", help="Training-size factors to search (default 2,100)."),
+    threads: int = typer.Option(None, "--threads", help=RUN_THREADS_HELP),
+) -> None:
+    """Choose each model's settings per dataset and training size on tuning data only (resumable).
+
+    Every model gets the same number of trials, trained like the evaluation runs on rows drawn with
+    seeds 1000+ and scored by the validation NLL on fresh rows (or k-fold CV); writes one JSON per
+    cell and chosen.json, which `reproduce --settings searched` reads.
+    """
+    import dataclasses
+    import time
+
+    from sirenvae.experiments import search as S
+    from sirenvae.experiments.runner import machine, run_sweep
+
+    with user_errors():
+        _check_sweep_options(workers, threads, no_ray, out)
+        settings = S.QUICK_SEARCH if quick else S.SearchSettings()
+        if trials is not None or folds:
+            settings = dataclasses.replace(
+                settings, trials=settings.trials if trials is None else trials, folds=folds
+            )
+        cells = S.cells(
+            settings=settings,
+            datasets=split_list(datasets),
+            models=split_list(models),
+            factors=_factors(factors),
+        )
+        out = out or Path("results") / ("search-quick" if quick else "search")
+        out.mkdir(parents=True, exist_ok=True)
+        console.print(
+            f"search: {len(cells)} cells x {settings.trials} trials -> {out} "
+            f"({'sequential' if no_ray else 'Ray'})"
+        )
+        start = time.perf_counter()
+
+        def show(doc: dict) -> None:
+            c, paper = doc["chosen"], doc["trials"][0]["val_nll"]
+            console.print(
+                f"  {doc['run_id']}: trial {c['trial']} of {len(doc['trials'])}, validation NLL "
+                f"{c['val_nll']:.3f} (trial 0: {'failed' if paper is None else f'{paper:.3f}'}) "
+                f"{c['params']} ({doc['seconds']:.0f} s)",
+                highlight=False,
+                markup=False,
+            )
+
+        execute = functools.partial(S._execute_cell, threads=threads or 1)
+        result = run_sweep(
+            cells, out, use_ray=not no_ray, address=address, workers=workers, on_result=show, execute=execute
+        )
+        chosen = S.write_chosen(out, settings)
+        summary = {
+            "command": "sirenvae " + " ".join(sys.argv[1:]),
+            "machine": machine(),
+            "wall_seconds": time.perf_counter() - start,
+            "cells": len(cells),
+            "completed_now": len(result.completed),
+            "skipped_finished": len(result.skipped),
+            "failed": result.failed,
+        }
+        (out / "search.json").write_text(json.dumps(summary, indent=1))
+    console.print(
+        f"{len(result.completed)} cells searched, {len(result.skipped)} already finished, "
+        f"{len(result.failed)} failed; {summary['wall_seconds']:.0f} s; choices in {chosen}"
+    )
+    if result.failed:
+        for run_id, error in result.failed.items():
+            err_console.print(f"failed: {run_id}: {error.strip().splitlines()[-1]}", markup=False)
+        raise typer.Exit(1)

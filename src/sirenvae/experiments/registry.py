@@ -1,8 +1,10 @@
 """The paper's experiments as data: every run of Table 1 and Figure 3 is a frozen :class:`RunConfig`.
 
-Hyper-parameters are fixed per model here, before any test number was looked at, and are written
-next to every result. Training budgets are counted in optimiser steps, so that small and large
-training sets get comparable optimisation effort.
+Hyper-parameters are fixed per model here, before any test number was looked at
+(``settings="paper"``), or read from the frozen choices of the settings search on tuning data
+(``settings="searched"``, :mod:`sirenvae.experiments.chosen`); either way they are written next to
+every result. Training budgets are counted in optimiser steps, so that small and large training sets
+get comparable optimisation effort.
 
 Published numbers: SIReN-VAE poster (Mouton & Kroon 2022), Table 1, mean ± std over seeds, nats.
 """
@@ -13,6 +15,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from sirenvae.baselines import BASELINES, ClassicalConfig
 from sirenvae.models import VARIANTS, ModelConfig
@@ -44,6 +47,10 @@ _DEFAULTS = {
     "figure3nl": (("arithmetic-circuit",), FIGURE3_FACTORS),
 }
 EXPERIMENTS = tuple(_DEFAULTS)
+#: Where each run's settings come from: fixed by hand, or chosen by the search on tuning data.
+SETTINGS = ("paper", "searched")
+#: Evaluation seeds stay below this; the settings search draws its tuning data from here on.
+TUNING_SEED = 1000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,6 +85,9 @@ class Schedule:
 SCHEDULE_LEGACY = {"valid_samples": 1}
 
 FULL = Schedule()
+#: The schedule of the searched settings: the paper's, with a validation ELBO of 32 samples under
+#: common random numbers (early stopping on 9 validation rows compares epochs rather than draws).
+SEARCHED = Schedule(valid_samples=32)
 QUICK = Schedule(max_steps=40, patience_steps=40, warmup_steps=10, test_size=200, importance_samples=20)
 
 # one configuration per model, shared by every dataset and size
@@ -145,14 +155,29 @@ def grid(
     datasets: tuple[str, ...] | None = None,
     models: tuple[str, ...] | None = None,
     factors: tuple[int, ...] | None = None,
+    settings: str = "paper",
+    chosen: str | Path | None = None,
 ) -> list[RunConfig]:
-    """All runs of an experiment (optionally a subset), models in :data:`TABLE_ORDER`."""
+    """All runs of an experiment (optionally a subset), models in :data:`TABLE_ORDER`.
+
+    ``settings="searched"`` takes each run's configuration and schedule overrides from ``chosen``
+    (default ``docs/results/search/chosen.json``), a factor not searched from the nearest searched one.
+    """
     if experiment not in _DEFAULTS:
         raise ValueError(f"unknown experiment {experiment!r}; choose {', '.join(EXPERIMENTS)}")
+    if settings not in SETTINGS:
+        raise ValueError(f"unknown settings {settings!r}; choose {' or '.join(SETTINGS)}")
     default = _DEFAULTS[experiment]
-    if seeds < 1:
-        raise ValueError(f"seeds must be positive, got {seeds}")
-    schedule = QUICK if quick else FULL
+    if not 1 <= seeds <= TUNING_SEED:
+        raise ValueError(
+            f"seeds must lie in 1..{TUNING_SEED} (the seeds above are the search's), got {seeds}"
+        )
+    choices = None
+    if settings == "searched":
+        from sirenvae.experiments.chosen import DEFAULT_CHOSEN, load_chosen, searched_settings
+
+        choices = load_chosen(chosen or DEFAULT_CHOSEN)
+    schedule = QUICK if quick else (SEARCHED if settings == "searched" else FULL)
     seeds = 1 if quick else seeds
     out = []
     for dataset in datasets or default[0]:
@@ -160,6 +185,9 @@ def grid(
             for model in models or TABLE_ORDER:
                 if model not in TABLE_ORDER:
                     raise ValueError(f"unknown model {model!r}; choose from {', '.join(TABLE_ORDER)}")
+                model_config, run_schedule = default_config(model), schedule
+                if choices is not None:
+                    model_config, run_schedule = searched_settings(choices, dataset, factor, model, schedule)
                 for seed in range(seeds):
                     out.append(
                         RunConfig(
@@ -168,8 +196,8 @@ def grid(
                             model=model,
                             train_factor=factor,
                             seed=seed,
-                            schedule=schedule,
-                            model_config=default_config(model),
+                            schedule=run_schedule,
+                            model_config=model_config,
                         )
                     )
     return out

@@ -19,15 +19,23 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+from torch import Tensor
 
 import sirenvae
 from sirenvae.baselines import ClassicalConfig
-from sirenvae.experiments.registry import RunConfig, default_config
+from sirenvae.experiments.registry import RunConfig, Schedule, default_config
 from sirenvae.files import atomic_write_text
+from sirenvae.graph import LatentSplit
+from sirenvae.models import ModelConfig
 
-__all__ = ["SweepResult", "load_results", "run_one", "run_sweep", "torch_threads"]
+if TYPE_CHECKING:
+    from sirenvae.models import SIReNVAE
+    from sirenvae.training import History
+
+__all__ = ["SweepResult", "load_results", "run_one", "run_sweep", "torch_threads", "train_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +57,37 @@ def run_one(config: RunConfig, threads: int = 1) -> dict:
     """
     with torch_threads(threads):
         return _run_one(config)
+
+
+def train_run(
+    split: LatentSplit, train: Tensor, model_config: ModelConfig, schedule: Schedule, seed: int
+) -> tuple[SIReNVAE, History]:
+    """Trains a model on ``train`` as every experiment run does (``schedule``'s optimiser settings for
+    ``len(train)`` rows, seeded by ``seed``); returns ``(model, history)``. The search trains its
+    trials with this too, so a chosen setting is chosen for exactly the training it will get.
+    """
+    from sirenvae.pipeline import TrainOptions, train_model
+    from sirenvae.training import FitConfig
+
+    n = train.shape[0]
+    max_epochs, patience = schedule.epochs(n)
+    return train_model(
+        split,
+        train,
+        model_config=model_config,
+        fit_config=FitConfig(
+            lr=schedule.lr,
+            batch_size=schedule.batch_size(n),
+            max_epochs=max_epochs,
+            patience=patience,
+            seed=seed,
+        ),
+        options=TrainOptions(
+            valid_fraction=schedule.valid_fraction,
+            warmup_steps=schedule.warmup_steps,
+            valid_samples=schedule.valid_samples,
+        ),
+    )
 
 
 def _run_one(config: RunConfig) -> dict:
@@ -84,22 +123,9 @@ def _run_one(config: RunConfig) -> dict:
 def _fit_deep(config: RunConfig, model_config, splits) -> tuple[dict, float]:
     """Trains and evaluates a VAE; returns its part of the record and when training ended."""
     from sirenvae.objectives import evaluate
-    from sirenvae.pipeline import TrainOptions, train_model
-    from sirenvae.training import FitConfig
 
-    s, n = config.schedule, splits.train.shape[0]
-    max_epochs, patience = s.epochs(n)
-    model, history = train_model(
-        splits.split,
-        splits.train,
-        model_config=model_config,
-        fit_config=FitConfig(
-            lr=s.lr, batch_size=s.batch_size(n), max_epochs=max_epochs, patience=patience, seed=config.seed
-        ),
-        options=TrainOptions(
-            valid_fraction=s.valid_fraction, warmup_steps=s.warmup_steps, valid_samples=s.valid_samples
-        ),
-    )
+    s = config.schedule
+    model, history = train_run(splits.split, splits.train, model_config, s, config.seed)
     trained = time.perf_counter()
     torch.manual_seed(config.seed)
     metrics = evaluate(model, splits.test, importance_samples=s.importance_samples)

@@ -1,0 +1,83 @@
+"""The frozen choices of the settings search (``chosen.json``), read by the experiments' registry.
+
+``chosen.json`` maps each searched (dataset, training-size factor, model) to its chosen
+:class:`ModelConfig` (as a dict), its schedule overrides (e.g. ``lr``), the point of the space it
+came from and the whole trial table (:mod:`sirenvae.experiments.search` writes it). A run whose
+factor was not searched takes the choice of the nearest searched factor on a log scale.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sirenvae.experiments.registry import Schedule
+from sirenvae.files import atomic_write_text
+from sirenvae.models import ModelConfig
+
+if TYPE_CHECKING:
+    from sirenvae.experiments.search import SearchSettings
+
+__all__ = ["DEFAULT_CHOSEN", "load_chosen", "searched_settings", "write_chosen"]
+
+#: The format of ``chosen.json`` and of the search's cell records.
+FORMAT = 1
+#: Where ``registry.grid(settings="searched")`` looks for the frozen choices (relative to the cwd).
+DEFAULT_CHOSEN = Path("docs/results/search/chosen.json")
+
+
+def write_chosen(out: str | Path, settings: SearchSettings) -> Path:
+    """Gathers the finished cells in ``out/runs`` that were searched with ``settings`` into
+    ``out/chosen.json``: one entry per (dataset, factor, model) with its chosen ModelConfig, schedule
+    overrides and trial table.
+    """
+    out = Path(out)
+    want = asdict(settings)
+    docs = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("search-*.json"))]
+    entries = [
+        {k: d["config"][k] for k in ("dataset", "factor", "model", "space")}
+        | d["chosen"]
+        | {"trials": d["trials"]}
+        for d in docs
+        if d.get("status") == "ok" and d["config"].get("settings") == want
+    ]
+    path = out / "chosen.json"
+    atomic_write_text(path, json.dumps({"format": FORMAT, "settings": want, "choices": entries}, indent=1))
+    return path
+
+
+def load_chosen(path: str | Path = DEFAULT_CHOSEN) -> dict[tuple[str, int, str], dict]:
+    """The frozen choices of a ``chosen.json``: (dataset, factor, model) -> entry."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"no searched settings at {path}: run `sirenvae search` (it writes chosen.json) "
+            "or use the paper settings"
+        ) from None
+    if doc.get("format") != FORMAT:
+        raise ValueError(f"{path} is no chosen.json of format {FORMAT}")
+    return {(e["dataset"], e["factor"], e["model"]): e for e in doc["choices"]}
+
+
+def searched_settings(
+    choices: Mapping[tuple[str, int, str], dict], dataset: str, factor: int, model: str, schedule: Schedule
+) -> tuple[ModelConfig | None, Schedule]:
+    """The chosen configuration and schedule of a run; an unsearched factor takes the nearest searched
+    one on a log scale (ties: the smaller). A classical model's configuration is ``None`` (its chosen
+    ``params`` are in the entry).
+    """
+    searched = sorted(f for d, f, m in choices if (d, m) == (dataset, model))
+    if not searched:
+        raise ValueError(
+            f"no searched settings for {model} on {dataset}; search it or use the paper settings"
+        )
+    nearest = min(searched, key=lambda f: (abs(math.log(f / factor)), f))
+    entry = choices[(dataset, nearest, model)]
+    config = ModelConfig.from_dict(entry["model_config"]) if entry["model_config"] is not None else None
+    return config, replace(schedule, **entry["schedule"])
