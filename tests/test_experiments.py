@@ -1,4 +1,5 @@
 import dataclasses
+import functools
 import json
 
 import numpy as np
@@ -201,7 +202,8 @@ def test_ray_sweep_interrupted_and_resumed_equals_sequential(tmp_path, monkeypat
         )
         first = run_sweep(configs, tmp_path / "ray", use_ray=True, stop_after=1, execute=flaky)
         assert first.interrupted and len(first.completed) >= 1
-        second = run_sweep(configs, tmp_path / "ray", use_ray=True, execute=flaky)
+        # a partial, as `sirenvae search` passes (Ray's decorator refuses anything but functions)
+        second = run_sweep(configs, tmp_path / "ray", use_ray=True, execute=functools.partial(flaky))
     finally:
         ray.shutdown()
     assert set(first.completed).isdisjoint(second.completed)

@@ -309,7 +309,10 @@ def run_sweep(
                 ray.init(address=address, log_to_driver=False)
             else:
                 ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-        remote = ray.remote(num_cpus=1, max_retries=0)(execute)
+        def task(config: dict) -> dict:  # Ray takes functions, not partials or other callables
+            return execute(config)
+
+        remote = ray.remote(num_cpus=1, max_retries=0)(task)
         running = {remote.remote(c.to_dict()): c.run_id for c in pending}
         while running:
             ready, _ = ray.wait(list(running), num_returns=1)
