@@ -12,7 +12,7 @@ from sirenvae.baselines import BASELINES, ClassicalConfig, fit_classical
 from sirenvae.cli import app
 from sirenvae.experiments.registry import PAPER_TABLE1, TABLE_ORDER, RunConfig, grid
 from sirenvae.experiments.runner import _execute, load_results, run_one, run_sweep
-from sirenvae.models import VARIANTS
+from sirenvae.models import VARIANTS, ModelConfig
 
 
 def test_grids_are_the_papers():
@@ -233,3 +233,22 @@ def test_reproduce_errors(tmp_path):
         app, ["reproduce", "figure3", "--no-ray", "--network", "nope", "--out", str(tmp_path)]
     )
     assert r.exit_code == 2 and "unknown --network 'nope'" in r.output
+
+
+def test_the_ablation_varies_the_flow_alone(tmp_path):
+    from sirenvae.experiments.ablation import ABLATION
+
+    runs = grid("ablation")
+    assert len(runs) == len(ABLATION) * 2 * 2 and len({r.run_id for r in runs}) == len(runs)
+    paper = ModelConfig(variant="true").to_dict()
+    flow = {"conditioning", "affine", "prior_blocks", "encoder_blocks"}
+    for r in runs:
+        changed = {k for k, v in r.model_config.to_dict().items() if paper[k] != v}
+        assert changed <= flow and r.model == "true" and r.seed == 0
+    with pytest.raises(ValueError, match="takes no models"):
+        grid("ablation", models=("vae",))
+    args = ["reproduce", "ablation", "--quick", "--no-ray", "--out", str(tmp_path), "--datasets", "ecoli70"]
+    result = CliRunner().invoke(app, [*args, "--factors", "2"])
+    assert result.exit_code == 0, result.output
+    md = (tmp_path / "ablation.md").read_text()
+    assert all(f"| {label} |" in md for label in ABLATION) and "| oracle |" in md

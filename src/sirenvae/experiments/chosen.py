@@ -26,8 +26,9 @@ __all__ = ["DEFAULT_CHOSEN", "load_chosen", "searched_settings", "write_chosen"]
 
 #: The format of ``chosen.json`` and of the search's cell records.
 FORMAT = 1
-#: Where ``registry.grid(settings="searched")`` looks for the frozen choices (relative to the cwd).
-DEFAULT_CHOSEN = Path("docs/results/search/chosen.json")
+#: The frozen choices shipped with the package, which ``registry.grid(settings="searched")`` and the
+#: demo read: a copy of the committed search's ``docs/results/search/chosen.json`` (a test checks it).
+DEFAULT_CHOSEN = Path(__file__).with_name("chosen.json")
 
 
 def write_chosen(out: str | Path, settings: SearchSettings) -> Path:

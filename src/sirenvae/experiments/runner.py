@@ -60,7 +60,13 @@ def run_one(config: RunConfig, threads: int = 1) -> dict:
 
 
 def train_run(
-    split: LatentSplit, train: Tensor, model_config: ModelConfig, schedule: Schedule, seed: int
+    split: LatentSplit,
+    train: Tensor,
+    model_config: ModelConfig,
+    schedule: Schedule,
+    seed: int,
+    *,
+    progress: bool = False,
 ) -> tuple[SIReNVAE, History]:
     """Trains a model on ``train`` as every experiment run does (``schedule``'s optimiser settings for
     ``len(train)`` rows, seeded by ``seed``); returns ``(model, history)``. The search trains its
@@ -81,6 +87,7 @@ def train_run(
             max_epochs=max_epochs,
             patience=patience,
             seed=seed,
+            progress=progress,
         ),
         options=TrainOptions(
             valid_fraction=schedule.valid_fraction,
@@ -309,6 +316,7 @@ def run_sweep(
                 ray.init(address=address, log_to_driver=False)
             else:
                 ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+
         def task(config: dict) -> dict:  # Ray takes functions, not partials or other callables
             return execute(config)
 
