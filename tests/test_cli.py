@@ -178,3 +178,25 @@ def test_checkpoint_errors(tmp_path, ecoli_run):
     assert r.exit_code == 2 and "-n must be positive" in error_line(r)
     r = run("sample", ecoli_run, "-n", 3, "-o", tmp_path / "no" / "s.csv")
     assert r.exit_code == 2 and "does not exist" in error_line(r)
+
+
+def test_fit_sets_model_options_and_refuses_bad_ones(tmp_path):
+    out = tmp_path / "lin"
+    opts = ["--set", "conditioning=parents", "--set", "affine=true", "--set", "prior_blocks=0"]
+    opts += ["--set", "encoder_blocks=0", "--set", "decoder_mean=linear", "--set", "likelihood=studentt"]
+    result = run("fit", "--network", "ecoli70", "--train-size", 92, "--out", out, *FAST, *opts)
+    assert result.exit_code == 0, result.output
+    model = json.loads((out / "model.json").read_text())["model"]
+    assert (model["conditioning"], model["affine"], model["prior_blocks"]) == ("parents", True, 0)
+    assert (model["decoder_mean"], model["likelihood"]) == ("linear", "studentt")
+    sampled = run("sample", out, "-n", 5, "-o", tmp_path / "s.csv")
+    assert sampled.exit_code == 0, sampled.output
+    base = ["fit", "--network", "ecoli70", "--train-size", 92, "--out", tmp_path / "x", *FAST]
+    for bad, message in [
+        ("wings=2", "unknown model option 'wings'"),
+        ("affine=maybe", "--set affine=maybe: expected true or false"),
+        ("prior_blocks=two", "--set prior_blocks=two: expected a whole number"),
+        ("conditioning=children", "conditioning must be one of ancestors, parents"),
+        ("affine", "--set takes key=value"),
+    ]:
+        assert message in error_line(run(*base, "--set", bad)), bad

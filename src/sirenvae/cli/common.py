@@ -230,3 +230,39 @@ def check_run_out(
             f"{out} holds an unfinished run; pass --resume to continue it, --force to replace it, "
             "or choose another --out"
         )
+
+
+def parse_model_options(items: list[str] | None, variant: str):
+    """The :class:`~sirenvae.models.ModelConfig` of ``--model`` with ``--set key=value`` options applied
+    (values parsed by the field's type; an unknown key or a bad value is one line naming it).
+    """
+    import dataclasses
+
+    from sirenvae.models import ModelConfig
+
+    types = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name != "variant"}
+    values: dict = {}
+    for item in items or ():
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip().replace("-", "_"), raw.strip()
+        if not sep or not key or not raw:
+            raise UsageError(f"--set takes key=value (e.g. --set conditioning=parents), got {item!r}")
+        if key not in types:
+            raise UsageError(f"unknown model option {key!r} in --set; options: {', '.join(sorted(types))}")
+        default = types[key]
+        try:
+            if isinstance(default, bool):
+                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                values[key] = raw.lower() in ("true", "1", "yes")
+            else:
+                values[key] = type(default)(raw)
+        except ValueError:
+            kind = {bool: "true or false", int: "a whole number", float: "a number"}.get(
+                type(default), "text"
+            )
+            raise UsageError(f"--set {key}={raw}: expected {kind}") from None
+    try:
+        return ModelConfig(variant=variant, **values)
+    except ValueError as e:
+        raise UsageError(f"--set: {e}") from None

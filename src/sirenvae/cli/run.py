@@ -19,6 +19,7 @@ from sirenvae.cli.common import (
     err_console,
     one_of,
     parse_latent,
+    parse_model_options,
     split_list,
     torch_threads,
     user_errors,
@@ -59,11 +60,16 @@ def fit(
     allow_discrete: bool = typer.Option(
         False, "--allow-discrete", help="Fit columns with 2 distinct values as continuous."
     ),
+    options: list[str] = typer.Option(
+        None,
+        "--set",
+        help="A model option key=value, repeatable: e.g. --set conditioning=parents --set affine=true "
+        "--set decoder_mean=linear --set likelihood=studentt --set prior_blocks=0.",
+    ),
 ) -> None:
     """Train a model on a graph and data; writes checkpoints and the final model to --out."""
     from sirenvae.data import default_latent_rule, latent_split, read_table, sample_splits
     from sirenvae.graph_io import read_graph
-    from sirenvae.models import ModelConfig
     from sirenvae.networks import load_network
     from sirenvae.pipeline import train_model
     from sirenvae.training import FitConfig
@@ -75,6 +81,7 @@ def fit(
             raise UsageError("give exactly one of --data CSV or --train-size N")
         if model not in VARIANTS:
             raise UsageError(f"unknown --model {model!r}; choose one of {', '.join(VARIANTS)}")
+        model_config = parse_model_options(options, model)
         if epochs < 1 or batch_size < 1 or not lr > 0:
             raise UsageError("--epochs, --batch-size and --lr must be positive")
         check_run_out(out, resume=resume, force=force, inputs=[("--graph", graph), ("--data", data)])
@@ -128,7 +135,7 @@ def fit(
         trained, history = train_model(
             split,
             x,
-            model_config=ModelConfig(variant=model),
+            model_config=model_config,
             fit_config=FitConfig(
                 lr=lr,
                 batch_size=batch_size,
