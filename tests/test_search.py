@@ -180,6 +180,9 @@ def test_chosen_round_trips_into_the_registry(tmp_path, fake_trials):
         assert run.model_config == ModelConfig.from_dict(entry["model_config"])
         assert run.schedule == dataclasses.replace(QUICK, **entry["schedule"]) and run.schedule.lr == 1e-2
         assert run.to_dict()["model_config"] == entry["model_config"]  # written into every result
+    # the classical baselines keep their own choice (factor analysis: k by its CV)
+    classical = grid("figure3", quick=True, models=("fa", "lw"), settings="searched", chosen=path)
+    assert classical == grid("figure3", quick=True, models=("fa", "lw"))
     paper = grid("figure3", quick=True, models=("true",))
     assert all(r.model_config == MODEL_CONFIGS["true"] for r in paper)
     with pytest.raises(FileNotFoundError, match="sirenvae search"):

@@ -194,7 +194,7 @@ def grid(
                 if model not in TABLE_ORDER:
                     raise ValueError(f"unknown model {model!r}; choose from {', '.join(TABLE_ORDER)}")
                 model_config, run_schedule = default_config(model), schedule
-                if choices is not None:
+                if choices is not None and model in VARIANTS:  # the classical ones choose their own
                     model_config, run_schedule = searched_settings(choices, dataset, factor, model, schedule)
                 for seed in range(seeds):
                     out.append(
