@@ -41,6 +41,8 @@ def test_studentt_log_prob_moments_and_noise_match_torch():
     assert torch.allclose(d.log_prob(x), ref.log_prob(x).sum(-1), atol=1e-12)
     assert torch.allclose(d.variance, ref.variance) and torch.equal(d.mean, loc)
     assert d.batch_shape == (4,) and d.event_shape == (3,)
+    heavy = DiagStudentT(torch.tensor([1.5, 2.0, 3.0]), torch.zeros(3), torch.ones(3))
+    assert torch.equal(heavy.variance, torch.tensor([math.inf, math.inf, 3.0]))  # none below 2
     eta = d.noise((5,))
     assert eta.shape == (5, 4, 3)
     assert torch.allclose(d.residual(d.reparameterize(eta)), eta, atol=1e-12)

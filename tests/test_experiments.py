@@ -241,7 +241,7 @@ def test_the_ablation_varies_the_flow_alone(tmp_path):
     runs = grid("ablation")
     assert len(runs) == len(ABLATION) * 2 * 2 and len({r.run_id for r in runs}) == len(runs)
     paper = ModelConfig(variant="true").to_dict()
-    flow = {"conditioning", "affine", "prior_blocks", "encoder_blocks"}
+    flow = {"conditioning", "encoder_conditioning", "affine", "prior_blocks", "encoder_blocks"}
     for r in runs:
         changed = {k for k, v in r.model_config.to_dict().items() if paper[k] != v}
         assert changed <= flow and r.model == "true" and r.seed == 0

@@ -432,3 +432,29 @@ def test_parent_conditioning_options_are_checked():
     with pytest.raises(ValueError, match="blocks must be >= 1"):
         GraphicalResidualFlow(A, blocks=0)
     assert len(GraphicalResidualFlow(A, blocks=0, affine=True)) == 1
+
+
+def test_affine_stacks_solve_report_and_check_the_whole_map(device):
+    """solve() works through the affine step (paper's stack), and the parent-conditioned inverse
+    checks its tolerance on the whole map, after the affine step's scaling.
+    """
+    A = torch.diag(torch.ones(7, dtype=torch.bool), -1)  # a chain of 8
+    flow = GraphicalResidualFlow(A, blocks=2, affine=True).double().to(device).eval()
+    z = torch.randn(16, 8, dtype=torch.float64, device=device)
+    y = flow()(z)
+    result = flow().solve(y)
+    assert result.converged and torch.allclose(result.z, z, atol=1e-6)
+    pc = GraphicalResidualFlow(A, blocks=2, conditioning="parents", affine=True).double().to(device).eval()
+    with torch.no_grad():
+        pc.affine.log_scale.fill_(-4.0)
+        pc.affine.coupling.copy_(2.0 * pc.affine.mask)
+    t = pc()
+    u = t(z)
+    result = t.solve(u)
+    miss = (t(result.z) - u).abs().max().item()
+    assert result.residual >= miss
+    assert not result.converged or miss <= 1e-6 + 4 * torch.finfo(u.dtype).eps * u.abs().max().item()
+    with pytest.raises(
+        ValueError, match="inputs are torch.float32 but the flow's parameters are torch.float64"
+    ):
+        GraphicalResidualFlow(A, blocks=0, affine=True).double()()(z.float())

@@ -133,12 +133,17 @@ def test_parent_conditioned_prior_is_the_bn_factorisation(stack):
     assert model.prior.transform.conditioning == "ancestors"
 
 
-def test_old_configs_load_as_the_paper_stack():
+def test_old_configs_load_as_the_paper_stack(monkeypatch):
     old = ModelConfig(variant="true").to_dict()
     for key in ("conditioning", "encoder_conditioning", "affine"):
         old.pop(key)
     c = ModelConfig.from_dict(old)
     assert (c.conditioning, c.encoder_conditioning, c.affine) == ("ancestors", "ancestors", False)
+    # what a missing option means is LEGACY's, not the dataclass default's
+    import sirenvae.models.config as config_module
+
+    monkeypatch.setitem(config_module.LEGACY, "conditioning", "parents")
+    assert ModelConfig.from_dict(old).conditioning == "parents" != ModelConfig().conditioning
     with pytest.raises(ValueError, match="conditioning must be one of ancestors, parents"):
         ModelConfig(conditioning="children")
     with pytest.raises(ValueError, match="prior_blocks must be >= 1"):

@@ -216,3 +216,26 @@ def test_validation_with_common_random_numbers_is_repeatable_and_leaves_training
     assert again == pytest.approx(h8.best_valid_loss, abs=1e-5)
     with pytest.raises(ValueError, match="valid_samples must be at least 1"):
         TrainOptions(valid_samples=0)
+
+
+def test_a_checkpoint_from_before_the_new_options_resumes(tmp_path, monkeypatch):
+    """A run started before conditioning/affine/decoder options and valid_samples existed resumes."""
+    g, x = data()
+    real = pipeline.save_checkpoint
+
+    def killed(directory, name, *args, **kwargs):
+        real(directory, name, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "save_checkpoint", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(LatentSplit(g, SMALL_LATENT), x, out=tmp_path, **KW)
+    monkeypatch.setattr(pipeline, "save_checkpoint", real)
+    path = tmp_path / "checkpoint.json"
+    meta = json.loads(path.read_text())
+    for key in ("conditioning", "encoder_conditioning", "affine", "decoder_mean", "likelihood"):
+        meta["model"].pop(key)
+    meta["train_options"].pop("valid_samples")
+    path.write_text(json.dumps(meta))
+    _, history = train_model(LatentSplit(g, SMALL_LATENT), x, out=tmp_path, resume=True, **KW)
+    assert len(history.train_loss) == KW["fit_config"].max_epochs

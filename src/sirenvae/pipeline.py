@@ -189,7 +189,8 @@ def train_model(
         return -(log_px + beta * (log_pz - log_q)).mean()
 
     def valid_loss(batch: Tensor) -> Tensor:
-        with torch.random.fork_rng(devices=[batch.device] if batch.device.type == "cuda" else []):
+        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=cuda):  # manual_seed seeds every device: restore them all
             torch.manual_seed(fit_config.seed + VALID_SEED_OFFSET)
             return -elbo(model, batch, options.valid_samples).mean()
 
@@ -269,6 +270,11 @@ def _check_same_run(saved: dict, meta: dict, out: Path) -> dict:
             f"the run in {out} was started with another {', '.join(other)}; resume it with the same "
             f"settings (only {', '.join(RESUMABLE)} may change) or choose another --out"
         )
+    saved = dict(saved)
+    if isinstance(saved.get("model"), dict):  # options added since the run started, at their old value
+        saved["model"] = ModelConfig.from_dict(saved["model"]).to_dict()
+    if isinstance(saved.get("train_options"), dict):
+        saved["train_options"] = asdict(TrainOptions(**saved["train_options"]))
     for key in _RUN_KEYS:
         if key != "fit" and saved.get(key) != meta.get(key):
             what = {"data_sha256": "training data", "graph": "graph", "latent": "latent set"}.get(key, key)

@@ -25,6 +25,8 @@ ABLATION: dict[str, dict] = {
     "parents-affine": _PARENTS | {"affine": True},
     "affine-only": _PARENTS | {"affine": True, "prior_blocks": 0, "encoder_blocks": 0},
     "parents-affine-4": _PARENTS | {"affine": True, "prior_blocks": 4, "encoder_blocks": 4},
+    # the encoder's stack parent-conditioned too (sampled by its generation-wise inverse)
+    "parents-affine-enc": _PARENTS | {"affine": True, "encoder_conditioning": "parents"},
 }
 DATASETS = ("ecoli70", "arth150")
 FACTORS = (2, 100)

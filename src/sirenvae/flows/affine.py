@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from sirenvae.flows.core import LazyTransform, Transform, check_context
+from sirenvae.flows.core import LazyTransform, Transform, check_context, check_inputs
+from sirenvae.flows.root_finding import InverseResult
 from sirenvae.masks import check_adjacency
 
 __all__ = ["GraphAffine", "GraphAffineTransform"]
@@ -90,9 +91,14 @@ class GraphAffineTransform(Transform):
         self.step, self.context = step, context
 
     def _check(self, z: Tensor) -> None:
-        if z.shape[-1:] != (self.step.features,):
-            D = self.step.features
-            raise ValueError(f"expected inputs with {D} features, got shape {tuple(z.shape)}")
+        check_inputs(z, self.step.features, self.step.shift.dtype)
+
+    def solve(self, u: Tensor, **options) -> InverseResult:
+        """The inverse without gradients, as an :class:`~sirenvae.flows.InverseResult` (exact: no
+        iterations, zero residual), so that compositions with fixed-point transforms can report.
+        """
+        with torch.no_grad():
+            return InverseResult(self._inverse(u), (), 0.0, True)
 
     def _call(self, z: Tensor) -> Tensor:
         self._check(z)

@@ -178,6 +178,14 @@ def check_context(c: Tensor | None, features: int) -> Tensor | None:
     return c
 
 
+def check_inputs(z: Tensor, features: int, dtype: torch.dtype) -> None:
+    """One clear line for inputs of the wrong size or dtype (before a matmul fails deep in torch)."""
+    if z.shape[-1:] != (features,):
+        raise ValueError(f"expected inputs with {features} features, got shape {tuple(z.shape)}")
+    if z.dtype != dtype:
+        raise ValueError(f"inputs are {z.dtype} but the flow's parameters are {dtype}; call .to({z.dtype})")
+
+
 def as_lazy(transform: LazyTransform | Sequence[LazyTransform]) -> LazyTransform:
     """A lazy transform, composing a sequence of them."""
     if isinstance(transform, LazyTransform):

@@ -23,7 +23,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from sirenvae.flows.core import Transform
+from sirenvae.flows.core import Transform, check_inputs
 from sirenvae.flows.residual import GraphicalResidualTransform
 from sirenvae.flows.root_finding import InverseResult, RootFinding, fixed_point, implicit_gradient
 
@@ -87,8 +87,8 @@ class ParentConditionedTransform(Transform):
         )
 
     def _check(self, z: Tensor) -> Tensor:
-        if z.shape[-1:] != (self.features,):
-            raise ValueError(f"expected inputs with {self.features} features, got shape {tuple(z.shape)}")
+        dtype = self.affine[3].dtype if self.affine is not None else self.blocks[0].layers[0][0].dtype
+        check_inputs(z, self.features, dtype)
         if self.context is None:
             return z
         shape = torch.broadcast_shapes(z.shape[:-1], self.context.shape[:-1])
@@ -163,7 +163,11 @@ class ParentConditionedTransform(Transform):
             z = y
             if settled:
                 break
-        return InverseResult(z, tuple(iterations), residual, converged)
+        # the tolerance holds for the whole map, not only for each block before the affine step
+        r = (self._run(z, diag=False)[0] - u).abs()
+        final = r.max().item() if r.numel() else 0.0
+        converged = converged and bool((r <= tol).all())
+        return InverseResult(z, tuple(iterations), max(residual, final), converged)
 
     def _inverse(self, u: Tensor) -> Tensor:
         """The inverse by :meth:`solve`, with implicit gradients when autograd is on."""

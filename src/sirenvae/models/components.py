@@ -90,7 +90,8 @@ class DiagStudentT(Distribution):
 
     @property
     def variance(self) -> Tensor:
-        return self.scale.square() * self.df / (self.df - 2)
+        finite = self.scale.square() * self.df / (self.df - 2).clamp(min=1e-12)
+        return torch.where(self.df > 2, finite, torch.full_like(finite, math.inf))
 
     def log_prob(self, x: Tensor) -> Tensor:
         nu = self.df
