@@ -250,3 +250,16 @@ def test_quick_search_command_then_reproduce_with_its_choices(tmp_path):
     assert result["config"]["model_config"] == entry["model_config"]
     bad = CliRunner().invoke(app, ["search", "--quick", "--no-ray", "--models", "gan", "--out", str(out)])
     assert bad.exit_code == 2 and "unknown model 'gan'" in bad.output
+
+
+def test_the_shipped_choices_are_the_committed_search():
+    """The package ships the committed search's chosen.json; the demo and `--settings searched` read it."""
+    from pathlib import Path
+
+    from sirenvae.experiments.chosen import DEFAULT_CHOSEN
+
+    committed = Path(__file__).parents[1] / "docs" / "results" / "search" / "chosen.json"
+    assert DEFAULT_CHOSEN.exists() and DEFAULT_CHOSEN.read_text() == committed.read_text()
+    choices = S.load_chosen()
+    assert {("ecoli70", 2, "true"), ("ecoli70", 2, "vae")} <= set(choices)
+    assert all(len(e["trials"]) == 5 for e in choices.values())
