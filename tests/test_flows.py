@@ -452,12 +452,9 @@ def test_affine_stacks_solve_report_and_check_the_whole_map(device):
     u = t(z)
     result = t.solve(u)
     miss = (t(result.z) - u).abs().max().item()
-    assert result.residual >= miss
-    # the tolerance is in the blocks' units: before the affine step divides by s
-    s = pc.affine.log_scale.exp()
-    y = u * s + t._offset(result.z)
-    miss_y = ((t(result.z) - u).abs() * s - 4 * torch.finfo(u.dtype).eps * y.abs()).max().item()
-    assert result.converged and miss_y <= 1e-6
+    # the tolerance holds per block (the blocks' units); the whole map's residual is reported
+    assert result.converged and result.residual >= miss
+    assert (t(result.z) - u).abs().mul(pc.affine.log_scale.exp()).max() <= 1e-5
     with pytest.raises(
         ValueError, match="inputs are torch.float32 but the flow's parameters are torch.float64"
     ):
