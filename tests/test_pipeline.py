@@ -52,8 +52,8 @@ def test_resume_after_a_kill_continues_exactly(tmp_path, monkeypatch):
         train_model(LatentSplit(g, SMALL_LATENT), x, out=tmp_path / "b", **KW)
 
 
-def test_resume_refuses_other_inputs(tmp_path, monkeypatch):
-    g, x = data()
+def killed_after_one_epoch(tmp_path, monkeypatch, g, x) -> None:
+    """Starts a run in ``tmp_path`` and kills it after its first checkpoint."""
     real = pipeline.save_checkpoint
 
     def killed(directory, name, *args, **kwargs):
@@ -64,6 +64,11 @@ def test_resume_refuses_other_inputs(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train_model(LatentSplit(g, SMALL_LATENT), x, out=tmp_path, **KW)
     monkeypatch.setattr(pipeline, "save_checkpoint", real)
+
+
+def test_resume_refuses_other_inputs(tmp_path, monkeypatch):
+    g, x = data()
+    killed_after_one_epoch(tmp_path, monkeypatch, g, x)
     with pytest.raises(CheckpointError, match="another training data"):
         train_model(LatentSplit(g, SMALL_LATENT), x + 1, out=tmp_path, resume=True, **KW)
     other = BayesianNetwork({v: [p for p in g.parents(v) if p != "x1"] for v in g.nodes})
@@ -221,16 +226,7 @@ def test_validation_with_common_random_numbers_is_repeatable_and_leaves_training
 def test_a_checkpoint_from_before_the_new_options_resumes(tmp_path, monkeypatch):
     """A run started before conditioning/affine/decoder options and valid_samples existed resumes."""
     g, x = data()
-    real = pipeline.save_checkpoint
-
-    def killed(directory, name, *args, **kwargs):
-        real(directory, name, *args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(pipeline, "save_checkpoint", killed)
-    with pytest.raises(KeyboardInterrupt):
-        train_model(LatentSplit(g, SMALL_LATENT), x, out=tmp_path, **KW)
-    monkeypatch.setattr(pipeline, "save_checkpoint", real)
+    killed_after_one_epoch(tmp_path, monkeypatch, g, x)
     path = tmp_path / "checkpoint.json"
     meta = json.loads(path.read_text())
     for key in ("conditioning", "encoder_conditioning", "affine", "decoder_mean", "likelihood"):

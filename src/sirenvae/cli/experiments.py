@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import time
 from pathlib import Path
 
 import typer
@@ -126,7 +127,7 @@ def reproduce(
     from sirenvae.experiments import report
     from sirenvae.experiments.ablation import ablation_table
     from sirenvae.experiments.registry import grid
-    from sirenvae.experiments.runner import _execute, load_results, machine, run_sweep
+    from sirenvae.experiments.runner import _execute, load_results, run_sweep
 
     with user_errors():
         if experiment not in EXPERIMENTS:
@@ -173,20 +174,33 @@ def reproduce(
         writer = {"table1": report.table1, "ablation": ablation_table}.get(experiment, report.figure3)
         if results:
             writer(results, out)
-        summary = {
-            "command": "sirenvae " + " ".join(sys.argv[1:]),
-            "machine": machine(),
-            "wall_seconds": time.perf_counter() - start,
-            "runs": len(configs),
-            "completed_now": len(result.completed),
-            "skipped_finished": len(result.skipped),
-            "failed": result.failed,
-        }
-        (out / "sweep.json").write_text(json.dumps(summary, indent=1))
+        summary = _write_summary(out / "sweep.json", result, start, runs=len(configs))
     console.print(
         f"{len(result.completed)} runs done, {len(result.skipped)} already finished, "
         f"{len(result.failed)} failed; {summary['wall_seconds']:.0f} s; outputs in {out}"
     )
+    _exit_on_failures(result)
+
+
+def _write_summary(path: Path, result, start: float, **counts: int) -> dict:
+    """The sweep's command, machine, wall time and outcome, written next to its results."""
+    from sirenvae.experiments.runner import machine
+
+    summary = {
+        "command": "sirenvae " + " ".join(sys.argv[1:]),
+        "machine": machine(),
+        "wall_seconds": time.perf_counter() - start,
+        **counts,
+        "completed_now": len(result.completed),
+        "skipped_finished": len(result.skipped),
+        "failed": result.failed,
+    }
+    path.write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _exit_on_failures(result) -> None:
+    """One line per failed run, then exit code 1 (the finished runs are kept)."""
     if result.failed:
         for run_id, error in result.failed.items():
             err_console.print(f"failed: {run_id}: {error.strip().splitlines()[-1]}", markup=False)
@@ -280,7 +294,7 @@ def search(
     import time
 
     from sirenvae.experiments import search as S
-    from sirenvae.experiments.runner import machine, run_sweep
+    from sirenvae.experiments.runner import run_sweep
 
     with user_errors():
         _check_sweep_options(workers, threads, no_ray, out)
@@ -318,21 +332,9 @@ def search(
             cells, out, use_ray=not no_ray, address=address, workers=workers, on_result=show, execute=execute
         )
         chosen = S.write_chosen(out, settings)
-        summary = {
-            "command": "sirenvae " + " ".join(sys.argv[1:]),
-            "machine": machine(),
-            "wall_seconds": time.perf_counter() - start,
-            "cells": len(cells),
-            "completed_now": len(result.completed),
-            "skipped_finished": len(result.skipped),
-            "failed": result.failed,
-        }
-        (out / "search.json").write_text(json.dumps(summary, indent=1))
+        summary = _write_summary(out / "search.json", result, start, cells=len(cells))
     console.print(
         f"{len(result.completed)} cells searched, {len(result.skipped)} already finished, "
         f"{len(result.failed)} failed; {summary['wall_seconds']:.0f} s; choices in {chosen}"
     )
-    if result.failed:
-        for run_id, error in result.failed.items():
-            err_console.print(f"failed: {run_id}: {error.strip().splitlines()[-1]}", markup=False)
-        raise typer.Exit(1)
+    _exit_on_failures(result)
