@@ -1,8 +1,9 @@
 """A settings search per (dataset, training size, model) that never sees an evaluation row.
 
 Each cell trains ``trials`` settings of one model, the same number for every model: the paper's
-setting (trial 0) and distinct random points of the model's space (:data:`SPACES`, declared as data;
-the whole space when it is smaller). Trials train exactly as evaluation runs do
+setting (trial 0), then the model's designed points (:data:`~sirenvae.experiments.spaces.DESIGNS`),
+then distinct random points of its space (:data:`SPACES`, declared as data; the whole space when it
+is smaller). Trials train exactly as evaluation runs do
 (:func:`~sirenvae.experiments.runner.train_run`, the same :class:`Schedule`), on tuning data:
 
 - Fresh draws (shipped networks): ``n = factor·|G|`` training rows and ``valid_rows`` validation rows
@@ -165,9 +166,9 @@ def _settings(model: str, point: Mapping, schedule: Schedule) -> tuple[ModelConf
 def candidates(
     model: str, space: Mapping[str, Sequence], trials: int, seed: int = 0, schedule: Schedule = FULL
 ) -> list[dict]:
-    """The points a cell tries: the paper's setting ``{}`` first (deep models), then distinct random
-    points of ``space`` other than it that the configuration accepts, ``trials`` in all (fewer only
-    when the space holds fewer).
+    """The points a cell tries: the paper's setting ``{}`` first (deep models), then the model's
+    designed points (restricted to the fields of ``space``), then distinct random points of ``space``
+    that the configuration accepts, ``trials`` in all (fewer only when the space holds fewer).
 
     The points depend on the model, ``space``, ``trials`` and ``seed`` only, so every dataset and
     size of a model tries the same settings.
