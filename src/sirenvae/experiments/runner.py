@@ -97,16 +97,24 @@ def train_run(
     )
 
 
-def _run_one(config: RunConfig) -> dict:
+def draw_data(dataset: str, factor: int, test_size: int, seed: int):
+    """A shipped network and a seeded draw of ``factor·|G|`` training rows and ``test_size`` others,
+    with the dataset's latent rule: ``(network, splits)``, as every run and search trial uses them.
+    """
     from sirenvae.data import default_latent_rule, latent_split, sample_splits
     from sirenvae.networks import load_network
 
+    net = load_network(dataset)
+    split = latent_split(net.graph, default_latent_rule(dataset))
+    n = factor * len(net.graph)
+    return net, sample_splits(net, split, train_size=n, test_size=test_size, seed=seed)
+
+
+def _run_one(config: RunConfig) -> dict:
     start = time.perf_counter()
     s = config.schedule
-    net = load_network(config.dataset)
-    split = latent_split(net.graph, default_latent_rule(config.dataset))
-    n = config.train_factor * len(net.graph)
-    splits = sample_splits(net, split, train_size=n, test_size=s.test_size, seed=config.seed)
+    net, splits = draw_data(config.dataset, config.train_factor, s.test_size, config.seed)
+    n = splits.train.shape[0]
     model_config = config.model_config or default_config(config.model)
     fit = _fit_classical if isinstance(model_config, ClassicalConfig) else _fit_deep
     doc, trained = fit(config, model_config, splits)

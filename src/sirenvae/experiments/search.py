@@ -345,18 +345,15 @@ def _search(model: str, split, points: list[dict], s: SearchSettings, draws: lis
 
 def search_cell(cell: SearchCell) -> dict:
     """Runs one cell's trials on its tuning draws; the cell's result record (no files written)."""
-    from sirenvae.data import default_latent_rule, latent_split, sample_splits
-    from sirenvae.networks import load_network
+    from sirenvae.experiments.runner import draw_data
 
     start = time.perf_counter()
     s = cell.settings
-    net = load_network(cell.dataset)
-    split = latent_split(net.graph, default_latent_rule(cell.dataset))
-    n = cell.factor * len(net.graph)
     seeds = [TUNING_SEED + r for r in range(s.draws)]
     draws = []
     for seed in seeds:
-        d = sample_splits(net, split, train_size=n, test_size=s.valid_rows, seed=seed)
+        _, d = draw_data(cell.dataset, cell.factor, s.valid_rows, seed)
+        split, n = d.split, d.train.shape[0]
         draws.append((d.train, d.test, seed))
     _check_folds(s.folds, n)
     points = candidates(cell.model, cell.space, s.trials, s.seed, s.schedule)
