@@ -18,7 +18,7 @@ from sirenvae.flows.core import LazyTransform, Transform, check_context, check_i
 from sirenvae.flows.root_finding import InverseResult
 from sirenvae.masks import check_adjacency
 
-__all__ = ["GraphAffine", "GraphAffineTransform"]
+__all__ = ["GraphAffine", "GraphAffineTransform", "affine_offset"]
 
 #: The standard deviation of the initial couplings.
 INIT_COUPLING = 0.1
@@ -33,6 +33,16 @@ def topological_order(A: Tensor) -> Tensor:
         order.extend(free.tolist())
         placed[free] = True
     return torch.tensor(order, dtype=torch.long)
+
+
+def affine_offset(B: Tensor, C: Tensor | None, b: Tensor, z: Tensor | None, c: Tensor | None) -> Tensor:
+    r""":math:`b + B z + C c` with masked couplings (either term skipped when absent)."""
+    out = b
+    if z is not None:
+        out = out + z @ B.T
+    if C is not None and c is not None:
+        out = out + c.to(b.dtype) @ C.T
+    return out
 
 
 class GraphAffine(LazyTransform):
@@ -69,14 +79,15 @@ class GraphAffine(LazyTransform):
         """The number of free parameters."""
         return int(self.mask.sum() + self.context_mask.sum()) + 2 * self.features
 
+    def prepared(self) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
+        r"""``(B ⊙ A, C ⊙ A_c or None, b, log s)``: the step's parameters with their masks applied."""
+        C = self.context_coupling * self.context_mask if self.context_features else None
+        return self.coupling * self.mask, C, self.shift, self.log_scale
+
     def offset(self, z: Tensor | None, c: Tensor | None) -> Tensor:
         r""":math:`b + (B \odot A) z + (C \odot A_c) c`, broadcast over leading dims."""
-        out = self.shift
-        if z is not None:
-            out = out + z @ (self.coupling * self.mask).T
-        if c is not None and self.context_features:
-            out = out + c.to(self.shift.dtype) @ (self.context_coupling * self.context_mask).T
-        return out
+        B, C, b, _ = self.prepared()
+        return affine_offset(B, C, b, z, c)
 
     def forward(self, c: Tensor | None = None) -> GraphAffineTransform:
         c = check_context(c, self.context_features)

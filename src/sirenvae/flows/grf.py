@@ -133,11 +133,7 @@ class GraphicalResidualFlow(LazyTransform):
             if self.affine is not None:
                 steps.append(self.affine(c))
             return ComposedTransform(*steps)
-        affine = None
-        if self.affine is not None:
-            a = self.affine
-            C = a.context_coupling * a.context_mask if self.context_features else None
-            affine = (a.coupling * a.mask, C, a.shift, a.log_scale)
+        affine = self.affine.prepared() if self.affine is not None else None
         return ParentConditionedTransform(
             [GraphicalResidualTransform(b, b.folded(), None) for b in self.transforms],
             affine,

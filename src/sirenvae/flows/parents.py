@@ -23,6 +23,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
+from sirenvae.flows.affine import affine_offset
 from sirenvae.flows.core import Transform, check_inputs
 from sirenvae.flows.residual import GraphicalResidualTransform
 from sirenvae.flows.root_finding import InverseResult, RootFinding, fixed_point, implicit_gradient
@@ -103,10 +104,7 @@ class ParentConditionedTransform(Transform):
 
     def _offset(self, z: Tensor) -> Tensor:
         B, C, b, _ = self.affine
-        out = b + z @ B.T
-        if C is not None and self.context is not None:
-            out = out + self.context.to(z.dtype) @ C.T
-        return out
+        return affine_offset(B, C, b, z, self.context)
 
     def _run(self, z: Tensor, diag: bool) -> tuple[Tensor, Tensor | None]:
         r""":math:`F(z)` and, if ``diag``, :math:`\log \partial F_i / \partial z_i` per variable."""
