@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from sirenvae.graph import BayesianNetwork, GraphError
+from sirenvae.graph import BayesianNetwork, GraphError, LatentSplit
 from sirenvae.identification import identify, latent_projection
+from sirenvae.models import build_model, causal
 from sirenvae.networks import load_network
 
 
@@ -117,3 +118,115 @@ def test_counterfactual_closed_form_agrees_with_brute_force():
     assert torch.allclose(mean, m + (x[:, io] - m[io]) @ gain.T, atol=1e-8)
     assert torch.allclose(cov, S - gain @ S[io], atol=1e-8)
     assert torch.allclose(mean[:, io], x[:, io], atol=1e-8)
+
+
+# ---------------------------------------------------------------------- the do-sampler, exactly
+def descendants(graph, v):
+    out, todo = set(), [v]
+    while todo:
+        for c in graph.children(todo.pop()):
+            out.add(c)
+            todo.append(c)
+    return out
+
+
+@pytest.fixture(scope="module")
+def untrained():
+    """A random parent-conditioned model with a prior context (a and c are observed parents of latents)."""
+    torch.manual_seed(0)
+    g = bn(
+        {
+            "a": [],
+            "h1": ["a"],
+            "h2": ["h1"],
+            "b": ["h1"],
+            "c": ["b", "h2"],
+            "d": ["c"],
+            "h3": ["c"],
+            "e": ["h3"],
+        }
+    )
+    model = build_model(LatentSplit(g, ["h1", "h2", "h3"]), conditioning="parents").eval()
+    with torch.no_grad():
+        model.loc.copy_(torch.tensor([1.0, -2.0, 0.5, 3.0, 0.0]))
+        model.scale.copy_(torch.tensor([2.0, 0.5, 1.0, 4.0, 1.5]))
+    return model
+
+
+def test_propagate_without_intervention_is_the_sampler(untrained):
+    torch.manual_seed(1)
+    z0, x0 = untrained.sample(32)
+    torch.manual_seed(1)
+    z1, u1 = causal.propagate(untrained, *causal.draw_noise(untrained, 32))
+    assert torch.equal(z0, z1) and torch.allclose(x0, u1 * untrained.scale + untrained.loc)
+
+
+@pytest.mark.parametrize(
+    "do", [{"h1": 0.7}, {"h1": 0.7, "h2": -0.3}, {"b": 2.0}, {"b": 2.0, "h3": -1.0}, {"a": 0.0}]
+)
+def test_interventions_are_exact_and_keep_every_other_noise(untrained, do):
+    m = untrained
+    torch.manual_seed(2)
+    eps, eta = causal.draw_noise(m, 64)
+    z0, u0 = causal.propagate(m, eps, eta)
+    z, u = causal.propagate(m, eps, eta, causal.resolve(m, do))
+    before, after = m.nodes(z0, u0 * m.scale + m.loc), m.nodes(z, u * m.scale + m.loc)
+    changed = set(do).union(*(descendants(m.graph, v) for v in do))
+    for v in m.graph.nodes:
+        i = m.graph.index(v)
+        if v in do:
+            assert torch.allclose(after[:, i], torch.tensor(do[v]), atol=1e-6, rtol=0), v
+        elif v not in changed:
+            assert torch.equal(after[:, i], before[:, i]), v  # non-descendants keep their values
+    moved = [m.graph.index(v) for v in changed - set(do)]
+    assert (after[:, moved] - before[:, moved]).abs().max() > 1e-2  # descendants follow
+    # every node that is not intervened on keeps its own noise
+    with torch.no_grad():
+        eps_after = m.prior_given(u).transform(z)
+        eta_after = m.decoder(m.nodes(z, u)).residual(u)
+    free_z = [i for i, v in enumerate(m.latent) if v not in do]
+    free_x = [i for i, v in enumerate(m.observed) if v not in do]
+    assert torch.allclose(eps_after[:, free_z], eps[:, free_z], atol=1e-4)
+    assert torch.allclose(eta_after[:, free_x], eta[:, free_x], atol=1e-4)
+
+
+def test_counterfactual_without_intervention_returns_the_row(untrained):
+    torch.manual_seed(3)
+    _, x = untrained.sample(6)
+    z, u, ess = causal.counterfactual(untrained, x, None, 20)
+    assert z.shape == (20, 6, 3) and ess.shape == (6,) and (ess >= 1).all()
+    assert torch.allclose(u * untrained.scale + untrained.loc, x.expand(20, 6, 5), atol=1e-4)
+
+
+def test_quantile_values_and_bad_interventions(untrained):
+    iv = causal.resolve(untrained, {"h3": "q0.9", "e": "q0.5"}, samples=4000)
+    torch.manual_seed(0)
+    z, x = untrained.sample(4000)
+    assert abs(iv.values["h3"] - z[:, 2].quantile(0.9).item()) < 0.2
+    for do, match in [
+        ({"q": 1.0}, "unknown node 'q'"),
+        ({}, "name at least one node"),
+        ({"a": "high"}, "must be a number or a quantile"),
+        ({"a": "q1.5"}, "must be a number or a quantile"),
+        ({"a": float("nan")}, "must be finite"),
+        ({v: 0.0 for v in untrained.graph.nodes}, "every node is intervened on"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            causal.resolve(untrained, do)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"conditioning": "ancestors"}, "conditioning=ancestors"),
+        ({"conditioning": "parents", "variant": "fc"}, "another latent graph"),
+        ({"conditioning": "parents", "variant": "ind"}, "another latent graph"),
+        ({"variant": "vae"}, "vae baseline has no graph"),
+        ({"variant": "vae-maf"}, "vae-maf baseline"),
+    ],
+)
+def test_models_without_structural_equations_are_refused(options, match):
+    g = bn({"h": [], "x": ["h"], "y": ["x", "h"], "w": ["h"]})
+    model = build_model(LatentSplit(g, ["h"]), **options)
+    with pytest.raises(ValueError, match=match):
+        causal.propagate(model, *causal.draw_noise(model, 2))

@@ -8,6 +8,7 @@ cells at fault.
 Example:
     >>> import pandas as pd, sirenvae
     >>> from sirenvae.graph import BayesianNetwork
+from sirenvae.identification import identify
     >>> bn = BayesianNetwork({"z": [], "x": ["z"], "y": ["z"]})
     >>> df = pd.DataFrame({"y": [0.1, 1.2, -0.3, 0.8], "x": [0.2, 1.0, -0.5, 0.7]})
     >>> m = sirenvae.fit(bn, df, max_epochs=2, warmup_steps=0)
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,8 @@ from torch import Tensor
 
 from sirenvae.data import Table, latent_split, read_frame
 from sirenvae.graph import BayesianNetwork
-from sirenvae.models import ModelConfig, SIReNVAE
+from sirenvae.identification import identify
+from sirenvae.models import ModelConfig, SIReNVAE, causal
 from sirenvae.objectives import log_weights
 from sirenvae.pipeline import TrainOptions, load_model, train_model
 from sirenvae.training import FitConfig, History
@@ -44,7 +46,107 @@ __all__ = ["FittedModel", "fit", "load"]
 FIT_DEFAULTS = {"lr": 3e-3, "batch_size": 32, "max_epochs": 2000, "patience": 50}
 
 
-class FittedModel:
+class _CausalQueries:
+    """The causal queries of :class:`FittedModel` (interventions beyond ``sample(do=...)``,
+    counterfactuals), on its ``model``, ``graph``, ``latent`` and ``observed``.
+    """
+
+    model: SIReNVAE
+    graph: BayesianNetwork
+    latent: tuple[str, ...]
+    observed: tuple[str, ...]
+
+    @torch.no_grad()
+    def effect(
+        self,
+        target: str,
+        do: Mapping[str, float | str],
+        vs: Mapping[str, float | str] | None = None,
+        *,
+        n: int = 10_000,
+        seed: int | None = 0,
+        force: bool = False,
+    ) -> dict[str, Any]:
+        r"""The average effect :math:`E[y \mid do(a)] - E[y \mid do(b)]` on node ``target`` of ``do``
+        against ``vs`` (no intervention when ``None``), from ``n`` draws of the same noises under both
+        (common random numbers), with its Monte-Carlo standard error ``se``. Also returns both means,
+        the label ``causal`` (``"identified"`` or ``"model-dependent"``) and its ``reason``.
+        """
+        _positive(n, "n")
+        if target not in self.graph:
+            raise ValueError(f"unknown target node {target!r}")
+        iv, ident = self._intervention(do, target, force)
+        iv_b, ident_b = self._intervention(vs, target, force) if vs else (None, ident)
+        with _seeded(seed):
+            noise = causal.draw_noise(self.model, n)
+            arms = [causal.propagate(self.model, *noise, v) for v in (iv, iv_b)]
+        i = self.graph.index(target)
+        ys = [self.model.nodes(z, u * self.model.scale + self.model.loc)[:, i].double() for z, u in arms]
+        diff = ys[0] - ys[1]
+        worst = ident if not ident.identified else ident_b
+        return {
+            "target": target,
+            "effect": diff.mean().item(),
+            "se": (diff.std() / math.sqrt(n)).item() if n > 1 else math.nan,
+            "mean_do": ys[0].mean().item(),
+            "mean_vs": ys[1].mean().item(),
+            "causal": worst.label,
+            "reason": worst.reason,
+        }
+
+    @torch.no_grad()
+    def counterfactual(
+        self,
+        df: pd.DataFrame,
+        do: Mapping[str, float | str],
+        n: int = 100,
+        *,
+        seed: int | None = 0,
+        proposals: int = 0,
+        ignore=(),
+    ) -> pd.DataFrame:
+        r"""``n`` counterfactual draws of every node for each row of ``df``, had ``do`` been set:
+        abduction from the model's posterior (encoder draws resampled by :math:`p(x, z)/q(z \mid x)`,
+        ``proposals`` per row, default ``max(10 n, 100)``), action, prediction with the same noises.
+        Indexed by ``(row, sample)`` like :meth:`posterior`. Counterfactuals depend on the fitted
+        model and its posterior; they are not identified from data alone.
+        """
+        _positive(n, "n")
+        x = self.tensor(df, ignore=ignore)
+        iv, _ = self._intervention(do, None, True)
+        rows = max(1, 100_000 // max(10 * n, 100, proposals))
+        with _seeded(seed):
+            parts = [causal.counterfactual(self.model, xb, iv, n, proposals)[:2] for xb in x.split(rows)]
+        z, u = (torch.cat(p, dim=1) for p in zip(*parts, strict=True))
+        values = self.model.nodes(z, u * self.model.scale + self.model.loc).permute(1, 0, 2)
+        index = pd.MultiIndex.from_product([df.index, range(n)], names=[df.index.name or "row", "sample"])
+        frame = self._frame(values.reshape(-1, len(self.graph)), True)
+        frame.index = index
+        frame.attrs["causal"] = "model-dependent"
+        return frame
+
+    def _intervention(self, do, target: str | None, force: bool):
+        """``do`` resolved on the model, and whether ``P(target | do)`` (all other observed nodes
+        when ``target`` is ``None``) is identified; unidentified without ``force`` is an error.
+        """
+        causal.check_structural(self.model)
+        iv = causal.resolve(self.model, do)
+        targets = [target] if target else [v for v in self.observed if v not in iv.values]
+        ident = identify(self.graph, self.latent, list(iv.values), targets)
+        if not ident.identified and not force:
+            what = f"P({', '.join(targets)} | do({', '.join(iv.values)}))"
+            raise ValueError(
+                f"{what} is {ident.reason}; pass force=True (--force) for the fitted model's "
+                "model-dependent answer"
+            )
+        return iv, ident
+
+    def _frame(self, values: Tensor, latents: bool) -> pd.DataFrame:
+        frame = pd.DataFrame(values.double().cpu().numpy(), columns=list(self.graph.nodes))
+        return frame if latents else frame[list(self.observed)]
+
+
+class FittedModel(_CausalQueries):
     """A trained model with its metadata; every method takes and returns DataFrames by node name.
 
     Attributes:
@@ -134,15 +236,37 @@ class FittedModel:
         return pd.DataFrame(values, index=index, columns=list(self.latent))
 
     @torch.no_grad()
-    def sample(self, n: int, *, seed: int | None = 0) -> pd.DataFrame:
-        """``n`` joint samples with every node (latent and observed) as a column, in graph order."""
+    def sample(
+        self,
+        n: int,
+        *,
+        seed: int | None = 0,
+        do: Mapping[str, float | str] | None = None,
+        latents: bool = True,
+        force: bool = False,
+    ) -> pd.DataFrame:
+        """``n`` joint samples with every node as a column, in graph order (latent ones unless
+        ``latents=False``).
+
+        With ``do`` (node name to value: raw units for observed nodes, the model's own units for
+        latents, or ``"q0.9"`` for a quantile of the node's marginal under the model), samples of the
+        intervened model. A query not identified from the observed variables (see
+        :func:`sirenvae.identification.identify`) is a :class:`ValueError` unless ``force``; the
+        frame's ``attrs["causal"]`` says ``"identified"`` or ``"model-dependent"``.
+        """
         _positive(n, "n")
         with _seeded(seed):
-            z, x = self.model.sample(n)
-        values = torch.empty(n, len(self.graph), dtype=torch.float64)
-        values[:, self.model.split.latent_index()] = z.double()
-        values[:, self.model.split.observed_index()] = x.double()
-        return pd.DataFrame(values.numpy(), columns=list(self.graph.nodes))
+            if do is None:
+                z, x = self.model.sample(n)
+                label = None
+            else:
+                iv, ident = self._intervention(do, None, force)
+                z, u = causal.propagate(self.model, *causal.draw_noise(self.model, n), iv)
+                x, label = u * self.model.scale + self.model.loc, ident.label
+        frame = self._frame(self.model.nodes(z, x).reshape(-1, len(self.graph)), latents)
+        if label is not None:
+            frame.attrs["causal"] = label
+        return frame
 
 
 def load(run_dir: str | Path) -> FittedModel:
