@@ -81,7 +81,10 @@ class _CausalQueries:
             noise = causal.draw_noise(self.model, n)
             arms = [causal.propagate(self.model, *noise, v) for v in (iv, iv_b)]
         i = self.graph.index(target)
-        ys = [self.model.nodes(z, u * self.model.scale + self.model.loc)[:, i].double() for z, u in arms]
+        ys = [
+            self.model.nodes(z, causal.raw(self.model, u, v))[:, i].double()
+            for (z, u), v in zip(arms, (iv, iv_b), strict=True)
+        ]
         diff = ys[0] - ys[1]
         worst = ident if not ident.identified else ident_b
         return {
@@ -118,7 +121,7 @@ class _CausalQueries:
         with _seeded(seed):
             parts = [causal.counterfactual(self.model, xb, iv, n, proposals)[:2] for xb in x.split(rows)]
         z, u = (torch.cat(p, dim=1) for p in zip(*parts, strict=True))
-        values = self.model.nodes(z, u * self.model.scale + self.model.loc).permute(1, 0, 2)
+        values = self.model.nodes(z, causal.raw(self.model, u, iv)).permute(1, 0, 2)
         index = pd.MultiIndex.from_product([df.index, range(n)], names=[df.index.name or "row", "sample"])
         frame = self._frame(values.reshape(-1, len(self.graph)), True)
         frame.index = index
@@ -262,7 +265,7 @@ class FittedModel(_CausalQueries):
             else:
                 iv, ident = self._intervention(do, None, force)
                 z, u = causal.propagate(self.model, *causal.draw_noise(self.model, n), iv)
-                x, label = u * self.model.scale + self.model.loc, ident.label
+                x, label = causal.raw(self.model, u, iv), ident.label
         frame = self._frame(self.model.nodes(z, x).reshape(-1, len(self.graph)), latents)
         if label is not None:
             frame.attrs["causal"] = label

@@ -35,7 +35,15 @@ from torch import Tensor
 
 from sirenvae.models.vae import SIReNVAE
 
-__all__ = ["Intervention", "check_structural", "counterfactual", "draw_noise", "propagate", "resolve"]
+__all__ = [
+    "Intervention",
+    "check_structural",
+    "counterfactual",
+    "draw_noise",
+    "propagate",
+    "raw",
+    "resolve",
+]
 
 #: A quantile value of ``do``: ``q`` and a level strictly between 0 and 1 (``q0.9``).
 QUANTILE = re.compile(r"q(0?\.\d+)")
@@ -118,6 +126,16 @@ def resolve(
         return idx, (a - model.loc[idx]) / model.scale[idx] if standardise else a
 
     return Intervention(values, pair(lat, False), pair(obs, True))
+
+
+def raw(model: SIReNVAE, u: Tensor, do: Intervention | None = None) -> Tensor:
+    """Standardised observed values ``u`` on the raw scale, the intervened ones exactly as given."""
+    x = u * model.scale + model.loc
+    if do is not None and len(do.observed[0]):
+        idx = do.observed[0]
+        given = [do.values[model.observed[i]] for i in idx.tolist()]
+        x[..., idx] = torch.tensor(given, dtype=x.dtype, device=x.device)
+    return x
 
 
 @torch.no_grad()
