@@ -1,12 +1,17 @@
 """Causal queries: identification, closed forms, the do-sampler and counterfactuals of a fitted model."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from typer.testing import CliRunner
 
 import sirenvae
+from sirenvae.cli import app
 from sirenvae.graph import BayesianNetwork, GraphError, LatentSplit
+from sirenvae.graph_io import to_dict
 from sirenvae.identification import identify, latent_projection
 from sirenvae.models import build_model, causal
 from sirenvae.networks import LinearGaussianNetwork, load_network
@@ -349,3 +354,90 @@ def test_unidentified_queries_need_force(fitted):
     assert s.attrs["causal"] == "model-dependent" and list(s.columns) == list(model.observed)
     with pytest.raises(ValueError, match="unknown target node 'q'"):
         model.effect("q", {"x": 1.0})
+
+
+# ---------------------------------------------------------------------- the command line
+runner = CliRunner()
+
+
+def cli(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_error(result):
+    assert result.exit_code == 2, result.output
+    lines = [line for line in (result.stderr or result.output).splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def user_run(tmp_path_factory):
+    """A run on a user's own graph and CSV, with the rows' IDs in a column."""
+    root = tmp_path_factory.mktemp("causal")
+    net = confounded_network()
+    (root / "graph.json").write_text(json.dumps(to_dict(net.graph)))
+    rows = pd.DataFrame(net.sample(300, seed=0).numpy(), columns=net.graph.nodes)[OBSERVED]
+    rows.insert(0, "id", [f"p{i}" for i in range(len(rows))])
+    rows.to_csv(root / "train.csv", index=False)
+    rows.head(4).to_csv(root / "rows.csv", index=False)
+    fit = ["--set", "conditioning=parents", "--epochs", "3", "--no-progress", "--id-column", "id"]
+    result = cli(
+        "fit", "--graph", root / "graph.json", "--data", root / "train.csv", "--out", root / "run", *fit
+    )
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def test_cli_effect_sample_and_counterfactual(user_run):
+    run = user_run / "run"
+    result = cli("effect", run, "--target", "y", "--do", "x=1", "--vs", "x=-1", "-n", 200, "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["causal"] == "identified" and out["se"] >= 0 and out["do"] == {"x": "1"}
+    assert out["effect"] == pytest.approx(out["mean_do"] - out["mean_vs"])
+    result = cli("effect", run, "--target", "y", "--do", "h1=q0.9", "-n", 200, "--force")
+    assert (
+        result.exit_code == 0 and "model-dependent" in result.output and "model's own units" in result.output
+    )
+    result = cli("sample", run, "-n", 50, "--do", "x=1.5", "--do", "k=-1", "-o", user_run / "s.csv")
+    assert result.exit_code == 0 and "identified" in result.output, result.output
+    s = pd.read_csv(user_run / "s.csv")
+    assert (
+        list(s.columns) == list(confounded_network().graph.nodes) and (s.x == 1.5).all() and (s.k == -1).all()
+    )
+    out = user_run / "cf.csv"
+    args = ("--data", user_run / "rows.csv", "--id-column", "id", "-n", 5, "-o", out)
+    result = cli("counterfactual", run, "--do", "x=2", *args)
+    assert result.exit_code == 0 and "model-dependent" in result.output, result.output
+    cf = pd.read_csv(out)
+    assert list(cf.columns[:3]) == ["row", "id", "statistic"] and len(cf) == 4 * 7
+    means = cf[cf.statistic == "mean"]
+    rows = pd.read_csv(user_run / "rows.csv")
+    assert list(means.id) == list(rows.id) and (means.x == 2).all()
+    assert np.allclose(means.w, rows.w, atol=1e-4) and np.allclose(means.k, rows.k, atol=1e-4)
+
+
+def test_cli_refusals_are_one_line(user_run, tmp_path):
+    run = user_run / "run"
+    assert "not identified: the intervention sets latent node(s) h1" in one_error(
+        cli("effect", run, "--target", "y", "--do", "h1=1")
+    )
+    assert "--do takes node=value" in one_error(cli("effect", run, "--target", "y", "--do", "x"))
+    assert "sets node 'x' twice" in one_error(
+        cli("effect", run, "--target", "y", "--do", "x=1", "--do", "x=2")
+    )
+    assert "unknown node 'q'" in one_error(
+        cli("sample", run, "-n", 5, "--do", "q=1", "-o", tmp_path / "a.csv")
+    )
+    every = [f"--do={v}=0" for v in confounded_network().graph.nodes]
+    assert "every node is intervened on" in one_error(
+        cli("sample", run, "-n", 5, *every, "-o", tmp_path / "a.csv")
+    )
+    assert "must be a number or a quantile" in one_error(cli("effect", run, "--target", "y", "--do", "x=big"))
+    ancestors = tmp_path / "ancestors"
+    fit = ("--epochs", "1", "--no-progress", "--id-column", "id", "--out", ancestors)
+    assert (
+        cli("fit", "--graph", user_run / "graph.json", "--data", user_run / "train.csv", *fit).exit_code == 0
+    )
+    assert "conditioning=ancestors" in one_error(cli("effect", ancestors, "--target", "y", "--do", "x=1"))

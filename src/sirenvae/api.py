@@ -8,7 +8,6 @@ cells at fault.
 Example:
     >>> import pandas as pd, sirenvae
     >>> from sirenvae.graph import BayesianNetwork
-from sirenvae.identification import identify
     >>> bn = BayesianNetwork({"z": [], "x": ["z"], "y": ["z"]})
     >>> df = pd.DataFrame({"y": [0.1, 1.2, -0.3, 0.8], "x": [0.2, 1.0, -0.5, 0.7]})
     >>> m = sirenvae.fit(bn, df, max_epochs=2, warmup_steps=0)
@@ -255,7 +254,8 @@ class FittedModel(_CausalQueries):
         latents, or ``"q0.9"`` for a quantile of the node's marginal under the model), samples of the
         intervened model. A query not identified from the observed variables (see
         :func:`sirenvae.identification.identify`) is a :class:`ValueError` unless ``force``; the
-        frame's ``attrs["causal"]`` says ``"identified"`` or ``"model-dependent"``.
+        frame's ``attrs["causal"]`` says ``"identified"`` or ``"model-dependent"`` and
+        ``attrs["reason"]`` why.
         """
         _positive(n, "n")
         with _seeded(seed):
@@ -265,10 +265,10 @@ class FittedModel(_CausalQueries):
             else:
                 iv, ident = self._intervention(do, None, force)
                 z, u = causal.propagate(self.model, *causal.draw_noise(self.model, n), iv)
-                x, label = causal.raw(self.model, u, iv), ident.label
+                x, label = causal.raw(self.model, u, iv), ident
         frame = self._frame(self.model.nodes(z, x).reshape(-1, len(self.graph)), latents)
         if label is not None:
-            frame.attrs["causal"] = label
+            frame.attrs["causal"], frame.attrs["reason"] = label.label, label.reason
         return frame
 
 

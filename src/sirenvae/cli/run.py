@@ -278,9 +278,15 @@ def sample(
     n: int = typer.Option(..., "-n", help="Number of samples."),
     output: Path = typer.Option(..., "-o", "--output", help="CSV file to write."),
     seed: int = typer.Option(0, "--seed", help="Seed."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+    force: bool = typer.Option(
+        False, "--force", help="Overwrite an existing output file; with --do, answer an unidentified query."
+    ),
+    do: list[str] = typer.Option(None, "--do", help="Sample under an intervention node=value (repeatable)."),
 ) -> None:
-    """Draw joint samples of every node (latent and observed) into a CSV file."""
+    """Draw joint samples of every node (latent and observed) into a CSV file.
+
+    With --do, samples of the model under the intervention (see `sirenvae effect --help`).
+    """
     import torch
 
     from sirenvae.data import write_csv
@@ -290,6 +296,10 @@ def sample(
         if n < 1:
             raise UsageError(f"-n must be positive, got {n}")
         check_output(output, force=force, run=run)
+        if do:
+            from sirenvae.cli.causal import sample_with_do
+
+            return sample_with_do(run, n, output, seed, force, do)
         model, meta = load_model(run)
         warn_if_diverged(run, meta)
         torch.manual_seed(seed)

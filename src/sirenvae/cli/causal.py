@@ -1,0 +1,201 @@
+"""The causal commands ``effect`` and ``counterfactual``, and ``sample --do`` (:func:`sample_with_do`).
+
+A fitted SIReN-VAE with ``conditioning=parents`` is a structural causal model with hidden variables;
+these commands ask it what happens under ``do(v = a)``. Interventional queries are checked for
+identifiability from the observed variables first (:func:`sirenvae.identification.identify`): an
+unidentified one is answered only with ``--force`` and labelled model-dependent; counterfactuals
+always depend on the fitted model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from sirenvae.cli.common import (
+    DEFAULT_THREADS,
+    THREADS_HELP,
+    UsageError,
+    app,
+    check_output,
+    console,
+    err_console,
+    split_list,
+    torch_threads,
+    user_errors,
+    warn_if_diverged,
+)
+
+__all__ = ["counterfactual", "effect", "parse_do", "sample_with_do"]
+
+DO_HELP = (
+    "An intervention node=value, repeatable: raw units for observed nodes, the model's own units for "
+    "latents, or qP for the P-quantile of the node's marginal under the model (e.g. --do z=q0.9)."
+)
+LATENT_UNITS = (
+    "note: latent values are in the model's own units (a latent is identified only up to a "
+    "reparametrisation); qP values are quantiles of its marginal under the model"
+)
+
+
+def parse_do(items: list[str] | None, option: str = "--do") -> dict[str, str]:
+    """``--do v=1.5 --do z=q0.9`` as ``{"v": "1.5", "z": "q0.9"}`` (values are checked by the model)."""
+    out: dict[str, str] = {}
+    for item in items or ():
+        node, sep, value = item.partition("=")
+        node, value = node.strip(), value.strip()
+        if not sep or not node or not value:
+            raise UsageError(
+                f"{option} takes node=value (e.g. {option} x=1.5 or {option} z=q0.9), got {item!r}"
+            )
+        if node in out:
+            raise UsageError(f"{option} sets node {node!r} twice")
+        out[node] = value
+    if not out:
+        raise UsageError(f"give at least one {option} node=value")
+    return out
+
+
+def _load(run: Path):
+    from sirenvae.api import load
+
+    fitted = load(run)
+    warn_if_diverged(run, fitted.meta)
+    return fitted
+
+
+def _say(text: str) -> None:
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def sample_with_do(run: Path, n: int, output: Path, seed: int, force: bool, items: list[str]) -> None:
+    """``sirenvae sample RUN -n N --do v=a -o out.csv``: samples of the intervened model."""
+    from sirenvae.data import write_csv
+
+    do = parse_do(items)
+    fitted = _load(run)
+    frame = fitted.sample(n, seed=seed, do=do, force=force)
+    write_csv(output, list(frame.columns), frame.to_numpy())
+    _say(f"wrote {n} samples of {len(fitted.graph)} nodes under do({_show(do)}) to {output}")
+    _say(_verdict(frame.attrs["causal"], frame.attrs["reason"]))
+    if set(do) & set(fitted.latent):
+        _say(LATENT_UNITS)
+
+
+def _verdict(label: str, reason: str) -> str:
+    return reason if label == "identified" else f"{label}: {reason}"
+
+
+def _show(do: dict[str, str]) -> str:
+    return ", ".join(f"{v}={a}" for v, a in do.items())
+
+
+@app.command()
+def effect(
+    run: Path = typer.Argument(..., help="A run directory written by `sirenvae fit`."),
+    target: str = typer.Option(..., "--target", help="The node y whose mean is compared."),
+    do: list[str] = typer.Option(None, "--do", help=DO_HELP),
+    vs: list[str] = typer.Option(
+        None, "--vs", help="The intervention compared against (same form as --do); none: no intervention."
+    ),
+    n: int = typer.Option(10_000, "-n", help="Monte-Carlo samples per intervention."),
+    seed: int = typer.Option(0, "--seed", help="Seed."),
+    force: bool = typer.Option(
+        False, "--force", help="Answer a query that is not identified (labelled model-dependent)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
+) -> None:
+    """Average effect E[y | do(v=a)] - E[y | do(v=b)] with its Monte-Carlo standard error.
+
+    Both interventions use the same noise draws (common random numbers). The query is checked for
+    identifiability from the observed variables (the ID algorithm on the latent projection) first.
+    """
+    with user_errors(), torch_threads(threads):
+        if n < 2:
+            raise UsageError(f"-n must be at least 2, got {n}")
+        do_a = parse_do(do)
+        do_b = parse_do(vs, "--vs") if vs else None
+        fitted = _load(run)
+        result = fitted.effect(target, do_a, do_b, n=n, seed=seed, force=force)
+    result["do"], result["vs"] = do_a, do_b
+    if as_json:
+        print(json.dumps(result, indent=1))
+        return
+    against = f"E[{target} | do({_show(do_b)})]" if do_b else f"E[{target}]"
+    _say(
+        f"E[{target} | do({_show(do_a)})] - {against} = {result['effect']:.4g} "
+        f"± {result['se']:.2g} (Monte-Carlo se, n = {n})"
+    )
+    _say(
+        f"  means {result['mean_do']:.4g} and {result['mean_vs']:.4g}; {result['causal']}: {result['reason']}"
+    )
+    if (set(do_a) | set(do_b or ())) & set(fitted.latent):
+        _say(LATENT_UNITS)
+
+
+@app.command()
+def counterfactual(
+    run: Path = typer.Argument(..., help="A run directory written by `sirenvae fit`."),
+    data: Path = typer.Option(..., "--data", help="CSV with the observed columns of the factual rows."),
+    do: list[str] = typer.Option(None, "--do", help=DO_HELP),
+    n: int = typer.Option(100, "-n", help="Counterfactual samples per row."),
+    output: Path = typer.Option(..., "-o", "--output", help="CSV file to write."),
+    seed: int = typer.Option(0, "--seed", help="Seed."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+    ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
+    id_column: str = typer.Option(None, "--id-column", help="A CSV column of row IDs (no node)."),
+    threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
+) -> None:
+    """What each row would have been had --do been set: abduction, action, prediction.
+
+    The CSV has columns row, statistic, <every node...> with statistic mean, sd and sample_1 ...
+    sample_n per input row (counted from 1); with --id-column the row's ID follows row (or replaces
+    it, for an ID column named row). Counterfactuals depend on the fitted model and its posterior:
+    they are not identified from data alone.
+    """
+    import pandas as pd
+    import torch
+
+    from sirenvae.data import read_table
+    from sirenvae.files import atomic_write
+
+    with user_errors(), torch_threads(threads):
+        if n < 1:
+            raise UsageError(f"-n must be positive, got {n}")
+        check_output(output, force=force, run=run, inputs=[("--data", data)])
+        do_items = parse_do(do)
+        fitted = _load(run)
+        if id_column in ("statistic", *fitted.graph.nodes):
+            raise UsageError(f"--id-column {id_column!r} would clash with a column of the output; rename it")
+        table = read_table(
+            data,
+            fitted.model.split,
+            ignore_columns=split_list(ignore_columns) or (),
+            id_column=id_column,
+            drop_latent_columns=True,
+        )
+        for notice in table.notices:
+            err_console.print(f"note: {notice}", markup=False, highlight=False)
+        rows = pd.DataFrame(table.x.double().numpy(), columns=list(fitted.observed))
+        cf = fitted.counterfactual(rows, do_items, n, seed=seed)
+        values = torch.tensor(cf.to_numpy()).reshape(len(rows), n, -1)
+        sd = values.std(1) if n > 1 else torch.zeros_like(values[:, 0])
+        blocks = torch.cat([values.mean(1, keepdim=True), sd[:, None], values], 1)
+        stats = ["mean", "sd"] + [f"sample_{i + 1}" for i in range(n)]
+        frame = pd.DataFrame(blocks.reshape(-1, values.shape[-1]).numpy(), columns=list(cf.columns))
+        frame.insert(0, "statistic", stats * len(rows))
+        if table.ids is not None:
+            frame.insert(0, id_column, [i for i in table.ids for _ in stats])
+        if id_column != "row":
+            frame.insert(0, "row", [r + 1 for r in range(len(rows)) for _ in stats])
+        atomic_write(output, lambda tmp: frame.to_csv(tmp, index=False))
+    _say(
+        f"wrote counterfactual summaries and {n} samples under do({_show(do_items)}) "
+        f"for {len(rows)} rows to {output}"
+    )
+    _say("model-dependent: counterfactuals depend on the fitted model and its posterior, not on data alone")
+    if set(do_items) & set(fitted.latent):
+        _say(LATENT_UNITS)
