@@ -441,3 +441,12 @@ def test_cli_refusals_are_one_line(user_run, tmp_path):
         cli("fit", "--graph", user_run / "graph.json", "--data", user_run / "train.csv", *fit).exit_code == 0
     )
     assert "conditioning=ancestors" in one_error(cli("effect", ancestors, "--target", "y", "--do", "x=1"))
+
+
+def test_the_documented_interventions_on_ecoli70():
+    from sirenvae.experiments.causal import interventions
+
+    net = load_network("ecoli70")
+    todo = dict(interventions(net, ["sucA", "cspG", "fixC", "eutG", "yheI"]))
+    assert set(todo) == {"cspA", "yceP", "yedE", "pspA", "ygcE", "atpD", "lacY", "dnaK"}
+    assert todo["dnaK"] == ["mopB", "ftsJ"] and "lacA" not in todo  # lacA's effects are confounded

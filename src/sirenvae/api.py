@@ -136,7 +136,8 @@ class _CausalQueries:
         targets = [target] if target else [v for v in self.observed if v not in iv.values]
         ident = identify(self.graph, self.latent, list(iv.values), targets)
         if not ident.identified and not force:
-            what = f"P({', '.join(targets)} | do({', '.join(iv.values)}))"
+            shown = ", ".join(targets[:5]) + (f", ... ({len(targets)} nodes)" if len(targets) > 5 else "")
+            what = f"P({shown} | do({', '.join(iv.values)}))"
             raise ValueError(
                 f"{what} is {ident.reason}; pass force=True (--force) for the fitted model's "
                 "model-dependent answer"

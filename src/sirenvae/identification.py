@@ -191,10 +191,15 @@ def identify(
     big, small = hedge
     return Identification(
         False,
-        f"not identified: hedge {{{', '.join(sorted(big))}}} ⊃ {{{', '.join(sorted(small))}}} "
-        "(nodes confounded by latent variables)",
+        f"not identified: hedge {_show(big)} ⊃ {_show(small)} (nodes confounded by latent variables)",
         hedge,
     )
+
+
+def _show(nodes: frozenset[str], n: int = 6) -> str:
+    names = sorted(nodes)
+    more = f", ... ({len(names)} nodes)" if len(names) > n else ""
+    return "{" + ", ".join(names[:n]) + more + "}"
 
 
 def _descendants(graph: BayesianNetwork, v: str) -> set[str]:
