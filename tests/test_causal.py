@@ -206,6 +206,24 @@ def test_counterfactual_without_intervention_returns_the_row(untrained):
     assert torch.allclose(u * untrained.scale + untrained.loc, x.expand(20, 6, 5), atol=1e-4)
 
 
+@pytest.mark.parametrize("do", [{"h2": 0.4}, {"c": 1.0, "h1": -0.5}])
+def test_counterfactuals_keep_what_the_intervention_cannot_reach(untrained, do):
+    m = untrained
+    torch.manual_seed(4)
+    _, x = m.sample(6)
+    z, u, _ = causal.counterfactual(m, x, causal.resolve(m, do), 10)
+    after = m.nodes(z, causal.raw(m, u, causal.resolve(m, do)))
+    reached = set(do).union(*(descendants(m.graph, v) for v in do))
+    for v in m.observed:
+        i = m.graph.index(v)
+        if v in do:
+            assert (after[..., i] == do[v]).all()
+        elif v not in reached:
+            assert torch.allclose(after[..., i], x[:, m.observed.index(v)].expand(10, 6), atol=1e-4), v
+    for v in do:
+        assert torch.allclose(after[..., m.graph.index(v)], torch.tensor(do[v]), atol=1e-6)
+
+
 def test_quantile_values_and_bad_interventions(untrained):
     iv = causal.resolve(untrained, {"h3": "q0.9", "e": "q0.5"}, samples=4000)
     torch.manual_seed(0)

@@ -129,9 +129,8 @@ def effect(
         f"E[{target} | do({_show(do_a)})] - {against} = {result['effect']:.4g} "
         f"± {result['se']:.2g} (Monte-Carlo se, n = {n})"
     )
-    _say(
-        f"  means {result['mean_do']:.4g} and {result['mean_vs']:.4g}; {result['causal']}: {result['reason']}"
-    )
+    verdict = _verdict(result["causal"], result["reason"])
+    _say(f"  means {result['mean_do']:.4g} and {result['mean_vs']:.4g}; {verdict}")
     if (set(do_a) | set(do_b or ())) & set(fitted.latent):
         _say(LATENT_UNITS)
 
