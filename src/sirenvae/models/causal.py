@@ -47,6 +47,8 @@ __all__ = [
 
 #: A quantile value of ``do``: ``q`` and a level strictly between 0 and 1 (``q0.9``).
 QUANTILE = re.compile(r"q(0?\.\d+)")
+#: The largest residual of the prior's inverse accepted (in noise units; the solver aims at 1e-6).
+RESIDUAL = 1e-4
 #: Model samples behind a quantile value of ``do``.
 QUANTILE_SAMPLES = 20_000
 
@@ -181,16 +183,25 @@ def propagate(
     return z, u
 
 
+def _solve(transform, e: Tensor) -> Tensor:
+    r""":math:`F^{-1}(e)`, accepting a residual :math:`|F(z) - e|` up to :data:`RESIDUAL` (float32
+    noise far in the tails, as interventions produce, can stall just above the solver's own
+    tolerance); a worse one raises the flow's convergence error.
+    """
+    result = transform.solve(e)
+    return result.z if result.residual <= RESIDUAL else transform.inv(e)
+
+
 def _inverse(transform, eps: Tensor, k: Tensor | None, a: Tensor | None) -> Tensor:
     r""":math:`F^{-1}` with the latents ``k`` set to ``a`` through their noise (see the module)."""
     if k is None or not len(k):
-        return transform.inv(eps)
+        return _solve(transform, eps)
     e = eps.clone()
     for _ in range(len(k)):
-        z = transform.inv(e)
+        z = _solve(transform, e)
         z[..., k] = a
         e[..., k] = transform(z)[..., k]
-    z = transform.inv(e)
+    z = _solve(transform, e)
     z[..., k] = a  # exact, not to the solver's tolerance
     return z
 
