@@ -172,11 +172,12 @@ def causal_figure(table: pd.DataFrame):
         t = table[table.model == name]
         scale = t.observational_sd
         exact = (t.exact_mean - t.observational_mean) / scale
+        model = (t.model_mean - t.observational_mean) / scale
         for v in nodes:
             m = t["do"] == v
             ax.scatter(
                 exact[m],
-                ((t.model_mean - t.observational_mean) / scale)[m],
+                model[m],
                 s=18,
                 color=colours[v],
                 label=f"do({v})",
@@ -189,18 +190,21 @@ def causal_figure(table: pd.DataFrame):
             color="0.6",
             label="exact E[y | v = a]: conditioning",
         )
-        lim = (
-            float(np.nanmax(np.abs(np.r_[exact, (t.conditional_mean - t.observational_mean) / scale]))) * 1.05
-        )
+        shown = np.r_[exact, (t.conditional_mean - t.observational_mean) / scale, model]
+        lim = float(np.nanmax(np.abs(shown))) * 1.05
         ax.plot([-lim, lim], [-lim, lim], color="0.3", lw=0.8)
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
         worst = t.error_in_sd.abs().max()
-        ax.set_title(f"{name}: {len(t)} (intervention, target) pairs, worst error {worst:.2f} sd")
+        ax.set_title(
+            f"{name}: {len(t)} (intervention, target) pairs\nworst error {worst:.2f} interventional sd"
+        )
         ax.set_xlabel("exact E[y | do(v = a)]  (observational sd of y from its mean)")
         ax.set_ylabel("model E[y | do(v = a)]")
         ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle("ecoli70, 5 hidden confounders: interventions at the node's mean ± 2 sd", fontsize=10)
+    fig.suptitle(
+        "ecoli70, 5 hidden confounders: interventions at the node's mean ± 2 sd", fontsize=10, y=1.02
+    )
     return fig
 
 
@@ -212,7 +216,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default="linear,mlp")
     parser.add_argument("--max-epochs", type=int, default=CausalCheck.max_epochs)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plot-only", action="store_true", help="Redraw the figure from --out's table.")
     args = parser.parse_args(argv)
+    if args.plot_only:
+        save(causal_figure(pd.read_csv(args.out / "interventions.csv")), args.out / "causal.png")
+        return
     torch.set_num_threads(1)
     config = CausalCheck(models=tuple(args.models.split(",")), max_epochs=args.max_epochs, seed=args.seed)
     table, cf, summary = causal_check(config)
