@@ -225,7 +225,10 @@ def test_counterfactuals_keep_what_the_intervention_cannot_reach(untrained, do):
 
 
 def test_quantile_values_and_bad_interventions(untrained):
+    state = torch.get_rng_state()
     iv = causal.resolve(untrained, {"h3": "q0.9", "e": "q0.5"}, samples=4000)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's random stream is untouched
+    assert causal.resolve(untrained, {"h3": "q0.9", "e": "q0.5"}, samples=4000).values == iv.values
     torch.manual_seed(0)
     z, x = untrained.sample(4000)
     assert abs(iv.values["h3"] - z[:, 2].quantile(0.9).item()) < 0.2

@@ -142,8 +142,13 @@ def raw(model: SIReNVAE, u: Tensor, do: Intervention | None = None) -> Tensor:
 
 @torch.no_grad()
 def _marginal(model: SIReNVAE, n: int) -> Tensor:
-    """``n`` model samples of every node in graph order (observed ones on the raw scale)."""
-    z, x = model.sample(n)
+    """``n`` model samples of every node in graph order (observed ones on the raw scale), drawn with
+    a fixed seed on a forked generator: the same quantiles every time, the caller's stream untouched.
+    """
+    device = model.loc.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        z, x = model.sample(n)
     return model.nodes(z, x)
 
 
