@@ -471,3 +471,13 @@ def test_the_documented_interventions_on_ecoli70():
     todo = dict(interventions(net, ["sucA", "cspG", "fixC", "eutG", "yheI"]))
     assert set(todo) == {"cspA", "yceP", "yedE", "pspA", "ygcE", "atpD", "lacY", "dnaK"}
     assert todo["dnaK"] == ["mopB", "ftsJ"] and "lacA" not in todo  # lacA's effects are confounded
+
+
+def test_cli_on_a_shipped_network(tmp_path):
+    run = tmp_path / "eco"
+    fit = ("--train-size", 92, "--latent", "sucA,cspG,fixC,eutG,yheI", "--set", "conditioning=parents")
+    result = cli("fit", "--network", "ecoli70", *fit, "--epochs", 2, "--no-progress", "--out", run)
+    assert result.exit_code == 0, result.output
+    result = cli("effect", run, "--target", "lacZ", "--do", "lacY=4.7", "--vs", "lacY=-2.6", "-n", 100)
+    assert result.exit_code == 0 and "identified (ID algorithm" in result.output, result.output
+    assert "not identified: hedge" in one_error(cli("effect", run, "--target", "lacZ", "--do", "lacA=1"))
