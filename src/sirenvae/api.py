@@ -110,21 +110,24 @@ class _CausalQueries:
         r"""``n`` counterfactual draws of every node for each row of ``df``, had ``do`` been set:
         abduction from the model's posterior (encoder draws resampled by :math:`p(x, z)/q(z \mid x)`,
         ``proposals`` per row, default ``max(10 n, 100)``), action, prediction with the same noises.
-        Indexed by ``(row, sample)`` like :meth:`posterior`. Counterfactuals depend on the fitted
-        model and its posterior; they are not identified from data alone.
+        Indexed by ``(row, sample)`` like :meth:`posterior`; ``attrs["ess"]`` holds each row's
+        effective sample size of the importance weights (near ``proposals`` when the encoder matches
+        the model's posterior, near 1 when a few draws dominate). Counterfactuals depend on the
+        fitted model and its posterior; they are not identified from data alone.
         """
         _positive(n, "n")
         x = self.tensor(df, ignore=ignore)
         iv, _ = self._intervention(do, None, True)
         rows = max(1, 100_000 // max(10 * n, 100, proposals))
         with _seeded(seed):
-            parts = [causal.counterfactual(self.model, xb, iv, n, proposals)[:2] for xb in x.split(rows)]
-        z, u = (torch.cat(p, dim=1) for p in zip(*parts, strict=True))
+            parts = [causal.counterfactual(self.model, xb, iv, n, proposals) for xb in x.split(rows)]
+        z, u, ess = (torch.cat(p, dim=-2 if p[0].dim() > 1 else 0) for p in zip(*parts, strict=True))
         values = self.model.nodes(z, causal.raw(self.model, u, iv)).permute(1, 0, 2)
         index = pd.MultiIndex.from_product([df.index, range(n)], names=[df.index.name or "row", "sample"])
         frame = self._frame(values.reshape(-1, len(self.graph)), True)
         frame.index = index
         frame.attrs["causal"] = "model-dependent"
+        frame.attrs["ess"] = pd.Series(ess.double().cpu().numpy(), index=df.index, name="ess")
         return frame
 
     def _intervention(self, do, target: str | None, force: bool):

@@ -196,5 +196,8 @@ def counterfactual(
         f"for {len(rows)} rows to {output}"
     )
     _say("model-dependent: counterfactuals depend on the fitted model and its posterior, not on data alone")
+    ess = cf.attrs["ess"]
+    draws = max(10 * n, 100)
+    _say(f"abduction: effective sample size per row {ess.min():.0f} to {ess.max():.0f} of {draws} draws")
     if set(do_items) & set(fitted.latent):
         _say(LATENT_UNITS)
