@@ -34,9 +34,9 @@ from torch import Tensor
 from sirenvae.data import Table, latent_split, read_frame
 from sirenvae.graph import BayesianNetwork
 from sirenvae.models import ModelConfig, SIReNVAE
-from sirenvae.objectives import log_weights
+from sirenvae.objectives import EVAL_CHUNK, log_weights
 from sirenvae.pipeline import TrainOptions, load_model, train_model
-from sirenvae.training import FitConfig, History
+from sirenvae.training import FitConfig, History, resolve_device
 
 __all__ = ["FittedModel", "fit", "load"]
 
@@ -91,7 +91,8 @@ class FittedModel:
         non-numeric or too large for the model's dtype is a :class:`ValueError` (the checks of
         :func:`sirenvae.data.read_frame`, as for the CLI's CSV files).
         """
-        return _read(df, self.model.split, ignore, dtype=self.model.loc.dtype).x
+        like = self.model.loc
+        return _read(df, self.model.split, ignore, dtype=like.dtype).x.to(like.device)
 
     @torch.no_grad()
     def log_prob(
@@ -102,14 +103,14 @@ class FittedModel:
         """
         _positive(importance_samples, "importance_samples")
         x = self.tensor(df, ignore=ignore)
-        rows = max(1, 200_000 // importance_samples)
+        rows = max(1, EVAL_CHUNK // importance_samples)
         with _seeded(seed):
             parts = [
                 torch.logsumexp(log_weights(self.model, xb, importance_samples), 0)
                 - math.log(importance_samples)
                 for xb in x.split(rows)
             ]
-        return pd.Series(torch.cat(parts).double().numpy(), index=df.index, name="log_prob")
+        return pd.Series(torch.cat(parts).cpu().double().numpy(), index=df.index, name="log_prob")
 
     @torch.no_grad()
     def elbo(self, df: pd.DataFrame, samples: int = 1, *, seed: int | None = 0, ignore=()) -> pd.Series:
@@ -118,7 +119,7 @@ class FittedModel:
         x = self.tensor(df, ignore=ignore)
         with _seeded(seed):
             value = log_weights(self.model, x, samples).mean(0)
-        return pd.Series(value.double().numpy(), index=df.index, name="elbo")
+        return pd.Series(value.cpu().double().numpy(), index=df.index, name="elbo")
 
     @torch.no_grad()
     def posterior(self, df: pd.DataFrame, n: int = 100, *, seed: int | None = 0, ignore=()) -> pd.DataFrame:
@@ -129,7 +130,7 @@ class FittedModel:
         x = self.tensor(df, ignore=ignore)
         with _seeded(seed):
             z, _ = self.model.posterior(x, n)  # (n, N, Dz)
-        values = z.permute(1, 0, 2).reshape(-1, len(self.latent)).double().numpy()
+        values = z.permute(1, 0, 2).reshape(-1, len(self.latent)).cpu().double().numpy()
         index = pd.MultiIndex.from_product([df.index, range(n)], names=[df.index.name or "row", "sample"])
         return pd.DataFrame(values, index=index, columns=list(self.latent))
 
@@ -140,14 +141,16 @@ class FittedModel:
         with _seeded(seed):
             z, x = self.model.sample(n)
         values = torch.empty(n, len(self.graph), dtype=torch.float64)
-        values[:, self.model.split.latent_index()] = z.double()
-        values[:, self.model.split.observed_index()] = x.double()
+        values[:, self.model.split.latent_index()] = z.cpu().double()
+        values[:, self.model.split.observed_index()] = x.cpu().double()
         return pd.DataFrame(values.numpy(), columns=list(self.graph.nodes))
 
 
-def load(run_dir: str | Path) -> FittedModel:
-    """The trained model of a run directory written by ``sirenvae fit`` or :func:`fit`."""
-    model, meta = load_model(run_dir)
+def load(run_dir: str | Path, *, device: str | torch.device | None = None) -> FittedModel:
+    """The trained model of a run directory written by ``sirenvae fit`` or :func:`fit`, on
+    ``device`` (default: the CPU; ``"cuda"`` for a GPU).
+    """
+    model, meta = load_model(run_dir, device=device)
     return FittedModel(model, meta, run_dir)
 
 
@@ -161,6 +164,7 @@ def fit(
     resume: bool = False,
     ignore: Iterable[str] = (),
     allow_discrete: bool = False,
+    device: str | torch.device | None = None,
     **options: Any,
 ) -> FittedModel:
     """Trains a model on a DataFrame whose columns are node names (in any order).
@@ -182,6 +186,7 @@ def fit(
         resume: Continue an interrupted run in ``out``.
         ignore: Columns of ``df`` that are not nodes (e.g. IDs) and are left out.
         allow_discrete: Fit columns with only 2 distinct values as continuous (else an error).
+        device: Where to train (default: the CPU; ``"cuda"`` for a GPU); the model stays there.
         options: Options of :class:`~sirenvae.training.FitConfig` (``lr``, ``batch_size``,
             ``max_epochs`` or ``epochs``, ``patience``, ``seed``, ``progress``, ...),
             :class:`~sirenvae.pipeline.TrainOptions` (``valid_fraction``, ``objective``,
@@ -195,6 +200,7 @@ def fit(
         bn = load_network(graph).graph
     else:
         bn = read_graph(graph)
+    device = resolve_device(device)
     config, fit_config, train_options = _configs(model, options)
     table = _read(
         df,
@@ -217,9 +223,10 @@ def fit(
         out=out,
         resume=resume,
         extra_meta=extra,
+        device=device,
     )
     if out is not None:
-        return load(out)
+        return load(out, device=device)
     meta = {"model": config.to_dict(), "latent": list(split.latent), "observed": list(split.observed)}
     return FittedModel(trained, meta | extra | {"history": history.to_dict()})
 
@@ -273,16 +280,20 @@ def _positive(n: int, what: str) -> None:
 
 
 class _seeded:
-    """Seeds torch's generator for a block and restores its state afterwards (``None``: no seeding)."""
+    """Seeds torch's generators (CPU and every CUDA device) for a block and restores their states
+    afterwards (``None``: no seeding).
+    """
 
     def __init__(self, seed: int | None) -> None:
         self.seed = seed
 
     def __enter__(self) -> None:
         if self.seed is not None:
-            self.state = torch.get_rng_state()
+            cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+            self.fork = torch.random.fork_rng(devices=cuda)
+            self.fork.__enter__()
             torch.manual_seed(self.seed)
 
     def __exit__(self, *exc) -> None:
         if self.seed is not None:
-            torch.set_rng_state(self.state)
+            self.fork.__exit__(*exc)
