@@ -29,11 +29,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
-	$(PY) benchmarks/flows.py
-	$(PY) benchmarks/scale.py
+	$(PY) benchmarks/bench.py
 	$(PY) benchmarks/inversion.py
-	$(PY) benchmarks/training.py
-	$(PY) benchmarks/evaluation.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -50,17 +50,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("-k", type=int, default=1000)
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--models", default="true,vae")
+    parser.add_argument("--json", default=None, help="Write the rows to this file.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = [
         bench(name, variant, args.rows, args.repeats, args.k)
         for name in ("ecoli70", "arth150")
-        for variant in ("true", "vae")
+        for variant in args.models.split(",")
     ]
     if args.json:
-        print(json.dumps(results, indent=1))
-        return
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
     print(f"\nK = {args.k}, {args.threads} thread(s), float32, chunk {OLD_CHUNK} -> {EVAL_CHUNK} samples")
     print("| network | model | old s / 2000 rows | new s / 2000 rows | new / old [<= 0.5] |")
     print("|---|---|---|---|---|")

@@ -126,6 +126,22 @@ def test_fit_options_and_latent(tmp_path):
     pd.testing.assert_series_equal(fitted.elbo(df), again.elbo(df))
 
 
+def test_device_is_checked_and_followed(run_dir):
+    """``device=`` puts the model there; every method takes CPU frames and returns CPU frames."""
+    df = simulate(12)
+    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
+        sirenvae.fit(BN, df[["a", "b", "c"]], device="gpu0", **FAST)
+    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
+        sirenvae.load(run_dir, device="gpu0")
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    base = sirenvae.load(run_dir)
+    for device in devices:
+        m = sirenvae.load(run_dir, device=device)
+        assert m.model.loc.device.type == device
+        pd.testing.assert_series_equal(m.elbo(df), base.elbo(df), atol=1e-4, rtol=1e-4)
+        assert m.sample(4).shape == (4, 5) and m.posterior(df, n=2).shape == (24, 2)
+
+
 def test_fit_on_a_shipped_network_by_name():
     from sirenvae.networks import load_network
 

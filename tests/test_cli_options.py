@@ -27,7 +27,7 @@ def threads_seen(monkeypatch):
         seen.append(torch.get_num_threads())
         raise ValueError("demo stops here")
 
-    def failing_run(config):
+    def failing_run(config, device=None):
         seen.append(torch.get_num_threads())
         raise RuntimeError("run stops here")
 
@@ -65,6 +65,59 @@ def test_threads_are_applied_and_restored(threads_seen, tmp_path):
     assert r.exit_code == 2 and "--threads must be positive" in r.output
     r = run("reproduce", "table1", "--quick", "--threads", 2, "--out", tmp_path / "ray")
     assert r.exit_code == 2 and "--no-ray" in r.output
+
+
+def _bad_devices() -> list[tuple[str, str]]:
+    cases = [("gpu0", "unknown device 'gpu0'"), ("xla", "device type 'xla' is not supported")]
+    if torch.cuda.is_available():
+        return [*cases, ("cuda:99", "but this machine has")]
+    return [*cases, ("cuda", "no CUDA device is available")]
+
+
+def test_a_device_this_machine_lacks_is_one_line_before_any_work(tmp_path):
+    from test_cli import error_line
+
+    out = tmp_path / "run"
+    for bad, words in _bad_devices():
+        r = run("fit", "--network", "ecoli70", "--train-size", 92, *FAST, "--out", out, "--device", bad)
+        assert r.exit_code == 2 and words in error_line(r), r.output
+        assert not out.exists()
+    assert run("fit", "--network", "ecoli70", "--train-size", 92, *FAST, "--out", out).exit_code == 0
+    rows = tmp_path / "rows.csv"
+    for cmd in (
+        ["evaluate", out, "--test-size", 10, "-k", 2],
+        ["sample", out, "-n", 5, "-o", rows],
+        ["posterior", out, "--data", rows, "-n", 2, "-o", tmp_path / "post.csv"],
+        ["reproduce", "table1", "--quick", "--no-ray", "--out", tmp_path / "sweep"],
+    ):
+        r = run(*cmd, "--device", "gpu0")
+        assert r.exit_code == 2 and "unknown device 'gpu0'" in error_line(r), (cmd, r.output)
+    assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine"),
+        ),
+    ],
+)
+def test_every_command_runs_on_the_device_asked_for(tmp_path, device):
+    """fit, evaluate, sample and posterior on ``--device``; their outputs are the same files."""
+    import pandas as pd
+
+    out, rows = tmp_path / "run", tmp_path / "rows.csv"
+    on = ["--device", device]
+    assert run("fit", "--network", "ecoli70", "--train-size", 92, *FAST, "--out", out, *on).exit_code == 0
+    r = run("evaluate", out, "--test-size", 20, "-k", 5, "--json", *on)
+    assert r.exit_code == 0, r.output
+    assert run("sample", out, "-n", 7, "-o", rows, *on).exit_code == 0
+    assert pd.read_csv(rows).notna().all().all()
+    r = run("posterior", out, "--data", rows, "-n", 3, "-o", tmp_path / "post.csv", *on)
+    assert r.exit_code == 0 and len(pd.read_csv(tmp_path / "post.csv")) == 7 * 5
 
 
 def test_flags_render_as_flags_in_help():

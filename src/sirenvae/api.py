@@ -35,9 +35,9 @@ from sirenvae.data import Table, latent_split, read_frame
 from sirenvae.graph import BayesianNetwork
 from sirenvae.identification import identify
 from sirenvae.models import ModelConfig, SIReNVAE, causal
-from sirenvae.objectives import log_weights
+from sirenvae.objectives import EVAL_CHUNK, log_weights
 from sirenvae.pipeline import TrainOptions, load_model, train_model
-from sirenvae.training import FitConfig, History
+from sirenvae.training import FitConfig, History, resolve_device
 
 __all__ = ["FittedModel", "fit", "load"]
 
@@ -81,7 +81,7 @@ class _CausalQueries:
             arms = [causal.propagate(self.model, *noise, v) for v in (iv, iv_b)]
         i = self.graph.index(target)
         ys = [
-            self.model.nodes(z, causal.raw(self.model, u, v))[:, i].double()
+            self.model.nodes(z, causal.raw(self.model, u, v))[:, i].cpu().double()
             for (z, u), v in zip(arms, (iv, iv_b), strict=True)
         ]
         diff = ys[0] - ys[1]
@@ -127,7 +127,7 @@ class _CausalQueries:
         frame = self._frame(values.reshape(-1, len(self.graph)), True)
         frame.index = index
         frame.attrs["causal"] = "model-dependent"
-        frame.attrs["ess"] = pd.Series(ess.double().cpu().numpy(), index=df.index, name="ess")
+        frame.attrs["ess"] = pd.Series(ess.cpu().double().numpy(), index=df.index, name="ess")
         return frame
 
     def _intervention(self, do, target: str | None, force: bool):
@@ -148,7 +148,7 @@ class _CausalQueries:
         return iv, ident
 
     def _frame(self, values: Tensor, latents: bool) -> pd.DataFrame:
-        frame = pd.DataFrame(values.double().cpu().numpy(), columns=list(self.graph.nodes))
+        frame = pd.DataFrame(values.cpu().double().numpy(), columns=list(self.graph.nodes))
         return frame if latents else frame[list(self.observed)]
 
 
@@ -199,7 +199,8 @@ class FittedModel(_CausalQueries):
         non-numeric or too large for the model's dtype is a :class:`ValueError` (the checks of
         :func:`sirenvae.data.read_frame`, as for the CLI's CSV files).
         """
-        return _read(df, self.model.split, ignore, dtype=self.model.loc.dtype).x
+        like = self.model.loc
+        return _read(df, self.model.split, ignore, dtype=like.dtype).x.to(like.device)
 
     @torch.no_grad()
     def log_prob(
@@ -210,14 +211,14 @@ class FittedModel(_CausalQueries):
         """
         _positive(importance_samples, "importance_samples")
         x = self.tensor(df, ignore=ignore)
-        rows = max(1, 200_000 // importance_samples)
+        rows = max(1, EVAL_CHUNK // importance_samples)
         with _seeded(seed):
             parts = [
                 torch.logsumexp(log_weights(self.model, xb, importance_samples), 0)
                 - math.log(importance_samples)
                 for xb in x.split(rows)
             ]
-        return pd.Series(torch.cat(parts).double().numpy(), index=df.index, name="log_prob")
+        return pd.Series(torch.cat(parts).cpu().double().numpy(), index=df.index, name="log_prob")
 
     @torch.no_grad()
     def elbo(self, df: pd.DataFrame, samples: int = 1, *, seed: int | None = 0, ignore=()) -> pd.Series:
@@ -226,7 +227,7 @@ class FittedModel(_CausalQueries):
         x = self.tensor(df, ignore=ignore)
         with _seeded(seed):
             value = log_weights(self.model, x, samples).mean(0)
-        return pd.Series(value.double().numpy(), index=df.index, name="elbo")
+        return pd.Series(value.cpu().double().numpy(), index=df.index, name="elbo")
 
     @torch.no_grad()
     def posterior(self, df: pd.DataFrame, n: int = 100, *, seed: int | None = 0, ignore=()) -> pd.DataFrame:
@@ -237,7 +238,7 @@ class FittedModel(_CausalQueries):
         x = self.tensor(df, ignore=ignore)
         with _seeded(seed):
             z, _ = self.model.posterior(x, n)  # (n, N, Dz)
-        values = z.permute(1, 0, 2).reshape(-1, len(self.latent)).double().numpy()
+        values = z.permute(1, 0, 2).reshape(-1, len(self.latent)).cpu().double().numpy()
         index = pd.MultiIndex.from_product([df.index, range(n)], names=[df.index.name or "row", "sample"])
         return pd.DataFrame(values, index=index, columns=list(self.latent))
 
@@ -276,9 +277,11 @@ class FittedModel(_CausalQueries):
         return frame
 
 
-def load(run_dir: str | Path) -> FittedModel:
-    """The trained model of a run directory written by ``sirenvae fit`` or :func:`fit`."""
-    model, meta = load_model(run_dir)
+def load(run_dir: str | Path, *, device: str | torch.device | None = None) -> FittedModel:
+    """The trained model of a run directory written by ``sirenvae fit`` or :func:`fit`, on
+    ``device`` (default: the CPU; ``"cuda"`` for a GPU).
+    """
+    model, meta = load_model(run_dir, device=device)
     return FittedModel(model, meta, run_dir)
 
 
@@ -292,6 +295,7 @@ def fit(
     resume: bool = False,
     ignore: Iterable[str] = (),
     allow_discrete: bool = False,
+    device: str | torch.device | None = None,
     **options: Any,
 ) -> FittedModel:
     """Trains a model on a DataFrame whose columns are node names (in any order).
@@ -313,6 +317,7 @@ def fit(
         resume: Continue an interrupted run in ``out``.
         ignore: Columns of ``df`` that are not nodes (e.g. IDs) and are left out.
         allow_discrete: Fit columns with only 2 distinct values as continuous (else an error).
+        device: Where to train (default: the CPU; ``"cuda"`` for a GPU); the model stays there.
         options: Options of :class:`~sirenvae.training.FitConfig` (``lr``, ``batch_size``,
             ``max_epochs`` or ``epochs``, ``patience``, ``seed``, ``progress``, ...),
             :class:`~sirenvae.pipeline.TrainOptions` (``valid_fraction``, ``objective``,
@@ -326,6 +331,7 @@ def fit(
         bn = load_network(graph).graph
     else:
         bn = read_graph(graph)
+    device = resolve_device(device)
     config, fit_config, train_options = _configs(model, options)
     table = _read(
         df,
@@ -348,9 +354,10 @@ def fit(
         out=out,
         resume=resume,
         extra_meta=extra,
+        device=device,
     )
     if out is not None:
-        return load(out)
+        return load(out, device=device)
     meta = {"model": config.to_dict(), "latent": list(split.latent), "observed": list(split.observed)}
     return FittedModel(trained, meta | extra | {"history": history.to_dict()})
 
@@ -404,16 +411,20 @@ def _positive(n: int, what: str) -> None:
 
 
 class _seeded:
-    """Seeds torch's generator for a block and restores its state afterwards (``None``: no seeding)."""
+    """Seeds torch's generators (CPU and every CUDA device) for a block and restores their states
+    afterwards (``None``: no seeding).
+    """
 
     def __init__(self, seed: int | None) -> None:
         self.seed = seed
 
     def __enter__(self) -> None:
         if self.seed is not None:
-            self.state = torch.get_rng_state()
+            cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+            self.fork = torch.random.fork_rng(devices=cuda)
+            self.fork.__enter__()
             torch.manual_seed(self.seed)
 
     def __exit__(self, *exc) -> None:
         if self.seed is not None:
-            torch.set_rng_state(self.state)
+            self.fork.__exit__(*exc)

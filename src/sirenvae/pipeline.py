@@ -31,6 +31,7 @@ from sirenvae.training import (
     TrainingError,
     fit,
     load_checkpoint,
+    resolve_device,
     save_checkpoint,
     state_from_tensors,
     state_to_tensors,
@@ -109,13 +110,17 @@ def train_model(
     resume: bool = False,
     overwrite: bool = False,
     extra_meta: dict | None = None,
+    device: str | torch.device | None = None,
 ) -> tuple[SIReNVAE, History]:
     """Builds and trains a model on ``train`` (observed nodes in topological order).
 
     With ``out``, a checkpoint is written after every epoch and the final model at the end;
     ``resume`` continues an interrupted run from its last checkpoint. An existing run is never
     overwritten unless ``overwrite`` (which removes its model and checkpoint before training).
+    The model trains on ``device`` (default: the CPU) and is returned there; files always hold CPU
+    tensors, so a run started on one device resumes on another.
     """
+    device = resolve_device(device)
     model_config = model_config or ModelConfig()
     fit_config = fit_config or FitConfig()
     options = options or TrainOptions()
@@ -130,6 +135,8 @@ def train_model(
             f"training data have {train.shape[1]} columns, the model {len(model.observed)} observed nodes"
         )
     part, valid = split_validation(train, options.valid_fraction, fit_config.seed)
+    model.to(device)
+    part, valid = part.to(device), None if valid is None else valid.to(device)
     model.set_standardization(part)
     meta = {
         "model": model_config.to_dict(),
@@ -157,7 +164,7 @@ def train_model(
             )
         if resume:
             if (out / "model.json").exists():
-                model, final = load_model(out)
+                model, final = load_model(out, device=device)
                 if final.get("status") != "diverged" and not _check_same_run(final, meta, out):
                     return model, History.from_dict(final["history"])
             if not (out / "checkpoint.json").exists():
@@ -285,8 +292,9 @@ def _check_same_run(saved: dict, meta: dict, out: Path) -> dict:
     return changed
 
 
-def load_model(directory: str | Path) -> tuple[SIReNVAE, dict]:
-    """Loads a trained model and its metadata from a run directory."""
+def load_model(directory: str | Path, device: str | torch.device | None = None) -> tuple[SIReNVAE, dict]:
+    """Loads a trained model and its metadata from a run directory, onto ``device`` (default: CPU)."""
+    device = resolve_device(device)
     tensors, meta = load_checkpoint(directory, "model")
     try:
         graph = graph_io.from_dict(meta["graph"])
@@ -301,5 +309,5 @@ def load_model(directory: str | Path) -> tuple[SIReNVAE, dict]:
     except RuntimeError as e:
         first = str(e).splitlines()[0]
         raise CheckpointError(f"{directory}: the tensors do not fit the model ({first})") from None
-    model.eval()
+    model.to(device).eval()
     return model, meta

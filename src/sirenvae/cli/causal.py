@@ -16,6 +16,7 @@ import typer
 
 from sirenvae.cli.common import (
     DEFAULT_THREADS,
+    DEVICE_HELP,
     THREADS_HELP,
     UsageError,
     app,
@@ -58,10 +59,10 @@ def parse_do(items: list[str] | None, option: str = "--do") -> dict[str, str]:
     return out
 
 
-def _load(run: Path):
+def _load(run: Path, device: str = "cpu"):
     from sirenvae.api import load
 
-    fitted = load(run)
+    fitted = load(run, device=device)
     warn_if_diverged(run, fitted.meta)
     return fitted
 
@@ -70,12 +71,14 @@ def _say(text: str) -> None:
     console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def sample_with_do(run: Path, n: int, output: Path, seed: int, force: bool, items: list[str]) -> None:
+def sample_with_do(
+    run: Path, n: int, output: Path, seed: int, force: bool, items: list[str], device: str = "cpu"
+) -> None:
     """``sirenvae sample RUN -n N --do v=a -o out.csv``: samples of the intervened model."""
     from sirenvae.data import write_csv
 
     do = parse_do(items)
-    fitted = _load(run)
+    fitted = _load(run, device)
     frame = fitted.sample(n, seed=seed, do=do, force=force)
     write_csv(output, list(frame.columns), frame.to_numpy())
     _say(f"wrote {n} samples of {len(fitted.graph)} nodes under do({_show(do)}) to {output}")
@@ -107,6 +110,7 @@ def effect(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
 ) -> None:
     """Average effect E[y | do(v=a)] - E[y | do(v=b)] with its Monte-Carlo standard error.
 
@@ -118,7 +122,7 @@ def effect(
             raise UsageError(f"-n must be at least 2, got {n}")
         do_a = parse_do(do)
         do_b = parse_do(vs, "--vs") if vs else None
-        fitted = _load(run)
+        fitted = _load(run, device)
         result = fitted.effect(target, do_a, do_b, n=n, seed=seed, force=force)
     result["do"], result["vs"] = do_a, do_b
     if as_json:
@@ -147,6 +151,7 @@ def counterfactual(
     ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
     id_column: str = typer.Option(None, "--id-column", help="A CSV column of row IDs (no node)."),
     threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
 ) -> None:
     """What each row would have been had --do been set: abduction, action, prediction.
 
@@ -166,7 +171,7 @@ def counterfactual(
             raise UsageError(f"-n must be positive, got {n}")
         check_output(output, force=force, run=run, inputs=[("--data", data)])
         do_items = parse_do(do)
-        fitted = _load(run)
+        fitted = _load(run, device)
         if id_column in ("statistic", *fitted.graph.nodes):
             raise UsageError(f"--id-column {id_column!r} would clash with a column of the output; rename it")
         table = read_table(
@@ -178,7 +183,7 @@ def counterfactual(
         )
         for notice in table.notices:
             err_console.print(f"note: {notice}", markup=False, highlight=False)
-        rows = pd.DataFrame(table.x.double().numpy(), columns=list(fitted.observed))
+        rows = pd.DataFrame(table.x.cpu().double().numpy(), columns=list(fitted.observed))
         cf = fitted.counterfactual(rows, do_items, n, seed=seed)
         values = torch.tensor(cf.to_numpy()).reshape(len(rows), n, -1)
         sd = values.std(1) if n > 1 else torch.zeros_like(values[:, 0])

@@ -98,6 +98,8 @@ DEFAULT_THREADS = 1
 
 THREADS_HELP = f"Torch threads for this command (default {DEFAULT_THREADS}: fastest for small graphs)."
 
+DEVICE_HELP = "Where to compute: cpu (default), cuda, cuda:N or mps."
+
 
 @contextlib.contextmanager
 def torch_threads(n: int) -> Iterator[None]:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from sirenvae.cli.common import (
     DEFAULT_THREADS,
+    DEVICE_HELP,
     THREADS_HELP,
     UsageError,
     app,
@@ -116,6 +117,7 @@ def reproduce(
     chosen: Path = typer.Option(
         None, "--chosen", help="The search's chosen.json (default: the copy shipped in the package)."
     ),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP + " Ray runs share a GPU by --workers."),
 ) -> None:
     """Run the paper's Table 1 or Figure 3 grid (resumable) and write its table and figure.
 
@@ -128,8 +130,10 @@ def reproduce(
     from sirenvae.experiments.ablation import ablation_table
     from sirenvae.experiments.registry import grid
     from sirenvae.experiments.runner import _execute, load_results, run_sweep
+    from sirenvae.training import resolve_device
 
     with user_errors():
+        device = resolve_device(device)
         if experiment not in EXPERIMENTS:
             raise UsageError(f"unknown experiment {experiment!r}; choose {one_of(EXPERIMENTS)}")
         _check_sweep_options(workers, threads, no_ray, out)
@@ -168,7 +172,8 @@ def reproduce(
             address=address,
             workers=workers,
             on_result=show,
-            execute=functools.partial(_execute, threads=threads) if threads else _execute,
+            execute=functools.partial(_execute, threads=threads or 1, device=str(device)),
+            gpus_per_run=0.0 if device.type == "cpu" else 1 / workers,
         )
         results = load_results(out, configs)
         writer = {"table1": report.table1, "ablation": ablation_table}.get(experiment, report.figure3)

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from sirenvae.cli.common import (
     DEFAULT_THREADS,
+    DEVICE_HELP,
     THREADS_HELP,
     UsageError,
     app,
@@ -55,6 +56,7 @@ def fit(
     batch_size: int = typer.Option(32, "--batch-size", help="Mini-batch size."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
     ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
     id_column: str = typer.Option(None, "--id-column", help="A CSV column of row IDs (no node)."),
     allow_discrete: bool = typer.Option(
@@ -72,9 +74,10 @@ def fit(
     from sirenvae.graph_io import read_graph
     from sirenvae.networks import load_network
     from sirenvae.pipeline import train_model
-    from sirenvae.training import FitConfig
+    from sirenvae.training import FitConfig, resolve_device
 
     with user_errors(), torch_threads(threads):
+        device = resolve_device(device)
         if (network is None) == (graph is None):
             raise UsageError("give exactly one of --network NAME or --graph FILE")
         if (data is None) == (train_size is None):
@@ -148,6 +151,7 @@ def fit(
             resume=resume,
             overwrite=force,
             extra_meta=extra,
+            device=device,
         )
     best = history.best_valid_loss
     console.print(
@@ -208,6 +212,7 @@ def evaluate(
     importance_samples: int = typer.Option(1000, "--importance-samples", "-k", help="K of the IWAE NLL."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
     ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
     id_column: str = typer.Option(None, "--id-column", help="A CSV column of row IDs (no node)."),
     per_row: Path = typer.Option(
@@ -228,11 +233,13 @@ def evaluate(
             check_output(per_row, run=run, inputs=[("--data", data)], option="--per-row")
         if per_row is not None and id_column in ("nll", "neg_elbo"):
             raise UsageError(f"--id-column {id_column!r} would clash with a column of --per-row; rename it")
-        model, meta = load_model(run)
+        model, meta = load_model(run, device=device)
         warn_if_diverged(run, meta)
         x, net, ids = _test_rows(meta, model, data, test_size, ignore_columns, id_column)
         torch.manual_seed(meta.get("seed", 0))
-        result = evaluate_model(model, x, importance_samples=importance_samples, per_row=per_row is not None)
+        result = evaluate_model(
+            model, x.to(model.loc.device), importance_samples=importance_samples, per_row=per_row is not None
+        )
         if per_row is not None:
             _write_per_row(per_row, result.pop("per_row"), id_column, ids)
         same_graph = net is not None and set(net.graph.nodes) == set(model.graph.nodes)
@@ -268,7 +275,7 @@ def _write_per_row(path: Path, values: dict, id_column: str | None, ids: tuple[s
     if ids is not None:
         frame[id_column] = list(ids)
     for name, column in values.items():
-        frame[name] = column.double().numpy()
+        frame[name] = column.cpu().double().numpy()
     atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
@@ -281,6 +288,8 @@ def sample(
     force: bool = typer.Option(
         False, "--force", help="Overwrite an existing output file; with --do, answer an unidentified query."
     ),
+    threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
     do: list[str] = typer.Option(None, "--do", help="Sample under an intervention node=value (repeatable)."),
 ) -> None:
     """Draw joint samples of every node (latent and observed) into a CSV file.
@@ -292,21 +301,21 @@ def sample(
     from sirenvae.data import write_csv
     from sirenvae.pipeline import load_model
 
-    with user_errors():
+    with user_errors(), torch_threads(threads):
         if n < 1:
             raise UsageError(f"-n must be positive, got {n}")
         check_output(output, force=force, run=run)
         if do:
             from sirenvae.cli.causal import sample_with_do
 
-            return sample_with_do(run, n, output, seed, force, do)
-        model, meta = load_model(run)
+            return sample_with_do(run, n, output, seed, force, do, device)
+        model, meta = load_model(run, device=device)
         warn_if_diverged(run, meta)
         torch.manual_seed(seed)
         z, x = model.sample(n)
         values = torch.empty(n, len(model.graph))
-        values[:, [model.graph.index(v) for v in model.latent]] = z
-        values[:, [model.graph.index(v) for v in model.observed]] = x
+        values[:, [model.graph.index(v) for v in model.latent]] = z.cpu()
+        values[:, [model.graph.index(v) for v in model.observed]] = x.cpu()
         write_csv(output, model.graph.nodes, values)
     console.print(f"wrote {n} samples of {len(model.graph)} nodes to {output}")
 
@@ -323,6 +332,8 @@ def posterior(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
     ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
     id_column: str = typer.Option(None, "--id-column", help="A CSV column of row IDs (no node)."),
+    threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
 ) -> None:
     """Posterior mean, sd and samples of every latent for each data row.
 
@@ -337,11 +348,11 @@ def posterior(
     from sirenvae.files import atomic_write
     from sirenvae.pipeline import load_model
 
-    with user_errors():
+    with user_errors(), torch_threads(threads):
         if n < 1:
             raise UsageError(f"-n must be positive, got {n}")
         check_output(output, force=force, run=run, inputs=[("--data", data)])
-        model, meta = load_model(run)
+        model, meta = load_model(run, device=device)
         warn_if_diverged(run, meta)
         if id_column in ("statistic", *model.latent):
             raise UsageError(f"--id-column {id_column!r} would clash with a column of the output; rename it")
@@ -357,7 +368,8 @@ def posterior(
             console.print(f"note: {notice}", markup=False, highlight=False)
         torch.manual_seed(seed)
         with torch.no_grad():
-            z, _ = model.posterior(x, n)  # (n, N, Dz)
+            z, _ = model.posterior(x.to(model.loc.device), n)  # (n, N, Dz)
+        z = z.cpu()
         mean, sd = z.mean(0), z.std(0) if n > 1 else torch.zeros_like(z[0])
         stats = ["mean", "sd"] + [f"sample_{i + 1}" for i in range(n)]
         blocks = torch.cat([mean[None], sd[None], z], 0).permute(1, 0, 2)  # (N, n + 2, Dz)

@@ -51,12 +51,14 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def run_one(config: RunConfig, threads: int = 1) -> dict:
-    """Trains and evaluates one run on one thread (or ``threads``); returns its result record (no
-    files written). The caller's number of torch threads is restored when it returns or raises.
+def run_one(config: RunConfig, threads: int = 1, device: str | None = None) -> dict:
+    """Trains and evaluates one run on one thread (or ``threads``) and ``device`` (default: the CPU);
+    returns its result record (no files written). The caller's number of torch threads is restored
+    when it returns or raises. The device is not part of the run's configuration: a run's result
+    does not depend on where it ran beyond round-off.
     """
     with torch_threads(threads):
-        return _run_one(config)
+        return _run_one(config, device)
 
 
 def train_run(
@@ -67,6 +69,7 @@ def train_run(
     seed: int,
     *,
     progress: bool = False,
+    device: str | torch.device | None = None,
 ) -> tuple[SIReNVAE, History]:
     """Trains a model on ``train`` as every experiment run does (``schedule``'s optimiser settings for
     ``len(train)`` rows, seeded by ``seed``); returns ``(model, history)``. The search trains its
@@ -94,6 +97,7 @@ def train_run(
             warmup_steps=schedule.warmup_steps,
             valid_samples=schedule.valid_samples,
         ),
+        device=device,
     )
 
 
@@ -110,14 +114,14 @@ def draw_data(dataset: str, factor: int, test_size: int, seed: int):
     return net, sample_splits(net, split, train_size=n, test_size=test_size, seed=seed)
 
 
-def _run_one(config: RunConfig) -> dict:
+def _run_one(config: RunConfig, device: str | None = None) -> dict:
     start = time.perf_counter()
     s = config.schedule
     net, splits = draw_data(config.dataset, config.train_factor, s.test_size, config.seed)
     n = splits.train.shape[0]
     model_config = config.model_config or default_config(config.model)
     fit = _fit_classical if isinstance(model_config, ClassicalConfig) else _fit_deep
-    doc, trained = fit(config, model_config, splits)
+    doc, trained = fit(config, model_config, splits, device)
     truth = _oracle(net, config.dataset, splits.test, splits.observed)
     return {
         "run_id": config.run_id,
@@ -135,15 +139,15 @@ def _run_one(config: RunConfig) -> dict:
     }
 
 
-def _fit_deep(config: RunConfig, model_config, splits) -> tuple[dict, float]:
+def _fit_deep(config: RunConfig, model_config, splits, device: str | None = None) -> tuple[dict, float]:
     """Trains and evaluates a VAE; returns its part of the record and when training ended."""
     from sirenvae.objectives import evaluate
 
     s = config.schedule
-    model, history = train_run(splits.split, splits.train, model_config, s, config.seed)
+    model, history = train_run(splits.split, splits.train, model_config, s, config.seed, device=device)
     trained = time.perf_counter()
     torch.manual_seed(config.seed)
-    metrics = evaluate(model, splits.test, importance_samples=s.importance_samples)
+    metrics = evaluate(model, splits.test.to(model.loc.device), importance_samples=s.importance_samples)
     return {
         "metrics": {k: metrics[k] for k in ("nll", "neg_elbo", "re")},
         "epochs": len(history.train_loss),
@@ -152,7 +156,7 @@ def _fit_deep(config: RunConfig, model_config, splits) -> tuple[dict, float]:
     }, trained
 
 
-def _fit_classical(config: RunConfig, model_config, splits) -> tuple[dict, float]:
+def _fit_classical(config: RunConfig, model_config, splits, device: str | None = None) -> tuple[dict, float]:
     """Fits a classical baseline on the training rows (no VAE) and scores it exactly: its NLL is the
     exact Gaussian one and, the ELBO with the exact posterior being the log-likelihood, so is its
     −ELBO; RE under the exact posterior (factor analysis) or ``None`` (Ledoit–Wolf).
@@ -187,9 +191,9 @@ def _oracle(net, dataset: str, test, observed) -> dict:
     return dict(_ORACLES[key])
 
 
-def _execute(config: dict, threads: int = 1) -> dict:
+def _execute(config: dict, threads: int = 1, device: str | None = None) -> dict:
     """Module-level entry point for workers (Ray pickles it by reference)."""
-    return run_one(RunConfig.from_dict(config), threads)
+    return run_one(RunConfig.from_dict(config), threads, device)
 
 
 @dataclass
@@ -246,6 +250,7 @@ def run_sweep(
     stop_after: int | None = None,
     on_result: Callable[[dict], None] | None = None,
     execute: Callable[[dict], dict] = _execute,
+    gpus_per_run: float = 0.0,
 ) -> SweepResult:
     """Runs every configuration not finished yet in ``out``.
 
@@ -259,6 +264,8 @@ def run_sweep(
         stop_after: Stop once this many runs finished in this call (an interruption, for tests).
         on_result: Called with each new result.
         execute: The function a worker runs on a configuration's dict (tests inject faults here).
+        gpus_per_run: The share of a GPU each Ray task asks for (Ray hides GPUs from tasks that ask
+            for none, so runs on CUDA need it).
     """
     out = Path(out)
     start = time.perf_counter()
@@ -328,7 +335,7 @@ def run_sweep(
         def task(config: dict) -> dict:  # Ray takes functions, not partials or other callables
             return execute(config)
 
-        remote = ray.remote(num_cpus=1, max_retries=0)(task)
+        remote = ray.remote(num_cpus=1, num_gpus=gpus_per_run, max_retries=0)(task)
         running = {remote.remote(c.to_dict()): c.run_id for c in pending}
         while running:
             ready, _ = ray.wait(list(running), num_returns=1)

@@ -108,7 +108,7 @@ def resolve(
             if marginal is None:
                 marginal = _marginal(model, samples)
             level = float(raw.strip()[1:])
-            values[v] = torch.quantile(marginal[:, model.graph.index(v)].double(), level).item()
+            values[v] = torch.quantile(marginal[:, model.graph.index(v)].cpu().double(), level).item()
             continue
         try:
             values[v] = float(raw)
