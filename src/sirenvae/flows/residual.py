@@ -26,11 +26,23 @@ from torch import Tensor
 from sirenvae.defaults import KAPPA
 from sirenvae.flows.core import LazyTransform, Transform, check_context
 from sirenvae.flows.root_finding import InverseResult, RootFinding, fixed_point, implicit_gradient
-from sirenvae.masks import graphical_masks
+from sirenvae.flows.sparse import BlockSparseLinear, block_apply
+from sirenvae.masks import check_adjacency, graphical_blocks, graphical_masks
 from sirenvae.nn import MaskedLinear
 from sirenvae.nn import activation as make_activation
 
-__all__ = ["GRFBlock", "GraphicalResidualTransform"]
+__all__ = ["GRFBlock", "GraphicalResidualTransform", "use_sparse"]
+
+#: Graphs with at least this many hidden units per layer go on the block-sparse path by default.
+SPARSE_MIN_UNITS = 1024
+
+
+def use_sparse(adjacency: Tensor, hidden_per_set: int = 4, singletons: bool = False) -> bool:
+    """Whether the block-sparse layers pay off: many hidden units and a sparse graph."""
+    A = torch.as_tensor(adjacency)
+    D = A.shape[0]
+    units = D * hidden_per_set * (2 if singletons else 1)
+    return units >= SPARSE_MIN_UNITS and int(A.bool().sum()) <= 0.1 * D * D
 
 
 class GRFBlock(LazyTransform):
@@ -47,6 +59,8 @@ class GRFBlock(LazyTransform):
         n_power_iterations: Power iterations per training step.
         root_finding: How the inverse is solved.
         name: Names the block in convergence errors.
+        sparse: Store the layers by blocks between variables (:mod:`sirenvae.flows.sparse`), with
+            memory and time by edges; by default for large sparse graphs (:func:`use_sparse`).
     """
 
     def __init__(
@@ -62,11 +76,16 @@ class GRFBlock(LazyTransform):
         n_power_iterations: int = 1,
         root_finding: RootFinding | None = None,
         name: str = "a graphical residual block",
+        sparse: bool | None = None,
     ) -> None:
         super().__init__()
         if not 0 < kappa < 1:
             raise ValueError(f"kappa must lie in (0, 1) for the block to be invertible, got {kappa}")
-        masks = graphical_masks(
+        if sparse is None:
+            sparse = use_sparse(check_adjacency(adjacency)[0], hidden_per_set, singletons)
+        self.sparse = sparse
+        make = graphical_blocks if sparse else graphical_masks
+        masks = make(
             adjacency,
             context_adjacency,
             hidden_per_set=hidden_per_set,
@@ -79,19 +98,17 @@ class GRFBlock(LazyTransform):
         self.root_finding = root_finding or RootFinding()
         self.name = name
         # only the first layer sees the context, whose columns stay unbounded
+        opts = {"kappa": kappa, "n_power_iterations": n_power_iterations}
         self.layers = torch.nn.ModuleList(
-            MaskedLinear(
-                M,
-                kappa=kappa,
-                n_power_iterations=n_power_iterations,
-                bounded_columns=masks.features if l == 0 else None,
-            )
+            BlockSparseLinear(M, **opts, bounded_blocks=masks.features if l == 0 else None)
+            if sparse
+            else MaskedLinear(M, **opts, bounded_columns=masks.features if l == 0 else None)
             for l, M in enumerate(masks.layers)
         )
         self.activations = torch.nn.ModuleList(make_activation(activation) for _ in range(hidden_layers))
         D, k = self.features, self.units
         self.register_buffer("_designated", torch.arange(D).repeat_interleave(k), persistent=False)
-        self._split = hidden_layers >= 2 and self._plan_split(masks.layers[1])
+        self._split = not sparse and hidden_layers >= 2 and self._plan_split(masks.layers[1])
 
     def _plan_split(self, mask: Tensor) -> bool:
         """Plans hidden -> hidden layers as diagonal blocks plus off-diagonal block rows/columns.
@@ -168,9 +185,18 @@ class GraphicalResidualTransform(Transform):
         D, k = block.features, block.units
         hidden = len(block.activations)
         W0 = layers[0][0]
-        self.delta0 = W0[torch.arange(D * k, device=W0.device), block._designated]
         self.diag_blocks: list[Tensor] = []
         self.off: list[Tensor | None] = []
+        if block.sparse:
+            # by blocks, diagonal first: (D, k, 1), then (D, k, k) and (D, 1, k)
+            self.delta0 = W0[:D].reshape(D * k)
+            self.off_first = W0[D:] if W0.shape[0] > D else None
+            for l in range(1, hidden + 1):
+                W = layers[l][0]
+                self.diag_blocks.append(W[:D])
+                self.off.append(W[D:] if W.shape[0] > D else None)
+            return
+        self.delta0 = W0[torch.arange(D * k, device=W0.device), block._designated]
         for l in range(1, hidden + 1):
             W = layers[l][0]
             if l < hidden:
@@ -213,6 +239,10 @@ class GraphicalResidualTransform(Transform):
         """Hidden layer ``l`` -> ``l + 1`` on batch-last activations ``(D k, N)``."""
         W, b = self.layers[l]
         block = self.block
+        if block.sparse:
+            layer = block.layers[l]
+            D = block.features
+            return block_apply(self.diag_blocks[l - 1], self.off[l - 1], b, h, layer.rows[D:], layer.cols[D:])
         if l == len(block.activations) or not block._split:
             return torch.addmm(b[:, None], W, h)
         D, k = block.features, block.units
@@ -238,7 +268,11 @@ class GraphicalResidualTransform(Transform):
         N = u.shape[0]
         D, k = block.features, block.units
         W, b = self.layers[0]
-        t = torch.addmm(b[:, None], W, u.T)
+        if block.sparse:
+            first = block.layers[0]
+            t = block_apply(W[:D], self.off_first, b, u.T, first.rows[D:], first.cols[D:])
+        else:
+            t = torch.addmm(b[:, None], W, u.T)
         if not diag:
             for l, act in enumerate(block.activations):
                 t = self._hidden(l + 1, act.phi(t))
