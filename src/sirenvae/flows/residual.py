@@ -42,7 +42,7 @@ def use_sparse(adjacency: Tensor, hidden_per_set: int = 4, singletons: bool = Fa
     A = torch.as_tensor(adjacency)
     D = A.shape[0]
     units = D * hidden_per_set * (2 if singletons else 1)
-    return units >= SPARSE_MIN_UNITS and int(A.bool().sum()) <= 0.1 * D * D
+    return units >= SPARSE_MIN_UNITS and int(torch.count_nonzero(A)) <= 0.1 * D * D
 
 
 class GRFBlock(LazyTransform):

@@ -143,13 +143,13 @@ class BlockSparseLinear(nn.Module):
     def _matvec(self, Wb: Tensor, v: Tensor) -> Tensor:
         ko, ki = self.units
         rows, cols = self._brows, self._bcols
-        y = torch.einsum("eoi,ei->eo", Wb, v.view(-1, ki)[cols])
+        y = (Wb * v.view(-1, 1, ki)[cols]).sum(2)
         return torch.zeros(self.out_blocks, ko, dtype=y.dtype, device=y.device).index_add(0, rows, y).view(-1)
 
     def _rmatvec(self, Wb: Tensor, u: Tensor) -> Tensor:
         ko, ki = self.units
         rows, cols = self._brows, self._bcols
-        y = torch.einsum("eoi,eo->ei", Wb, u.view(-1, ko)[rows])
+        y = (Wb * u.view(-1, ko, 1)[rows]).sum(1)
         zero = torch.zeros(self.bounded_blocks, ki, dtype=y.dtype, device=y.device)
         return zero.index_add(0, cols, y).view(-1)
 
