@@ -166,3 +166,22 @@ def test_levels_by_edges_and_cycles():
     assert topological_levels(A).tolist() == [0, 1, 2]
     with pytest.raises(ValueError, match="not acyclic"):
         check_adjacency(A | A.T)
+
+
+@pytest.mark.parametrize("conditioning", ["ancestors", "parents"])
+def test_dense_checkpoints_load_on_the_sparse_path(conditioning):
+    """A checkpoint saved by the dense path loads into the same flow on the sparse path."""
+    A, C = random_graph(12, 0.3, context=2, seed=7)
+    kw = dict(blocks=2, conditioning=conditioning, affine=True, hidden_per_set=2)
+    torch.manual_seed(0)
+    dense = GraphicalResidualFlow(A, C, sparse=False, **kw).double().eval()
+    sparse = GraphicalResidualFlow(A, C, sparse=True, **kw).double()
+    sparse.load_state_dict(dense.state_dict())
+    sparse.eval()
+    z, c = torch.randn(4, 12, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    (y1, l1), (y2, l2) = dense(c).call_and_ladj(z), sparse(c).call_and_ladj(z)
+    torch.testing.assert_close(y2, y1, rtol=0, atol=1e-9)
+    torch.testing.assert_close(l2, l1, rtol=0, atol=1e-9)
+    other = GraphicalResidualFlow(random_graph(12, 0.3, context=2, seed=8)[0], C, sparse=True, **kw)
+    with pytest.raises(ValueError, match="does not match"):
+        other.load_state_dict(dense.state_dict())

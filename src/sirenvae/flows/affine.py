@@ -94,6 +94,21 @@ class GraphAffine(LazyTransform):
         self.shift = nn.Parameter(torch.zeros(D))
         self.log_scale = nn.Parameter(torch.zeros(D))
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """On the sparse path, also loads a dense checkpoint (a ``(D, D)`` coupling and its mask)."""
+        mask = state_dict.get(prefix + "mask")
+        if self.sparse and mask is not None:
+            A = torch.zeros(self.features, self.features, dtype=torch.bool)
+            A[self.child.cpu(), self.parent.cpu()] = True
+            if not torch.equal(mask.bool().cpu(), A):
+                raise ValueError(f"{prefix}mask of the checkpoint does not match this step's graph")
+            del state_dict[prefix + "mask"]
+            dense = state_dict[prefix + "coupling"]
+            state_dict[prefix + "coupling"] = dense[self.child.to(dense.device), self.parent.to(dense.device)]
+            state_dict.setdefault(prefix + "child", self.child)
+            state_dict.setdefault(prefix + "parent", self.parent)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @property
     def effective_weights(self) -> int:
         """The number of free parameters."""

@@ -33,8 +33,9 @@ from sirenvae.nn import activation as make_activation
 
 __all__ = ["GRFBlock", "GraphicalResidualTransform", "use_sparse"]
 
-#: Graphs with at least this many hidden units per layer go on the block-sparse path by default.
-SPARSE_MIN_UNITS = 1024
+#: Graphs with at least this many hidden units per layer go on the block-sparse path by default
+#: (measured: on par at ecoli70, 184 units; 1.3x faster at arth150, 428 units, training included).
+SPARSE_MIN_UNITS = 400
 
 
 def use_sparse(adjacency: Tensor, hidden_per_set: int = 4, singletons: bool = False) -> bool:
@@ -250,7 +251,7 @@ class GraphicalResidualTransform(Transform):
         out = torch.baddbmm(b.view(D, k, 1), self.diag_blocks[l - 1], h.view(D, k, N)).view(D * k, N)
         W_off = self.off[l - 1]
         if W_off is not None:
-            out = out.index_add(0, block._off_rows, W_off @ h[block._off_cols])
+            out.index_add_(0, block._off_rows, W_off @ h[block._off_cols])
         return out
 
     def g(self, z: Tensor, diag: bool = True) -> tuple[Tensor, Tensor | None]:

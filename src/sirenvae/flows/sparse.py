@@ -17,7 +17,15 @@ from torch import Tensor, nn
 from sirenvae.defaults import KAPPA
 from sirenvae.masks import BlockLayer
 
-__all__ = ["BlockSparseLinear", "block_apply", "dense_weight", "load_dense", "unit_components"]
+__all__ = [
+    "BlockSparseLinear",
+    "block_apply",
+    "blocks_of",
+    "dense_mask",
+    "dense_weight",
+    "load_dense",
+    "unit_components",
+]
 
 #: Power iterations at most when :meth:`BlockSparseLinear.sync_power_vectors` converges them.
 SYNC_ITERATIONS = 2000
@@ -66,7 +74,7 @@ def block_apply(
     else:
         out = torch.baddbmm(bias, W_diag, xb[:G])
     if W_off is not None:
-        out = out.index_add(0, rows, torch.bmm(W_off, xb[cols]))
+        out.index_add_(0, rows, torch.bmm(W_off, xb[cols]))
     return out.view(G * ko, N)
 
 
@@ -242,6 +250,21 @@ class BlockSparseLinear(nn.Module):
                 v = self._normalize(self._rmatvec(Wb, self._matvec(Wb, v)), self._col_component)
             return self._component_norms(self._matvec(Wb, v)).max()
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """Also loads a dense checkpoint (a ``MaskedLinear``'s ``(out, in)`` weight and mask)."""
+        mask = state_dict.get(prefix + "mask")
+        if mask is not None and mask.dim() == 2:
+            if tuple(mask.shape) != self.shape or not torch.equal(mask.bool().cpu(), dense_mask(self)):
+                raise ValueError(f"{prefix}mask of the checkpoint does not match this layer's graph")
+            state_dict[prefix + "mask"] = self.mask
+            state_dict[prefix + "weight"] = blocks_of(self, state_dict[prefix + "weight"])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(out, in)`` of the equivalent dense layer."""
+        return self.out_blocks * self.mask.shape[1], self.in_blocks * self.mask.shape[2]
+
     def forward(self, x: Tensor) -> Tensor:
         """``(..., in) -> (..., out)``, batch-first like :class:`torch.nn.Linear`."""
         W = self.normalized_weight()
@@ -253,27 +276,43 @@ class BlockSparseLinear(nn.Module):
         return y.T.reshape(*x.shape[:-1], -1)
 
     def extra_repr(self) -> str:
-        ko, ki = self.units
-        return (
-            f"in_features={self.in_blocks * ki}, out_features={self.out_blocks * ko}, "
-            f"blocks={self.mask.shape[0]}, effective_weights={int(self.mask.sum())}, kappa={self.kappa}"
-        )
+        (out, inp), blocks, eff = self.shape, self.mask.shape[0], int(self.mask.sum())
+        return f"shape=({out}, {inp}), {blocks=}, effective_weights={eff}, kappa={self.kappa}"
+
+
+def _entries(layer: BlockSparseLinear) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(e, a, b, row, col)``: every kept entry by block and by dense position."""
+    ko, ki = layer.units
+    e, a, b = torch.nonzero(layer.mask, as_tuple=True)
+    return e, a, b, layer.rows[e] * ko + a, layer.cols[e] * ki + b
+
+
+def dense_mask(layer: BlockSparseLinear) -> Tensor:
+    """The equivalent dense ``(out, in)`` mask (on the CPU)."""
+    _, _, _, r, c = _entries(layer)
+    M = torch.zeros(layer.shape, dtype=torch.bool)
+    M[r.cpu(), c.cpu()] = True
+    return M
 
 
 def dense_weight(layer: BlockSparseLinear, W: Tensor | None = None) -> Tensor:
     """The dense ``(out, in)`` weight of a block-sparse layer (of ``W`` by blocks, else masked)."""
     W = layer.masked() if W is None else W
-    ko, ki = layer.units
-    e, a, b = torch.nonzero(layer.mask, as_tuple=True)
-    dense = torch.zeros(layer.out_blocks * ko, layer.in_blocks * ki, dtype=W.dtype, device=W.device)
-    dense[layer.rows[e] * ko + a, layer.cols[e] * ki + b] = W[e, a, b]
+    e, a, b, r, c = _entries(layer)
+    dense = torch.zeros(layer.shape, dtype=W.dtype, device=W.device)
+    dense[r, c] = W[e, a, b]
     return dense
+
+
+def blocks_of(layer: BlockSparseLinear, weight: Tensor) -> Tensor:
+    """A dense ``(out, in)`` weight (e.g. a ``MaskedLinear``'s) by the blocks of ``layer``."""
+    e, a, b, r, c = _entries(layer)
+    blocks = torch.zeros(layer.weight.shape, dtype=weight.dtype, device=weight.device)
+    blocks[e, a, b] = weight[r.to(weight.device), c.to(weight.device)]
+    return blocks
 
 
 @torch.no_grad()
 def load_dense(layer: BlockSparseLinear, weight: Tensor) -> None:
-    """Sets a block-sparse layer's blocks from a dense ``(out, in)`` weight (a ``MaskedLinear``'s)."""
-    ko, ki = layer.units
-    e, a, b = torch.nonzero(layer.mask, as_tuple=True)
-    layer.weight.zero_()
-    layer.weight[e, a, b] = weight[layer.rows[e] * ko + a, layer.cols[e] * ki + b].to(layer.weight)
+    """Sets a block-sparse layer's blocks from a dense ``(out, in)`` weight."""
+    layer.weight.copy_(blocks_of(layer, weight))
