@@ -46,6 +46,13 @@ def use_sparse(adjacency: Tensor, hidden_per_set: int = 4, singletons: bool = Fa
     return units >= SPARSE_MIN_UNITS and int(torch.count_nonzero(A)) <= 0.1 * D * D
 
 
+def _batch_first(t: Tensor, batch: torch.Size) -> Tensor:
+    """``(D, N)`` batch-last activations as contiguous ``(*batch, D)``: the elementwise ops that
+    follow (the residual sum, the Newton step) are several times slower on mixed layouts.
+    """
+    return t.T.contiguous().view(*batch, t.shape[0])
+
+
 class GRFBlock(LazyTransform):
     r"""One graphical residual block: ``block(c)`` is the transform :math:`z \mapsto z + g(z \oplus c)`.
 
@@ -271,19 +278,20 @@ class GraphicalResidualTransform(Transform):
         W, b = self.layers[0]
         if block.sparse:
             first = block.layers[0]
-            t = block_apply(W[:D], self.off_first, b, u.T, first.rows[D:], first.cols[D:])
+            # batch-last and contiguous once: the gathers and products below read rows
+            t = block_apply(W[:D], self.off_first, b, u.T.contiguous(), first.rows[D:], first.cols[D:])
         else:
             t = torch.addmm(b[:, None], W, u.T)
         if not diag:
             for l, act in enumerate(block.activations):
                 t = self._hidden(l + 1, act.phi(t))
-            return t.T.reshape(*batch, D), None
+            return _batch_first(t, batch), None
         delta = self.delta0[:, None].expand(D * k, N)
         for l, act in enumerate(block.activations):
             h, e = act.phi_jvp(t, delta)
             t = self._hidden(l + 1, h)
             delta = torch.bmm(self.diag_blocks[l], e.view(D, k, N)).view(-1, N)
-        return t.T.reshape(*batch, D), delta.T.reshape(*batch, D)
+        return _batch_first(t, batch), _batch_first(delta, batch)
 
     def _call(self, z: Tensor) -> Tensor:
         return z + self.g(z, diag=False)[0]
