@@ -185,3 +185,22 @@ def test_dense_checkpoints_load_on_the_sparse_path(conditioning):
     other = GraphicalResidualFlow(random_graph(12, 0.3, context=2, seed=8)[0], C, sparse=True, **kw)
     with pytest.raises(ValueError, match="does not match"):
         other.load_state_dict(dense.state_dict())
+
+
+def test_sync_by_lanczos_reaches_the_exact_norm(monkeypatch):
+    """When power iteration is cut short, Lanczos still gives the layer's exact spectral norm."""
+    import sirenvae.flows.sparse as sparse_module
+
+    monkeypatch.setattr(sparse_module, "SYNC_POWER_ITERATIONS", 5)
+    torch.manual_seed(4)
+    flow = GraphicalResidualFlow(sparse_dag(300, seed=6), blocks=1, hidden_per_set=2, sparse=True).double()
+    for layer in flow.blocks[0].layers:
+        with torch.no_grad():
+            layer.weight.mul_(1 + torch.randn_like(layer.weight))
+    flow.eval()
+    for layer in flow.blocks[0].layers:
+        W = layer.masked()
+        exact = torch.linalg.matrix_norm(
+            dense_weight(layer, W)[:, : layer.bounded_blocks * layer.units[1]], ord=2
+        )
+        torch.testing.assert_close(layer.sigma(W), exact, rtol=1e-9, atol=0)
