@@ -154,7 +154,8 @@ class ParentConditionedTransform(Transform):
             if self.affine is not None:
                 y = u * torch.exp(self.affine[3]) + self._offset(z)
             for block in reversed(self.blocks):
-                r = fixed_point(block.bind(ctx).g, y, opts)
+                # full Newton steps: errors left in a parent are amplified by the sweeps after it
+                r = fixed_point(block.bind(ctx).g, y, opts, chord=False)
                 iterations.extend(r.iterations)
                 residual, converged = max(residual, r.residual), converged and r.converged
                 y = r.z
