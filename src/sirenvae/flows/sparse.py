@@ -278,10 +278,10 @@ class BlockSparseLinear(nn.Module):
         return W * per_block.view(-1, 1, 1)
 
     def spectral_norm(self) -> Tensor:
-        """The spectral norm of the normalised weight: dense SVD up to 4e7 entries, else Lanczos."""
+        """The spectral norm of the normalised weight: dense SVD up to 1e6 entries, else Lanczos."""
         with torch.no_grad():
             W = self.normalized_weight(update=False).double()
-            if self.shape[0] * self.bounded_blocks * self.units[1] <= 4e7:
+            if self.shape[0] * self.bounded_blocks * self.units[1] <= 1e6:
                 return torch.linalg.matrix_norm(dense_weight(self, W)[:, : self.v.numel()], ord=2)
             Wb = self._bounded_weight(W)
             return top_singular(lambda q: self._rmatvec(Wb, self._matvec(Wb, q)), self.v.double(), 1e-12)[0]
