@@ -10,8 +10,10 @@ object with the keys below (stable, for ``make bench``). Run:
 
 Keys: ``graph``, ``nodes``, ``edges``, ``batch``, ``blocks``, ``conditioning``, ``affine``, ``sparse``
 (the path used), ``threads``; ``build_s`` (constructing the flow), ``eval_sync_s`` (``.eval()``:
-converging the power vectors), ``forward_logdet_s`` (first call, cold) and ``forward_logdet_warm_s``,
-``inverse_s`` (``solve`` to atol 1e-5), ``inverse_iterations``, ``inverse_converged``,
+converging the power vectors), ``forward_logdet_s`` (first call, cold), ``forward_logdet_warm_s``
+and ``inverse_s`` (``solve`` to atol 1e-5; medians of ``--repeats`` calls) with their process CPU
+times ``forward_logdet_cpu_s`` and ``inverse_cpu_s`` (robust to a busy machine at 1 thread),
+``inverse_iterations``, ``inverse_converged``,
 ``round_trip_error``, ``ladj_finite``, ``effective_weights``, ``stored_weights`` (parameters
 stored), ``baseline_mib`` (RSS before building), ``after_build_mib``, ``peak_mib``.
 """
@@ -23,6 +25,7 @@ import gzip
 import json
 import re
 import resource
+import statistics
 import time
 from pathlib import Path
 
@@ -58,6 +61,17 @@ def munin_dag() -> torch.Tensor:
         for p in filter(None, (q.strip() for q in parents.split(","))):
             A[index[child.strip()], index[p]] = True
     return A
+
+
+def timed(fn, repeats: int) -> tuple[float, float, object]:
+    """Median wall time and median process CPU time of ``fn`` over ``repeats`` calls, and its value."""
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t, c = time.perf_counter(), time.process_time()
+        value = fn()
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return statistics.median(wall), statistics.median(cpu), value
 
 
 def peak_mib() -> float:
@@ -97,12 +111,12 @@ def run(args: argparse.Namespace) -> dict:
         t = time.perf_counter()
         y, ladj = flow().call_and_ladj(z)
         out["forward_logdet_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        y, ladj = flow().call_and_ladj(z)
-        out["forward_logdet_warm_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        result = flow().solve(y, atol=1e-5)
-        out["inverse_s"] = time.perf_counter() - t
+        out["forward_logdet_warm_s"], out["forward_logdet_cpu_s"], (y, ladj) = timed(
+            lambda: flow().call_and_ladj(z), args.repeats
+        )
+        out["inverse_s"], out["inverse_cpu_s"], result = timed(
+            lambda: flow().solve(y, atol=1e-5), args.repeats
+        )
     out["inverse_iterations"] = list(result.iterations)
     out["inverse_converged"] = result.converged
     out["round_trip_error"] = float((result.z - z).abs().max())
@@ -123,6 +137,7 @@ def main() -> dict:
     p.add_argument("--affine", action="store_true")
     p.add_argument("--sparse", choices=["auto", "on", "off"], default="auto")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3, help="median of this many warm calls")
     p.add_argument("--json", default=None, help="also write the JSON object to this file")
     args = p.parse_args()
     out = run(args)
