@@ -116,29 +116,29 @@ class GRFBlock(LazyTransform):
         self.activations = torch.nn.ModuleList(make_activation(activation) for _ in range(hidden_layers))
         D, k = self.features, self.units
         self.register_buffer("_designated", torch.arange(D).repeat_interleave(k), persistent=False)
-        self._split = not sparse and hidden_layers >= 2 and self._plan_split(masks.layers[1])
+        self._split = not sparse and hidden_layers >= 2 and self._plan_split(masks.layers[1], k, "_off_")
+        self._split_last = not sparse and self._plan_split(masks.layers[-1], 1, "_last_")
 
-    def _plan_split(self, mask: Tensor) -> bool:
-        """Plans hidden -> hidden layers as diagonal blocks plus off-diagonal block rows/columns.
+    def _plan_split(self, mask: Tensor, out_units: int, prefix: str) -> bool:
+        """Plans a layer into hidden units as diagonal blocks plus off-diagonal block rows/columns.
 
-        Units of one designated variable form ``k x k`` diagonal blocks (a batched matmul); the few
-        blocks between different variables are gathered into one small dense matmul. Returns False
-        (plain dense matmuls) when the off-diagonal part is not much smaller than the whole.
+        Units of one designated variable form ``out_units x k`` diagonal blocks (a batched matmul);
+        the few blocks between different variables are gathered into one small dense matmul. Returns
+        False (plain dense matmuls) when the off-diagonal part is not much smaller than the whole.
         """
         D, k = self.features, self.units
-        blocks = mask.view(D, k, D, k).any(dim=(1, 3))
+        blocks = mask.view(D, out_units, D, k).any(dim=(1, 3))
         blocks.fill_diagonal_(False)
         rows = torch.nonzero(blocks.any(dim=1)).flatten()
         cols = torch.nonzero(blocks.any(dim=0)).flatten()
         if rows.numel() * cols.numel() > 0.25 * D * D:
             return False
-        units = torch.arange(k)
-        r = (rows[:, None] * k + units).flatten()
-        c = (cols[:, None] * k + units).flatten()
-        off = mask & ~torch.block_diag(*([torch.ones(k, k, dtype=torch.bool)] * D))
-        self.register_buffer("_off_rows", r, persistent=False)
-        self.register_buffer("_off_cols", c, persistent=False)
-        self.register_buffer("_off_mask", off[r][:, c], persistent=False)
+        r = (rows[:, None] * out_units + torch.arange(out_units)).flatten()
+        c = (cols[:, None] * k + torch.arange(k)).flatten()
+        off = mask & ~torch.block_diag(*([torch.ones(out_units, k, dtype=torch.bool)] * D))
+        self.register_buffer(prefix + "rows", r, persistent=False)
+        self.register_buffer(prefix + "cols", c, persistent=False)
+        self.register_buffer(prefix + "mask", off[r][:, c], persistent=False)
         return True
 
     @property
@@ -215,6 +215,8 @@ class GraphicalResidualTransform(Transform):
                 self.off.append(W[block._off_rows][:, block._off_cols] * block._off_mask if split else None)
             else:
                 self.diag_blocks.append(W.view(D, D, k).diagonal(dim1=0, dim2=1).T.unsqueeze(1).contiguous())
+                split = block._split_last and block._last_rows.numel()
+                self.off_last = W[block._last_rows][:, block._last_cols] * block._last_mask if split else None
 
     def bind(self, context: Tensor | None) -> GraphicalResidualTransform:
         """The same prepared weights with another context (no copy of the weights)."""
@@ -251,10 +253,17 @@ class GraphicalResidualTransform(Transform):
             layer = block.layers[l]
             D = block.features
             return block_apply(self.diag_blocks[l - 1], self.off[l - 1], b, h, layer.rows[D:], layer.cols[D:])
-        if l == len(block.activations) or not block._split:
-            return torch.addmm(b[:, None], W, h)
         D, k = block.features, block.units
         N = h.shape[-1]
+        if l == len(block.activations):
+            if not block._split_last:
+                return torch.addmm(b[:, None], W, h)
+            out = torch.baddbmm(b.view(D, 1, 1), self.diag_blocks[-1], h.view(D, k, N)).view(D, N)
+            if self.off_last is not None:
+                out.index_add_(0, block._last_rows, self.off_last @ h[block._last_cols])
+            return out
+        if not block._split:
+            return torch.addmm(b[:, None], W, h)
         out = torch.baddbmm(b.view(D, k, 1), self.diag_blocks[l - 1], h.view(D, k, N)).view(D * k, N)
         W_off = self.off[l - 1]
         if W_off is not None:

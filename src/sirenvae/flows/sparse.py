@@ -110,7 +110,9 @@ def block_apply(
     else:
         out = torch.baddbmm(bias, W_diag, xb[:G])
     if W_off is not None:
-        out.index_add_(0, rows, torch.bmm(W_off, xb[cols]))
+        # one input unit per group (the first layer): a broadcast product, not E matmuls of rank 1
+        y = W_off * xb[cols] if ki == 1 else torch.bmm(W_off, xb[cols])
+        out.index_add_(0, rows, y)
     return out.view(G * ko, N)
 
 
