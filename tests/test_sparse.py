@@ -204,3 +204,24 @@ def test_sync_by_lanczos_reaches_the_exact_norm(monkeypatch):
             dense_weight(layer, W)[:, : layer.bounded_blocks * layer.units[1]], ord=2
         )
         torch.testing.assert_close(layer.sigma(W), exact, rtol=1e-9, atol=0)
+
+
+def test_two_thousand_nodes_diagonal_and_sparsity_by_finite_differences():
+    """At 2,000 nodes, a block's carried diagonal matches central differences, and a change in
+    ``z_j`` moves only ``g_j`` and the children of ``j`` (sampled variables, float64)."""
+    A = sparse_dag(2000, seed=9)
+    torch.manual_seed(5)
+    block = GraphicalResidualFlow(A, blocks=1, hidden_per_set=2).double().eval().blocks[0]
+    assert block.sparse
+    t = block()
+    z = torch.randn(1, 2000, dtype=torch.float64)
+    g0, d = t.g(z)
+    h = 1e-6
+    for j in torch.randperm(2000, generator=torch.Generator().manual_seed(0))[:12].tolist():
+        e = torch.zeros_like(z)
+        e[0, j] = h
+        plus, minus = t.g(z + e, False)[0], t.g(z - e, False)[0]
+        assert abs((plus - minus)[0, j] / (2 * h) - d[0, j]) < 1e-6
+        moved = torch.nonzero((plus - g0)[0]).flatten()
+        allowed = set(torch.nonzero(A[:, j]).flatten().tolist()) | {j}
+        assert set(moved.tolist()) <= allowed and j in set(moved.tolist())
