@@ -148,17 +148,19 @@ class ParentConditionedTransform(Transform):
         iterations: list[int] = []
         residual, converged = 0.0, True
         tol = opts.atol + (4 * torch.finfo(u.dtype).eps if opts.rtol is None else opts.rtol) * u.abs()
+        # each block's solution of the last sweep starts its next solve: settled variables stay put
+        starts: list[Tensor | None] = [None] * len(self.blocks)
         for _ in range(max(1, self.sweeps)):
             ctx = self._block_context(z)
             y = u
             if self.affine is not None:
                 y = u * torch.exp(self.affine[3]) + self._offset(z)
-            for block in reversed(self.blocks):
+            for i, block in reversed(list(enumerate(self.blocks))):
                 # full Newton steps: errors left in a parent are amplified by the sweeps after it
-                r = fixed_point(block.bind(ctx).g, y, opts, chord=False)
+                r = fixed_point(block.bind(ctx).g, y, opts, chord=False, start=starts[i])
                 iterations.extend(r.iterations)
                 residual, converged = max(residual, r.residual), converged and r.converged
-                y = r.z
+                y = starts[i] = r.z
             settled = bool(((y - z).abs() <= tol).all())
             z = y
             if settled:

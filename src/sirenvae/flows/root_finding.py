@@ -107,18 +107,21 @@ class InverseResult:
 
 
 @torch.no_grad()
-def fixed_point(g: Residual, y: Tensor, options: RootFinding, chord: bool = True) -> InverseResult:
+def fixed_point(
+    g: Residual, y: Tensor, options: RootFinding, chord: bool = True, start: Tensor | None = None
+) -> InverseResult:
     r"""Solves :math:`y = z + g(z)` for :math:`z` without gradients; never raises.
 
     With ``chord``, Newton keeps the Jacobian diagonal of its last evaluation while the residual
     falls at least :data:`CHORD_RATE`-fold per iteration (:math:`g` alone costs about 2/3 of
     :math:`g` with its diagonal), and evaluates it anew otherwise. Without, every step is a full
-    Newton step, whose last one usually lands far inside the tolerance.
+    Newton step, whose last one usually lands far inside the tolerance. ``start`` is the first
+    iterate (:math:`y` by default), e.g. the solution of a nearby problem.
     """
     rtol = 4 * torch.finfo(y.dtype).eps if options.rtol is None else options.rtol
     newton = options.method == "newton"
     tol = options.atol + rtol * y.abs()
-    z = y.clone()
+    z = y.clone() if start is None else start.clone()
     residual, previous, d = math.inf, math.inf, None
     for it in range(options.max_iter + 1):
         gz, new_d = g(z, newton and (d is None or not chord or residual > CHORD_RATE * previous))
