@@ -1,8 +1,12 @@
 """GRF against zuko's structured MAF and normflows' residual flow, on the ecoli70 and arth150 DAGs.
 
-Same depth, matched effective weights (unmasked entries, not numel()), batch 1024, float32, 2 threads.
-Prints one table; ratios are measured in the same run. Run: `make bench` or
-`python benchmarks/flows.py [--repeats N] [--json out.json]`.
+Same depth, batch 1024, float32, 2 threads. zuko is matched two ways (``--match``): ``weights``, the
+same effective weights (unmasked entries, not numel()), and ``default``, zuko's default hidden sizes.
+Prints one table; ratios are measured in the same run (interleaved medians). ``--json`` writes a list
+of rows, one per network and matching, with the keys of the table and ``network``, ``match``,
+``ratio_logdet_overhead``, ``ratio_log_prob_vs_zuko``, ``ratio_sample_vs_zuko``,
+``speedup_vs_normflows``. Run: `make bench` or
+`python benchmarks/flows.py [--repeats N] [--match weights,default] [--json out.json]`.
 """
 
 from __future__ import annotations
@@ -26,11 +30,15 @@ def zuko_effective(flow) -> int:
     return sum(int(m.mask.sum()) for m in flow.modules() if isinstance(m, zuko.nn.MaskedLinear))
 
 
-def make_zuko(A: torch.Tensor, blocks: int, target: int):
+def make_zuko(A: torch.Tensor, blocks: int, target: int | None):
+    """zuko's MAF on the same DAG with ``target`` effective weights, or its default hidden sizes."""
     import zuko
 
     D = A.shape[0]
     Ad = A | torch.eye(D, dtype=torch.bool)
+    if target is None:
+        flow = zuko.flows.MAF(D, 0, transforms=blocks, adjacency=Ad)
+        return flow, zuko_effective(flow), "default"
     best = None
     for h in range(8, 20 * D, 4):
         flow = zuko.flows.MAF(D, 0, transforms=blocks, adjacency=Ad, hidden_features=(h, h))
@@ -55,7 +63,10 @@ def make_normflows(D: int, blocks: int, target: int):
     return model, blocks * (2 * D * h + h * h), h
 
 
-def bench_network(name: str, blocks: int, hidden_per_set: int, batch: int, repeats: int) -> dict:
+def bench_network(
+    name: str, blocks: int, hidden_per_set: int, batch: int, repeats: int, matches: list[str]
+) -> list[dict]:
+    """One row per way of matching zuko; GRF and every zuko variant are timed interleaved."""
     net = load_network(name)
     A = net.graph.adjacency()
     D = A.shape[0]
@@ -65,12 +76,12 @@ def bench_network(name: str, blocks: int, hidden_per_set: int, batch: int, repea
     x = net.sample(batch, seed=0).float()
     x = (x - x.mean(0)) / x.std(0)
     row: dict = {"network": name, "D": D, "blocks": blocks, "grf_effective": eff}
-
-    zflow = None
+    zuko_flows: dict = {}
     try:
-        zflow, zeff, zh = make_zuko(A, blocks, eff)
-        zflow.eval()
-        row.update(zuko_effective=zeff, zuko_hidden=zh)
+        for m in matches:
+            zflow, zeff, zh = make_zuko(A, blocks, eff if m == "weights" else None)
+            zuko_flows[m] = zflow.eval()
+            row.update({f"zuko_effective_{m}": zeff, f"zuko_hidden_{m}": zh})
     except ImportError:
         pass
     with torch.no_grad():
@@ -82,10 +93,10 @@ def bench_network(name: str, blocks: int, hidden_per_set: int, batch: int, repea
             "grf_log_prob_ms": lambda: dist.log_prob(x),
         }
         sfns = {"grf_sample_ms": lambda: dist.sample((batch,))}
-        if zflow is not None:
+        for m, zflow in zuko_flows.items():
             zd = zflow()
-            fns["zuko_log_prob_ms"] = lambda: zd.log_prob(x)
-            sfns["zuko_sample_ms"] = lambda: zd.sample((batch,))
+            fns[f"zuko_log_prob_ms_{m}"] = lambda zd=zd: zd.log_prob(x)
+            sfns[f"zuko_sample_ms_{m}"] = lambda zd=zd: zd.sample((batch,))
         row.update(interleaved(fns, repeats))
         row.update(interleaved(sfns, max(3, repeats // 4)))
         eps = torch.randn(batch, D)
@@ -100,14 +111,14 @@ def bench_network(name: str, blocks: int, hidden_per_set: int, batch: int, repea
         (-grf().log_prob(x).mean()).backward()
 
     steps = {"grf_train_step_ms": grf_step}
-    if zflow is not None:
+    for m, zflow in zuko_flows.items():
         zflow.train()
 
-        def zuko_step():
+        def zuko_step(zflow=zflow):
             zflow.zero_grad()
             (-zflow().log_prob(x).mean()).backward()
 
-        steps["zuko_train_step_ms"] = zuko_step
+        steps[f"zuko_train_step_ms_{m}"] = zuko_step
     row.update(interleaved(steps, max(3, repeats // 2)))
 
     try:
@@ -119,7 +130,20 @@ def bench_network(name: str, blocks: int, hidden_per_set: int, batch: int, repea
             row["normflows_sample_ms"] = timeit(lambda: model.sample(batch), 3, warmup=1)
     except ImportError:
         row["normflows_log_prob_ms"] = None
-    return row
+    rows = []
+    for m in matches:
+        r = {k: v for k, v in row.items() if not k.endswith(tuple(f"_{n}" for n in matches))}
+        r["match"] = m
+        for key in (
+            "zuko_effective",
+            "zuko_hidden",
+            "zuko_log_prob_ms",
+            "zuko_sample_ms",
+            "zuko_train_step_ms",
+        ):
+            r[key] = row.get(f"{key}_{m}")
+        rows.append(r)
+    return rows
 
 
 def ratio(a, b):
@@ -138,19 +162,25 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--match", default="weights", help="weights (same effective weights), default")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    matches = args.match.split(",")
+    if not set(matches) <= {"weights", "default"}:
+        raise SystemExit(f"--match takes weights and/or default, got {args.match!r}")
     rows = [
-        bench_network(n, args.blocks, args.hidden_per_set, args.batch, args.repeats)
+        r
         for n in args.networks.split(",")
+        for r in bench_network(n, args.blocks, args.hidden_per_set, args.batch, args.repeats, matches)
     ]
     print(
         f"\nbatch {args.batch}, float32, {args.threads} threads, {args.blocks} blocks/transforms, "
         f"torch {torch.__version__}; times in ms (median)\n"
     )
     head = (
-        "| network | D | eff. weights GRF / zuko / normflows | GRF fwd-only | GRF fwd+logdet | GRF log_prob"
+        "| network | zuko | D | eff. weights GRF / zuko / normflows | GRF fwd-only | GRF fwd+logdet"
+        " | GRF log_prob"
         " | zuko log_prob"
         " | normflows log_prob | GRF sample | zuko sample | normflows sample | GRF train step"
         " | zuko train step |"
@@ -159,7 +189,8 @@ def main() -> None:
     print("|" + "---|" * (head.count("|") - 1))
     for r in rows:
         print(
-            f"| {r['network']} | {r['D']} | {r['grf_effective']} / {r.get('zuko_effective', '-')} / "
+            f"| {r['network']} | {r['match']} | {r['D']} | "
+            f"{r['grf_effective']} / {r.get('zuko_effective', '-')} / "
             f"{r.get('normflows_effective', '-')} | {fmt(r['grf_forward_only_ms'])} | "
             f"{fmt(r['grf_forward_ladj_ms'])} | "
             f"{fmt(r['grf_log_prob_ms'])} | {fmt(r.get('zuko_log_prob_ms'))} | "
@@ -169,17 +200,18 @@ def main() -> None:
         )
     print("\nratios (target in brackets)\n")
     print(
-        "| network | GRF fwd+logdet / fwd-only [<= 1.25] | GRF / zuko log_prob [<= 1.0] | "
-        "GRF / zuko sample [<= 1.0] | normflows / GRF log_prob [>= 20] | GRF inverse iterations |"
+        "| network | zuko | GRF fwd+logdet / fwd-only [<= 1.25] | GRF / zuko log_prob [<= 0.8] | "
+        "GRF / zuko sample [<= 0.4] | normflows / GRF log_prob [>= 20] | GRF inverse iterations |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         r["ratio_logdet_overhead"] = ratio(r["grf_forward_ladj_ms"], r["grf_forward_only_ms"])
         r["ratio_log_prob_vs_zuko"] = ratio(r["grf_log_prob_ms"], r.get("zuko_log_prob_ms"))
         r["ratio_sample_vs_zuko"] = ratio(r["grf_sample_ms"], r.get("zuko_sample_ms"))
         r["speedup_vs_normflows"] = ratio(r.get("normflows_log_prob_ms"), r["grf_log_prob_ms"])
         print(
-            f"| {r['network']} | {fmt(r['ratio_logdet_overhead'])} | {fmt(r['ratio_log_prob_vs_zuko'])} | "
+            f"| {r['network']} | {r['match']} | {fmt(r['ratio_logdet_overhead'])} | "
+            f"{fmt(r['ratio_log_prob_vs_zuko'])} | "
             f"{fmt(r['ratio_sample_vs_zuko'])} | {fmt(r['speedup_vs_normflows'], 1)} | "
             f"{r['grf_inverse_iterations']} |"
         )

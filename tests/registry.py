@@ -55,6 +55,13 @@ CASES = {
     "d30-h1-elu": FlowCase(30, 0.15, hidden_layers=1, activation="elu", blocks=3, seed=4),
     "d40-h2-ctx3": FlowCase(40, 0.1, context=3, hidden_per_set=2, seed=5),
     "d40-h3-dense": FlowCase(40, 0.6, hidden_layers=3, hidden_per_set=1, blocks=1, seed=6),
+    # the block-sparse path (automatic for large graphs) through every property test
+    "d12-h3-tanh-sparse": FlowCase(
+        12, 0.3, hidden_layers=3, activation="tanh", seed=2, kwargs={"sparse": True}
+    ),
+    "d20-h2-ctx4-singletons-sparse": FlowCase(
+        20, 0.2, context=4, singletons=True, seed=3, kwargs={"sparse": True}
+    ),
 }
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -101,6 +108,9 @@ PARENT_CASES = {
     )
     for T, ctx, affine in [(1, 0, False), (3, 2, False), (5, 0, True), (3, 3, True), (0, 2, True)]
 }
+PARENT_CASES["parents-T3-ctx-affine-sparse"] = FlowCase(
+    8, 0.4, context=3, blocks=3, seed=13, kwargs={"conditioning": "parents", "affine": True, "sparse": True}
+)
 
 
 TRANSFORMS = _transform_cases()

@@ -187,6 +187,7 @@ def test_state_dict_round_trip(case, dtype, device):
             hidden_per_set=CASES[case].hidden_per_set,
             activation=CASES[case].activation,
             singletons=CASES[case].singletons,
+            **CASES[case].kwargs,
         )
         .to(DTYPES[dtype])
         .eval()

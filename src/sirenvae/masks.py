@@ -21,7 +21,17 @@ from dataclasses import dataclass
 import torch
 from torch import BoolTensor, Tensor
 
-__all__ = ["GraphicalMasks", "check_adjacency", "graphical_masks", "inclusion_mask", "variable_sets"]
+__all__ = [
+    "BlockLayer",
+    "GraphicalBlocks",
+    "GraphicalMasks",
+    "check_adjacency",
+    "graphical_blocks",
+    "graphical_masks",
+    "inclusion_mask",
+    "topological_levels",
+    "variable_sets",
+]
 
 
 def inclusion_mask(receiver: Tensor, sender: Tensor) -> BoolTensor:
@@ -46,16 +56,7 @@ def check_adjacency(
         raise ValueError(f"adjacency must be a non-empty square (D, D) matrix, got {tuple(A.shape)}")
     A = A.bool().clone()
     A.fill_diagonal_(False)
-    # Kahn's algorithm: a DAG can be emptied by removing nodes without parents
-    remaining = A.clone()
-    alive = torch.ones(A.shape[0], dtype=torch.bool)
-    while alive.any():
-        free = alive & ~remaining[:, alive].any(dim=1)
-        if not free.any():
-            cycle = torch.nonzero(alive).flatten().tolist()
-            raise ValueError(f"adjacency is not acyclic: variables {cycle[:10]} lie on or after a cycle")
-        alive &= ~free
-        remaining[:, free] = False
+    topological_levels(A)
     if context_adjacency is None:
         C = torch.zeros(A.shape[0], 0, dtype=torch.bool)
     else:
@@ -65,6 +66,32 @@ def check_adjacency(
                 f"context_adjacency must have shape (D, C) = ({A.shape[0]}, C), got {tuple(C.shape)}"
             )
     return A, C
+
+
+def topological_levels(A: Tensor) -> Tensor:
+    """The generation of every node of ``A`` (``A[i, j]``: j is a parent of i; roots are 0).
+
+    Kahn's algorithm on the edge list, one generation at a time, so the cost grows with the edges;
+    raises one clear line if ``A`` has a cycle.
+    """
+    D = A.shape[0]
+    child, parent = torch.nonzero(A.cpu(), as_tuple=True)
+    keep = child != parent
+    child, parent = child[keep], parent[keep]
+    indegree = torch.bincount(child, minlength=D)
+    level = torch.zeros(D, dtype=torch.long)
+    alive = torch.ones(D, dtype=torch.bool)
+    g = 0
+    while alive.any():
+        free = alive & (indegree == 0)
+        if not free.any():
+            cycle = torch.nonzero(alive).flatten().tolist()
+            raise ValueError(f"adjacency is not acyclic: variables {cycle[:10]} lie on or after a cycle")
+        level[free] = g
+        alive &= ~free
+        indegree = indegree - torch.bincount(child[free[parent]], minlength=D)
+        g += 1
+    return level
 
 
 def variable_sets(adjacency: Tensor, context_adjacency: Tensor | None = None) -> BoolTensor:
@@ -137,3 +164,123 @@ def graphical_masks(
     last = inclusion_mask(S, kinds)[:, unit_kind]
     layers = (first, *([hidden] * (hidden_layers - 1)), last)
     return GraphicalMasks(tuple(M.contiguous() for M in layers), k, D, DC - D)
+
+
+@dataclass(frozen=True)
+class BlockLayer:
+    """One layer of a graphical MLP stored by blocks between the unit groups of variables.
+
+    Receiving group ``rows[e]`` gets a dense ``out_units x in_units`` block from sending group
+    ``cols[e]``, with the pattern ``mask[e]``. The first ``out_blocks`` blocks are the diagonal
+    (``rows = cols = arange``): a unit group's connections from its own variable's group. Memory
+    grows with the number of blocks, that is with the edges of the graph, not with ``D^2``.
+    """
+
+    rows: Tensor
+    cols: Tensor
+    mask: BoolTensor
+    out_blocks: int
+    in_blocks: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The shape ``(out, in)`` of the equivalent dense mask."""
+        return self.out_blocks * self.mask.shape[1], self.in_blocks * self.mask.shape[2]
+
+    def units(self) -> tuple[Tensor, Tensor]:
+        """Unit-level ``(row, col)`` of every kept connection, in the order of ``mask.nonzero()``."""
+        e, a, b = torch.nonzero(self.mask, as_tuple=True)
+        return self.rows[e] * self.mask.shape[1] + a, self.cols[e] * self.mask.shape[2] + b
+
+    def dense(self) -> BoolTensor:
+        """The equivalent dense ``(out, in)`` mask (for checks on small graphs)."""
+        M = torch.zeros(self.shape, dtype=torch.bool)
+        M[self.units()] = True
+        return M
+
+
+@dataclass(frozen=True)
+class GraphicalBlocks:
+    """The masks of one graphical MLP by blocks (:class:`BlockLayer`), as :class:`GraphicalMasks`."""
+
+    layers: tuple[BlockLayer, ...]
+    units: int
+    features: int
+    context: int
+
+    @property
+    def effective_weights(self) -> int:
+        """The number of unmasked weights (biases excluded)."""
+        return int(sum(int(layer.mask.sum()) for layer in self.layers))
+
+
+def _subsets(D: int, width: int, members: tuple[Tensor, Tensor], pairs: tuple[Tensor, Tensor]) -> Tensor:
+    r"""For pairs ``(v, w)``: is :math:`S_w \subseteq S_v`? Sets are ``(variable, member)`` lists."""
+    var, elem = members
+    order = torch.argsort(var, stable=True)
+    sorted_elem = elem[order]
+    size = torch.bincount(var, minlength=D)
+    start = torch.cumsum(size, 0) - size
+    key = torch.sort(var * width + elem).values
+    v, w = pairs
+    count = size[w]
+    pair = torch.repeat_interleave(torch.arange(v.numel()), count)
+    offset = torch.arange(pair.numel()) - torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
+    query = v[pair] * width + sorted_elem[start[w][pair] + offset]
+    pos = torch.searchsorted(key, query).clamp(max=max(key.numel() - 1, 0))
+    missing = key[pos] != query
+    bad = torch.zeros(v.numel(), dtype=torch.bool)
+    bad[pair[missing]] = True
+    return ~bad
+
+
+def graphical_blocks(
+    adjacency: Tensor,
+    context_adjacency: Tensor | None = None,
+    *,
+    hidden_per_set: int = 4,
+    hidden_layers: int = 2,
+    singletons: bool = False,
+) -> GraphicalBlocks:
+    r"""The masks of :func:`graphical_masks` by blocks, built from the edge list in :math:`O(|E|)`.
+
+    Unit group ``v`` may only receive from the groups of :math:`\{v\} \cup pa(v)` (and, in the first
+    layer, from the inputs in :math:`S_v`): a set :math:`S_w \ni w` lies in :math:`S_v` only if
+    :math:`w \in S_v`. Hidden groups of a parent ``w`` are kept iff :math:`S_w \subseteq S_v`.
+    """
+    if hidden_per_set < 1:
+        raise ValueError(f"hidden_per_set must be >= 1, got {hidden_per_set}")
+    if hidden_layers < 1:
+        raise ValueError(f"hidden_layers must be >= 1, got {hidden_layers}")
+    A, C = check_adjacency(adjacency, context_adjacency)
+    D, Cn = A.shape[0], C.shape[1]
+    child, parent = torch.nonzero(A, as_tuple=True)
+    cchild, cparent = torch.nonzero(C, as_tuple=True)
+    ar = torch.arange(D)
+    members = (torch.cat([ar, child, cchild]), torch.cat([ar, parent, cparent + D]))
+    subset = _subsets(D, D + Cn, members, (child, parent))
+    single_set = torch.bincount(members[0], minlength=D) == 1  # S_v = {v}
+    p = hidden_per_set
+    k = 2 * p if singletons else p
+    is_set = torch.arange(k) < p  # the unit carries S_v (else the singleton {v})
+    E = child.numel()
+
+    def layer(rows: Tensor, cols: Tensor, mask: Tensor, in_blocks: int) -> BlockLayer:
+        keep = torch.cat([torch.ones(D, dtype=torch.bool), mask[D:].flatten(1).any(1)])
+        return BlockLayer(rows[keep], cols[keep], mask[keep].contiguous(), D, in_blocks)
+
+    # input -> hidden: group v receives input j in S_v (its singleton units only its own input)
+    first_mask = torch.cat(
+        [torch.ones(D, k, 1, dtype=torch.bool), is_set.view(1, k, 1).expand(E + cchild.numel(), k, 1)]
+    )
+    first = layer(torch.cat([ar, child, cchild]), torch.cat([ar, parent, cparent + D]), first_mask, D + Cn)
+    # hidden -> hidden: [out, in] iff set(in) ⊆ set(out)
+    out_set, in_set = is_set.view(k, 1), is_set.view(1, k)
+    diag = (~(~out_set & in_set)).expand(D, k, k) | single_set.view(D, 1, 1)
+    off = out_set & (~in_set | (in_set & subset.view(E, 1, 1)))
+    hidden = layer(torch.cat([ar, child]), torch.cat([ar, parent]), torch.cat([diag, off]), D)
+    # hidden -> output i (which carries S_i)
+    off_last = ~is_set.view(1, 1, k) | subset.view(E, 1, 1)
+    last_mask = torch.cat([torch.ones(D, 1, k, dtype=torch.bool), off_last.expand(E, 1, k)])
+    last = layer(torch.cat([ar, child]), torch.cat([ar, parent]), last_mask, D)
+    return GraphicalBlocks((first, *([hidden] * (hidden_layers - 1)), last), k, D, Cn)

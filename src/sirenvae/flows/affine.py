@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from sirenvae.flows.core import LazyTransform, Transform, check_context, check_inputs
 from sirenvae.flows.root_finding import InverseResult
-from sirenvae.masks import check_adjacency
+from sirenvae.masks import check_adjacency, topological_levels
 
 __all__ = ["GraphAffine", "GraphAffineTransform", "affine_offset"]
 
@@ -26,20 +26,26 @@ INIT_COUPLING = 0.1
 
 def topological_order(A: Tensor) -> Tensor:
     """A topological order of the DAG ``A`` (``A[i, j]``: ``j`` is a parent of ``i``)."""
-    order: list[int] = []
-    placed = torch.zeros(A.shape[0], dtype=torch.bool)
-    while len(order) < A.shape[0]:
-        free = torch.nonzero(~placed & ~(A & ~placed).any(dim=1)).flatten()
-        order.extend(free.tolist())
-        placed[free] = True
-    return torch.tensor(order, dtype=torch.long)
+    return torch.argsort(topological_levels(A), stable=True)
 
 
-def affine_offset(B: Tensor, C: Tensor | None, b: Tensor, z: Tensor | None, c: Tensor | None) -> Tensor:
-    r""":math:`b + B z + C c` with masked couplings (either term skipped when absent)."""
+#: Couplings by edges: ``(child, parent, weight)``, ``B[child, parent] = weight``.
+EdgeCoupling = tuple[Tensor, Tensor, Tensor]
+
+
+def affine_offset(
+    B: Tensor | EdgeCoupling, C: Tensor | None, b: Tensor, z: Tensor | None, c: Tensor | None
+) -> Tensor:
+    r""":math:`b + B z + C c` with masked couplings (either term skipped when absent); ``B`` dense
+    ``(D, D)`` or by edges (gathered and added per child, cost by edges).
+    """
     out = b
     if z is not None:
-        out = out + z @ B.T
+        if isinstance(B, tuple):
+            child, parent, w = B
+            out = out + torch.zeros_like(z).index_add(-1, child, z[..., parent] * w)
+        else:
+            out = out + z @ B.T
     if C is not None and c is not None:
         out = out + c.to(b.dtype) @ C.T
     return out
@@ -51,6 +57,9 @@ class GraphAffine(LazyTransform):
     Arguments:
         adjacency: ``(D, D)`` boolean, ``A[i, j]`` iff ``j`` is a parent of ``i`` (a DAG).
         context_adjacency: ``(D, C)`` boolean, which context inputs each variable sees.
+        sparse: Keep one coupling per edge (``coupling`` of shape ``(edges,)``, in the order of
+            ``A.nonzero()``) instead of a masked ``(D, D)`` matrix; the inverse then goes by
+            generations (a sweep per generation) instead of a dense triangular solve.
 
     Example:
         >>> A = torch.tensor([[0, 0], [1, 0]], dtype=torch.bool)
@@ -60,29 +69,59 @@ class GraphAffine(LazyTransform):
         True
     """
 
-    def __init__(self, adjacency: Tensor, context_adjacency: Tensor | None = None) -> None:
+    def __init__(
+        self, adjacency: Tensor, context_adjacency: Tensor | None = None, *, sparse: bool = False
+    ) -> None:
         super().__init__()
         A, C = check_adjacency(adjacency, context_adjacency)
         D = A.shape[0]
         self.features, self.context_features = D, C.shape[1]
-        self.register_buffer("mask", A)
+        self.sparse = sparse
+        levels = topological_levels(A)
+        self._generations = int(levels.max()) + 1
+        if sparse:
+            child, parent = torch.nonzero(A, as_tuple=True)
+            self.register_buffer("child", child)
+            self.register_buffer("parent", parent)
+            self.coupling = nn.Parameter(torch.randn(child.shape) * INIT_COUPLING)
+        else:
+            self.register_buffer("mask", A)
+            self.register_buffer("_order", torch.argsort(levels, stable=True), persistent=False)
+            self.coupling = nn.Parameter(torch.randn(D, D) * INIT_COUPLING * A)
         self.register_buffer("context_mask", C)
-        self.register_buffer("_order", topological_order(A), persistent=False)
-        self.coupling = nn.Parameter(torch.randn(D, D) * INIT_COUPLING * A)
         context = nn.Parameter(torch.randn(C.shape) * INIT_COUPLING * C) if C.shape[1] else None
         self.context_coupling = context
         self.shift = nn.Parameter(torch.zeros(D))
         self.log_scale = nn.Parameter(torch.zeros(D))
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """On the sparse path, also loads a dense checkpoint (a ``(D, D)`` coupling and its mask)."""
+        mask = state_dict.get(prefix + "mask")
+        if self.sparse and mask is not None:
+            A = torch.zeros(self.features, self.features, dtype=torch.bool)
+            A[self.child.cpu(), self.parent.cpu()] = True
+            if not torch.equal(mask.bool().cpu(), A):
+                raise ValueError(f"{prefix}mask of the checkpoint does not match this step's graph")
+            del state_dict[prefix + "mask"]
+            dense = state_dict[prefix + "coupling"]
+            state_dict[prefix + "coupling"] = dense[self.child.to(dense.device), self.parent.to(dense.device)]
+            state_dict.setdefault(prefix + "child", self.child)
+            state_dict.setdefault(prefix + "parent", self.parent)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @property
     def effective_weights(self) -> int:
         """The number of free parameters."""
-        return int(self.mask.sum() + self.context_mask.sum()) + 2 * self.features
+        edges = self.coupling.numel() if self.sparse else int(self.mask.sum())
+        return edges + int(self.context_mask.sum()) + 2 * self.features
 
-    def prepared(self) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
-        r"""``(B ⊙ A, C ⊙ A_c or None, b, log s)``: the step's parameters with their masks applied."""
+    def prepared(self) -> tuple[Tensor | EdgeCoupling, Tensor | None, Tensor, Tensor]:
+        r"""``(B ⊙ A, C ⊙ A_c or None, b, log s)``: the step's parameters with their masks applied
+        (``B`` by edges on the sparse path).
+        """
         C = self.context_coupling * self.context_mask if self.context_features else None
-        return self.coupling * self.mask, C, self.shift, self.log_scale
+        B = (self.child, self.parent, self.coupling) if self.sparse else self.coupling * self.mask
+        return B, C, self.shift, self.log_scale
 
     def offset(self, z: Tensor | None, c: Tensor | None) -> Tensor:
         r""":math:`b + (B \odot A) z + (C \odot A_c) c`, broadcast over leading dims."""
@@ -121,8 +160,16 @@ class GraphAffineTransform(Transform):
 
     def _inverse(self, u: Tensor) -> Tensor:
         self._check(u)
-        step, P = self.step, self.step._order
+        step = self.step
         rhs = u * torch.exp(step.log_scale) + step.offset(None, self.context)
+        if step.sparse:
+            # z = rhs + B z: after t sweeps the first t generations are exact
+            B = step.prepared()[0]
+            z = rhs
+            for _ in range(step._generations - 1):
+                z = affine_offset(B, None, rhs, z, None)
+            return z
+        P = step._order
         shape = rhs.shape[:-1]
         L = torch.eye(step.features, dtype=rhs.dtype, device=rhs.device) - step.coupling * step.mask
         L = L[P][:, P]

@@ -16,7 +16,7 @@ from sirenvae.flows.affine import GraphAffine
 from sirenvae.flows.core import ComposedTransform, LazyTransform, Transform, check_context
 from sirenvae.flows.distributions import Flow, StandardNormalBase
 from sirenvae.flows.parents import ParentConditionedTransform, generations
-from sirenvae.flows.residual import GraphicalResidualTransform, GRFBlock
+from sirenvae.flows.residual import GraphicalResidualTransform, GRFBlock, use_sparse
 from sirenvae.flows.root_finding import Method, OnFail, RootFinding
 from sirenvae.masks import check_adjacency
 
@@ -55,6 +55,9 @@ class GraphicalResidualFlow(LazyTransform):
         singletons: Also give each variable hidden units that see only itself.
         n_power_iterations: Power iterations per training step.
         atol, rtol, max_iter, method, on_fail: How the inverse is solved (:class:`RootFinding`).
+        sparse: Store every layer by blocks between variables, memory and time by edges
+            (:mod:`sirenvae.flows.sparse`); by default for large sparse graphs
+            (:func:`~sirenvae.flows.residual.use_sparse`). Both paths compute the same function.
 
     Example:
         >>> A = torch.tensor([[0, 0, 0], [1, 0, 0], [1, 1, 0]], dtype=torch.bool)
@@ -84,6 +87,7 @@ class GraphicalResidualFlow(LazyTransform):
         max_iter: int = DEFAULT_ROOT_FINDING.max_iter,
         method: Method = DEFAULT_ROOT_FINDING.method,
         on_fail: OnFail = DEFAULT_ROOT_FINDING.on_fail,
+        sparse: bool | None = None,
     ) -> None:
         super().__init__()
         if conditioning not in CONDITIONING:
@@ -94,6 +98,7 @@ class GraphicalResidualFlow(LazyTransform):
         D = A.shape[0]
         self.features, self.context_features = D, C.shape[1]
         self.conditioning = conditioning
+        self.sparse = use_sparse(A, hidden_per_set, singletons) if sparse is None else sparse
         self._sweeps = generations(A)
         options = RootFinding(atol=atol, rtol=rtol, max_iter=max_iter, method=method, on_fail=on_fail)
         self._root_finding = options
@@ -113,10 +118,11 @@ class GraphicalResidualFlow(LazyTransform):
                 n_power_iterations=n_power_iterations,
                 root_finding=options,
                 name=f"block {i}",
+                sparse=self.sparse,
             )
             for i in range(blocks)
         )
-        self.affine = GraphAffine(A, C) if affine else None
+        self.affine = GraphAffine(A, C, sparse=self.sparse) if affine else None
 
     @property
     def blocks(self) -> torch.nn.ModuleList:

@@ -27,19 +27,20 @@ from sirenvae.flows.affine import affine_offset
 from sirenvae.flows.core import Transform, check_inputs
 from sirenvae.flows.residual import GraphicalResidualTransform
 from sirenvae.flows.root_finding import InverseResult, RootFinding, fixed_point, implicit_gradient
+from sirenvae.masks import topological_levels
 
 __all__ = ["ParentConditionedTransform", "generations"]
 
 
 def generations(A: Tensor) -> int:
     """The number of topological generations of the DAG ``A`` (longest path + 1)."""
-    level = torch.zeros(A.shape[0], dtype=torch.long)
-    for _ in range(A.shape[0]):
-        new = torch.where(A, level[None, :] + 1, torch.zeros_like(A, dtype=torch.long)).amax(dim=1)
-        if torch.equal(new, level):
-            break
-        level = new
-    return int(level.max()) + 1 if A.shape[0] else 0
+    return int(topological_levels(A).max()) + 1 if A.shape[0] else 0
+
+
+def _detach(p: Tensor | tuple | None) -> Tensor | tuple | None:
+    if isinstance(p, tuple):  # couplings by edges
+        return tuple(_detach(q) for q in p)
+    return None if p is None else p.detach()
 
 
 class ParentConditionedTransform(Transform):
@@ -59,7 +60,7 @@ class ParentConditionedTransform(Transform):
     def __init__(
         self,
         blocks: list[GraphicalResidualTransform],
-        affine: tuple[Tensor, Tensor | None, Tensor, Tensor] | None,
+        affine: tuple[Tensor | tuple, Tensor | None, Tensor, Tensor] | None,
         context: Tensor | None,
         *,
         features: int,
@@ -76,7 +77,7 @@ class ParentConditionedTransform(Transform):
         """The same transform cut from the parameters' graph (and from the context's)."""
         affine = None
         if self.affine is not None:
-            affine = tuple(None if p is None else p.detach() for p in self.affine)
+            affine = tuple(_detach(p) for p in self.affine)
         return ParentConditionedTransform(
             [b.detach() for b in self.blocks],
             affine,
@@ -147,16 +148,19 @@ class ParentConditionedTransform(Transform):
         iterations: list[int] = []
         residual, converged = 0.0, True
         tol = opts.atol + (4 * torch.finfo(u.dtype).eps if opts.rtol is None else opts.rtol) * u.abs()
+        # each block's solution of the last sweep starts its next solve: settled variables stay put
+        starts: list[Tensor | None] = [None] * len(self.blocks)
         for _ in range(max(1, self.sweeps)):
             ctx = self._block_context(z)
             y = u
             if self.affine is not None:
                 y = u * torch.exp(self.affine[3]) + self._offset(z)
-            for block in reversed(self.blocks):
-                r = fixed_point(block.bind(ctx).g, y, opts)
+            for i, block in reversed(list(enumerate(self.blocks))):
+                # full Newton steps: errors left in a parent are amplified by the sweeps after it
+                r = fixed_point(block.bind(ctx).g, y, opts, chord=False, start=starts[i])
                 iterations.extend(r.iterations)
                 residual, converged = max(residual, r.residual), converged and r.converged
-                y = r.z
+                y = starts[i] = r.z
             settled = bool(((y - z).abs() <= tol).all())
             z = y
             if settled:

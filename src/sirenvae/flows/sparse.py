@@ -1,0 +1,366 @@
+r"""Block-sparse masked linear layers: memory and time by the edges of the graph, not by :math:`D^2`.
+
+A layer stores one dense ``out_units x in_units`` block per pair of unit groups that the graph
+connects (:class:`~sirenvae.masks.BlockLayer`), diagonal blocks first. A product with batch-last
+activations ``(groups * units, N)`` is one batched matmul over the diagonal blocks plus a gather of
+the sending groups, a batched matmul and an ``index_add`` into the receiving groups for the rest.
+The spectral normalisation is that of :class:`~sirenvae.nn.MaskedLinear` on the same layout: power
+iteration per connected component of the mask, :math:`Wv` by gather and :math:`W^\top u` by
+``index_add``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from sirenvae.defaults import KAPPA
+from sirenvae.masks import BlockLayer
+
+__all__ = [
+    "BlockSparseLinear",
+    "block_apply",
+    "blocks_of",
+    "dense_mask",
+    "dense_weight",
+    "load_dense",
+    "unit_components",
+]
+
+#: Power iterations at most when :meth:`BlockSparseLinear.sync_power_vectors` converges them
+#: before it turns to Lanczos.
+SYNC_POWER_ITERATIONS = 200
+
+
+def top_singular(gram, v0: Tensor, tol: float, steps: int = 80, restarts: int = 10) -> tuple[Tensor, Tensor]:
+    r"""The top eigenpair :math:`(\sigma^2 \to \sigma, v)` of the Gram operator :math:`W^\top W`.
+
+    Lanczos with full reorthogonalisation, restarted from the Ritz vector until its residual
+    :math:`\lVert W^\top W x - \theta x \rVert \le tol \cdot \theta`; converges in far fewer products
+    than power iteration when the spectral gap is small.
+    """
+    x = v0 / v0.norm().clamp(min=1e-300)
+    theta = x.new_zeros(())
+    for _ in range(restarts):
+        m = min(steps, x.numel())
+        Q = x.new_zeros(m, x.numel())
+        alpha, beta = x.new_zeros(m), x.new_zeros(m)
+        q, n = x, 0
+        for j in range(m):
+            Q[j] = q
+            w = gram(q)
+            alpha[j] = w @ q
+            w = w - Q[: j + 1].T @ (Q[: j + 1] @ w)
+            w = w - Q[: j + 1].T @ (Q[: j + 1] @ w)
+            beta[j] = w.norm()
+            n = j + 1
+            if beta[j] <= 1e-14 * alpha[: j + 1].abs().max():
+                break
+            q = w / beta[j]
+        T = torch.diag(alpha[:n]) + torch.diag(beta[: n - 1], 1) + torch.diag(beta[: n - 1], -1)
+        evals, evecs = torch.linalg.eigh(T)
+        theta, s = evals[-1], evecs[:, -1]
+        x = Q[:n].T @ s
+        x = x / x.norm()
+        if (beta[n - 1] * s[-1]).abs() <= tol * theta.abs():
+            break
+    return theta.clamp(min=0).sqrt(), x
+
+
+def unit_components(rows: Tensor, cols: Tensor, n_rows: int, n_cols: int) -> tuple[Tensor, Tensor, int]:
+    """Connected components of the bipartite graph of a mask given by its ``(row, col)`` entries."""
+    n = n_rows + n_cols
+    try:
+        import numpy as np
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        g = coo_matrix((np.ones(rows.numel()), (rows.numpy(), cols.numpy() + n_rows)), shape=(n, n))
+        count, label = connected_components(g, directed=False)
+        label = torch.from_numpy(label).long()
+    except ImportError:  # label propagation with pointer jumping
+        label = torch.arange(n)
+        a, b = rows, cols + n_rows
+        while True:
+            m = torch.minimum(label[a], label[b])
+            new = label.scatter_reduce(0, a, m, "amin").scatter_reduce(0, b, m, "amin")
+            new = new[new]
+            if torch.equal(new, label):
+                break
+            label = new
+        label = torch.unique(label, return_inverse=True)[1]
+        count = int(label.max()) + 1 if n else 0
+    return label[:n_rows].clone(), label[n_rows:].clone(), int(count)
+
+
+def block_apply(
+    W_diag: Tensor, W_off: Tensor | None, b: Tensor, x: Tensor, rows: Tensor, cols: Tensor
+) -> Tensor:
+    """``W x + b`` for batch-last ``x`` of shape ``(in_groups * in_units, N)``, by blocks.
+
+    ``W_diag`` ``(G, out_units, in_units)`` are the diagonal blocks of groups ``0..G-1``; ``W_off``
+    the other blocks, from group ``cols`` to group ``rows``.
+    """
+    G, ko, ki = W_diag.shape
+    N = x.shape[-1]
+    xb = x.reshape(-1, ki, N)
+    bias = b.view(G, ko, 1)
+    if ki == 1:
+        out = torch.addcmul(bias, W_diag, xb[:G])
+    else:
+        out = torch.baddbmm(bias, W_diag, xb[:G])
+    if W_off is not None:
+        # one input unit per group (the first layer): a broadcast product, not E matmuls of rank 1
+        y = W_off * xb[cols] if ki == 1 else torch.bmm(W_off, xb[cols])
+        out.index_add_(0, rows, y)
+    return out.view(G * ko, N)
+
+
+class BlockSparseLinear(nn.Module):
+    r"""The block-sparse twin of :class:`~sirenvae.nn.MaskedLinear`: :math:`y = (W \odot M)_s x + b`.
+
+    ``weight`` is ``(blocks, out_units, in_units)``; the spectral bound, its power vectors ``u``
+    (per output unit) and ``v`` (per bounded input unit) and the training/eval behaviour are those of
+    ``MaskedLinear`` (same weights and vectors give the same normalised weights). Leaving training
+    mode converges the power iteration (in float64) instead of a dense SVD per component.
+
+    Arguments:
+        layer: The block structure.
+        kappa: The spectral bound (``None``: no normalisation).
+        n_power_iterations: Power iterations per forward pass in training mode.
+        bias: Whether to learn a bias.
+        bounded_blocks: Bound only the input groups below this (the flow's own variables).
+    """
+
+    def __init__(
+        self,
+        layer: BlockLayer,
+        *,
+        kappa: float | None = KAPPA,
+        n_power_iterations: int = 1,
+        bias: bool = True,
+        bounded_blocks: int | None = None,
+    ) -> None:
+        super().__init__()
+        E, ko, ki = layer.mask.shape
+        self.kappa, self.n_power_iterations = kappa, n_power_iterations
+        self.out_blocks, self.in_blocks = layer.out_blocks, layer.in_blocks
+        self.bounded_blocks = layer.in_blocks if bounded_blocks is None else bounded_blocks
+        self.register_buffer("mask", layer.mask)
+        self.register_buffer("rows", layer.rows, persistent=False)
+        self.register_buffer("cols", layer.cols, persistent=False)
+        self._full = bool(layer.mask.all())
+        self.register_buffer("_mask_f", layer.mask.float(), persistent=False)
+        fan_in = torch.zeros(self.out_blocks, ko, dtype=torch.long)
+        fan_in = fan_in.index_add(0, layer.rows, layer.mask.sum(2))
+        bound = fan_in.clamp(min=1).to(torch.get_default_dtype()).rsqrt()[layer.rows].unsqueeze(2)
+        self.weight = nn.Parameter((torch.rand(E, ko, ki) * 2 - 1) * bound * layer.mask)
+        self.bias = nn.Parameter(torch.zeros(self.out_blocks * ko)) if bias else None
+        bounded = layer.cols < self.bounded_blocks
+        self._all_bounded = bool(bounded.all())
+        self.register_buffer("_bounded", torch.nonzero(bounded).flatten(), persistent=False)
+        self.register_buffer("_scale_bounded", bounded, persistent=False)
+        self.register_buffer("_brows", layer.rows[bounded], persistent=False)
+        self.register_buffer("_bcols", layer.cols[bounded], persistent=False)
+        if kappa is None:
+            return
+        r, c = BlockLayer(layer.rows[bounded], layer.cols[bounded], layer.mask[bounded], 0, 0).units()
+        rows, cols, n = unit_components(r, c, self.out_blocks * ko, self.bounded_blocks * ki)
+        self.register_buffer("_row_component", rows, persistent=False)
+        self.register_buffer("_col_component", cols, persistent=False)
+        self._components = n
+        self.register_buffer("u", self._normalize(torch.randn(rows.numel()), rows))
+        self.register_buffer("v", self._normalize(torch.randn(cols.numel()), cols))
+        self.power_iterate(50)
+
+    @property
+    def units(self) -> tuple[int, int]:
+        """``(out_units, in_units)`` per group."""
+        return self.mask.shape[1], self.mask.shape[2]
+
+    def _normalize(self, x: Tensor, component: Tensor) -> Tensor:
+        sq = torch.zeros(self._components, dtype=x.dtype, device=x.device).index_add(0, component, x * x)
+        return x / sq.sqrt().clamp(min=1e-12)[component]
+
+    def masked(self) -> Tensor:
+        r""":math:`W \odot M` by blocks."""
+        return self.weight if self._full else self.weight * self._mask_f
+
+    def _matvec(self, Wb: Tensor, v: Tensor) -> Tensor:
+        ko, ki = self.units
+        rows, cols = self._brows, self._bcols
+        y = (Wb * v.view(-1, 1, ki)[cols]).sum(2)
+        return torch.zeros(self.out_blocks, ko, dtype=y.dtype, device=y.device).index_add(0, rows, y).view(-1)
+
+    def _rmatvec(self, Wb: Tensor, u: Tensor) -> Tensor:
+        ko, ki = self.units
+        rows, cols = self._brows, self._bcols
+        y = (Wb * u.view(-1, ko, 1)[rows]).sum(1)
+        zero = torch.zeros(self.bounded_blocks, ki, dtype=y.dtype, device=y.device)
+        return zero.index_add(0, cols, y).view(-1)
+
+    def _bounded_weight(self, W: Tensor) -> Tensor:
+        return W if self._all_bounded else W[self._bounded]
+
+    def _component_norms(self, y: Tensor) -> Tensor:
+        sq = torch.zeros(self._components, dtype=y.dtype, device=y.device)
+        return sq.index_add(0, self._row_component, y * y).sqrt()
+
+    def sigma(self, W: Tensor, update: bool = False) -> Tensor:
+        r"""The estimate :math:`\max_c \lVert W_c v_c \rVert`, as :meth:`MaskedLinear.sigma`."""
+        Wb = self._bounded_weight(W)
+        if update:
+            with torch.no_grad():
+                self.v.copy_(self._normalize(self._rmatvec(Wb, self.u), self._col_component))
+        v = self.v.clone() if torch.is_grad_enabled() else self.v
+        Wv = self._matvec(Wb, v)
+        norms = self._component_norms(Wv)
+        if update:
+            with torch.no_grad():
+                self.u.copy_(Wv / norms.clamp(min=1e-12)[self._row_component])
+        return norms.max()
+
+    @torch.no_grad()
+    def power_iterate(self, n: int) -> None:
+        """Runs ``n`` power iterations per component, updating the persistent vectors."""
+        if self.kappa is None:
+            return
+        W = self.masked()
+        for _ in range(n):
+            self.sigma(W, update=True)
+
+    @torch.no_grad()
+    def sync_power_vectors(self, tol: float = 1e-12) -> None:
+        """Converges the power vectors (float64) to the top singular vectors of every component.
+
+        Power iteration until no component's estimate moves by more than ``tol`` relative to the
+        largest; where that is slow (a small spectral gap in a large component), the top singular
+        pair of the whole layer, which bounds every component, comes from Lanczos
+        (:func:`top_singular`) and replaces the vectors of the component(s) that hold it.
+        """
+        if self.kappa is None:
+            return
+        Wb = self._bounded_weight(self.masked()).double()
+        u, v = self.u.double(), self.v.double()
+        previous, converged = None, False
+        for it in range(SYNC_POWER_ITERATIONS):
+            v = self._normalize(self._rmatvec(Wb, u), self._col_component)
+            Wv = self._matvec(Wb, v)
+            norms = self._component_norms(Wv)
+            u = Wv / norms.clamp(min=1e-12)[self._row_component]
+            if it % 5 == 4:
+                converged = previous is not None and bool(
+                    ((norms - previous).abs() <= tol * norms.max()).all()
+                )
+                if converged:
+                    break
+                previous = norms
+        if not converged:
+            u, v = _lanczos_vectors(self, Wb, v, tol)
+        self.u.copy_(u)
+        self.v.copy_(v)
+
+    def train(self, mode: bool = True) -> BlockSparseLinear:
+        if self.training and not mode:
+            self.sync_power_vectors()
+        return super().train(mode)
+
+    def normalized_weight(self, update: bool | None = None, factor: Tensor | float = 1.0) -> Tensor:
+        r""":math:`(W \odot M)_s` by blocks, times ``factor`` (as :meth:`MaskedLinear.normalized_weight`)."""
+        W = self.masked()
+        if self.kappa is None:
+            return W * factor if not isinstance(factor, float) or factor != 1.0 else W
+        update = self.training if update is None else update
+        if update and self.n_power_iterations > 1:
+            self.power_iterate(self.n_power_iterations - 1)
+        scale = factor / torch.clamp(self.sigma(W, update=update) / self.kappa, min=1.0)
+        if self._all_bounded:
+            return W * scale
+        per_block = torch.where(self._scale_bounded, scale, torch.as_tensor(factor, dtype=W.dtype))
+        return W * per_block.view(-1, 1, 1)
+
+    def spectral_norm(self) -> Tensor:
+        """The spectral norm of the normalised weight: dense SVD up to 1e6 entries, else Lanczos."""
+        with torch.no_grad():
+            W = self.normalized_weight(update=False).double()
+            if self.shape[0] * self.bounded_blocks * self.units[1] <= 1e6:
+                return torch.linalg.matrix_norm(dense_weight(self, W)[:, : self.v.numel()], ord=2)
+            Wb = self._bounded_weight(W)
+            return top_singular(lambda q: self._rmatvec(Wb, self._matvec(Wb, q)), self.v.double(), 1e-12)[0]
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """Also loads a dense checkpoint (a ``MaskedLinear``'s ``(out, in)`` weight and mask)."""
+        mask = state_dict.get(prefix + "mask")
+        if mask is not None and mask.dim() == 2:
+            if tuple(mask.shape) != self.shape or not torch.equal(mask.bool().cpu(), dense_mask(self)):
+                raise ValueError(f"{prefix}mask of the checkpoint does not match this layer's graph")
+            state_dict[prefix + "mask"] = self.mask
+            state_dict[prefix + "weight"] = blocks_of(self, state_dict[prefix + "weight"])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(out, in)`` of the equivalent dense layer."""
+        return self.out_blocks * self.mask.shape[1], self.in_blocks * self.mask.shape[2]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(..., in) -> (..., out)``, batch-first like :class:`torch.nn.Linear`."""
+        W = self.normalized_weight()
+        D = self.out_blocks
+        W_off = W[D:] if W.shape[0] > D else None
+        bias = self.bias if self.bias is not None else W.new_zeros(D * self.units[0])
+        flat = x.reshape(-1, x.shape[-1]).T
+        y = block_apply(W[:D], W_off, bias, flat, self.rows[D:], self.cols[D:])
+        return y.T.reshape(*x.shape[:-1], -1)
+
+    def extra_repr(self) -> str:
+        (out, inp), blocks, eff = self.shape, self.mask.shape[0], int(self.mask.sum())
+        return f"shape=({out}, {inp}), {blocks=}, effective_weights={eff}, kappa={self.kappa}"
+
+
+def _lanczos_vectors(layer: BlockSparseLinear, Wb: Tensor, v: Tensor, tol: float) -> tuple[Tensor, Tensor]:
+    """Power vectors with the top singular pair of the whole layer in the component(s) that hold it."""
+    _, x = top_singular(lambda q: layer._rmatvec(Wb, layer._matvec(Wb, q)), v, tol)
+    comp = layer._col_component
+    mass = torch.zeros(layer._components, dtype=x.dtype, device=x.device).index_add(0, comp, x * x)
+    v = torch.where(mass[comp] > 1e-8, layer._normalize(x, comp), v)
+    Wv = layer._matvec(Wb, v)
+    return Wv / layer._component_norms(Wv).clamp(min=1e-12)[layer._row_component], v
+
+
+def _entries(layer: BlockSparseLinear) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(e, a, b, row, col)``: every kept entry by block and by dense position."""
+    ko, ki = layer.units
+    e, a, b = torch.nonzero(layer.mask, as_tuple=True)
+    return e, a, b, layer.rows[e] * ko + a, layer.cols[e] * ki + b
+
+
+def dense_mask(layer: BlockSparseLinear) -> Tensor:
+    """The equivalent dense ``(out, in)`` mask (on the CPU)."""
+    _, _, _, r, c = _entries(layer)
+    M = torch.zeros(layer.shape, dtype=torch.bool)
+    M[r.cpu(), c.cpu()] = True
+    return M
+
+
+def dense_weight(layer: BlockSparseLinear, W: Tensor | None = None) -> Tensor:
+    """The dense ``(out, in)`` weight of a block-sparse layer (of ``W`` by blocks, else masked)."""
+    W = layer.masked() if W is None else W
+    e, a, b, r, c = _entries(layer)
+    dense = torch.zeros(layer.shape, dtype=W.dtype, device=W.device)
+    dense[r, c] = W[e, a, b]
+    return dense
+
+
+def blocks_of(layer: BlockSparseLinear, weight: Tensor) -> Tensor:
+    """A dense ``(out, in)`` weight (e.g. a ``MaskedLinear``'s) by the blocks of ``layer``."""
+    e, a, b, r, c = _entries(layer)
+    blocks = torch.zeros(layer.weight.shape, dtype=weight.dtype, device=weight.device)
+    blocks[e, a, b] = weight[r.to(weight.device), c.to(weight.device)]
+    return blocks
+
+
+@torch.no_grad()
+def load_dense(layer: BlockSparseLinear, weight: Tensor) -> None:
+    """Sets a block-sparse layer's blocks from a dense ``(out, in)`` weight."""
+    layer.weight.copy_(blocks_of(layer, weight))
