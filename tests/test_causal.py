@@ -57,6 +57,8 @@ def test_latent_projection_follows_latent_chains():
         ({"u": [], "x": ["u"], "y": ["x"]}, ["u"], ["x"], ["y"], True),
         ({"u": [], "x": ["u"], "y": ["x"]}, ["u"], ["u"], ["y"], False),
         ({"u": [], "x": ["u"], "y": ["x"]}, ["u"], ["x"], ["u"], False),
+        # a latent intervened on that no target descends from: P(w | do(u)) = P(w)
+        ({"u": [], "x": ["u"], "w": []}, ["u"], ["u"], ["w"], True),
         # joint interventions: both confounded with y, one the other's instrument
         ({"u": [], "a": [], "b": ["a"], "y": ["a", "b", "u"], "c": ["u"]}, ["u"], ["a", "b"], ["y"], True),
         ({"u": [], "a": ["u"], "b": ["a"], "y": ["b", "u"]}, ["u"], ["a", "b"], ["y"], True),
@@ -104,6 +106,8 @@ def test_identify_rejects_unknown_and_overlapping_nodes():
         identify(g, ["u"], ["q"], ["y"])
     with pytest.raises(GraphError, match="both intervened on and targets"):
         identify(g, ["u"], ["x"], ["x", "y"])
+    nothing = identify(g, ["u"], ["x", "y"], [])
+    assert not nothing.identified and "no observed node is left free" in nothing.reason
 
 
 # ---------------------------------------------------------------------- closed forms
@@ -266,6 +270,7 @@ def test_quantile_values_and_bad_interventions(untrained):
         ({}, "name at least one node"),
         ({"a": "high"}, "must be a number or a quantile"),
         ({"a": "q1.5"}, "must be a number or a quantile"),
+        ({"a": "q0.0"}, "must be a number or a quantile"),
         ({"a": float("nan")}, "must be finite"),
         ({v: 0.0 for v in untrained.graph.nodes}, "every node is intervened on"),
     ]:

@@ -116,3 +116,21 @@ def test_atomic_write_replaces_whole_files_and_leaves_nothing_behind_on_failure(
     with pytest.raises(OSError, match="disk full"):
         atomic_write(path, half_then_fail)
     assert path.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["doc.json"]
+
+
+def test_checkpoints_carry_every_cuda_generator_state():
+    """A run on a GPU draws its noise there: its checkpoint keeps each device's generator state, in
+    order, so that a resumed CUDA run goes on with the noise it would have drawn.
+    """
+    from sirenvae.training import History, TrainState, state_from_tensors, state_to_tensors
+
+    cuda = [torch.arange(16, dtype=torch.uint8), torch.arange(16, 32, dtype=torch.uint8)]
+    state = TrainState(
+        3, {}, {}, {"state": {}, "param_groups": []}, History(), torch.zeros(5), torch.ones(4), cuda
+    )
+    back = state_from_tensors(*state_to_tensors(state))
+    assert len(back.rng_cuda) == 2 and all(
+        torch.equal(a, b) for a, b in zip(back.rng_cuda, cuda, strict=True)
+    )
+    state.rng_cuda = []
+    assert state_from_tensors(*state_to_tensors(state)).rng_cuda == []

@@ -7,8 +7,9 @@ where some latent node reaches both along such paths. :math:`P(y \mid do(x))` is
 :math:`P(v)` over the observed nodes exactly when the ID algorithm of Shpitser & Pearl (2006) does
 not fail on the projection; it fails on a *hedge*, two nested c-components (sets of nodes connected
 by bidirected edges) :math:`F' \subset F` that witness two models with the same observational and
-different interventional distributions. A query whose interventions touch a latent node is never
-identified from the observed variables. This module decides; a fitted model computes the answer.
+different interventional distributions. A query that intervenes on a latent node is treated as not
+identified (its values have no units the data fix) unless no target descends from it, and so is one
+whose targets hold a latent node. This module decides; a fitted model computes the answer.
 
 References:
     | Identification of Joint Interventional Distributions in Recursive Semi-Markovian Causal
@@ -173,18 +174,20 @@ def identify(
             raise GraphError(f"unknown node {v!r}")
     if x & y:
         raise GraphError(f"node(s) {', '.join(sorted(x & y))} are both intervened on and targets")
-    if x & hidden:
-        names = ", ".join(sorted(x & hidden))
-        return Identification(False, f"not identified: the intervention sets latent node(s) {names}")
+    if not y:
+        return Identification(False, "not identified: no observed node is left free, only latent ones")
     if y & hidden:
         names = ", ".join(sorted(y & hidden))
         return Identification(False, f"not identified: the target holds latent node(s) {names}")
-    g = latent_projection(graph, hidden)
     reached = set().union(*(_descendants(graph, v) for v in x)) if x else set()
     if not (y & reached):
         return Identification(
             True, f"identified: {', '.join(sorted(y))} is no descendant of {', '.join(sorted(x))}"
         )
+    if x & hidden:
+        names = ", ".join(sorted(x & hidden))
+        return Identification(False, f"not identified: the intervention sets latent node(s) {names}")
+    g = latent_projection(graph, hidden)
     hedge = _id(y, x, g)
     if hedge is None:
         return Identification(True, "identified (ID algorithm on the latent projection)")

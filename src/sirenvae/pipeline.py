@@ -306,7 +306,7 @@ def load_model(directory: str | Path, device: str | torch.device | None = None) 
         raise CheckpointError(f"{directory}: observed columns do not match the graph and latent set")
     try:
         model.load_state_dict(tensors, strict=True)
-    except RuntimeError as e:
+    except (RuntimeError, ValueError) as e:
         first = str(e).splitlines()[0]
         raise CheckpointError(f"{directory}: the tensors do not fit the model ({first})") from None
     model.to(device).eval()

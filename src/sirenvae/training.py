@@ -77,7 +77,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
             build = "" if torch.version.cuda else " (this torch is a CPU-only build)"
             raise ValueError(f"device {device!r} asked for, but no CUDA device is available{build}")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r} asked for, but this machine has {torch.cuda.device_count()}")
+            count = torch.cuda.device_count()
+            raise ValueError(f"device {device!r} asked for, but this machine has {count} CUDA device(s)")
     elif dev.type == "mps":
         if not torch.backends.mps.is_available():
             raise ValueError(f"device {device!r} asked for, but MPS is not available on this machine")
@@ -156,6 +157,9 @@ class TrainState:
     history: History
     rng_shuffle: Tensor
     rng_torch: Tensor
+    #: The CUDA generators' states, one per device (empty on a machine without CUDA): training on a
+    #: GPU draws its noise there, so an exact resume needs them too.
+    rng_cuda: list[Tensor] = field(default_factory=list)
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[Tensor]:
@@ -206,6 +210,12 @@ def fit(
         history = copy.deepcopy(resume.history)
         generator.set_state(resume.rng_shuffle)
         torch.set_rng_state(resume.rng_torch)
+        if (
+            resume.rng_cuda
+            and torch.cuda.is_available()
+            and len(resume.rng_cuda) == torch.cuda.device_count()
+        ):
+            torch.cuda.set_rng_state_all(resume.rng_cuda)
         first = resume.epochs
     start = time.perf_counter() - history.seconds
     bar = _progress(config.progress, _last_epoch(history, config), first, desc)
@@ -255,6 +265,7 @@ def fit(
                             history,
                             generator.get_state(),
                             torch.get_rng_state(),
+                            torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                         )
                     )
                 if stop:
@@ -431,6 +442,7 @@ def state_to_tensors(state: TrainState) -> tuple[dict[str, Tensor], dict]:
             opt_meta["state"][str(pid)].append(key)
     tensors["rng.shuffle"] = state.rng_shuffle
     tensors["rng.torch"] = state.rng_torch
+    tensors.update({f"rng.cuda.{i}": t for i, t in enumerate(state.rng_cuda)})
     return tensors, {"epochs": state.epochs, "history": state.history.to_dict(), "optimizer": opt_meta}
 
 
@@ -452,6 +464,7 @@ def state_from_tensors(tensors: dict[str, Tensor], meta: dict) -> TrainState:
             History.from_dict(meta["history"]),
             tensors["rng.shuffle"],
             tensors["rng.torch"],
+            [tensors[f"rng.cuda.{i}"] for i in range(sum(k.startswith("rng.cuda.") for k in tensors))],
         )
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"training checkpoint is incomplete: {e}") from None

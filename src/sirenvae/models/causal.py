@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 #: A quantile value of ``do``: ``q`` and a level strictly between 0 and 1 (``q0.9``).
-QUANTILE = re.compile(r"q(0?\.\d+)")
+QUANTILE = re.compile(r"q(0?\.\d*[1-9]\d*)")
 #: The largest residual of the prior's inverse accepted (in noise units; the solver aims at 1e-6).
 RESIDUAL = 1e-4
 #: Model samples behind a quantile value of ``do``.
@@ -145,8 +145,8 @@ def _marginal(model: SIReNVAE, n: int) -> Tensor:
     """``n`` model samples of every node in graph order (observed ones on the raw scale), drawn with
     a fixed seed on a forked generator: the same quantiles every time, the caller's stream untouched.
     """
-    device = model.loc.device
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda):  # manual_seed seeds every device: restore them all
         torch.manual_seed(0)
         z, x = model.sample(n)
     return model.nodes(z, x)
