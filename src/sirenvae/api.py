@@ -32,12 +32,13 @@ import torch
 from torch import Tensor
 
 from sirenvae.data import Table, latent_split, read_frame
+from sirenvae.devices import resolve_device
 from sirenvae.graph import BayesianNetwork
 from sirenvae.identification import identify
 from sirenvae.models import ModelConfig, SIReNVAE, causal
 from sirenvae.objectives import EVAL_CHUNK, log_weights
 from sirenvae.pipeline import TrainOptions, load_model, train_model
-from sirenvae.training import FitConfig, History, resolve_device
+from sirenvae.training import FitConfig, History
 
 __all__ = ["FittedModel", "fit", "load"]
 

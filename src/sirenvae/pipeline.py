@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from sirenvae import graph_io
+from sirenvae.devices import resolve_device
 from sirenvae.graph import GraphError, LatentSplit
 from sirenvae.models import ModelConfig, SIReNVAE, build_model
 from sirenvae.objectives import elbo, iwae
@@ -31,7 +32,6 @@ from sirenvae.training import (
     TrainingError,
     fit,
     load_checkpoint,
-    resolve_device,
     save_checkpoint,
     state_from_tensors,
     state_to_tensors,

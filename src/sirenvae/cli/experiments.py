@@ -126,11 +126,11 @@ def reproduce(
     """
     import time
 
+    from sirenvae.devices import resolve_device
     from sirenvae.experiments import report
     from sirenvae.experiments.ablation import ablation_table
     from sirenvae.experiments.registry import grid
     from sirenvae.experiments.runner import _execute, load_results, run_sweep
-    from sirenvae.training import resolve_device
 
     with user_errors():
         device = resolve_device(device)

@@ -71,10 +71,11 @@ def fit(
 ) -> None:
     """Train a model on a graph and data; writes checkpoints and the final model to --out."""
     from sirenvae.data import default_latent_rule, latent_split, read_table, sample_splits
+    from sirenvae.devices import resolve_device
     from sirenvae.graph_io import read_graph
     from sirenvae.networks import load_network
     from sirenvae.pipeline import train_model
-    from sirenvae.training import FitConfig, resolve_device
+    from sirenvae.training import FitConfig
 
     with user_errors(), torch_threads(threads):
         device = resolve_device(device)
