@@ -24,6 +24,8 @@ def test_structure_queries():
     assert bn.children("a") == ("b", "c")
     assert bn.roots() == ("a",) and bn.leaves() == ("d",)
     assert bn.ancestors("d") == {"a", "b", "c"}
+    assert bn.descendants("a") == {"b", "c", "d"} and bn.descendants("d") == set()
+    assert all(v in bn.ancestors(w) for v in bn.nodes for w in bn.descendants(v))
     assert bn.depth() == 2
     assert bn.subgraph(["a", "b", "d"]).edges == [("a", "b"), ("b", "d")]
     U = bn.moral_graph()

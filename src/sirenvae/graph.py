@@ -121,6 +121,17 @@ class BayesianNetwork:
                 stack.extend(self._parents[v])
         return seen
 
+    def descendants(self, node: str) -> set[str]:
+        """All descendants of ``node`` (excluding itself)."""
+        seen: set[str] = set()
+        stack = list(self.children(node))
+        while stack:
+            v = stack.pop()
+            if v not in seen:
+                seen.add(v)
+                stack.extend(self.children(v))
+        return seen
+
     def depth(self) -> int:
         """The number of edges on the longest directed path."""
         level: dict[str, int] = {}

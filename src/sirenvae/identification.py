@@ -179,7 +179,7 @@ def identify(
     if y & hidden:
         names = ", ".join(sorted(y & hidden))
         return Identification(False, f"not identified: the target holds latent node(s) {names}")
-    reached = set().union(*(_descendants(graph, v) for v in x)) if x else set()
+    reached = set().union(*(graph.descendants(v) for v in x)) if x else set()
     if not (y & reached):
         return Identification(
             True, f"identified: {', '.join(sorted(y))} is no descendant of {', '.join(sorted(x))}"
@@ -203,16 +203,6 @@ def _show(nodes: frozenset[str], n: int = 6) -> str:
     names = sorted(nodes)
     more = f", ... ({len(names)} nodes)" if len(names) > n else ""
     return "{" + ", ".join(names[:n]) + more + "}"
-
-
-def _descendants(graph: BayesianNetwork, v: str) -> set[str]:
-    out, todo = set(), [v]
-    while todo:
-        for c in graph.children(todo.pop()):
-            if c not in out:
-                out.add(c)
-                todo.append(c)
-    return out
 
 
 def _id(y: frozenset[str], x: frozenset[str], g: ADMG) -> tuple[frozenset[str], frozenset[str]] | None:

@@ -47,16 +47,6 @@ class CausalCheck:
     seed: int = 0
 
 
-def _descendants(graph, v: str) -> set[str]:
-    out, todo = set(), [v]
-    while todo:
-        for c in graph.children(todo.pop()):
-            if c not in out:
-                out.add(c)
-                todo.append(c)
-    return out
-
-
 def interventions(net, latent: list[str]) -> list[tuple[str, list[str]]]:
     """Observed nodes with a latent parent and observed descendants, with their identified targets."""
     g, hidden = net.graph, set(latent)
@@ -64,7 +54,7 @@ def interventions(net, latent: list[str]) -> list[tuple[str, list[str]]]:
     for v in g.nodes:
         if v in hidden or not set(g.parents(v)) & hidden:
             continue
-        targets = [y for y in g.nodes if y in _descendants(g, v) - hidden]
+        targets = [y for y in g.nodes if y in g.descendants(v) - hidden]
         targets = [y for y in targets if identify(g, latent, [v], [y]).identified]
         if targets:
             out.append((v, targets))
