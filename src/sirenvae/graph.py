@@ -112,25 +112,11 @@ class BayesianNetwork:
     def ancestors(self, node: str) -> set[str]:
         """All ancestors of ``node`` (excluding itself)."""
         self.index(node)
-        seen: set[str] = set()
-        stack = list(self._parents[node])
-        while stack:
-            v = stack.pop()
-            if v not in seen:
-                seen.add(v)
-                stack.extend(self._parents[v])
-        return seen
+        return _reach(self._parents[node], self._parents.__getitem__)
 
     def descendants(self, node: str) -> set[str]:
         """All descendants of ``node`` (excluding itself)."""
-        seen: set[str] = set()
-        stack = list(self.children(node))
-        while stack:
-            v = stack.pop()
-            if v not in seen:
-                seen.add(v)
-                stack.extend(self.children(v))
-        return seen
+        return _reach(self.children(node), self.children)
 
     def depth(self) -> int:
         """The number of edges on the longest directed path."""
@@ -364,3 +350,15 @@ def first_duplicate(items: Iterable[str]) -> str | None:
 def _preview(nodes: Sequence[str], n: int = 8) -> str:
     shown = ", ".join(repr(v) for v in nodes[:n])
     return shown + (f", ... ({len(nodes)} in all)" if len(nodes) > n else "")
+
+
+def _reach(start, step) -> set[str]:
+    """The nodes reachable from ``start`` (included) by repeated ``step`` (e.g. parents, children)."""
+    seen: set[str] = set()
+    stack = list(start)
+    while stack:
+        v = stack.pop()
+        if v not in seen:
+            seen.add(v)
+            stack.extend(step(v))
+    return seen
