@@ -18,10 +18,87 @@ from torch import Tensor, nn
 from sirenvae.defaults import KAPPA
 from sirenvae.masks import inclusion_mask
 
-__all__ = ["ELU", "LipSwish", "MaskedLinear", "MaskedMLP", "Tanh", "activation"]
+__all__ = ["ELU", "LipSwish", "MaskedLinear", "MaskedMLP", "SpectralLinear", "Tanh", "activation"]
 
 
-class MaskedLinear(nn.Module):
+class SpectralLinear(nn.Module):
+    r"""What a masked linear layer with a spectral bound does whatever its layout: power iteration per
+    connected component of the mask, :math:`\sigma = \max_c \lVert W_c v_c \rVert`, and
+    :math:`(W \odot M)_s = (W \odot M) / \max(1, \sigma / \kappa)` on the bounded inputs.
+
+    A subclass gives the layout: ``masked()`` (:math:`W \odot M`), ``_bounded_weight(W)`` (its
+    bounded part), ``_matvec`` / ``_rmatvec`` (products of that part with the power vectors),
+    ``_scaled(W, scale, factor)`` (the scale on the bounded inputs, ``factor`` on the others) and
+    ``sync_power_vectors()``; and the buffers ``u``, ``v``, ``_row_component``, ``_col_component``
+    with ``_components``, ``kappa`` and ``n_power_iterations``.
+    """
+
+    def _normalize(self, x: Tensor, component: Tensor) -> Tensor:
+        sq = torch.zeros(self._components, dtype=x.dtype, device=x.device).index_add(0, component, x * x)
+        return x / sq.sqrt().clamp(min=1e-12)[component]
+
+    def _component_norms(self, y: Tensor) -> Tensor:
+        sq = torch.zeros(self._components, dtype=y.dtype, device=y.device)
+        return sq.index_add(0, self._row_component, y * y).sqrt()
+
+    def sigma(self, W: Tensor, update: bool = False) -> Tensor:
+        r"""The estimate :math:`\max_c \lVert W_c v_c \rVert` of the spectral norm of the (masked) ``W``.
+
+        With :math:`v` held fixed its gradient is :math:`u v^\top`, :math:`u = W v / \lVert W v \rVert`,
+        as for :math:`u^\top W v`, and it is never smaller. With ``update``, one power iteration
+        runs first and shares this matrix-vector product.
+        """
+        Wb = self._bounded_weight(W)
+        if update:
+            with torch.no_grad():
+                self.v.copy_(self._normalize(self._rmatvec(Wb, self.u), self._col_component))
+        # a clone: the buffer changes in place at the next training step, autograd must not see it
+        v = self.v.clone() if torch.is_grad_enabled() else self.v
+        Wv = self._matvec(Wb, v)
+        norms = self._component_norms(Wv)
+        if update:
+            with torch.no_grad():
+                self.u.copy_(Wv / norms.clamp(min=1e-12)[self._row_component])
+        return norms.max()
+
+    @torch.no_grad()
+    def power_iterate(self, n: int) -> None:
+        r"""Runs ``n`` power iterations on :math:`W \odot M`, updating the persistent vectors.
+
+        The iteration runs separately on every connected component of the mask (the vectors are
+        normalised per component). Graphical masks are close to block-diagonal; a single global
+        iteration lets the components of blocks that are not dominant decay to round-off, and
+        recovers them only hundreds of iterations after training makes one of them dominant.
+        """
+        if self.kappa is None:
+            return
+        W = self.masked()
+        for _ in range(n):
+            self.sigma(W, update=True)
+
+    def train(self, mode: bool = True):
+        if self.training and not mode:
+            self.sync_power_vectors()
+        return super().train(mode)
+
+    def normalized_weight(self, update: bool | None = None, factor: Tensor | float = 1.0) -> Tensor:
+        r""":math:`(W \odot M)_s`, the masked and spectrally normalised weight, times ``factor``.
+
+        Arguments:
+            update: Run a power iteration first; by default in training mode only.
+            factor: A scalar folded into the same multiplication (e.g. an activation's scale).
+        """
+        W = self.masked()
+        if self.kappa is None:
+            return W * factor if not isinstance(factor, float) or factor != 1.0 else W
+        update = self.training if update is None else update
+        if update and self.n_power_iterations > 1:
+            self.power_iterate(self.n_power_iterations - 1)
+        scale = factor / torch.clamp(self.sigma(W, update=update) / self.kappa, min=1.0)
+        return self._scaled(W, scale, factor)
+
+
+class MaskedLinear(SpectralLinear):
     r"""A linear layer :math:`y = (W \odot M)_s x + b` with a fixed mask and an optional spectral bound.
 
     With ``kappa`` set, :math:`(W \odot M)_s = (W \odot M) / \max(1, \sigma / \kappa)` where
@@ -77,11 +154,6 @@ class MaskedLinear(nn.Module):
             self.register_buffer("v", self._normalize(torch.randn(self.bounded_columns), cols))
             self.power_iterate(50)
 
-    def _normalize(self, x: Tensor, component: Tensor) -> Tensor:
-        sq = torch.zeros(self._components, dtype=x.dtype, device=x.device)
-        sq = sq.index_add(0, component, x * x)
-        return x / sq.sqrt().clamp(min=1e-12)[component]
-
     @property
     def in_features(self) -> int:
         return self.mask.shape[1]
@@ -89,21 +161,6 @@ class MaskedLinear(nn.Module):
     @property
     def out_features(self) -> int:
         return self.mask.shape[0]
-
-    @torch.no_grad()
-    def power_iterate(self, n: int) -> None:
-        r"""Runs ``n`` power iterations on :math:`W \odot M`, updating the persistent vectors.
-
-        The iteration runs separately on every connected component of the mask (the vectors are
-        normalised per component). Graphical masks are close to block-diagonal; a single global
-        iteration lets the components of blocks that are not dominant decay to round-off, and
-        recovers them only hundreds of iterations after training makes one of them dominant.
-        """
-        if self.kappa is None:
-            return
-        W = self.weight * self._mask_f
-        for _ in range(n):
-            self.sigma(W, update=True)
 
     @torch.no_grad()
     def sync_power_vectors(self) -> None:
@@ -114,7 +171,7 @@ class MaskedLinear(nn.Module):
         """
         if self.kappa is None:
             return
-        W = self._bounded(self.weight * self.mask).double()
+        W = self._bounded_weight(self.weight * self.mask).double()
         u = torch.zeros_like(self.u, dtype=torch.float64)
         v = torch.zeros_like(self.v, dtype=torch.float64)
         for c in range(self._components):
@@ -128,52 +185,20 @@ class MaskedLinear(nn.Module):
         self.u.copy_(u)
         self.v.copy_(v)
 
-    def train(self, mode: bool = True) -> MaskedLinear:
-        if self.training and not mode:
-            self.sync_power_vectors()
-        return super().train(mode)
+    def masked(self) -> Tensor:
+        r""":math:`W \odot M`."""
+        return self.weight * self._mask_f
 
-    def _bounded(self, W: Tensor) -> Tensor:
+    def _bounded_weight(self, W: Tensor) -> Tensor:
         return W if self.bounded_columns == W.shape[1] else W[:, : self.bounded_columns]
 
-    def _component_norms(self, y: Tensor) -> Tensor:
-        sq = torch.zeros(self._components, dtype=y.dtype, device=y.device)
-        return sq.index_add(0, self._row_component, y * y).sqrt()
+    def _matvec(self, Wb: Tensor, v: Tensor) -> Tensor:
+        return Wb @ v
 
-    def sigma(self, W: Tensor, update: bool = False) -> Tensor:
-        r"""The estimate :math:`\max_c \lVert W_c v_c \rVert` of the spectral norm of the (masked) ``W``.
+    def _rmatvec(self, Wb: Tensor, u: Tensor) -> Tensor:
+        return Wb.T @ u
 
-        With :math:`v` held fixed its gradient is :math:`u v^\top`, :math:`u = W v / \lVert W v \rVert`,
-        as for :math:`u^\top W v`, and it is never smaller. With ``update``, one power iteration
-        runs first and shares this matrix-vector product.
-        """
-        Wb = self._bounded(W)
-        if update:
-            with torch.no_grad():
-                self.v.copy_(self._normalize(Wb.T @ self.u, self._col_component))
-        # a clone: the buffer changes in place at the next training step, autograd must not see it
-        v = self.v.clone() if torch.is_grad_enabled() else self.v
-        Wv = Wb @ v
-        norms = self._component_norms(Wv)
-        if update:
-            with torch.no_grad():
-                self.u.copy_(Wv / norms.clamp(min=1e-12)[self._row_component])
-        return norms.max()
-
-    def normalized_weight(self, update: bool | None = None, factor: Tensor | float = 1.0) -> Tensor:
-        r""":math:`(W \odot M)_s`, the masked and spectrally normalised weight, times ``factor``.
-
-        Arguments:
-            update: Run a power iteration first; by default in training mode only.
-            factor: A scalar folded into the same multiplication (e.g. an activation's scale).
-        """
-        W = self.weight * self._mask_f
-        if self.kappa is None:
-            return W * factor if not isinstance(factor, float) or factor != 1.0 else W
-        update = self.training if update is None else update
-        if update and self.n_power_iterations > 1:
-            self.power_iterate(self.n_power_iterations - 1)
-        scale = factor / torch.clamp(self.sigma(W, update=update) / self.kappa, min=1.0)
+    def _scaled(self, W: Tensor, scale: Tensor, factor: Tensor | float) -> Tensor:
         if self.bounded_columns == W.shape[1]:
             return W * scale
         ones = torch.ones(W.shape[1] - self.bounded_columns, dtype=W.dtype, device=W.device)
@@ -182,7 +207,7 @@ class MaskedLinear(nn.Module):
     def spectral_norm(self) -> Tensor:
         """The exact spectral norm of the normalised weight (a certificate, not used in training)."""
         with torch.no_grad():
-            W = self._bounded(self.normalized_weight(update=False))
+            W = self._bounded_weight(self.normalized_weight(update=False))
             return torch.linalg.matrix_norm(W.double(), ord=2)
 
     def forward(self, x: Tensor) -> Tensor:

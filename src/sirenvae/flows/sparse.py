@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from sirenvae.defaults import KAPPA
 from sirenvae.masks import BlockLayer
+from sirenvae.nn import SpectralLinear
 
 __all__ = [
     "BlockSparseLinear",
@@ -116,7 +117,7 @@ def block_apply(
     return out.view(G * ko, N)
 
 
-class BlockSparseLinear(nn.Module):
+class BlockSparseLinear(SpectralLinear):
     r"""The block-sparse twin of :class:`~sirenvae.nn.MaskedLinear`: :math:`y = (W \odot M)_s x + b`.
 
     ``weight`` is ``(blocks, out_units, in_units)``; the spectral bound, its power vectors ``u``
@@ -178,10 +179,6 @@ class BlockSparseLinear(nn.Module):
         """``(out_units, in_units)`` per group."""
         return self.mask.shape[1], self.mask.shape[2]
 
-    def _normalize(self, x: Tensor, component: Tensor) -> Tensor:
-        sq = torch.zeros(self._components, dtype=x.dtype, device=x.device).index_add(0, component, x * x)
-        return x / sq.sqrt().clamp(min=1e-12)[component]
-
     def masked(self) -> Tensor:
         r""":math:`W \odot M` by blocks."""
         return self.weight if self._full else self.weight * self._mask_f
@@ -201,33 +198,6 @@ class BlockSparseLinear(nn.Module):
 
     def _bounded_weight(self, W: Tensor) -> Tensor:
         return W if self._all_bounded else W[self._bounded]
-
-    def _component_norms(self, y: Tensor) -> Tensor:
-        sq = torch.zeros(self._components, dtype=y.dtype, device=y.device)
-        return sq.index_add(0, self._row_component, y * y).sqrt()
-
-    def sigma(self, W: Tensor, update: bool = False) -> Tensor:
-        r"""The estimate :math:`\max_c \lVert W_c v_c \rVert`, as :meth:`MaskedLinear.sigma`."""
-        Wb = self._bounded_weight(W)
-        if update:
-            with torch.no_grad():
-                self.v.copy_(self._normalize(self._rmatvec(Wb, self.u), self._col_component))
-        v = self.v.clone() if torch.is_grad_enabled() else self.v
-        Wv = self._matvec(Wb, v)
-        norms = self._component_norms(Wv)
-        if update:
-            with torch.no_grad():
-                self.u.copy_(Wv / norms.clamp(min=1e-12)[self._row_component])
-        return norms.max()
-
-    @torch.no_grad()
-    def power_iterate(self, n: int) -> None:
-        """Runs ``n`` power iterations per component, updating the persistent vectors."""
-        if self.kappa is None:
-            return
-        W = self.masked()
-        for _ in range(n):
-            self.sigma(W, update=True)
 
     @torch.no_grad()
     def sync_power_vectors(self, tol: float = 1e-12) -> None:
@@ -260,20 +230,7 @@ class BlockSparseLinear(nn.Module):
         self.u.copy_(u)
         self.v.copy_(v)
 
-    def train(self, mode: bool = True) -> BlockSparseLinear:
-        if self.training and not mode:
-            self.sync_power_vectors()
-        return super().train(mode)
-
-    def normalized_weight(self, update: bool | None = None, factor: Tensor | float = 1.0) -> Tensor:
-        r""":math:`(W \odot M)_s` by blocks, times ``factor`` (as :meth:`MaskedLinear.normalized_weight`)."""
-        W = self.masked()
-        if self.kappa is None:
-            return W * factor if not isinstance(factor, float) or factor != 1.0 else W
-        update = self.training if update is None else update
-        if update and self.n_power_iterations > 1:
-            self.power_iterate(self.n_power_iterations - 1)
-        scale = factor / torch.clamp(self.sigma(W, update=update) / self.kappa, min=1.0)
+    def _scaled(self, W: Tensor, scale: Tensor, factor: Tensor | float) -> Tensor:
         if self._all_bounded:
             return W * scale
         per_block = torch.where(self._scale_bounded, scale, torch.as_tensor(factor, dtype=W.dtype))
