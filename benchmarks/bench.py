@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -223,7 +224,9 @@ def _fmt(x: float | None, row: Row) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--quick", action="store_true", help="Fewer repetitions (a smoke test, noisier).")
+    p.add_argument(
+        "--quick", action="store_true", help="Fewer repetitions: a smoke test, too noisy for the baseline."
+    )
     p.add_argument("--only", default=None, help=f"Sources to run: {','.join(SOURCES)}.")
     p.add_argument("--json", default=None, help="Write the measured rows here.")
     p.add_argument("--update-baseline", action="store_true", help="Write the values to baseline.json.")
@@ -235,7 +238,8 @@ def main() -> None:
         p.error(f"unknown source(s) {', '.join(sorted(unknown))}; choose from {', '.join(SOURCES)}")
     results = {s: run_repeated(s, args.threads, args.quick) for s in sources}
     baseline = json.loads(BASELINE.read_text())["rows"] if BASELINE.exists() else {}
-    machine = f"{platform.node()}, {torch.get_num_threads()} threads of {platform.processor() or 'cpu'}"
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    machine = f"{platform.node()}, {cpus} CPUs ({platform.machine()})"
     print(
         f"\n{args.threads} threads, float32, torch {torch.__version__}, CUDA: "
         f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}; {machine}\n"

@@ -459,6 +459,9 @@ def test_cli_effect_sample_and_counterfactual(user_run):
     )
     result = cli("sample", run, "-n", 50, "--do", "x=1.5", "--do", "k=-1", "-o", user_run / "s.csv")
     assert result.exit_code == 0 and "identified" in result.output, result.output
+    assert "extrapolates" not in result.output
+    far = cli("effect", run, "--target", "y", "--do", "x=1000", "-n", 20)
+    assert far.exit_code == 0 and "note: x=1000 is" in far.output and "extrapolates" in far.output
     s = pd.read_csv(user_run / "s.csv")
     assert (
         list(s.columns) == list(confounded_network().graph.nodes) and (s.x == 1.5).all() and (s.k == -1).all()

@@ -83,8 +83,35 @@ def sample_with_do(
     write_csv(output, list(frame.columns), frame.to_numpy())
     _say(f"wrote {n} samples of {len(fitted.graph)} nodes under do({_show(do)}) to {output}")
     _say(_verdict(frame.attrs["causal"], frame.attrs["reason"]))
+    _extrapolation_notes(fitted, do)
     if set(do) & set(fitted.latent):
         _say(LATENT_UNITS)
+
+
+#: An observed intervention value this many training standard deviations from the training mean
+#: or more gets a note: the answer extrapolates the fitted model beyond its data.
+FAR_SD = 4.0
+
+
+def _extrapolation_notes(fitted, *interventions: dict[str, str] | None) -> None:
+    """A note per observed node set far outside its training data (numbers only; qP is in range)."""
+    model = fitted.model
+    if not model.config.standardize:
+        return
+    for do in interventions:
+        for v, raw in (do or {}).items():
+            try:
+                a = float(raw)
+            except ValueError:
+                continue
+            if v in fitted.observed:
+                i = fitted.observed.index(v)
+                mean, sd = model.loc[i].item(), model.scale[i].item()
+                if abs(a - mean) >= FAR_SD * sd:
+                    _say(
+                        f"note: {v}={raw} is {abs(a - mean) / sd:.0f} training sd from {v}'s training mean "
+                        f"{mean:.3g} (sd {sd:.3g}): the answer extrapolates the fitted model"
+                    )
 
 
 def _verdict(label: str, reason: str) -> str:
@@ -135,6 +162,7 @@ def effect(
     )
     verdict = _verdict(result["causal"], result["reason"])
     _say(f"  means {result['mean_do']:.4g} and {result['mean_vs']:.4g}; {verdict}")
+    _extrapolation_notes(fitted, do_a, do_b)
     if (set(do_a) | set(do_b or ())) & set(fitted.latent):
         _say(LATENT_UNITS)
 
@@ -197,12 +225,16 @@ def counterfactual(
             frame.insert(0, "row", [r + 1 for r in range(len(rows)) for _ in stats])
         atomic_write(output, lambda tmp: frame.to_csv(tmp, index=False))
     _say(
-        f"wrote counterfactual summaries and {n} samples under do({_show(do_items)}) "
+        f"wrote counterfactual summaries and {n} sample{'s' if n > 1 else ''} under do({_show(do_items)}) "
         f"for {len(rows)} rows to {output}"
     )
     _say("model-dependent: counterfactuals depend on the fitted model and its posterior, not on data alone")
     ess = cf.attrs["ess"]
     draws = max(10 * n, 100)
-    _say(f"abduction: effective sample size per row {ess.min():.0f} to {ess.max():.0f} of {draws} draws")
+    _say(
+        f"abduction: effective sample size per row {ess.min():.0f} to {ess.max():.0f} of {draws} encoder "
+        "draws (max(10 n, 100))"
+    )
+    _extrapolation_notes(fitted, do_items)
     if set(do_items) & set(fitted.latent):
         _say(LATENT_UNITS)
