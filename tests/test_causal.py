@@ -495,6 +495,8 @@ def test_cli_refusals_are_one_line(user_run, tmp_path):
         cli("sample", run, "-n", 5, *every, "-o", tmp_path / "a.csv")
     )
     assert "must be a number or a quantile" in one_error(cli("effect", run, "--target", "y", "--do", "x=big"))
+    assert "repeat it for more" in one_error(cli("effect", run, "--target", "y", "--do", "x=1,k=2"))
+    assert "0 < P < 1" in one_error(cli("effect", run, "--target", "y", "--do", "x=q1.5"))
     ancestors = tmp_path / "ancestors"
     fit = ("--epochs", "1", "--no-progress", "--id-column", "id", "--out", ancestors)
     assert (

@@ -51,6 +51,10 @@ def parse_do(items: list[str] | None, option: str = "--do") -> dict[str, str]:
             raise UsageError(
                 f"{option} takes node=value (e.g. {option} x=1.5 or {option} z=q0.9), got {item!r}"
             )
+        if "=" in value:
+            raise UsageError(
+                f"{option} sets one node; repeat it for more ({option} a=1 {option} b=2), got {item!r}"
+            )
         if node in out:
             raise UsageError(f"{option} sets node {node!r} twice")
         out[node] = value

@@ -114,7 +114,8 @@ def resolve(
             values[v] = float(raw)
         except (TypeError, ValueError):
             raise ValueError(
-                f"do: the value of {v!r} must be a number or a quantile such as 'q0.9', got {raw!r}"
+                f"do: the value of {v!r} must be a number or a quantile qP with 0 < P < 1 such as 'q0.9', "
+                f"got {raw!r}"
             ) from None
         if not math.isfinite(values[v]):
             raise ValueError(f"do: the value of {v!r} must be finite, got {raw!r}")
