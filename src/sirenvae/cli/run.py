@@ -314,10 +314,7 @@ def sample(
         warn_if_diverged(run, meta)
         torch.manual_seed(seed)
         z, x = model.sample(n)
-        values = torch.empty(n, len(model.graph))
-        values[:, [model.graph.index(v) for v in model.latent]] = z.cpu()
-        values[:, [model.graph.index(v) for v in model.observed]] = x.cpu()
-        write_csv(output, model.graph.nodes, values)
+        write_csv(output, model.graph.nodes, model.nodes(z, x).cpu())
     console.print(f"wrote {n} samples of {len(model.graph)} nodes to {output}")
 
 
