@@ -27,6 +27,7 @@ from sirenvae.cli.common import (
     torch_threads,
     user_errors,
     warn_if_diverged,
+    write_row_summaries,
 )
 
 __all__ = ["counterfactual", "effect", "parse_do", "sample_with_do"]
@@ -196,7 +197,6 @@ def counterfactual(
     import torch
 
     from sirenvae.data import read_table
-    from sirenvae.files import atomic_write
 
     with user_errors(), torch_threads(threads):
         if n < 1:
@@ -218,16 +218,7 @@ def counterfactual(
         rows = pd.DataFrame(table.x.cpu().double().numpy(), columns=list(fitted.observed))
         cf = fitted.counterfactual(rows, do_items, n, seed=seed)
         values = torch.tensor(cf.to_numpy()).reshape(len(rows), n, -1)
-        sd = values.std(1) if n > 1 else torch.zeros_like(values[:, 0])
-        blocks = torch.cat([values.mean(1, keepdim=True), sd[:, None], values], 1)
-        stats = ["mean", "sd"] + [f"sample_{i + 1}" for i in range(n)]
-        frame = pd.DataFrame(blocks.reshape(-1, values.shape[-1]).numpy(), columns=list(cf.columns))
-        frame.insert(0, "statistic", stats * len(rows))
-        if table.ids is not None:
-            frame.insert(0, id_column, [i for i in table.ids for _ in stats])
-        if id_column != "row":
-            frame.insert(0, "row", [r + 1 for r in range(len(rows)) for _ in stats])
-        atomic_write(output, lambda tmp: frame.to_csv(tmp, index=False))
+        write_row_summaries(output, values, cf.columns, table.ids, id_column)
     _say(
         f"wrote counterfactual summaries and {n} sample{'s' if n > 1 else ''} under do({_show(do_items)}) "
         f"for {len(rows)} rows to {output}"

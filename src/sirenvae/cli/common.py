@@ -268,3 +268,26 @@ def parse_model_options(items: list[str] | None, variant: str):
         return ModelConfig(variant=variant, **values)
     except ValueError as e:
         raise UsageError(f"--set: {e}") from None
+
+
+def write_row_summaries(path: Path, values, columns: Sequence[str], ids, id_column: str | None) -> None:
+    """The per-row CSV of ``posterior`` and ``counterfactual``: for each input row (``values`` is
+    ``(rows, n, columns)``) its mean, sd and n samples, with columns ``row`` (from 1; replaced by an
+    ``--id-column`` named row), the ID column if any, ``statistic`` and ``columns``.
+    """
+    import pandas as pd
+    import torch
+
+    from sirenvae.files import atomic_write
+
+    rows, n = values.shape[0], values.shape[1]
+    sd = values.std(1) if n > 1 else torch.zeros_like(values[:, 0])
+    blocks = torch.cat([values.mean(1, keepdim=True), sd[:, None], values], 1)  # (rows, n + 2, D)
+    stats = ["mean", "sd"] + [f"sample_{i + 1}" for i in range(n)]
+    frame = pd.DataFrame(blocks.reshape(-1, values.shape[-1]).numpy(), columns=list(columns))
+    frame.insert(0, "statistic", stats * rows)
+    if ids is not None:
+        frame.insert(0, id_column, [i for i in ids for _ in stats])
+    if id_column != "row":
+        frame.insert(0, "row", [r + 1 for r in range(rows) for _ in stats])
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))

@@ -25,6 +25,7 @@ from sirenvae.cli.common import (
     torch_threads,
     user_errors,
     warn_if_diverged,
+    write_row_summaries,
 )
 from sirenvae.models import VARIANTS
 
@@ -339,11 +340,9 @@ def posterior(
     sample_n for each input row (counted from 1); with --id-column the row's ID follows row (or
     replaces it, for an ID column named row).
     """
-    import pandas as pd
     import torch
 
     from sirenvae.data import read_table
-    from sirenvae.files import atomic_write
     from sirenvae.pipeline import load_model
 
     with user_errors(), torch_threads(threads):
@@ -367,15 +366,5 @@ def posterior(
         torch.manual_seed(seed)
         with torch.no_grad():
             z, _ = model.posterior(x.to(model.loc.device), n)  # (n, N, Dz)
-        z = z.cpu()
-        mean, sd = z.mean(0), z.std(0) if n > 1 else torch.zeros_like(z[0])
-        stats = ["mean", "sd"] + [f"sample_{i + 1}" for i in range(n)]
-        blocks = torch.cat([mean[None], sd[None], z], 0).permute(1, 0, 2)  # (N, n + 2, Dz)
-        frame = pd.DataFrame(blocks.reshape(-1, z.shape[-1]).numpy(), columns=list(model.latent))
-        frame.insert(0, "statistic", stats * x.shape[0])
-        if table.ids is not None:
-            frame.insert(0, id_column, [i for i in table.ids for _ in stats])
-        if id_column != "row":
-            frame.insert(0, "row", [r + 1 for r in range(x.shape[0]) for _ in stats])
-        atomic_write(output, lambda tmp: frame.to_csv(tmp, index=False))
+        write_row_summaries(output, z.cpu().permute(1, 0, 2), model.latent, table.ids, id_column)
     console.print(f"wrote posterior summaries and {n} samples for {x.shape[0]} rows to {output}")
