@@ -49,6 +49,11 @@ class BayesianNetwork:
         self._index = {v: i for i, v in enumerate(order)}
         # parents kept in topological order for determinism
         self._parents = {v: tuple(sorted(given[v], key=self._index.__getitem__)) for v in order}
+        children: dict[str, list[str]] = {v: [] for v in order}
+        for v in order:
+            for p in self._parents[v]:
+                children[p].append(v)
+        self._children = {v: tuple(c) for v, c in children.items()}
         self.name = name
 
     # ------------------------------------------------------------------ construction helpers
@@ -98,7 +103,7 @@ class BayesianNetwork:
     def children(self, node: str) -> tuple[str, ...]:
         """The children of ``node``, in topological order."""
         self.index(node)
-        return tuple(v for v in self._nodes if node in self._parents[v])
+        return self._children[node]
 
     def roots(self) -> tuple[str, ...]:
         """Nodes without parents."""
@@ -158,23 +163,19 @@ class BayesianNetwork:
                 the adjacency of the induced subgraph.
         """
         nodes = self._nodes if nodes is None else self._check_nodes(nodes, "nodes")
-        pos = {v: i for i, v in enumerate(nodes)}
-        A = torch.zeros(len(nodes), len(nodes), dtype=torch.bool)
-        for i, v in enumerate(nodes):
-            for p in self._parents[v]:
-                if p in pos:
-                    A[i, pos[p]] = True
-        return A
+        return self._edges_between(nodes, nodes)
 
     def cross_adjacency(self, rows: Sequence[str], cols: Sequence[str]) -> torch.Tensor:
         """``C[i, j] = (cols[j] is a parent of rows[i])``: e.g. latents' observed parents."""
-        rows = self._check_nodes(rows, "rows")
-        cols = self._check_nodes(cols, "cols")
-        C = torch.zeros(len(rows), len(cols), dtype=torch.bool)
-        for i, v in enumerate(rows):
-            for j, p in enumerate(cols):
-                C[i, j] = p in self._parents[v]
-        return C
+        return self._edges_between(self._check_nodes(rows, "rows"), self._check_nodes(cols, "cols"))
+
+    def _edges_between(self, rows: Sequence[str], cols: Sequence[str]) -> torch.Tensor:
+        pos = {v: j for j, v in enumerate(cols)}
+        pairs = [(i, pos[p]) for i, v in enumerate(rows) for p in self._parents[v] if p in pos]
+        M = torch.zeros(len(rows), len(cols), dtype=torch.bool)
+        if pairs:
+            M[tuple(torch.tensor(pairs).T)] = True
+        return M
 
     def subgraph(self, nodes: Iterable[str]) -> BayesianNetwork:
         """The induced subgraph on ``nodes`` (edges between kept nodes only)."""

@@ -54,34 +54,46 @@ def faithful_inverse(
     split = _split(bn, latent)
     bn, Z, X = split.graph, split.latent, split.observed
     latent_set = set(Z)
-    U = bn.moral_graph()
+    moral = bn.moral_graph()
+    N = {v: set(moral.adj[v]) for v in bn.nodes}  # the moral graph minus what is eliminated
     rank = {v: i for i, v in enumerate(bn.nodes)}
-    eliminated: set[str] = set()
-    frontier = {z for z in Z if not any(p in latent_set for p in bn.parents(z))}
+    waiting = {z: sum(p in latent_set for p in bn.parents(z)) for z in Z}
+    children: dict[str, list[str]] = {z: [] for z in Z}
+    for z in Z:
+        for p in bn.parents(z):
+            if p in latent_set:
+                children[p].append(z)
+    frontier = {z for z in Z if not waiting[z]}
+    cost: dict[str, tuple[int, int]] = {}
     inv_parents: dict[str, list[str]] = {}
     order: list[str] = []
 
-    while len(order) < len(Z):
+    def fill(v: str) -> tuple[int, int]:
+        nb = N[v]
+        linked = sum(len(N[a] & nb) for a in nb)  # each edge among the neighbours twice
+        return (len(nb) * (len(nb) - 1) - linked) // 2, rank[v]
 
-        def cost(v: str) -> tuple[int, int]:
-            nb = [u for u in U.neighbors(v) if u not in eliminated]
-            fill = sum(1 for i, a in enumerate(nb) for b in nb[i + 1 :] if not U.has_edge(a, b))
-            return fill, rank[v]
-
-        v = min(frontier, key=cost)
-        nb = sorted((u for u in U.neighbors(v) if u not in eliminated), key=rank.__getitem__)
-        U.add_edges_from((a, b) for i, a in enumerate(nb) for b in nb[i + 1 :])
-        inv_parents[v] = nb
-        eliminated.add(v)
+    while frontier:
+        for u in frontier:
+            if u not in cost:
+                cost[u] = fill(u)
+        v = min(frontier, key=cost.__getitem__)
+        nb = N.pop(v)
+        for a in nb:
+            N[a].discard(v)
+            N[a] |= nb
+            N[a].discard(a)
+        # a fill count changes where a neighbourhood, or the edges within one, changed
+        stale = set(nb).union(*(N[a] for a in nb)) if nb else set()
+        for u in stale & frontier:
+            cost.pop(u, None)
+        inv_parents[v] = sorted(nb, key=rank.__getitem__)
         order.append(v)
         frontier.discard(v)
-        for z in Z:
-            if (
-                z not in eliminated
-                and z not in frontier
-                and all(p in eliminated for p in bn.parents(z) if p in latent_set)
-            ):
-                frontier.add(z)
+        for c in children[v]:
+            waiting[c] -= 1
+            if not waiting[c]:
+                frontier.add(c)
 
     parents: dict[str, list[str]] = {x: [] for x in X}
     parents.update({z: inv_parents[z] for z in reversed(order)})

@@ -29,6 +29,8 @@ __all__ = [
     "graphical_blocks",
     "graphical_masks",
     "inclusion_mask",
+    "set_blocks",
+    "set_groups",
     "topological_levels",
     "variable_sets",
 ]
@@ -171,9 +173,11 @@ class BlockLayer:
     """One layer of a graphical MLP stored by blocks between the unit groups of variables.
 
     Receiving group ``rows[e]`` gets a dense ``out_units x in_units`` block from sending group
-    ``cols[e]``, with the pattern ``mask[e]``. The first ``out_blocks`` blocks are the diagonal
-    (``rows = cols = arange``): a unit group's connections from its own variable's group. Memory
-    grows with the number of blocks, that is with the edges of the graph, not with ``D^2``.
+    ``cols[e]``, with the pattern ``mask[e]``. With ``diagonal`` (a graphical flow's layers) the
+    first ``out_blocks`` blocks are the diagonal (``rows = cols = arange``): a unit group's
+    connections from its own variable's group; otherwise the blocks are in any order
+    (:func:`set_blocks`). Memory grows with the number of blocks, that is with the edges of the
+    graph, not with ``D^2``.
     """
 
     rows: Tensor
@@ -181,6 +185,7 @@ class BlockLayer:
     mask: BoolTensor
     out_blocks: int
     in_blocks: int
+    diagonal: bool = True
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -284,3 +289,73 @@ def graphical_blocks(
     last_mask = torch.cat([torch.ones(D, 1, k, dtype=torch.bool), off_last.expand(E, 1, k)])
     last = layer(torch.cat([ar, child]), torch.cat([ar, parent]), last_mask, D)
     return GraphicalBlocks((first, *([hidden] * (hidden_layers - 1)), last), k, D, Cn)
+
+
+def set_groups(sets: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor], int]:
+    """The distinct rows of a boolean ``sets`` matrix in the order of ``torch.unique(sets, dim=0)``,
+    found from its nonzeros (not by sorting whole rows): the group of every row, the members
+    ``(group, element)`` of the groups sorted by group then element, and the number of groups.
+    """
+    r, c = torch.nonzero(sets, as_tuple=True)
+    rows: list[list[int]] = [[] for _ in range(sets.shape[0])]
+    for i, j in zip(r.tolist(), c.tolist(), strict=True):
+        rows[i].append(-j)
+    # rows compare like their negated member lists: the first column where they differ is the
+    # smallest member of one row only, and that row is the larger
+    keys = [tuple(m) for m in rows]
+    distinct = sorted(set(keys))
+    index = {key: g for g, key in enumerate(distinct)}
+    group = torch.tensor([index[key] for key in keys], dtype=torch.long)
+    a = torch.tensor([g for g, key in enumerate(distinct) for _ in key], dtype=torch.long)
+    j = torch.tensor([-x for key in distinct for x in key], dtype=torch.long)
+    return group, (a, j), len(distinct)
+
+
+def set_blocks(sets: Tensor, hidden_per_set: int, hidden_layers: int) -> tuple[BlockLayer, ...]:
+    r"""The masks of :class:`~sirenvae.nn.MaskedMLP` ``(sets, hidden_per_set, hidden_layers)`` by blocks.
+
+    Hidden unit groups carry the distinct rows of ``sets`` (in the order of ``torch.unique``, as
+    the dense MLP's units); group :math:`a` receives input :math:`j \in S_a`, hidden group
+    :math:`b` iff :math:`S_b \subseteq S_a`, and output :math:`o` (a group of one unit) hidden group
+    :math:`b` iff :math:`S_b \subseteq` ``sets[o]``. Built from the members of the sets, so memory
+    grows with the number of blocks, not with ``outputs x inputs``.
+    """
+    if hidden_per_set < 1:
+        raise ValueError(f"hidden_per_set must be >= 1, got {hidden_per_set}")
+    if hidden_layers < 1:
+        raise ValueError(f"hidden_layers must be >= 1, got {hidden_layers}")
+    S = torch.as_tensor(sets).bool()
+    O, I = S.shape
+    group, (a, j), G = set_groups(S)
+    k = hidden_per_set
+    size = torch.bincount(a, minlength=G)
+    # candidates b ⊆ a: b empty, or the smallest element of b lies in a
+    nonempty = torch.nonzero(size > 0).flatten()
+    smallest = j[(torch.cumsum(size, 0) - size)[nonempty]]
+    order = torch.argsort(smallest, stable=True)
+    by_smallest, count = nonempty[order], torch.bincount(smallest, minlength=I)
+    start = torch.cumsum(count, 0) - count
+    n = count[j]
+    rep = torch.repeat_interleave(torch.arange(a.numel()), n)
+    offset = torch.arange(rep.numel()) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
+    empty = torch.nonzero(size == 0).flatten()
+    ca = torch.cat([a[rep], torch.arange(G).repeat_interleave(empty.numel())])
+    cb = torch.cat([by_smallest[start[j[rep]] + offset], empty.repeat(G)])
+    keep = _subsets(G, I, (a, j), (ca, cb))
+    pa, pb = ca[keep], cb[keep]
+    pa, sort = torch.sort(pa, stable=True)
+    pb = pb[sort]
+    # output o takes the pairs of its group
+    pairs = torch.bincount(pa, minlength=G)
+    n = pairs[group]
+    out = torch.repeat_interleave(torch.arange(O), n)
+    offset = torch.arange(out.numel()) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
+    src = pb[(torch.cumsum(pairs, 0) - pairs)[group[out]] + offset]
+
+    def full(n: int, ko: int, ki: int) -> BoolTensor:
+        return torch.ones(n, ko, ki, dtype=torch.bool)
+
+    first = BlockLayer(a, j, full(a.numel(), k, 1), G, I, diagonal=False)
+    hidden = BlockLayer(pa, pb, full(pa.numel(), k, k), G, G, diagonal=False)
+    last = BlockLayer(out, src, full(out.numel(), 1, k), O, G, diagonal=False)
+    return (first, *([hidden] * (hidden_layers - 1)), last)

@@ -48,7 +48,9 @@ class SpectralLinear(nn.Module):
         as for :math:`u^\top W v`, and it is never smaller. With ``update``, one power iteration
         runs first and shares this matrix-vector product.
         """
-        Wb = self._bounded_weight(W)
+        return self._sigma(self._bounded_weight(W), update)
+
+    def _sigma(self, Wb: Tensor, update: bool) -> Tensor:
         if update:
             with torch.no_grad():
                 self.v.copy_(self._normalize(self._rmatvec(Wb, self.u), self._col_component))
@@ -72,9 +74,9 @@ class SpectralLinear(nn.Module):
         """
         if self.kappa is None:
             return
-        W = self.masked()
+        Wb = self._bounded_weight(self.masked())
         for _ in range(n):
-            self.sigma(W, update=True)
+            self._sigma(Wb, update=True)
 
     def train(self, mode: bool = True):
         if self.training and not mode:

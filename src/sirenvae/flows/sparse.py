@@ -1,25 +1,28 @@
 r"""Block-sparse masked linear layers: memory and time by the edges of the graph, not by :math:`D^2`.
 
 A layer stores one dense ``out_units x in_units`` block per pair of unit groups that the graph
-connects (:class:`~sirenvae.masks.BlockLayer`), diagonal blocks first. A product with batch-last
-activations ``(groups * units, N)`` is one batched matmul over the diagonal blocks plus a gather of
-the sending groups, a batched matmul and an ``index_add`` into the receiving groups for the rest.
-The spectral normalisation is that of :class:`~sirenvae.nn.MaskedLinear` on the same layout: power
-iteration per connected component of the mask, :math:`Wv` by gather and :math:`W^\top u` by
-``index_add``.
+connects (:class:`~sirenvae.masks.BlockLayer`). In a graphical flow's layers the diagonal blocks
+come first: a product with batch-last activations ``(groups * units, N)`` is one batched matmul over
+them plus a gather of the sending groups, a batched matmul and an ``index_add`` into the receiving
+groups for the rest. A decoder's MLP over parent sets (:class:`BlockSparseMLP`) has no diagonal and
+takes the second route alone. The spectral normalisation is that of
+:class:`~sirenvae.nn.MaskedLinear` on the same layout: power iteration per connected component of
+the mask, :math:`Wv` by gather and :math:`W^\top u` by ``index_add``.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sirenvae.defaults import KAPPA
-from sirenvae.masks import BlockLayer
+from sirenvae.masks import BlockLayer, set_blocks
 from sirenvae.nn import SpectralLinear
 
 __all__ = [
     "BlockSparseLinear",
+    "BlockSparseMLP",
     "block_apply",
     "blocks_of",
     "dense_mask",
@@ -117,6 +120,18 @@ def block_apply(
     return out.view(G * ko, N)
 
 
+def gather_apply(W: Tensor, b: Tensor, x: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """``W x + b`` for batch-last ``x`` of shape ``(in_groups * in_units, N)`` by blocks in any
+    order: ``W[e]`` from group ``cols[e]`` to group ``rows[e]``.
+    """
+    _, ko, ki = W.shape
+    N = x.shape[-1]
+    xb = x.reshape(-1, ki, N)[cols]
+    y = W * xb if ki == 1 else torch.bmm(W, xb)
+    out = b.view(-1, ko, 1).expand(-1, ko, N).contiguous()
+    return out.index_add_(0, rows, y).view(-1, N)
+
+
 class BlockSparseLinear(SpectralLinear):
     r"""The block-sparse twin of :class:`~sirenvae.nn.MaskedLinear`: :math:`y = (W \odot M)_s x + b`.
 
@@ -146,6 +161,7 @@ class BlockSparseLinear(SpectralLinear):
         E, ko, ki = layer.mask.shape
         self.kappa, self.n_power_iterations = kappa, n_power_iterations
         self.out_blocks, self.in_blocks = layer.out_blocks, layer.in_blocks
+        self.diagonal = layer.diagonal
         self.bounded_blocks = layer.in_blocks if bounded_blocks is None else bounded_blocks
         self.register_buffer("mask", layer.mask)
         self.register_buffer("rows", layer.rows, persistent=False)
@@ -172,7 +188,21 @@ class BlockSparseLinear(SpectralLinear):
         self._components = n
         self.register_buffer("u", self._normalize(torch.randn(rows.numel()), rows))
         self.register_buffer("v", self._normalize(torch.randn(cols.numel()), cols))
-        self.power_iterate(50)
+        self._warm_up()
+
+    @torch.no_grad()
+    def _warm_up(self, most: int = 50, tol: float = 1e-3) -> None:
+        """Power iterations at initialisation until the estimate moves by less than ``tol`` relative
+        over 5 of them (at most ``most``): large graphs would spend seconds on the full 50.
+        """
+        Wb = self._bounded_weight(self.masked())
+        last = None
+        for it in range(most):
+            sigma = float(self._sigma(Wb, update=True))
+            if it % 5 == 4:
+                if last is not None and abs(sigma - last) <= tol * sigma:
+                    return
+                last = sigma
 
     @property
     def units(self) -> tuple[int, int]:
@@ -262,17 +292,42 @@ class BlockSparseLinear(SpectralLinear):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(..., in) -> (..., out)``, batch-first like :class:`torch.nn.Linear`."""
+        y = self.batch_last(x.reshape(-1, x.shape[-1]).T)
+        return y.T.reshape(*x.shape[:-1], -1)
+
+    def batch_last(self, x: Tensor) -> Tensor:
+        """``(in, N) -> (out, N)``: the layer on batch-last activations."""
         W = self.normalized_weight()
         D = self.out_blocks
-        W_off = W[D:] if W.shape[0] > D else None
         bias = self.bias if self.bias is not None else W.new_zeros(D * self.units[0])
-        flat = x.reshape(-1, x.shape[-1]).T
-        y = block_apply(W[:D], W_off, bias, flat, self.rows[D:], self.cols[D:])
-        return y.T.reshape(*x.shape[:-1], -1)
+        if not self.diagonal:
+            return gather_apply(W, bias, x, self.rows, self.cols)
+        W_off = W[D:] if W.shape[0] > D else None
+        return block_apply(W[:D], W_off, bias, x, self.rows[D:], self.cols[D:])
 
     def extra_repr(self) -> str:
         (out, inp), blocks, eff = self.shape, self.mask.shape[0], int(self.mask.sum())
         return f"shape=({out}, {inp}), {blocks=}, effective_weights={eff}, kappa={self.kappa}"
+
+
+class BlockSparseMLP(nn.Module):
+    r"""The block-sparse twin of :class:`~sirenvae.nn.MaskedMLP`: the same units, masks and function
+    (ELU, no spectral bound), stored by the blocks of :func:`~sirenvae.masks.set_blocks`, so memory
+    grows with the members of the sets rather than with ``outputs x inputs``. Loads a
+    ``MaskedMLP``'s checkpoint.
+    """
+
+    def __init__(self, sets: Tensor, hidden_per_set: int, hidden_layers: int) -> None:
+        super().__init__()
+        layers = set_blocks(sets, hidden_per_set, hidden_layers)
+        self.layers = nn.ModuleList(BlockSparseLinear(L, kappa=None) for L in layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x.reshape(-1, x.shape[-1]).T.contiguous()
+        for layer in self.layers[:-1]:
+            h = F.elu(layer.batch_last(h))
+        out = self.layers[-1].batch_last(h)
+        return out.T.reshape(*x.shape[:-1], -1)
 
 
 def _lanczos_vectors(layer: BlockSparseLinear, Wb: Tensor, v: Tensor, tol: float) -> tuple[Tensor, Tensor]:

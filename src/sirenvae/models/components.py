@@ -26,6 +26,9 @@ from torch import Size, Tensor, nn
 from torch.distributions import Distribution, constraints
 
 from sirenvae.flows import DiagNormal, LazyDistribution
+from sirenvae.flows.residual import SPARSE_MIN_UNITS
+from sirenvae.flows.sparse import BlockSparseLinear, BlockSparseMLP
+from sirenvae.masks import BlockLayer, set_groups
 from sirenvae.models.config import DECODER_MEANS, LIKELIHOODS
 from sirenvae.nn import MaskedLinear, MaskedMLP
 
@@ -140,6 +143,10 @@ class Decoder(LazyDistribution):
         width: With full sets (a plain VAE), the hidden width instead.
         mean: ``"mlp"``, ``"linear"`` or ``"linear+mlp"``.
         likelihood: ``"normal"`` or ``"studentt"``.
+        sparse: Store the MLP and the linear term by blocks between parent sets
+            (:class:`~sirenvae.flows.sparse.BlockSparseMLP`), memory and time by the graph's edges;
+            by default from :data:`~sirenvae.flows.residual.SPARSE_MIN_UNITS` hidden units at a
+            density of at most 10 %. Both layouts compute the same function.
     """
 
     def __init__(
@@ -152,6 +159,7 @@ class Decoder(LazyDistribution):
         *,
         mean: str = "mlp",
         likelihood: str = "normal",
+        sparse: bool | None = None,
     ) -> None:
         super().__init__()
         if mean not in DECODER_MEANS:
@@ -161,10 +169,26 @@ class Decoder(LazyDistribution):
         self.observed = sets.shape[0]
         self.min_scale = min_scale
         self.mean_kind, self.likelihood = mean, likelihood
+        sets = sets.bool()
+        full = bool(sets.all()) and width > 0
+        if sparse is None:
+            units = set_groups(sets)[2] * hidden_per_set
+            sparse = not full and units >= SPARSE_MIN_UNITS and int(sets.sum()) <= 0.1 * sets.numel()
+        self.sparse = sparse
         if mean != "linear":
-            self.net = MaskedMLP(torch.cat([sets, sets]), hidden_per_set, hidden_layers, width)
+            doubled = torch.cat([sets, sets])
+            if sparse:
+                self.net = BlockSparseMLP(doubled, hidden_per_set, hidden_layers)
+            else:
+                self.net = MaskedMLP(doubled, hidden_per_set, hidden_layers, width)
         if mean != "mlp":
-            self.linear = MaskedLinear(sets, kappa=None)
+            if sparse:
+                child, parent = torch.nonzero(sets, as_tuple=True)
+                edges = torch.ones(child.numel(), 1, 1, dtype=torch.bool)
+                layer = BlockLayer(child, parent, edges, *sets.shape, diagonal=False)
+                self.linear = BlockSparseLinear(layer, kappa=None)
+            else:
+                self.linear = MaskedLinear(sets, kappa=None)
             with torch.no_grad():
                 self.linear.weight.mul_(LINEAR_INIT)
         if mean == "linear":
