@@ -51,9 +51,11 @@ class SpectralLinear(nn.Module):
         Wb = self._bounded_weight(W)
         if update:
             with torch.no_grad():
-                self.v.copy_(self._normalize(self._rmatvec(Wb, self.u), self._col_component))
-        # a clone: the buffer changes in place at the next training step, autograd must not see it
-        v = self.v.clone() if torch.is_grad_enabled() else self.v
+                v = self._normalize(self._rmatvec(Wb, self.u), self._col_component)
+                self.v.copy_(v)
+        else:
+            # a clone: the buffer changes in place at the next training step, autograd must not see it
+            v = self.v.clone() if torch.is_grad_enabled() else self.v
         Wv = self._matvec(Wb, v)
         norms = self._component_norms(Wv)
         if update:

@@ -153,13 +153,16 @@ class GRFBlock(LazyTransform):
         :math:`t_l = \hat W_l \phi(t_{l-1}) + \hat b_l` with :math:`\hat W_l = \iota_l o_{l-1} W_l` and
         :math:`\hat b_l = \iota_l b_l`, so a layer costs one matmul and one :math:`\phi`.
         """
+        # each scale once, and no multiplications by 1
+        scales = [act.scales() for act in self.activations]
         out = []
-        outer: Tensor | float = 1.0
         for l, layer in enumerate(self.layers):
-            inner = self.activations[l].scales()[0] if l < len(self.activations) else 1.0
-            out.append((layer.normalized_weight(update, inner * outer), layer.bias * inner))
-            if l < len(self.activations):
-                outer = self.activations[l].scales()[1]
+            if l == len(scales):
+                out.append((layer.normalized_weight(update, scales[l - 1][1] if l else 1.0), layer.bias))
+                continue
+            inner = scales[l][0]
+            factor = inner * scales[l - 1][1] if l else inner
+            out.append((layer.normalized_weight(update, factor), layer.bias * inner))
         return out
 
     def forward(self, c: Tensor | None = None) -> GraphicalResidualTransform:
