@@ -53,9 +53,11 @@ class SpectralLinear(nn.Module):
     def _sigma(self, Wb: Tensor, update: bool) -> Tensor:
         if update:
             with torch.no_grad():
-                self.v.copy_(self._normalize(self._rmatvec(Wb, self.u), self._col_component))
-        # a clone: the buffer changes in place at the next training step, autograd must not see it
-        v = self.v.clone() if torch.is_grad_enabled() else self.v
+                v = self._normalize(self._rmatvec(Wb, self.u), self._col_component)
+                self.v.copy_(v)
+        else:
+            # a clone: the buffer changes in place at the next training step, autograd must not see it
+            v = self.v.clone() if torch.is_grad_enabled() else self.v
         Wv = self._matvec(Wb, v)
         norms = self._component_norms(Wv)
         if update:
@@ -271,6 +273,12 @@ class _Activation(nn.Module):
         r""":math:`\phi(t)` and :math:`\phi'(t) \odot \delta`."""
         raise NotImplementedError
 
+    def derivatives(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        r""":math:`\phi(t)`, :math:`\phi'(t)` and :math:`\phi''(t)`, for hand-written backward passes
+        (:mod:`sirenvae.flows.fused`); an activation without it takes the autograd path.
+        """
+        raise NotImplementedError
+
     def forward(self, a: Tensor) -> Tensor:
         inner, outer = self.scales()
         return outer * self.phi(inner * a)
@@ -307,6 +315,15 @@ class LipSwish(_Activation):
         # one fused kernel (it has no double backward, hence the branch)
         return y, torch.ops.aten.silu_backward(delta.expand_as(t), t)
 
+    def derivatives(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        # with s = sigmoid(t): phi' = s + t s (1 - s), phi'' = s (1 - s) (2 + t - 2 t s); phi by silu,
+        # bit for bit as phi(); tensor-tensor kernels (a Python scalar costs a cast per call)
+        s = torch.sigmoid(t)
+        y = F.silu(t)
+        s1 = torch.addcmul(s, s, s, value=-1)
+        d2 = torch.add(t, y, alpha=-2).add_(2).mul_(s1)
+        return y, torch.addcmul(s, t, s1), d2
+
 
 class ELU(_Activation):
     r"""ELU with :math:`\alpha = 1` (1-Lipschitz)."""
@@ -318,6 +335,11 @@ class ELU(_Activation):
         y = F.elu(t)
         return y, delta * torch.where(t > 0, torch.ones_like(t), y + 1)
 
+    def derivatives(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        y = F.elu(t)
+        d2 = torch.where(t > 0, torch.zeros_like(t), y + 1)
+        return y, torch.where(t > 0, torch.ones_like(t), d2), d2
+
 
 class Tanh(_Activation):
     """Hyperbolic tangent (1-Lipschitz)."""
@@ -328,6 +350,11 @@ class Tanh(_Activation):
     def phi_jvp(self, t: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
         y = torch.tanh(t)
         return y, delta * (1 - y * y)
+
+    def derivatives(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        y = torch.tanh(t)
+        d1 = 1 - y * y
+        return y, d1, -2 * y * d1
 
 
 _ACTIVATIONS = {"lipswish": LipSwish, "elu": ELU, "tanh": Tanh}

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from sirenvae.defaults import KAPPA
 from sirenvae.flows.core import LazyTransform, Transform, check_context
+from sirenvae.flows.fused import FusedResidual, fusable
 from sirenvae.flows.root_finding import InverseResult, RootFinding, fixed_point, implicit_gradient
 from sirenvae.flows.sparse import BlockSparseLinear, block_apply
 from sirenvae.masks import check_adjacency, graphical_blocks, graphical_masks
@@ -114,6 +115,9 @@ class GRFBlock(LazyTransform):
             for l, M in enumerate(masks.layers)
         )
         self.activations = torch.nn.ModuleList(make_activation(activation) for _ in range(hidden_layers))
+        #: With autograd on, compute g and its diagonal in one node with a hand-written backward
+        #: (:mod:`sirenvae.flows.fused`; dense layout only). Off for second derivatives.
+        self.fused = True
         D, k = self.features, self.units
         self.register_buffer("_designated", torch.arange(D).repeat_interleave(k), persistent=False)
         self._split = not sparse and hidden_layers >= 2 and self._plan_split(masks.layers[1], k, "_off_")
@@ -153,13 +157,16 @@ class GRFBlock(LazyTransform):
         :math:`t_l = \hat W_l \phi(t_{l-1}) + \hat b_l` with :math:`\hat W_l = \iota_l o_{l-1} W_l` and
         :math:`\hat b_l = \iota_l b_l`, so a layer costs one matmul and one :math:`\phi`.
         """
+        # each scale once, and no multiplications by 1
+        scales = [act.scales() for act in self.activations]
         out = []
-        outer: Tensor | float = 1.0
         for l, layer in enumerate(self.layers):
-            inner = self.activations[l].scales()[0] if l < len(self.activations) else 1.0
-            out.append((layer.normalized_weight(update, inner * outer), layer.bias * inner))
-            if l < len(self.activations):
-                outer = self.activations[l].scales()[1]
+            if l == len(scales):
+                out.append((layer.normalized_weight(update, scales[l - 1][1] if l else 1.0), layer.bias))
+                continue
+            inner = scales[l][0]
+            factor = inner * scales[l - 1][1] if l else inner
+            out.append((layer.normalized_weight(update, factor), layer.bias * inner))
         return out
 
     def forward(self, c: Tensor | None = None) -> GraphicalResidualTransform:
@@ -204,7 +211,7 @@ class GraphicalResidualTransform(Transform):
                 self.diag_blocks.append(W[:D])
                 self.off.append(W[D:] if W.shape[0] > D else None)
             return
-        self.delta0 = W0[torch.arange(D * k, device=W0.device), block._designated]
+        self.delta0 = W0.gather(1, block._designated[:, None]).view(D * k)
         for l in range(1, hidden + 1):
             W = layers[l][0]
             if l < hidden:
@@ -270,6 +277,15 @@ class GraphicalResidualTransform(Transform):
             out.index_add_(0, block._off_rows, W_off @ h[block._off_cols])
         return out
 
+    def _per_layer(self) -> list[Tensor | None]:
+        """``(W, b, diagonal blocks, off-diagonal part)`` of every layer after the first."""
+        hidden = len(self.block.activations)
+        out: list[Tensor | None] = []
+        for l in range(1, hidden + 1):
+            off = self.off[l - 1] if l < hidden else self.off_last
+            out.extend((*self.layers[l], self.diag_blocks[l - 1], off))
+        return out
+
     def g(self, z: Tensor, diag: bool = True) -> tuple[Tensor, Tensor | None]:
         r"""The residual :math:`g(z \oplus c)` and, if ``diag``, :math:`\partial g_i / \partial z_i`.
 
@@ -291,6 +307,9 @@ class GraphicalResidualTransform(Transform):
             t = block_apply(W[:D], self.off_first, b, u.T.contiguous(), first.rows[D:], first.cols[D:])
         else:
             t = torch.addmm(b[:, None], W, u.T)
+        if diag and torch.is_grad_enabled() and (u.requires_grad or W.requires_grad) and fusable(block):
+            g, d = FusedResidual.apply(self, u, W, b, self.delta0, *self._per_layer())
+            return g.view(*batch, D), d.view(*batch, D)
         if not diag:
             for l, act in enumerate(block.activations):
                 t = self._hidden(l + 1, act.phi(t))
