@@ -154,6 +154,18 @@ ROWS = [
         None,
         unit="s",
     ),
+    Row(
+        "  SIReN-VAE true, MUNIN structure (1,041 nodes, 209 latent): build",
+        "model-munin",
+        "build_s",
+        None,
+        unit="s",
+    ),
+    Row("  SIReN-VAE true, MUNIN structure: train step, batch 256", "model-munin", "step_s", None, unit="s"),
+    Row("  SIReN-VAE true, MUNIN structure: peak memory", "model-munin", "peak_mib", None, unit="MiB"),
+    Row("  SIReN-VAE true, 10,000-node DAG (2,000 latent): build", "model10k", "build_s", None, unit="s"),
+    Row("  SIReN-VAE true, 10,000-node DAG: train step, batch 256", "model10k", "step_s", None, unit="s"),
+    Row("  SIReN-VAE true, 10,000-node DAG: peak memory", "model10k", "peak_mib", None, unit="MiB"),
 ]
 
 #: How each source is run; ``quick`` trades precision for time. The evaluation runs on one thread,
@@ -172,6 +184,8 @@ SOURCES = {
         ["scale.py", "--nodes", "10000", "--conditioning", "parents", "--affine", "--repeats", "1"],
         [],
     ),
+    "model-munin": (["model_scale.py", "--graph", "munin"], []),
+    "model10k": (["model_scale.py", "--graph", "random", "--nodes", "10000", "--repeats", "2"], []),
 }
 
 

@@ -197,3 +197,29 @@ def test_latent_nodes_named_like_a_column_get_a_notice(tmp_path):
     assert table.notices == (
         "latent node 'smokng' is named like column 'smoking': is 'smokng' a typo in the graph?",
     )
+
+
+def test_numbered_families_are_not_typos_and_notices_are_capped(tmp_path):
+    # n10 vs n101 differ by a digit only: a numbered family, as in a large graph with every 5th
+    # node hidden (1,023 notices before this rule); real typos are still named, at most 5 of them
+    nodes = [f"n{i}" for i in range(200)]
+    typos = ["smokng", "cancr", "blod", "hert", "livr", "kidny", "lung"]
+    columns = [v for i, v in enumerate(nodes) if i % 5] + [
+        "smoking",
+        "cancer",
+        "blood",
+        "heart",
+        "liver",
+        "kidney",
+    ]
+    g = BayesianNetwork({v: [] for v in nodes + typos + columns[-6:]})
+    header = ",".join(columns)
+    table = read_table(write(tmp_path, f"{header}\n{','.join('1' * len(columns))}\n"), g)
+    assert len(table.split.latent) == 40 + len(typos)
+    assert len(table.notices) == 6
+    assert (
+        table.notices[0]
+        == "latent node 'smokng' is named like column 'smoking': is 'smokng' a typo in the graph?"
+    )
+    assert table.notices[-1] == "1 more latent node(s) are named like a column"  # lung is none
+    assert not any("'n" in note for note in table.notices)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from sirenvae.graph import BayesianNetwork, GraphError, LatentSplit, first_duplicate
+from sirenvae.names import near_miss, preview, typo_notices
 from sirenvae.networks import ArithmeticCircuit, LinearGaussianNetwork
 
 __all__ = [
@@ -259,7 +260,7 @@ def read_frame(
     ids = None
     if id_column is not None:
         if id_column not in columns:
-            raise DataError(f"{where}no ID column {id_column!r}; the columns are {_preview(columns)}")
+            raise DataError(f"{where}no ID column {id_column!r}; the columns are {preview(columns)}")
         ignored.add(id_column)
         ids = tuple(str(v).strip() for v in df[id_column])
         if len(set(ids)) < len(ids):
@@ -275,13 +276,7 @@ def read_frame(
     _check_columns(where, graph, split, used, hint, training)
     if split is None:
         split = _inferred_split(where, graph, used, hint)
-        notices += [
-            f"latent node {v!r} is named like column {c!r}: is {v!r} a typo in the graph?"
-            for v in split.latent
-            for c in used
-            # one edit, but not the last character alone: families such as x1, x2 or sucA, sucD
-            if _near_miss(c, v, edits=1) and (c[:-1] != v[:-1] or c.casefold() == v.casefold())
-        ]
+        notices += typo_notices(split.latent, used)
     if len(df) < min_rows:
         raise DataError(f"{where}{len(df)} data row(s), at least {min_rows} needed")
 
@@ -385,7 +380,7 @@ def _ignored(where: str, columns: Sequence[str], names: Sequence[str]) -> set[st
     """The columns the user asked to skip; each must exist."""
     for name in names:
         if name not in columns:
-            raise DataError(f"{where}no column {name!r} to ignore; the columns are {_preview(columns)}")
+            raise DataError(f"{where}no column {name!r} to ignore; the columns are {preview(columns)}")
     return set(names)
 
 
@@ -405,7 +400,7 @@ def _check_columns(
                 f"{where}column(s) {', '.join(latent)} are latent nodes; drop them, leave them out of "
                 f"{hint['latent']}, or pass {hint['ignore'](latent)}"
             )
-    pairs = [(c, v) for v in without for c in unknown if _near_miss(c, v)]
+    pairs = [(c, v) for v in without for c in unknown if near_miss(c, v)]
     if pairs:
         c, v = pairs[0]
         also = "".join(f"; and {c2!r} for node {v2!r}?" for c2, v2 in pairs[1:])
@@ -417,37 +412,13 @@ def _check_columns(
         raise DataError(
             f"{where}column {unknown[0]!r} matches no node of the graph"
             f"{f' (nor do {len(unknown) - 1} more)' if len(unknown) > 1 else ''}; nodes are "
-            f"{_preview(graph.nodes)}; drop the column(s) or pass {hint['ignore'](unknown)}{hint['id']}"
+            f"{preview(graph.nodes)}; drop the column(s) or pass {hint['ignore'](unknown)}{hint['id']}"
         )
     if split is not None and without:
         also = f", or add them to the latent nodes ({hint['latent']})" if training else ""
         raise DataError(
             f"{where}observed node(s) without a column: {', '.join(without)}; add the column(s){also}"
         )
-
-
-def _preview(names: Sequence, k: int = 8) -> str:
-    names = [str(v) for v in names]
-    return f"{', '.join(names[:k])}{' ...' if len(names) > k else ''}"
-
-
-def _near_miss(column, node: str, edits: int = 2) -> bool:
-    """Equal up to case and whitespace, or within ``edits`` edits (less than half the shorter name);
-    the notice on latent nodes named like a column allows one (two flag ``blight`` and ``height``).
-    """
-    a, b = "".join(str(column).split()).casefold(), "".join(node.split()).casefold()
-    return a == b or _edit_distance(a, b) <= min(edits, (min(len(a), len(b)) - 1) // 2)
-
-
-def _edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance with adjacent transpositions counted as one edit."""
-    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
-    for i in range(1, len(a) + 1):
-        for j in range(1, len(b) + 1):
-            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
-    return d[-1][-1]
 
 
 def write_csv(path: str | Path, columns: Sequence[str], values: Tensor | np.ndarray, **extra) -> None:

@@ -31,6 +31,9 @@ from sirenvae.models import VARIANTS
 
 __all__ = ["evaluate", "fit", "posterior", "sample"]
 
+#: ``fit`` names at most this many latent nodes; the run's ``model.json`` lists them all.
+LATENT_SHOWN = 30
+
 
 @app.command()
 def fit(
@@ -127,11 +130,10 @@ def fit(
                 console.print(f"note: {notice}", markup=False, highlight=False)
             extra |= {"train_size": int(x.shape[0]), "data": str(data)}
         how = "from --latent" if latent else "nodes without a column" if data else "default rule"
-        console.print(
-            f"latent nodes ({len(split.latent)}, {how}): {', '.join(split.latent)}",
-            markup=False,
-            highlight=False,
-        )
+        shown = ", ".join(split.latent[:LATENT_SHOWN])
+        if len(split.latent) > LATENT_SHOWN:
+            shown += f", ... (all in {Path(out) / 'model.json'})"
+        console.print(f"latent nodes ({len(split.latent)}, {how}): {shown}", markup=False, highlight=False)
         if progress:
             console.print(
                 f"training {model} on {len(bn)} nodes ({len(split.latent)} latent) with {x.shape[0]} rows "

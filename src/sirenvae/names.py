@@ -1,0 +1,58 @@
+"""Names that look alike: the hints on a misspelt column or node, and short previews of long lists."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+__all__ = ["near_miss", "preview", "typo_notices"]
+
+#: At most this many "named like a column" notices; the rest are counted.
+MAX_TYPO_NOTICES = 5
+
+
+def preview(names: Sequence, k: int = 8) -> str:
+    """The first ``k`` names, then ``...`` if there are more."""
+    names = [str(v) for v in names]
+    return f"{', '.join(names[:k])}{' ...' if len(names) > k else ''}"
+
+
+def near_miss(column, node: str, edits: int = 2) -> bool:
+    """Equal up to case and whitespace, or within ``edits`` edits (less than half the shorter name);
+    the notice on latent nodes named like a column allows one (two flag ``blight`` and ``height``).
+    """
+    a, b = "".join(str(column).split()).casefold(), "".join(node.split()).casefold()
+    return a == b or edit_distance(a, b) <= min(edits, (min(len(a), len(b)) - 1) // 2)
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance with adjacent transpositions counted as one edit."""
+    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[-1][-1]
+
+
+def typo_notices(latent: Sequence[str], columns: Sequence[str]) -> list[str]:
+    """Notices for latent nodes (nodes without a column) named like a column, one edit apart.
+
+    Members of a family are not typos: names that differ in their last character alone (``x1``,
+    ``x2``; ``sucA``, ``sucD``) or in their numbers alone (``n10``, ``n101``). At most
+    :data:`MAX_TYPO_NOTICES` are listed; the rest are counted.
+    """
+    digits = re.compile(r"\d+")
+    pairs = [
+        (v, c)
+        for v in latent
+        for c in columns
+        if near_miss(c, v, edits=1)
+        and (c.casefold() == v.casefold() or (c[:-1] != v[:-1] and digits.sub("#", c) != digits.sub("#", v)))
+    ]
+    notes = [f"latent node {v!r} is named like column {c!r}: is {v!r} a typo in the graph?" for v, c in pairs]
+    if len(notes) > MAX_TYPO_NOTICES:
+        rest = len(notes) - MAX_TYPO_NOTICES
+        notes = [*notes[:MAX_TYPO_NOTICES], f"{rest} more latent node(s) are named like a column"]
+    return notes
