@@ -116,3 +116,22 @@ def test_evaluate_per_row(fitted, files, tmp_path):
     table = tmp_path / "table.csv"
     r = run("evaluate", fitted, "--data", files / "data.csv", "-k", 2, "--per-row", table)
     assert r.exit_code == 0 and "each of the 80 rows" in r.stdout and len(pd.read_csv(table)) == 80
+
+
+def test_a_large_graph_is_drawn_as_a_bounded_overview():
+    from sirenvae.plots import LABELLED_NODES, graph_figure
+
+    # 600 nodes, one wide layer of 300 roots: laid out in one row it would be ~1,000 inches wide
+    names = [f"v{i}" for i in range(600)]
+    parents = {v: sorted({names[i - 300], names[(7 * i + 1) % 300]}) for i, v in enumerate(names) if i >= 300}
+    bn = BayesianNetwork({v: parents.get(v, []) for v in names})
+    assert len(bn) > LABELLED_NODES
+    fig = graph_figure(LatentSplit(bn, names[:300:3]))
+    width, height = fig.get_size_inches()
+    assert width <= 20 and height <= 10
+    for ax in fig.axes:
+        assert not ax.texts  # no labels
+        xs = ax.collections[1].get_offsets()[:, 0]
+        assert xs.max() - xs.min() < 60  # the wide layer is folded into rows
+    shaded = fig.axes[0].collections[1].get_facecolors()
+    assert len({tuple(c) for c in shaded}) == 2  # latent and observed told apart

@@ -21,6 +21,8 @@ __all__ = ["FORMATS", "graph_figure", "layered_layout", "save", "training_figure
 FORMATS = (".png", ".svg", ".pdf")
 
 _LATENT, _OBSERVED, _EDGE = "#b9c4d0", "white", "#444444"
+#: Latent dots in an overview, darker: at that size the pale shade is hard to tell from white.
+_LATENT_DOT = "#5b7fa8"
 
 
 def save(fig, path: str | Path) -> None:
@@ -128,12 +130,49 @@ def _draw(ax, graph: BayesianNetwork, latent: set[str], pos: dict, title: str, s
     ax.axis("off")
 
 
+def _wrapped(pos: dict[str, tuple[float, float]], width: int) -> dict[str, tuple[float, float]]:
+    """The layered positions with every layer wider than ``width`` folded into several rows."""
+    layers: dict[float, list[str]] = {}
+    for v in sorted(pos, key=lambda v: pos[v][0]):
+        layers.setdefault(pos[v][1], []).append(v)
+    out, y = {}, 0.0
+    for key in sorted(layers, reverse=True):
+        row = layers[key]
+        for start in range(0, len(row), width):
+            chunk = row[start : start + width]
+            for i, v in enumerate(chunk):
+                out[v] = ((width - len(chunk)) / 2 + i, y)
+            y -= 1.0
+        y -= 0.5  # a gap between layers
+    return out
+
+
+def _overview(ax, graph: BayesianNetwork, latent: set[str], pos: dict, title: str) -> None:
+    """A large graph without labels: dots (latent shaded) and straight, faint edges."""
+    from matplotlib.collections import LineCollection
+
+    segments = [(pos[p], pos[c]) for p, c in graph.edges]
+    alpha = min(0.6, max(0.05, 300 / max(len(segments), 1)))
+    ax.add_collection(LineCollection(segments, colors=_EDGE, linewidths=0.4, alpha=alpha, zorder=1))
+    xy = np.asarray([pos[v] for v in graph.nodes])
+    colours = [_LATENT_DOT if v in latent else _OBSERVED for v in graph.nodes]
+    ax.scatter(xy[:, 0], xy[:, 1], s=14, facecolor=colours, edgecolor="black", linewidth=0.4, zorder=2)
+    ax.set_xlim(xy[:, 0].min() - 1, xy[:, 0].max() + 1)
+    ax.set_ylim(xy[:, 1].min() - 1, xy[:, 1].max() + 1)
+    ax.set_title(f"{title}; labels omitted above {LABELLED_NODES} nodes", fontsize=11)
+    ax.axis("off")
+
+
+#: Graphs with more nodes are drawn as an overview: no labels, layers folded into rows.
+LABELLED_NODES = 150
+
+
 def graph_figure(graph: BayesianNetwork | LatentSplit):
     r"""The network (latent nodes shaded, observed plain) beside its faithful inverse (NaMI), which
     structures the encoder :math:`q(z \mid x)`; a network without a latent set is drawn alone.
+    Above :data:`LABELLED_NODES` nodes, an overview of bounded size instead.
     """
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
     split = graph if isinstance(graph, LatentSplit) else None
     bn = split.graph if split is not None else graph
@@ -149,6 +188,15 @@ def graph_figure(graph: BayesianNetwork | LatentSplit):
                 f"faithful inverse for q(z | x) ({len(inv.edges)} edges)",
             )
         )
+    if len(bn) > LABELLED_NODES:
+        wrap = max(20, int(2 * np.sqrt(len(bn))))
+        fig = Figure(figsize=(8.0 * len(panels), 9.0), layout="constrained")
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        for ax, (g, p, title) in zip(axes, panels, strict=True):
+            _overview(ax, g, latent, _wrapped(p, wrap), title)
+        if split is not None:
+            fig.legend(handles=_legend(_LATENT_DOT), loc="outside lower center", ncols=2, frameon=False)
+        return fig
     longest = max(len(v) for v in bn.nodes)
     fontsize = 9.0 if longest <= 8 else max(5.5, 72 / longest)
     diameter = max(22.0, 0.56 * fontsize * longest + 8)  # points: the longest label fits inside
@@ -163,13 +211,18 @@ def graph_figure(graph: BayesianNetwork | LatentSplit):
     style = {"fontsize": fontsize, "diameter": diameter}
     for ax, (g, p, title) in zip(axes, panels, strict=True):
         _draw(ax, g, latent, p, title, style)
-    handles = [
-        Line2D([], [], marker="o", ls="", markersize=10, markerfacecolor=c, markeredgecolor="black", label=t)
-        for c, t in ((_LATENT, "latent"), (_OBSERVED, "observed"))
-    ]
     if split is not None:
-        fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
+        fig.legend(handles=_legend(), loc="outside lower center", ncols=2, frameon=False)
     return fig
+
+
+def _legend(latent: str = _LATENT) -> list:
+    from matplotlib.lines import Line2D
+
+    return [
+        Line2D([], [], marker="o", ls="", markersize=10, markerfacecolor=c, markeredgecolor="black", label=t)
+        for c, t in ((latent, "latent"), (_OBSERVED, "observed"))
+    ]
 
 
 # ---------------------------------------------------------------------- training
