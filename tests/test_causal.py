@@ -202,6 +202,25 @@ def test_propagate_without_intervention_is_the_sampler(untrained):
     assert torch.equal(z0, z1) and torch.allclose(x0, u1 * untrained.scale + untrained.loc)
 
 
+@pytest.mark.parametrize("chain", [3, 5])
+def test_ancestral_sampling_settles_alternating_chains(chain):
+    # z1 -> x1 -> z2 -> x2 -> ...: each latent waits for an observed parent (the sampler used to
+    # stop after as many sweeps as the observed nodes alone have generations, 1 here)
+    parents, previous = {}, []
+    for i in range(1, chain + 1):
+        parents[f"z{i}"] = previous
+        parents[f"x{i}"] = [f"z{i}"]
+        previous = [f"x{i}"]
+    torch.manual_seed(0)
+    split = LatentSplit(bn(parents), [f"z{i}" for i in range(1, chain + 1)])
+    model = build_model(split, conditioning="parents").double().eval()
+    eps, eta = (t.double() for t in causal.draw_noise(model, 16))
+    z, u = causal.propagate(model, eps, eta)
+    # the structural equations hold for every node: the noises come back
+    torch.testing.assert_close(model.prior_given(u).transform(z), eps, rtol=0, atol=1e-6)
+    torch.testing.assert_close(model.decoder(model.nodes(z, u)).residual(u), eta, rtol=0, atol=1e-9)
+
+
 @pytest.mark.parametrize(
     "do", [{"h1": 0.7}, {"h1": 0.7, "h2": -0.3}, {"b": 2.0}, {"b": 2.0, "h3": -1.0}, {"a": 0.0}]
 )

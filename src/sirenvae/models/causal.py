@@ -177,15 +177,13 @@ def propagate(
     u = eps.new_zeros(*shape, len(model.observed))
     if kx is not None and len(kx):
         u[..., kx] = ax
-    sweeps = (model._x_levels + 1) if model.prior_context else 1
     z = eps
-    for _ in range(sweeps):
-        transform = model.prior_given(u).transform
-        z = _inverse(transform, eps, kz, az)
-        for _ in range(model._x_levels):
-            u = model.decoder(model.nodes(z, u)).reparameterize(eta)
-            if kx is not None and len(kx):
-                u[..., kx] = ax
+    for solve in model._schedule:
+        if solve:
+            z = _inverse(model.prior_given(u).transform, eps, kz, az)
+        u = model.decoder(model.nodes(z, u)).reparameterize(eta)
+        if kx is not None and len(kx):
+            u[..., kx] = ax
     return z, u
 
 

@@ -61,13 +61,7 @@ class SIReNVAE(nn.Module):
         self.decoder, self.prior, self.encoder = decoder, prior, encoder
         ctx = [split.observed.index(v) for v in prior_context]
         self.register_buffer("_ctx_idx", torch.tensor(ctx, dtype=torch.long), persistent=False)
-        # observed nodes in topological generations, for ancestral sampling of x
-        latent = set(split.latent)
-        level: dict[str, int] = {}
-        for v in split.graph.nodes:
-            pa = (level[p] for p in split.graph.parents(v) if p not in latent)
-            level[v] = -1 if v in latent else 1 + max(pa, default=-1)
-        self._x_levels = max((level[v] for v in split.observed), default=0) + 1
+        self._schedule = _ancestral_schedule(split, bool(prior_context))
 
     @property
     def graph(self) -> BayesianNetwork:
@@ -139,19 +133,38 @@ class SIReNVAE(nn.Module):
     def sample(self, n: int) -> tuple[Tensor, Tensor]:
         """Draws ``n`` ancestral samples ``(z, x)``, ``x`` on the raw scale.
 
-        With fixed noise, alternating the prior's inverse and the decoder is exact after as many
-        sweeps as the graph has generations: each sweep settles one more generation. The decoder's
-        noise is drawn once, by its first distribution (its family does not depend on the parents).
+        With fixed noise, alternating the prior's inverse and a decoder pass is exact after as many
+        sweeps as the graph has generations: each sweep settles one more generation (see
+        :func:`_ancestral_schedule`). The decoder's noise is drawn once, by its first distribution
+        (its family does not depend on the parents).
         """
         like = self.loc
         eps = torch.randn(n, len(self.latent), dtype=like.dtype, device=like.device)
         eta = None
         u = torch.zeros(n, len(self.observed), dtype=like.dtype, device=like.device)
-        sweeps = (self._x_levels + 1) if self.prior_context else 1
-        for _ in range(sweeps):
-            z = self.prior_given(u).transform.inv(eps)
-            for _ in range(self._x_levels):
-                p = self.decoder(self.nodes(z, u))
-                eta = p.noise() if eta is None else eta
-                u = p.reparameterize(eta)
+        for solve in self._schedule:
+            if solve:
+                z = self.prior_given(u).transform.inv(eps)
+            p = self.decoder(self.nodes(z, u))
+            eta = p.noise() if eta is None else eta
+            u = p.reparameterize(eta)
         return z, u * self.scale + self.loc
+
+
+def _ancestral_schedule(split: LatentSplit, context: bool) -> tuple[bool, ...]:
+    r"""Which decoder passes of ancestral sampling follow a solve of the prior: one pass per
+    generation of the whole graph, each after a solve, when the prior depends on observed nodes
+    (after sweep :math:`g` every node of generation :math:`\le g` is exact, as its parents were
+    after sweep :math:`g - 1`); else one solve, then a pass per generation of the observed nodes.
+    """
+    graph, latent = split.graph, set(split.latent)
+    level: dict[str, int] = {}
+    if context:
+        for v in graph.nodes:
+            level[v] = 1 + max((level[p] for p in graph.parents(v)), default=-1)
+        return (True,) * (max(level.values()) + 1)
+    for v in graph.nodes:
+        pa = (level[p] for p in graph.parents(v) if p not in latent)
+        level[v] = -1 if v in latent else 1 + max(pa, default=-1)
+    passes = max((level[v] for v in split.observed), default=0) + 1
+    return (True,) + (False,) * (passes - 1)
