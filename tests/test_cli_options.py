@@ -89,10 +89,11 @@ def test_a_device_this_machine_lacks_is_one_line_before_any_work(tmp_path):
         ["sample", out, "-n", 5, "-o", rows],
         ["posterior", out, "--data", rows, "-n", 2, "-o", tmp_path / "post.csv"],
         ["reproduce", "table1", "--quick", "--no-ray", "--out", tmp_path / "sweep"],
+        ["search", "--quick", "--no-ray", "--out", tmp_path / "search"],
     ):
         r = run(*cmd, "--device", "gpu0")
         assert r.exit_code == 2 and "unknown device 'gpu0'" in error_line(r), (cmd, r.output)
-    assert not (tmp_path / "sweep").exists()
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "search").exists()
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ def fake_trials(monkeypatch):
     """Replaces training by a deterministic score of the point; records the rows each trial saw."""
     seen = []
 
-    def trial(model, split, train, valid, point, settings, seed):
+    def trial(model, split, train, valid, point, settings, seed, device=None):
         seen.append({"model": model, "train": train, "valid": valid, "point": point, "seed": seed})
         return {"val_nll": 10.0 - 100 * point.get("lr", 3e-3) + point.get("prior_blocks", 2)}
 
@@ -121,7 +121,7 @@ def test_combinations_the_configuration_refuses_are_never_tried(monkeypatch):
 
 
 def test_failed_trials_score_inf_and_are_kept(monkeypatch):
-    def trial(model, split, train, valid, point, settings, seed):
+    def trial(model, split, train, valid, point, settings, seed, device=None):
         if point.get("lr") == 1e-2:
             raise TrainingError("non-finite loss at epoch 3")
         if point.get("vae_hidden") == 16:

@@ -288,6 +288,7 @@ def search(
     models: str = typer.Option(None, "--models", help="A subset of models, comma-separated."),
     factors: str = typer.Option(None, "--factors", help="Training-size factors to search (default 2,100)."),
     threads: int = typer.Option(None, "--threads", help=RUN_THREADS_HELP),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP + " Ray runs share a GPU by --workers."),
 ) -> None:
     """Choose each model's settings per dataset and training size on tuning data only (resumable).
 
@@ -298,10 +299,12 @@ def search(
     import dataclasses
     import time
 
+    from sirenvae.devices import resolve_device
     from sirenvae.experiments import search as S
     from sirenvae.experiments.runner import run_sweep
 
     with user_errors():
+        device = resolve_device(device)
         _check_sweep_options(workers, threads, no_ray, out)
         settings = S.QUICK_SEARCH if quick else S.SearchSettings()
         if trials is not None or folds:
@@ -332,9 +335,16 @@ def search(
                 markup=False,
             )
 
-        execute = functools.partial(S._execute_cell, threads=threads or 1)
+        execute = functools.partial(S._execute_cell, threads=threads or 1, device=str(device))
         result = run_sweep(
-            cells, out, use_ray=not no_ray, address=address, workers=workers, on_result=show, execute=execute
+            cells,
+            out,
+            use_ray=not no_ray,
+            address=address,
+            workers=workers,
+            on_result=show,
+            execute=execute,
+            gpus_per_run=0.0 if device.type == "cpu" else 1 / workers,
         )
         chosen = S.write_chosen(out, settings)
         summary = _write_summary(out / "search.json", result, start, cells=len(cells))

@@ -259,8 +259,12 @@ def cells(
     return sorted(out, key=lambda c: -c.factor)
 
 
-def _trial(model: str, split, train, valid, point: dict, settings: SearchSettings, seed: int) -> dict:
-    """Trains one setting on ``train`` and scores it on ``valid``: ``val_nll`` and training facts."""
+def _trial(
+    model: str, split, train, valid, point: dict, settings: SearchSettings, seed: int, device=None
+) -> dict:
+    """Trains one setting on ``train`` (on ``device``, default the CPU) and scores it on ``valid``:
+    ``val_nll`` and training facts.
+    """
     import torch
 
     from sirenvae.experiments.runner import train_run
@@ -271,9 +275,10 @@ def _trial(model: str, split, train, valid, point: dict, settings: SearchSetting
         nll = CLASSICAL[model].score(train, valid, point)
         return {"val_nll": float(nll), "train_seconds": time.perf_counter() - start}
     model_config, schedule = _settings(model, point, settings.schedule)
-    trained, history = train_run(split, train, model_config, schedule, seed)
+    trained, history = train_run(split, train, model_config, schedule, seed, device=device)
     middle = time.perf_counter()
     torch.manual_seed(seed)
+    valid = valid.to(trained.loc.device)
     nll = evaluate(trained, valid, importance_samples=settings.valid_samples)["nll"]
     facts = {"epochs": len(history.train_loss), "stopped": history.stopped, "train_seconds": middle - start}
     return {"val_nll": nll, **facts, "eval_seconds": time.perf_counter() - middle}
@@ -297,7 +302,7 @@ def _check_folds(folds: int, n: int) -> None:
         raise ValueError(f"{folds} folds need at least {2 * folds} rows, got {n}")
 
 
-def _score(model: str, split, point: dict, s: SearchSettings, draws: list[tuple]) -> dict:
+def _score(model: str, split, point: dict, s: SearchSettings, draws: list[tuple], device=None) -> dict:
     """A point's validation NLL averaged over tuning draws ``(train, valid, seed)``; with ``s.folds``,
     by k-fold cross-validation within ``train`` instead (``valid`` unused).
     """
@@ -305,7 +310,7 @@ def _score(model: str, split, point: dict, s: SearchSettings, draws: list[tuple]
     for train, valid, seed in draws:
 
         def fit(a, b, seed=seed):
-            return _trial(model, split, a, b, point, s, seed)
+            return _trial(model, split, a, b, point, s, seed, device)
 
         rows.append(_kfold(fit, train, s.folds, seed) if s.folds else fit(train, valid))
     if len(rows) == 1:
@@ -313,7 +318,9 @@ def _score(model: str, split, point: dict, s: SearchSettings, draws: list[tuple]
     return {"val_nll": sum(r["val_nll"] for r in rows) / len(rows), "draws": [r["val_nll"] for r in rows]}
 
 
-def _search(model: str, split, points: list[dict], s: SearchSettings, draws: list[tuple]) -> dict:
+def _search(
+    model: str, split, points: list[dict], s: SearchSettings, draws: list[tuple], device=None
+) -> dict:
     """Scores every point (a failure scores +inf, recorded as ``val_nll: null``); the trial table and
     the choice: the best trial's ModelConfig, schedule overrides and params.
     """
@@ -323,7 +330,7 @@ def _search(model: str, split, points: list[dict], s: SearchSettings, draws: lis
     for i, point in enumerate(points):
         row = {"trial": i, "params": point}
         try:
-            row |= _score(model, split, point, s, draws)
+            row |= _score(model, split, point, s, draws, device)
             row["status"] = "ok" if math.isfinite(row["val_nll"]) else "non-finite"
         except TrainingError as e:
             row |= {"status": "diverged", "error": str(e).splitlines()[0]}
@@ -343,8 +350,10 @@ def _search(model: str, split, points: list[dict], s: SearchSettings, draws: lis
     return {"chosen": chosen | {"val_nll": scores[best]}, "trials": table}
 
 
-def search_cell(cell: SearchCell) -> dict:
-    """Runs one cell's trials on its tuning draws; the cell's result record (no files written)."""
+def search_cell(cell: SearchCell, device: str | None = None) -> dict:
+    """Runs one cell's trials on its tuning draws (deep models on ``device``, default the CPU); the
+    cell's result record (no files written).
+    """
     from sirenvae.experiments.runner import draw_data
 
     start = time.perf_counter()
@@ -357,7 +366,7 @@ def search_cell(cell: SearchCell) -> dict:
         draws.append((d.train, d.test, seed))
     _check_folds(s.folds, n)
     points = candidates(cell.model, cell.space, s.trials, s.seed, s.schedule)
-    result = _search(cell.model, split, points, s, draws)
+    result = _search(cell.model, split, points, s, draws, device)
     return {
         "run_id": cell.run_id,
         "digest": cell.digest(),
@@ -389,9 +398,9 @@ def search_rows(
     return _search(model, split, points, settings, [(x, None, settings.seed)])
 
 
-def _execute_cell(config: dict, threads: int = 1) -> dict:
+def _execute_cell(config: dict, threads: int = 1, device: str | None = None) -> dict:
     """Module-level entry point for workers (Ray pickles it by reference)."""
     from sirenvae.experiments.runner import torch_threads
 
     with torch_threads(threads):
-        return search_cell(SearchCell.from_dict(config))
+        return search_cell(SearchCell.from_dict(config), device)
