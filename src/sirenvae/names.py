@@ -21,7 +21,7 @@ def near_miss(column, node: str, edits: int = 2) -> bool:
     """Equal up to case and whitespace, or within ``edits`` edits (less than half the shorter name);
     the notice on latent nodes named like a column allows one (two flag ``blight`` and ``height``).
     """
-    a, b = "".join(str(column).split()).casefold(), "".join(node.split()).casefold()
+    a, b = _normal(column), _normal(node)
     return a == b or edit_distance(a, b) <= min(edits, (min(len(a), len(b)) - 1) // 2)
 
 
@@ -36,6 +36,15 @@ def edit_distance(a: str, b: str) -> int:
     return d[-1][-1]
 
 
+def _normal(name) -> str:
+    return "".join(str(name).split()).casefold()
+
+
+def _deletions(name: str) -> set[str]:
+    """The name and every string one character shorter."""
+    return {name} | {name[:i] + name[i + 1 :] for i in range(len(name))}
+
+
 def typo_notices(latent: Sequence[str], columns: Sequence[str]) -> list[str]:
     """Notices for latent nodes (nodes without a column) named like a column, one edit apart.
 
@@ -44,13 +53,20 @@ def typo_notices(latent: Sequence[str], columns: Sequence[str]) -> list[str]:
     :data:`MAX_TYPO_NOTICES` are listed; the rest are counted.
     """
     digits = re.compile(r"\d+")
-    pairs = [
-        (v, c)
-        for v in latent
-        for c in columns
-        if near_miss(c, v, edits=1)
-        and (c.casefold() == v.casefold() or (c[:-1] != v[:-1] and digits.sub("#", c) != digits.sub("#", v)))
-    ]
+    # candidates share a one-deletion variant (every pair within one edit does): linear in the names
+    index: dict[str, list[int]] = {}
+    for j, c in enumerate(columns):
+        for key in _deletions(_normal(c)):
+            index.setdefault(key, []).append(j)
+    pairs = []
+    for v in latent:
+        near = sorted({j for key in _deletions(_normal(v)) for j in index.get(key, ())})
+        pairs += [
+            (v, c)
+            for c in (columns[j] for j in near)
+            if c.casefold() == v.casefold()
+            or (c[:-1] != v[:-1] and digits.sub("#", c) != digits.sub("#", v) and near_miss(c, v, edits=1))
+        ]
     notes = [f"latent node {v!r} is named like column {c!r}: is {v!r} a typo in the graph?" for v, c in pairs]
     if len(notes) > MAX_TYPO_NOTICES:
         rest = len(notes) - MAX_TYPO_NOTICES

@@ -61,7 +61,7 @@ class SIReNVAE(nn.Module):
         self.decoder, self.prior, self.encoder = decoder, prior, encoder
         ctx = [split.observed.index(v) for v in prior_context]
         self.register_buffer("_ctx_idx", torch.tensor(ctx, dtype=torch.long), persistent=False)
-        self._schedule = _ancestral_schedule(split, bool(prior_context))
+        self._schedule = _ancestral_schedule(split)
 
     @property
     def graph(self) -> BayesianNetwork:
@@ -151,20 +151,19 @@ class SIReNVAE(nn.Module):
         return z, u * self.scale + self.loc
 
 
-def _ancestral_schedule(split: LatentSplit, context: bool) -> tuple[bool, ...]:
-    r"""Which decoder passes of ancestral sampling follow a solve of the prior: one pass per
-    generation of the whole graph, each after a solve, when the prior depends on observed nodes
-    (after sweep :math:`g` every node of generation :math:`\le g` is exact, as its parents were
-    after sweep :math:`g - 1`); else one solve, then a pass per generation of the observed nodes.
+def _ancestral_schedule(split: LatentSplit) -> tuple[bool, ...]:
+    r"""Which decoder passes of ancestral sampling follow a solve of the prior.
+
+    A sweep is a solve of the prior given the current observed values (if it is scheduled), then a
+    decoder pass. Node :math:`v` is final after sweep :math:`s(v) = \max_{p \in pa(v)} s(p) +
+    [p \text{ observed}]` (0 for roots): a solve settles every latent whose observed ancestors are
+    final, the pass after it every observed node whose parents are. The prior is solved in the
+    sweeps where some latent becomes final, and in the first (the decoder reads every latent);
+    without observed parents of latents, only in the first.
     """
     graph, latent = split.graph, set(split.latent)
-    level: dict[str, int] = {}
-    if context:
-        for v in graph.nodes:
-            level[v] = 1 + max((level[p] for p in graph.parents(v)), default=-1)
-        return (True,) * (max(level.values()) + 1)
+    sweep: dict[str, int] = {}
     for v in graph.nodes:
-        pa = (level[p] for p in graph.parents(v) if p not in latent)
-        level[v] = -1 if v in latent else 1 + max(pa, default=-1)
-    passes = max((level[v] for v in split.observed), default=0) + 1
-    return (True,) + (False,) * (passes - 1)
+        sweep[v] = max((sweep[p] + (p not in latent) for p in graph.parents(v)), default=0)
+    solves = {0} | {sweep[v] for v in latent}
+    return tuple(s in solves for s in range(max(sweep.values()) + 1))
