@@ -70,6 +70,12 @@ def test_sparse_decoder_is_the_dense_decoder(mean, likelihood):
     sparse = Decoder(sets, 3, 2, 1e-3, sparse=True, **kw).double()
     assert not dense.sparse and sparse.sparse
     sparse.load_state_dict(dense.state_dict())
+    # and back: a block-sparse checkpoint loads into dense layers (a run keeps loading should the
+    # automatic choice of layout change)
+    again = Decoder(sets, 3, 2, 1e-3, sparse=False, **kw).double()
+    again.load_state_dict(sparse.state_dict())
+    for name, value in dense.state_dict().items():
+        assert torch.equal(again.state_dict()[name], value), name
     nodes = torch.randn(7, 60, dtype=torch.float64, requires_grad=True)
     x = torch.randn(7, sets.shape[0], dtype=torch.float64)
     ld, ls = dense(nodes).log_prob(x), sparse(nodes).log_prob(x)

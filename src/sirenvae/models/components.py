@@ -28,7 +28,7 @@ from torch.distributions import Distribution, constraints
 from sirenvae.flows import DiagNormal, LazyDistribution
 from sirenvae.flows.residual import SPARSE_MIN_UNITS
 from sirenvae.flows.sparse import BlockSparseLinear, BlockSparseMLP
-from sirenvae.masks import BlockLayer, set_groups
+from sirenvae.masks import BlockLayer, set_blocks, set_groups
 from sirenvae.models.config import DECODER_MEANS, LIKELIHOODS
 from sirenvae.nn import MaskedLinear, MaskedMLP
 
@@ -170,11 +170,15 @@ class Decoder(LazyDistribution):
         self.min_scale = min_scale
         self.mean_kind, self.likelihood = mean, likelihood
         sets = sets.bool()
-        full = bool(sets.all()) and width > 0
-        if sparse is None:
-            units = set_groups(sets)[2] * hidden_per_set
-            sparse = not full and units >= SPARSE_MIN_UNITS and int(sets.sum()) <= 0.1 * sets.numel()
+        if sparse is None:  # the cheap tests first: set_groups walks every member in Python
+            sparse = (
+                int(sets.sum()) <= 0.1 * sets.numel()
+                and sets.shape[0] * hidden_per_set >= SPARSE_MIN_UNITS
+                and set_groups(sets)[2] * hidden_per_set >= SPARSE_MIN_UNITS
+            )
         self.sparse = sparse
+        self._shape = (sets.shape, hidden_per_set, hidden_layers)
+        self._members = torch.nonzero(sets)  # to read a block-sparse checkpoint into dense layers
         if mean != "linear":
             doubled = torch.cat([sets, sets])
             if sparse:
@@ -196,6 +200,28 @@ class Decoder(LazyDistribution):
         if likelihood == "studentt":
             raw_df = math.log(math.expm1(DF_INIT - DF_MIN))
             self.raw_df = nn.Parameter(torch.full((self.observed,), raw_df))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """Also reads a block-sparse checkpoint into dense layers (the other way round, the
+        block-sparse layers convert by themselves), so a run loads whichever layout it was saved in.
+        """
+        if not self.sparse:
+            (shape, k, depth), sets = self._shape, torch.zeros(self._shape[0], dtype=torch.bool)
+            sets[tuple(self._members.T)] = True
+            edges = torch.ones(len(self._members), 1, 1, dtype=torch.bool)
+            layers = {"linear.": BlockLayer(*self._members.T, edges, *shape, diagonal=False)}
+            for l, layer in enumerate(set_blocks(torch.cat([sets, sets]), k, depth)):
+                layers[f"net.layers.{l}."] = layer
+            for key, layer in layers.items():
+                mask = state_dict.get(prefix + key + "mask")
+                if mask is not None and mask.dim() == 3 and prefix + key + "weight" in state_dict:
+                    blocks = state_dict[prefix + key + "weight"]
+                    dense = blocks.new_zeros(layer.shape)
+                    e, a, b = torch.nonzero(layer.mask, as_tuple=True)
+                    dense[layer.units()] = blocks[e, a, b]
+                    state_dict[prefix + key + "weight"] = dense
+                    state_dict[prefix + key + "mask"] = layer.dense()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, nodes: Tensor) -> Normal | DiagStudentT:
         if self.mean_kind == "linear":
