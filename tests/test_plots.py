@@ -135,3 +135,24 @@ def test_a_large_graph_is_drawn_as_a_bounded_overview():
         assert xs.max() - xs.min() < 60  # the wide layer is folded into rows
     shaded = fig.axes[0].collections[1].get_facecolors()
     assert len({tuple(c) for c in shaded}) == 2  # latent and observed told apart
+
+
+def test_graph_of_a_run_or_of_a_csv_header(fitted, files, tmp_path):
+    # the latent nodes of a run, or the nodes without a column, as fit infers them: z and w here
+    from_run, from_csv = tmp_path / "run.png", tmp_path / "csv.png"
+    r = run("graph", "--run", fitted, "-o", from_run)
+    assert r.exit_code == 0 and "2 latent: z, w" in r.stdout, r.output
+    r = run("graph", "--graph", files / "g.csv", "--data", files / "data.csv", "-o", from_csv)
+    assert r.exit_code == 0 and "2 latent: z, w" in r.stdout, r.output
+    assert from_run.read_bytes() == from_csv.read_bytes()
+    cases = [
+        (["--run", fitted, "--latent", "z"], "--run draws the run's own latent nodes"),
+        (["--run", fitted, "--graph", files / "g.csv"], "exactly one of"),
+        (["--network", "ecoli70", "--data", files / "data.csv"], "--data names the observed nodes"),
+        (["--graph", files / "g.csv", "--data", files / "g.csv"], "no column of its header names a node"),
+        (["--graph", files / "g.csv", "--data", tmp_path / "none.csv"], "no such file"),
+        (["--run", tmp_path], "model.json"),
+    ]
+    for args, match in cases:
+        assert match in error_line(run("graph", *args, "-o", tmp_path / "x.png")), args
+    assert not (tmp_path / "x.png").exists()

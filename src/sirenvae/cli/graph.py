@@ -17,12 +17,15 @@ def graph(
     graph_file: Path = typer.Option(
         None, "--graph", help="Your graph: .json, .csv (parent,child), .dot, .bif."
     ),
+    run: Path = typer.Option(None, "--run", help="A run directory: its graph and latent nodes."),
     latent: str = typer.Option(
         None,
         "--latent",
         help="Latent nodes: a,b,c or a rule (leaves-observed, roots-and-leaves-observed). Default for "
-        "--network: its rule; for --graph: none, and the graph is drawn alone.",
+        "--network: its rule; for --graph: the nodes without a column in --data, else none, and the "
+        "graph is drawn alone.",
     ),
+    data: Path = typer.Option(None, "--data", help="A CSV whose header names the observed nodes."),
     output: Path = typer.Option(..., "-o", "--output", help="Picture to write: .png, .svg or .pdf."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing picture."),
 ) -> None:
@@ -36,23 +39,56 @@ def graph(
     from sirenvae.plots import FORMATS, graph_figure, save
 
     with user_errors():
-        if (network is None) == (graph_file is None):
-            raise UsageError("give exactly one of --network NAME or --graph FILE")
+        if sum(x is not None for x in (network, graph_file, run)) != 1:
+            raise UsageError("give exactly one of --network NAME, --graph FILE or --run RUN")
+        if data is not None and (graph_file is None or latent is not None):
+            raise UsageError("--data names the observed nodes of --graph FILE; it replaces --latent")
+        if run is not None and latent is not None:
+            raise UsageError("--run draws the run's own latent nodes; --latent is for --network or --graph")
         if output.is_dir():
             raise UsageError(f"-o {output} is a directory; give a file name such as {output / 'graph.png'}")
         if output.suffix.lower() not in FORMATS:
             raise UsageError(f"-o {output}: the picture's name must end in {', '.join(FORMATS)}")
         check_output(output, force=force)
-        bn = load_network(network).graph if network is not None else read_graph(graph_file)
-        rule = latent if latent is not None else default_latent_rule(network) if network else None
-        split = latent_split(bn, rule) if rule is not None else None
+        if run is not None:
+            from sirenvae.pipeline import load_model
+
+            split = load_model(run)[0].split
+            bn = split.graph
+        else:
+            bn = load_network(network).graph if network is not None else read_graph(graph_file)
+            rule = latent if latent is not None else default_latent_rule(network) if network else None
+            if data is not None:
+                rule = _without_a_column(bn, data)
+            split = latent_split(bn, rule) if rule is not None else None
         save(graph_figure(split if split is not None else bn), output)
     if split is None:
         console.print(
             f"drew {len(bn)} nodes to {output} (name the latent nodes with --latent to see the inverse)"
         )
     else:
+        shown = ", ".join(split.latent[:LATENT_SHOWN]) + (", ..." if len(split.latent) > LATENT_SHOWN else "")
         console.print(
-            f"drew {len(bn)} nodes ({len(split.latent)} latent: {', '.join(split.latent)}) and the faithful "
-            f"inverse to {output}"
+            f"drew {len(bn)} nodes ({len(split.latent)} latent: {shown}) and the faithful inverse to "
+            f"{output}",
+            markup=False,
+            highlight=False,
         )
+
+
+#: At most this many latent nodes are named in the summary line.
+LATENT_SHOWN = 30
+
+
+def _without_a_column(bn, data: Path) -> list[str]:
+    """The graph's nodes that the CSV's header does not name (as ``fit`` infers the latent ones)."""
+    import csv
+
+    if not data.is_file():
+        raise UsageError(f"--data {data}: no such file")
+    with open(data, newline="", encoding="utf-8-sig") as f:
+        header = [c.strip() for c in next(csv.reader(f), [])]
+    named = set(header) & set(bn.nodes)
+    if not named:
+        raise UsageError(f"--data {data}: no column of its header names a node of the graph")
+    return [v for v in bn.nodes if v not in named]

@@ -132,7 +132,7 @@ def fit(
         how = "from --latent" if latent else "nodes without a column" if data else "default rule"
         shown = ", ".join(split.latent[:LATENT_SHOWN])
         if len(split.latent) > LATENT_SHOWN:
-            shown += f", ... (all in {Path(out) / 'model.json'})"
+            shown += f", ... ({Path(out) / 'model.json'} lists them all once training ends)"
         console.print(f"latent nodes ({len(split.latent)}, {how}): {shown}", markup=False, highlight=False)
         if progress:
             console.print(
