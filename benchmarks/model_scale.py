@@ -20,14 +20,12 @@ building), ``peak_mib``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
-from scale import munin_dag, peak_mib
+from scale import munin_dag, peak_mib, report
 from sirenvae.graph import BayesianNetwork, LatentSplit
 from sirenvae.inversion import faithful_inverse
 from sirenvae.models import build_model
@@ -93,7 +91,7 @@ def run(args: argparse.Namespace) -> dict:
         value = elbo(model, x).mean()
         (-value).backward()
         opt.step()
-        return float(value)
+        return float(value.detach())
 
     out["elbo_finite"] = bool(torch.isfinite(torch.tensor(step())))
     times = []
@@ -119,13 +117,7 @@ def main() -> dict:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", default=None, help="also write the JSON object to this file")
     args = p.parse_args()
-    out = run(args)
-    for k, v in out.items():
-        print(f"# {k:>16}: {v:.3f}" if isinstance(v, float) else f"# {k:>16}: {v}")
-    print(json.dumps(out))
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1))
-    return out
+    return report(run(args), args.json)
 
 
 if __name__ == "__main__":

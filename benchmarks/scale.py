@@ -140,12 +140,17 @@ def main() -> dict:
     p.add_argument("--repeats", type=int, default=3, help="median of this many warm calls")
     p.add_argument("--json", default=None, help="also write the JSON object to this file")
     args = p.parse_args()
-    out = run(args)
+    return report(run(args), args.json)
+
+
+def report(out: dict, path: str | None) -> dict:
+    """Prints the measurements, one per line, then as one JSON object (also written to ``path``)."""
+    width = max(map(len, out))
     for k, v in out.items():
-        print(f"# {k:>22}: {v:.3f}" if isinstance(v, float) else f"# {k:>22}: {v}")
+        print(f"# {k:>{width}}: {v:.3f}" if isinstance(v, float) else f"# {k:>{width}}: {v}")
     print(json.dumps(out))
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1))
+    if path:
+        Path(path).write_text(json.dumps(out, indent=1))
     return out
 
 
