@@ -187,10 +187,7 @@ class Decoder(LazyDistribution):
                 self.net = MaskedMLP(doubled, hidden_per_set, hidden_layers, width)
         if mean != "mlp":
             if sparse:
-                child, parent = torch.nonzero(sets, as_tuple=True)
-                edges = torch.ones(child.numel(), 1, 1, dtype=torch.bool)
-                layer = BlockLayer(child, parent, edges, *sets.shape, diagonal=False)
-                self.linear = BlockSparseLinear(layer, kappa=None)
+                self.linear = BlockSparseLinear(_edge_blocks(self._members, sets.shape), kappa=None)
             else:
                 self.linear = MaskedLinear(sets, kappa=None)
             with torch.no_grad():
@@ -206,10 +203,10 @@ class Decoder(LazyDistribution):
         block-sparse layers convert by themselves), so a run loads whichever layout it was saved in.
         """
         if not self.sparse:
-            (shape, k, depth), sets = self._shape, torch.zeros(self._shape[0], dtype=torch.bool)
+            shape, k, depth = self._shape
+            sets = torch.zeros(shape, dtype=torch.bool)
             sets[tuple(self._members.T)] = True
-            edges = torch.ones(len(self._members), 1, 1, dtype=torch.bool)
-            layers = {"linear.": BlockLayer(*self._members.T, edges, *shape, diagonal=False)}
+            layers = {"linear.": _edge_blocks(self._members, shape)}
             for l, layer in enumerate(set_blocks(torch.cat([sets, sets]), k, depth)):
                 layers[f"net.layers.{l}."] = layer
             for key, layer in layers.items():
@@ -235,6 +232,12 @@ class Decoder(LazyDistribution):
         if self.likelihood == "studentt":
             return DiagStudentT(DF_MIN + F.softplus(self.raw_df), mean, scale)
         return Normal(mean, scale)
+
+
+def _edge_blocks(members: Tensor, shape: tuple[int, int]) -> BlockLayer:
+    """The linear term by edges: a ``1 x 1`` block per ``(output, parent)`` row of ``members``."""
+    edges = torch.ones(len(members), 1, 1, dtype=torch.bool)
+    return BlockLayer(members[:, 0], members[:, 1], edges, *shape, diagonal=False)
 
 
 class DiagonalEncoder(LazyDistribution):

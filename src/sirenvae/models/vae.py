@@ -133,10 +133,10 @@ class SIReNVAE(nn.Module):
     def sample(self, n: int) -> tuple[Tensor, Tensor]:
         """Draws ``n`` ancestral samples ``(z, x)``, ``x`` on the raw scale.
 
-        With fixed noise, alternating the prior's inverse and a decoder pass is exact after as many
-        sweeps as the graph has generations: each sweep settles one more generation (see
-        :func:`_ancestral_schedule`). The decoder's noise is drawn once, by its first distribution
-        (its family does not depend on the parents).
+        With fixed noise, alternating the prior's inverse and a decoder pass is exact after the
+        sweeps of :func:`_ancestral_schedule`, each of which settles one more generation. The
+        decoder's noise is drawn once, by its first distribution (its family does not depend on the
+        parents).
         """
         like = self.loc
         eps = torch.randn(n, len(self.latent), dtype=like.dtype, device=like.device)
