@@ -185,6 +185,15 @@ def test_dense_checkpoints_load_on_the_sparse_path(conditioning):
     other = GraphicalResidualFlow(random_graph(12, 0.3, context=2, seed=8)[0], C, sparse=True, **kw)
     with pytest.raises(ValueError, match="does not match"):
         other.load_state_dict(dense.state_dict())
+    # and back: the sparse checkpoint loads into dense layers, the dense flow's weights exactly
+    again = GraphicalResidualFlow(A, C, sparse=False, **kw).double()
+    again.load_state_dict(sparse.state_dict())
+    for name, value in dense.state_dict().items():
+        if not name.endswith((".u", ".v")):  # the power vectors as the sparse layers synced them
+            torch.testing.assert_close(again.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    y3, l3 = again.eval()(c).call_and_ladj(z)
+    torch.testing.assert_close(y3, y1, rtol=0, atol=1e-9)
+    torch.testing.assert_close(l3, l1, rtol=0, atol=1e-9)
 
 
 def test_sync_by_lanczos_reaches_the_exact_norm(monkeypatch):

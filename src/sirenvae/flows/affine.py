@@ -95,8 +95,21 @@ class GraphAffine(LazyTransform):
         self.log_scale = nn.Parameter(torch.zeros(D))
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
-        """On the sparse path, also loads a dense checkpoint (a ``(D, D)`` coupling and its mask)."""
+        """Also loads the other layout's checkpoint: a ``(D, D)`` coupling and its mask on the
+        sparse path, couplings by edges on the dense one.
+        """
         mask = state_dict.get(prefix + "mask")
+        child, parent = state_dict.get(prefix + "child"), state_dict.get(prefix + "parent")
+        if not self.sparse and child is not None and parent is not None:
+            A = torch.zeros(self.features, self.features, dtype=torch.bool)
+            A[child.cpu(), parent.cpu()] = True
+            if not torch.equal(self.mask.cpu(), A):
+                raise ValueError(f"{prefix}child/parent of the checkpoint do not match this step's graph")
+            edges = state_dict[prefix + "coupling"]
+            dense = edges.new_zeros(self.features, self.features)
+            dense[child.to(edges.device), parent.to(edges.device)] = edges
+            state_dict[prefix + "coupling"], state_dict[prefix + "mask"] = dense, self.mask
+            del state_dict[prefix + "child"], state_dict[prefix + "parent"]
         if self.sparse and mask is not None:
             A = torch.zeros(self.features, self.features, dtype=torch.bool)
             A[self.child.cpu(), self.parent.cpu()] = True

@@ -90,9 +90,12 @@ class GRFBlock(LazyTransform):
         super().__init__()
         if not 0 < kappa < 1:
             raise ValueError(f"kappa must lie in (0, 1) for the block to be invertible, got {kappa}")
-        if sparse is None:
-            sparse = use_sparse(check_adjacency(adjacency)[0], hidden_per_set, singletons)
-        self.sparse = sparse
+        A, C = check_adjacency(adjacency, context_adjacency)
+        self.sparse = sparse = use_sparse(A, hidden_per_set, singletons) if sparse is None else sparse
+        # the graph by edges and the mask options: to read a block-sparse checkpoint into dense layers
+        self._graph = (torch.nonzero(A), torch.nonzero(C), A.shape[0], C.shape[1])
+        self._mask_options = {"hidden_per_set": hidden_per_set, "hidden_layers": hidden_layers}
+        self._mask_options["singletons"] = singletons
         make = graphical_blocks if sparse else graphical_masks
         masks = make(
             adjacency,
@@ -122,6 +125,25 @@ class GRFBlock(LazyTransform):
         self.register_buffer("_designated", torch.arange(D).repeat_interleave(k), persistent=False)
         self._split = not sparse and hidden_layers >= 2 and self._plan_split(masks.layers[1], k, "_off_")
         self._split_last = not sparse and self._plan_split(masks.layers[-1], 1, "_last_")
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """Also reads a block-sparse checkpoint into dense layers (the block-sparse layers read a
+        dense one by themselves), so a flow loads whichever layout it was saved in.
+        """
+        first = state_dict.get(prefix + "layers.0.mask")
+        if not self.sparse and first is not None and first.dim() == 3:
+            edges, context_edges, D, Cn = self._graph
+            A, C = torch.zeros(D, D, dtype=torch.bool), torch.zeros(D, Cn, dtype=torch.bool)
+            A[tuple(edges.T)], C[tuple(context_edges.T)] = True, True
+            for l, layer in enumerate(graphical_blocks(A, C, **self._mask_options).layers):
+                key = f"{prefix}layers.{l}."
+                if key + "weight" in state_dict:
+                    blocks = state_dict[key + "weight"]
+                    e, a, b = torch.nonzero(layer.mask, as_tuple=True)
+                    dense = blocks.new_zeros(layer.shape)
+                    dense[layer.units()] = blocks[e, a, b]
+                    state_dict[key + "weight"], state_dict[key + "mask"] = dense, layer.dense()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _plan_split(self, mask: Tensor, out_units: int, prefix: str) -> bool:
         """Plans a layer into hidden units as diagonal blocks plus off-diagonal block rows/columns.
