@@ -219,6 +219,12 @@ class GraphicalBlocks:
         return int(sum(int(layer.mask.sum()) for layer in self.layers))
 
 
+def _ranges(count: Tensor) -> tuple[Tensor, Tensor]:
+    """Consecutive ranges of lengths ``count``: for every position, its range and its offset in it."""
+    owner = torch.repeat_interleave(torch.arange(count.numel()), count)
+    return owner, torch.arange(owner.numel()) - torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
+
+
 def _subsets(D: int, width: int, members: tuple[Tensor, Tensor], pairs: tuple[Tensor, Tensor]) -> Tensor:
     r"""For pairs ``(v, w)``: is :math:`S_w \subseteq S_v`? Sets are ``(variable, member)`` lists."""
     var, elem = members
@@ -229,8 +235,7 @@ def _subsets(D: int, width: int, members: tuple[Tensor, Tensor], pairs: tuple[Te
     key = torch.sort(var * width + elem).values
     v, w = pairs
     count = size[w]
-    pair = torch.repeat_interleave(torch.arange(v.numel()), count)
-    offset = torch.arange(pair.numel()) - torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
+    pair, offset = _ranges(count)
     query = v[pair] * width + sorted_elem[start[w][pair] + offset]
     pos = torch.searchsorted(key, query).clamp(max=max(key.numel() - 1, 0))
     missing = key[pos] != query
@@ -336,8 +341,7 @@ def set_blocks(sets: Tensor, hidden_per_set: int, hidden_layers: int) -> tuple[B
     by_smallest, count = nonempty[order], torch.bincount(smallest, minlength=I)
     start = torch.cumsum(count, 0) - count
     n = count[j]
-    rep = torch.repeat_interleave(torch.arange(a.numel()), n)
-    offset = torch.arange(rep.numel()) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
+    rep, offset = _ranges(n)
     empty = torch.nonzero(size == 0).flatten()
     ca = torch.cat([a[rep], torch.arange(G).repeat_interleave(empty.numel())])
     cb = torch.cat([by_smallest[start[j[rep]] + offset], empty.repeat(G)])
@@ -348,8 +352,7 @@ def set_blocks(sets: Tensor, hidden_per_set: int, hidden_layers: int) -> tuple[B
     # output o takes the pairs of its group
     pairs = torch.bincount(pa, minlength=G)
     n = pairs[group]
-    out = torch.repeat_interleave(torch.arange(O), n)
-    offset = torch.arange(out.numel()) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
+    out, offset = _ranges(n)
     src = pb[(torch.cumsum(pairs, 0) - pairs)[group[out]] + offset]
 
     def full(n: int, ko: int, ki: int) -> BoolTensor:
