@@ -402,6 +402,13 @@ def test_fitted_model_tells_conditioning_from_intervening(fitted):
     effect = model.effect("y", {"x": 1.0}, {"x": -1.0}, n=5000)
     assert effect["causal"] == "identified" and effect["se"] < 0.01
     assert abs(model_conditional - conditional) < 0.1 and abs(effect["effect"] / 2 - causal_slope) < 0.1
+    # w is no descendant of x: exactly no effect, and the same draws of w under either arm
+    up, down = (
+        model.effect("w", {"x": 1.0}, {"x": -1.0}, n=500),
+        model.effect("w", {"x": -1.0}, {"x": 1.0}, n=500),
+    )
+    assert up["effect"] == 0 and up["se"] == 0 and up["mean_do"] == up["mean_vs"] == down["mean_do"]
+    assert "no descendant" in up["reason"]
 
 
 def test_fitted_counterfactuals_match_the_closed_form(fitted):

@@ -77,9 +77,14 @@ class _CausalQueries:
             raise ValueError(f"unknown target node {target!r}")
         iv, ident = self._intervention(do, target, force)
         iv_b, ident_b = self._intervention(vs, target, force) if vs else (None, ident)
+        # an arm is computed once when the target lies downstream of neither arm's interventions:
+        # with the same noises, its values are the same in both (bit for bit)
+        moved = [w for arm in (iv, iv_b) if arm is not None for w in arm.values]
+        apart = any(target == w or target in self.graph.descendants(w) for w in moved)
         with _seeded(seed):
             noise = causal.draw_noise(self.model, n)
-            arms = [causal.propagate(self.model, *noise, v) for v in (iv, iv_b)]
+            arms = [causal.propagate(self.model, *noise, iv)]
+            arms.append(causal.propagate(self.model, *noise, iv_b) if apart else arms[0])
         i = self.graph.index(target)
         ys = [
             self.model.nodes(z, causal.raw(self.model, u, v))[:, i].cpu().double()
