@@ -128,7 +128,7 @@ def test_a_large_graph_is_drawn_as_a_bounded_overview():
     assert len(bn) > LABELLED_NODES
     fig = graph_figure(LatentSplit(bn, names[:300:3]))
     width, height = fig.get_size_inches()
-    assert width <= 20 and height <= 10
+    assert width <= 20 and height <= 14
     for ax in fig.axes:
         assert not ax.texts  # no labels
         xs = ax.collections[1].get_offsets()[:, 0]

@@ -190,10 +190,13 @@ def graph_figure(graph: BayesianNetwork | LatentSplit):
         )
     if len(bn) > LABELLED_NODES:
         wrap = max(20, int(2 * np.sqrt(len(bn))))
-        fig = Figure(figsize=(8.0 * len(panels), 9.0), layout="constrained")
+        folded = [_wrapped(p, wrap) for _, p, _ in panels]
+        rows = max(-min(y for _, y in q.values()) for q in folded) + 1
+        height = min(max(6.0, 0.3 * rows), 14.0)  # about a third of an inch per row
+        fig = Figure(figsize=(8.0 * len(panels), height), layout="constrained")
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
-        for ax, (g, p, title) in zip(axes, panels, strict=True):
-            _overview(ax, g, latent, _wrapped(p, wrap), title)
+        for ax, (g, _, title), q in zip(axes, panels, folded, strict=True):
+            _overview(ax, g, latent, q, title)
         if split is not None:
             fig.legend(handles=_legend(_LATENT_DOT), loc="outside lower center", ncols=2, frameon=False)
         return fig
