@@ -223,3 +223,25 @@ def test_numbered_families_are_not_typos_and_notices_are_capped(tmp_path):
     )
     assert table.notices[-1] == "1 more latent node(s) are named like a column"  # lung is none
     assert not any("'n" in note for note in table.notices)
+
+
+def test_unknown_columns_of_a_numbered_graph_get_no_false_suggestions(tmp_path):
+    # an edge list leaves out nodes without edges; their columns (g15, g28) are unknown, and nodes
+    # without a column (g1, g2) differ from them in numbers only: no "did you mean" for those
+    g = BayesianNetwork({"g1": [], "g2": ["g1"], "g3": ["g2"], "smoking": [], "cancer": ["smoking", "g3"]})
+    table = "g15,g28,g3,smokng,cancer\n1,2,3,4,5\n"
+    with pytest.raises(DataError) as e:
+        read_csv(write(tmp_path, table), LatentSplit(g, ["g1", "g2"]))
+    message = str(e.value)
+    assert "did you mean 'smokng' for node 'smoking'?" in message and "'g15' for" not in message
+    with pytest.raises(DataError) as e:
+        read_csv(write(tmp_path, "g15,g28,g3,smoking,cancer\n1,2,3,4,5\n"), LatentSplit(g, ["g1", "g2"]))
+    assert "column 'g15' matches no node" in str(e.value) and "a row of its own: ,g15" in str(e.value)
+    # many near misses: five named, the rest counted
+    words = ["pressure", "glucose", "insulin", "cortisol", "ferritin", "albumin", "calcium", "sodium"]
+    typos = ["presure", "glucse", "insuln", "cortsol", "ferrtin", "albumn", "calcum", "sodim"]
+    with pytest.raises(DataError, match=r"'ferrtin' for node 'ferritin'\? \(3 more alike\)"):
+        read_csv(
+            write(tmp_path, f"{','.join(typos)}\n{','.join('1' * 8)}\n"),
+            BayesianNetwork({w: [] for w in words}),
+        )

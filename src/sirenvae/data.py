@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from sirenvae.graph import BayesianNetwork, GraphError, LatentSplit, first_duplicate
-from sirenvae.names import near_miss, preview, typo_notices
+from sirenvae.names import near_pairs, preview, typo_notices
 from sirenvae.networks import ArithmeticCircuit, LinearGaussianNetwork
 
 __all__ = [
@@ -384,6 +384,10 @@ def _ignored(where: str, columns: Sequence[str], names: Sequence[str]) -> set[st
     return set(names)
 
 
+#: A misnamed column suggests at most this many renamings.
+MAX_SUGGESTIONS = 5
+
+
 def _check_columns(
     where: str, graph: BayesianNetwork, split: LatentSplit | None, used: list, hint: dict, training: bool
 ) -> None:
@@ -400,10 +404,12 @@ def _check_columns(
                 f"{where}column(s) {', '.join(latent)} are latent nodes; drop them, leave them out of "
                 f"{hint['latent']}, or pass {hint['ignore'](latent)}"
             )
-    pairs = [(c, v) for v in without for c in unknown if near_miss(c, v)]
+    pairs = [(c, v) for v, c in near_pairs(without, unknown, 2)]
     if pairs:
         c, v = pairs[0]
-        also = "".join(f"; and {c2!r} for node {v2!r}?" for c2, v2 in pairs[1:])
+        also = "".join(f"; and {c2!r} for node {v2!r}?" for c2, v2 in pairs[1:MAX_SUGGESTIONS])
+        if len(pairs) > MAX_SUGGESTIONS:
+            also += f" ({len(pairs) - MAX_SUGGESTIONS} more alike)"
         raise DataError(
             f"{where}column {c!r} matches no node of the graph and node {v!r} has no column: did you "
             f"mean {c!r} for node {v!r}?{also} Rename the column or the node so that they agree"
@@ -412,7 +418,8 @@ def _check_columns(
         raise DataError(
             f"{where}column {unknown[0]!r} matches no node of the graph"
             f"{f' (nor do {len(unknown) - 1} more)' if len(unknown) > 1 else ''}; nodes are "
-            f"{preview(graph.nodes)}; drop the column(s) or pass {hint['ignore'](unknown)}{hint['id']}"
+            f"{preview(graph.nodes)}; drop the column(s) or pass {hint['ignore'](unknown)}{hint['id']} "
+            f"(an edge list names a node without edges in a row of its own: ,{unknown[0]})"
         )
     if split is not None and without:
         also = f", or add them to the latent nodes ({hint['latent']})" if training else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-__all__ = ["near_miss", "preview", "typo_notices"]
+__all__ = ["near_miss", "near_pairs", "preview", "typo_notices"]
 
 #: At most this many "named like a column" notices; the rest are counted.
 MAX_TYPO_NOTICES = 5
@@ -40,9 +40,35 @@ def _normal(name) -> str:
     return "".join(str(name).split()).casefold()
 
 
-def _deletions(name: str) -> set[str]:
-    """The name and every string one character shorter."""
-    return {name} | {name[:i] + name[i + 1 :] for i in range(len(name))}
+def _deletions(name: str, k: int) -> set[str]:
+    """The name and every string up to ``k`` characters shorter."""
+    out, layer = {name}, {name}
+    for _ in range(k):
+        layer = {w[:i] + w[i + 1 :] for w in layer for i in range(len(w))}
+        out |= layer
+    return out
+
+
+def near_pairs(left: Sequence[str], right: Sequence[str], edits: int) -> list[tuple[str, str]]:
+    """The pairs ``(l, r)`` that :func:`near_miss` calls alike within ``edits`` edits, in the order of
+    ``left`` then ``right``, but for members of a numbered family (names that differ in their numbers
+    alone, ``g15`` and ``g615``). Candidates share a variant with up to ``edits`` deletions (every
+    pair within ``edits`` edits does), so the cost grows with the names, not with their pairs.
+    """
+    digits = re.compile(r"\d+")
+    index: dict[str, list[int]] = {}
+    for j, r in enumerate(right):
+        for key in _deletions(_normal(r), edits):
+            index.setdefault(key, []).append(j)
+    pairs = []
+    for v in left:
+        near = sorted({j for key in _deletions(_normal(v), edits) for j in index.get(key, ())})
+        for c in (right[j] for j in near):
+            if _normal(c) == _normal(v) or (
+                digits.sub("#", c) != digits.sub("#", v) and near_miss(c, v, edits=edits)
+            ):
+                pairs.append((v, c))
+    return pairs
 
 
 def typo_notices(latent: Sequence[str], columns: Sequence[str]) -> list[str]:
@@ -52,21 +78,9 @@ def typo_notices(latent: Sequence[str], columns: Sequence[str]) -> list[str]:
     ``x2``; ``sucA``, ``sucD``) or in their numbers alone (``n10``, ``n101``). At most
     :data:`MAX_TYPO_NOTICES` are listed; the rest are counted.
     """
-    digits = re.compile(r"\d+")
-    # candidates share a one-deletion variant (every pair within one edit does): linear in the names
-    index: dict[str, list[int]] = {}
-    for j, c in enumerate(columns):
-        for key in _deletions(_normal(c)):
-            index.setdefault(key, []).append(j)
-    pairs = []
-    for v in latent:
-        near = sorted({j for key in _deletions(_normal(v)) for j in index.get(key, ())})
-        pairs += [
-            (v, c)
-            for c in (columns[j] for j in near)
-            if c.casefold() == v.casefold()
-            or (c[:-1] != v[:-1] and digits.sub("#", c) != digits.sub("#", v) and near_miss(c, v, edits=1))
-        ]
+    pairs = [
+        (v, c) for v, c in near_pairs(latent, columns, 1) if c.casefold() == v.casefold() or c[:-1] != v[:-1]
+    ]
     notes = [f"latent node {v!r} is named like column {c!r}: is {v!r} a typo in the graph?" for v, c in pairs]
     if len(notes) > MAX_TYPO_NOTICES:
         rest = len(notes) - MAX_TYPO_NOTICES
