@@ -95,3 +95,14 @@ def test_evaluation_per_row_and_chunk_independent():
     assert d.mean().abs() < 4 * d.std() / math.sqrt(d.numel()) + 1e-6
     summary = evaluate(model, x, importance_samples=50, chunk=50)
     assert summary["rows"] == 60 and math.isfinite(summary["nll"])
+
+
+def test_large_graphs_evaluate_in_smaller_chunks():
+    from types import SimpleNamespace
+
+    from sirenvae.objectives import EVAL_CHUNK, eval_chunk
+
+    # a chunk holds about as many node values as 8,192 samples of 1,000 nodes, never under 64 samples
+    for nodes, expected in [(46, EVAL_CHUNK), (1000, EVAL_CHUNK), (2000, EVAL_CHUNK // 2), (10**6, 64)]:
+        graph = BayesianNetwork({f"v{i}": [] for i in range(nodes)}) if nodes <= 2000 else range(nodes)
+        assert eval_chunk(SimpleNamespace(graph=graph)) == expected, nodes

@@ -36,7 +36,7 @@ from sirenvae.devices import resolve_device
 from sirenvae.graph import BayesianNetwork
 from sirenvae.identification import identify
 from sirenvae.models import ModelConfig, SIReNVAE, causal
-from sirenvae.objectives import EVAL_CHUNK, log_weights
+from sirenvae.objectives import eval_chunk, log_weights
 from sirenvae.pipeline import TrainOptions, load_model, train_model
 from sirenvae.training import FitConfig, History
 
@@ -217,7 +217,7 @@ class FittedModel(_CausalQueries):
         """
         _positive(importance_samples, "importance_samples")
         x = self.tensor(df, ignore=ignore)
-        rows = max(1, EVAL_CHUNK // importance_samples)
+        rows = max(1, eval_chunk(self.model) // importance_samples)
         with _seeded(seed):
             parts = [
                 torch.logsumexp(log_weights(self.model, xb, importance_samples), 0)
