@@ -203,6 +203,13 @@ class BlockLayer:
         M[self.units()] = True
         return M
 
+    def dense_weight(self, blocks: Tensor) -> Tensor:
+        """The dense ``(out, in)`` matrix of a weight stored by these blocks, ``(blocks, out, in)``."""
+        e, a, b = torch.nonzero(self.mask, as_tuple=True)
+        dense = blocks.new_zeros(self.shape)
+        dense[self.units()] = blocks[e, a, b]
+        return dense
+
 
 @dataclass(frozen=True)
 class GraphicalBlocks:

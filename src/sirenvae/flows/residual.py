@@ -27,7 +27,7 @@ from sirenvae.defaults import KAPPA
 from sirenvae.flows.core import LazyTransform, Transform, check_context
 from sirenvae.flows.fused import FusedResidual, fusable
 from sirenvae.flows.root_finding import InverseResult, RootFinding, fixed_point, implicit_gradient
-from sirenvae.flows.sparse import BlockSparseLinear, block_apply
+from sirenvae.flows.sparse import BlockSparseLinear, block_apply, read_blocks_as_dense
 from sirenvae.masks import check_adjacency, graphical_blocks, graphical_masks
 from sirenvae.nn import MaskedLinear
 from sirenvae.nn import activation as make_activation
@@ -136,13 +136,7 @@ class GRFBlock(LazyTransform):
             A, C = torch.zeros(D, D, dtype=torch.bool), torch.zeros(D, Cn, dtype=torch.bool)
             A[tuple(edges.T)], C[tuple(context_edges.T)] = True, True
             for l, layer in enumerate(graphical_blocks(A, C, **self._mask_options).layers):
-                key = f"{prefix}layers.{l}."
-                if key + "weight" in state_dict:
-                    blocks = state_dict[key + "weight"]
-                    e, a, b = torch.nonzero(layer.mask, as_tuple=True)
-                    dense = blocks.new_zeros(layer.shape)
-                    dense[layer.units()] = blocks[e, a, b]
-                    state_dict[key + "weight"], state_dict[key + "mask"] = dense, layer.dense()
+                read_blocks_as_dense(state_dict, f"{prefix}layers.{l}.", layer)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _plan_split(self, mask: Tensor, out_units: int, prefix: str) -> bool:

@@ -28,6 +28,7 @@ __all__ = [
     "dense_mask",
     "dense_weight",
     "load_dense",
+    "read_blocks_as_dense",
     "unit_components",
 ]
 
@@ -328,6 +329,17 @@ class BlockSparseMLP(nn.Module):
             h = F.elu(layer.batch_last(h))
         out = self.layers[-1].batch_last(h)
         return out.T.reshape(*x.shape[:-1], -1)
+
+
+def read_blocks_as_dense(state_dict: dict, key: str, layer: BlockLayer) -> None:
+    """Rewrites a block-sparse layer's ``weight`` and ``mask`` under ``key`` in a checkpoint as the
+    dense ``MaskedLinear`` holds them, if they are stored by blocks (the other way round,
+    :meth:`BlockSparseLinear._load_from_state_dict` converts by itself).
+    """
+    mask = state_dict.get(key + "mask")
+    if mask is not None and mask.dim() == 3 and key + "weight" in state_dict:
+        state_dict[key + "weight"] = layer.dense_weight(state_dict[key + "weight"])
+        state_dict[key + "mask"] = layer.dense()
 
 
 def _lanczos_vectors(layer: BlockSparseLinear, Wb: Tensor, v: Tensor, tol: float) -> tuple[Tensor, Tensor]:

@@ -27,7 +27,7 @@ from torch.distributions import Distribution, constraints
 
 from sirenvae.flows import DiagNormal, LazyDistribution
 from sirenvae.flows.residual import SPARSE_MIN_UNITS
-from sirenvae.flows.sparse import BlockSparseLinear, BlockSparseMLP
+from sirenvae.flows.sparse import BlockSparseLinear, BlockSparseMLP, read_blocks_as_dense
 from sirenvae.masks import BlockLayer, set_blocks, set_groups
 from sirenvae.models.config import DECODER_MEANS, LIKELIHOODS
 from sirenvae.nn import MaskedLinear, MaskedMLP
@@ -210,14 +210,7 @@ class Decoder(LazyDistribution):
             for l, layer in enumerate(set_blocks(torch.cat([sets, sets]), k, depth)):
                 layers[f"net.layers.{l}."] = layer
             for key, layer in layers.items():
-                mask = state_dict.get(prefix + key + "mask")
-                if mask is not None and mask.dim() == 3 and prefix + key + "weight" in state_dict:
-                    blocks = state_dict[prefix + key + "weight"]
-                    dense = blocks.new_zeros(layer.shape)
-                    e, a, b = torch.nonzero(layer.mask, as_tuple=True)
-                    dense[layer.units()] = blocks[e, a, b]
-                    state_dict[prefix + key + "weight"] = dense
-                    state_dict[prefix + key + "mask"] = layer.dense()
+                read_blocks_as_dense(state_dict, prefix + key, layer)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, nodes: Tensor) -> Normal | DiagStudentT:
