@@ -9,7 +9,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "sirenvae"
 
 # each layer may import from itself and the layers before it, never after
 LAYERS = [
-    {"defaults", "devices", "files", "graph", "identification", "names"},
+    {"candidates", "defaults", "devices", "files", "graph", "identification", "names"},
     {"graph_io", "networks"},
     {"inversion"},
     {"masks"},
@@ -18,6 +18,7 @@ LAYERS = [
     {"models"},
     {"objectives", "data", "training", "plots", "baselines"},
     {"pipeline"},
+    {"selection"},
     {"api"},
     {"experiments"},
     {"cli", "__main__"},
