@@ -35,15 +35,12 @@ from sirenvae.data import Table, latent_split, read_frame
 from sirenvae.devices import resolve_device
 from sirenvae.graph import BayesianNetwork
 from sirenvae.identification import identify
-from sirenvae.models import ModelConfig, SIReNVAE, causal
+from sirenvae.models import VARIANTS, ModelConfig, SIReNVAE, causal
 from sirenvae.objectives import eval_chunk, log_weights
 from sirenvae.pipeline import TrainOptions, load_model, train_model
 from sirenvae.training import FitConfig, History
 
-__all__ = ["FittedModel", "fit", "load"]
-
-#: ``fit``'s defaults where they differ from :class:`FitConfig`: the same as ``sirenvae fit``.
-FIT_DEFAULTS = {"lr": 3e-3, "batch_size": 32, "max_epochs": 2000, "patience": 50}
+__all__ = ["FittedModel", "fit", "fit_rows", "load"]
 
 
 class _CausalQueries:
@@ -184,6 +181,30 @@ class FittedModel(_CausalQueries):
     def observed(self) -> tuple[str, ...]:
         return self.model.observed
 
+    #: The :class:`~sirenvae.selection.Selection` of a model fitted in this session with ``auto``.
+    search = None
+
+    @property
+    def settings(self) -> dict:
+        """How the settings were chosen: ``{"settings": "auto", "chosen": ..., "candidates": ...}``,
+        ``{"settings": "paper"}`` or ``{"settings": "file", "path": ...}`` (``{}``: a run written
+        before settings were chosen, with the paper's).
+        """
+        return dict(self.meta.get("settings") or {})
+
+    @property
+    def selection(self) -> pd.DataFrame | None:
+        """The settings search's scores, one row per candidate (and classical model) and fold:
+        ``candidate``, ``fold``, ``rows``, ``nll`` (mean held-out NLL), ``epochs``, ``seconds``,
+        ``status`` (``selection.csv``); ``None`` when the settings were not chosen by ``auto``.
+        """
+        s = self.meta.get("settings") or {}
+        if s.get("settings") != "auto":
+            return None
+        return pd.DataFrame(
+            s.get("table", []), columns=["candidate", "fold", "rows", "nll", "epochs", "seconds", "status"]
+        )
+
     @property
     def history(self) -> History | None:
         h = self.meta.get("history")
@@ -302,6 +323,12 @@ def fit(
     ignore: Iterable[str] = (),
     allow_discrete: bool = False,
     device: str | torch.device | None = None,
+    settings: str | Path = "auto",
+    folds: int | None = None,
+    max_candidates: int | None = None,
+    time_budget: float | None = None,
+    workers: int = 1,
+    address: str | None = None,
     **options: Any,
 ) -> FittedModel:
     """Trains a model on a DataFrame whose columns are node names (in any order).
@@ -311,6 +338,11 @@ def fit(
     columns with 2 distinct values are a :class:`ValueError` naming them; columns that look
     discrete (integers with at most 10 distinct values) and ignored latent columns are warnings.
 
+    The model's settings are chosen on the rows themselves by default (``settings="auto"``, see
+    :mod:`sirenvae.selection`): the designed candidates of ``model`` are scored by k-fold
+    cross-validation within ``df`` and the best is refitted on all rows; :attr:`FittedModel.selection`
+    holds the candidates' scores beside factor analysis and Ledoit-Wolf on the same folds.
+
     Arguments:
         graph: A :class:`~sirenvae.graph.BayesianNetwork`, a graph file (``.json``, ``.csv``,
             ``.dot``, ``.bif``), anything :func:`~sirenvae.graph_io.read_graph` reads, or the
@@ -319,26 +351,35 @@ def fit(
         latent: The latent nodes (a list or ``"a,b"``); by default the graph's nodes without a
             column. Columns of latent nodes are ignored, with a warning.
         model: ``true``, ``ind``, ``fc``, ``vae`` or ``vae-maf``.
-        out: A run directory to write checkpoints, the model, ``history.csv`` and ``training.png``.
-        resume: Continue an interrupted run in ``out``.
+        out: A run directory to write checkpoints, the model, ``history.csv`` and ``training.png``
+            (and, with ``auto``, ``selection.csv`` and the finished folds, so a search resumes).
+        resume: Continue an interrupted run (or settings search) in ``out``.
         ignore: Columns of ``df`` that are not nodes (e.g. IDs) and are left out.
         allow_discrete: Fit columns with only 2 distinct values as continuous (else an error).
         device: Where to train (default: the CPU; ``"cuda"`` for a GPU); the model stays there.
+        settings: ``"auto"`` (chosen on ``df`` by cross-validation), ``"paper"`` (the paper's fixed
+            setting) or a JSON file of settings (a run's ``model.json``, a dict of model options,
+            or a ``chosen.json`` of ``sirenvae search``).
+        folds, max_candidates, time_budget: The search's ``k`` (default: 5 below 100 rows, else 3),
+            how many candidates it tries (the simplest first) and a bound in seconds.
+        workers: Parallel fits of the search (processes, one thread each; guard a script's body
+            with ``if __name__ == "__main__":`` when above 1); the result does not depend on it.
+        address: A Ray cluster to run the search's fits on.
         options: Options of :class:`~sirenvae.training.FitConfig` (``lr``, ``batch_size``,
             ``max_epochs`` or ``epochs``, ``patience``, ``seed``, ``progress``, ...),
             :class:`~sirenvae.pipeline.TrainOptions` (``valid_fraction``, ``objective``,
             ``samples``, ``warmup_steps``) and :class:`~sirenvae.models.ModelConfig`
-            (``prior_blocks``, ``hidden_per_set``, ...). Defaults as in ``sirenvae fit``.
+            (``prior_blocks``, ``hidden_per_set``, ...; with ``auto`` they are fixed in every
+            candidate). Defaults as in ``sirenvae fit`` (:mod:`sirenvae.defaults`).
     """
     from sirenvae.graph_io import read_graph
     from sirenvae.networks import available_networks, load_network
 
+    network = None
     if isinstance(graph, str) and not Path(graph).exists() and graph in available_networks():
-        bn = load_network(graph).graph
+        bn, network = load_network(graph).graph, graph
     else:
         bn = read_graph(graph)
-    device = resolve_device(device)
-    config, fit_config, train_options = _configs(model, options)
     table = _read(
         df,
         bn if latent is None else latent_split(bn, latent),
@@ -349,8 +390,71 @@ def fit(
     )
     for notice in table.notices:
         warnings.warn(notice, stacklevel=2)
-    split, x = table.split, table.x
-    extra = {"network": None, "seed": fit_config.seed, "train_size": int(x.shape[0]), "data": "DataFrame"}
+    search = {"folds": folds, "max_candidates": max_candidates, "time_budget": time_budget}
+    return fit_rows(
+        table.split,
+        table.x,
+        model=model,
+        settings=settings,
+        options=options,
+        search=search | {"workers": workers, "address": address},
+        out=out,
+        resume=resume,
+        device=device,
+        extra_meta={"network": network, "data": "DataFrame"},
+        report=print if options.get("progress") else None,
+    )
+
+
+def fit_rows(
+    split,
+    x: Tensor,
+    *,
+    model: str = "true",
+    settings: str | Path = "auto",
+    options: Mapping[str, Any] | None = None,
+    search: Mapping[str, Any] | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str | torch.device | None = None,
+    extra_meta: dict | None = None,
+    report=None,
+) -> FittedModel:
+    """The one training path of :func:`fit` and ``sirenvae fit``: rows ``x`` (observed nodes in
+    topological order) of ``split``, settings chosen by ``settings`` (see :func:`fit`), then trained
+    on all rows; ``search`` holds :class:`~sirenvae.selection.SelectionSettings` fields and
+    ``report`` receives the search's progress lines.
+    """
+    from sirenvae.selection import SelectionSettings, select
+
+    device = resolve_device(device)
+    fixed, fit_config, train_options = _configs(model, dict(options or {}))
+    extra = dict(extra_meta or {}) | {"seed": fit_config.seed, "train_size": int(x.shape[0])}
+    selection = None
+    if str(settings) == "auto":
+        _check_no_other_run(out, resume, overwrite)
+        search = {k: v for k, v in (search or {}).items() if v is not None}
+        selection = select(
+            split,
+            x,
+            model,
+            fixed=fixed,
+            fit_config=fit_config,
+            options=train_options,
+            settings=SelectionSettings(seed=fit_config.seed, **search),
+            directory=out,
+            device=str(device),
+            progress=report,
+        )
+        config = selection.config
+        extra["settings"] = selection.to_meta() | {"table": selection.table}
+    elif str(settings) == "paper":
+        config = _model_config(model, fixed)
+        extra["settings"] = {"settings": "paper"}
+    else:
+        config = _model_config(model, _settings_file(settings, model, extra, split) | fixed)
+        extra["settings"] = {"settings": "file", "path": str(settings)}
     trained, history = train_model(
         split,
         x,
@@ -359,13 +463,86 @@ def fit(
         options=train_options,
         out=out,
         resume=resume,
+        overwrite=overwrite,
         extra_meta=extra,
         device=device,
     )
+    if selection is not None and out is not None:
+        from sirenvae.files import atomic_write
+
+        frame = selection.frame()
+        atomic_write(Path(out) / "selection.csv", lambda tmp: frame.to_csv(tmp, index=False))
     if out is not None:
-        return load(out, device=device)
-    meta = {"model": config.to_dict(), "latent": list(split.latent), "observed": list(split.observed)}
-    return FittedModel(trained, meta | extra | {"history": history.to_dict()})
+        fitted = load(out, device=device)
+    else:
+        meta = {"model": config.to_dict(), "latent": list(split.latent), "observed": list(split.observed)}
+        fitted = FittedModel(trained, meta | extra | {"history": history.to_dict()})
+    fitted.search = selection
+    return fitted
+
+
+def _check_no_other_run(out, resume: bool, overwrite: bool) -> None:
+    """Refuses, before a search starts, an ``out`` that holds a run and is neither resumed nor replaced."""
+    from sirenvae.pipeline import RunExists, remove_run
+
+    if out is None:
+        return
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunExists(f"{out} is a file, not a run directory; choose another --out")
+    if overwrite and not resume:
+        remove_run(out)
+    elif not resume and any((out / name).exists() for name in ("model.json", "checkpoint.json", "selection")):
+        raise RunExists(
+            f"{out} already holds a run or an unfinished settings search; pass --resume to continue it "
+            "or choose another --out"
+        )
+
+
+def _model_config(model: str, fields_: Mapping[str, Any]) -> ModelConfig:
+    try:
+        return ModelConfig(variant=model, **fields_)
+    except TypeError as e:
+        raise ValueError(str(e)) from None
+
+
+def _settings_file(path, model: str, extra: dict, split) -> dict:
+    """The model options of a settings file: a run's ``model.json``, a plain dict of options, or a
+    ``chosen.json`` of ``sirenvae search`` (the entry of this model, network and nearest size).
+    """
+    import json
+
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"--settings {path}: no such file; give auto, paper or a JSON file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"--settings {path} is no JSON file ({e})") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"--settings {path}: expected a JSON object of model options")
+    if "choices" in doc:
+        entries = [e for e in doc["choices"] if e.get("model") == model and e.get("model_config")]
+        if extra.get("network"):
+            entries = [e for e in entries if e.get("dataset") == extra["network"]] or entries
+        if not entries:
+            raise ValueError(f"--settings {path} holds no choice for model {model!r}")
+        factor = extra["train_size"] / len(split.graph)
+        doc = {"model": min(entries, key=lambda e: (abs(math.log(e["factor"] / factor)), e["factor"]))[
+            "model_config"
+        ]}  # fmt: skip
+    fields_ = doc.get("model", doc)
+    if not isinstance(fields_, dict):
+        raise ValueError(f"--settings {path}: expected a JSON object of model options")
+    fields_ = dict(fields_)
+    variant = fields_.pop("variant", model)
+    if variant != model:
+        raise ValueError(f"--settings {path} holds settings of model {variant!r}, not {model!r}")
+    known = {f.name for f in fields(ModelConfig)} - {"variant"}
+    unknown = sorted(set(fields_) - known)
+    if unknown:
+        raise ValueError(f"--settings {path}: unknown model option(s) {', '.join(unknown)}")
+    return fields_
 
 
 # ---------------------------------------------------------------------- helpers
@@ -388,25 +565,26 @@ def _names(names: Iterable[str] | str, what: str) -> set[str]:
         raise ValueError(f"{what} must be a list of column names") from None
 
 
-def _configs(model: str, options: dict) -> tuple[ModelConfig, FitConfig, TrainOptions]:
+def _configs(model: str, options: dict) -> tuple[dict, FitConfig, TrainOptions]:
+    """The options split into the model fields given (fixed in every candidate), the
+    :class:`FitConfig` and the :class:`TrainOptions`; an unknown name is a ``ValueError``.
+    """
     options = dict(options)
     if "epochs" in options:
         if "max_epochs" in options:
             raise ValueError("give epochs or max_epochs, not both")
         options["max_epochs"] = options.pop("epochs")
     groups = {}
-    for cls, defaults in ((FitConfig, FIT_DEFAULTS), (TrainOptions, {}), (ModelConfig, {"variant": model})):
+    for cls in (FitConfig, TrainOptions, ModelConfig):
         names = {f.name for f in fields(cls)} - {"variant"}
-        groups[cls] = defaults | {k: options.pop(k) for k in list(options) if k in names}
+        groups[cls] = {k: options.pop(k) for k in list(options) if k in names}
     if options:
         valid = sorted({f.name for cls in groups for f in fields(cls)} - {"variant"} | {"epochs"})
         raise ValueError(f"unknown option(s) {', '.join(sorted(options))}; known options: {', '.join(valid)}")
+    if model not in VARIANTS:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(VARIANTS)}")
     try:
-        return (
-            ModelConfig(**groups[ModelConfig]),
-            FitConfig(**groups[FitConfig]),
-            TrainOptions(**groups[TrainOptions]),
-        )
+        return groups[ModelConfig], FitConfig(**groups[FitConfig]), TrainOptions(**groups[TrainOptions])
     except TypeError as e:
         raise ValueError(str(e)) from None
 

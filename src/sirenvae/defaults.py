@@ -1,6 +1,6 @@
 """Defaults shared by several layers, importable without torch (the CLI's help needs them fast)."""
 
-__all__ = ["CONDITIONING", "KAPPA"]
+__all__ = ["BATCH_SIZE", "CONDITIONING", "KAPPA", "LR", "MAX_EPOCHS", "PATIENCE"]
 
 #: The default spectral bound of every normalised layer (Behrmann et al. 2019 use 0.97 too).
 KAPPA = 0.97
@@ -8,3 +8,10 @@ KAPPA = 0.97
 #: How stacked graphical residual blocks condition on the graph: the paper's stacking (each variable
 #: ends up depending on all its ancestors) or the parent-conditioned stack (its parents only).
 CONDITIONING: tuple[str, ...] = ("ancestors", "parents")
+
+#: The training defaults of every fit (``sirenvae fit``, :func:`sirenvae.fit`, ``FitConfig``), in one
+#: place: Adam's learning rate, the mini-batch size, the most epochs and the early-stopping patience.
+LR = 3e-3
+BATCH_SIZE = 32
+MAX_EPOCHS = 2000
+PATIENCE = 50

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 import sirenvae
+from sirenvae.defaults import BATCH_SIZE, LR, MAX_EPOCHS, PATIENCE
 from sirenvae.files import atomic_write, atomic_write_text
 
 __all__ = [
@@ -65,7 +66,7 @@ class CheckpointError(ValueError):
 
 @dataclass(frozen=True, kw_only=True)
 class FitConfig:
-    """Options of :func:`fit`.
+    """Options of :func:`fit`; the defaults are those of every user-facing fit (``sirenvae.defaults``).
 
     Attributes:
         lr: Adam's learning rate.
@@ -79,10 +80,10 @@ class FitConfig:
         progress: Show a progress bar.
     """
 
-    lr: float = 1e-3
-    batch_size: int = 128
-    max_epochs: int = 1000
-    patience: int = 30
+    lr: float = LR
+    batch_size: int = BATCH_SIZE
+    max_epochs: int = MAX_EPOCHS
+    patience: int = PATIENCE
     min_epochs: int = 0
     weight_decay: float = 0.0
     grad_clip: float | None = 10.0

@@ -30,6 +30,7 @@ __all__ = [
     "err_console",
     "one_of",
     "parse_latent",
+    "parse_options",
     "split_list",
     "user_errors",
     "warn_if_diverged",
@@ -234,40 +235,63 @@ def check_run_out(
         )
 
 
-def parse_model_options(items: list[str] | None, variant: str):
-    """The :class:`~sirenvae.models.ModelConfig` of ``--model`` with ``--set key=value`` options applied
-    (values parsed by the field's type; an unknown key or a bad value is one line naming it).
+#: ``fit`` options with their own flag, which ``--set`` does not take.
+OWN_FLAGS = {"lr": "--lr", "batch_size": "--batch-size", "max_epochs": "--epochs", "patience": "--patience",
+             "seed": "--seed", "progress": "--progress"}  # fmt: skip
+
+
+def parse_options(items: list[str] | None, variant: str) -> dict:
+    """The ``--set key=value`` options: any :class:`~sirenvae.models.ModelConfig`,
+    :class:`~sirenvae.training.FitConfig` or :class:`~sirenvae.pipeline.TrainOptions` field, its
+    value parsed by the field's type (an unknown key or a bad value is one line naming it).
     """
     import dataclasses
 
     from sirenvae.models import ModelConfig
+    from sirenvae.pipeline import TrainOptions
+    from sirenvae.training import FitConfig
 
-    types = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name != "variant"}
+    types = {
+        f.name: f.default
+        for cls in (ModelConfig, FitConfig, TrainOptions)
+        for f in dataclasses.fields(cls)
+        if f.name != "variant"
+    }
     values: dict = {}
     for item in items or ():
         key, sep, raw = item.partition("=")
         key, raw = key.strip().replace("-", "_"), raw.strip()
         if not sep or not key or not raw:
             raise UsageError(f"--set takes key=value (e.g. --set conditioning=parents), got {item!r}")
+        if key in OWN_FLAGS:
+            raise UsageError(f"--set {key}: give it as {OWN_FLAGS[key]}")
         if key not in types:
-            raise UsageError(f"unknown model option {key!r} in --set; options: {', '.join(sorted(types))}")
+            known = ", ".join(sorted(set(types) - set(OWN_FLAGS)))
+            raise UsageError(f"unknown option {key!r} in --set; options: {known}")
         default = types[key]
         try:
             if isinstance(default, bool):
                 if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
                     raise ValueError
                 values[key] = raw.lower() in ("true", "1", "yes")
+            elif default is None:  # an optional number (e.g. grad_clip): none or a number
+                values[key] = None if raw.lower() in ("none", "off") else float(raw)
             else:
                 values[key] = type(default)(raw)
         except ValueError:
             kind = {bool: "true or false", int: "a whole number", float: "a number"}.get(
-                type(default), "text"
+                type(default), "text" if default is not None else "a number or none"
             )
             raise UsageError(f"--set {key}={raw}: expected {kind}") from None
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
     try:
-        return ModelConfig(variant=variant, **values)
+        ModelConfig(variant=variant, **{k: v for k, v in values.items() if k in model_fields})
     except ValueError as e:
-        raise UsageError(f"--set: {e}") from None
+        # with auto a field may be valid only beside a candidate's others (prior_blocks=0 needs
+        # affine): the search says which candidates it leaves out
+        if "blocks" not in str(e):
+            raise UsageError(f"--set: {e}") from None
+    return values
 
 
 def write_row_summaries(path: Path, values, columns: Sequence[str], ids, id_column: str | None) -> None:

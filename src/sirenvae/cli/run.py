@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import typer
@@ -20,19 +21,31 @@ from sirenvae.cli.common import (
     err_console,
     one_of,
     parse_latent,
-    parse_model_options,
+    parse_options,
     split_list,
     torch_threads,
     user_errors,
     warn_if_diverged,
     write_row_summaries,
 )
+from sirenvae.defaults import BATCH_SIZE, LR, MAX_EPOCHS, PATIENCE
 from sirenvae.models import VARIANTS
 
 __all__ = ["evaluate", "fit", "posterior", "sample"]
 
 #: ``fit`` names at most this many latent nodes; the run's ``model.json`` lists them all.
 LATENT_SHOWN = 30
+
+
+def _default_workers() -> int:
+    """Parallel fits of a settings search when not given: the CPUs this process may use, at most 8."""
+    import os
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
 
 
 @app.command()
@@ -45,20 +58,40 @@ def fit(
         None, "--latent", help="Latent nodes: a,b,c or a rule (leaves-observed, roots-and-leaves-observed)."
     ),
     model: str = typer.Option("true", "--model", help=f"{one_of(VARIANTS)}."),
-    seed: int = typer.Option(0, "--seed", help="Seed of data sampling and training."),
+    settings: str = typer.Option(
+        "auto",
+        "--settings",
+        help="auto (default): the model's candidate settings are compared by k-fold cross-validation "
+        "on your rows and the best is refitted on all of them; paper: the paper's fixed setting; or a "
+        "JSON file (a run's model.json, a dict of model options, a chosen.json of `sirenvae search`).",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of data sampling, the folds and training."),
     out: Path = typer.Option(..., "--out", help="Run directory for checkpoints and the model."),
     resume: bool = typer.Option(
         False,
         "--resume",
-        help="Continue an interrupted or diverged run in --out; --lr, --epochs, --patience and "
-        "--batch-size may change.",
+        help="Continue an interrupted settings search or run in --out; --lr, --epochs, --patience and "
+        "--batch-size may change for the final fit.",
     ),
     force: bool = typer.Option(False, "--force", help="Replace the run already in --out."),
-    epochs: int = typer.Option(2000, "--epochs", help="The most epochs."),
-    patience: int = typer.Option(50, "--patience", help="Epochs without improvement before stopping."),
-    lr: float = typer.Option(3e-3, "--lr", help="Adam's learning rate."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Mini-batch size."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    epochs: int = typer.Option(MAX_EPOCHS, "--epochs", help="The most epochs."),
+    patience: int = typer.Option(PATIENCE, "--patience", help="Epochs without improvement before stopping."),
+    lr: float = typer.Option(LR, "--lr", help="Adam's learning rate."),
+    batch_size: int = typer.Option(BATCH_SIZE, "--batch-size", help="Mini-batch size."),
+    folds: int = typer.Option(None, "--folds", help="auto: folds k (default 5 below 100 rows, else 3)."),
+    max_candidates: int = typer.Option(
+        None, "--max-candidates", help="auto: try only the first N candidates (the simplest ones)."
+    ),
+    time_budget: float = typer.Option(
+        None,
+        "--time-budget",
+        help="auto: start no new fold after this many seconds (the simplest candidate always finishes).",
+    ),
+    workers: int = typer.Option(
+        None, "--workers", help="auto: parallel fits, one thread each (default: the CPUs, at most 8)."
+    ),
+    address: str = typer.Option(None, "--address", help="auto: run the fits on this Ray cluster."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress."),
     threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
     ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
@@ -69,29 +102,43 @@ def fit(
     options: list[str] = typer.Option(
         None,
         "--set",
-        help="A model option key=value, repeatable: e.g. --set conditioning=parents --set affine=true "
-        "--set decoder_mean=linear --set likelihood=studentt --set prior_blocks=0.",
+        help="Any model or training option key=value, repeatable (with auto, fixed in every candidate): "
+        "e.g. --set conditioning=parents --set affine=true --set decoder_mean=linear "
+        "--set likelihood=studentt --set prior_blocks=0 --set warmup_steps=200 --set valid_fraction=0.2.",
     ),
 ) -> None:
-    """Train a model on a graph and data; writes checkpoints and the final model to --out."""
+    """Train a model on a graph and data; writes checkpoints and the final model to --out.
+
+    By default (--settings auto) the settings are chosen on your rows: each candidate of the model is
+    trained on k-1 folds exactly as the final fit is and scored by the held-out NLL, with factor
+    analysis and a Ledoit-Wolf Gaussian on the same folds for comparison.
+    """
+    from sirenvae.api import fit_rows
     from sirenvae.data import default_latent_rule, latent_split, read_table, sample_splits
-    from sirenvae.devices import resolve_device
     from sirenvae.graph_io import read_graph
     from sirenvae.networks import load_network
-    from sirenvae.pipeline import train_model
-    from sirenvae.training import FitConfig
 
     with user_errors(), torch_threads(threads):
-        device = resolve_device(device)
         if (network is None) == (graph is None):
             raise UsageError("give exactly one of --network NAME or --graph FILE")
         if (data is None) == (train_size is None):
             raise UsageError("give exactly one of --data CSV or --train-size N")
         if model not in VARIANTS:
             raise UsageError(f"unknown --model {model!r}; choose one of {', '.join(VARIANTS)}")
-        model_config = parse_model_options(options, model)
         if epochs < 1 or batch_size < 1 or not lr > 0:
             raise UsageError("--epochs, --batch-size and --lr must be positive")
+        if settings not in ("auto", "paper") and not Path(settings).is_file():
+            raise UsageError(f"--settings {settings!r}: give auto, paper or an existing JSON file")
+        if settings != "auto" and (folds or max_candidates or time_budget or workers or address):
+            raise UsageError(
+                "--folds, --max-candidates, --time-budget, --workers and --address apply to --settings auto"
+            )
+        if workers is not None and workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {workers}")
+        train_options = parse_options(options, model) | {
+            "lr": lr, "batch_size": batch_size, "max_epochs": epochs, "patience": patience, "seed": seed,
+            "progress": progress and settings != "auto",
+        }  # fmt: skip
         check_run_out(out, resume=resume, force=force, inputs=[("--graph", graph), ("--data", data)])
         net = None
         if network is not None:
@@ -99,7 +146,7 @@ def fit(
             bn = net.graph
         else:
             bn = read_graph(graph)
-        extra = {"network": network, "seed": seed}
+        extra = {"network": network}
         if train_size is not None:
             if net is None:
                 raise UsageError(
@@ -111,7 +158,7 @@ def fit(
                 raise UsageError("--ignore-columns and --id-column apply to a --data CSV")
             split = latent_split(bn, parse_latent(latent) or default_latent_rule(network))
             x = sample_splits(net, split, train_size=train_size, test_size=0, seed=seed).train
-            extra |= {"train_size": train_size, "data": "sampled"}
+            extra |= {"data": "sampled"}
         else:
             # without --latent, the graph's nodes that have no column in the CSV are the latent ones
             rule = parse_latent(latent)
@@ -128,40 +175,92 @@ def fit(
             x, split = table.x, table.split
             for notice in table.notices:
                 console.print(f"note: {notice}", markup=False, highlight=False)
-            extra |= {"train_size": int(x.shape[0]), "data": str(data)}
+            extra |= {"data": str(data)}
         how = "from --latent" if latent else "nodes without a column" if data else "default rule"
         shown = ", ".join(split.latent[:LATENT_SHOWN])
         if len(split.latent) > LATENT_SHOWN:
             shown += f", ... ({Path(out) / 'model.json'} lists them all once training ends)"
         console.print(f"latent nodes ({len(split.latent)}, {how}): {shown}", markup=False, highlight=False)
         if progress:
+            what = "choosing its settings on the rows, then " if settings == "auto" else ""
             console.print(
                 f"training {model} on {len(bn)} nodes ({len(split.latent)} latent) with {x.shape[0]} rows "
-                f"-> {out}"
+                f"({what}the final fit) -> {out}",
+                markup=False,
+                highlight=False,
             )
-        trained, history = train_model(
+        start = time.perf_counter()
+        fitted = fit_rows(
             split,
             x,
-            model_config=model_config,
-            fit_config=FitConfig(
-                lr=lr,
-                batch_size=batch_size,
-                max_epochs=epochs,
-                patience=patience,
-                seed=seed,
-                progress=progress,
-            ),
+            model=model,
+            settings=settings,
+            options=train_options,
+            search={
+                "folds": folds,
+                "max_candidates": max_candidates,
+                "time_budget": time_budget,
+                "workers": workers or _default_workers(),
+                "address": address,
+            },
             out=out,
             resume=resume,
             overwrite=force,
-            extra_meta=extra,
             device=device,
+            extra_meta=extra,
+            report=_progress_line if progress else None,
         )
+    if fitted.search is not None:
+        _print_selection(fitted.search, out)
+    history = fitted.history
     best = history.best_valid_loss
     console.print(
-        f"done: {len(history.train_loss)} epochs ({history.stopped}), best validation -ELBO "
-        f"{best:.3f} at epoch {history.best_epoch}; model in {out}"
+        f"done in {time.perf_counter() - start:.1f} s: {len(history.train_loss)} epochs ({history.stopped}), "
+        f"best validation -ELBO {best:.3f} at epoch {history.best_epoch}; model in {out}",
+        markup=False,
+        highlight=False,
     )
+
+
+def _progress_line(line: str) -> None:
+    console.print(f"  {line}", markup=False, highlight=False)
+
+
+def _print_selection(selection, out: Path) -> None:
+    """The candidates' CV NLL beside the classical models, and the verdict in one line."""
+    from sirenvae.selection import CLASSICAL_NAMES
+
+    table = Table(title=f"settings of {selection.variant}: {selection.rule}")
+    for name in ("candidate", "CV NLL", "± se", "folds", "status"):
+        table.add_column(name, justify="right" if name not in ("candidate", "status") else "left")
+    for row in selection.candidates:
+        nll = f"{row['cv_nll']:.3f}" if "cv_nll" in row else "-"
+        se = f"{row['se']:.3f}" if "se" in row else "-"
+        mark = " (chosen)" if row.get("chosen") else ""
+        table.add_row(row["candidate"] + mark, nll, se, str(row["folds_done"]), row["status"])
+    for row in selection.classical:
+        table.add_row(
+            CLASSICAL_NAMES[row["candidate"]],
+            f"{row['cv_nll']:.3f}",
+            f"{row['se']:.3f}",
+            str(selection.folds),
+            "ok",
+        )
+    console.print(table)
+    for notice in selection.notices:
+        console.print(f"note: {notice}", markup=False, highlight=False)
+    chosen = next(r for r in selection.candidates if r.get("chosen"))
+    if selection.classical:
+        floor = min(selection.classical, key=lambda r: r["cv_nll"])
+        gap = chosen["cv_nll"] - floor["cv_nll"]
+        verdict = "better" if gap < 0 else "worse"
+        console.print(
+            f"{chosen['candidate']} is {abs(gap):.3f} nats per row {verdict} than "
+            f"{CLASSICAL_NAMES[floor['candidate']]} on the same folds ({selection.seconds:.1f} s of search; "
+            f"every fold's score is in {out / 'selection.csv'})",
+            markup=False,
+            highlight=False,
+        )
 
 
 def _test_rows(

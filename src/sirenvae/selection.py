@@ -1,0 +1,675 @@
+r"""Settings chosen on the user's own rows (``--settings auto``): k-fold cross-validation.
+
+A user has a graph and ``n`` rows, no generator and no tuning draws. :func:`select` tries the fixed
+candidates of the variant (:mod:`sirenvae.candidates`) by k-fold cross-validation within those rows:
+
+- **Folds**: ``k = 5`` below 100 rows and ``k = 3`` from 100 rows on (:func:`default_folds`), one
+  seeded partition of the rows shared by every candidate and the classical models.
+- **Training**: each candidate is trained on ``k - 1`` folds exactly as the final fit is
+  (:func:`~sirenvae.pipeline.train_model` with the same optimiser settings, its early-stopping split
+  carved from those folds, standardisation fitted on them) and scores each held-out row by its IWAE
+  NLL (``K = 100``). Rows are held out once, so every candidate has one out-of-fold NLL per row.
+- **Ranking**: the mean out-of-fold NLL; its standard error is the rows' standard deviation over
+  :math:`\sqrt n`. With fewer than 40 rows the choice is the simplest candidate (the earliest in the
+  list) within one standard error of the best; otherwise the best.
+- **Racing**: from the second fold on (40 rows or more), a candidate whose paired per-row difference
+  to the current best, over the folds every remaining candidate has finished, exceeds 2 standard
+  errors stops there. Decisions wait for whole folds, so they do not depend on how many workers ran
+  or in which order the fits finished; every recorded score is an honest held-out one.
+- **Classical floor**: factor analysis (its number of factors by its own CV on the training folds)
+  and a Ledoit-Wolf Gaussian are scored on the same folds, for comparison only.
+
+Folds run in parallel in worker processes (``workers``, one torch thread each) or as Ray tasks
+(``address``), with the data prepared once per worker. With ``directory``, every finished fold is
+kept as a small JSON file under ``directory/selection/``, so a killed search resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import sys
+import time
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sirenvae.candidates import Candidate, candidates_for
+from sirenvae.files import atomic_write_text
+from sirenvae.graph import LatentSplit
+from sirenvae.models import ModelConfig
+
+__all__ = [
+    "FEW_ROWS",
+    "SETTINGS",
+    "Selection",
+    "SelectionError",
+    "SelectionSettings",
+    "default_folds",
+    "min_rows",
+    "resolve_candidates",
+    "select",
+]
+
+#: ``--settings``: chosen on the rows, the paper's fixed setting, or a JSON file of settings.
+SETTINGS = ("auto", "paper")
+#: Below this many rows the choice prefers the simplest candidate within one standard error.
+FEW_ROWS = 40
+#: Rows a fold's training part needs (so that an early-stopping row can be carved from it).
+MIN_FOLD_TRAIN = 8
+#: ``folds.json`` and the per-fold result files carry this format number.
+FORMAT = 1
+
+
+class SelectionError(ValueError):
+    """The settings search cannot run on these rows (too few rows, every candidate failed, ...)."""
+
+
+def default_folds(n: int) -> int:
+    """The rule for ``k``: 5 folds below 100 rows, 3 from 100 rows on."""
+    return 5 if n < 100 else 3
+
+
+def min_rows(folds: int) -> int:
+    """The fewest rows ``folds``-fold cross-validation accepts."""
+    return max(2 * folds, math.ceil(MIN_FOLD_TRAIN * folds / (folds - 1)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SelectionSettings:
+    """How :func:`select` runs.
+
+    Attributes:
+        folds: ``k`` (default: :func:`default_folds` of the rows).
+        importance_samples: ``K`` of the held-out IWAE NLL.
+        max_candidates: Try only the first this many candidates (the simplest ones).
+        time_budget: Seconds after which no new fold is started (the first candidate always
+            finishes); candidates left unfinished are reported as such. Unlike every other option,
+            this one can make the outcome depend on the machine's speed.
+        workers: Parallel fits (processes, one torch thread each); ``1`` runs in this process.
+        address: A Ray cluster's address: the fits run there as Ray tasks instead.
+        race_after: Folds before racing may stop a trailing candidate.
+        race_se: A candidate trailing the best by more than this many standard errors stops.
+        classical: Also score factor analysis and Ledoit-Wolf on the same folds.
+        seed: Seeds the folds (and every fit, as the final fit is seeded).
+    """
+
+    folds: int | None = None
+    importance_samples: int = 100
+    max_candidates: int | None = None
+    time_budget: float | None = None
+    workers: int = 1
+    address: str | None = None
+    race_after: int = 2
+    race_se: float = 2.0
+    classical: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.folds is not None and self.folds < 2:
+            raise SelectionError(f"folds must be at least 2, got {self.folds}")
+        if self.importance_samples < 1:
+            raise SelectionError(f"importance_samples must be positive, got {self.importance_samples}")
+        if self.max_candidates is not None and self.max_candidates < 1:
+            raise SelectionError(f"max_candidates must be at least 1, got {self.max_candidates}")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise SelectionError(f"time_budget must be positive seconds, got {self.time_budget}")
+        if self.workers < 1:
+            raise SelectionError(f"workers must be at least 1, got {self.workers}")
+
+
+@dataclass
+class Selection:
+    """The outcome of :func:`select`.
+
+    Attributes:
+        variant: The model variant.
+        chosen: The chosen candidate's name; ``config`` its :class:`ModelConfig`.
+        folds, rows: ``k`` and the number of rows.
+        rule: How the choice was made, in words.
+        candidates: One dict per candidate: ``candidate``, ``options``, ``cv_nll``, ``se``,
+            ``folds_done``, ``status`` (``ok``, ``stopped after j folds``, ``failed``, ...).
+        classical: The same for ``fa`` and ``lw`` (empty when skipped), with ``notice`` if skipped.
+        table: One dict per candidate x fold: ``candidate``, ``fold``, ``rows``, ``nll``,
+            ``epochs``, ``seconds``, ``status`` (``selection.csv``).
+        per_row: Each finished candidate's out-of-fold NLL per row (for paired comparisons).
+        seconds: Wall time of the search.
+    """
+
+    variant: str
+    chosen: str
+    config: ModelConfig
+    folds: int
+    rows: int
+    rule: str
+    candidates: list[dict]
+    classical: list[dict]
+    table: list[dict]
+    per_row: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    seconds: float = 0.0
+    notices: list[str] = field(default_factory=list)
+
+    def frame(self):
+        """``selection.csv`` as a DataFrame: one row per candidate (and classical model) and fold."""
+        import pandas as pd
+
+        return pd.DataFrame(self.table, columns=list(_TABLE_COLUMNS))
+
+    def to_meta(self) -> dict:
+        """What ``model.json`` records of the search."""
+        return {
+            "settings": "auto",
+            "variant": self.variant,
+            "chosen": self.chosen,
+            "folds": self.folds,
+            "rows": self.rows,
+            "rule": self.rule,
+            "candidates": self.candidates,
+            "classical": self.classical,
+            "seconds": self.seconds,
+            "notices": self.notices,
+        }
+
+
+_TABLE_COLUMNS = ("candidate", "fold", "rows", "nll", "epochs", "seconds", "status")
+
+
+def resolve_candidates(
+    variant: str, fixed: dict | None = None, max_candidates: int | None = None
+) -> tuple[list[tuple[Candidate, ModelConfig]], list[str]]:
+    """The candidates of ``variant`` with the fields of ``fixed`` set in every one (``--set``):
+    ``[(candidate, config)]`` without duplicates (a candidate made identical to an earlier one is
+    tried once), and notices for the candidates dropped.
+    """
+    fixed = dict(fixed or {})
+    out, notices, seen = [], [], {}
+    for cand in candidates_for(variant)[:max_candidates]:
+        options = cand.options | fixed
+        try:
+            config = ModelConfig(variant=variant, **options)
+        except (TypeError, ValueError) as e:
+            notices.append(f"candidate {cand.name!r} is left out: with the fixed options it is invalid ({e})")
+            continue
+        key = json.dumps(config.to_dict(), sort_keys=True)
+        if key in seen:
+            notices.append(f"candidate {cand.name!r} is the same as {seen[key]!r} with the fixed options")
+            continue
+        seen[key] = cand.name
+        out.append((Candidate(cand.name, options), config))
+    if not out:
+        raise SelectionError(f"no candidate of {variant} is valid with the fixed options: {notices[0]}")
+    return out, notices
+
+
+def fold_indices(n: int, folds: int, seed: int) -> list[np.ndarray]:
+    """The held-out rows of each fold: a seeded permutation of ``range(n)`` cut into ``folds`` parts."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+    return [np.sort(p) for p in np.array_split(perm, folds)]
+
+
+# ---------------------------------------------------------------------- the fits (also in workers)
+_WORKER: dict = {}
+
+
+def _init_worker(payload: dict) -> None:
+    """Prepares a worker once: one torch thread, the split and the rows."""
+    from sirenvae import graph_io
+
+    torch.set_num_threads(1)
+    _WORKER["split"] = LatentSplit(graph_io.from_dict(payload["graph"]), payload["latent"])
+    _WORKER["x"] = torch.as_tensor(payload["x"])
+
+
+def _fit_fold(task: dict) -> dict:
+    """Trains one candidate on one fold's training rows and scores its held-out rows."""
+    from sirenvae.objectives import evaluate_rows
+    from sirenvae.pipeline import TrainOptions, train_model
+    from sirenvae.training import FitConfig, TrainingError
+
+    split, x = _WORKER["split"], _WORKER["x"]
+    held = np.asarray(task["held"])
+    mask = np.ones(x.shape[0], dtype=bool)
+    mask[held] = False
+    start = time.perf_counter()
+    try:
+        model, history = train_model(
+            split,
+            x[torch.as_tensor(mask)],
+            model_config=ModelConfig.from_dict(task["config"]),
+            fit_config=FitConfig(**task["fit"]),
+            options=TrainOptions(**task["options"]),
+            device=task.get("device"),
+        )
+        middle = time.perf_counter()
+        torch.manual_seed(task["fit"]["seed"])
+        valid = x[torch.as_tensor(held)].to(model.loc.device)
+        nll = evaluate_rows(model, valid, importance_samples=task["importance_samples"])["nll"]
+    except TrainingError as e:
+        return {"status": "diverged", "error": str(e).splitlines()[0], "seconds": time.perf_counter() - start}
+    except Exception as e:  # noqa: BLE001 - a failed candidate is a result of the search, kept
+        return {"status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0]}
+    nll = nll.double().cpu().numpy()
+    status = "ok" if np.isfinite(nll).all() else "non-finite"
+    return {
+        "status": status,
+        "nll": nll.tolist(),
+        "epochs": len(history.train_loss),
+        "stopped": history.stopped,
+        "train_seconds": middle - start,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+class _Pool:
+    """Runs fold fits in this process, in worker processes or as Ray tasks; ``wait`` returns the
+    finished ones.
+    """
+
+    def __init__(self, payload: dict, workers: int, address: str | None) -> None:
+        self.workers, self.address, self.running = workers, address, {}
+        if address is not None:
+            try:
+                import ray
+            except ImportError:
+                raise SelectionError("--address needs Ray: pip install 'sirenvae[ray]'") from None
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+            self.ray = ray
+            self.remote = ray.remote(num_cpus=1)(_ray_fit)
+            self.payload = ray.put(payload)
+        elif workers > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.executor = ProcessPoolExecutor(
+                workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(payload,)
+            )
+        else:
+            self.saved = dict(_WORKER)
+            _init_worker(payload)
+
+    @property
+    def free(self) -> bool:
+        return len(self.running) < self.workers
+
+    def submit(self, key, task: dict) -> None:
+        if self.address is not None:
+            self.running[self.remote.remote(self.payload, task)] = key
+        elif self.workers > 1:
+            with _main_hidden():  # a worker may be started here
+                self.running[self.executor.submit(_fit_fold, task)] = key
+        else:
+            self.running[_Done(_fit_fold(task))] = key
+
+    def wait(self) -> list[tuple[object, dict]]:
+        if self.address is not None:
+            done, _ = self.ray.wait(list(self.running), num_returns=1)
+            results = [(self.running.pop(ref), self.ray.get(ref)) for ref in done]
+        elif self.workers > 1:
+            from concurrent.futures import FIRST_COMPLETED, wait
+
+            done, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
+            results = [(self.running.pop(f), f.result()) for f in done]
+        else:
+            results = [(self.running.pop(f), f.result()) for f in list(self.running)]
+        return results
+
+    def close(self) -> None:
+        if self.address is None and self.workers > 1:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+        elif self.address is None:
+            _WORKER.clear()
+            _WORKER.update(self.saved)
+
+
+@contextlib.contextmanager
+def _main_hidden():
+    """Hides the caller's ``__main__`` while worker processes start: a spawned worker would otherwise
+    run a user's script again (one without an ``if __name__ == "__main__":`` guard fails). The
+    workers need nothing from it: their functions live in this module.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
+class _Done:
+    def __init__(self, value: dict) -> None:
+        self.value = value
+
+    def result(self) -> dict:
+        return self.value
+
+
+def _ray_fit(payload: dict, task: dict) -> dict:
+    if _WORKER.get("payload_id") != id(payload):
+        _init_worker(payload)
+        _WORKER["payload_id"] = id(payload)
+    return _fit_fold(task)
+
+
+# ---------------------------------------------------------------------- the search
+def select(
+    split: LatentSplit,
+    x: Tensor,
+    variant: str,
+    *,
+    fixed: dict | None = None,
+    fit_config,
+    options,
+    settings: SelectionSettings | None = None,
+    directory: str | Path | None = None,
+    device: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Selection:
+    """Chooses the settings of ``variant`` on the rows ``x`` (observed nodes in topological order)
+    by k-fold cross-validation (see the module's docstring); ``fixed`` holds ModelConfig fields set
+    in every candidate, ``fit_config`` and ``options`` the training every fit gets (a
+    :class:`~sirenvae.training.FitConfig` and :class:`~sirenvae.pipeline.TrainOptions`).
+    """
+    from sirenvae import graph_io
+    from sirenvae.pipeline import data_fingerprint
+
+    settings = settings or SelectionSettings(seed=fit_config.seed)
+    start = time.perf_counter()
+    n = int(x.shape[0])
+    k = settings.folds or default_folds(n)
+    if n < min_rows(k):
+        raise SelectionError(
+            f"--settings auto needs at least {min_rows(k)} rows for {k}-fold cross-validation, got {n}; "
+            "give more rows or --settings paper (the fixed setting)"
+        )
+    chosen_list, notices = resolve_candidates(variant, fixed, settings.max_candidates)
+    parts = fold_indices(n, k, settings.seed)
+    x_cpu = x.detach().cpu()
+    fit_dict = fit_config.to_dict() | {"progress": False}
+    opt_dict = asdict(options)
+    cache = _Cache(directory, {"format": FORMAT, "data": data_fingerprint(x_cpu), "folds": k,
+                               "seed": settings.seed, "fit": fit_dict, "options": opt_dict,
+                               "K": settings.importance_samples})  # fmt: skip
+    tasks = {}
+    for c, (_, config) in enumerate(chosen_list):
+        for f, held in enumerate(parts):
+            tasks[c, f] = {
+                "config": config.to_dict(),
+                "fit": fit_dict,
+                "options": opt_dict,
+                "held": held.tolist(),
+                "importance_samples": settings.importance_samples,
+                "device": device,
+            }
+    results = {key: r for key in tasks if (r := cache.load(key, tasks[key])) is not None}
+    names = [cand.name for cand, _ in chosen_list]
+    racing = n >= FEW_ROWS and len(chosen_list) > 1
+    live = {c: "ok" for c in range(len(chosen_list))}
+    decided = -1
+
+    def report(key, r):
+        c, f = key
+        if progress is None:
+            return
+        best = _best_so_far(results, live, parts, names)
+        value = f"{np.mean(r['nll']):.3f}" if r.get("status") == "ok" else r.get("status")
+        progress(f"{names[c]} fold {f + 1}/{k}: {value}" + (f"  (best so far: {best})" if best else ""))
+
+    def decide() -> None:
+        nonlocal decided
+        for c in live:
+            bad = [results[c, f] for f in range(k) if results.get((c, f), {}).get("status", "ok") != "ok"]
+            if live[c] == "ok" and bad:
+                live[c] = bad[0]["status"] + (f": {bad[0]['error']}" if bad[0].get("error") else "")
+        while decided + 1 < k and all((c, decided + 1) in results for c in live if live[c] == "ok"):
+            decided += 1
+            if racing and decided + 1 >= settings.race_after and decided + 1 < k:
+                _race(results, live, parts[: decided + 1], settings.race_se, decided + 1)
+
+    payload = {"graph": graph_io.to_dict(split.graph), "latent": list(split.latent), "x": x_cpu.numpy()}
+    order = [(c, f) for f in range(k) for c in range(len(chosen_list)) if (c, f) not in results]
+    decide()
+    if order:
+        pool = _Pool(payload, min(settings.workers, len(order)), settings.address)
+        try:
+            while True:
+                over = settings.time_budget is not None and time.perf_counter() - start > settings.time_budget
+                while pool.free and order:
+                    key = order.pop(0)
+                    if live[key[0]] != "ok":
+                        continue
+                    if over and key[0] != 0:
+                        live[key[0]] = "time budget"
+                        continue
+                    pool.submit(key, tasks[key])
+                if not pool.running:
+                    break
+                for key, r in pool.wait():
+                    results[key] = r
+                    cache.save(key, tasks[key], r)
+                    report(key, r)
+                    decide()
+        finally:
+            pool.close()
+    decide()
+    for c in live:
+        if live[c] == "ok" and not all(results.get((c, f), {}).get("status") == "ok" for f in range(k)):
+            live[c] = "time budget"
+    return _outcome(
+        variant, chosen_list, names, live, results, parts, n, k, x_cpu, settings, notices,
+        time.perf_counter() - start,
+    )  # fmt: skip
+
+
+def _oof(results: dict, c: int, parts: Sequence[np.ndarray], n: int | None = None) -> np.ndarray:
+    """Candidate ``c``'s out-of-fold NLL over the rows of ``parts`` (in the parts' order, or by row
+    index when ``n`` is given).
+    """
+    if n is None:
+        return np.concatenate([np.asarray(results[c, f]["nll"]) for f in range(len(parts))])
+    out = np.full(n, np.nan)
+    for f, held in enumerate(parts):
+        out[held] = results[c, f]["nll"]
+    return out
+
+
+def _race(results: dict, live: dict, parts, race_se: float, done: int) -> None:
+    """Stops each remaining candidate trailing the best by more than ``race_se`` paired standard
+    errors over the first ``done`` folds.
+    """
+    alive = [c for c in live if live[c] == "ok"]
+    scores = {c: _oof(results, c, parts) for c in alive}
+    best = min(alive, key=lambda c: (scores[c].mean(), c))
+    for c in alive:
+        if c == best:
+            continue
+        d = scores[c] - scores[best]
+        se = d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else math.inf
+        if d.mean() > race_se * se:
+            live[c] = f"stopped after {done} folds"
+
+
+def _best_so_far(results: dict, live: dict, parts, names) -> str | None:
+    k = len(parts)
+    done = [c for c in live if live[c] == "ok" and all((c, f) in results for f in range(k))]
+    if not done:
+        return None
+    means = {c: float(np.mean(_oof(results, c, parts))) for c in done}
+    best = min(means, key=lambda c: (means[c], c))
+    return f"{names[best]} {means[best]:.3f}"
+
+
+def _outcome(variant, chosen_list, names, live, results, parts, n, k, x, settings, notices, seconds):
+    table, summary, per_row = [], [], {}
+    for c, (cand, _) in enumerate(chosen_list):
+        for f in _counted(results, c, k, live[c]):
+            r = results[c, f]
+            table.append(
+                {
+                    "candidate": cand.name,
+                    "fold": f + 1,
+                    "rows": len(parts[f]),
+                    "nll": float(np.mean(r["nll"])) if r.get("status") == "ok" else math.nan,
+                    "epochs": r.get("epochs"),
+                    "seconds": round(r.get("seconds", 0.0), 3),
+                    "status": r.get("status"),
+                }
+            )
+        row = {"candidate": cand.name, "options": cand.options, "status": live[c]}
+        done = [f for f in _counted(results, c, k, live[c]) if results[c, f].get("status") == "ok"]
+        row["folds_done"] = len(done)
+        if live[c] == "ok":
+            values = _oof(results, c, parts, n)
+            per_row[cand.name] = values
+            row["cv_nll"], row["se"] = _mean_se(values)
+        elif done:
+            values = np.concatenate([np.asarray(results[c, f]["nll"]) for f in done])
+            row["cv_nll"], row["se"] = (
+                float(values.mean()),
+                float(values.std(ddof=1) / math.sqrt(len(values))),
+            )
+        summary.append(row)
+    finished = [i for i, row in enumerate(summary) if row["status"] == "ok"]
+    if not finished:
+        first = next((row["status"] for row in summary), "no candidate")
+        raise SelectionError(f"every candidate of {variant} failed on the folds; the first: {first}")
+    best = min(finished, key=lambda i: (summary[i]["cv_nll"], i))
+    if n < FEW_ROWS:
+        limit = summary[best]["cv_nll"] + summary[best]["se"]
+        pick = next(i for i in finished if summary[i]["cv_nll"] <= limit)
+        rule = (
+            f"{k}-fold CV on {n} rows (fewer than {FEW_ROWS}): the simplest candidate within one "
+            f"standard error ({summary[best]['se']:.3f}) of the best ({names[best]})"
+        )
+    else:
+        pick = best
+        rule = (
+            f"{k}-fold CV on {n} rows: the lowest mean held-out NLL (IWAE, K = {settings.importance_samples})"
+        )
+    summary[pick]["chosen"] = True
+    classical = _classical(x, parts, settings, table, per_row) if settings.classical else []
+    if settings.classical and classical and "notice" in classical[0]:
+        notices.append(classical.pop(0)["notice"])
+    return Selection(
+        variant=variant,
+        chosen=names[pick],
+        config=chosen_list[pick][1],
+        folds=k,
+        rows=n,
+        rule=rule,
+        candidates=summary,
+        classical=classical,
+        table=table,
+        per_row=per_row,
+        seconds=seconds,
+        notices=notices,
+    )
+
+
+def _mean_se(values: np.ndarray) -> tuple[float, float]:
+    """The mean of per-row values and its standard error."""
+    se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else math.inf
+    return float(values.mean()), float(se)
+
+
+def _counted(results: dict, c: int, k: int, status: str) -> list[int]:
+    """The folds of candidate ``c`` that count: all of a finished one, the first ``j`` of one stopped
+    after ``j`` folds (a fold it had started beyond them is dropped), those up to a failure.
+    """
+    if status.startswith("stopped after"):
+        return list(range(int(status.split()[2])))
+    out = []
+    for f in range(k):
+        if (c, f) in results:
+            out.append(f)
+            if results[c, f].get("status") != "ok":
+                break
+    return out
+
+
+#: The classical models scored beside the candidates.
+CLASSICAL_NAMES = {"fa": "factor analysis", "lw": "Ledoit-Wolf"}
+
+
+def _classical(x: Tensor, parts, settings: SelectionSettings, table: list, per_row: dict) -> list[dict]:
+    """Factor analysis and Ledoit-Wolf on the same folds: their rows of the table and summaries."""
+    try:
+        from sirenvae.baselines import fit_classical
+    except ImportError as e:  # pragma: no cover - scikit-learn is a dependency
+        return [{"notice": f"the classical models are skipped ({e})"}]
+    n = x.shape[0]
+    out = []
+    for name in CLASSICAL_NAMES:
+        values = np.full(n, np.nan)
+        try:
+            for f, held in enumerate(parts):
+                mask = np.ones(n, dtype=bool)
+                mask[held] = False
+                start = time.perf_counter()
+                model = fit_classical(name, x[torch.as_tensor(mask)].double(), seed=settings.seed)
+                values[held] = -model.log_prob(x[torch.as_tensor(held)].double()).numpy()
+                table.append(
+                    {
+                        "candidate": name,
+                        "fold": f + 1,
+                        "rows": len(held),
+                        "nll": float(values[held].mean()),
+                        "epochs": None,
+                        "seconds": round(time.perf_counter() - start, 3),
+                        "status": "ok",
+                    }
+                )
+        except Exception as e:  # noqa: BLE001 - the floor is a comparison, never a reason to stop
+            return [{"notice": f"the classical models are skipped on these rows ({type(e).__name__}: {e})"}]
+        per_row[name] = values
+        out.append(
+            {
+                "candidate": name,
+                "cv_nll": float(values.mean()),
+                "se": float(values.std(ddof=1) / math.sqrt(n)),
+            }
+        )
+    return out
+
+
+class _Cache:
+    """Finished folds kept in ``directory/selection/`` (one JSON file each), for ``--resume``."""
+
+    def __init__(self, directory, common: dict) -> None:
+        self.dir = None if directory is None else Path(directory) / "selection"
+        self.common = common
+
+    def _digest(self, task: dict) -> str:
+        doc = json.dumps(
+            self.common | {"task": {k: v for k, v in task.items() if k != "device"}}, sort_keys=True
+        )
+        return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+    def load(self, key, task: dict) -> dict | None:
+        if self.dir is None:
+            return None
+        path = self.dir / f"{self._digest(task)}.json"
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return doc.get("result") if isinstance(doc, dict) else None
+
+    def save(self, key, task: dict, result: dict) -> None:
+        if self.dir is None:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        doc = {"candidate": key[0], "fold": key[1] + 1, "config": task["config"], "result": result}
+        atomic_write_text(self.dir / f"{self._digest(task)}.json", json.dumps(doc))
+
+
+def with_fixed(config: ModelConfig, fixed: dict) -> ModelConfig:
+    """``config`` with the fields of ``fixed`` set."""
+    return replace(config, **fixed)
