@@ -13,7 +13,7 @@ from sirenvae.graph import BayesianNetwork
 from sirenvae.objectives import iwae
 
 BN = BayesianNetwork({"z": [], "a": ["z"], "b": ["z", "a"], "w": ["b"], "c": ["w"]})
-FAST = {"max_epochs": 3, "warmup_steps": 0, "batch_size": 16}
+FAST = {"max_epochs": 3, "warmup_steps": 0, "batch_size": 16, "settings": "paper"}
 
 
 def simulate(n=64, seed=0):

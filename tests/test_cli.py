@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from sirenvae.cli import app
 
 runner = CliRunner()
-FAST = ["--epochs", "3", "--no-progress"]
+FAST = ["--epochs", "3", "--no-progress", "--settings", "paper"]
 
 
 def run(*args):

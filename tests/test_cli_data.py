@@ -10,7 +10,7 @@ from helpers import small_network
 from sirenvae import graph_io
 from test_cli import error_line, run
 
-FAST = ["--epochs", "2", "--no-progress"]
+FAST = ["--epochs", "2", "--no-progress", "--settings", "paper"]
 
 
 @pytest.fixture(scope="module")

@@ -52,6 +52,7 @@ __all__ = [
     "Selection",
     "SelectionError",
     "SelectionSettings",
+    "choose",
     "default_folds",
     "min_rows",
     "resolve_candidates",
@@ -291,7 +292,7 @@ class _Pool:
                 workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(payload,)
             )
         else:
-            self.saved = dict(_WORKER)
+            self.saved, self.threads = dict(_WORKER), torch.get_num_threads()
             _init_worker(payload)
 
     @property
@@ -326,6 +327,7 @@ class _Pool:
         elif self.address is None:
             _WORKER.clear()
             _WORKER.update(self.saved)
+            torch.set_num_threads(self.threads)
 
 
 @contextlib.contextmanager
@@ -531,28 +533,13 @@ def _outcome(variant, chosen_list, names, live, results, parts, n, k, x, setting
             row["cv_nll"], row["se"] = _mean_se(values)
         elif done:
             values = np.concatenate([np.asarray(results[c, f]["nll"]) for f in done])
-            row["cv_nll"], row["se"] = (
-                float(values.mean()),
-                float(values.std(ddof=1) / math.sqrt(len(values))),
-            )
+            row["cv_nll"], row["se"] = _mean_se(values)
         summary.append(row)
-    finished = [i for i, row in enumerate(summary) if row["status"] == "ok"]
-    if not finished:
+    if not any(row["status"] == "ok" for row in summary):
         first = next((row["status"] for row in summary), "no candidate")
         raise SelectionError(f"every candidate of {variant} failed on the folds; the first: {first}")
-    best = min(finished, key=lambda i: (summary[i]["cv_nll"], i))
-    if n < FEW_ROWS:
-        limit = summary[best]["cv_nll"] + summary[best]["se"]
-        pick = next(i for i in finished if summary[i]["cv_nll"] <= limit)
-        rule = (
-            f"{k}-fold CV on {n} rows (fewer than {FEW_ROWS}): the simplest candidate within one "
-            f"standard error ({summary[best]['se']:.3f}) of the best ({names[best]})"
-        )
-    else:
-        pick = best
-        rule = (
-            f"{k}-fold CV on {n} rows: the lowest mean held-out NLL (IWAE, K = {settings.importance_samples})"
-        )
+    pick, rule = choose(summary, n)
+    rule = f"{k}-fold CV on {n} rows, held-out IWAE NLL (K = {settings.importance_samples}); {rule}"
     summary[pick]["chosen"] = True
     classical = _classical(x, parts, settings, table, per_row) if settings.classical else []
     if settings.classical and classical and "notice" in classical[0]:
@@ -570,6 +557,24 @@ def _outcome(variant, chosen_list, names, live, results, parts, n, k, x, setting
         per_row=per_row,
         seconds=seconds,
         notices=notices,
+    )
+
+
+def choose(summary: Sequence[dict], n: int) -> tuple[int, str]:
+    """The index of the chosen candidate among ``summary`` (dicts with ``status``, ``cv_nll``,
+    ``se``, simplest first) and the rule in words: the lowest CV NLL, or with fewer than
+    :data:`FEW_ROWS` rows the simplest candidate within one standard error of it.
+    """
+    finished = [i for i, row in enumerate(summary) if row["status"] == "ok"]
+    best = min(finished, key=lambda i: (summary[i]["cv_nll"], i))
+    if n >= FEW_ROWS:
+        return best, "the lowest mean held-out NLL"
+    limit = summary[best]["cv_nll"] + summary[best]["se"]
+    pick = next(i for i in finished if summary[i]["cv_nll"] <= limit)
+    name = summary[best]["candidate"]
+    return pick, (
+        f"fewer than {FEW_ROWS} rows, so the simplest candidate within one standard error "
+        f"({summary[best]['se']:.3f}) of the best ({name})"
     )
 
 

@@ -48,8 +48,9 @@ _DEFAULTS = {
 }
 #: the flow ablation of issue 9 (:mod:`sirenvae.experiments.ablation`) is the last experiment
 EXPERIMENTS = (*_DEFAULTS, "ablation")
-#: Where each run's settings come from: fixed by hand, or chosen by the search on tuning data.
-SETTINGS = ("paper", "searched")
+#: Where each run's settings come from: fixed by hand, chosen by the search on tuning data, or chosen
+#: by cross-validation on the run's own training rows (:mod:`sirenvae.selection`, a user's protocol).
+SETTINGS = ("paper", "searched", "auto")
 #: Evaluation seeds stay below this; the settings search draws its tuning data from here on.
 TUNING_SEED = 1000
 
@@ -113,6 +114,8 @@ class RunConfig:
     seed: int
     schedule: Schedule = field(default_factory=Schedule)
     model_config: ModelConfig | ClassicalConfig | None = None
+    #: Choose the settings by k-fold CV on the run's training rows (``model_config`` unused then).
+    auto: bool = False
 
     @property
     def run_id(self) -> str:
@@ -145,6 +148,8 @@ class RunConfig:
             mc = d["model_config"]
             d["model_config"] = {k: v for k, v in mc.items() if not (k in LEGACY and LEGACY[k] == v)}
         d["schedule"] = {k: v for k, v in d["schedule"].items() if SCHEDULE_LEGACY.get(k, ...) != v}
+        if not d["auto"]:  # the field came later: a run without it hashes as before
+            del d["auto"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -185,7 +190,7 @@ def grid(
         from sirenvae.experiments.chosen import DEFAULT_CHOSEN, load_chosen, searched_settings
 
         choices = load_chosen(chosen or DEFAULT_CHOSEN)
-    schedule = QUICK if quick else (SEARCHED if settings == "searched" else FULL)
+    schedule = QUICK if quick else (FULL if settings == "paper" else SEARCHED)
     seeds = 1 if quick else seeds
     out = []
     for dataset in datasets or default[0]:
@@ -206,6 +211,7 @@ def grid(
                             seed=seed,
                             schedule=run_schedule,
                             model_config=model_config,
+                            auto=settings == "auto" and model in VARIANTS,
                         )
                     )
     return out

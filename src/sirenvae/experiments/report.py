@@ -49,6 +49,8 @@ def results_frame(results: list[dict]) -> pd.DataFrame:
                 "oracle_samples": r.get("oracle", {}).get("samples", 0),
                 "k": r.get("fit", {}).get("k"),
                 "gap": None if r["oracle_nll"] is None else r["metrics"]["nll"] - r["oracle_nll"],
+                "chosen": r.get("selection", {}).get("chosen"),
+                "regret": r.get("regret"),
                 "epochs": r["epochs"],
                 "train_seconds": r["train_seconds"],
                 "eval_seconds": r["eval_seconds"],

@@ -75,30 +75,36 @@ def train_run(
     ``len(train)`` rows, seeded by ``seed``); returns ``(model, history)``. The search trains its
     trials with this too, so a chosen setting is chosen for exactly the training it will get.
     """
-    from sirenvae.pipeline import TrainOptions, train_model
+    from sirenvae.pipeline import train_model
+
+    fit_config, options = schedule_configs(schedule, train.shape[0], seed, progress=progress)
+    return train_model(
+        split, train, model_config=model_config, fit_config=fit_config, options=options, device=device
+    )
+
+
+def schedule_configs(schedule: Schedule, n: int, seed: int, *, progress: bool = False):
+    """The :class:`~sirenvae.training.FitConfig` and :class:`~sirenvae.pipeline.TrainOptions` of
+    ``schedule`` for ``n`` training rows, seeded by ``seed``.
+    """
+    from sirenvae.pipeline import TrainOptions
     from sirenvae.training import FitConfig
 
-    n = train.shape[0]
     max_epochs, patience = schedule.epochs(n)
-    return train_model(
-        split,
-        train,
-        model_config=model_config,
-        fit_config=FitConfig(
-            lr=schedule.lr,
-            batch_size=schedule.batch_size(n),
-            max_epochs=max_epochs,
-            patience=patience,
-            seed=seed,
-            progress=progress,
-        ),
-        options=TrainOptions(
-            valid_fraction=schedule.valid_fraction,
-            warmup_steps=schedule.warmup_steps,
-            valid_samples=schedule.valid_samples,
-        ),
-        device=device,
+    fit_config = FitConfig(
+        lr=schedule.lr,
+        batch_size=schedule.batch_size(n),
+        max_epochs=max_epochs,
+        patience=patience,
+        seed=seed,
+        progress=progress,
     )
+    options = TrainOptions(
+        valid_fraction=schedule.valid_fraction,
+        warmup_steps=schedule.warmup_steps,
+        valid_samples=schedule.valid_samples,
+    )
+    return fit_config, options
 
 
 def draw_data(dataset: str, factor: int, test_size: int, seed: int):
@@ -144,6 +150,8 @@ def _fit_deep(config: RunConfig, model_config, splits, device: str | None = None
     from sirenvae.objectives import evaluate
 
     s = config.schedule
+    if config.auto:
+        return _fit_auto(config, splits, device)
     model, history = train_run(splits.split, splits.train, model_config, s, config.seed, device=device)
     trained = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -153,6 +161,50 @@ def _fit_deep(config: RunConfig, model_config, splits, device: str | None = None
         "epochs": len(history.train_loss),
         "best_epoch": history.best_epoch,
         "stopped": history.stopped,
+    }, trained
+
+
+def _fit_auto(config: RunConfig, splits, device: str | None = None) -> tuple[dict, float]:
+    """The user's protocol: settings chosen by k-fold CV on the training rows only
+    (:func:`sirenvae.selection.select`), the winner trained on all of them and tested. For the
+    selection regret, every candidate is also trained on all training rows and tested (in hindsight;
+    the chosen one's fit is the run's own).
+    """
+    from sirenvae.objectives import evaluate
+    from sirenvae.selection import SelectionSettings, resolve_candidates, select
+
+    s = config.schedule
+    fit_config, options = schedule_configs(s, splits.train.shape[0], config.seed)
+    chosen = select(
+        splits.split,
+        splits.train,
+        config.model,
+        fit_config=fit_config,
+        options=options,
+        settings=SelectionSettings(seed=config.seed),
+        device=device,
+    )
+    test = splits.test
+    hindsight, own = {}, None
+    for candidate, model_config in resolve_candidates(config.model)[0]:
+        model, history = train_run(splits.split, splits.train, model_config, s, config.seed, device=device)
+        torch.manual_seed(config.seed)
+        metrics = evaluate(model, test.to(model.loc.device), importance_samples=s.importance_samples)
+        hindsight[candidate.name] = {k: metrics[k] for k in ("nll", "neg_elbo", "re")}
+        if candidate.name == chosen.chosen:
+            own = (metrics, history, model_config)
+    trained = time.perf_counter()
+    metrics, history, model_config = own
+    best = min(v["nll"] for v in hindsight.values())
+    return {
+        "metrics": {k: metrics[k] for k in ("nll", "neg_elbo", "re")},
+        "epochs": len(history.train_loss),
+        "best_epoch": history.best_epoch,
+        "stopped": history.stopped,
+        "chosen_config": model_config.to_dict(),
+        "selection": chosen.to_meta(),
+        "hindsight": hindsight,
+        "regret": metrics["nll"] - best,
     }, trained
 
 

@@ -1,0 +1,187 @@
+"""Settings chosen on the user's rows (``--settings auto``): folds, rules, racing, resume, workers."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import sirenvae
+from sirenvae import selection as S
+from sirenvae.candidates import CANDIDATES
+from sirenvae.graph import BayesianNetwork, LatentSplit
+from sirenvae.pipeline import TrainOptions
+from sirenvae.training import FitConfig
+
+BN = BayesianNetwork({"z": [], "a": ["z"], "b": ["z", "a"], "c": ["b"], "d": ["z"]})
+SPLIT = LatentSplit(BN, ["z"])
+TINY = FitConfig(max_epochs=3, batch_size=16, seed=0)
+NO_WARMUP = TrainOptions(warmup_steps=0)
+
+
+def rows(n: int, seed: int = 0) -> torch.Tensor:
+    g = np.random.default_rng(seed)
+    z = g.normal(size=n)
+    a = 2 * z + 0.5 * g.normal(size=n)
+    b = z - a + 0.5 * g.normal(size=n)
+    c = 3 * b + g.normal(size=n)
+    d = z + 0.3 * g.normal(size=n)
+    cols = {"a": a, "b": b, "c": c, "d": d}
+    return torch.as_tensor(np.stack([cols[v] for v in SPLIT.observed], 1), dtype=torch.float32)
+
+
+def run(x, **settings):
+    kw = {k: settings.pop(k) for k in ("fixed", "directory") if k in settings}
+    return S.select(
+        SPLIT, x, "true", fit_config=TINY, options=NO_WARMUP, settings=S.SelectionSettings(**settings), **kw
+    )
+
+
+def test_the_rule_for_k_and_the_fewest_rows():
+    assert [S.default_folds(n) for n in (10, 99, 100, 5000)] == [5, 5, 3, 3]
+    assert S.min_rows(5) == 10 and S.min_rows(3) == 12
+    with pytest.raises(S.SelectionError, match="at least 10 rows for 5-fold.*got 9.*--settings paper"):
+        run(rows(9))
+
+
+def test_folds_partition_the_rows_and_depend_on_the_seed_only():
+    parts = S.fold_indices(23, 5, seed=4)
+    together = np.sort(np.concatenate(parts))
+    assert together.tolist() == list(range(23)) and {len(p) for p in parts} == {4, 5}
+    assert all((a == b).all() for a, b in zip(parts, S.fold_indices(23, 5, seed=4), strict=True))
+    assert any((a != b).any() for a, b in zip(parts, S.fold_indices(23, 5, seed=5), strict=True))
+
+
+def test_every_structured_candidate_is_parent_conditioned_and_the_lists_have_one_size():
+    assert len({len(c) for c in CANDIDATES.values()}) == 1
+    for variant in ("true", "fc", "ind"):
+        configs, _ = S.resolve_candidates(variant)
+        assert all(c.conditioning == "parents" and c.affine for _, c in configs)
+        assert configs[0][1].prior_blocks == 0 and configs[0][1].decoder_mean == "linear"  # simplest first
+
+
+def test_fixed_fields_are_set_in_every_candidate_and_duplicates_are_tried_once():
+    fixed = {"prior_blocks": 0, "encoder_blocks": 0, "decoder_mean": "linear"}
+    configs, notices = S.resolve_candidates("true", fixed)
+    assert [c.name for c, _ in configs] == ["linear", "linear-t"]
+    assert all(c.prior_blocks == 0 and c.decoder_mean == "linear" for _, c in configs)
+    assert any("'flow' is the same as 'linear'" in n for n in notices)
+    # a fixed field that makes a candidate invalid leaves it out, with a notice
+    configs, notices = S.resolve_candidates("true", {"affine": False})
+    assert [c.name for c, _ in configs] == ["flow", "flow-t"] and len(notices) == 2
+    with pytest.raises(S.SelectionError, match="no candidate"):
+        S.resolve_candidates("true", {"affine": False, "prior_blocks": 0})
+    assert len(S.resolve_candidates("vae", max_candidates=2)[0]) == 2
+
+
+def summary(*scores):
+    return [{"candidate": f"c{i}", "status": "ok", "cv_nll": m, "se": se} for i, (m, se) in enumerate(scores)]
+
+
+def test_few_rows_prefer_the_simplest_candidate_within_one_standard_error():
+    s = summary((10.4, 0.5), (10.0, 0.5), (10.2, 0.1))
+    assert S.choose(s, n=30)[0] == 0  # 10.4 <= 10.0 + 0.5: the simplest within one se
+    assert S.choose(s, n=40)[0] == 1  # enough rows: the best
+    assert S.choose(summary((10.6, 0.5), (10.0, 0.5)), n=30)[0] == 1
+    s[1]["status"] = "failed"
+    assert S.choose(s, n=60)[0] == 2
+
+
+def test_racing_stops_a_candidate_that_trails_by_more_than_two_standard_errors():
+    g = np.random.default_rng(0)
+    parts = [np.arange(i * 20, (i + 1) * 20) for i in range(2)]
+    base = g.normal(10, 3, size=40)
+    results = {}
+    for c, shift in enumerate([0.0, 0.05, 1.0]):  # the paired noise is small: 1 nat is many se
+        values = base + shift + g.normal(0, 0.2, size=40)
+        for f, held in enumerate(parts):
+            results[c, f] = {"status": "ok", "nll": values[held].tolist()}
+    live = {0: "ok", 1: "ok", 2: "ok"}
+    S._race(results, live, parts, race_se=2.0, done=2)
+    assert live == {0: "ok", 1: "ok", 2: "stopped after 2 folds"}
+
+
+def test_select_scores_every_row_once_and_the_classical_models_on_the_same_folds():
+    x = rows(50)
+    out = run(x, max_candidates=2)
+    assert out.folds == 5 and out.rows == 50
+    table = pd.DataFrame(out.table)
+    for name, group in table.groupby("candidate"):
+        assert group["rows"].sum() == 50 if len(group) == 5 else True, name
+    assert {"fa", "lw"} <= set(table.candidate)
+    assert set(out.per_row) >= {"fa", "lw"} and all(np.isfinite(v).all() for v in out.per_row.values())
+    chosen = next(r for r in out.candidates if r.get("chosen"))
+    assert chosen["candidate"] == out.chosen and chosen["status"] == "ok"
+    # the candidate's CV NLL is the mean of its held-out rows' NLL
+    assert np.isclose(chosen["cv_nll"], out.per_row[out.chosen].mean())
+    assert out.config.conditioning == "parents"
+
+
+def test_the_outcome_does_not_depend_on_the_workers():
+    x = rows(40, seed=1)
+    one, two = run(x, workers=1), run(x, workers=2)
+    assert one.chosen == two.chosen
+    a, b = pd.DataFrame(one.table), pd.DataFrame(two.table)
+    key = ["candidate", "fold"]
+    a, b = a.sort_values(key).reset_index(drop=True), b.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"))
+    assert [r["status"] for r in one.candidates] == [r["status"] for r in two.candidates]
+
+
+def test_a_killed_search_resumes_from_its_finished_folds(tmp_path, monkeypatch):
+    x = rows(30)
+    first = run(x, max_candidates=2, directory=tmp_path)
+    files = sorted((tmp_path / "selection").glob("*.json"))
+    assert len(files) == 10
+    files[3].unlink()  # as if killed before this fold finished
+    calls = []
+    real = S._fit_fold
+    monkeypatch.setattr(S, "_fit_fold", lambda task: calls.append(task) or real(task))
+    again = run(x, max_candidates=2, directory=tmp_path)
+    assert len(calls) == 1
+    assert again.chosen == first.chosen
+    assert [r["cv_nll"] for r in again.candidates] == [r["cv_nll"] for r in first.candidates]
+    # other training settings are another search: nothing is reused
+    calls.clear()
+    S.select(
+        SPLIT, x, "true", fit_config=FitConfig(max_epochs=2, batch_size=16), options=NO_WARMUP,
+        settings=S.SelectionSettings(max_candidates=1), directory=tmp_path,
+    )  # fmt: skip
+    assert len(calls) == 5
+
+
+def test_api_fit_auto_records_how_the_settings_were_chosen(tmp_path):
+    df = pd.DataFrame(rows(30).numpy(), columns=list(SPLIT.observed))
+    m = sirenvae.fit(BN, df, out=tmp_path / "run", max_epochs=3, warmup_steps=0, max_candidates=2)
+    assert m.settings["settings"] == "auto" and m.search.chosen == m.settings["chosen"]
+    sel = m.selection
+    assert list(sel.columns) == ["candidate", "fold", "rows", "nll", "epochs", "seconds", "status"]
+    assert set(sel.candidate) >= {"linear", "fa", "lw"}
+    on_disk = pd.read_csv(tmp_path / "run" / "selection.csv")
+    assert len(on_disk) == len(sel)
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert meta["settings"]["chosen"] in {"linear", "linear-t"}
+    assert meta["model"]["conditioning"] == "parents"
+    loaded = sirenvae.load(tmp_path / "run")
+    assert loaded.selection.equals(sel)
+    # an unfinished search is not replaced silently
+    with pytest.raises(ValueError, match="already holds a run"):
+        sirenvae.fit(BN, df, out=tmp_path / "run", max_epochs=3, warmup_steps=0, max_candidates=2)
+
+
+def test_paper_and_a_settings_file(tmp_path):
+    df = pd.DataFrame(rows(20).numpy(), columns=list(SPLIT.observed))
+    paper = sirenvae.fit(BN, df, settings="paper", max_epochs=2, warmup_steps=0)
+    assert paper.selection is None and paper.settings == {"settings": "paper"}
+    assert paper.model.config.conditioning == "ancestors"
+    path = tmp_path / "chosen.json"
+    path.write_text(json.dumps({"conditioning": "parents", "affine": True, "prior_blocks": 0}))
+    m = sirenvae.fit(BN, df, settings=path, max_epochs=2, warmup_steps=0)
+    assert m.model.config.prior_blocks == 0 and m.settings["settings"] == "file"
+    path.write_text(json.dumps({"model": {"variant": "vae"}}))
+    with pytest.raises(ValueError, match="settings of model 'vae', not 'true'"):
+        sirenvae.fit(BN, df, settings=path, max_epochs=2)
+    path.write_text(json.dumps({"no_such_option": 1}))
+    with pytest.raises(ValueError, match="unknown model option.*no_such_option"):
+        sirenvae.fit(BN, df, settings=path, max_epochs=2)
