@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import sirenvae
+from sirenvae import parallel
 from sirenvae import selection as S
 from sirenvae.candidates import CANDIDATES
 from sirenvae.graph import BayesianNetwork, LatentSplit
@@ -136,8 +137,8 @@ def test_a_killed_search_resumes_from_its_finished_folds(tmp_path, monkeypatch):
     assert len(files) == 10
     files[3].unlink()  # as if killed before this fold finished
     calls = []
-    real = S._fit_fold
-    monkeypatch.setattr(S, "_fit_fold", lambda task: calls.append(task) or real(task))
+    real = parallel.fit_fold
+    monkeypatch.setattr(parallel, "fit_fold", lambda task: calls.append(task) or real(task))
     again = run(x, max_candidates=2, directory=tmp_path)
     assert len(calls) == 1
     assert again.chosen == first.chosen

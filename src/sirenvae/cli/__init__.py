@@ -6,7 +6,7 @@ with new optimiser settings) and saves its best epoch as a model marked ``diverg
 
 :mod:`~sirenvae.cli.common` holds the typer app and what the commands share; importing
 :mod:`~sirenvae.cli.run` (fit, evaluate, sample, posterior), :mod:`~sirenvae.cli.causal` (effect,
-counterfactual) and then :mod:`~sirenvae.cli.experiments`
+counterfactual), :mod:`~sirenvae.cli.compare` (compare) and then :mod:`~sirenvae.cli.experiments`
 (networks, demo, reproduce) registers their commands on it, in the order ``sirenvae --help`` lists.
 """
 
@@ -16,6 +16,7 @@ from sirenvae.cli.common import app
 # isort: off
 from sirenvae.cli import run  # noqa: F401
 from sirenvae.cli import causal  # noqa: F401
+from sirenvae.cli import compare  # noqa: F401
 from sirenvae.cli import experiments  # noqa: F401
 from sirenvae.cli import graph  # noqa: F401
 

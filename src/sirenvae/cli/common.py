@@ -27,6 +27,7 @@ __all__ = [
     "torch_threads",
     "is_run_file",
     "console",
+    "default_workers",
     "err_console",
     "one_of",
     "parse_latent",
@@ -111,6 +112,17 @@ def torch_threads(n: int) -> Iterator[None]:
         raise UsageError(f"--threads must be positive, got {n}")
     with threads(n):
         yield
+
+
+def default_workers() -> int:
+    """Parallel fits of a settings search when not given: the CPUs this process may use, at most 8."""
+    import os
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
 
 
 def one_of(names: Sequence[str]) -> str:

@@ -18,6 +18,7 @@ from sirenvae.cli.common import (
     check_output,
     check_run_out,
     console,
+    default_workers,
     err_console,
     one_of,
     parse_latent,
@@ -35,17 +36,6 @@ __all__ = ["evaluate", "fit", "posterior", "sample"]
 
 #: ``fit`` names at most this many latent nodes; the run's ``model.json`` lists them all.
 LATENT_SHOWN = 30
-
-
-def _default_workers() -> int:
-    """Parallel fits of a settings search when not given: the CPUs this process may use, at most 8."""
-    import os
-
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(8, cpus))
 
 
 @app.command()
@@ -200,7 +190,7 @@ def fit(
                 "folds": folds,
                 "max_candidates": max_candidates,
                 "time_budget": time_budget,
-                "workers": workers or _default_workers(),
+                "workers": workers or default_workers(),
                 "address": address,
             },
             out=out,

@@ -1,0 +1,196 @@
+"""The command ``compare``: does the graph help on these rows? (:mod:`sirenvae.comparison`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from sirenvae.cli.common import (
+    DEFAULT_THREADS,
+    DEVICE_HELP,
+    THREADS_HELP,
+    UsageError,
+    app,
+    check_output,
+    console,
+    default_workers,
+    parse_latent,
+    parse_options,
+    split_list,
+    torch_threads,
+    user_errors,
+)
+from sirenvae.defaults import BATCH_SIZE, LR, MAX_EPOCHS, PATIENCE
+
+__all__ = ["compare"]
+
+
+@app.command()
+def compare(
+    network: str = typer.Option(None, "--network", help="A shipped network (see `sirenvae networks`)."),
+    graph: Path = typer.Option(None, "--graph", help="Your graph: .json, .csv (parent,child), .dot, .bif."),
+    data: Path = typer.Option(None, "--data", help="The rows: CSV with a header of node names."),
+    train_size: int = typer.Option(None, "--train-size", help="Sample this many rows from --network."),
+    latent: str = typer.Option(
+        None, "--latent", help="Latent nodes: a,b,c or a rule (leaves-observed, roots-and-leaves-observed)."
+    ),
+    models: str = typer.Option(
+        "true,fc,vae",
+        "--models",
+        help="Deep models to compare, a,b (true among them); factor analysis and Ledoit-Wolf always are.",
+    ),
+    outer_folds: int = typer.Option(
+        None, "--outer-folds", help="Outer folds k (default 5 below 100 rows, else 3)."
+    ),
+    folds: int = typer.Option(None, "--folds", help="Inner folds of each settings search (default as fit)."),
+    max_candidates: int = typer.Option(
+        None, "--max-candidates", help="Try only the first N candidates of each model (the simplest)."
+    ),
+    output: Path = typer.Option(..., "-o", "--output", help="CSV file of the table (one row per model)."),
+    plot: Path = typer.Option(None, "--plot", help="Picture of the comparison (.png, .svg or .pdf)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    seed: int = typer.Option(0, "--seed", help="Seed of data sampling, the folds and training."),
+    epochs: int = typer.Option(MAX_EPOCHS, "--epochs", help="The most epochs of every fit."),
+    patience: int = typer.Option(PATIENCE, "--patience", help="Epochs without improvement before stopping."),
+    lr: float = typer.Option(LR, "--lr", help="Adam's learning rate."),
+    batch_size: int = typer.Option(BATCH_SIZE, "--batch-size", help="Mini-batch size."),
+    workers: int = typer.Option(
+        None, "--workers", help="Parallel fits, one thread each (default: the CPUs, at most 8)."
+    ),
+    options: list[str] = typer.Option(
+        None, "--set", help="A model or training option key=value for every fit, repeatable (as in fit)."
+    ),
+    ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
+    id_column: str = typer.Option(None, "--id-column", help="A CSV column of row IDs (no node)."),
+    allow_discrete: bool = typer.Option(
+        False, "--allow-discrete", help="Fit columns with 2 distinct values as continuous."
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="A line per model and outer fold."),
+    threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+) -> None:
+    """Does the graph help on these rows? Held-out likelihood by nested cross-validation.
+
+    Each model's settings are chosen on the outer training rows only (inner folds, as fit's --settings
+    auto), refitted on them and scored on the outer held-out rows (IWAE NLL, K = 100); factor analysis
+    and Ledoit-Wolf are fitted and scored on the same folds. The differences from true carry standard
+    errors from per-row paired differences. Writes one row per model to -o and a picture to --plot.
+    """
+    from sirenvae.comparison import compare as nested
+    from sirenvae.plots import FORMATS, save
+
+    with user_errors(), torch_threads(threads):
+        if epochs < 1 or batch_size < 1 or not lr > 0:
+            raise UsageError("--epochs, --batch-size and --lr must be positive")
+        if workers is not None and workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {workers}")
+        if outer_folds is not None and outer_folds < 2:
+            raise UsageError(f"--outer-folds must be at least 2, got {outer_folds}")
+        inputs = [("--graph", graph), ("--data", data)]
+        check_output(output, force=force, inputs=inputs)
+        if plot is not None:
+            if plot.suffix.lower() not in FORMATS:
+                raise UsageError(f"--plot {plot} must end in {', '.join(FORMATS)}")
+            if plot.resolve() == output.resolve():
+                raise UsageError("--plot and -o name the same file; give two names")
+            check_output(plot, force=force, inputs=inputs, option="--plot")
+        chosen = split_list(models) or ()
+        settings = parse_options(options, "true") | {
+            "lr": lr, "batch_size": batch_size, "max_epochs": epochs, "patience": patience, "seed": seed,
+        }  # fmt: skip
+        split, x, name = _rows(network, graph, data, train_size, latent, ignore_columns, id_column, seed,
+                               allow_discrete)  # fmt: skip
+        from sirenvae.api import _configs
+
+        fixed, fit_config, train_options = _configs("true", settings)
+        if progress:
+            _say(f"comparing {', '.join(chosen)}, fa and lw on {x.shape[0]} rows of {name} "
+                 f"({len(split.latent)} latent nodes) by nested cross-validation")  # fmt: skip
+        start = time.perf_counter()
+        result = nested(
+            split,
+            x,
+            models=chosen,
+            outer_folds=outer_folds,
+            fit_config=fit_config,
+            options=train_options,
+            fixed=fixed,
+            search={"folds": folds, "max_candidates": max_candidates},
+            seed=seed,
+            workers=workers or default_workers(),
+            device=device,
+            progress=(lambda line: _say(f"  {line}")) if progress else None,
+        )
+        frame = result.frame()
+        from sirenvae.files import atomic_write
+
+        atomic_write(output, lambda tmp: frame.to_csv(tmp, index=False))
+        if plot is not None:
+            save(result.figure(title=name), plot)
+    _print(result, frame)
+    wrote = f"{output}" + (f" and {plot}" if plot is not None else "")
+    _say(f"done in {time.perf_counter() - start:.1f} s; wrote {wrote}")
+
+
+def _rows(network, graph, data, train_size, latent, ignore_columns, id_column, seed, allow_discrete):
+    """The split and rows as ``fit`` reads them: sampled from a shipped network or a CSV on a graph."""
+    from sirenvae.data import default_latent_rule, latent_split, read_table, sample_splits
+    from sirenvae.graph_io import read_graph
+    from sirenvae.networks import load_network
+
+    if (network is None) == (graph is None):
+        raise UsageError("give exactly one of --network NAME or --graph FILE")
+    if (data is None) == (train_size is None):
+        raise UsageError("give exactly one of --data CSV or --train-size N")
+    if train_size is not None:
+        if network is None:
+            raise UsageError("--train-size samples from a shipped --network; with --graph give --data CSV")
+        if train_size < 2:
+            raise UsageError(f"--train-size must be at least 2, got {train_size}")
+        if ignore_columns or id_column:
+            raise UsageError("--ignore-columns and --id-column apply to a --data CSV")
+        net = load_network(network)
+        split = latent_split(net.graph, parse_latent(latent) or default_latent_rule(network))
+        x = sample_splits(net, split, train_size=train_size, test_size=0, seed=seed).train
+        return split, x, network
+    bn = load_network(network).graph if network is not None else read_graph(graph)
+    rule = parse_latent(latent)
+    table = read_table(
+        data,
+        bn if rule is None else latent_split(bn, rule),
+        min_rows=2,
+        ignore_columns=split_list(ignore_columns) or (),
+        id_column=id_column,
+        drop_latent_columns=True,
+        training=True,
+        allow_discrete=allow_discrete,
+    )
+    for notice in table.notices:
+        _say(f"note: {notice}")
+    return table.split, table.x, data.name
+
+
+def _print(result, frame) -> None:
+    """The table (one row per model) and the sentence."""
+    table = Table(title=f"held-out NLL: {result.rows} rows, {result.folds} outer folds, nested CV")
+    for column in ("model", "graph", "NLL", "± se", "vs true", "paired se", "settings"):
+        table.add_column(column, justify="left" if column in ("model", "graph", "settings") else "right")
+    for row in frame.itertuples():
+        diff = "-" if row.model == "true" else f"{row.diff_vs_true:+.3f}"
+        diff_se = "-" if row.model == "true" else f"{row.diff_se:.3f}"
+        table.add_row(
+            row.model, "yes" if row.uses_graph else "no", f"{row.nll:.3f}", f"{row.se:.3f}", diff, diff_se,
+            row.settings or "-",
+        )  # fmt: skip
+    console.print(table)
+    _say("fa: factor analysis, lw: Ledoit-Wolf; vs true: model - true in NLL (positive: true is better)")
+    for notice in result.notices:
+        _say(f"note: {notice}")
+    _say(result.sentence)
+
+
+def _say(text: str) -> None:
+    console.print(text, markup=False, highlight=False, soft_wrap=True)

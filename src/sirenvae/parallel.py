@@ -1,0 +1,164 @@
+"""The fits of the settings search, run in this process, in worker processes or as Ray tasks.
+
+A task trains one candidate on one fold's training rows and scores the fold's held-out rows
+(:func:`fit_fold`); the rows and the graph are sent to each worker once (:func:`init_worker`), and
+each worker computes with one torch thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+import types
+
+import numpy as np
+import torch
+
+from sirenvae.graph import LatentSplit
+from sirenvae.models import ModelConfig
+
+__all__ = ["Pool", "fit_fold", "init_worker"]
+
+_WORKER: dict = {}
+
+
+def init_worker(payload: dict) -> None:
+    """Prepares a worker once: one torch thread, the split and the rows."""
+    from sirenvae import graph_io
+
+    torch.set_num_threads(1)
+    _WORKER["split"] = LatentSplit(graph_io.from_dict(payload["graph"]), payload["latent"])
+    _WORKER["x"] = torch.as_tensor(payload["x"])
+
+
+def fit_fold(task: dict) -> dict:
+    """Trains one candidate on one fold's training rows and scores its held-out rows."""
+    from sirenvae.objectives import evaluate_rows
+    from sirenvae.pipeline import TrainOptions, train_model
+    from sirenvae.training import FitConfig, TrainingError
+
+    split, x = _WORKER["split"], _WORKER["x"]
+    held = np.asarray(task["held"])
+    mask = np.ones(x.shape[0], dtype=bool)
+    mask[held] = False
+    start = time.perf_counter()
+    try:
+        model, history = train_model(
+            split,
+            x[torch.as_tensor(mask)],
+            model_config=ModelConfig.from_dict(task["config"]),
+            fit_config=FitConfig(**task["fit"]),
+            options=TrainOptions(**task["options"]),
+            device=task.get("device"),
+        )
+        middle = time.perf_counter()
+        torch.manual_seed(task["fit"]["seed"])
+        valid = x[torch.as_tensor(held)].to(model.loc.device)
+        nll = evaluate_rows(model, valid, importance_samples=task["importance_samples"])["nll"]
+    except TrainingError as e:
+        return {"status": "diverged", "error": str(e).splitlines()[0], "seconds": time.perf_counter() - start}
+    except Exception as e:  # noqa: BLE001 - a failed candidate is a result of the search, kept
+        return {"status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0]}
+    nll = nll.double().cpu().numpy()
+    status = "ok" if np.isfinite(nll).all() else "non-finite"
+    return {
+        "status": status,
+        "nll": nll.tolist(),
+        "epochs": len(history.train_loss),
+        "stopped": history.stopped,
+        "train_seconds": middle - start,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+class Pool:
+    """Runs fold fits in this process, in worker processes or as Ray tasks; ``wait`` returns the
+    finished ones.
+    """
+
+    def __init__(self, payload: dict, workers: int, address: str | None) -> None:
+        self.workers, self.address, self.running = workers, address, {}
+        if address is not None:
+            try:
+                import ray
+            except ImportError:
+                raise ImportError("--address needs Ray: pip install 'sirenvae[ray]'") from None
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+            self.ray = ray
+            self.remote = ray.remote(num_cpus=1)(_ray_fit)
+            self.payload = ray.put(payload)
+        elif workers > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.executor = ProcessPoolExecutor(
+                workers, mp_context=mp.get_context("spawn"), initializer=init_worker, initargs=(payload,)
+            )
+        else:
+            self.saved, self.threads = dict(_WORKER), torch.get_num_threads()
+            init_worker(payload)
+
+    @property
+    def free(self) -> bool:
+        return len(self.running) < self.workers
+
+    def submit(self, key, task: dict) -> None:
+        if self.address is not None:
+            self.running[self.remote.remote(self.payload, task)] = key
+        elif self.workers > 1:
+            with _main_hidden():  # a worker may be started here
+                self.running[self.executor.submit(fit_fold, task)] = key
+        else:
+            self.running[_Done(fit_fold(task))] = key
+
+    def wait(self) -> list[tuple[object, dict]]:
+        if self.address is not None:
+            done, _ = self.ray.wait(list(self.running), num_returns=1)
+            results = [(self.running.pop(ref), self.ray.get(ref)) for ref in done]
+        elif self.workers > 1:
+            from concurrent.futures import FIRST_COMPLETED, wait
+
+            done, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
+            results = [(self.running.pop(f), f.result()) for f in done]
+        else:
+            results = [(self.running.pop(f), f.result()) for f in list(self.running)]
+        return results
+
+    def close(self) -> None:
+        if self.address is None and self.workers > 1:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+        elif self.address is None:
+            _WORKER.clear()
+            _WORKER.update(self.saved)
+            torch.set_num_threads(self.threads)
+
+
+@contextlib.contextmanager
+def _main_hidden():
+    """Hides the caller's ``__main__`` while worker processes start: a spawned worker would otherwise
+    run a user's script again (one without an ``if __name__ == "__main__":`` guard fails). The
+    workers need nothing from it: their functions live in this module.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
+class _Done:
+    def __init__(self, value: dict) -> None:
+        self.value = value
+
+    def result(self) -> dict:
+        return self.value
+
+
+def _ray_fit(payload: dict, task: dict) -> dict:
+    if _WORKER.get("payload_id") != id(payload):
+        init_worker(payload)
+        _WORKER["payload_id"] = id(payload)
+    return fit_fold(task)
