@@ -80,7 +80,7 @@ def test_resume_of_a_finished_run_is_a_no_op(ecoli_run):
     printed = " ".join(result.stdout.split())  # undo the console's line wrapping
     assert history["stopped"] == "reached max_epochs=3" and len(history["train_loss"]) == 3
     assert (
-        f"done: 3 epochs (reached max_epochs=3), best validation -ELBO {history['best_valid_loss']:.3f} "
+        f": 3 epochs (reached max_epochs=3), best validation -ELBO {history['best_valid_loss']:.3f} "
         f"at epoch {history['best_epoch']}; model in" in printed
     )
 
@@ -193,7 +193,8 @@ def test_fit_sets_model_options_and_refuses_bad_ones(tmp_path):
     assert sampled.exit_code == 0, sampled.output
     base = ["fit", "--network", "ecoli70", "--train-size", 92, "--out", tmp_path / "x", *FAST]
     for bad, message in [
-        ("wings=2", "unknown model option 'wings'"),
+        ("wings=2", "unknown option 'wings' in --set"),
+        ("lr=0.1", "--set lr: give it as --lr"),
         ("affine=maybe", "--set affine=maybe: expected true or false"),
         ("prior_blocks=two", "--set prior_blocks=two: expected a whole number"),
         ("conditioning=children", "conditioning must be one of ancestors, parents"),

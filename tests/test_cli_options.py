@@ -9,6 +9,7 @@ from test_cli import FAST, run
 @pytest.fixture
 def threads_seen(monkeypatch):
     """Records torch's thread count where the commands do their work; restores it afterwards."""
+    import sirenvae.api as api
     import sirenvae.experiments.demo as demo
     import sirenvae.experiments.runner as runner
     import sirenvae.objectives as objectives
@@ -31,7 +32,7 @@ def threads_seen(monkeypatch):
         seen.append(torch.get_num_threads())
         raise RuntimeError("run stops here")
 
-    monkeypatch.setattr(pipeline, "train_model", spy(pipeline.train_model))
+    monkeypatch.setattr(api, "train_model", spy(pipeline.train_model))
     monkeypatch.setattr(objectives, "evaluate", spy(objectives.evaluate))
     monkeypatch.setattr(demo, "vae_demo", fake_demo)
     monkeypatch.setattr(runner, "_run_one", failing_run)
@@ -159,7 +160,19 @@ def test_progress_bar_names_the_model_and_ends_full_on_early_stopping(tmp_path, 
     import sirenvae.training as training
 
     monkeypatch.setattr(training, "_interactive", lambda: True)
-    fit = ["fit", "--network", "ecoli70", "--train-size", 92, "--batch-size", 4, "--patience", 1]
+    fit = [
+        "fit",
+        "--network",
+        "ecoli70",
+        "--train-size",
+        92,
+        "--batch-size",
+        4,
+        "--patience",
+        1,
+        "--settings",
+        "paper",
+    ]
     result = run(*fit, "--epochs", 500, "--out", tmp_path / "r")
     assert result.exit_code == 0, result.output
     assert "no improvement for 1 epochs" in result.stdout

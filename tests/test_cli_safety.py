@@ -112,7 +112,18 @@ def test_a_diverged_run_can_be_loaded_and_resumed_with_new_settings(tmp_path, mo
 
     monkeypatch.setattr(pipeline, "elbo", exploding_on_the_fourth_validation)
     out = tmp_path / "run"
-    fit = ["fit", "--network", "ecoli70", "--train-size", 92, "--out", out, "--no-progress"]
+    fit = [
+        "fit",
+        "--network",
+        "ecoli70",
+        "--train-size",
+        92,
+        "--out",
+        out,
+        "--no-progress",
+        "--settings",
+        "paper",
+    ]
     r = run(*fit, "--epochs", 6)
     assert r.exit_code == 1
     line = " ".join(error_line(r).split())

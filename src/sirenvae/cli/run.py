@@ -127,7 +127,7 @@ def fit(
             raise UsageError(f"--workers must be at least 1, got {workers}")
         train_options = parse_options(options, model) | {
             "lr": lr, "batch_size": batch_size, "max_epochs": epochs, "patience": patience, "seed": seed,
-            "progress": progress and settings != "auto",
+            "progress": progress,
         }  # fmt: skip
         check_run_out(out, resume=resume, force=force, inputs=[("--graph", graph), ("--data", data)])
         net = None
