@@ -121,6 +121,13 @@ ROWS = [
         0.5,
         (("network", "arth150"), ("model", "true")),
     ),
+    Row(
+        "fit --settings auto / --settings paper, wall time, ecoli70 at 92 rows",
+        "auto",
+        "ratio_auto_vs_paper",
+        5.0,
+        (("network", "ecoli70"),),
+    ),
     Row("1,000-node DAG: build", "scale1k", "build_s", 1.0, unit="s"),
     Row("1,000-node DAG: peak memory", "scale1k", "peak_mib", 0.4 * 1024, unit="MiB"),
     Row("1,000-node DAG: forward + log-det, batch 256", "scale1k", "forward_logdet_warm_s", 0.05, unit="s"),
@@ -186,6 +193,7 @@ SOURCES = {
     ),
     "model-munin": (["model_scale.py", "--graph", "munin"], []),
     "model10k": (["model_scale.py", "--graph", "random", "--nodes", "10000", "--repeats", "2"], []),
+    "auto": (["auto_cost.py", "--networks", "ecoli70", "--repeats", "2"], ["--repeats", "1"]),
 }
 
 

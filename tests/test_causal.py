@@ -464,7 +464,7 @@ def user_run(tmp_path_factory):
     rows.insert(0, "id", [f"p{i}" for i in range(len(rows))])
     rows.to_csv(root / "train.csv", index=False)
     rows.head(4).to_csv(root / "rows.csv", index=False)
-    fit = ["--set", "conditioning=parents", "--epochs", "3", "--no-progress", "--id-column", "id"]
+    fit = ["--epochs", "3", "--no-progress", "--id-column", "id"]  # the default settings: auto
     result = cli(
         "fit", "--graph", root / "graph.json", "--data", root / "train.csv", "--out", root / "run", *fit
     )
@@ -524,7 +524,7 @@ def test_cli_refusals_are_one_line(user_run, tmp_path):
     assert "repeat it for more" in one_error(cli("effect", run, "--target", "y", "--do", "x=1,k=2"))
     assert "0 < P < 1" in one_error(cli("effect", run, "--target", "y", "--do", "x=q1.5"))
     ancestors = tmp_path / "ancestors"
-    fit = ("--epochs", "1", "--no-progress", "--id-column", "id", "--out", ancestors)
+    fit = ("--epochs", "1", "--no-progress", "--id-column", "id", "--out", ancestors, "--settings", "paper")
     assert (
         cli("fit", "--graph", user_run / "graph.json", "--data", user_run / "train.csv", *fit).exit_code == 0
     )
@@ -542,7 +542,8 @@ def test_the_documented_interventions_on_ecoli70():
 
 def test_cli_on_a_shipped_network(tmp_path):
     run = tmp_path / "eco"
-    fit = ("--train-size", 92, "--latent", "sucA,cspG,fixC,eutG,yheI", "--set", "conditioning=parents")
+    fit = ("--train-size", 92, "--latent", "sucA,cspG,fixC,eutG,yheI", "--settings", "paper")
+    fit += ("--set", "conditioning=parents")
     result = cli("fit", "--network", "ecoli70", *fit, "--epochs", 2, "--no-progress", "--out", run)
     assert result.exit_code == 0, result.output
     result = cli("effect", run, "--target", "lacZ", "--do", "lacY=4.7", "--vs", "lacY=-2.6", "-n", 100)

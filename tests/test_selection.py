@@ -186,3 +186,36 @@ def test_paper_and_a_settings_file(tmp_path):
     path.write_text(json.dumps({"no_such_option": 1}))
     with pytest.raises(ValueError, match="unknown model option.*no_such_option"):
         sirenvae.fit(BN, df, settings=path, max_epochs=2)
+
+
+def test_large_graphs_try_fewer_candidates_and_say_so():
+    assert S.large_graph_candidates(100, None) == (None, None)
+    most, notice = S.large_graph_candidates(S.LARGE_GRAPH, None)
+    assert most == 2 and f"{S.LARGE_GRAPH} nodes" in notice and "--max-candidates" in notice
+    assert S.large_graph_candidates(5000, 3) == (3, None)  # the user's bound wins
+
+
+def test_cli_fit_chooses_by_default_and_prints_the_candidates_beside_the_classical_floor(tmp_path):
+    from sirenvae.graph_io import to_dict
+    from test_cli import error_line
+    from test_cli import run as cli
+
+    (tmp_path / "g.json").write_text(json.dumps(to_dict(BN)))
+    pd.DataFrame(rows(30).numpy(), columns=list(SPLIT.observed)).to_csv(tmp_path / "d.csv", index=False)
+    base = ["fit", "--graph", tmp_path / "g.json", "--data", tmp_path / "d.csv", "--epochs", 2]
+    r = cli(*base, "--out", tmp_path / "run", "--max-candidates", 2, "--workers", 1)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.stdout.split())
+    assert "(chosen)" in said and "factor analysis" in said and "Ledoit-Wolf" in said
+    assert "fewer than 40 rows" in said and "nats per row" in said
+    frame = pd.read_csv(tmp_path / "run" / "selection.csv")
+    assert len(frame[frame.candidate == "linear"]) == 5
+    # a settings search resumes; its options belong to auto only
+    again = cli(*base, "--out", tmp_path / "run", "--max-candidates", 2, "--resume")
+    assert again.exit_code == 0, again.output
+    bad = cli(*base, "--out", tmp_path / "p", "--settings", "paper", "--folds", 3)
+    assert bad.exit_code == 2 and "apply to --settings auto" in error_line(bad)
+    few = pd.read_csv(tmp_path / "d.csv").head(8)
+    few.to_csv(tmp_path / "few.csv", index=False)
+    bad = cli("fit", "--graph", tmp_path / "g.json", "--data", tmp_path / "few.csv", "--out", tmp_path / "f")
+    assert bad.exit_code == 2 and "needs at least 10 rows" in error_line(bad)

@@ -52,6 +52,7 @@ __all__ = [
     "SelectionSettings",
     "choose",
     "default_folds",
+    "large_graph_candidates",
     "min_rows",
     "resolve_candidates",
     "select",
@@ -207,6 +208,23 @@ def resolve_candidates(
     return out, notices
 
 
+#: From this many nodes, ``auto`` tries only the two simplest candidates unless told otherwise; from
+#: :data:`HUGE_GRAPH` on it fits the simplest one without cross-validation (a fold of a graph that
+#: size takes minutes to hours on a CPU).
+LARGE_GRAPH = 500
+HUGE_GRAPH = 2000
+
+
+def large_graph_candidates(nodes: int, max_candidates: int | None) -> tuple[int | None, str | None]:
+    """How many candidates ``auto`` tries on a graph of ``nodes`` nodes, and a notice saying so."""
+    if max_candidates is not None or nodes < LARGE_GRAPH:
+        return max_candidates, None
+    return 2, (
+        f"the graph has {nodes} nodes: auto tries the 2 simplest candidates only "
+        "(--max-candidates N tries more, --settings paper none)"
+    )
+
+
 def fold_indices(n: int, folds: int, seed: int) -> list[np.ndarray]:
     """The held-out rows of each fold: a seeded permutation of ``range(n)`` cut into ``folds`` parts."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
@@ -244,7 +262,9 @@ def select(
             f"--settings auto needs at least {min_rows(k)} rows for {k}-fold cross-validation, got {n}; "
             "give more rows or --settings paper (the fixed setting)"
         )
-    chosen_list, notices = resolve_candidates(variant, fixed, settings.max_candidates)
+    most, notice = large_graph_candidates(len(split.graph), settings.max_candidates)
+    chosen_list, notices = resolve_candidates(variant, fixed, most)
+    notices = ([notice] if notice else []) + notices
     parts = fold_indices(n, k, settings.seed)
     x_cpu = x.detach().cpu()
     fit_dict = fit_config.to_dict() | {"progress": False}
