@@ -426,13 +426,24 @@ def fit_rows(
     on all rows; ``search`` holds :class:`~sirenvae.selection.SelectionSettings` fields and
     ``report`` receives the search's progress lines.
     """
-    from sirenvae.selection import SelectionSettings, select
+    from sirenvae.candidates import candidates_for
+    from sirenvae.selection import HUGE_GRAPH, SelectionSettings, select
 
     device = resolve_device(device)
     fixed, fit_config, train_options = _configs(model, dict(options or {}))
     extra = dict(extra_meta or {}) | {"seed": fit_config.seed, "train_size": int(x.shape[0])}
     selection = None
-    if str(settings) == "auto":
+    huge = (search or {}).get("max_candidates") is None and len(split.graph) >= HUGE_GRAPH
+    if str(settings) == "auto" and huge:
+        config = _model_config(model, candidates_for(model)[0].options | fixed)
+        notice = (
+            f"the graph has {len(split.graph)} nodes: auto fits the simplest candidate "
+            f"({candidates_for(model)[0].name}) without cross-validation (--max-candidates N compares N)"
+        )
+        if report is not None:
+            report(notice)
+        extra["settings"] = {"settings": "auto", "chosen": candidates_for(model)[0].name, "rule": notice}
+    elif str(settings) == "auto":
         _check_no_other_run(out, resume, overwrite)
         search = {k: v for k, v in (search or {}).items() if v is not None}
         selection = select(
@@ -612,3 +623,56 @@ class _seeded:
     def __exit__(self, *exc) -> None:
         if self.seed is not None:
             self.fork.__exit__(*exc)
+
+
+def compare(
+    graph: Any,
+    df: pd.DataFrame,
+    *,
+    latent: str | Sequence[str] | None = None,
+    models: Sequence[str] = ("true", "fc", "vae"),
+    outer_folds: int | None = None,
+    ignore: Iterable[str] = (),
+    allow_discrete: bool = False,
+    device: str | torch.device | None = None,
+    folds: int | None = None,
+    max_candidates: int | None = None,
+    time_budget: float | None = None,
+    workers: int = 1,
+    **options: Any,
+):
+    """Does the graph help on these rows? ``models`` (and factor analysis, Ledoit-Wolf) compared by
+    held-out likelihood in nested cross-validation: a :class:`~sirenvae.comparison.Comparison` with
+    ``.frame()``, ``.per_row`` and ``.sentence`` (see :mod:`sirenvae.comparison`).
+
+    ``graph``, ``df``, ``latent``, ``ignore``, ``allow_discrete``, ``device`` and ``options`` are
+    those of :func:`fit`; ``outer_folds`` is the outer ``k``, and ``folds``, ``max_candidates``,
+    ``time_budget`` and ``workers`` shape each inner settings search.
+    """
+    from sirenvae.comparison import compare as nested
+    from sirenvae.graph_io import read_graph
+    from sirenvae.networks import available_networks, load_network
+
+    if isinstance(graph, str) and not Path(graph).exists() and graph in available_networks():
+        bn = load_network(graph).graph
+    else:
+        bn = read_graph(graph)
+    split = bn if latent is None else latent_split(bn, latent)
+    table = _read(df, split, ignore, min_rows=2, training=True, allow_discrete=allow_discrete)
+    for notice in table.notices:
+        warnings.warn(notice, stacklevel=2)
+    fixed, fit_config, train_options = _configs("true", dict(options))
+    return nested(
+        table.split,
+        table.x,
+        models=models,
+        outer_folds=outer_folds,
+        fit_config=fit_config,
+        options=train_options,
+        fixed=fixed,
+        search={"folds": folds, "max_candidates": max_candidates, "time_budget": time_budget},
+        seed=fit_config.seed,
+        workers=workers,
+        device=str(resolve_device(device)),
+        progress=print if options.get("progress") else None,
+    )
