@@ -190,7 +190,8 @@ def grid(
         from sirenvae.experiments.chosen import DEFAULT_CHOSEN, load_chosen, searched_settings
 
         choices = load_chosen(chosen or DEFAULT_CHOSEN)
-    schedule = QUICK if quick else (FULL if settings == "paper" else SEARCHED)
+    # auto runs train as a default `sirenvae fit` does (the schedule sets their test rows and K)
+    schedule = QUICK if quick else (SEARCHED if settings == "searched" else FULL)
     seeds = 1 if quick else seeds
     out = []
     for dataset in datasets or default[0]:

@@ -26,7 +26,7 @@ from torch import Tensor
 
 import sirenvae
 from sirenvae.baselines import ClassicalConfig
-from sirenvae.experiments.registry import RunConfig, Schedule, default_config
+from sirenvae.experiments.registry import QUICK, RunConfig, Schedule, default_config
 from sirenvae.files import atomic_write_text
 from sirenvae.graph import LatentSplit
 from sirenvae.models import ModelConfig
@@ -165,16 +165,24 @@ def _fit_deep(config: RunConfig, model_config, splits, device: str | None = None
 
 
 def _fit_auto(config: RunConfig, splits, device: str | None = None) -> tuple[dict, float]:
-    """The user's protocol: settings chosen by k-fold CV on the training rows only
-    (:func:`sirenvae.selection.select`), the winner trained on all of them and tested. For the
-    selection regret, every candidate is also trained on all training rows and tested (in hindsight;
-    the chosen one's fit is the run's own).
+    """The user's protocol: trained exactly as a default ``sirenvae fit`` is (the training defaults
+    of :mod:`sirenvae.defaults`, not the schedule's steps), settings chosen by k-fold CV on the
+    training rows only (:func:`sirenvae.selection.select`), the winner trained on all of them and
+    tested. For the selection regret, every candidate is also trained on all training rows and tested
+    (in hindsight; the chosen one's fit is the run's own).
     """
     from sirenvae.objectives import evaluate
+    from sirenvae.pipeline import TrainOptions, train_model
     from sirenvae.selection import SelectionSettings, resolve_candidates, select
+    from sirenvae.training import FitConfig
 
     s = config.schedule
-    fit_config, options = schedule_configs(s, splits.train.shape[0], config.seed)
+    fit_config, options = FitConfig(seed=config.seed), TrainOptions()
+    if s == QUICK:  # --quick checks the pipeline: a few epochs
+        fit_config, options = (
+            FitConfig(seed=config.seed, max_epochs=3, patience=3),
+            TrainOptions(warmup_steps=10),
+        )
     chosen = select(
         splits.split,
         splits.train,
@@ -187,7 +195,14 @@ def _fit_auto(config: RunConfig, splits, device: str | None = None) -> tuple[dic
     test = splits.test
     hindsight, own = {}, None
     for candidate, model_config in resolve_candidates(config.model)[0]:
-        model, history = train_run(splits.split, splits.train, model_config, s, config.seed, device=device)
+        model, history = train_model(
+            splits.split,
+            splits.train,
+            model_config=model_config,
+            fit_config=fit_config,
+            options=options,
+            device=device,
+        )
         torch.manual_seed(config.seed)
         metrics = evaluate(model, test.to(model.loc.device), importance_samples=s.importance_samples)
         hindsight[candidate.name] = {k: metrics[k] for k in ("nll", "neg_elbo", "re")}
