@@ -1,6 +1,8 @@
 """Settings chosen on the user's rows (``--settings auto``): folds, rules, racing, resume, workers."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -117,6 +119,15 @@ def test_select_scores_every_row_once_and_the_classical_models_on_the_same_folds
     # the candidate's CV NLL is the mean of its held-out rows' NLL
     assert np.isclose(chosen["cv_nll"], out.per_row[out.chosen].mean())
     assert out.config.conditioning == "parents"
+    # every other model is compared with the chosen one on the same rows (paired)
+    for row in out.classical:
+        assert np.isclose(row["vs_chosen"], (out.per_row[row["candidate"]] - out.per_row[out.chosen]).mean())
+    for row in out.candidates:
+        if row["candidate"] != out.chosen and row["status"] == "ok":
+            d = out.per_row[row["candidate"]] - out.per_row[out.chosen]
+            assert np.isclose(row["vs_chosen"], d.mean()) and np.isclose(
+                row["vs_se"], d.std(ddof=1) / 50**0.5
+            )
 
 
 def test_the_outcome_does_not_depend_on_the_workers():
@@ -219,3 +230,73 @@ def test_cli_fit_chooses_by_default_and_prints_the_candidates_beside_the_classic
     few.to_csv(tmp_path / "few.csv", index=False)
     bad = cli("fit", "--graph", tmp_path / "g.json", "--data", tmp_path / "few.csv", "--out", tmp_path / "f")
     assert bad.exit_code == 2 and "needs at least 10 rows" in error_line(bad)
+
+
+#: Ray on loopback only: a cluster started here, a driver that connects to 127.0.0.1 (Ray would
+#: otherwise swap a loopback address for the machine's outward one) with the cluster's token.
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+
+
+@pytest.fixture
+def ray_head():
+    """A Ray cluster of its own on the loopback address (``ray start --head``), stopped afterwards
+    (its processes only: a sweep's Ray elsewhere on the machine is left alone).
+    """
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+
+    pytest.importorskip("ray")
+    ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent))
+    if ray_bin is None:
+        pytest.skip("no ray command beside this Python")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths live below it
+    env = dict(os.environ, **RAY_ENV)
+    start = [ray_bin, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port)]
+    start += ["--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp]
+    try:
+        started = subprocess.run(start, capture_output=True, text=True, env=env, timeout=120)
+        assert started.returncode == 0, started.stderr[-2000:]
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run(["pkill", "-f", temp], capture_output=True)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+DRIVER = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from test_selection import rows, run
+out = run(rows(30, seed=2), max_candidates=2, address={address!r}, workers=2)
+print(json.dumps({{"chosen": out.chosen, "cv": [r.get("cv_nll") for r in out.candidates]}}))
+"""
+
+
+@pytest.mark.slow
+def test_the_search_runs_on_a_ray_cluster_it_did_not_start_with_the_same_outcome(ray_head):
+    import subprocess
+    import sys
+
+    local = run(rows(30, seed=2), max_candidates=2)
+    code = DRIVER.format(tests=str(Path(__file__).parent), address=ray_head)
+    env = dict(os.environ, **RAY_ENV)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    remote = json.loads(r.stdout.strip().splitlines()[-1])
+    assert remote == {"chosen": local.chosen, "cv": [r.get("cv_nll") for r in local.candidates]}
+
+
+def test_an_unreachable_ray_cluster_is_one_clear_error():
+    import socket
+
+    pytest.importorskip("ray")
+    with socket.socket() as s:  # a loopback port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ValueError, match=f"cannot reach the Ray cluster at --address 127.0.0.1:{port}"):
+        run(rows(12), max_candidates=1, address=f"127.0.0.1:{port}")

@@ -1,12 +1,12 @@
 """sirenvae: deep generative models that follow a known Bayesian network.
 
-``sirenvae.load(run_dir)`` and ``sirenvae.fit(graph, df, ...)`` (see :mod:`sirenvae.api`) are imported
-on first use, so that ``import sirenvae`` stays light.
+``sirenvae.load(run_dir)``, ``sirenvae.fit(graph, df, ...)`` and ``sirenvae.compare(graph, df, ...)``
+(see :mod:`sirenvae.api`) are imported on first use, so that ``import sirenvae`` stays light.
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["FittedModel", "fit", "load"]
+__all__ = ["FittedModel", "compare", "fit", "load"]
 
 
 def __getattr__(name: str):

@@ -10,7 +10,7 @@ Example:
     >>> from sirenvae.graph import BayesianNetwork
     >>> bn = BayesianNetwork({"z": [], "x": ["z"], "y": ["z"]})
     >>> df = pd.DataFrame({"y": [0.1, 1.2, -0.3, 0.8], "x": [0.2, 1.0, -0.5, 0.7]})
-    >>> m = sirenvae.fit(bn, df, max_epochs=2, warmup_steps=0)
+    >>> m = sirenvae.fit(bn, df, settings="paper", max_epochs=2, warmup_steps=0)  # default: "auto"
     >>> m.latent, m.observed
     (('z',), ('x', 'y'))
     >>> m.log_prob(df, importance_samples=10).shape
@@ -40,7 +40,7 @@ from sirenvae.objectives import eval_chunk, log_weights
 from sirenvae.pipeline import TrainOptions, load_model, train_model
 from sirenvae.training import FitConfig, History
 
-__all__ = ["FittedModel", "fit", "fit_rows", "load"]
+__all__ = ["FittedModel", "compare", "fit", "fit_rows", "load"]
 
 
 class _CausalQueries:

@@ -84,7 +84,13 @@ class Pool:
                 import ray
             except ImportError:
                 raise ImportError("--address needs Ray: pip install 'sirenvae[ray]'") from None
-            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+            _reachable(address)
+            self.owned = not ray.is_initialized()
+            try:
+                ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+            except Exception as e:  # noqa: BLE001 - Ray's many connection errors, as one line
+                first = str(e).splitlines()[0] if str(e) else type(e).__name__
+                raise ValueError(f"cannot reach the Ray cluster at --address {address}: {first}") from None
             self.ray = ray
             self.remote = ray.remote(num_cpus=1)(_ray_fit)
             self.payload = ray.put(payload)
@@ -126,12 +132,32 @@ class Pool:
         return results
 
     def close(self) -> None:
-        if self.address is None and self.workers > 1:
+        if self.address is not None:
+            for ref in self.running:
+                self.ray.cancel(ref)
+            if self.owned:
+                self.ray.shutdown()
+        elif self.workers > 1:
             self.executor.shutdown(wait=False, cancel_futures=True)
         elif self.address is None:
             _WORKER.clear()
             _WORKER.update(self.saved)
             torch.set_num_threads(self.threads)
+
+
+def _reachable(address: str) -> None:
+    """Refuses at once a ``host:port`` cluster address where nothing listens (Ray itself retries
+    for minutes); other forms (``ray://...``, ``auto``) are left to Ray.
+    """
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "/" in address:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as e:
+        raise ValueError(f"cannot reach the Ray cluster at --address {address}: {e}") from None
 
 
 @contextlib.contextmanager

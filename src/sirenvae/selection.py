@@ -412,11 +412,14 @@ def _outcome(variant, chosen_list, names, live, results, parts, n, k, x, setting
         first = next((row["status"] for row in summary), "no candidate")
         raise SelectionError(f"every candidate of {variant} failed on the folds; the first: {first}")
     pick, rule = choose(summary, n)
+    _paired_to(summary, pick, results, parts, k, live)
     rule = f"{k}-fold CV on {n} rows, held-out IWAE NLL (K = {settings.importance_samples}); {rule}"
     summary[pick]["chosen"] = True
     classical = _classical(x, parts, settings, table, per_row) if settings.classical else []
     if settings.classical and classical and "notice" in classical[0]:
         notices.append(classical.pop(0)["notice"])
+    for row in classical:  # paired with the chosen candidate over every row
+        row["vs_chosen"], row["vs_se"] = _mean_se(per_row[row["candidate"]] - per_row[names[pick]])
     return Selection(
         variant=variant,
         chosen=names[pick],
@@ -431,6 +434,19 @@ def _outcome(variant, chosen_list, names, live, results, parts, n, k, x, setting
         seconds=seconds,
         notices=notices,
     )
+
+
+def _paired_to(summary: list[dict], pick: int, results: dict, parts, k: int, live: dict) -> None:
+    """Each candidate's mean paired difference to the chosen one (``vs_chosen``, with ``vs_se``) over
+    the rows of the folds it finished, so that a candidate stopped early is compared on its own
+    folds, not by a mean over fewer rows.
+    """
+    for c, row in enumerate(summary):
+        done = [f for f in _counted(results, c, k, live[c]) if results[c, f].get("status") == "ok"]
+        if c == pick or not done:
+            continue
+        d = np.concatenate([np.asarray(results[c, f]["nll"]) - results[pick, f]["nll"] for f in done])
+        row["vs_chosen"], row["vs_se"] = _mean_se(d)
 
 
 def choose(summary: Sequence[dict], n: int) -> tuple[int, str]:
@@ -507,13 +523,8 @@ def _classical(x: Tensor, parts, settings: SelectionSettings, table: list, per_r
         except Exception as e:  # noqa: BLE001 - the floor is a comparison, never a reason to stop
             return [{"notice": f"the classical models are skipped on these rows ({type(e).__name__}: {e})"}]
         per_row[name] = values
-        out.append(
-            {
-                "candidate": name,
-                "cv_nll": float(values.mean()),
-                "se": float(values.std(ddof=1) / math.sqrt(n)),
-            }
-        )
+        mean, se = _mean_se(values)
+        out.append({"candidate": name, "cv_nll": mean, "se": se})
     return out
 
 

@@ -79,7 +79,10 @@ def compare(
     and Ledoit-Wolf are fitted and scored on the same folds. The differences from true carry standard
     errors from per-row paired differences. Writes one row per model to -o and a picture to --plot.
     """
+    from sirenvae.api import _configs
+    from sirenvae.comparison import check_models
     from sirenvae.comparison import compare as nested
+    from sirenvae.files import atomic_write
     from sirenvae.plots import FORMATS, save
 
     with user_errors(), torch_threads(threads):
@@ -97,14 +100,12 @@ def compare(
             if plot.resolve() == output.resolve():
                 raise UsageError("--plot and -o name the same file; give two names")
             check_output(plot, force=force, inputs=inputs, option="--plot")
-        chosen = split_list(models) or ()
+        chosen = check_models(split_list(models) or ())
         settings = parse_options(options, "true") | {
             "lr": lr, "batch_size": batch_size, "max_epochs": epochs, "patience": patience, "seed": seed,
         }  # fmt: skip
         split, x, name = _rows(network, graph, data, train_size, latent, ignore_columns, id_column, seed,
                                allow_discrete)  # fmt: skip
-        from sirenvae.api import _configs
-
         fixed, fit_config, train_options = _configs("true", settings)
         if progress:
             _say(f"comparing {', '.join(chosen)}, fa and lw on {x.shape[0]} rows of {name} "
@@ -125,8 +126,6 @@ def compare(
             progress=(lambda line: _say(f"  {line}")) if progress else None,
         )
         frame = result.frame()
-        from sirenvae.files import atomic_write
-
         atomic_write(output, lambda tmp: frame.to_csv(tmp, index=False))
         if plot is not None:
             save(result.figure(title=name), plot)

@@ -221,21 +221,18 @@ def _print_selection(selection, out: Path) -> None:
     from sirenvae.selection import CLASSICAL_NAMES
 
     table = Table(title=f"settings of {selection.variant}: {selection.rule}")
-    for name in ("candidate", "CV NLL", "± se", "folds", "status"):
+    for name in ("candidate", "CV NLL", "± se", "vs chosen", "folds", "status"):
         table.add_column(name, justify="right" if name not in ("candidate", "status") else "left")
     for row in selection.candidates:
         nll = f"{row['cv_nll']:.3f}" if "cv_nll" in row else "-"
         se = f"{row['se']:.3f}" if "se" in row else "-"
+        vs = f"{row['vs_chosen']:+.3f} ± {row['vs_se']:.3f}" if "vs_chosen" in row else "-"
         mark = " (chosen)" if row.get("chosen") else ""
-        table.add_row(row["candidate"] + mark, nll, se, str(row["folds_done"]), row["status"])
+        table.add_row(row["candidate"] + mark, nll, se, vs, str(row["folds_done"]), row["status"])
     for row in selection.classical:
-        table.add_row(
-            CLASSICAL_NAMES[row["candidate"]],
-            f"{row['cv_nll']:.3f}",
-            f"{row['se']:.3f}",
-            str(selection.folds),
-            "ok",
-        )
+        name, nll, se = CLASSICAL_NAMES[row["candidate"]], f"{row['cv_nll']:.3f}", f"{row['se']:.3f}"
+        vs = f"{row['vs_chosen']:+.3f} ± {row['vs_se']:.3f}" if "vs_chosen" in row else "-"
+        table.add_row(name, nll, se, vs, str(selection.folds), "ok")
     console.print(table)
     for notice in selection.notices:
         console.print(f"note: {notice}", markup=False, highlight=False)
