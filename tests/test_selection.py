@@ -1,7 +1,9 @@
 """Settings chosen on the user's rows (``--settings auto``): folds, rules, racing, resume, workers."""
 
+import contextlib
 import json
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -264,8 +266,28 @@ def ray_head():
         assert started.returncode == 0, started.stderr[-2000:]
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run(["pkill", "-f", temp], capture_output=True)
+        for pid in _cluster_processes(temp):  # this cluster's processes only, not another Ray's
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _cluster_processes(temp: str) -> set[int]:
+    """The processes of the Ray cluster whose temporary directory is ``temp``: those naming it on
+    their command line, and their descendants (agents and workers rename themselves).
+    """
+    parent = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                line = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+                parent[int(proc.name)] = (int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]), line)
+    ours = {pid for pid, (_, line) in parent.items() if temp.encode() in line}
+    while True:
+        more = {pid for pid, (ppid, _) in parent.items() if ppid in ours} - ours
+        if not more:
+            return ours
+        ours |= more
 
 
 DRIVER = """
