@@ -322,3 +322,19 @@ def test_an_unreachable_ray_cluster_is_one_clear_error():
         port = s.getsockname()[1]
     with pytest.raises(ValueError, match=f"cannot reach the Ray cluster at --address 127.0.0.1:{port}"):
         run(rows(12), max_candidates=1, address=f"127.0.0.1:{port}")
+
+
+def test_force_replaces_a_search_and_keeps_the_new_one_resumable(tmp_path):
+    df = pd.DataFrame(rows(30).numpy(), columns=list(SPLIT.observed))
+    kw = {"out": tmp_path / "run", "max_epochs": 2, "warmup_steps": 0, "max_candidates": 1}
+    sirenvae.fit(BN, df, **kw)
+    old = sorted(p.name for p in (tmp_path / "run" / "selection").glob("*.json"))
+    from sirenvae.api import fit_rows
+    from sirenvae.data import read_frame
+
+    table = read_frame(df, BN, training=True)
+    fit_rows(table.split, table.x, options={"max_epochs": 2, "warmup_steps": 0, "lr": 1e-3},
+             search={"max_candidates": 1}, out=tmp_path / "run", overwrite=True)  # fmt: skip
+    new = sorted(p.name for p in (tmp_path / "run" / "selection").glob("*.json"))
+    assert len(new) == 5 and not set(new) & set(old)  # the old folds are gone, the new ones kept
+    assert (tmp_path / "run" / "model.json").exists() and (tmp_path / "run" / "selection.csv").exists()

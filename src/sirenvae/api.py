@@ -474,7 +474,7 @@ def fit_rows(
         options=train_options,
         out=out,
         resume=resume,
-        overwrite=overwrite,
+        overwrite=overwrite and selection is None,  # a search replaced the old run before it began
         extra_meta=extra,
         device=device,
     )

@@ -253,11 +253,18 @@ def _diverged(error: TrainingError, model: SIReNVAE, meta: dict, out: Path) -> T
 
 
 def remove_run(out: Path) -> None:
-    """Removes a run directory's model and checkpoint files (and nothing else)."""
+    """Removes a run directory's model and checkpoint files and its settings search (the finished
+    folds in ``selection/`` and ``selection.csv``), and nothing else.
+    """
     for name in ("model", "checkpoint"):
         (out / f"{name}.json").unlink(missing_ok=True)
         for tensors in out.glob(f"{name}-*.safetensors"):
             tensors.unlink()
+    (out / "selection.csv").unlink(missing_ok=True)
+    for fold in (out / "selection").glob("*.json"):
+        fold.unlink()
+    if (out / "selection").is_dir() and not any((out / "selection").iterdir()):
+        (out / "selection").rmdir()
 
 
 _RUN_KEYS = ("model", "fit", "train_options", "graph", "latent", "observed", "data_sha256")
