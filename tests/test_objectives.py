@@ -5,7 +5,15 @@ import torch
 from helpers import SMALL_LATENT, TINY, float64, rows, small_network
 from sirenvae.graph import BayesianNetwork, LatentSplit
 from sirenvae.models import ModelConfig, build_model
-from sirenvae.objectives import elbo, evaluate, evaluate_rows, iwae, log_weights, reconstruction_error
+from sirenvae.objectives import (
+    elbo,
+    evaluate,
+    evaluate_rows,
+    iwae,
+    log_weights,
+    reconstruction_error,
+    warmup_elbo,
+)
 from sirenvae.pipeline import TrainOptions, train_model
 from sirenvae.training import FitConfig
 
@@ -106,3 +114,25 @@ def test_large_graphs_evaluate_in_smaller_chunks():
     for nodes, expected in [(46, EVAL_CHUNK), (1000, EVAL_CHUNK), (2000, EVAL_CHUNK // 2), (10**6, 64)]:
         graph = BayesianNetwork({f"v{i}": [] for i in range(nodes)}) if nodes <= 2000 else range(nodes)
         assert eval_chunk(SimpleNamespace(graph=graph)) == expected, nodes
+
+
+def test_the_warmup_objective_is_the_elbo_at_beta_one_and_grows_with_a_negative_kl_term():
+    net = small_network()
+    torch.manual_seed(0)
+    model = float64(build_model(LatentSplit(net.graph, SMALL_LATENT), TINY, variant="true"))
+    x = rows(net, SMALL_LATENT, 50, dtype=torch.float64)
+    model.set_standardization(x)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        full = elbo(model, x, 4)
+        torch.manual_seed(3)
+        assert torch.allclose(warmup_elbo(model, x, 1.0, 4), full)
+        # beta weighs log p(z) - log q(z|x): at 0 the objective is the expected log-likelihood
+        torch.manual_seed(3)
+        z, log_q = model.posterior(x, 4)
+        log_px, log_pz = model.log_joint_parts(x, z)
+        torch.manual_seed(3)
+        assert torch.allclose(warmup_elbo(model, x, 0.0, 4), log_px.mean(0))
+        torch.manual_seed(3)
+        half = warmup_elbo(model, x, 0.5, 4)
+        assert torch.allclose(half, (log_px + 0.5 * (log_pz - log_q)).mean(0))

@@ -25,6 +25,7 @@ __all__ = [
     "evaluate",
     "evaluate_rows",
     "iwae",
+    "warmup_elbo",
     "log_weights",
     "reconstruction_error",
 ]
@@ -39,6 +40,15 @@ def log_weights(model, x: Tensor, samples: int = 1) -> Tensor:
 def elbo(model, x: Tensor, samples: int = 1) -> Tensor:
     """The evidence lower bound per row, averaged over ``samples`` draws, shape ``(N,)``."""
     return log_weights(model, x, samples).mean(0)
+
+
+def warmup_elbo(model, x: Tensor, beta: float, samples: int = 1) -> Tensor:
+    r"""The KL warm-up objective per row (Sonderby et al. 2016), shape ``(N,)``:
+    :math:`E_q[\log p(x \mid z) + \beta (\log p(z) - \log q(z \mid x))]`, the ELBO at ``beta = 1``.
+    """
+    z, log_q = model.posterior(x, samples)
+    log_px, log_pz = model.log_joint_parts(x, z)
+    return (log_px + beta * (log_pz - log_q)).mean(0)
 
 
 def iwae(model, x: Tensor, samples: int) -> Tensor:

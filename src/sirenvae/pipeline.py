@@ -23,7 +23,7 @@ from sirenvae import graph_io
 from sirenvae.devices import resolve_device
 from sirenvae.graph import GraphError, LatentSplit
 from sirenvae.models import ModelConfig, SIReNVAE, build_model
-from sirenvae.objectives import elbo, iwae
+from sirenvae.objectives import elbo, iwae, warmup_elbo
 from sirenvae.plots import write_history
 from sirenvae.training import (
     CheckpointError,
@@ -190,10 +190,7 @@ def train_model(
         if not model.training or steps_done >= warmup:
             return -elbo(model, batch, options.samples).mean()
         steps_done += 1
-        beta = steps_done / warmup
-        z, log_q = model.posterior(batch, options.samples)
-        log_px, log_pz = model.log_joint_parts(batch, z)
-        return -(log_px + beta * (log_pz - log_q)).mean()
+        return -warmup_elbo(model, batch, steps_done / warmup, options.samples).mean()
 
     def valid_loss(batch: Tensor) -> Tensor:
         cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
