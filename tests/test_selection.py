@@ -338,3 +338,106 @@ def test_force_replaces_a_search_and_keeps_the_new_one_resumable(tmp_path):
     new = sorted(p.name for p in (tmp_path / "run" / "selection").glob("*.json"))
     assert len(new) == 5 and not set(new) & set(old)  # the old folds are gone, the new ones kept
     assert (tmp_path / "run" / "model.json").exists() and (tmp_path / "run" / "selection.csv").exists()
+
+
+def fake_pool(fits, prefer):
+    """A stand-in for :class:`sirenvae.parallel.Pool` whose fits are ``fits(key, task)`` and that
+    finishes first the running fit that ``prefer`` picks (another completion order than fold order).
+    """
+
+    class FakePool:
+        def __init__(self, payload, workers, address, device=None):
+            self.workers, self.running, self.done = workers, {}, {}
+
+        @property
+        def free(self):
+            return len(self.running) < self.workers
+
+        def submit(self, key, task):
+            handle = object()
+            self.running[handle], self.done[handle] = key, fits(key, task)
+
+        def wait(self):
+            handle = prefer(self.running)
+            return [(self.running.pop(handle), self.done.pop(handle))]
+
+        def close(self):
+            pass
+
+    return FakePool
+
+
+def test_racing_and_failures_are_decided_fold_by_fold_whatever_the_order_fits_finish_in(monkeypatch):
+    level = {0: 3.0, 1: 1.0, 2: 2.0}  # candidate 1 leads, then diverges on the last fold
+
+    def fits(key, task):
+        c, f = key
+        if key == (1, 2):
+            return {"status": "diverged", "error": "loss is NaN", "seconds": 0}
+        held = np.asarray(task["held"])
+        return {"status": "ok", "nll": (level[c] + 0.01 * np.sin(held)).tolist(), "epochs": 1, "seconds": 0}
+
+    late_failure_first = lambda running: next(  # noqa: E731
+        (h for h, key in running.items() if key == (1, 2)), next(iter(running))
+    )
+    outcomes = []
+    for workers in (1, 9):
+        monkeypatch.setattr(S, "Pool", fake_pool(fits, late_failure_first))
+        settings = S.SelectionSettings(folds=3, max_candidates=3, workers=workers, classical=False)
+        out = S.select(SPLIT, rows(60), "true", fit_config=TINY, options=NO_WARMUP, settings=settings)
+        outcomes.append((out.chosen, [c["status"] for c in out.candidates]))
+    assert outcomes[0] == outcomes[1]
+    # the leader's failure at the last fold brings back the candidates raced out against it
+    assert outcomes[0][0] == "flow" and outcomes[0][1][1].startswith("diverged")
+
+
+def test_the_time_budget_finishes_the_leader_even_when_racing_stopped_the_first(monkeypatch):
+    level = {0: 3.0, 1: 1.0}
+
+    def fits(key, task):
+        held = np.asarray(task["held"])
+        nll = level[key[0]] + 0.01 * np.sin(held)
+        return {"status": "ok", "nll": nll.tolist(), "epochs": 1, "seconds": 0}
+
+    monkeypatch.setattr(S, "Pool", fake_pool(fits, lambda running: next(iter(running))))
+    clock = iter(range(0, 10_000, 1))
+    monkeypatch.setattr(S.time, "perf_counter", lambda: float(next(clock)))
+    settings = S.SelectionSettings(max_candidates=2, workers=1, classical=False, time_budget=10)
+    out = S.select(SPLIT, rows(60), "true", fit_config=TINY, options=NO_WARMUP, settings=settings)
+    assert out.chosen == "linear-t"
+    assert out.candidates[0]["status"] == "stopped after 2 folds"
+
+
+def test_the_resume_cache_belongs_to_one_graph_and_latent_set(tmp_path, monkeypatch):
+    x = rows(30)
+    run(x, max_candidates=1, directory=tmp_path)
+    calls = []
+    real = parallel.fit_fold
+    monkeypatch.setattr(parallel, "fit_fold", lambda task: calls.append(task) or real(task))
+    other = BayesianNetwork({"z": [], "a": ["z"], "b": ["z"], "c": ["b", "a"], "d": ["z"]})
+    S.select(
+        LatentSplit(other, ["z"]), x, "true", fit_config=TINY, options=NO_WARMUP,
+        settings=S.SelectionSettings(max_candidates=1), directory=tmp_path,
+    )  # fmt: skip
+    assert len(calls) == 5  # nothing of the first graph's search was reused
+
+
+def test_a_search_killed_before_its_final_fit_resumes_and_a_resumed_run_keeps_its_settings(
+    tmp_path, monkeypatch
+):
+    from sirenvae.api import fit_rows
+
+    x, out = rows(30), tmp_path / "run"
+    options = {"max_epochs": 2, "warmup_steps": 0}
+    # killed during the search: only the finished folds are there
+    S.select(SPLIT, x, "true", fit_config=FitConfig(max_epochs=2), options=NO_WARMUP,
+             settings=S.SelectionSettings(max_candidates=2), directory=out)  # fmt: skip
+    assert not (out / "checkpoint.json").exists()
+    monkeypatch.setattr(parallel, "fit_fold", lambda task: pytest.fail("a finished fold was fitted again"))
+    fitted = fit_rows(SPLIT, x, options=options, search={"max_candidates": 2}, out=out, resume=True)
+    assert fitted.settings["settings"] == "auto" and (out / "model.json").exists()
+    # resumed with another learning rate (as a diverged run is told to): no new search, same settings
+    again = fit_rows(SPLIT, x, options=options | {"lr": 1e-3}, out=out, resume=True)
+    assert again.settings["chosen"] == fitted.settings["chosen"]
+    with pytest.raises(ValueError, match="nothing to resume"):
+        fit_rows(SPLIT, x, options=options, out=tmp_path / "empty", resume=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +199,7 @@ class FittedModel(_CausalQueries):
         ``status`` (``selection.csv``); ``None`` when the settings were not chosen by ``auto``.
         """
         s = self.meta.get("settings") or {}
-        if s.get("settings") != "auto":
+        if s.get("settings") != "auto" or "table" not in s:
             return None
         return pd.DataFrame(
             s.get("table", []), columns=["candidate", "fold", "rows", "nll", "epochs", "seconds", "status"]
@@ -434,7 +434,11 @@ def fit_rows(
     extra = dict(extra_meta or {}) | {"seed": fit_config.seed, "train_size": int(x.shape[0])}
     selection = None
     huge = (search or {}).get("max_candidates") is None and len(split.graph) >= HUGE_GRAPH
-    if str(settings) == "auto" and huge:
+    recorded = _recorded_run(out, resume)
+    if recorded is not None:  # a resumed run goes on with its own settings; its training may change
+        config = replace(ModelConfig.from_dict(recorded["model"]), **fixed)
+        extra["settings"] = recorded.get("settings") or {"settings": "paper"}
+    elif str(settings) == "auto" and huge:
         config = _model_config(model, candidates_for(model)[0].options | fixed)
         notice = (
             f"the graph has {len(split.graph)} nodes: auto fits the simplest candidate "
@@ -460,6 +464,11 @@ def fit_rows(
         )
         config = selection.config
         extra["settings"] = selection.to_meta() | {"table": selection.table}
+        if out is not None:  # before the final fit, so a killed fit's run still shows its search
+            from sirenvae.files import atomic_write
+
+            frame = selection.frame()
+            atomic_write(Path(out) / "selection.csv", lambda tmp: frame.to_csv(tmp, index=False))
     elif str(settings) == "paper":
         config = _model_config(model, fixed)
         extra["settings"] = {"settings": "paper"}
@@ -473,16 +482,11 @@ def fit_rows(
         fit_config=fit_config,
         options=train_options,
         out=out,
-        resume=resume,
+        resume=recorded is not None,
         overwrite=overwrite and selection is None,  # a search replaced the old run before it began
         extra_meta=extra,
         device=device,
     )
-    if selection is not None and out is not None:
-        from sirenvae.files import atomic_write
-
-        frame = selection.frame()
-        atomic_write(Path(out) / "selection.csv", lambda tmp: frame.to_csv(tmp, index=False))
     if out is not None:
         fitted = load(out, device=device)
     else:
@@ -490,6 +494,31 @@ def fit_rows(
         fitted = FittedModel(trained, meta | extra | {"history": history.to_dict()})
     fitted.search = selection
     return fitted
+
+
+def _recorded_run(out, resume: bool) -> dict | None:
+    """With ``resume``, the metadata of the run in ``out`` (its checkpoint's, else its model's), or
+    ``None`` where only a settings search was started; nothing at all to resume is an error.
+    """
+    import json
+
+    if not resume:
+        return None
+    if out is None:
+        raise ValueError("resume needs the run directory to continue (out=...)")
+    for name in ("checkpoint.json", "model.json"):
+        path = Path(out) / name
+        if path.exists():
+            try:
+                meta = json.loads(path.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                raise ValueError(f"{path} is unreadable; pass --force to start the run again") from None
+            if isinstance(meta, dict) and isinstance(meta.get("model"), dict):
+                return meta
+            raise ValueError(f"{path} holds no model description; pass --force to start the run again")
+    if (Path(out) / "selection").is_dir():
+        return None
+    raise ValueError(f"nothing to resume in {out}: no run and no settings search; leave out --resume")
 
 
 def _check_no_other_run(out, resume: bool, overwrite: bool) -> None:

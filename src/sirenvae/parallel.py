@@ -77,8 +77,10 @@ class Pool:
     finished ones.
     """
 
-    def __init__(self, payload: dict, workers: int, address: str | None) -> None:
+    def __init__(self, payload: dict, workers: int, address: str | None, device: str | None = None) -> None:
         self.workers, self.address, self.running = workers, address, {}
+        if address is not None and device not in (None, "cpu"):
+            raise ValueError("--address runs the search's fits as CPU tasks; give --device cpu with it")
         if address is not None:
             try:
                 import ray
@@ -119,17 +121,22 @@ class Pool:
             self.running[_Done(fit_fold(task))] = key
 
     def wait(self) -> list[tuple[object, dict]]:
-        if self.address is not None:
-            done, _ = self.ray.wait(list(self.running), num_returns=1)
-            results = [(self.running.pop(ref), self.ray.get(ref)) for ref in done]
-        elif self.workers > 1:
-            from concurrent.futures import FIRST_COMPLETED, wait
+        """The fits that finished (at least one); a worker that died is one clear error."""
+        try:
+            if self.address is not None:
+                done, _ = self.ray.wait(list(self.running), num_returns=1)
+                return [(self.running.pop(ref), self.ray.get(ref)) for ref in done]
+            if self.workers > 1:
+                from concurrent.futures import FIRST_COMPLETED, wait
 
-            done, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
-            results = [(self.running.pop(f), f.result()) for f in done]
-        else:
-            results = [(self.running.pop(f), f.result()) for f in list(self.running)]
-        return results
+                done, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
+                return [(self.running.pop(f), f.result()) for f in done]
+            return [(self.running.pop(f), f.result()) for f in list(self.running)]
+        except Exception as e:  # noqa: BLE001 - a broken pool, a crashed Ray worker: one line
+            raise ValueError(
+                f"a worker of the settings search died ({type(e).__name__}; out of memory?); "
+                "run the same command with --resume (finished folds are kept), perhaps with fewer --workers"
+            ) from None
 
     def close(self) -> None:
         if self.address is not None:
@@ -184,7 +191,7 @@ class _Done:
 
 
 def _ray_fit(payload: dict, task: dict) -> dict:
-    if _WORKER.get("payload_id") != id(payload):
+    if _WORKER.get("token") != payload["token"]:  # a Ray worker may serve several searches
         init_worker(payload)
-        _WORKER["payload_id"] = id(payload)
+        _WORKER["token"] = payload["token"]
     return fit_fold(task)

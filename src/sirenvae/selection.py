@@ -30,6 +30,7 @@ import hashlib
 import json
 import math
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+import sirenvae
 from sirenvae.candidates import Candidate, candidates_for
 from sirenvae.files import atomic_write_text
 from sirenvae.graph import LatentSplit
@@ -269,9 +271,11 @@ def select(
     x_cpu = x.detach().cpu()
     fit_dict = fit_config.to_dict() | {"progress": False}
     opt_dict = asdict(options)
+    graph = graph_io.to_dict(split.graph)
     cache = _Cache(directory, {"format": FORMAT, "data": data_fingerprint(x_cpu), "folds": k,
                                "seed": settings.seed, "fit": fit_dict, "options": opt_dict,
-                               "K": settings.importance_samples})  # fmt: skip
+                               "K": settings.importance_samples, "graph": graph,
+                               "latent": list(split.latent), "version": sirenvae.__version__})  # fmt: skip
     tasks = {}
     for c, (_, config) in enumerate(chosen_list):
         for f, held in enumerate(parts):
@@ -295,34 +299,58 @@ def select(
             return
         best = _best_so_far(results, live, parts, names)
         value = f"{np.mean(r['nll']):.3f}" if r.get("status") == "ok" else r.get("status")
-        progress(f"{names[c]} fold {f + 1}/{k}: {value}" + (f"  (best so far: {best})" if best else ""))
+        late = "" if live[c] == "ok" else f" (not counted: {live[c]})"
+        progress(f"{names[c]} fold {f + 1}/{k}: {value}{late}" + (f"  (best so far: {best})" if best else ""))
 
     def decide() -> None:
+        """Advances the decisions fold by fold, each once every remaining candidate has that fold: its
+        failures, then racing. A result beyond the frontier (a fold started early on a free worker)
+        waits for it, so the outcome does not depend on the workers or the order fits finish in.
+        """
         nonlocal decided
-        for c in live:
-            bad = [results[c, f] for f in range(k) if results.get((c, f), {}).get("status", "ok") != "ok"]
-            if live[c] == "ok" and bad:
-                live[c] = bad[0]["status"] + (f": {bad[0]['error']}" if bad[0].get("error") else "")
-        while decided + 1 < k and all((c, decided + 1) in results for c in live if live[c] == "ok"):
-            decided += 1
-            if racing and decided + 1 >= settings.race_after and decided + 1 < k:
-                _race(results, live, parts[: decided + 1], settings.race_se, decided + 1)
+        while decided + 1 < k:
+            f = decided + 1
+            alive = [c for c in live if live[c] == "ok"]
+            if not all((c, f) in results for c in alive):
+                return
+            for c in alive:
+                if results[c, f].get("status") != "ok":
+                    bad = results[c, f]
+                    live[c] = bad["status"] + (f": {bad['error']}" if bad.get("error") else "")
+            if not any(v == "ok" for v in live.values()):  # the leader failed: the raced ones go on
+                for c in live:
+                    if live[c].startswith("stopped after"):
+                        live[c] = "ok"
+                if any(v == "ok" for v in live.values()):
+                    continue
+            decided = f
+            if racing and f + 1 >= settings.race_after and f + 1 < k:
+                _race(results, live, parts[: f + 1], settings.race_se, f + 1)
 
-    payload = {"graph": graph_io.to_dict(split.graph), "latent": list(split.latent), "x": x_cpu.numpy()}
-    order = [(c, f) for f in range(k) for c in range(len(chosen_list)) if (c, f) not in results]
+    def pending() -> list[tuple[int, int]]:
+        """The fits still to start, fold by fold, of the candidates still in the running; past the time
+        budget only those of the leader (the best mean over its finished folds) so that one finishes.
+        """
+        todo = [(c, f) for f in range(k) for c in live if live[c] == "ok" and (c, f) not in results]
+        todo = [key for key in todo if key not in pool.running.values()]
+        if settings.time_budget is None or time.perf_counter() - start <= settings.time_budget:
+            return todo
+        alive = [c for c in live if live[c] == "ok"]
+        lead = min(alive, key=lambda c: (-_folds_done(results, c, k), _partial_mean(results, c, k), c))
+        for c in alive:
+            if c != lead and any((c, f) not in results for f in range(k)):
+                live[c] = "time budget"
+        return [key for key in todo if key[0] == lead]
+
     decide()
-    if order:
-        pool = Pool(payload, min(settings.workers, len(order)), settings.address)
+    payload = {"graph": graph, "latent": list(split.latent), "x": x_cpu.numpy(), "token": uuid.uuid4().hex}
+    if any(key not in results for key in tasks):
+        pool = Pool(payload, settings.workers, settings.address, device)
         try:
             while True:
-                over = settings.time_budget is not None and time.perf_counter() - start > settings.time_budget
-                while pool.free and order:
-                    key = order.pop(0)
-                    if live[key[0]] != "ok":
-                        continue
-                    if over and key[0] != 0:
-                        live[key[0]] = "time budget"
-                        continue
+                todo = pending()
+                while pool.free and todo:
+                    key = todo.pop(0)
                     pool.submit(key, tasks[key])
                 if not pool.running:
                     break
@@ -341,6 +369,16 @@ def select(
         variant, chosen_list, names, live, results, parts, n, k, x_cpu, settings, notices,
         time.perf_counter() - start,
     )  # fmt: skip
+
+
+def _folds_done(results: dict, c: int, k: int) -> int:
+    return sum((c, f) in results for f in range(k))
+
+
+def _partial_mean(results: dict, c: int, k: int) -> float:
+    """Candidate ``c``'s mean held-out NLL over the folds it has finished (0 before any)."""
+    values = [v for f in range(k) if (c, f) in results for v in results[c, f].get("nll", [])]
+    return float(np.mean(values)) if values else 0.0
 
 
 def _oof(results: dict, c: int, parts: Sequence[np.ndarray], n: int | None = None) -> np.ndarray:
@@ -499,7 +537,7 @@ def _classical(x: Tensor, parts, settings: SelectionSettings, table: list, per_r
     except ImportError as e:  # pragma: no cover - scikit-learn is a dependency
         return [{"notice": f"the classical models are skipped ({e})"}]
     n = x.shape[0]
-    out = []
+    out, rows = [], []
     for name in CLASSICAL_NAMES:
         values = np.full(n, np.nan)
         try:
@@ -509,7 +547,7 @@ def _classical(x: Tensor, parts, settings: SelectionSettings, table: list, per_r
                 start = time.perf_counter()
                 model = fit_classical(name, x[torch.as_tensor(mask)].double(), seed=settings.seed)
                 values[held] = -model.log_prob(x[torch.as_tensor(held)].double()).numpy()
-                table.append(
+                rows.append(
                     {
                         "candidate": name,
                         "fold": f + 1,
@@ -521,10 +559,13 @@ def _classical(x: Tensor, parts, settings: SelectionSettings, table: list, per_r
                     }
                 )
         except Exception as e:  # noqa: BLE001 - the floor is a comparison, never a reason to stop
+            for other in CLASSICAL_NAMES:
+                per_row.pop(other, None)
             return [{"notice": f"the classical models are skipped on these rows ({type(e).__name__}: {e})"}]
         per_row[name] = values
         mean, se = _mean_se(values)
         out.append({"candidate": name, "cv_nll": mean, "se": se})
+    table.extend(rows)  # all of them or none
     return out
 
 
@@ -552,7 +593,7 @@ class _Cache:
         return doc.get("result") if isinstance(doc, dict) else None
 
     def save(self, key, task: dict, result: dict) -> None:
-        if self.dir is None:
+        if self.dir is None or result.get("status") == "failed":  # a crash may not happen again
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         doc = {"candidate": key[0], "fold": key[1] + 1, "config": task["config"], "result": result}

@@ -239,12 +239,13 @@ def _print_selection(selection, out: Path) -> None:
     chosen = next(r for r in selection.candidates if r.get("chosen"))
     if selection.classical:
         floor = min(selection.classical, key=lambda r: r["cv_nll"])
-        gap = chosen["cv_nll"] - floor["cv_nll"]
+        gap, se = -floor["vs_chosen"], floor["vs_se"]
         verdict = "better" if gap < 0 else "worse"
         console.print(
-            f"{chosen['candidate']} is {abs(gap):.3f} nats per row {verdict} than "
-            f"{CLASSICAL_NAMES[floor['candidate']]} on the same folds ({selection.seconds:.1f} s of search; "
-            f"every fold's score is in {out / 'selection.csv'})",
+            f"{chosen['candidate']} is {abs(gap):.3f} ± {se:.3f} nats per row {verdict} than "
+            f"{CLASSICAL_NAMES[floor['candidate']]} on the same folds (paired; the chosen candidate's "
+            f"score is a little optimistic, `sirenvae compare` says it without that bias); "
+            f"{selection.seconds:.1f} s of search, every fold's score in {out / 'selection.csv'}",
             markup=False,
             highlight=False,
         )
