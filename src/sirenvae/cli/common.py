@@ -33,6 +33,7 @@ __all__ = [
     "parse_latent",
     "parse_options",
     "split_list",
+    "training_rows",
     "user_errors",
     "warn_if_diverged",
 ]
@@ -304,6 +305,44 @@ def parse_options(items: list[str] | None, variant: str) -> dict:
         if "blocks" not in str(e):
             raise UsageError(f"--set: {e}") from None
     return values
+
+
+def training_rows(network, graph, data, train_size, latent, ignore_columns, id_column, seed, allow_discrete):
+    """The split, the rows and the table's notices as ``fit`` and ``compare`` read them: sampled from a
+    shipped network (``--train-size``) or a CSV on a graph or network (``--data``).
+    """
+    from sirenvae.data import default_latent_rule, latent_split, read_table, sample_splits
+    from sirenvae.graph_io import read_graph
+    from sirenvae.networks import load_network
+
+    if (network is None) == (graph is None):
+        raise UsageError("give exactly one of --network NAME or --graph FILE")
+    if (data is None) == (train_size is None):
+        raise UsageError("give exactly one of --data CSV or --train-size N")
+    if train_size is not None:
+        if network is None:
+            raise UsageError("--train-size samples from a shipped --network; with --graph give --data CSV")
+        if train_size < 2:
+            raise UsageError(f"--train-size must be at least 2, got {train_size}")
+        if ignore_columns or id_column:
+            raise UsageError("--ignore-columns and --id-column apply to a --data CSV")
+        net = load_network(network)
+        split = latent_split(net.graph, parse_latent(latent) or default_latent_rule(network))
+        x = sample_splits(net, split, train_size=train_size, test_size=0, seed=seed).train
+        return split, x, ()
+    bn = load_network(network).graph if network is not None else read_graph(graph)
+    rule = parse_latent(latent)
+    table = read_table(
+        data,
+        bn if rule is None else latent_split(bn, rule),
+        min_rows=2,
+        ignore_columns=split_list(ignore_columns) or (),
+        id_column=id_column,
+        drop_latent_columns=True,
+        training=True,
+        allow_discrete=allow_discrete,
+    )
+    return table.split, table.x, table.notices
 
 
 def write_row_summaries(path: Path, values, columns: Sequence[str], ids, id_column: str | None) -> None:

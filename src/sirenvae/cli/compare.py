@@ -17,10 +17,10 @@ from sirenvae.cli.common import (
     check_output,
     console,
     default_workers,
-    parse_latent,
     parse_options,
     split_list,
     torch_threads,
+    training_rows,
     user_errors,
 )
 from sirenvae.defaults import BATCH_SIZE, LR, MAX_EPOCHS, PATIENCE
@@ -104,8 +104,12 @@ def compare(
         settings = parse_options(options, "true") | {
             "lr": lr, "batch_size": batch_size, "max_epochs": epochs, "patience": patience, "seed": seed,
         }  # fmt: skip
-        split, x, name = _rows(network, graph, data, train_size, latent, ignore_columns, id_column, seed,
-                               allow_discrete)  # fmt: skip
+        split, x, notices = training_rows(
+            network, graph, data, train_size, latent, ignore_columns, id_column, seed, allow_discrete
+        )
+        for notice in notices:
+            _say(f"note: {notice}")
+        name = network if train_size is not None else data.name
         fixed, fit_config, train_options = _configs("true", settings)
         if progress:
             _say(f"comparing {', '.join(chosen)}, fa and lw on {x.shape[0]} rows of {name} "
@@ -132,44 +136,6 @@ def compare(
     _print(result, frame)
     wrote = f"{output}" + (f" and {plot}" if plot is not None else "")
     _say(f"done in {time.perf_counter() - start:.1f} s; wrote {wrote}")
-
-
-def _rows(network, graph, data, train_size, latent, ignore_columns, id_column, seed, allow_discrete):
-    """The split and rows as ``fit`` reads them: sampled from a shipped network or a CSV on a graph."""
-    from sirenvae.data import default_latent_rule, latent_split, read_table, sample_splits
-    from sirenvae.graph_io import read_graph
-    from sirenvae.networks import load_network
-
-    if (network is None) == (graph is None):
-        raise UsageError("give exactly one of --network NAME or --graph FILE")
-    if (data is None) == (train_size is None):
-        raise UsageError("give exactly one of --data CSV or --train-size N")
-    if train_size is not None:
-        if network is None:
-            raise UsageError("--train-size samples from a shipped --network; with --graph give --data CSV")
-        if train_size < 2:
-            raise UsageError(f"--train-size must be at least 2, got {train_size}")
-        if ignore_columns or id_column:
-            raise UsageError("--ignore-columns and --id-column apply to a --data CSV")
-        net = load_network(network)
-        split = latent_split(net.graph, parse_latent(latent) or default_latent_rule(network))
-        x = sample_splits(net, split, train_size=train_size, test_size=0, seed=seed).train
-        return split, x, network
-    bn = load_network(network).graph if network is not None else read_graph(graph)
-    rule = parse_latent(latent)
-    table = read_table(
-        data,
-        bn if rule is None else latent_split(bn, rule),
-        min_rows=2,
-        ignore_columns=split_list(ignore_columns) or (),
-        id_column=id_column,
-        drop_latent_columns=True,
-        training=True,
-        allow_discrete=allow_discrete,
-    )
-    for notice in table.notices:
-        _say(f"note: {notice}")
-    return table.split, table.x, data.name
 
 
 def _print(result, frame) -> None:

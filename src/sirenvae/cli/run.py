@@ -21,10 +21,10 @@ from sirenvae.cli.common import (
     default_workers,
     err_console,
     one_of,
-    parse_latent,
     parse_options,
     split_list,
     torch_threads,
+    training_rows,
     user_errors,
     warn_if_diverged,
     write_row_summaries,
@@ -104,9 +104,6 @@ def fit(
     analysis and a Ledoit-Wolf Gaussian on the same folds for comparison.
     """
     from sirenvae.api import fit_rows
-    from sirenvae.data import default_latent_rule, latent_split, read_table, sample_splits
-    from sirenvae.graph_io import read_graph
-    from sirenvae.networks import load_network
 
     with user_errors(), torch_threads(threads):
         if (network is None) == (graph is None):
@@ -130,42 +127,13 @@ def fit(
             "progress": progress,
         }  # fmt: skip
         check_run_out(out, resume=resume, force=force, inputs=[("--graph", graph), ("--data", data)])
-        net = None
-        if network is not None:
-            net = load_network(network)
-            bn = net.graph
-        else:
-            bn = read_graph(graph)
-        extra = {"network": network}
-        if train_size is not None:
-            if net is None:
-                raise UsageError(
-                    "--train-size samples from a shipped --network; with --graph give --data CSV"
-                )
-            if train_size < 2:
-                raise UsageError(f"--train-size must be at least 2, got {train_size}")
-            if ignore_columns or id_column:
-                raise UsageError("--ignore-columns and --id-column apply to a --data CSV")
-            split = latent_split(bn, parse_latent(latent) or default_latent_rule(network))
-            x = sample_splits(net, split, train_size=train_size, test_size=0, seed=seed).train
-            extra |= {"data": "sampled"}
-        else:
-            # without --latent, the graph's nodes that have no column in the CSV are the latent ones
-            rule = parse_latent(latent)
-            table = read_table(
-                data,
-                bn if rule is None else latent_split(bn, rule),
-                min_rows=2,
-                ignore_columns=split_list(ignore_columns) or (),
-                id_column=id_column,
-                drop_latent_columns=True,
-                training=True,
-                allow_discrete=allow_discrete,
-            )
-            x, split = table.x, table.split
-            for notice in table.notices:
-                console.print(f"note: {notice}", markup=False, highlight=False)
-            extra |= {"data": str(data)}
+        split, x, notices = training_rows(
+            network, graph, data, train_size, latent, ignore_columns, id_column, seed, allow_discrete
+        )
+        for notice in notices:
+            console.print(f"note: {notice}", markup=False, highlight=False)
+        bn = split.graph
+        extra = {"network": network, "data": "sampled" if train_size is not None else str(data)}
         how = "from --latent" if latent else "nodes without a column" if data else "default rule"
         shown = ", ".join(split.latent[:LATENT_SHOWN])
         if len(split.latent) > LATENT_SHOWN:
