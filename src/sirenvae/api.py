@@ -436,6 +436,11 @@ def fit_rows(
     huge = (search or {}).get("max_candidates") is None and len(split.graph) >= HUGE_GRAPH
     recorded = _recorded_run(out, resume)
     if recorded is not None:  # a resumed run goes on with its own settings; its training may change
+        if recorded["model"].get("variant", "true") != model:
+            raise ValueError(
+                f"the run in {out} was started with another model ({recorded['model'].get('variant')}); "
+                f"resume it with --model {recorded['model'].get('variant')} or choose another --out"
+            )
         config = replace(ModelConfig.from_dict(recorded["model"]), **fixed)
         extra["settings"] = recorded.get("settings") or {"settings": "paper"}
     elif str(settings) == "auto" and huge:
