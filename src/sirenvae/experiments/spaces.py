@@ -4,6 +4,7 @@ designed points each model tries first (after the paper's setting).
 
 from __future__ import annotations
 
+from sirenvae.candidates import CANDIDATES
 from sirenvae.experiments.registry import TABLE_ORDER
 from sirenvae.models import VARIANTS
 
@@ -31,30 +32,15 @@ _GRF = {
     "affine": [False, True],  # with it, blocks 0 (the affine step alone) may join the block lists
 }
 _LR = {"lr": [1e-3, 3e-3, 1e-2]}
-#: Designed points tried first, after the paper's: the same decoder choices for every model (the
-#: paper's MLP mean plus a linear term, a linear mean, Student-t noise, both) and, for the GRF models,
-#: the flow options of issue 9 (the parent-conditioned stack with the affine step; with 0 blocks a
-#: linear-Gaussian BN). Fixed from the model families, before any number was seen.
-_PARENTS = {"conditioning": "parents", "affine": True}
-_LINEAR_BN = _PARENTS | {"prior_blocks": 0, "encoder_blocks": 0, "decoder_mean": "linear"}
-_GRF_DESIGN = [
-    _PARENTS | {"decoder_mean": "linear+mlp"},
-    _LINEAR_BN,
-    _PARENTS | {"likelihood": "studentt"},
-    _LINEAR_BN | {"likelihood": "studentt"},
-]
-_VAE_DESIGN = [
-    {"decoder_mean": "linear+mlp"},
-    {"decoder_mean": "linear"},
-    {"likelihood": "studentt"},
-    {"decoder_mean": "linear", "likelihood": "studentt"},
-]
+#: Designed points tried first, after the paper's: the candidates of ``--settings auto``
+#: (:mod:`sirenvae.candidates`: the same decoder choices for every model, and for the GRF models the
+#: parent-conditioned stack with the affine step, with 0 blocks a linear-Gaussian BN), in the order the
+#: committed search tried them. Fixed from the model families, before any number was seen.
+_ORDER = {"true": ("flow", "linear", "flow-t", "linear-t"), "vae": ("mlp", "linear", "mlp-t", "linear-t")}
+_ORDER |= {"fc": _ORDER["true"], "ind": _ORDER["true"], "vae-maf": _ORDER["vae"]}
 DESIGNS: dict[str, list[dict]] = {
-    "true": _GRF_DESIGN,
-    "fc": _GRF_DESIGN,
-    "ind": _GRF_DESIGN,
-    "vae": _VAE_DESIGN,
-    "vae-maf": _VAE_DESIGN,
+    model: [next(c.options for c in CANDIDATES[model] if c.name == name) for name in names]
+    for model, names in _ORDER.items()
 }
 #: The models a search covers: the deep ones. Factor analysis chooses its k by its own 5-fold CV over
 #: up to 30 values on the training rows (more trials than any deep model gets); Ledoit-Wolf has none.
