@@ -201,9 +201,9 @@ class FittedModel(_CausalQueries):
         s = self.meta.get("settings") or {}
         if s.get("settings") != "auto" or "table" not in s:
             return None
-        return pd.DataFrame(
-            s.get("table", []), columns=["candidate", "fold", "rows", "nll", "epochs", "seconds", "status"]
-        )
+        from sirenvae.selection import TABLE_COLUMNS
+
+        return pd.DataFrame(s["table"], columns=list(TABLE_COLUMNS))
 
     @property
     def history(self) -> History | None:
@@ -372,24 +372,7 @@ def fit(
             (``prior_blocks``, ``hidden_per_set``, ...; with ``auto`` they are fixed in every
             candidate). Defaults as in ``sirenvae fit`` (:mod:`sirenvae.defaults`).
     """
-    from sirenvae.graph_io import read_graph
-    from sirenvae.networks import available_networks, load_network
-
-    network = None
-    if isinstance(graph, str) and not Path(graph).exists() and graph in available_networks():
-        bn, network = load_network(graph).graph, graph
-    else:
-        bn = read_graph(graph)
-    table = _read(
-        df,
-        bn if latent is None else latent_split(bn, latent),
-        ignore,
-        min_rows=2,
-        training=True,
-        allow_discrete=allow_discrete,
-    )
-    for notice in table.notices:
-        warnings.warn(notice, stacklevel=2)
+    table, network = _training_table(graph, df, latent, ignore, allow_discrete)
     search = {"folds": folds, "max_candidates": max_candidates, "time_budget": time_budget}
     return fit_rows(
         table.split,
@@ -591,6 +574,27 @@ def _settings_file(path, model: str, extra: dict, split) -> dict:
 
 
 # ---------------------------------------------------------------------- helpers
+def _training_table(
+    graph, df: pd.DataFrame, latent, ignore, allow_discrete: bool
+) -> tuple[Table, str | None]:
+    """The graph (a shipped network's name, a file, anything :func:`read_graph` reads) and the training
+    rows of ``df`` checked against it, its notices as warnings; also the network's name, if one.
+    """
+    from sirenvae.graph_io import read_graph
+    from sirenvae.networks import available_networks, load_network
+
+    network = None
+    if isinstance(graph, str) and not Path(graph).exists() and graph in available_networks():
+        bn, network = load_network(graph).graph, graph
+    else:
+        bn = read_graph(graph)
+    split = bn if latent is None else latent_split(bn, latent)
+    table = _read(df, split, ignore, min_rows=2, training=True, allow_discrete=allow_discrete)
+    for notice in table.notices:
+        warnings.warn(notice, stacklevel=3)  # at the caller of fit or compare
+    return table, network
+
+
 def _read(df: pd.DataFrame, graph, ignore, **options) -> Table:
     """:func:`sirenvae.data.read_frame` on a user's DataFrame: columns of latent nodes are dropped,
     and errors name the options as Python keywords.
@@ -684,17 +688,8 @@ def compare(
     ``time_budget`` and ``workers`` shape each inner settings search.
     """
     from sirenvae.comparison import compare as nested
-    from sirenvae.graph_io import read_graph
-    from sirenvae.networks import available_networks, load_network
 
-    if isinstance(graph, str) and not Path(graph).exists() and graph in available_networks():
-        bn = load_network(graph).graph
-    else:
-        bn = read_graph(graph)
-    split = bn if latent is None else latent_split(bn, latent)
-    table = _read(df, split, ignore, min_rows=2, training=True, allow_discrete=allow_discrete)
-    for notice in table.notices:
-        warnings.warn(notice, stacklevel=2)
+    table, _ = _training_table(graph, df, latent, ignore, allow_discrete)
     fixed, fit_config, train_options = _configs("true", dict(options))
     return nested(
         table.split,

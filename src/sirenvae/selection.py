@@ -92,8 +92,8 @@ class SelectionSettings:
         folds: ``k`` (default: :func:`default_folds` of the rows).
         importance_samples: ``K`` of the held-out IWAE NLL.
         max_candidates: Try only the first this many candidates (the simplest ones).
-        time_budget: Seconds after which no new fold is started (the first candidate always
-            finishes); candidates left unfinished are reported as such. Unlike every other option,
+        time_budget: Seconds after which only the leader (the most folds, then the best mean) starts
+            new folds, so that it finishes; the others are reported as unfinished. Unlike every other option,
             this one can make the outcome depend on the machine's speed.
         workers: Parallel fits (processes, one torch thread each); ``1`` runs in this process.
         address: A Ray cluster's address: the fits run there as Ray tasks instead.
@@ -162,7 +162,7 @@ class Selection:
         """``selection.csv`` as a DataFrame: one row per candidate (and classical model) and fold."""
         import pandas as pd
 
-        return pd.DataFrame(self.table, columns=list(_TABLE_COLUMNS))
+        return pd.DataFrame(self.table, columns=list(TABLE_COLUMNS))
 
     def to_meta(self) -> dict:
         """What ``model.json`` records of the search."""
@@ -180,7 +180,8 @@ class Selection:
         }
 
 
-_TABLE_COLUMNS = ("candidate", "fold", "rows", "nll", "epochs", "seconds", "status")
+#: The columns of ``selection.csv``.
+TABLE_COLUMNS = ("candidate", "fold", "rows", "nll", "epochs", "seconds", "status")
 
 
 def resolve_candidates(

@@ -75,7 +75,7 @@ def fit(
     time_budget: float = typer.Option(
         None,
         "--time-budget",
-        help="auto: start no new fold after this many seconds (the simplest candidate always finishes).",
+        help="auto: after this many seconds only the leading candidate starts new folds (so it finishes).",
     ),
     workers: int = typer.Option(
         None, "--workers", help="auto: parallel fits, one thread each (default: the CPUs, at most 8)."
