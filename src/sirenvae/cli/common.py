@@ -21,6 +21,7 @@ __all__ = [
     "UsageError",
     "app",
     "check_output",
+    "check_row_source",
     "check_run_out",
     "DEFAULT_THREADS",
     "THREADS_HELP",
@@ -33,6 +34,7 @@ __all__ = [
     "parse_latent",
     "parse_options",
     "split_list",
+    "training_options",
     "training_rows",
     "user_errors",
     "warn_if_diverged",
@@ -307,6 +309,27 @@ def parse_options(items: list[str] | None, variant: str) -> dict:
     return values
 
 
+def check_row_source(network, graph, data, train_size) -> None:
+    """Refuses, before any work, rows that would come from neither or both of the two sources."""
+    if (network is None) == (graph is None):
+        raise UsageError("give exactly one of --network NAME or --graph FILE")
+    if (data is None) == (train_size is None):
+        raise UsageError("give exactly one of --data CSV or --train-size N")
+
+
+def training_options(items, model: str, *, lr: float, batch_size: int, epochs: int, patience: int,
+                     seed: int, workers: int | None, **more) -> dict:  # fmt: skip
+    """The training options of ``fit`` and ``compare``: ``--set`` (:func:`parse_options`) with the
+    options that have their own flags; bad values are one line.
+    """
+    if epochs < 1 or batch_size < 1 or not lr > 0:
+        raise UsageError("--epochs, --batch-size and --lr must be positive")
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    flags = {"lr": lr, "batch_size": batch_size, "max_epochs": epochs, "patience": patience, "seed": seed}
+    return parse_options(items, model) | flags | more
+
+
 def training_rows(network, graph, data, train_size, latent, ignore_columns, id_column, seed, allow_discrete):
     """The split, the rows and the table's notices as ``fit`` and ``compare`` read them: sampled from a
     shipped network (``--train-size``) or a CSV on a graph or network (``--data``).
@@ -315,10 +338,7 @@ def training_rows(network, graph, data, train_size, latent, ignore_columns, id_c
     from sirenvae.graph_io import read_graph
     from sirenvae.networks import load_network
 
-    if (network is None) == (graph is None):
-        raise UsageError("give exactly one of --network NAME or --graph FILE")
-    if (data is None) == (train_size is None):
-        raise UsageError("give exactly one of --data CSV or --train-size N")
+    check_row_source(network, graph, data, train_size)
     if train_size is not None:
         if network is None:
             raise UsageError("--train-size samples from a shipped --network; with --graph give --data CSV")

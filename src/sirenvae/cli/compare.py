@@ -15,11 +15,12 @@ from sirenvae.cli.common import (
     UsageError,
     app,
     check_output,
+    check_row_source,
     console,
     default_workers,
-    parse_options,
     split_list,
     torch_threads,
+    training_options,
     training_rows,
     user_errors,
 )
@@ -86,10 +87,11 @@ def compare(
     from sirenvae.plots import FORMATS, save
 
     with user_errors(), torch_threads(threads):
-        if epochs < 1 or batch_size < 1 or not lr > 0:
-            raise UsageError("--epochs, --batch-size and --lr must be positive")
-        if workers is not None and workers < 1:
-            raise UsageError(f"--workers must be at least 1, got {workers}")
+        check_row_source(network, graph, data, train_size)
+        settings = training_options(
+            options, "true", lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, seed=seed,
+            workers=workers,
+        )  # fmt: skip
         if outer_folds is not None and outer_folds < 2:
             raise UsageError(f"--outer-folds must be at least 2, got {outer_folds}")
         inputs = [("--graph", graph), ("--data", data)]
@@ -101,9 +103,6 @@ def compare(
                 raise UsageError("--plot and -o name the same file; give two names")
             check_output(plot, force=force, inputs=inputs, option="--plot")
         chosen = check_models(split_list(models) or ())
-        settings = parse_options(options, "true") | {
-            "lr": lr, "batch_size": batch_size, "max_epochs": epochs, "patience": patience, "seed": seed,
-        }  # fmt: skip
         split, x, notices = training_rows(
             network, graph, data, train_size, latent, ignore_columns, id_column, seed, allow_discrete
         )

@@ -16,14 +16,15 @@ from sirenvae.cli.common import (
     UsageError,
     app,
     check_output,
+    check_row_source,
     check_run_out,
     console,
     default_workers,
     err_console,
     one_of,
-    parse_options,
     split_list,
     torch_threads,
+    training_options,
     training_rows,
     user_errors,
     warn_if_diverged,
@@ -106,26 +107,19 @@ def fit(
     from sirenvae.api import fit_rows
 
     with user_errors(), torch_threads(threads):
-        if (network is None) == (graph is None):
-            raise UsageError("give exactly one of --network NAME or --graph FILE")
-        if (data is None) == (train_size is None):
-            raise UsageError("give exactly one of --data CSV or --train-size N")
+        check_row_source(network, graph, data, train_size)
         if model not in VARIANTS:
             raise UsageError(f"unknown --model {model!r}; choose one of {', '.join(VARIANTS)}")
-        if epochs < 1 or batch_size < 1 or not lr > 0:
-            raise UsageError("--epochs, --batch-size and --lr must be positive")
+        train_options = training_options(
+            options, model, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, seed=seed,
+            workers=workers, progress=progress,
+        )  # fmt: skip
         if settings not in ("auto", "paper") and not Path(settings).is_file():
             raise UsageError(f"--settings {settings!r}: give auto, paper or an existing JSON file")
         if settings != "auto" and (folds or max_candidates or time_budget or workers or address):
             raise UsageError(
                 "--folds, --max-candidates, --time-budget, --workers and --address apply to --settings auto"
             )
-        if workers is not None and workers < 1:
-            raise UsageError(f"--workers must be at least 1, got {workers}")
-        train_options = parse_options(options, model) | {
-            "lr": lr, "batch_size": batch_size, "max_epochs": epochs, "patience": patience, "seed": seed,
-            "progress": progress,
-        }  # fmt: skip
         check_run_out(out, resume=resume, force=force, inputs=[("--graph", graph), ("--data", data)])
         split, x, notices = training_rows(
             network, graph, data, train_size, latent, ignore_columns, id_column, seed, allow_discrete
