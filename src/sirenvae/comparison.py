@@ -156,7 +156,7 @@ class Comparison:
     def paired(self, model: str, against: str = "true") -> tuple[float, float]:
         """The mean per-row difference ``model - against`` in out-of-fold NLL and its standard error."""
         d = (self.per_row[model] - self.per_row[against]).to_numpy()
-        return float(d.mean()), _se(d)
+        return selection.mean_se(d)
 
     @property
     def best_without(self) -> str | None:
@@ -191,7 +191,7 @@ class Comparison:
                 {
                     "model": m,
                     "nll": float(values.mean()),
-                    "se": _se(values),
+                    "se": selection.mean_se(values)[1],
                     "diff_vs_true": diff,
                     "diff_se": diff_se,
                     "uses_graph": m in USES_GRAPH,
@@ -291,7 +291,7 @@ def compare(
             if m in result.failed:
                 continue
             try:
-                nll[m][held] = _classical_fold(m, train, test, seed)
+                nll[m][held] = selection.classical_nll(m, train, test, seed)
             except Exception as e:  # noqa: BLE001 - a classical model is a reference, never a reason to stop
                 result.failed[m] = f"{where}: {type(e).__name__}: {e}"
                 continue
@@ -393,20 +393,9 @@ def _deep_fold(split, train, test, variant, fixed, fit_config, options, settings
     return pick, values
 
 
-def _classical_fold(name: str, train: Tensor, test: Tensor, seed: int) -> np.ndarray:
-    from sirenvae.baselines import fit_classical
-
-    model = fit_classical(name, train.double(), seed=seed)
-    return -model.log_prob(test.double()).numpy()
-
-
 def _chosen_score(pick) -> float:
     row = next((r for r in pick.candidates if r.get("chosen")), {})
     return float(row.get("cv_nll", math.nan))
-
-
-def _se(values: np.ndarray) -> float:
-    return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.inf
 
 
 def _say(progress, line: str) -> None:

@@ -53,8 +53,10 @@ __all__ = [
     "SelectionError",
     "SelectionSettings",
     "choose",
+    "classical_nll",
     "default_folds",
     "large_graph_candidates",
+    "mean_se",
     "min_rows",
     "resolve_candidates",
     "select",
@@ -442,10 +444,10 @@ def _outcome(variant, chosen_list, names, live, results, parts, n, k, x, setting
         if live[c] == "ok":
             values = _oof(results, c, parts, n)
             per_row[cand.name] = values
-            row["cv_nll"], row["se"] = _mean_se(values)
+            row["cv_nll"], row["se"] = mean_se(values)
         elif done:
             values = np.concatenate([np.asarray(results[c, f]["nll"]) for f in done])
-            row["cv_nll"], row["se"] = _mean_se(values)
+            row["cv_nll"], row["se"] = mean_se(values)
         summary.append(row)
     if not any(row["status"] == "ok" for row in summary):
         first = next((row["status"] for row in summary), "no candidate")
@@ -458,7 +460,7 @@ def _outcome(variant, chosen_list, names, live, results, parts, n, k, x, setting
     if settings.classical and classical and "notice" in classical[0]:
         notices.append(classical.pop(0)["notice"])
     for row in classical:  # paired with the chosen candidate over every row
-        row["vs_chosen"], row["vs_se"] = _mean_se(per_row[row["candidate"]] - per_row[names[pick]])
+        row["vs_chosen"], row["vs_se"] = mean_se(per_row[row["candidate"]] - per_row[names[pick]])
     return Selection(
         variant=variant,
         chosen=names[pick],
@@ -485,7 +487,7 @@ def _paired_to(summary: list[dict], pick: int, results: dict, parts, k: int, liv
         if c == pick or not done:
             continue
         d = np.concatenate([np.asarray(results[c, f]["nll"]) - results[pick, f]["nll"] for f in done])
-        row["vs_chosen"], row["vs_se"] = _mean_se(d)
+        row["vs_chosen"], row["vs_se"] = mean_se(d)
 
 
 def choose(summary: Sequence[dict], n: int) -> tuple[int, str]:
@@ -506,8 +508,8 @@ def choose(summary: Sequence[dict], n: int) -> tuple[int, str]:
     )
 
 
-def _mean_se(values: np.ndarray) -> tuple[float, float]:
-    """The mean of per-row values and its standard error."""
+def mean_se(values: np.ndarray) -> tuple[float, float]:
+    """The mean of per-row values and its standard error, sd / sqrt(n) (inf for a single value)."""
     se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else math.inf
     return float(values.mean()), float(se)
 
@@ -531,12 +533,16 @@ def _counted(results: dict, c: int, k: int, status: str) -> list[int]:
 CLASSICAL_NAMES = {"fa": "factor analysis", "lw": "Ledoit-Wolf"}
 
 
+def classical_nll(name: str, train: Tensor, test: Tensor, seed: int) -> np.ndarray:
+    """The exact NLL of each row of ``test`` under the classical model ``name`` fitted on ``train``."""
+    from sirenvae.baselines import fit_classical
+
+    model = fit_classical(name, train.double(), seed=seed)
+    return -model.log_prob(test.double()).numpy()
+
+
 def _classical(x: Tensor, parts, settings: SelectionSettings, table: list, per_row: dict) -> list[dict]:
     """Factor analysis and Ledoit-Wolf on the same folds: their rows of the table and summaries."""
-    try:
-        from sirenvae.baselines import fit_classical
-    except ImportError as e:  # pragma: no cover - scikit-learn is a dependency
-        return [{"notice": f"the classical models are skipped ({e})"}]
     n = x.shape[0]
     out, rows = [], []
     for name in CLASSICAL_NAMES:
@@ -546,8 +552,9 @@ def _classical(x: Tensor, parts, settings: SelectionSettings, table: list, per_r
                 mask = np.ones(n, dtype=bool)
                 mask[held] = False
                 start = time.perf_counter()
-                model = fit_classical(name, x[torch.as_tensor(mask)].double(), seed=settings.seed)
-                values[held] = -model.log_prob(x[torch.as_tensor(held)].double()).numpy()
+                values[held] = classical_nll(
+                    name, x[torch.as_tensor(mask)], x[torch.as_tensor(held)], settings.seed
+                )
                 rows.append(
                     {
                         "candidate": name,
@@ -564,7 +571,7 @@ def _classical(x: Tensor, parts, settings: SelectionSettings, table: list, per_r
                 per_row.pop(other, None)
             return [{"notice": f"the classical models are skipped on these rows ({type(e).__name__}: {e})"}]
         per_row[name] = values
-        mean, se = _mean_se(values)
+        mean, se = mean_se(values)
         out.append({"candidate": name, "cv_nll": mean, "se": se})
     table.extend(rows)  # all of them or none
     return out
