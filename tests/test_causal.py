@@ -431,9 +431,9 @@ def test_fitted_counterfactuals_match_the_closed_form(fitted):
 
 def test_unidentified_queries_need_force(fitted):
     net, model = fitted
-    with pytest.raises(ValueError, match=r"latent node\(s\) h1; pass force=True"):
+    with pytest.raises(ValueError, match=r"latent node\(s\) h1; pass allow_unidentified=True"):
         model.sample(10, do={"h1": 1.0})
-    s = model.sample(10, do={"h1": "q0.9"}, force=True, latents=False)
+    s = model.sample(10, do={"h1": "q0.9"}, allow_unidentified=True, latents=False)
     assert s.attrs["causal"] == "model-dependent" and list(s.columns) == list(model.observed)
     with pytest.raises(ValueError, match="unknown target node 'q'"):
         model.effect("q", {"x": 1.0})
@@ -479,7 +479,7 @@ def test_cli_effect_sample_and_counterfactual(user_run):
     out = json.loads(result.output)
     assert out["causal"] == "identified" and out["se"] >= 0 and out["do"] == {"x": "1"}
     assert out["effect"] == pytest.approx(out["mean_do"] - out["mean_vs"])
-    result = cli("effect", run, "--target", "y", "--do", "h1=q0.9", "-n", 200, "--force")
+    result = cli("effect", run, "--target", "y", "--do", "h1=q0.9", "-n", 200, "--allow-unidentified")
     assert (
         result.exit_code == 0 and "model-dependent" in result.output and "model's own units" in result.output
     )

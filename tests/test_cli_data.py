@@ -68,7 +68,7 @@ def test_fit_names_its_latent_nodes_and_suggests_near_misses(files, tmp_path):
         "fit", "--graph", files / "g.json", "--data", tmp_path / "two.csv", "--out", tmp_path / "a", *FAST
     )
     assert r.exit_code == 0, r.output
-    assert "latent nodes (3, nodes without a column): z1, z2, x3" in r.stdout
+    assert "latent nodes (3, nodes without a column): z1, z2, x3" in r.stderr
     # a typo in the edge list is caught against the unused column
     edges = tmp_path / "edges.csv"
     edges.write_text("parent,child\nz1,z2\nz1,x1\nz2,x2\nz2,xthree\nx1,xthree\n")
@@ -87,8 +87,8 @@ def test_fit_ignores_latent_columns_and_named_columns_only(files, tmp_path):
     out = tmp_path / "a"
     r = run("fit", "--graph", graph, "--data", files / "all.csv", "--latent", "z1,z2", "--out", out, *FAST)
     assert r.exit_code == 0, r.output
-    assert "note: ignoring column(s) z1, z2 of all.csv: they are latent nodes" in r.stdout
-    assert "latent nodes (2, from --latent): z1, z2" in r.stdout
+    assert "note: ignoring column(s) z1, z2 of all.csv: they are latent nodes" in r.stderr
+    assert "latent nodes (2, from --latent): z1, z2" in r.stderr
     # other columns are errors unless ignored by name
     frame = pd.read_csv(files / "obs.csv").assign(site=3.0, batch=1.0)
     frame.to_csv(tmp_path / "extra.csv", index=False)
@@ -98,7 +98,7 @@ def test_fit_ignores_latent_columns_and_named_columns_only(files, tmp_path):
     assert "column 'site' matches no node" in line and "--ignore-columns site,batch" in line
     r = run(*r_args(graph, tmp_path / "extra.csv", tmp_path / "b"), "--ignore-columns", "site, batch")
     assert r.exit_code == 0, r.output
-    assert "latent nodes (2, nodes without a column): z1, z2" in r.stdout
+    assert "latent nodes (2, nodes without a column): z1, z2" in r.stderr
     r = run(
         "evaluate",
         tmp_path / "b",
@@ -133,7 +133,7 @@ def test_fit_refuses_constant_and_binary_columns(files, tmp_path):
     )
     r = run(*r_args(files / "g.json", tmp_path / "binary.csv", tmp_path / "b"), "--allow-discrete")
     assert r.exit_code == 0, r.output
-    note = " ".join(r.stdout.split())
+    note = " ".join(r.stderr.split())
     assert "note: column(s) 'x1' (6 distinct integers), 'x3' (values 0, 1) look discrete" in note
     # evaluation data may be anything finite
     r = run("evaluate", files / "run", "--data", tmp_path / "const.csv", "-k", 2, "--json")
@@ -148,7 +148,7 @@ def test_excel_files_with_ids_and_spaced_latent_lists(files, tmp_path):
     run_dir = tmp_path / "run"
     r = run(*r_args(files / "g.json", path, run_dir), "--latent", "z1, z2 ", "--id-column", "patient")
     assert r.exit_code == 0, r.output
-    assert "latent nodes (2, from --latent): z1, z2" in r.stdout
+    assert "latent nodes (2, from --latent): z1, z2" in r.stderr
     new = frame.drop(columns=["z1", "z2"]).iloc[:5]
     new.to_csv(tmp_path / "new.csv", index=False)
     out = tmp_path / "post.csv"
@@ -200,7 +200,7 @@ def test_evaluate_and_posterior_read_sample_output(files, tmp_path):
     out = tmp_path / "post.csv"
     r = run("posterior", files / "run", "--data", samples, "-n", 2, "-o", out)
     assert r.exit_code == 0, r.output
-    assert "note: ignoring column(s) z1, z2 of samples.csv: they are latent nodes" in r.stdout
+    assert "note: ignoring column(s) z1, z2 of samples.csv: they are latent nodes" in r.stderr
     post = pd.read_csv(out)
     assert list(post.columns) == ["row", "statistic", "z1", "z2"] and len(post) == 30 * 4
     # other unknown columns are still errors
@@ -248,15 +248,15 @@ def test_ordinary_names_are_not_called_typos(tmp_path):
     )
     r = run("fit", "--graph", edges, "--data", tmp_path / "d.csv", "--out", tmp_path / "run", *FAST)
     assert r.exit_code == 0, r.output
-    assert "latent nodes (3, nodes without a column): blight, x2, smokng" in r.stdout
-    assert "typo" not in r.stdout
+    assert "latent nodes (3, nodes without a column): blight, x2, smokng" in r.stderr
+    assert "typo" not in r.stderr
     pd.DataFrame(g.normal(size=(40, 3)), columns=["height", "leaf", "smoking"]).to_csv(
         tmp_path / "d.csv", index=False
     )
     edges.write_text("parent,child\nblight,height\nsmoking,leaf\nsmokng,leaf\n")
     r = run("fit", "--graph", edges, "--data", tmp_path / "d.csv", "--out", tmp_path / "run2", *FAST)
     assert r.exit_code == 0, r.output
-    note = " ".join(r.stdout.split())
+    note = " ".join(r.stderr.split())
     assert (
         "latent node 'smokng' is named like column 'smoking'" in note
         and "'blight'" not in note.split("latent nodes")[0]

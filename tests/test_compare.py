@@ -201,7 +201,7 @@ def test_the_cli_writes_the_table_and_the_picture(files, tmp_path):
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and picture.stat().st_size > 10_000
     said = " ".join(result.stdout.split())
     assert "held-out likelihood" in said and "the best model without it" in said
-    assert "outer fold 2/2" in said  # progress, a line per model and outer fold
+    assert "outer fold 2/2" in " ".join(result.stderr.split())  # progress: a line per model and fold
     again = run(*args, "--outer-folds", 2, "-o", out)
     assert again.exit_code == 2 and "already exists" in error_line(again)
 

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from sirenvae.baselines import BASELINES, ClassicalConfig, fit_classical
 from sirenvae.cli import app
-from sirenvae.experiments.registry import PAPER_TABLE1, TABLE_ORDER, RunConfig, grid
+from sirenvae.experiments.grids import grid
+from sirenvae.experiments.protocol import PAPER_TABLE1, TABLE_ORDER, RunConfig
 from sirenvae.experiments.runner import _execute, load_results, run_one, run_sweep
 from sirenvae.models import VARIANTS, ModelConfig
 

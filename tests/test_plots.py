@@ -52,18 +52,18 @@ def test_graph_command_draws_and_never_overwrites(files, tmp_path):
     out = tmp_path / "graph.png"
     r = run("graph", "--graph", files / "g.csv", "--latent", "z, w", "-o", out)
     assert r.exit_code == 0, r.output
-    assert "2 latent: z, w" in r.stdout and out.read_bytes().startswith(PNG)
+    assert "2 latent: z, w" in r.stderr and out.read_bytes().startswith(PNG)
     before = out.read_bytes()
     r = run("graph", "--network", "ecoli70", "-o", out)
     assert "already exists; pass --force" in error_line(r) and out.read_bytes() == before
     r = run("graph", "--network", "ecoli70", "-o", out, "--force")
     assert r.exit_code == 0, r.output
-    assert "22 latent" in r.stdout and out.read_bytes() != before and out.read_bytes().startswith(PNG)
+    assert "22 latent" in r.stderr and out.read_bytes() != before and out.read_bytes().startswith(PNG)
     svg, pdf = tmp_path / "g.svg", tmp_path / "g.pdf"
     assert run("graph", "--graph", files / "g.csv", "--latent", "z", "-o", svg).exit_code == 0
     assert "<svg" in svg.read_text()
     r = run("graph", "--graph", files / "g.csv", "-o", pdf)  # no latent set: the graph alone
-    assert r.exit_code == 0 and "--latent" in r.stdout and pdf.read_bytes().startswith(b"%PDF")
+    assert r.exit_code == 0 and "--latent" in r.stderr and pdf.read_bytes().startswith(b"%PDF")
     cases = [
         (["--graph", files / "g.csv", "-o", tmp_path / "g.jpg"], "must end in .png, .svg, .pdf"),
         (["--graph", files / "g.csv", "-o", tmp_path], "is a directory"),
@@ -115,7 +115,7 @@ def test_evaluate_per_row(fitted, files, tmp_path):
     assert "is a directory" in error_line(r)
     table = tmp_path / "table.csv"
     r = run("evaluate", fitted, "--data", files / "data.csv", "-k", 2, "--per-row", table)
-    assert r.exit_code == 0 and "each of the 80 rows" in r.stdout and len(pd.read_csv(table)) == 80
+    assert r.exit_code == 0 and "each of the 80 rows" in r.stderr and len(pd.read_csv(table)) == 80
 
 
 def test_a_large_graph_is_drawn_as_a_bounded_overview():
@@ -141,9 +141,9 @@ def test_graph_of_a_run_or_of_a_csv_header(fitted, files, tmp_path):
     # the latent nodes of a run, or the nodes without a column, as fit infers them: z and w here
     from_run, from_csv = tmp_path / "run.png", tmp_path / "csv.png"
     r = run("graph", "--run", fitted, "-o", from_run)
-    assert r.exit_code == 0 and "2 latent: z, w" in r.stdout, r.output
+    assert r.exit_code == 0 and "2 latent: z, w" in r.stderr, r.output
     r = run("graph", "--graph", files / "g.csv", "--data", files / "data.csv", "-o", from_csv)
-    assert r.exit_code == 0 and "2 latent: z, w" in r.stdout, r.output
+    assert r.exit_code == 0 and "2 latent: z, w" in r.stderr, r.output
     assert from_run.read_bytes() == from_csv.read_bytes()
     cases = [
         (["--run", fitted, "--latent", "z"], "--run draws the run's own latent nodes"),

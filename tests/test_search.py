@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 from sirenvae.cli import app
 from sirenvae.data import default_latent_rule, latent_split, sample_splits
 from sirenvae.experiments import search as S
-from sirenvae.experiments.registry import EXPERIMENTS, MODEL_CONFIGS, QUICK, grid
+from sirenvae.experiments.grids import grid
+from sirenvae.experiments.protocol import EXPERIMENTS, MODEL_CONFIGS, QUICK
 from sirenvae.experiments.runner import run_sweep
 from sirenvae.models import VARIANTS, ModelConfig
 from sirenvae.networks import load_network
@@ -85,9 +86,12 @@ def test_every_model_gets_the_same_number_of_trials(fake_trials, monkeypatch):
     assert every[0] == {} and len(every) == 4  # a small space is searched whole, the paper point once
 
 
-def test_a_typo_in_a_space_is_a_clear_error_and_pending_fields_wait(monkeypatch):
+def test_a_typo_in_a_space_is_a_clear_error_and_every_shipped_field_is_searched():
     with pytest.raises(ValueError, match="unknown search field 'prior_blok' for model 'true'"):
         S.resolve_space("true", {"prior_blok": [1, 2]})
+    # an unknown name is refused even beside known ones: nothing is silently skipped
+    with pytest.raises(ValueError, match="unknown search field 'not_yet_a_field'"):
+        S.resolve_space("true", {"not_yet_a_field": [1, 2], "lr": [1e-3]})
     for bad in ({"test_size": [10]}, {"variant": ["fc"]}):
         with pytest.raises(ValueError, match="unknown search field"):
             S.resolve_space("vae", bad)
@@ -95,13 +99,11 @@ def test_a_typo_in_a_space_is_a_clear_error_and_pending_fields_wait(monkeypatch)
         S.resolve_space("vae", {"lr": []})
     with pytest.raises(ValueError, match="unknown model 'gan'"):
         S.resolve_space("gan", {"lr": [1e-3]})
-    monkeypatch.setattr(S, "PENDING", S.PENDING | {"not_yet_a_field"})
-    assert S.resolve_space("true", {"not_yet_a_field": [1, 2], "lr": [1e-3]}) == {"lr": [1e-3]}
-    # every pending name is used once ModelConfig has it, skipped before
-    have = {f.name for f in dataclasses.fields(ModelConfig)}
+    # every field of every shipped space is a ModelConfig or Schedule field, kept with all its values
+    have = {f.name for f in dataclasses.fields(ModelConfig)} | set(S.SCHEDULE_FIELDS)
     for model, space in S.SPACES.items():
-        resolved = S.resolve_space(model, space)
-        assert set(resolved) == {k for k in space if k not in S.PENDING or k in have}
+        assert set(space) <= have, (model, set(space) - have)
+        assert S.resolve_space(model, space) == {k: list(v) for k, v in space.items()}
 
 
 def test_combinations_the_configuration_refuses_are_never_tried(monkeypatch):
@@ -161,7 +163,7 @@ def test_resume_skips_finished_cells(tmp_path, fake_trials):
     assert third.completed == [cells[0].run_id]  # another configuration is searched again
 
 
-def test_chosen_round_trips_into_the_registry(tmp_path, fake_trials):
+def test_chosen_round_trips_into_the_grid(tmp_path, fake_trials):
     settings = S.SearchSettings(trials=5, valid_rows=20, schedule=QUICK)
     cells = S.cells(
         settings=settings, datasets=["ecoli70"], factors=[2, 100], models=["vae", "true"], spaces=TINY

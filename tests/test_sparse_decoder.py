@@ -7,7 +7,8 @@ from sirenvae.data import default_latent_rule, latent_split
 from sirenvae.flows.sparse import BlockSparseLinear, BlockSparseMLP
 from sirenvae.masks import set_blocks, set_groups
 from sirenvae.models import Decoder
-from sirenvae.models.config import DECODER_MEANS, LIKELIHOODS
+from sirenvae.models.config import DECODER_MEANS
+from sirenvae.models.likelihoods import FAMILIES as LIKELIHOODS
 from sirenvae.networks import load_network
 from sirenvae.nn import MaskedMLP
 from test_sparse import sparse_dag

@@ -4,13 +4,13 @@
 (see :mod:`sirenvae.api`) are imported on first use, so that ``import sirenvae`` stays light.
 """
 
-__version__ = "0.1.0"
+from sirenvae.version import __version__
 
-__all__ = ["FittedModel", "compare", "fit", "load"]
+__all__ = ["FittedModel", "__version__", "compare", "fit", "load"]
 
 
 def __getattr__(name: str):
-    if name in __all__:
+    if name in ("FittedModel", "compare", "fit", "load"):
         from sirenvae import api
 
         return getattr(api, name)

@@ -62,7 +62,7 @@ class _CausalQueries:
         *,
         n: int = 10_000,
         seed: int | None = 0,
-        force: bool = False,
+        allow_unidentified: bool = False,
     ) -> dict[str, Any]:
         r"""The average effect :math:`E[y \mid do(a)] - E[y \mid do(b)]` on node ``target`` of ``do``
         against ``vs`` (no intervention when ``None``), from ``n`` draws of the same noises under both
@@ -72,8 +72,8 @@ class _CausalQueries:
         _positive(n, "n")
         if target not in self.graph:
             raise ValueError(f"unknown target node {target!r}")
-        iv, ident = self._intervention(do, target, force)
-        iv_b, ident_b = self._intervention(vs, target, force) if vs else (None, ident)
+        iv, ident = self._intervention(do, target, allow_unidentified)
+        iv_b, ident_b = self._intervention(vs, target, allow_unidentified) if vs else (None, ident)
         # an arm is computed once when the target lies downstream of neither arm's interventions:
         # with the same noises, its values are the same in both (bit for bit)
         moved = [w for arm in (iv, iv_b) if arm is not None for w in arm.values]
@@ -133,19 +133,21 @@ class _CausalQueries:
         frame.attrs["ess"] = pd.Series(ess.cpu().double().numpy(), index=df.index, name="ess")
         return frame
 
-    def _intervention(self, do, target: str | None, force: bool):
+    def _intervention(self, do, target: str | None, allow_unidentified: bool):
         """``do`` resolved on the model, and whether ``P(target | do)`` (all other observed nodes
-        when ``target`` is ``None``) is identified; unidentified without ``force`` is an error.
+        when ``target`` is ``None``) is identified; unidentified without ``allow_unidentified`` is
+        an error.
         """
         causal.check_structural(self.model)
         iv = causal.resolve(self.model, do)
         targets = [target] if target else [v for v in self.observed if v not in iv.values]
         ident = identify(self.graph, self.latent, list(iv.values), targets)
-        if not ident.identified and not force:
+        if not ident.identified and not allow_unidentified:
             shown = ", ".join(targets[:5]) + (f", ... ({len(targets)} nodes)" if len(targets) > 5 else "")
             what = f"P({shown} | do({', '.join(iv.values)}))"
             raise ValueError(
-                f"{what} is {ident.reason}; pass force=True (--force) for the fitted model's "
+                f"{what} is {ident.reason}; pass allow_unidentified=True "
+                "(--allow-unidentified) for the fitted model's "
                 "model-dependent answer"
             )
         return iv, ident
@@ -277,7 +279,7 @@ class FittedModel(_CausalQueries):
         seed: int | None = 0,
         do: Mapping[str, float | str] | None = None,
         latents: bool = True,
-        force: bool = False,
+        allow_unidentified: bool = False,
     ) -> pd.DataFrame:
         """``n`` joint samples with every node as a column, in graph order (latent ones unless
         ``latents=False``).
@@ -285,7 +287,8 @@ class FittedModel(_CausalQueries):
         With ``do`` (node name to value: raw units for observed nodes, the model's own units for
         latents, or ``"q0.9"`` for a quantile of the node's marginal under the model), samples of the
         intervened model. A query not identified from the observed variables (see
-        :func:`sirenvae.identification.identify`) is a :class:`ValueError` unless ``force``; the
+        :func:`sirenvae.identification.identify`) is a :class:`ValueError` unless
+        ``allow_unidentified``; the
         frame's ``attrs["causal"]`` says ``"identified"`` or ``"model-dependent"`` and
         ``attrs["reason"]`` why.
         """
@@ -295,7 +298,7 @@ class FittedModel(_CausalQueries):
                 z, x = self.model.sample(n)
                 label = None
             else:
-                iv, ident = self._intervention(do, None, force)
+                iv, ident = self._intervention(do, None, allow_unidentified)
                 z, u = causal.propagate(self.model, *causal.draw_noise(self.model, n), iv)
                 x, label = causal.raw(self.model, u, iv), ident
         frame = self._frame(self.model.nodes(z, x).reshape(-1, len(self.graph)), latents)

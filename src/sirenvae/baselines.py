@@ -10,8 +10,8 @@ r"""Classical baselines: what a statistician would fit to the observed columns i
 
 Both are exact Gaussian densities, so their NLL is exact (no importance sampling), and with the exact
 posterior :math:`p(z \mid x)` the ELBO equals the log-likelihood: their −ELBO is their NLL. The
-reconstruction error of factor analysis is the one of SPEC §4 under the exact posterior
-:math:`z \mid x \sim \mathcal{N}(m, S)`, :math:`S = (I + W \Psi^{-1} W^\top)^{-1}`,
+reconstruction error of factor analysis is the deep models' (docs/results.md, "Setup") under the
+exact posterior :math:`z \mid x \sim \mathcal{N}(m, S)`, :math:`S = (I + W \Psi^{-1} W^\top)^{-1}`,
 :math:`m = S W \Psi^{-1} (x - \mu)`:
 :math:`E \lVert x - \mu - W^\top z \rVert^2 = \lVert x - \mu - W^\top m \rVert^2 + \mathrm{tr}(W^\top S W)`.
 Ledoit–Wolf has no latent variables and no reconstruction error.

@@ -1,4 +1,4 @@
-r"""Does the graph help on these rows? Held-out likelihood by nested cross-validation (SPEC §8).
+r"""Does the graph help on these rows? Held-out likelihood by nested cross-validation.
 
 Choosing among many candidates biases the winner's cross-validated score downwards, and the more
 candidates a model has, the more; a comparison of models therefore scores each one on rows that no

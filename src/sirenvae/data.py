@@ -44,9 +44,9 @@ class DataError(ValueError):
 
 
 LATENT_RULES = {
-    # SPEC section 5: ecoli70, arth150, magic-irri
+    # ecoli70, arth150, magic-irri: the non-leaves are latent (docs/results.md, "Setup")
     "leaves-observed": lambda g: [v for v in g.nodes if g.children(v)],
-    # SPEC section 5: magic-niab
+    # magic-niab: the nodes with parents and children are latent (docs/results.md, "Setup")
     "roots-and-leaves-observed": lambda g: [v for v in g.nodes if g.children(v) and g.parents(v)],
 }
 
@@ -59,7 +59,7 @@ _DEFAULT_RULES = {
 
 
 def default_latent_rule(network: str) -> str | list[str]:
-    """The latent rule of SPEC section 5 for a shipped network."""
+    """The latent rule of a shipped network (docs/results.md, "Setup")."""
     if network in ("arithmetic-circuit", "arithmetic_circuit"):
         return [f"z{i}" for i in range(6)]
     return _DEFAULT_RULES.get(network, "leaves-observed")

@@ -58,9 +58,11 @@ def iwae(model, x: Tensor, samples: int) -> Tensor:
 
 
 def reconstruction_error(model, x: Tensor, samples: int = 1) -> Tensor:
-    r""":math:`E_{z \sim q(z \mid x)} \lVert x - E[x \mid z] \rVert^2` summed over observed dims, ``(N,)``."""
+    r""":math:`E_{z \sim q(z \mid x)} \sum_i e(x_i, E[x_i \mid z])`, ``(N,)``, with the observation family's
+    per-cell error :math:`e` (the squared error for continuous families).
+    """
     z, _ = model.posterior(x, samples)
-    return (x - model.reconstruction(x, z)).square().sum(-1).mean(0)
+    return model.family.reconstruction_error(x, model.reconstruction(x, z)).sum(-1).mean(0)
 
 
 #: Samples (rows x importance samples) per evaluation chunk: small enough that a chunk's activations

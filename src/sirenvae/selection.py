@@ -39,12 +39,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-import sirenvae
 from sirenvae.candidates import Candidate, candidates_for
 from sirenvae.files import atomic_write_text
 from sirenvae.graph import LatentSplit
 from sirenvae.models import ModelConfig
 from sirenvae.parallel import Pool
+from sirenvae.version import __version__
 
 __all__ = [
     "FEW_ROWS",
@@ -278,7 +278,7 @@ def select(
     cache = _Cache(directory, {"format": FORMAT, "data": data_fingerprint(x_cpu), "folds": k,
                                "seed": settings.seed, "fit": fit_dict, "options": opt_dict,
                                "K": settings.importance_samples, "graph": graph,
-                               "latent": list(split.latent), "version": sirenvae.__version__})  # fmt: skip
+                               "latent": list(split.latent), "version": __version__})  # fmt: skip
     tasks = {}
     for c, (_, config) in enumerate(chosen_list):
         for f, held in enumerate(parts):

@@ -28,9 +28,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-import sirenvae
 from sirenvae.defaults import BATCH_SIZE, LR, MAX_EPOCHS, PATIENCE
 from sirenvae.files import atomic_write, atomic_write_text
+from sirenvae.version import __version__
 
 __all__ = [
     "CheckpointError",
@@ -347,7 +347,7 @@ def save_checkpoint(directory: str | Path, name: str, tensors: dict[str, Tensor]
     doc = {
         "format": "sirenvae",
         "format_version": FORMAT_VERSION,
-        "sirenvae_version": sirenvae.__version__,
+        "sirenvae_version": __version__,
         "tensors": tensor_file.name,
         "sha256": digest,
         **meta,
@@ -384,9 +384,9 @@ def load_checkpoint(directory: str | Path, name: str) -> tuple[dict[str, Tensor]
             f"{FORMAT_VERSION}"
         )
     written = str(meta.get("sirenvae_version", "?"))
-    if written.split(".")[:2] != sirenvae.__version__.split(".")[:2]:
+    if written.split(".")[:2] != __version__.split(".")[:2]:
         raise CheckpointError(
-            f"{path} was written by sirenvae {written}, this is {sirenvae.__version__}; "
+            f"{path} was written by sirenvae {written}, this is {__version__}; "
             "retrain, or install the version that wrote it"
         )
     tensor_path = directory / str(meta.get("tensors", ""))

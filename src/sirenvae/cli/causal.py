@@ -3,13 +3,19 @@
 A fitted SIReN-VAE with ``conditioning=parents`` is a structural causal model with hidden variables;
 these commands ask it what happens under ``do(v = a)``. Interventional queries are checked for
 identifiability from the observed variables first (:func:`sirenvae.identification.identify`): an
-unidentified one is answered only with ``--force`` and labelled model-dependent; counterfactuals
-always depend on the fitted model.
+unidentified one is answered only with ``--allow-unidentified`` and labelled model-dependent;
+counterfactuals always depend on the fitted model (and need no flag). ``--force`` only overwrites an
+output file.
+
+``effect`` prints its answer on standard output; the notes (extrapolation, latent units) and the
+"wrote ..." lines of ``sample --do`` and ``counterfactual`` with their labels go to standard error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -21,8 +27,8 @@ from sirenvae.cli.common import (
     UsageError,
     app,
     check_output,
-    console,
-    err_console,
+    note,
+    say,
     split_list,
     torch_threads,
     user_errors,
@@ -72,25 +78,52 @@ def _load(run: Path, device: str = "cpu"):
     return fitted
 
 
-def _say(text: str) -> None:
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
+ALLOW_HELP = "Answer a query that is not identified from the observed variables (labelled model-dependent)."
+
+
+@contextlib.contextmanager
+def unidentified_flag(force: bool) -> Iterator[None]:
+    """The library's refusal of an unidentified query in the command line's words (the flag, not
+    the keyword), and tells a user who gave ``--force`` that it only overwrites files.
+    """
+    try:
+        yield
+    except ValueError as e:
+        message = " ".join(str(e).split())
+        if "allow_unidentified=True" not in message:
+            raise
+        message = message.replace("allow_unidentified=True (--allow-unidentified)", "--allow-unidentified")
+        if force:
+            message += " (--force only overwrites an existing output file)"
+        raise UsageError(message) from None
 
 
 def sample_with_do(
-    run: Path, n: int, output: Path, seed: int, force: bool, items: list[str], device: str = "cpu"
+    run: Path,
+    n: int,
+    output: Path,
+    seed: int,
+    allow_unidentified: bool,
+    items: list[str],
+    device: str = "cpu",
+    *,
+    force: bool = False,
 ) -> None:
-    """``sirenvae sample RUN -n N --do v=a -o out.csv``: samples of the intervened model."""
+    """``sirenvae sample RUN -n N --do v=a -o out.csv``: samples of the intervened model (``force``:
+    the user's ``--force``, named in the refusal of an unidentified query).
+    """
     from sirenvae.data import write_csv
 
     do = parse_do(items)
     fitted = _load(run, device)
-    frame = fitted.sample(n, seed=seed, do=do, force=force)
+    with unidentified_flag(force):
+        frame = fitted.sample(n, seed=seed, do=do, allow_unidentified=allow_unidentified)
     write_csv(output, list(frame.columns), frame.to_numpy())
-    _say(f"wrote {n} samples of {len(fitted.graph)} nodes under do({_show(do)}) to {output}")
-    _say(_verdict(frame.attrs["causal"], frame.attrs["reason"]))
+    note(f"wrote {n} samples of {len(fitted.graph)} nodes under do({_show(do)}) to {output}")
+    note(_verdict(frame.attrs["causal"], frame.attrs["reason"]))
     _extrapolation_notes(fitted, do)
     if set(do) & set(fitted.latent):
-        _say(LATENT_UNITS)
+        note(LATENT_UNITS)
 
 
 #: An observed intervention value this many training standard deviations from the training mean
@@ -113,7 +146,7 @@ def _extrapolation_notes(fitted, *interventions: dict[str, str] | None) -> None:
                 i = fitted.observed.index(v)
                 mean, sd = model.loc[i].item(), model.scale[i].item()
                 if abs(a - mean) >= FAR_SD * sd:
-                    _say(
+                    note(
                         f"note: {v}={raw} is {abs(a - mean) / sd:.0f} training sd from {v}'s training mean "
                         f"{mean:.3g} (sd {sd:.3g}): the answer extrapolates the fitted model"
                     )
@@ -137,9 +170,9 @@ def effect(
     ),
     n: int = typer.Option(10_000, "-n", help="Monte-Carlo samples per intervention."),
     seed: int = typer.Option(0, "--seed", help="Seed."),
-    force: bool = typer.Option(
-        False, "--force", help="Answer a query that is not identified (labelled model-dependent)."
-    ),
+    allow_unidentified: bool = typer.Option(False, "--allow-unidentified", help=ALLOW_HELP),
+    # effect writes no file: its --force of old (now --allow-unidentified) is refused, naming the flag
+    force: bool = typer.Option(False, "--force", hidden=True),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
@@ -150,26 +183,32 @@ def effect(
     identifiability from the observed variables (the ID algorithm on the latent projection) first.
     """
     with user_errors(), torch_threads(threads):
+        if force:
+            raise UsageError(
+                "effect writes no file, so --force has nothing to overwrite; to answer a query that is "
+                "not identified, pass --allow-unidentified"
+            )
         if n < 2:
             raise UsageError(f"-n must be at least 2, got {n}")
         do_a = parse_do(do)
         do_b = parse_do(vs, "--vs") if vs else None
         fitted = _load(run, device)
-        result = fitted.effect(target, do_a, do_b, n=n, seed=seed, force=force)
+        with unidentified_flag(False):
+            result = fitted.effect(target, do_a, do_b, n=n, seed=seed, allow_unidentified=allow_unidentified)
     result["do"], result["vs"] = do_a, do_b
     if as_json:
         print(json.dumps(result, indent=1))
-        return
-    against = f"E[{target} | do({_show(do_b)})]" if do_b else f"E[{target}]"
-    _say(
-        f"E[{target} | do({_show(do_a)})] - {against} = {result['effect']:.4g} "
-        f"± {result['se']:.2g} (Monte-Carlo se, n = {n})"
-    )
-    verdict = _verdict(result["causal"], result["reason"])
-    _say(f"  means {result['mean_do']:.4g} and {result['mean_vs']:.4g}; {verdict}")
+    else:
+        against = f"E[{target} | do({_show(do_b)})]" if do_b else f"E[{target}]"
+        say(
+            f"E[{target} | do({_show(do_a)})] - {against} = {result['effect']:.4g} "
+            f"± {result['se']:.2g} (Monte-Carlo se, n = {n})"
+        )
+        verdict = _verdict(result["causal"], result["reason"])
+        say(f"  means {result['mean_do']:.4g} and {result['mean_vs']:.4g}; {verdict}")
     _extrapolation_notes(fitted, do_a, do_b)
     if (set(do_a) | set(do_b or ())) & set(fitted.latent):
-        _say(LATENT_UNITS)
+        note(LATENT_UNITS)
 
 
 @app.command()
@@ -191,7 +230,7 @@ def counterfactual(
     The CSV has columns row, statistic, <every node...> with statistic mean, sd and sample_1 ...
     sample_n per input row (counted from 1); with --id-column the row's ID follows row (or replaces
     it, for an ID column named row). Counterfactuals depend on the fitted model and its posterior:
-    they are not identified from data alone.
+    they are not identified from data alone, and are always answered (labelled model-dependent).
     """
     import pandas as pd
     import torch
@@ -214,22 +253,22 @@ def counterfactual(
             drop_latent_columns=True,
         )
         for notice in table.notices:
-            err_console.print(f"note: {notice}", markup=False, highlight=False)
+            note(f"note: {notice}")
         rows = pd.DataFrame(table.x.cpu().double().numpy(), columns=list(fitted.observed))
         cf = fitted.counterfactual(rows, do_items, n, seed=seed)
         values = torch.tensor(cf.to_numpy()).reshape(len(rows), n, -1)
         write_row_summaries(output, values, cf.columns, table.ids, id_column)
-    _say(
+    note(
         f"wrote counterfactual summaries and {n} sample{'s' if n > 1 else ''} under do({_show(do_items)}) "
         f"for {len(rows)} rows to {output}"
     )
-    _say("model-dependent: counterfactuals depend on the fitted model and its posterior, not on data alone")
+    note("model-dependent: counterfactuals depend on the fitted model and its posterior, not on data alone")
     ess = cf.attrs["ess"]
     draws = max(10 * n, 100)
-    _say(
+    note(
         f"abduction: effective sample size per row {ess.min():.0f} to {ess.max():.0f} of {draws} encoder "
         "draws (max(10 n, 100))"
     )
     _extrapolation_notes(fitted, do_items)
     if set(do_items) & set(fitted.latent):
-        _say(LATENT_UNITS)
+        note(LATENT_UNITS)

@@ -3,6 +3,10 @@
 Every bad input ends with one line ``error: ...`` on standard error and exit code 2; a training run
 that stops on a non-finite loss exits with code 1, keeps its last good checkpoint (to ``--resume``
 with new optimiser settings) and saves its best epoch as a model marked ``diverged``.
+
+Results (tables of numbers, ``--json``) go to standard output through :data:`console` and
+:func:`say`; notes, warnings, progress and "wrote ..." lines go to standard error through
+:data:`err_console` and :func:`note`, so ``sirenvae evaluate RUN --json > m.json`` holds JSON only.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
 
 __all__ = [
     "UsageError",
@@ -30,9 +37,12 @@ __all__ = [
     "console",
     "default_workers",
     "err_console",
+    "note",
     "one_of",
     "parse_latent",
     "parse_options",
+    "print_table",
+    "say",
     "split_list",
     "training_options",
     "training_rows",
@@ -49,15 +59,62 @@ app = typer.Typer(
     # click's plain help: typer's rich panels show every flag as `--json <bool>`
     rich_markup_mode=None,
 )
-console = Console()
-err_console = Console(stderr=True)
+
+#: The width of a console that does not write to a terminal: wide enough that no line is wrapped.
+UNWRAPPED = 10_000
+
+
+class _Console(Console):
+    """A rich console that wraps at the terminal's width on a terminal only: written to a file, a
+    pipe, a CI log or a test's capture, each line stays whole (a table's rows, a long path), where
+    rich would wrap at 80 columns (or ``COLUMNS``, or crop).
+    """
+
+    def _size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)
+        return size if _isatty(self.file) else ConsoleDimensions(UNWRAPPED, size.height)
+
+    size = property(_size, Console.size.fset)
+
+
+def _isatty(file) -> bool:
+    try:
+        return bool(file.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed file
+        return False
+
+
+#: Results: standard output.
+console = _Console()
+#: Notes, warnings, progress and errors: standard error.
+err_console = _Console(stderr=True)
+
+
+def say(text: str) -> None:
+    """A line of a command's result on standard output, as written (no markup, never wrapped)."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def note(text: str) -> None:
+    """A note, warning, progress or "wrote ..." line on standard error, as written."""
+    err_console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def print_table(table: Table) -> None:
+    """A table of results on standard output. A title wider than the table (a long run directory)
+    stays one line, where rich would wrap it to the table's width.
+    """
+    title = table.title
+    if isinstance(title, str) and len(title) > Measurement.get(console, console.options, table).maximum:
+        table.title = Text(title, style="table.title", no_wrap=True, overflow="ignore")
+    console.print(table, crop=False)
 
 
 def _print_version(value: bool) -> None:
     if value:
-        import sirenvae
+        from sirenvae.version import __version__
 
-        console.print(f"sirenvae {sirenvae.__version__}", highlight=False)
+        console.print(f"sirenvae {__version__}", highlight=False)
         raise typer.Exit()
 
 

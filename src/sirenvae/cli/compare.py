@@ -1,4 +1,8 @@
-"""The command ``compare``: does the graph help on these rows? (:mod:`sirenvae.comparison`)."""
+"""The command ``compare``: does the graph help on these rows? (:mod:`sirenvae.comparison`).
+
+Its table, the table's key and the sentence go to standard output; the notes, progress and the
+"done ..., wrote ..." line to standard error.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +20,10 @@ from sirenvae.cli.common import (
     app,
     check_output,
     check_row_source,
-    console,
     default_workers,
+    note,
+    print_table,
+    say,
     split_list,
     torch_threads,
     training_options,
@@ -107,11 +113,11 @@ def compare(
             network, graph, data, train_size, latent, ignore_columns, id_column, seed, allow_discrete
         )
         for notice in notices:
-            _say(f"note: {notice}")
+            note(f"note: {notice}")
         name = network if train_size is not None else data.name
         fixed, fit_config, train_options = _configs("true", settings)
         if progress:
-            _say(f"comparing {', '.join(chosen)}, fa and lw on {x.shape[0]} rows of {name} "
+            note(f"comparing {', '.join(chosen)}, fa and lw on {x.shape[0]} rows of {name} "
                  f"({len(split.latent)} latent nodes) by nested cross-validation")  # fmt: skip
         start = time.perf_counter()
         result = nested(
@@ -126,7 +132,7 @@ def compare(
             seed=seed,
             workers=workers or default_workers(),
             device=device,
-            progress=(lambda line: _say(f"  {line}")) if progress else None,
+            progress=(lambda line: note(f"  {line}")) if progress else None,
         )
         frame = result.frame()
         atomic_write(output, lambda tmp: frame.to_csv(tmp, index=False))
@@ -134,7 +140,7 @@ def compare(
             save(result.figure(title=name), plot)
     _print(result, frame)
     wrote = f"{output}" + (f" and {plot}" if plot is not None else "")
-    _say(f"done in {time.perf_counter() - start:.1f} s; wrote {wrote}")
+    note(f"done in {time.perf_counter() - start:.1f} s; wrote {wrote}")
 
 
 def _print(result, frame) -> None:
@@ -149,12 +155,8 @@ def _print(result, frame) -> None:
             row.model, "yes" if row.uses_graph else "no", f"{row.nll:.3f}", f"{row.se:.3f}", diff, diff_se,
             row.settings or "-",
         )  # fmt: skip
-    console.print(table)
-    _say("fa: factor analysis, lw: Ledoit-Wolf; vs true: model - true in NLL (positive: true is better)")
+    print_table(table)
+    say("fa: factor analysis, lw: Ledoit-Wolf; vs true: model - true in NLL (positive: true is better)")
     for notice in result.notices:
-        _say(f"note: {notice}")
-    _say(result.sentence)
-
-
-def _say(text: str) -> None:
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
+        note(f"note: {notice}")
+    say(result.sentence)

@@ -1,4 +1,9 @@
-"""The commands on the shipped networks and the paper: ``networks``, ``demo`` and ``reproduce``."""
+"""The commands on the shipped networks and the paper: ``networks``, ``demo``, ``reproduce`` and ``search``.
+
+``networks`` and ``demo`` print their tables (``demo --json`` its JSON) and ``demo`` its verdict on
+standard output. ``reproduce`` and ``search`` write their results to files: what they print (what
+runs, a line per finished run or cell, the summary, failures) is progress on standard error.
+"""
 
 from __future__ import annotations
 
@@ -17,15 +22,16 @@ from sirenvae.cli.common import (
     THREADS_HELP,
     UsageError,
     app,
-    console,
     default_workers,
-    err_console,
+    note,
     one_of,
+    print_table,
+    say,
     split_list,
     torch_threads,
     user_errors,
 )
-from sirenvae.experiments.registry import EXPERIMENTS, SETTINGS
+from sirenvae.experiments.protocol import EXPERIMENTS, SETTINGS
 
 __all__ = ["demo", "networks", "reproduce", "search"]
 
@@ -45,7 +51,7 @@ def networks() -> None:
         g = load_network(name).graph
         rule = default_latent_rule(name)
         table.add_row(name, str(len(g)), str(len(g.edges)), rule if isinstance(rule, str) else ",".join(rule))
-    console.print(table)
+    print_table(table)
 
 
 @app.command()
@@ -66,18 +72,16 @@ def demo(
         if settings not in SETTINGS:
             raise UsageError(f"unknown --settings {settings!r}; choose {one_of(SETTINGS)}")
         config = VAEDemoConfig(seed=seed, settings=settings, workers=workers or default_workers())
-    if not as_json:
-        how = {
-            "auto": "each model's settings chosen by 5-fold cross-validation on those rows alone",
-            "searched": "settings chosen by the search on tuning draws",
-            "paper": "the paper's fixed settings",
-        }[settings]
-        console.print(
-            f"Training SIReN-VAE (true structure) and a plain VAE on {config.train_factor} x 46 = "
-            f"{config.train_factor * 46} samples of ecoli70 ({how}); testing on {config.test_size} fresh "
-            f"samples with K = {config.importance_samples} importance samples...",
-            highlight=False,
-        )
+    how = {
+        "auto": "each model's settings chosen by 5-fold cross-validation on those rows alone",
+        "searched": "settings chosen by the search on tuning draws",
+        "paper": "the paper's fixed settings",
+    }[settings]
+    note(
+        f"Training SIReN-VAE (true structure) and a plain VAE on {config.train_factor} x 46 = "
+        f"{config.train_factor * 46} samples of ecoli70 ({how}); testing on {config.test_size} fresh "
+        f"samples with K = {config.importance_samples} importance samples..."
+    )
     start = time.perf_counter()
     with user_errors(), torch_threads(threads):
         result = vae_demo(config, progress=progress and not as_json)
@@ -97,14 +101,13 @@ def demo(
             f"{result['oracle_nll']:.3f}",
             f"{row['train_seconds']:.1f}",
         )
-    console.print(table)
+    print_table(table)
     if "margin" in result:
         margin = result["margin"]
         verdict = "beats" if margin > 0 else "loses to"
-        console.print(
+        say(
             f"SIReN-VAE true {verdict} the VAE by {abs(margin):.3f} nats of test NLL, with {how}; "
-            f"{time.perf_counter() - start:.0f} s in all.",
-            highlight=False,
+            f"{time.perf_counter() - start:.0f} s in all."
         )
 
 
@@ -148,7 +151,7 @@ def reproduce(
     from sirenvae.devices import resolve_device
     from sirenvae.experiments import report
     from sirenvae.experiments.ablation import ablation_table
-    from sirenvae.experiments.registry import grid
+    from sirenvae.experiments.grids import grid
     from sirenvae.experiments.runner import _execute, load_results, run_sweep
 
     with user_errors():
@@ -171,7 +174,7 @@ def reproduce(
         suffix = (f"-{settings}" if settings != "paper" else "") + ("-quick" if quick else "")
         out = out or Path("results") / (default_out + suffix)
         out.mkdir(parents=True, exist_ok=True)
-        console.print(f"{experiment}: {len(configs)} runs -> {out} ({'sequential' if no_ray else 'Ray'})")
+        note(f"{experiment}: {len(configs)} runs -> {out} ({'sequential' if no_ray else 'Ray'})")
         start = time.perf_counter()
 
         def show(doc: dict) -> None:
@@ -180,10 +183,9 @@ def reproduce(
             k = f"  k {doc['fit']['k']}" if "k" in doc.get("fit", {}) else ""
             if "selection" in doc:
                 k = f"  chose {doc['selection']['chosen']} (regret {doc['regret']:.3f})"
-            console.print(
+            note(
                 f"  {doc['run_id']}: NLL {m['nll']:.3f}  -ELBO {m['neg_elbo']:.3f}  RE {re}{k}  "
-                f"({doc['train_seconds'] + doc['eval_seconds']:.0f} s)",
-                highlight=False,
+                f"({doc['train_seconds'] + doc['eval_seconds']:.0f} s)"
             )
 
         result = run_sweep(
@@ -201,7 +203,7 @@ def reproduce(
         if results:
             writer(results, out)
         summary = _write_summary(out / "sweep.json", result, start, runs=len(configs))
-    console.print(
+    note(
         f"{len(result.completed)} runs done, {len(result.skipped)} already finished, "
         f"{len(result.failed)} failed; {summary['wall_seconds']:.0f} s; outputs in {out}"
     )
@@ -229,7 +231,7 @@ def _exit_on_failures(result) -> None:
     """One line per failed run, then exit code 1 (the finished runs are kept)."""
     if result.failed:
         for run_id, error in result.failed.items():
-            err_console.print(f"failed: {run_id}: {error.strip().splitlines()[-1]}", markup=False)
+            note(f"failed: {run_id}: {error.strip().splitlines()[-1]}")
         raise typer.Exit(1)
 
 
@@ -340,20 +342,16 @@ def search(
         )
         out = out or Path("results") / ("search-quick" if quick else "search")
         out.mkdir(parents=True, exist_ok=True)
-        console.print(
-            f"search: {len(cells)} cells x {settings.trials} trials -> {out} "
-            f"({'sequential' if no_ray else 'Ray'})"
-        )
+        how = "sequential" if no_ray else "Ray"
+        note(f"search: {len(cells)} cells x {settings.trials} trials -> {out} ({how})")
         start = time.perf_counter()
 
         def show(doc: dict) -> None:
             c, paper = doc["chosen"], doc["trials"][0]["val_nll"]
-            console.print(
+            note(
                 f"  {doc['run_id']}: trial {c['trial']} of {len(doc['trials'])}, validation NLL "
                 f"{c['val_nll']:.3f} (trial 0: {'failed' if paper is None else f'{paper:.3f}'}) "
-                f"{c['params']} ({doc['seconds']:.0f} s)",
-                highlight=False,
-                markup=False,
+                f"{c['params']} ({doc['seconds']:.0f} s)"
             )
 
         execute = functools.partial(S._execute_cell, threads=threads or 1, device=str(device))
@@ -369,7 +367,7 @@ def search(
         )
         chosen = S.write_chosen(out, settings)
         summary = _write_summary(out / "search.json", result, start, cells=len(cells))
-    console.print(
+    note(
         f"{len(result.completed)} cells searched, {len(result.skipped)} already finished, "
         f"{len(result.failed)} failed; {summary['wall_seconds']:.0f} s; choices in {chosen}"
     )

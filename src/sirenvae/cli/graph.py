@@ -1,4 +1,7 @@
-"""``sirenvae graph``: draw a Bayesian network (latent nodes shaded) beside its faithful inverse."""
+"""``sirenvae graph``: draw a Bayesian network (latent nodes shaded) beside its faithful inverse.
+
+Its result is the picture; the line saying what it drew goes to standard error.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from sirenvae.cli.common import UsageError, app, check_output, console, user_errors
+from sirenvae.cli.common import UsageError, app, check_output, note, user_errors
 
 __all__ = ["graph"]
 
@@ -63,16 +66,11 @@ def graph(
             split = latent_split(bn, rule) if rule is not None else None
         save(graph_figure(split if split is not None else bn), output)
     if split is None:
-        console.print(
-            f"drew {len(bn)} nodes to {output} (name the latent nodes with --latent to see the inverse)"
-        )
+        note(f"drew {len(bn)} nodes to {output} (name the latent nodes with --latent to see the inverse)")
     else:
         shown = ", ".join(split.latent[:LATENT_SHOWN]) + (", ..." if len(split.latent) > LATENT_SHOWN else "")
-        console.print(
-            f"drew {len(bn)} nodes ({len(split.latent)} latent: {shown}) and the faithful inverse to "
-            f"{output}",
-            markup=False,
-            highlight=False,
+        note(
+            f"drew {len(bn)} nodes ({len(split.latent)} latent: {shown}) and the faithful inverse to {output}"
         )
 
 

@@ -1,4 +1,10 @@
-"""The commands on one model: ``fit``, ``evaluate``, ``sample`` and ``posterior``."""
+"""The commands on one model: ``fit``, ``evaluate``, ``sample`` and ``posterior``.
+
+On standard output, the results: ``fit``'s table of the settings search with its verdict and the
+final fit's line, ``evaluate``'s table or ``--json``. On standard error, everything else: notes on
+the data, the latent nodes, progress, the "wrote ..." lines of ``evaluate --per-row``, ``sample``
+and ``posterior`` (whose results are their files).
+"""
 
 from __future__ import annotations
 
@@ -18,10 +24,11 @@ from sirenvae.cli.common import (
     check_output,
     check_row_source,
     check_run_out,
-    console,
     default_workers,
-    err_console,
+    note,
     one_of,
+    print_table,
+    say,
     split_list,
     torch_threads,
     training_options,
@@ -125,21 +132,19 @@ def fit(
             network, graph, data, train_size, latent, ignore_columns, id_column, seed, allow_discrete
         )
         for notice in notices:
-            console.print(f"note: {notice}", markup=False, highlight=False)
+            note(f"note: {notice}")
         bn = split.graph
         extra = {"network": network, "data": "sampled" if train_size is not None else str(data)}
         how = "from --latent" if latent else "nodes without a column" if data else "default rule"
         shown = ", ".join(split.latent[:LATENT_SHOWN])
         if len(split.latent) > LATENT_SHOWN:
             shown += f", ... ({Path(out) / 'model.json'} lists them all once training ends)"
-        console.print(f"latent nodes ({len(split.latent)}, {how}): {shown}", markup=False, highlight=False)
+        note(f"latent nodes ({len(split.latent)}, {how}): {shown}")
         if progress:
             what = "choosing its settings on the rows, then " if settings == "auto" else ""
-            console.print(
+            note(
                 f"training {model} on {len(bn)} nodes ({len(split.latent)} latent) with {x.shape[0]} rows "
-                f"({what}the final fit) -> {out}",
-                markup=False,
-                highlight=False,
+                f"({what}the final fit) -> {out}"
             )
         start = time.perf_counter()
         fitted = fit_rows(
@@ -166,20 +171,20 @@ def fit(
         _print_selection(fitted.search, out)
     history = fitted.history
     best = history.best_valid_loss
-    console.print(
+    say(
         f"done in {time.perf_counter() - start:.1f} s: {len(history.train_loss)} epochs ({history.stopped}), "
-        f"best validation -ELBO {best:.3f} at epoch {history.best_epoch}; model in {out}",
-        markup=False,
-        highlight=False,
+        f"best validation -ELBO {best:.3f} at epoch {history.best_epoch}; model in {out}"
     )
 
 
 def _progress_line(line: str) -> None:
-    console.print(f"  {line}", markup=False, highlight=False)
+    note(f"  {line}")
 
 
 def _print_selection(selection, out: Path) -> None:
-    """The candidates' CV NLL beside the classical models, and the verdict in one line."""
+    """The candidates' CV NLL beside the classical models, and the verdict in one line: ``fit``'s
+    result on standard output (its notes on standard error).
+    """
     from sirenvae.selection import CLASSICAL_NAMES
 
     table = Table(title=f"settings of {selection.variant}: {selection.rule}")
@@ -195,21 +200,19 @@ def _print_selection(selection, out: Path) -> None:
         name, nll, se = CLASSICAL_NAMES[row["candidate"]], f"{row['cv_nll']:.3f}", f"{row['se']:.3f}"
         vs = f"{row['vs_chosen']:+.3f} ± {row['vs_se']:.3f}" if "vs_chosen" in row else "-"
         table.add_row(name, nll, se, vs, str(selection.folds), "ok")
-    console.print(table)
+    print_table(table)
     for notice in selection.notices:
-        console.print(f"note: {notice}", markup=False, highlight=False)
+        note(f"note: {notice}")
     chosen = next(r for r in selection.candidates if r.get("chosen"))
     if selection.classical:
         floor = min(selection.classical, key=lambda r: r["cv_nll"])
         gap, se = -floor["vs_chosen"], floor["vs_se"]
         verdict = "better" if gap < 0 else "worse"
-        console.print(
+        say(
             f"{chosen['candidate']} is {abs(gap):.3f} ± {se:.3f} nats per row {verdict} than "
             f"{CLASSICAL_NAMES[floor['candidate']]} on the same folds (paired; the chosen candidate's "
             f"score is a little optimistic, `sirenvae compare` says it without that bias); "
-            f"{selection.seconds:.1f} s of search, every fold's score in {out / 'selection.csv'}",
-            markup=False,
-            highlight=False,
+            f"{selection.seconds:.1f} s of search, every fold's score in {out / 'selection.csv'}"
         )
 
 
@@ -248,7 +251,7 @@ def _test_rows(
             drop_latent_columns=True,
         )
         for notice in table.notices:
-            err_console.print(f"note: {notice}", markup=False, highlight=False)
+            note(f"note: {notice}")
         return table.x, net, table.ids
     return x, net, None
 
@@ -303,7 +306,14 @@ def evaluate(
         result["model"] = meta["model"]["variant"]
     if as_json:
         print(json.dumps(result, indent=1))
-        return
+    else:
+        _print_metrics(run, result, importance_samples)
+    if per_row is not None:
+        note(f"wrote the NLL and -ELBO of each of the {result['rows']} rows to {per_row}")
+
+
+def _print_metrics(run: Path, result: dict, importance_samples: int) -> None:
+    """``evaluate``'s table: the model, NLL, -ELBO, RE and the oracle NLL where known."""
     table = Table(title=f"{run}: {result['rows']} rows, K = {importance_samples}")
     for name in ("model", "NLL", "-ELBO", "RE", "oracle NLL"):
         table.add_column(name, justify="right")
@@ -311,9 +321,7 @@ def evaluate(
     table.add_row(
         result["model"], f"{result['nll']:.3f}", f"{result['neg_elbo']:.3f}", f"{result['re']:.3f}", oracle
     )
-    console.print(table)
-    if per_row is not None:
-        console.print(f"wrote the NLL and -ELBO of each of the {result['rows']} rows to {per_row}")
+    print_table(table)
 
 
 def _write_per_row(path: Path, values: dict, id_column: str | None, ids: tuple[str, ...] | None) -> None:
@@ -338,12 +346,16 @@ def sample(
     n: int = typer.Option(..., "-n", help="Number of samples."),
     output: Path = typer.Option(..., "-o", "--output", help="CSV file to write."),
     seed: int = typer.Option(0, "--seed", help="Seed."),
-    force: bool = typer.Option(
-        False, "--force", help="Overwrite an existing output file; with --do, answer an unidentified query."
-    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
     threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
     do: list[str] = typer.Option(None, "--do", help="Sample under an intervention node=value (repeatable)."),
+    allow_unidentified: bool = typer.Option(
+        False,
+        "--allow-unidentified",
+        help="With --do: answer a query that is not identified from the observed variables "
+        "(labelled model-dependent).",
+    ),
 ) -> None:
     """Draw joint samples of every node (latent and observed) into a CSV file.
 
@@ -357,17 +369,19 @@ def sample(
     with user_errors(), torch_threads(threads):
         if n < 1:
             raise UsageError(f"-n must be positive, got {n}")
+        if allow_unidentified and not do:
+            raise UsageError("--allow-unidentified applies to a causal query: give it with --do")
         check_output(output, force=force, run=run)
         if do:
             from sirenvae.cli.causal import sample_with_do
 
-            return sample_with_do(run, n, output, seed, force, do, device)
+            return sample_with_do(run, n, output, seed, allow_unidentified, do, device, force=force)
         model, meta = load_model(run, device=device)
         warn_if_diverged(run, meta)
         torch.manual_seed(seed)
         z, x = model.sample(n)
         write_csv(output, model.graph.nodes, model.nodes(z, x).cpu())
-    console.print(f"wrote {n} samples of {len(model.graph)} nodes to {output}")
+    note(f"wrote {n} samples of {len(model.graph)} nodes to {output}")
 
 
 @app.command()
@@ -413,9 +427,9 @@ def posterior(
         )
         x = table.x
         for notice in table.notices:
-            console.print(f"note: {notice}", markup=False, highlight=False)
+            note(f"note: {notice}")
         torch.manual_seed(seed)
         with torch.no_grad():
             z, _ = model.posterior(x.to(model.loc.device), n)  # (n, N, Dz)
         write_row_summaries(output, z.cpu().permute(1, 0, 2), model.latent, table.ids, id_column)
-    console.print(f"wrote posterior summaries and {n} samples for {x.shape[0]} rows to {output}")
+    note(f"wrote posterior summaries and {n} samples for {x.shape[0]} rows to {output}")

@@ -1,7 +1,7 @@
-"""The flow ablation of issue 9: the paper's stack against the parent-conditioned stack, with and
-without the graph-masked affine step, and the number of blocks, for SIReN-VAE (true structure) on
-ecoli70 and arth150 at 2·|G| and 100·|G|. Everything else is the paper's setting, so each row differs
-from the first in the flow alone; one seed.
+"""The flow ablation: the paper's stack against the parent-conditioned stack, with and without the
+graph-masked affine step, and the number of blocks, for SIReN-VAE (true structure) on ecoli70 and
+arth150 at 2·|G| and 100·|G|. Everything else is the paper's setting, so each row differs from the
+first in the flow alone; one seed. Its results: docs/results.md, "The flow ablation".
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sirenvae.experiments.registry import FULL, QUICK, RunConfig
+from sirenvae.experiments.protocol import FULL, QUICK, RunConfig
 from sirenvae.files import atomic_write_text
 from sirenvae.models import ModelConfig
 

@@ -1,9 +1,9 @@
-"""The frozen choices of the settings search (``chosen.json``), read by the experiments' registry.
+"""The frozen choices of the settings search (``chosen.json``), read by the grid plan and the demo.
 
 ``chosen.json`` maps each searched (dataset, training-size factor, model) to its chosen
 :class:`ModelConfig` (as a dict), its schedule overrides (e.g. ``lr``), the point of the space it
-came from and the whole trial table (:mod:`sirenvae.experiments.search` writes it). A run whose
-factor was not searched takes the choice of the nearest searched factor on a log scale.
+came from and the whole trial table (:func:`sirenvae.experiments.search.write_chosen` writes it). A
+run whose factor was not searched takes the choice of the nearest searched factor on a log scale.
 """
 
 from __future__ import annotations
@@ -11,44 +11,19 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from sirenvae.experiments.registry import Schedule
-from sirenvae.files import atomic_write_text
+from sirenvae.experiments.protocol import Schedule
 from sirenvae.models import ModelConfig
 
-if TYPE_CHECKING:
-    from sirenvae.experiments.search import SearchSettings
-
-__all__ = ["DEFAULT_CHOSEN", "load_chosen", "searched_settings", "write_chosen"]
+__all__ = ["DEFAULT_CHOSEN", "FORMAT", "load_chosen", "searched_settings"]
 
 #: The format of ``chosen.json`` and of the search's cell records.
 FORMAT = 1
-#: The frozen choices shipped with the package, which ``registry.grid(settings="searched")`` and the
+#: The frozen choices shipped with the package, which ``grids.grid(settings="searched")`` and the
 #: demo read: a copy of the committed search's ``docs/results/search/chosen.json`` (a test checks it).
 DEFAULT_CHOSEN = Path(__file__).with_name("chosen.json")
-
-
-def write_chosen(out: str | Path, settings: SearchSettings) -> Path:
-    """Gathers the finished cells in ``out/runs`` that were searched with ``settings`` into
-    ``out/chosen.json``: one entry per (dataset, factor, model) with its chosen ModelConfig, schedule
-    overrides and trial table.
-    """
-    out = Path(out)
-    want = asdict(settings)
-    docs = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("search-*.json"))]
-    entries = [
-        {k: d["config"][k] for k in ("dataset", "factor", "model", "space")}
-        | d["chosen"]
-        | {"trials": d["trials"]}
-        for d in docs
-        if d.get("status") == "ok" and d["config"].get("settings") == want
-    ]
-    path = out / "chosen.json"
-    atomic_write_text(path, json.dumps({"format": FORMAT, "settings": want, "choices": entries}, indent=1))
-    return path
 
 
 def load_chosen(path: str | Path = DEFAULT_CHOSEN) -> dict[tuple[str, int, str], dict]:

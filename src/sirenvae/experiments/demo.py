@@ -41,7 +41,7 @@ def vae_demo(config: VAEDemoConfig | None = None, *, progress: bool = False) -> 
     (NLL by IWAE, negative ELBO, reconstruction error) beside the true network's NLL.
     """
     from sirenvae.data import default_latent_rule, latent_split, sample_splits
-    from sirenvae.experiments.registry import grid
+    from sirenvae.experiments.grids import grid
     from sirenvae.experiments.runner import train_run
     from sirenvae.objectives import evaluate
     from sirenvae.pipeline import TrainOptions, train_model

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sirenvae.experiments.registry import PAPER_TABLE1, TABLE1_DATASETS, TABLE_ORDER
+from sirenvae.experiments.protocol import PAPER_TABLE1, TABLE1_DATASETS, TABLE_ORDER
 
 __all__ = ["figure3", "results_frame", "table1"]
 

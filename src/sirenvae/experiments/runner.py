@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-import sirenvae
 from sirenvae.baselines import ClassicalConfig
-from sirenvae.experiments.registry import QUICK, RunConfig, Schedule, default_config
+from sirenvae.experiments.protocol import QUICK, RunConfig, Schedule, default_config
 from sirenvae.files import atomic_write_text
 from sirenvae.graph import LatentSplit
 from sirenvae.models import ModelConfig
+from sirenvae.version import __version__
 
 if TYPE_CHECKING:
     from sirenvae.models import SIReNVAE
@@ -140,7 +140,7 @@ def _run_one(config: RunConfig, device: str | None = None) -> dict:
         "oracle": truth,
         "train_seconds": trained - start,
         "eval_seconds": time.perf_counter() - trained,
-        "sirenvae_version": sirenvae.__version__,
+        "sirenvae_version": __version__,
         "host": platform.node(),
     }
 
@@ -432,5 +432,5 @@ def machine() -> dict:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "sirenvae": sirenvae.__version__,
+        "sirenvae": __version__,
     }

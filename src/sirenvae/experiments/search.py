@@ -17,10 +17,10 @@ A trial's score is its validation NLL (IWAE with ``valid_samples`` importance sa
 one that diverges or fails scores +inf and is recorded with its error. The best trial of a cell is its
 choice (ties: the earlier trial). Cells run as tasks of :func:`~sirenvae.experiments.runner.run_sweep`
 (Ray or in-process, one thread each; resumable: ``runs/<cell>.json`` is kept while it matches the
-cell's digest), and :func:`~sirenvae.experiments.chosen.write_chosen` gathers the choices into
-``chosen.json``, which ``registry.grid(..., settings="searched")`` reads. A training size that was
-not searched takes the choice of the nearest searched factor on a log scale (Figure 3: 1, 5 and 10
-take factor 2's choice; 20 and 50 take factor 100's).
+cell's digest), and :func:`write_chosen` gathers the choices into ``chosen.json``, which
+``grids.grid(..., settings="searched")`` reads (:mod:`sirenvae.experiments.chosen`). A training size
+that was not searched takes the choice of the nearest searched factor on a log scale (Figure 3: 1, 5
+and 10 take factor 2's choice; 20 and 50 take factor 100's).
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 
-from sirenvae.experiments.chosen import DEFAULT_CHOSEN, FORMAT, load_chosen, searched_settings, write_chosen
-from sirenvae.experiments.registry import (
+from sirenvae.experiments.chosen import DEFAULT_CHOSEN, FORMAT, load_chosen, searched_settings
+from sirenvae.experiments.protocol import (
     FULL,
     MODEL_CONFIGS,
     QUICK,
@@ -43,11 +44,12 @@ from sirenvae.experiments.registry import (
     TUNING_SEED,
     Schedule,
 )
-from sirenvae.experiments.spaces import DESIGNS, PENDING, SCHEDULE_FIELDS, SEARCHED_MODELS, SPACES
+from sirenvae.experiments.spaces import DESIGNS, SCHEDULE_FIELDS, SEARCHED_MODELS, SPACES
+from sirenvae.files import atomic_write_text
 from sirenvae.models import VARIANTS, ModelConfig
 
 __all__ = [
-    "CLASSICAL", "DEFAULT_CHOSEN", "DESIGNS", "PENDING", "SPACES", "TUNING_SEED", "Classical", "SearchCell",
+    "CLASSICAL", "DEFAULT_CHOSEN", "DESIGNS", "SPACES", "TUNING_SEED", "Classical", "SearchCell",
     "SearchSettings", "candidates", "cells", "load_chosen", "resolve_space", "search_cell", "search_rows",
     "searched_settings", "write_chosen",
 ]  # fmt: skip
@@ -79,8 +81,8 @@ class SearchSettings:
     """How every cell of a search is run (part of each cell's digest).
 
     Attributes:
-        trials: Settings tried per cell, the same for every model (trial 0 is the paper's); 5 keeps
-            the default search near 55 minutes on 2 cores (issue 9's measurements).
+        trials: Settings tried per cell, the same for every model (trial 0 is the paper's); with 5,
+            the committed search at 2·|G| (25 cells) took 21 minutes on 2 cores (docs/results.md).
         valid_rows: Fresh validation rows per tuning draw.
         valid_samples: Importance samples ``K`` of the validation NLL.
         draws: Tuning draws (seeds ``TUNING_SEED + r``) a trial's score averages over.
@@ -112,13 +114,13 @@ _MODEL_FIELDS = frozenset(f.name for f in fields(ModelConfig)) - {"variant"}
 def resolve_space(model: str, space: Mapping[str, Sequence] | None = None) -> dict[str, list]:
     """The fields of ``space`` (default ``SPACES[model]``) that apply now, their values checked.
 
-    A :data:`PENDING` name that :class:`ModelConfig` lacks is dropped; any other unknown name, or a
-    value the configuration refuses, is a ``ValueError`` naming it.
+    A name that is no field of the model's configuration or training schedule, or a value the
+    configuration refuses, is a ``ValueError`` naming it.
     """
     if model in CLASSICAL:
-        known, pending = set(CLASSICAL[model].fields), set()
+        known = set(CLASSICAL[model].fields)
     elif model in VARIANTS:
-        known, pending = _MODEL_FIELDS | set(SCHEDULE_FIELDS), PENDING - _MODEL_FIELDS
+        known = _MODEL_FIELDS | set(SCHEDULE_FIELDS)
     else:
         raise ValueError(f"unknown model {model!r}; choose from {', '.join(VARIANTS + tuple(CLASSICAL))}")
     if space is None and model not in SPACES:
@@ -126,8 +128,6 @@ def resolve_space(model: str, space: Mapping[str, Sequence] | None = None) -> di
     space = SPACES[model] if space is None else space
     out = {}
     for name, values in space.items():
-        if name in pending:
-            continue
         if name not in known:
             raise ValueError(
                 f"unknown search field {name!r} for model {model!r}; it is no ModelConfig or Schedule "
@@ -377,6 +377,26 @@ def search_cell(cell: SearchCell, device: str | None = None) -> dict:
         **result,
         "seconds": time.perf_counter() - start,
     }
+
+
+def write_chosen(out: str | Path, settings: SearchSettings) -> Path:
+    """Gathers the finished cells in ``out/runs`` that were searched with ``settings`` into
+    ``out/chosen.json``: one entry per (dataset, factor, model) with its chosen ModelConfig, schedule
+    overrides and trial table.
+    """
+    out = Path(out)
+    want = asdict(settings)
+    docs = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("search-*.json"))]
+    entries = [
+        {k: d["config"][k] for k in ("dataset", "factor", "model", "space")}
+        | d["chosen"]
+        | {"trials": d["trials"]}
+        for d in docs
+        if d.get("status") == "ok" and d["config"].get("settings") == want
+    ]
+    path = out / "chosen.json"
+    atomic_write_text(path, json.dumps({"format": FORMAT, "settings": want, "choices": entries}, indent=1))
+    return path
 
 
 def search_rows(

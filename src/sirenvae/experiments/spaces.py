@@ -5,15 +5,11 @@ designed points each model tries first (after the paper's setting).
 from __future__ import annotations
 
 from sirenvae.candidates import CANDIDATES
-from sirenvae.experiments.registry import TABLE_ORDER
+from sirenvae.experiments.protocol import TABLE_ORDER
 from sirenvae.models import VARIANTS
 
-__all__ = ["DESIGNS", "PENDING", "SCHEDULE_FIELDS", "SEARCHED_MODELS", "SPACES"]
+__all__ = ["DESIGNS", "SCHEDULE_FIELDS", "SEARCHED_MODELS", "SPACES"]
 
-#: Names a space may list before :class:`ModelConfig` has them (work in flight): skipped until then.
-PENDING = frozenset(
-    {"conditioning", "encoder_conditioning", "affine", "decoder_mean", "likelihood", "min_scale"}
-)
 #: :class:`Schedule` fields a trial may set; the evaluation's own (test rows, K) are not searchable.
 SCHEDULE_FIELDS = tuple(
     "lr small_batch large_batch large_from max_steps patience_steps warmup_steps valid_fraction".split()

@@ -6,7 +6,7 @@ r"""The graph-masked affine step: a linear-Gaussian Bayesian network as one tran
 that is :math:`u = S^{-1}((I - B \odot A) z - b - (C \odot A_c) c)`. Over a standard normal base this
 is exactly a linear-Gaussian BN with graph :math:`A`; its inverse is one triangular solve in a
 topological order. Couplings start small and random: at zero, the couplings from latents to observed
-nodes sit at a saddle of the marginal likelihood (SPEC §3).
+nodes sit at a saddle of the marginal likelihood.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ optionally followed by the graph-masked affine step
 :math:`u_i = (y^T_i - b_i - \sum_{j \in pa(i)} B_{ij} z_j - C_i \cdot c) / s_i`. Only the variable's
 own running value is :math:`\kappa`-bounded; the parents of the *input* enter as context, so
 :math:`u_i` depends on :math:`z_i` and :math:`z_{pa(i)}` only, whatever :math:`T`: a structural
-equation per variable (SPEC §3). Stacked blocks of the paper instead let :math:`z_i` depend on all
-its ancestors. The Jacobian is triangular with diagonal
+equation per variable (docs/results.md, "What changed in the model"). Stacked blocks of the paper
+instead let :math:`z_i` depend on all its ancestors. The Jacobian is triangular with diagonal
 :math:`\prod_t (1 + \partial g^t_i / \partial y^{t-1}_i) / s_i`, so the log-determinant is exact.
 The inverse goes by topological generations: a sweep solves every variable's scalar fixed points
 given its parents' current values, and after as many sweeps as the graph has generations every

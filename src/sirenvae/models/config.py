@@ -11,8 +11,6 @@ __all__ = ["VARIANTS", "ModelConfig", "Variant"]
 
 #: The decoder's mean: the paper's masked MLP, a graph-masked affine map, or the affine map plus the MLP.
 DECODER_MEANS: tuple[str, ...] = ("mlp", "linear", "linear+mlp")
-#: The decoder's noise family.
-LIKELIHOODS: tuple[str, ...] = ("normal", "studentt")
 
 Variant = Literal["true", "fc", "ind", "vae", "vae-maf"]
 #: Every model variant, in the order the CLI lists them.
@@ -30,7 +28,7 @@ class ModelConfig:
         prior_blocks, encoder_blocks: GRF blocks of prior and encoder (``0`` with ``affine``: the
             affine step alone).
         conditioning: The prior's stack, ``ancestors`` (the paper's) or ``parents`` (the BN's exact
-            factorisation at any depth; SPEC §3).
+            factorisation at any depth; docs/results.md, "What changed in the model").
         encoder_conditioning: The same for the encoder over the faithful inverse; ``parents``
             samples by the generation-wise inverse (slower).
         affine: Add the graph-masked affine step to prior and encoder (a linear-Gaussian BN when
@@ -45,7 +43,8 @@ class ModelConfig:
         standardize: Model standardised data internally; likelihoods stay on the raw scale.
         decoder_mean: ``mlp`` (the paper's), ``linear`` (a linear-Gaussian BN conditional with a
             constant scale per node) or ``linear+mlp`` (the affine map plus the MLP as a residual).
-        likelihood: The decoder's family, ``normal`` or ``studentt`` (learned degrees of freedom > 2).
+        likelihood: The decoder's observation family, a name in
+            :data:`sirenvae.models.likelihoods.FAMILIES` (``normal``, ``studentt``, ...).
     """
 
     variant: Variant = "true"
@@ -64,7 +63,7 @@ class ModelConfig:
     min_scale: float = 1e-3
     standardize: bool = True
     decoder_mean: Literal["mlp", "linear", "linear+mlp"] = "mlp"
-    likelihood: Literal["normal", "studentt"] = "normal"
+    likelihood: str = "normal"
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -82,9 +81,10 @@ class ModelConfig:
             raise ValueError(
                 f"unknown decoder_mean {self.decoder_mean!r}; choose one of {', '.join(DECODER_MEANS)}"
             )
-        if self.likelihood not in LIKELIHOODS:
-            choices = ", ".join(LIKELIHOODS)
-            raise ValueError(f"unknown likelihood {self.likelihood!r}; choose one of {choices}")
+        if self.likelihood != LEGACY["likelihood"]:  # the registry needs torch: not at CLI start-up
+            from sirenvae.models.likelihoods import family
+
+            family(self.likelihood)
         if not self.min_scale >= 0:
             raise ValueError(f"min_scale must be non-negative, got {self.min_scale}")
 

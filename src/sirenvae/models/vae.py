@@ -32,8 +32,10 @@ class SIReNVAE(nn.Module):
         prior: ``prior(c)`` is :math:`p(z \mid c)`, ``c`` the standardised values of ``prior_context``
             (``None`` when empty); a normalizing flow whose ``transform.inv`` maps noise to ``z``.
         decoder: ``decoder(nodes)`` is :math:`p(u \mid pa)` given all nodes' values in the graph's
-            order: a location-scale distribution with ``log_prob``, ``mean``, ``noise``,
-            ``reparameterize`` and ``residual`` (see :class:`~sirenvae.models.Decoder`).
+            order, a distribution of its observation family ``decoder.family``
+            (:mod:`sirenvae.models.likelihoods`) with ``log_prob``, ``mean``, ``noise`` and
+            ``reparameterize``, and ``residual`` where the family has location-scale noise
+            (see :class:`~sirenvae.models.Decoder`).
         encoder: ``encoder(u)`` is :math:`q(z \mid x)`, with ``rsample_and_log_prob``.
         config: The configuration the model was built from.
         prior_context: The observed nodes the prior is conditioned on.
@@ -75,12 +77,20 @@ class SIReNVAE(nn.Module):
     def observed(self) -> tuple[str, ...]:
         return self.split.observed
 
+    @property
+    def family(self):
+        """The decoder's observation family (:class:`~sirenvae.models.likelihoods.Family`)."""
+        return self.decoder.family
+
     # ------------------------------------------------------------------ data scale
     def set_standardization(self, x: Tensor) -> None:
-        """Sets the internal standardisation from training data (if the config asks for it)."""
+        """Sets the internal standardisation from training data, by the observation family's rule
+        (if the config asks for it).
+        """
         if self.config.standardize and x.shape[0] > 1:
-            self.loc.copy_(x.mean(0))
-            self.scale.copy_(x.std(0).clamp(min=1e-6))
+            loc, scale = self.family.standardization(x)
+            self.loc.copy_(loc)
+            self.scale.copy_(scale)
 
     def standardize(self, x: Tensor) -> Tensor:
         r""":math:`u = (x - \mathrm{loc}) / \mathrm{scale}`."""
@@ -105,7 +115,9 @@ class SIReNVAE(nn.Module):
         return log_px + log_pz
 
     def log_joint_parts(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-        r""":math:`\log p(x \mid z)` (raw scale) and :math:`\log p(z \mid x_{pa(Z)})`."""
+        r""":math:`\log p(x \mid z)` (raw scale: :math:`\log p(u \mid z) - \sum_i \log s_i` for
+        :math:`u = (x - m) / s`) and :math:`\log p(z \mid x_{pa(Z)})`.
+        """
         u = self.standardize(x)
         log_pz = self.prior_given(u).log_prob(z)
         log_pu = self.decoder(self.nodes(z, u)).log_prob(u)
@@ -124,8 +136,14 @@ class SIReNVAE(nn.Module):
 
     def residuals(self, x: Tensor, z: Tensor) -> Tensor:
         r"""The decoder's standardised residuals :math:`\eta = (u - \mu) / \sigma` of ``x`` given ``z``:
-        the noise that :meth:`sample` would need to produce ``x`` from ``z``.
+        the noise that :meth:`sample` would need to produce ``x`` from ``z`` (a ``ValueError`` for a
+        family without location-scale noise, whose noise a value does not determine).
         """
+        if not self.family.abduction:
+            raise ValueError(
+                f"the {self.family.name} observation family has no location-scale noise, so a value "
+                "does not determine its noise (counterfactuals need that)"
+            )
         u = self.standardize(x)
         return self.decoder(self.nodes(z, u)).residual(u)
 

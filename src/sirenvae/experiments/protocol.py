@@ -1,10 +1,15 @@
-"""The paper's experiments as data: every run of Table 1 and Figure 3 is a frozen :class:`RunConfig`.
+"""The paper's experimental protocol as data: what every run of Table 1 and Figure 3 is made of.
+
+The models in table order, the datasets and training-size factors of each experiment, the training
+schedules (in optimiser steps, so that small and large training sets get comparable optimisation
+effort), the evaluation and tuning seeds, one configuration per model, a run as a frozen
+:class:`RunConfig`, and the published numbers. :mod:`sirenvae.experiments.grids` builds each
+experiment's runs from them.
 
 Hyper-parameters are fixed per model here, before any test number was looked at
 (``settings="paper"``), or read from the frozen choices of the settings search on tuning data
 (``settings="searched"``, :mod:`sirenvae.experiments.chosen`); either way they are written next to
-every result. Training budgets are counted in optimiser steps, so that small and large training sets
-get comparable optimisation effort.
+every result.
 
 Published numbers: SIReN-VAE poster (Mouton & Kroon 2022), Table 1, mean ± std over seeds, nats.
 """
@@ -15,21 +20,27 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from sirenvae.baselines import BASELINES, ClassicalConfig
 from sirenvae.models import VARIANTS, ModelConfig
 
 __all__ = [
     "CLASSICAL_CONFIGS",
+    "DEFAULT_CELLS",
     "EXPERIMENTS",
     "FIGURE3_FACTORS",
+    "FULL",
+    "MODEL_CONFIGS",
     "PAPER_TABLE1",
+    "QUICK",
+    "SEARCHED",
+    "SETTINGS",
+    "TABLE1_DATASETS",
     "TABLE_ORDER",
+    "TUNING_SEED",
     "RunConfig",
     "Schedule",
     "default_config",
-    "grid",
 ]
 
 # the model variants (sirenvae.models.VARIANTS) in the order of the paper's tables and runs, then the
@@ -38,16 +49,18 @@ TABLE_ORDER = ("vae", "ind", "fc", "true", "vae-maf", "fa", "lw")
 TABLE1_DATASETS = ("magic-niab", "arth150", "magic-irri")
 TABLE1_FACTORS = (2, 100)
 FIGURE3_FACTORS = (1, 2, 5, 10, 20, 50, 100)
-# each experiment's default datasets and training-size factors
-_DEFAULTS = {
+#: Each experiment's default datasets and training-size factors (the ablation's are its own:
+#: :mod:`sirenvae.experiments.ablation`).
+DEFAULT_CELLS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "table1": (TABLE1_DATASETS, TABLE1_FACTORS),
     "figure3": (("ecoli70",), FIGURE3_FACTORS),
     # the nonlinear Figure 3 (its oracle a Monte-Carlo estimate); `reproduce figure3 --network
     # arithmetic-circuit` runs it
     "figure3nl": (("arithmetic-circuit",), FIGURE3_FACTORS),
 }
-#: the flow ablation of issue 9 (:mod:`sirenvae.experiments.ablation`) is the last experiment
-EXPERIMENTS = (*_DEFAULTS, "ablation")
+#: The flow ablation (:mod:`sirenvae.experiments.ablation`; docs/results.md, "The flow ablation") is
+#: the last experiment.
+EXPERIMENTS = (*DEFAULT_CELLS, "ablation")
 #: Where each run's settings come from: fixed by hand, chosen by the search on tuning data, or chosen
 #: by cross-validation on the run's own training rows (:mod:`sirenvae.selection`, a user's protocol).
 SETTINGS = ("paper", "searched", "auto")
@@ -99,7 +112,7 @@ CLASSICAL_CONFIGS = {b: ClassicalConfig(baseline=b) for b in BASELINES}
 
 
 def default_config(model: str) -> ModelConfig | ClassicalConfig:
-    """The registry's configuration of a deep model or a classical baseline."""
+    """The protocol's configuration of a deep model or a classical baseline."""
     return MODEL_CONFIGS[model] if model in MODEL_CONFIGS else CLASSICAL_CONFIGS[model]
 
 
@@ -151,71 +164,6 @@ class RunConfig:
         if not d["auto"]:  # the field came later: a run without it hashes as before
             del d["auto"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def grid(
-    experiment: str,
-    *,
-    seeds: int | None = None,
-    quick: bool = False,
-    datasets: tuple[str, ...] | None = None,
-    models: tuple[str, ...] | None = None,
-    factors: tuple[int, ...] | None = None,
-    settings: str = "paper",
-    chosen: str | Path | None = None,
-) -> list[RunConfig]:
-    """All runs of an experiment (optionally a subset), models in :data:`TABLE_ORDER`.
-
-    ``settings="searched"`` takes each run's configuration and schedule overrides from ``chosen``
-    (default: the copy shipped in the package), a factor not searched from the nearest searched one.
-    """
-    if experiment == "ablation":
-        from sirenvae.experiments.ablation import ablation_grid
-
-        if models or settings != "paper":
-            raise ValueError("the ablation varies the flow of SIReN-VAE true; it takes no models or settings")
-        return ablation_grid(seeds=seeds or 1, quick=quick, datasets=datasets, factors=factors)
-    if experiment not in _DEFAULTS:
-        raise ValueError(f"unknown experiment {experiment!r}; choose {', '.join(EXPERIMENTS)}")
-    if settings not in SETTINGS:
-        raise ValueError(f"unknown settings {settings!r}; choose {' or '.join(SETTINGS)}")
-    default = _DEFAULTS[experiment]
-    seeds = 3 if seeds is None else seeds
-    if not 1 <= seeds <= TUNING_SEED:
-        raise ValueError(
-            f"seeds must lie in 1..{TUNING_SEED} (the seeds above are the search's), got {seeds}"
-        )
-    choices = None
-    if settings == "searched":
-        from sirenvae.experiments.chosen import DEFAULT_CHOSEN, load_chosen, searched_settings
-
-        choices = load_chosen(chosen or DEFAULT_CHOSEN)
-    # auto runs train as a default `sirenvae fit` does (the schedule sets their test rows and K)
-    schedule = QUICK if quick else (SEARCHED if settings == "searched" else FULL)
-    seeds = 1 if quick else seeds
-    out = []
-    for dataset in datasets or default[0]:
-        for factor in factors or default[1]:
-            for model in models or TABLE_ORDER:
-                if model not in TABLE_ORDER:
-                    raise ValueError(f"unknown model {model!r}; choose from {', '.join(TABLE_ORDER)}")
-                model_config, run_schedule = default_config(model), schedule
-                if choices is not None and model in VARIANTS:  # the classical ones choose their own
-                    model_config, run_schedule = searched_settings(choices, dataset, factor, model, schedule)
-                for seed in range(seeds):
-                    out.append(
-                        RunConfig(
-                            experiment=experiment,
-                            dataset=dataset,
-                            model=model,
-                            train_factor=factor,
-                            seed=seed,
-                            schedule=run_schedule,
-                            model_config=model_config,
-                            auto=settings == "auto" and model in VARIANTS,
-                        )
-                    )
-    return out
 
 
 # SIReN-VAE poster, Table 1: (NLL, RE) mean and std at 2|G| and 100|G|
