@@ -210,7 +210,7 @@ def fit_classical(name: str | ClassicalConfig, x_train: Tensor, seed: int = 0) -
         import sklearn  # noqa: F401
     except ImportError:
         raise ImportError(
-            "the classical baselines need scikit-learn: pip install 'sirenvae[experiments]'"
+            "the classical baselines need scikit-learn (a dependency of sirenvae): pip install scikit-learn"
         ) from None
     if x_train.ndim != 2 or x_train.shape[0] < 2:
         raise ValueError(f"x_train must have shape (N, D) with N >= 2, got {tuple(x_train.shape)}")

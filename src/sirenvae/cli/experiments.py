@@ -267,7 +267,7 @@ def _need_sklearn(configs) -> None:
             import sklearn  # noqa: F401
         except ImportError:
             raise UsageError(
-                "the classical baselines (fa, lw) need scikit-learn: pip install 'sirenvae[experiments]', "
+                "the classical baselines (fa, lw) need scikit-learn (a dependency of sirenvae): pip install scikit-learn, "
                 "or leave them out with --models"
             ) from None
 

@@ -28,6 +28,7 @@ from sirenvae.graph import BayesianNetwork, LatentSplit
 from sirenvae.inversion import faithful_inverse
 from sirenvae.models.components import Decoder, DiagonalEncoder, maf_encoder
 from sirenvae.models.config import STRUCTURED, ModelConfig
+from sirenvae.models.likelihoods import family
 from sirenvae.models.vae import SIReNVAE
 
 __all__ = ["build_model", "variant_graph"]
@@ -182,4 +183,10 @@ def build_model(split: LatentSplit, config: ModelConfig | None = None, **overrid
     config = config or ModelConfig()
     if overrides:
         config = ModelConfig.from_dict({**config.to_dict(), **overrides})
+    fam = family(config.likelihood)
+    if fam.input_units != 1:
+        raise ValueError(
+            f"the {fam.name} family encodes a value as {fam.input_units} input units; models whose "
+            "inputs take several units per node are not supported yet"
+        )
     return BUILDERS[config.variant](split, config)

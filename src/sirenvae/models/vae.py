@@ -98,7 +98,10 @@ class SIReNVAE(nn.Module):
 
     # ------------------------------------------------------------------ pieces of the joint
     def nodes(self, z: Tensor, u: Tensor) -> Tensor:
-        """All nodes' values in graph order from latents ``z`` and standardised observed ``u``."""
+        """All nodes' values in graph order from latents ``z`` and standardised observed ``u`` (as
+        the observation family encodes them where they are inputs).
+        """
+        u = self.family.encode(u)
         shape = torch.broadcast_shapes(z.shape[:-1], u.shape[:-1])
         out = z.new_empty(*shape, len(self.graph))
         out[..., self._idx_z] = z.expand(*shape, z.shape[-1])
@@ -127,7 +130,7 @@ class SIReNVAE(nn.Module):
         r"""``samples`` draws of :math:`z \sim q(z \mid x)` with :math:`\log q`, shapes
         ``(samples, N, Dz)`` and ``(samples, N)``.
         """
-        return self.encoder(self.standardize(x)).rsample_and_log_prob((samples,))
+        return self.encoder(self.family.encode(self.standardize(x))).rsample_and_log_prob((samples,))
 
     def reconstruction(self, x: Tensor, z: Tensor) -> Tensor:
         r""":math:`E[x \mid z]` on the raw scale (observed parents teacher-forced)."""
