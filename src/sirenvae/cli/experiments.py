@@ -267,8 +267,8 @@ def _need_sklearn(configs) -> None:
             import sklearn  # noqa: F401
         except ImportError:
             raise UsageError(
-                "the classical baselines (fa, lw) need scikit-learn (a dependency of sirenvae): pip install scikit-learn, "
-                "or leave them out with --models"
+                "the classical baselines (fa, lw) need scikit-learn (a dependency of sirenvae): "
+                "pip install scikit-learn, or leave them out with --models"
             ) from None
 
 
