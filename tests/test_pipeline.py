@@ -175,8 +175,12 @@ def test_too_few_rows_and_bad_values():
     with pytest.raises(ValueError, match="at least 2 training rows"):
         train_model(LatentSplit(g, SMALL_LATENT), x[:1], **KW)
     bad = x.clone()
-    bad[3, 1] = math.nan
-    with pytest.raises(ValueError, match="NaN or inf"):
+    bad[3, 1] = math.inf
+    with pytest.raises(ValueError, match="contain inf"):
+        train_model(LatentSplit(g, SMALL_LATENT), bad, **KW)
+    bad[3, 1] = math.nan  # a hole is fine, a column of holes is not
+    bad[:, 2] = math.nan
+    with pytest.raises(ValueError, match="every cell missing"):
         train_model(LatentSplit(g, SMALL_LATENT), bad, **KW)
 
 

@@ -62,7 +62,8 @@ def reconstruction_error(model, x: Tensor, samples: int = 1) -> Tensor:
     per-cell error :math:`e` (the squared error for continuous families).
     """
     z, _ = model.posterior(x, samples)
-    return model.family.reconstruction_error(x, model.reconstruction(x, z)).sum(-1).mean(0)
+    error = model.family.reconstruction_error(x, model.reconstruction(x, z))
+    return torch.nan_to_num(error, nan=0.0).sum(-1).mean(0)  # over the present cells
 
 
 #: Samples (rows x importance samples) per evaluation chunk: small enough that a chunk's activations

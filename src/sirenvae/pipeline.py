@@ -126,8 +126,11 @@ def train_model(
     options = options or TrainOptions()
     if train.ndim != 2 or train.shape[0] < 2:
         raise ValueError(f"need at least 2 training rows, got {train.shape[0] if train.ndim == 2 else 0}")
-    if not torch.isfinite(train).all():
-        raise ValueError("training data contain NaN or inf")
+    if train.isinf().any():
+        raise ValueError("training data contain inf")
+    holes = train.isnan()
+    if holes.all(0).any() or holes.all(1).any():
+        raise ValueError("training data have a row or a column with every cell missing (NaN)")
     torch.manual_seed(fit_config.seed)
     model = build_model(split, model_config)
     if train.shape[1] != len(model.observed):

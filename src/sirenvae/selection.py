@@ -544,6 +544,9 @@ def classical_nll(name: str, train: Tensor, test: Tensor, seed: int) -> np.ndarr
 def _classical(x: Tensor, parts, settings: SelectionSettings, table: list, per_row: dict) -> list[dict]:
     """Factor analysis and Ledoit-Wolf on the same folds: their rows of the table and summaries."""
     n = x.shape[0]
+    if x.isnan().any():
+        notice = "the classical models are skipped: they need every cell, and these rows have holes"
+        return [{"notice": notice}]
     out, rows = [], []
     for name in CLASSICAL_NAMES:
         values = np.full(n, np.nan)

@@ -221,12 +221,18 @@ class Family:
         return F.softplus(raw + RAW_SCALE_OFFSET) + self.min_scale
 
     def standardization(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """The location and scale ``(m, s)`` of ``u = (x - m) / s`` from training values ``(N, D)``
+        """The location and scale ``(m, s)`` of ``u = (x - m) / s`` from training values ``(N, D)``,
+        NaN for a missing cell: the mean and standard deviation of each column's present cells
         (the identity for a family that is not :attr:`standardized`).
         """
         if not self.standardized or x.shape[0] < 2:
             return torch.zeros_like(x[0]), torch.ones_like(x[0])
-        return x.mean(0), x.std(0).clamp(min=1e-6)
+        if not x.isnan().any():
+            return x.mean(0), x.std(0).clamp(min=1e-6)
+        present = (~x.isnan()).sum(0)
+        mean = x.nanmean(0)
+        var = (x - mean).square().nansum(0) / (present - 1).clamp(min=1)
+        return torch.where(present > 0, mean, 0.0), var.sqrt().clamp(min=1e-6)
 
     def encode(self, u: Tensor) -> Tensor:
         """The input units of (standardised) values ``u``, ``input_units`` per node."""

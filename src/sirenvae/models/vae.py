@@ -25,7 +25,9 @@ class SIReNVAE(nn.Module):
 
     ``x`` holds the observed nodes in topological order, on the raw scale; internally the model
     works on standardised values :math:`u = (x - \mathrm{loc}) / \mathrm{scale}` and reports
-    log-densities of :math:`x`.
+    log-densities of :math:`x`. A NaN in ``x`` is a missing cell (missing at random): densities are
+    those of the present cells, :math:`\log p(x_{obs})`, and the missing values are drawn inside the
+    importance sampler (:meth:`fill`).
 
     Arguments:
         split: The network and its latent/observed nodes.
@@ -64,6 +66,7 @@ class SIReNVAE(nn.Module):
         ctx = [split.observed.index(v) for v in prior_context]
         self.register_buffer("_ctx_idx", torch.tensor(ctx, dtype=torch.long), persistent=False)
         self._schedule = _ancestral_schedule(split)
+        self._fill_sweeps = _observed_generations(split)
 
     @property
     def graph(self) -> BayesianNetwork:
@@ -120,21 +123,58 @@ class SIReNVAE(nn.Module):
     def log_joint_parts(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         r""":math:`\log p(x \mid z)` (raw scale: :math:`\log p(u \mid z) - \sum_i \log s_i` for
         :math:`u = (x - m) / s`) and :math:`\log p(z \mid x_{pa(Z)})`.
+
+        With missing cells (NaN), the first is over the present cells only, and the missing values
+        that other nodes depend on are drawn from their decoder conditionals given ``z`` (see
+        :meth:`fill`), so that ``log_joint - log q`` is a log importance weight of
+        :math:`p(x_{obs})` under the proposal :math:`q(z \mid x)\, p(x_{mis} \mid \cdot)`.
         """
         u = self.standardize(x)
+        mask = _present(x)
+        if mask is not None:
+            u = self.fill(u, mask, z)
         log_pz = self.prior_given(u).log_prob(z)
-        log_pu = self.decoder(self.nodes(z, u)).log_prob(u)
-        return log_pu - self.scale.log().sum(), log_pz
+        log_pu = self.decoder(self.nodes(z, u)).log_prob(u, mask)
+        log_s = self.scale.log()
+        jacobian = log_s.sum() if mask is None else torch.where(mask, log_s, 0.0).sum(-1)
+        return log_pu - jacobian, log_pz
+
+    def fill(self, u: Tensor, mask: Tensor, z: Tensor) -> Tensor:
+        r"""Standardised values ``u`` with each missing cell (``mask`` false) drawn from its decoder
+        conditional :math:`p(u_i \mid pa(i))` given ``z`` (leading sample dims) and the other nodes.
+
+        The draws are reparameterised with noise drawn once; each decoder pass settles one more
+        generation of missing observed nodes (chains of observed parents), as in :meth:`sample`.
+        Their density cancels in the importance weight, since the proposal is the model's own
+        conditional: a missing leaf needs no draw (its factor integrates to 1) and gets one anyway.
+        """
+        shape = torch.broadcast_shapes(z.shape[:-1], u.shape[:-1])
+        present = u.expand(*shape, u.shape[-1])
+        filled = torch.where(mask, present, 0.0)
+        eta = None
+        for _ in range(self._fill_sweeps):
+            p = self.decoder(self.nodes(z, filled))
+            eta = p.noise() if eta is None else eta
+            filled = torch.where(mask, present, p.reparameterize(eta))
+        return filled
 
     def posterior(self, x: Tensor, samples: int = 1) -> tuple[Tensor, Tensor]:
         r"""``samples`` draws of :math:`z \sim q(z \mid x)` with :math:`\log q`, shapes
         ``(samples, N, Dz)`` and ``(samples, N)``.
         """
-        return self.encoder(self.family.encode(self.standardize(x))).rsample_and_log_prob((samples,))
+        u = self.standardize(x)
+        if _present(x) is not None:  # a hole reads as the training mean (0 in standardised units)
+            u = torch.nan_to_num(u, nan=0.0)
+        return self.encoder(self.family.encode(u)).rsample_and_log_prob((samples,))
 
     def reconstruction(self, x: Tensor, z: Tensor) -> Tensor:
-        r""":math:`E[x \mid z]` on the raw scale (observed parents teacher-forced)."""
+        r""":math:`E[x \mid z]` on the raw scale (observed parents teacher-forced; missing ones drawn
+        as in :meth:`fill`).
+        """
         u = self.standardize(x)
+        mask = _present(x)
+        if mask is not None:
+            u = self.fill(u, mask, z)
         return self.decoder(self.nodes(z, u)).mean * self.scale + self.loc
 
     def residuals(self, x: Tensor, z: Tensor) -> Tensor:
@@ -170,6 +210,23 @@ class SIReNVAE(nn.Module):
             eta = p.noise() if eta is None else eta
             u = p.reparameterize(eta)
         return z, u * self.scale + self.loc
+
+
+def _present(x: Tensor) -> Tensor | None:
+    """The mask of present cells of ``x`` (not NaN), or ``None`` when every cell is present."""
+    mask = ~x.isnan()
+    return None if bool(mask.all()) else mask
+
+
+def _observed_generations(split: LatentSplit) -> int:
+    """Decoder passes that settle every observed node given the latents: one plus the longest chain
+    of observed nodes whose parent is observed.
+    """
+    graph, observed = split.graph, set(split.observed)
+    depth: dict[str, int] = {}
+    for v in graph.nodes:
+        depth[v] = max((depth[p] + 1 for p in graph.parents(v) if p in observed), default=0)
+    return 1 + max((depth[v] for v in observed), default=0)
 
 
 def _ancestral_schedule(split: LatentSplit) -> tuple[bool, ...]:

@@ -1,0 +1,96 @@
+"""Missing cells in the model: NaN is a hole, densities are those of the present cells."""
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from helpers import SMALL_LATENT, TINY, rows, small_network
+from sirenvae.graph import LatentSplit
+from sirenvae.models import build_model
+from sirenvae.objectives import elbo, evaluate_rows, iwae, log_weights
+from sirenvae.pipeline import TrainOptions, train_model
+from sirenvae.training import FitConfig
+
+
+@pytest.fixture(scope="module")
+def trained():
+    net = small_network()
+    split = LatentSplit(net.graph, SMALL_LATENT)
+    x = rows(net, SMALL_LATENT, 300, dtype=torch.float64)
+    config = replace(TINY, conditioning="parents", affine=True)
+    model, _ = train_model(
+        split, x.float(), model_config=config, fit_config=FitConfig(max_epochs=60, patience=60),
+        options=TrainOptions(warmup_steps=50),
+    )  # fmt: skip
+    return model.double().eval(), x
+
+
+@pytest.mark.parametrize("column", [0, 1], ids=["x1-with-a-child", "x2-a-leaf"])
+def test_a_hole_is_integrated_out(trained, column):
+    """log p(x_obs) with a hole equals the log of the integral of p(x) over the missing value."""
+    model, x = trained
+    row = x[:1].clone()
+    hole = row.clone()
+    hole[0, column] = math.nan
+    torch.manual_seed(0)
+    with torch.no_grad():
+        estimate = iwae(model, hole, 20000).item()
+        grid = torch.linspace(row[0, column].item() - 6, row[0, column].item() + 6, 121, dtype=torch.float64)
+        full = row.repeat(len(grid), 1)
+        full[:, column] = grid
+        lp = torch.cat([iwae(model, part, 2000) for part in full.split(30)])
+    assert max(lp[0], lp[-1]) < torch.logsumexp(lp, 0) - 8  # the grid covers the mass
+    integral = (torch.logsumexp(lp, 0) + math.log((grid[1] - grid[0]).item())).item()
+    assert estimate == pytest.approx(integral, abs=0.08)
+
+
+def test_bounds_and_gradients_with_holes(trained):
+    model, x = trained
+    holey = x[:40].clone()
+    g = torch.Generator().manual_seed(1)
+    holes = torch.rand(holey.shape, generator=g) < 0.3
+    holes[:, 0] &= torch.arange(40) % 2 == 0  # no row loses every cell
+    holey[holes] = math.nan
+    assert not holey.isnan().all(1).any()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        lw = log_weights(model, holey, 200)
+        e, w = lw.mean(0), torch.logsumexp(lw, 0) - math.log(200)
+        complete = iwae(model, x[:40], 200)
+    assert torch.isfinite(lw).all() and (e <= w + 1e-12).all()
+    # fewer cells, more probability: a hole never lowers the row's density by much (MC noise only)
+    assert (w > complete - 0.1).all()
+    out = evaluate_rows(model, holey, importance_samples=50)
+    assert all(torch.isfinite(v).all() for v in out.values())
+    model.train()
+    model.zero_grad()
+    (-elbo(model, holey, 4).mean()).backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    model.eval()
+
+
+def test_standardisation_and_training_use_the_present_cells():
+    net = small_network()
+    split = LatentSplit(net.graph, SMALL_LATENT)
+    x = rows(net, SMALL_LATENT, 200)
+    holey = x.clone()
+    holey[::3, 2] = math.nan
+    holey[1::5, 0] = math.nan
+    model = build_model(split, TINY)
+    model.set_standardization(holey)
+    for j in range(3):
+        present = holey[:, j][~holey[:, j].isnan()]
+        torch.testing.assert_close(model.loc[j], present.mean())
+        torch.testing.assert_close(model.scale[j], present.std())
+    trained, history = train_model(
+        split, holey, model_config=TINY, fit_config=FitConfig(max_epochs=5),
+        options=TrainOptions(warmup_steps=0),
+    )  # fmt: skip
+    assert all(math.isfinite(v) for v in history.train_loss + history.valid_loss)
+    with pytest.raises(ValueError, match="a row or a column with every cell missing"):
+        bad = holey.clone()
+        bad[4] = math.nan
+        train_model(split, bad, model_config=TINY, fit_config=FitConfig(max_epochs=1))
