@@ -1,4 +1,5 @@
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -126,7 +127,7 @@ def test_data_errors(tmp_path, ecoli_run, observed_csv):
     variants = {
         "nomatch.csv": (df.assign(foo=1), "matches no node"),
         "missing.csv": (df.drop(columns=df.columns[0]), "without a column"),
-        "nan.csv": (df.copy().assign(**{df.columns[2]: ["nan"] + list(df.iloc[1:, 2])}), "non-finite"),
+        "null.csv": (df.copy().assign(**{df.columns[2]: ["NULL"] + list(df.iloc[1:, 2])}), "non-numeric"),
         "inf.csv": (df.copy().assign(**{df.columns[1]: list(df.iloc[:-1, 1]) + ["-inf"]}), "non-finite"),
         "text.csv": (df.copy().assign(**{df.columns[0]: ["x"] * len(df)}), "non-numeric"),
     }
@@ -137,8 +138,15 @@ def test_data_errors(tmp_path, ecoli_run, observed_csv):
         assert r.exit_code == 2, (name, r.output)
         line = error_line(r)
         assert match in line and name in line, (name, line)
-        if name in ("nan.csv", "text.csv"):
+        if name in ("null.csv", "text.csv"):
             assert "row 1" in line and "column" in line
+    # a NaN cell is a hole: evaluate integrates it out, with the oracle's marginal of the present cells
+    holey = df.copy().assign(**{df.columns[2]: ["nan"] + list(df.iloc[1:, 2])})
+    holey.to_csv(tmp_path / "nan.csv", index=False)
+    r = run("evaluate", ecoli_run, "--data", tmp_path / "nan.csv", "-k", 2, "--json")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert math.isfinite(result["nll"]) and math.isfinite(result["oracle_nll"])
     # a column of a latent node (as `sample` writes) is ignored with a note, not an error
     df.assign(cspG=0.0).to_csv(tmp_path / "latent.csv", index=False)
     r = run("evaluate", ecoli_run, "--data", tmp_path / "latent.csv", "-k", 2)

@@ -54,10 +54,10 @@ def test_every_command_names_the_cell_that_overflows(files, tmp_path):
         assert expected in error_line(r), args
     assert not (tmp_path / "p.csv").exists() and not (tmp_path / "o").exists()
     # non-finite and non-numeric cells are named the same way by evaluate and posterior
-    path = edited(files, tmp_path, "nan.csv", x3=(4, "nan"))
+    path = edited(files, tmp_path, "inf.csv", x3=(4, "inf"))
     for args in commands(path)[1:]:
         r = run(*args)
-        assert r.exit_code == 2 and "row 5 (line 6), column 'x3': non-finite value 'nan'" in error_line(r)
+        assert r.exit_code == 2 and "row 5 (line 6), column 'x3': non-finite value 'inf'" in error_line(r)
 
 
 def test_fit_names_its_latent_nodes_and_suggests_near_misses(files, tmp_path):
@@ -277,3 +277,87 @@ def test_errors_point_to_the_option_that_fixes_them(files, tmp_path):
     pd.read_csv(files / "obs.csv").drop(columns="x2").to_csv(tmp_path / "no-x2.csv", index=False)
     r = run("evaluate", files / "run", "--data", tmp_path / "no-x2.csv", "-k", 2)
     assert error_line(r).endswith("observed node(s) without a column: x2; add the column(s)")
+
+
+HOLES = {"x1": (3, ""), "x3": (10, "NA"), "x2": (7, "?")}
+#: The notice on ``HOLES`` (one cell of 120 in each column).
+HOLES_NOTE = (
+    "note: missing cells: x1 0.8%, x2 0.8%, x3 0.8% (of 120 rows); they are treated as missing at random"
+)
+
+
+def test_holes_are_read_by_fit_and_evaluate_only(files, tmp_path):
+    path = edited(files, tmp_path, "holes.csv", **HOLES)
+    # '?' is a hole only when named
+    r = run("evaluate", files / "run", "--data", path, "-k", 2)
+    assert r.exit_code == 2 and error_line(r).endswith(
+        "holes.csv: row 8 (line 9), column 'x2': non-numeric value '?'"
+    )
+    r = run("evaluate", files / "run", "--data", path, "-k", 2, "--missing", "?", "--json")
+    assert HOLES_NOTE in r.stderr and "error:" not in r.output, r.output
+    # the other commands refuse holes, and say where they are accepted
+    path = edited(files, tmp_path, "one.csv", x1=(3, ""))
+    r = run("posterior", files / "run", "--data", path, "-n", 2, "-o", tmp_path / "p.csv")
+    assert r.exit_code == 2 and error_line(r).endswith(
+        "one.csv: row 4 (line 5), column 'x1': non-numeric value empty (a missing cell); this command needs "
+        "every cell (holes are accepted by fit and evaluate only, for now)"
+    )
+    assert not (tmp_path / "p.csv").exists()
+    # --missing is for a --data CSV
+    r = run(
+        "fit", "--network", "ecoli70", "--train-size", 10, "--missing", "?", "--out", tmp_path / "o", *FAST
+    )
+    assert r.exit_code == 2 and "--missing apply to a --data CSV" in error_line(r)
+
+
+def test_fit_refuses_empty_columns_and_rows_and_names_them(files, tmp_path):
+    graph = files / "g.json"
+    frame = pd.read_csv(files / "obs.csv").astype(object)
+    frame["x2"] = "NA"
+    frame.to_csv(tmp_path / "col.csv", index=False)
+    r = run(*r_args(graph, tmp_path / "col.csv", tmp_path / "a"))
+    assert r.exit_code == 2 and error_line(r).endswith(
+        "col.csv: column 'x2' has every cell missing: declare its node latent (--latent) or drop the column"
+    )
+    frame = pd.read_csv(files / "obs.csv").astype(object)
+    frame.loc[5, :] = ["", "nan", "-"]
+    frame.to_csv(tmp_path / "row.csv", index=False)
+    r = run(*r_args(graph, tmp_path / "row.csv", tmp_path / "a"), "--missing", "-")
+    assert r.exit_code == 2 and error_line(r).endswith(
+        "row.csv: row 6 (line 7) has every observed cell missing: it holds no data; drop the row"
+    )
+    # training checks look at the present cells only
+    frame = pd.read_csv(files / "obs.csv").astype(object)
+    frame.loc[::2, "x2"] = ""
+    frame.loc[1::2, "x2"] = "4.25"
+    frame.to_csv(tmp_path / "const.csv", index=False)
+    r = run(*r_args(graph, tmp_path / "const.csv", tmp_path / "a"))
+    assert r.exit_code == 2 and "constant or near-constant column(s) 'x2' (sd 0 around 4.25)" in error_line(r)
+    assert not (tmp_path / "a").exists()
+
+
+def test_fit_reads_holes_and_reports_them(files, tmp_path):
+    path = edited(files, tmp_path, "holes.csv", **HOLES)
+    r = run(*r_args(files / "g.json", path, tmp_path / "a"), "--missing", "?", "--epochs", "1")
+    # the notice of the fraction missing per column, before training
+    assert HOLES_NOTE in r.stderr and "latent nodes (2, nodes without a column): z1, z2" in r.stderr
+    assert "non-numeric" not in r.output and "every cell" not in r.output
+
+
+def test_fit_and_evaluate_with_holes_end_to_end(files, tmp_path):
+    path = edited(files, tmp_path, "holes.csv", **HOLES)
+    r = run(*r_args(files / "g.json", path, tmp_path / "a"), "--missing", "?", "--epochs", "1")
+    assert r.exit_code == 0, r.output
+    r = run("evaluate", tmp_path / "a", "--data", path, "-k", 2, "--missing", "?", "--json")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["rows"] == 120 and np.isfinite(result["nll"])
+
+
+def test_the_help_of_missing_states_the_assumption():
+    for command in ("fit", "evaluate"):
+        text = " ".join(run(command, "--help").output.split())
+        assert "--missing" in text and "empty cells, NA, N/A and NaN always do" in text
+        assert "Holes are treated as missing at random (ignorable): data missing not at random" in text
+        assert "are out of scope" in text
+    assert "--missing" not in run("posterior", "--help").output

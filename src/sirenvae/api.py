@@ -220,26 +220,30 @@ class FittedModel(_CausalQueries):
         )
 
     # ------------------------------------------------------------------ tables in, numbers out
-    def tensor(self, df: pd.DataFrame, *, ignore: Iterable[str] = ()) -> Tensor:
+    def tensor(self, df: pd.DataFrame, *, ignore: Iterable[str] = (), allow_missing: bool = False) -> Tensor:
         """The observed columns of ``df`` as a tensor in the model's (topological) order.
 
         Columns that name latent nodes and those in ``ignore`` are dropped; any other column that
-        is not an observed node, a missing observed column, or a cell that is NaN, infinite,
+        is not an observed node, a missing observed column, or a cell that is infinite,
         non-numeric or too large for the model's dtype is a :class:`ValueError` (the checks of
-        :func:`sirenvae.data.read_frame`, as for the CLI's CSV files).
+        :func:`sirenvae.data.read_frame`, as for the CLI's CSV files); so is a missing cell (NaN,
+        ``None``, ``pd.NA``) unless ``allow_missing``, when it becomes NaN.
         """
         like = self.model.loc
-        return _read(df, self.model.split, ignore, dtype=like.dtype).x.to(like.device)
+        table = _read(df, self.model.split, ignore, dtype=like.dtype, allow_missing=allow_missing)
+        return table.x.to(like.device)
 
     @torch.no_grad()
     def log_prob(
         self, df: pd.DataFrame, importance_samples: int = 1000, *, seed: int | None = 0, ignore=()
     ) -> pd.Series:
         r"""Per-row estimate of :math:`\log p(x)`: the IWAE bound with ``importance_samples``
-        draws (a lower bound that tightens as it grows), indexed like ``df``.
+        draws (a lower bound that tightens as it grows), indexed like ``df``. A missing cell (NaN,
+        ``None``) is integrated out: the row's value is :math:`\log p(x_{obs})` of its present
+        cells (holes are taken as missing at random).
         """
         _positive(importance_samples, "importance_samples")
-        x = self.tensor(df, ignore=ignore)
+        x = self.tensor(df, ignore=ignore, allow_missing=True)
         rows = max(1, eval_chunk(self.model) // importance_samples)
         with _seeded(seed):
             parts = [
@@ -251,9 +255,11 @@ class FittedModel(_CausalQueries):
 
     @torch.no_grad()
     def elbo(self, df: pd.DataFrame, samples: int = 1, *, seed: int | None = 0, ignore=()) -> pd.Series:
-        """Per-row evidence lower bound, averaged over ``samples`` posterior draws, indexed like ``df``."""
+        """Per-row evidence lower bound, averaged over ``samples`` posterior draws, indexed like ``df``
+        (of the present cells where some are missing, as in :meth:`log_prob`).
+        """
         _positive(samples, "samples")
-        x = self.tensor(df, ignore=ignore)
+        x = self.tensor(df, ignore=ignore, allow_missing=True)
         with _seeded(seed):
             value = log_weights(self.model, x, samples).mean(0)
         return pd.Series(value.cpu().double().numpy(), index=df.index, name="elbo")
@@ -336,7 +342,9 @@ def fit(
 ) -> FittedModel:
     """Trains a model on a DataFrame whose columns are node names (in any order).
 
-    The table is checked as ``sirenvae fit`` checks a CSV file (:func:`sirenvae.data.read_frame`):
+    Missing cells (NaN, ``None``, ``pd.NA``) are holes, assumed missing at random: the model is
+    trained on the present cells (see :class:`~sirenvae.models.SIReNVAE`). The table is checked as
+    ``sirenvae fit`` checks a CSV file (:func:`sirenvae.data.read_frame`):
     unknown, missing or misspelt columns, cells that are not finite numbers, constant columns and
     columns with 2 distinct values are a :class:`ValueError` naming them; columns that look
     discrete (integers with at most 10 distinct values) and ignored latent columns are warnings.
@@ -375,7 +383,7 @@ def fit(
             (``prior_blocks``, ``hidden_per_set``, ...; with ``auto`` they are fixed in every
             candidate). Defaults as in ``sirenvae fit`` (:mod:`sirenvae.defaults`).
     """
-    table, network = _training_table(graph, df, latent, ignore, allow_discrete)
+    table, network = _training_table(graph, df, latent, ignore, allow_discrete, allow_missing=True)
     search = {"folds": folds, "max_candidates": max_candidates, "time_budget": time_budget}
     return fit_rows(
         table.split,
@@ -578,7 +586,7 @@ def _settings_file(path, model: str, extra: dict, split) -> dict:
 
 # ---------------------------------------------------------------------- helpers
 def _training_table(
-    graph, df: pd.DataFrame, latent, ignore, allow_discrete: bool
+    graph, df: pd.DataFrame, latent, ignore, allow_discrete: bool, *, allow_missing: bool = False
 ) -> tuple[Table, str | None]:
     """The graph (a shipped network's name, a file, anything :func:`read_graph` reads) and the training
     rows of ``df`` checked against it, its notices as warnings; also the network's name, if one.
@@ -592,7 +600,15 @@ def _training_table(
     else:
         bn = read_graph(graph)
     split = bn if latent is None else latent_split(bn, latent)
-    table = _read(df, split, ignore, min_rows=2, training=True, allow_discrete=allow_discrete)
+    table = _read(
+        df,
+        split,
+        ignore,
+        min_rows=2,
+        training=True,
+        allow_discrete=allow_discrete,
+        allow_missing=allow_missing,
+    )
     for notice in table.notices:
         warnings.warn(notice, stacklevel=3)  # at the caller of fit or compare
     return table, network

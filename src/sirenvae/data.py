@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from sirenvae.networks import ArithmeticCircuit, LinearGaussianNetwork
 
 __all__ = [
     "LATENT_RULES",
+    "MISSING_TOKENS",
     "DataError",
     "Splits",
     "Table",
@@ -135,6 +136,9 @@ class Table:
         notices: One-line messages for the user (columns ignored, likely discrete columns).
         ids: The cells of the ID column, one per row (``None`` without an ID column).
         id_column: The name of the ID column.
+        missing: The fraction of missing cells (NaN in ``x``) of each observed column that has any,
+            in ``split.observed`` order; empty for a complete table (always, unless read with
+            ``allow_missing``).
     """
 
     x: Tensor
@@ -142,6 +146,7 @@ class Table:
     notices: tuple[str, ...] = ()
     ids: tuple[str, ...] | None = None
     id_column: str | None = None
+    missing: dict[str, float] = field(default_factory=dict)
 
 
 #: How messages name the options that fix a table: the CLI's flags, or :mod:`sirenvae.api`'s keywords.
@@ -151,14 +156,21 @@ _HINTS = {
         "id": " (or --id-column NAME for a column of row IDs)",
         "latent": "--latent",
         "discrete": "--allow-discrete",
+        "complete": "this command needs every cell (holes are accepted by fit and evaluate only, for now)",
     },
     "python": {
         "ignore": lambda names: f"ignore={list(names)!r}",
         "id": "",
         "latent": "latent=[...]",
         "discrete": "allow_discrete=True",
+        "complete": "this function needs every cell (fit, log_prob and elbo accept holes; the rest not yet)",
     },
 }
+
+#: The cells that are missing (with ``allow_missing``) besides a user's own tokens: compared with each
+#: cell stripped of surrounding whitespace and regardless of case; a DataFrame's NaN, None and
+#: ``pd.NA`` are missing too.
+MISSING_TOKENS = ("", "NA", "N/A", "NaN")
 
 
 def read_csv(
@@ -222,6 +234,8 @@ def read_frame(
     drop_latent_columns: bool = False,
     training: bool = False,
     allow_discrete: bool = False,
+    allow_missing: bool = False,
+    missing: Sequence[str] | str = (),
     name: str | None = None,
     lines: Sequence[int] | None = None,
     hints: str = "cli",
@@ -236,12 +250,22 @@ def read_frame(
     distance 2) is an error that suggests the column. Columns of latent nodes (given a split) are
     an error, or with ``drop_latent_columns`` ignored with a notice (so that the output of
     ``sample``, which has every node, can be read back). Every observed cell must be a finite number
-    that fits ``dtype``.
+    that fits ``dtype``, or a missing cell.
 
-    Training data (``training``) must vary: constant or near-constant columns (standard deviation
-    below ``1e-8 * (1 + |mean|)``) are an error, and so are columns with at most 2 distinct values
-    (discrete variables are not modelled) unless ``allow_discrete``; integer-valued columns with at
-    most 10 distinct values get a notice.
+    Missing cells are the :data:`MISSING_TOKENS` (empty, ``NA``, ``N/A``, ``NaN``), the tokens in
+    ``missing`` (a sequence or a comma-separated string), each compared with the cell stripped of
+    whitespace and regardless of case, and a DataFrame's NaN, None and ``pd.NA``; a token that is a
+    finite number (``-999``) also marks the cells equal to it. Without ``allow_missing`` a missing
+    cell is an error that says so; with it, it is NaN in ``x`` (the holes are treated as missing at
+    random), ``Table.missing`` holds the fraction missing per column with holes and a notice lists
+    them. A column with every cell missing, and a row with every observed cell missing, are errors.
+    Infinite values and other text are errors either way.
+
+    Training data (``training``) must vary, judged on the present cells of each column (at least 2
+    needed): constant or near-constant columns (standard deviation below ``1e-8 * (1 + |mean|)``)
+    are an error, and so are columns with at most 2 distinct values (discrete variables are not
+    modelled) unless ``allow_discrete``; integer-valued columns with at most 10 distinct values get a
+    notice.
 
     Messages begin with ``name`` (a file) and locate a cell by its row counted from 1 and its file
     line, given ``lines``, else by the row's index label and position; ``hints`` names the options
@@ -287,13 +311,16 @@ def read_frame(
         return f"row {label.item() if isinstance(label, np.generic) else label!r} (position {i})"
 
     observed = split.observed
+    tokens = _missing_tokens(missing)
     values = np.empty((len(df), len(observed)), dtype=np.float64)
+    holes = np.zeros((len(df), len(observed)), dtype=bool)
     for j, v in enumerate(observed):
-        values[:, j], bad = _numbers(df[v])
+        values[:, j], holes[:, j], bad = _numbers(df[v], tokens, allow_missing, hint)
         if bad is not None:
             raise DataError(f"{where}{row(bad[0])}, column {v!r}: {bad[1]}")
+    values[holes] = np.nan
     x = torch.from_numpy(values).to(dtype)
-    over = ~torch.isfinite(x).numpy()
+    over = ~torch.isfinite(x).numpy() & ~holes
     if over.any():
         i, j = (int(k[0]) for k in np.nonzero(over))
         more = f" ({int(over.sum())} such cells)" if over.sum() > 1 else ""
@@ -302,31 +329,113 @@ def read_frame(
             f"{str(dtype).removeprefix('torch.')} (largest magnitude {torch.finfo(dtype).max:.3g}){more}; "
             "rescale the column (e.g. a log transform of positive data)"
         )
+    fractions = {}
+    if holes.any():
+        fractions = _check_holes(where, observed, holes, row, hint)
+        notices.append(_missing_notice(fractions, len(df)))
     if training:
         notices += _check_training_columns(where, observed, values, allow_discrete, hint)
-    return Table(x, split, tuple(notices), ids, id_column)
+    return Table(x, split, tuple(notices), ids, id_column, fractions)
 
 
-def _numbers(column: pd.Series) -> tuple[np.ndarray, tuple[int, str] | None]:
-    """A column's cells as float64, and the position and description of the first cell that is not
-    a finite number (``None`` if all are).
+def _missing_tokens(missing: Sequence[str] | str) -> tuple[frozenset[str], np.ndarray]:
+    """The missing tokens (the defaults and a user's), stripped and case-folded, and those that are
+    finite numbers as numbers.
     """
+    if isinstance(missing, str):
+        missing = missing.split(",")
+    tokens = frozenset(str(t).strip().casefold() for t in (*MISSING_TOKENS, *missing))
+    numbers = pd.to_numeric(pd.Series(sorted(tokens), dtype=object), errors="coerce").to_numpy(np.float64)
+    return tokens, numbers[np.isfinite(numbers)]
+
+
+#: The fraction-missing notice names at most this many columns.
+MISSING_SHOWN = 12
+
+
+def _check_holes(where: str, observed: Sequence[str], holes: np.ndarray, row, hint: dict) -> dict[str, float]:
+    """Refuses columns and rows with every cell missing; the fraction missing per column with holes."""
+    empty = [c for c, e in zip(observed, holes.all(0), strict=True) if e]
+    if empty:
+        what = (
+            f"columns {preview([repr(c) for c in empty])} have"
+            if len(empty) > 1
+            else f"column {empty[0]!r} has"
+        )
+        their = "their nodes" if len(empty) > 1 else "its node"
+        raise DataError(
+            f"{where}{what} every cell missing: declare {their} latent ({hint['latent']}) or drop "
+            f"the column{'s' if len(empty) > 1 else ''}"
+        )
+    blank = np.nonzero(holes.all(1))[0]
+    if len(blank):
+        more = f" (and {len(blank) - 1} more such rows)" if len(blank) > 1 else ""
+        raise DataError(
+            f"{where}{row(int(blank[0]))} has every observed cell missing{more}: it holds no data; "
+            "drop the row"
+        )
+    share = holes.mean(0)
+    return {c: float(f) for c, f in zip(observed, share, strict=True) if f > 0}
+
+
+def _percent(fraction: float) -> str:
+    p = 100 * fraction
+    return f"{p:.1f}%" if p >= 0.1 else f"{p:.2g}%"
+
+
+def _missing_notice(fractions: dict[str, float], rows: int) -> str:
+    """One line: the fraction missing per column with holes, and the assumption made about them."""
+    shown = [f"{c} {_percent(f)}" for c, f in list(fractions.items())[:MISSING_SHOWN]]
+    if len(fractions) > MISSING_SHOWN:
+        shown.append(f"and {len(fractions) - MISSING_SHOWN} more columns")
+    return (
+        f"missing cells: {', '.join(shown)} (of {rows} rows); they are treated as missing at random "
+        "(ignorable)"
+    )
+
+
+def _numbers(
+    column: pd.Series, tokens: tuple[frozenset[str], np.ndarray], allow_missing: bool, hint: dict
+) -> tuple[np.ndarray, np.ndarray, tuple[int, str] | None]:
+    """A column's cells as float64, which of them are missing (see :func:`_missing_tokens`), and the
+    position and description of the first cell that is neither a finite number nor (with
+    ``allow_missing``) missing (``None`` if there is none).
+    """
+    words, numbers = tokens
     if column.dtype == object:
         column = column.map(lambda c: c.strip() if isinstance(c, str) else c)
     num = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isfinite(num)
+    holes = column.isna().to_numpy(dtype=bool, copy=True)
+    if column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
+        text = column.map(lambda c: c.strip().casefold() if isinstance(c, str) else None)
+        holes |= np.asarray(text.isin(words), dtype=bool)
+    if len(numbers):
+        holes |= np.isin(num, numbers)
+    bad = ~np.isfinite(num) & ~holes
+    if not allow_missing:
+        bad |= holes
     if not bad.any():
-        return num, None
+        return num, holes, None
     i = int(np.argmax(bad))
     raw = column.iloc[i]
-    if isinstance(raw, str):
+    if isinstance(raw, str) and np.isfinite(num[i]):  # a number that is a missing token
+        what = f"value {raw!r}"
+    elif isinstance(raw, str):
         kind = "non-numeric" if np.isnan(num[i]) and raw.lower() != "nan" else "non-finite"
         what = f"{kind} value {'empty' if raw == '' else repr(raw)}"
     elif pd.isna(raw):
         what = "missing (NaN) value"
+    elif holes[i]:
+        what = f"value {raw}"
     else:
         what = f"{'non-finite' if np.isinf(num[i]) else 'non-numeric'} value {raw}"
-    return num, (i, what + (f" ({int(bad.sum())} bad cells in this column)" if bad.sum() > 1 else ""))
+    if holes[i] and not what.startswith("missing"):
+        what += " (a missing cell)"
+    if bad.sum() > 1:
+        what += f" ({int(bad.sum())} bad cells in this column)"
+    if holes[i]:
+        what += f"; {hint['complete']}"
+    return num, holes, (i, what)
 
 
 def _inferred_split(where: str, graph: BayesianNetwork, used: Sequence[str], hint: dict) -> LatentSplit:
@@ -346,18 +455,29 @@ def _inferred_split(where: str, graph: BayesianNetwork, used: Sequence[str], hin
 def _check_training_columns(
     where: str, columns: Sequence[str], values: np.ndarray, allow_discrete: bool, hint: dict
 ) -> list[str]:
-    """Refuses columns a continuous model cannot learn from; notices for columns that look discrete."""
-    constant, discrete, few = [], [], []
+    """Refuses columns a continuous model cannot learn from; notices for columns that look discrete.
+    Each column is judged on its present cells (not NaN).
+    """
+    constant, discrete, few, scarce = [], [], [], []
     for j, c in enumerate(columns):
         col = values[:, j]
+        col = col[~np.isnan(col)]
+        if len(col) < 2:
+            scarce.append(f"{c!r} ({len(col)} present of {len(values)})")
+            continue
         distinct = np.unique(col)
-        mean, sd = float(col.mean()), float(col.std(ddof=1)) if len(col) > 1 else 0.0
+        mean, sd = float(col.mean()), float(col.std(ddof=1))
         if len(distinct) < 2 or sd < 1e-8 * (1 + abs(mean)):
             constant.append(f"{c!r} (sd {sd:.3g} around {mean:.6g})")
         elif len(distinct) <= 2:
             discrete.append(f"{c!r} (values {distinct[0]:g}, {distinct[1]:g})")
         elif len(distinct) <= 10 and np.all(distinct == np.round(distinct)):
             few.append(f"{c!r} ({len(distinct)} distinct integers)")
+    if scarce:
+        raise DataError(
+            f"{where}column(s) {', '.join(scarce)} have fewer than 2 present cells: too few to learn "
+            f"from; declare the node(s) latent ({hint['latent']}) or drop the column(s)"
+        )
     if constant:
         raise DataError(
             f"{where}constant or near-constant column(s) {', '.join(constant)}: nothing to learn and "

@@ -31,6 +31,7 @@ __all__ = [
     "check_row_source",
     "check_run_out",
     "DEFAULT_THREADS",
+    "MISSING_HELP",
     "THREADS_HELP",
     "torch_threads",
     "is_run_file",
@@ -161,6 +162,12 @@ DEFAULT_THREADS = 1
 THREADS_HELP = f"Torch threads for this command (default {DEFAULT_THREADS}: fastest for small graphs)."
 
 DEVICE_HELP = "Where to compute: cpu (default), cuda, cuda:N or mps."
+
+MISSING_HELP = (
+    "More tokens that mark a missing cell, comma-separated (e.g. '?,-999'); empty cells, NA, N/A and "
+    "NaN always do (any case). Holes are treated as missing at random (ignorable): data missing not "
+    "at random (a cell's chance of being missing depends on its own unseen value) are out of scope."
+)
 
 
 @contextlib.contextmanager
@@ -387,9 +394,11 @@ def training_options(items, model: str, *, lr: float, batch_size: int, epochs: i
     return parse_options(items, model) | flags | more
 
 
-def training_rows(network, graph, data, train_size, latent, ignore_columns, id_column, seed, allow_discrete):
+def training_rows(network, graph, data, train_size, latent, ignore_columns, id_column, seed, allow_discrete,
+                  *, allow_missing=False, missing=None):  # fmt: skip
     """The split, the rows and the table's notices as ``fit`` and ``compare`` read them: sampled from a
-    shipped network (``--train-size``) or a CSV on a graph or network (``--data``).
+    shipped network (``--train-size``) or a CSV on a graph or network (``--data``). With
+    ``allow_missing`` a CSV's missing cells (and the comma-separated ``--missing`` tokens) are NaN.
     """
     from sirenvae.data import default_latent_rule, latent_split, read_table, sample_splits
     from sirenvae.graph_io import read_graph
@@ -401,8 +410,8 @@ def training_rows(network, graph, data, train_size, latent, ignore_columns, id_c
             raise UsageError("--train-size samples from a shipped --network; with --graph give --data CSV")
         if train_size < 2:
             raise UsageError(f"--train-size must be at least 2, got {train_size}")
-        if ignore_columns or id_column:
-            raise UsageError("--ignore-columns and --id-column apply to a --data CSV")
+        if ignore_columns or id_column or missing:
+            raise UsageError("--ignore-columns, --id-column and --missing apply to a --data CSV")
         net = load_network(network)
         split = latent_split(net.graph, parse_latent(latent) or default_latent_rule(network))
         x = sample_splits(net, split, train_size=train_size, test_size=0, seed=seed).train
@@ -418,6 +427,8 @@ def training_rows(network, graph, data, train_size, latent, ignore_columns, id_c
         drop_latent_columns=True,
         training=True,
         allow_discrete=allow_discrete,
+        allow_missing=allow_missing,
+        missing=split_list(missing) or (),
     )
     return table.split, table.x, table.notices
 

@@ -18,6 +18,7 @@ from rich.table import Table
 from sirenvae.cli.common import (
     DEFAULT_THREADS,
     DEVICE_HELP,
+    MISSING_HELP,
     THREADS_HELP,
     UsageError,
     app,
@@ -97,6 +98,7 @@ def fit(
     allow_discrete: bool = typer.Option(
         False, "--allow-discrete", help="Fit columns with 2 distinct values as continuous."
     ),
+    missing: str = typer.Option(None, "--missing", help=MISSING_HELP),
     options: list[str] = typer.Option(
         None,
         "--set",
@@ -129,8 +131,9 @@ def fit(
             )
         check_run_out(out, resume=resume, force=force, inputs=[("--graph", graph), ("--data", data)])
         split, x, notices = training_rows(
-            network, graph, data, train_size, latent, ignore_columns, id_column, seed, allow_discrete
-        )
+            network, graph, data, train_size, latent, ignore_columns, id_column, seed, allow_discrete,
+            allow_missing=True, missing=missing,
+        )  # fmt: skip
         for notice in notices:
             note(f"note: {notice}")
         bn = split.graph
@@ -223,9 +226,11 @@ def _test_rows(
     test_size: int | None,
     ignore_columns: str | None = None,
     id_column: str | None = None,
+    missing: str | None = None,
 ):
     """The test rows (from ``--data`` or fresh samples of the run's network), that network and the
-    rows' IDs (from ``--id-column``, else ``None``).
+    rows' IDs (from ``--id-column``, else ``None``); a CSV's missing cells (and the comma-separated
+    ``--missing`` tokens) are NaN.
     """
     from sirenvae.data import read_table, sample_splits
     from sirenvae.networks import load_network
@@ -238,8 +243,8 @@ def _test_rows(
             raise UsageError("--test-size samples from the run's shipped network; this run used --graph")
         if test_size < 1:
             raise UsageError(f"--test-size must be positive, got {test_size}")
-        if ignore_columns or id_column:
-            raise UsageError("--ignore-columns and --id-column apply to a --data CSV")
+        if ignore_columns or id_column or missing:
+            raise UsageError("--ignore-columns, --id-column and --missing apply to a --data CSV")
         split = model.split.on(net.graph)
         x = sample_splits(net, split, train_size=0, test_size=test_size, seed=meta.get("seed", 0)).test
     else:
@@ -249,6 +254,8 @@ def _test_rows(
             ignore_columns=split_list(ignore_columns) or (),
             id_column=id_column,
             drop_latent_columns=True,
+            allow_missing=True,
+            missing=split_list(missing) or (),
         )
         for notice in table.notices:
             note(f"note: {notice}")
@@ -274,6 +281,7 @@ def evaluate(
     per_row: Path = typer.Option(
         None, "--per-row", help="Also write a CSV: row (from 1), the --id-column, nll, neg_elbo."
     ),
+    missing: str = typer.Option(None, "--missing", help=MISSING_HELP),
 ) -> None:
     """Print NLL (IWAE), negative ELBO, reconstruction error and, where known, the oracle NLL."""
     import torch
@@ -291,7 +299,7 @@ def evaluate(
             raise UsageError(f"--id-column {id_column!r} would clash with a column of --per-row; rename it")
         model, meta = load_model(run, device=device)
         warn_if_diverged(run, meta)
-        x, net, ids = _test_rows(meta, model, data, test_size, ignore_columns, id_column)
+        x, net, ids = _test_rows(meta, model, data, test_size, ignore_columns, id_column, missing)
         torch.manual_seed(meta.get("seed", 0))
         result = evaluate_model(
             model, x.to(model.loc.device), importance_samples=importance_samples, per_row=per_row is not None

@@ -327,11 +327,22 @@ def oracle_nll(
 ) -> float | None:
     """The mean negative log-density (nats) of the rows ``x`` of the ``observed`` variables under the
     true ``network``: the best any model of those variables can do on them. ``None`` for a network
-    whose marginal density is not known exactly (the nonlinear circuit).
+    whose marginal density is not known exactly (the nonlinear circuit). A NaN is a missing cell:
+    a row's density is then that of its present cells (the Gaussian marginal of each pattern).
     """
     if not isinstance(network, LinearGaussianNetwork):
         return None
-    return -network.log_prob(x.double(), observed).mean().item()
+    x = x.double()
+    holes = x.isnan()
+    if not holes.any():
+        return -network.log_prob(x, observed).mean().item()
+    total = torch.zeros(x.shape[0], dtype=torch.float64)
+    patterns, which = torch.unique(holes, dim=0, return_inverse=True)
+    for k, pattern in enumerate(patterns):
+        rows, present = which == k, (~pattern).nonzero().flatten().tolist()
+        names = [observed[j] for j in present]
+        total[rows] = network.log_prob(x[rows][:, present], names)
+    return -total.mean().item()
 
 
 #: Importance samples per row of the Monte-Carlo oracle (the arithmetic circuit).
