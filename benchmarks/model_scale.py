@@ -66,10 +66,10 @@ def run(args: argparse.Namespace) -> dict:
     H = faithful_inverse(split)
     out["inversion_s"] = time.perf_counter() - t
     out["inverse_edges"] = len(H.edges)
-    sparse = {"auto": None, "sparse": True, "dense": False}[args.decoder]
+    layout = {"auto": None, "sparse": "block-sparse", "dense": "dense"}[args.decoder]
     t = time.perf_counter()
     model = build_model(split, variant="true")
-    if sparse is not None and model.decoder.sparse != sparse:
+    if layout is not None and model.decoder.layout != layout:
         model.decoder = type(model.decoder)(
             split.graph.adjacency()[split.observed_index()],
             model.config.decoder_hidden_per_set,
@@ -77,10 +77,10 @@ def run(args: argparse.Namespace) -> dict:
             model.config.min_scale,
             mean=model.config.decoder_mean,
             likelihood=model.config.likelihood,
-            sparse=sparse,
+            layout=layout,
         )
     out["build_s"] = time.perf_counter() - t
-    out["decoder_sparse"] = model.decoder.sparse
+    out["decoder_sparse"] = model.decoder.layout == "block-sparse"
     out["decoder_weights"] = sum(p.numel() for p in model.decoder.parameters())
     out["stored_weights"] = sum(p.numel() for p in model.parameters())
     x = torch.randn(args.batch, len(split.observed))

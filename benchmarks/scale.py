@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> dict:
     out |= {"batch": args.batch, "blocks": args.blocks, "conditioning": args.conditioning}
     out |= {"affine": args.affine, "threads": args.threads}
     out["baseline_mib"] = peak_mib()
-    sparse = {"auto": None, "on": True, "off": False}[args.sparse]
+    layout = {"auto": "auto", "on": "block-sparse", "off": "dense"}[args.sparse]
 
     t = time.perf_counter()
     flow = GraphicalResidualFlow(
@@ -95,10 +95,10 @@ def run(args: argparse.Namespace) -> dict:
         hidden_per_set=args.hidden_per_set,
         conditioning=args.conditioning,
         affine=args.affine,
-        sparse=sparse,
+        layout=layout,
     )
     out["build_s"] = time.perf_counter() - t
-    out["sparse"] = flow.sparse
+    out["sparse"] = flow.layout == "block-sparse"
     t = time.perf_counter()
     flow.eval()
     out["eval_sync_s"] = time.perf_counter() - t

@@ -57,10 +57,10 @@ CASES = {
     "d40-h3-dense": FlowCase(40, 0.6, hidden_layers=3, hidden_per_set=1, blocks=1, seed=6),
     # the block-sparse path (automatic for large graphs) through every property test
     "d12-h3-tanh-sparse": FlowCase(
-        12, 0.3, hidden_layers=3, activation="tanh", seed=2, kwargs={"sparse": True}
+        12, 0.3, hidden_layers=3, activation="tanh", seed=2, kwargs={"layout": "block-sparse"}
     ),
     "d20-h2-ctx4-singletons-sparse": FlowCase(
-        20, 0.2, context=4, singletons=True, seed=3, kwargs={"sparse": True}
+        20, 0.2, context=4, singletons=True, seed=3, kwargs={"layout": "block-sparse"}
     ),
 }
 
@@ -109,7 +109,12 @@ PARENT_CASES = {
     for T, ctx, affine in [(1, 0, False), (3, 2, False), (5, 0, True), (3, 3, True), (0, 2, True)]
 }
 PARENT_CASES["parents-T3-ctx-affine-sparse"] = FlowCase(
-    8, 0.4, context=3, blocks=3, seed=13, kwargs={"conditioning": "parents", "affine": True, "sparse": True}
+    8,
+    0.4,
+    context=3,
+    blocks=3,
+    seed=13,
+    kwargs={"conditioning": "parents", "affine": True, "layout": "block-sparse"},
 )
 
 

@@ -216,7 +216,8 @@ def test_evaluate_per_row_carries_row_numbers_and_ids(files, tmp_path):
     r = run("evaluate", files / "run", "--data", tmp_path / "new.csv", "-k", 4, "--per-row", rows)
     assert r.exit_code == 0, r.output
     plain = pd.read_csv(rows)
-    assert list(plain.columns) == ["row", "nll", "neg_elbo"] and list(plain.row) == [1, 2, 3, 4, 5, 6]
+    assert list(plain.columns) == ["row", "nll", "neg_elbo", "ess", "missing"]
+    assert list(plain.row) == [1, 2, 3, 4, 5, 6]
     # with --id-column the IDs follow the row numbers, in the order of the file
     frame.insert(2, "patient", [f"p{i}" for i in (5, 3, 9, 1, 7, 2)])
     frame.to_csv(tmp_path / "ids.csv", index=False)
@@ -224,14 +225,14 @@ def test_evaluate_per_row_carries_row_numbers_and_ids(files, tmp_path):
     r = run(*args, "--per-row", tmp_path / "ids-rows.csv")
     assert r.exit_code == 0, r.output
     with_ids = pd.read_csv(tmp_path / "ids-rows.csv")
-    assert list(with_ids.columns) == ["row", "patient", "nll", "neg_elbo"]
+    assert list(with_ids.columns) == ["row", "patient", "nll", "neg_elbo", "ess", "missing"]
     assert list(with_ids.patient) == ["p5", "p3", "p9", "p1", "p7", "p2"]
     pd.testing.assert_frame_equal(with_ids.drop(columns="patient"), plain)
     # an ID column named row replaces the row numbers; one named like a result column is refused
     frame.rename(columns={"patient": "row"}).to_csv(tmp_path / "row.csv", index=False)
     r = run(*args[:3], tmp_path / "row.csv", "-k", 4, "--id-column", "row", "--per-row", tmp_path / "r.csv")
     assert r.exit_code == 0, r.output
-    assert list(pd.read_csv(tmp_path / "r.csv").columns) == ["row", "nll", "neg_elbo"]
+    assert list(pd.read_csv(tmp_path / "r.csv").columns) == ["row", "nll", "neg_elbo", "ess", "missing"]
     assert pd.read_csv(tmp_path / "r.csv").row.iloc[0] == "p5"
     frame.rename(columns={"patient": "nll"}).to_csv(tmp_path / "nll.csv", index=False)
     r = run(*args[:3], tmp_path / "nll.csv", "-k", 4, "--id-column", "nll", "--per-row", tmp_path / "n.csv")
@@ -348,10 +349,19 @@ def test_fit_and_evaluate_with_holes_end_to_end(files, tmp_path):
     path = edited(files, tmp_path, "holes.csv", **HOLES)
     r = run(*r_args(files / "g.json", path, tmp_path / "a"), "--missing", "?", "--epochs", "1")
     assert r.exit_code == 0, r.output
-    r = run("evaluate", tmp_path / "a", "--data", path, "-k", 2, "--missing", "?", "--json")
+    per_row = tmp_path / "rows.csv"
+    args = ["-k", 2, "--missing", "?", "--json", "--per-row", per_row]
+    r = run("evaluate", tmp_path / "a", "--data", path, *args)
     assert r.exit_code == 0, r.output
     result = json.loads(r.stdout)
     assert result["rows"] == 120 and np.isfinite(result["nll"])
+    rows = pd.read_csv(per_row)
+    holes = pd.read_csv(path, dtype=str, keep_default_na=False)[["x1", "x2", "x3"]]
+    counted = holes.isin(["", "?", "NA"]).sum(1).to_numpy()
+    assert counted.sum() == len(HOLES)
+    np.testing.assert_array_equal(rows["missing"].to_numpy(), counted)
+    assert result["missing"] == pytest.approx(counted.sum() / holes.size)
+    assert ((rows["ess"] >= 1 - 1e-9) & (rows["ess"] <= 2 + 1e-9)).all()  # K = 2
 
 
 def test_the_help_of_missing_states_the_assumption():

@@ -6,6 +6,7 @@ import torch
 from sirenvae.flows import GraphicalResidualFlow
 from sirenvae.flows.fused import FusedResidual, fusable
 from sirenvae.flows.residual import GRFBlock
+from sirenvae.layers import Prepared
 
 
 def random_block(D, C, activation, hidden_layers, seed, device="cpu"):
@@ -13,7 +14,7 @@ def random_block(D, C, activation, hidden_layers, seed, device="cpu"):
     A = torch.tril(torch.rand(D, D, generator=g) < 0.4, -1)
     Ac = torch.rand(D, C, generator=g) < 0.5 if C else None
     torch.manual_seed(seed)
-    block = GRFBlock(A, Ac, activation=activation, hidden_layers=hidden_layers, sparse=False)
+    block = GRFBlock(A, Ac, activation=activation, hidden_layers=hidden_layers, layout="dense")
     return block.double().to(device).eval()
 
 
@@ -74,16 +75,16 @@ def test_fused_block_gradcheck(C, device):
     t = block(torch.randn(2, C, dtype=torch.float64, device=device) if C else None)
     u = torch.randn(2, 6 + C, dtype=torch.float64, device=device, requires_grad=True)
     per_layer = [p.detach().clone().requires_grad_(True) if p is not None else None for p in t._per_layer()]
-    W0, b0, delta0 = (p.detach().clone().requires_grad_(True) for p in (*t.layers[0], t.delta0))
+    first = t.prepared[0]
+    W0, b0, delta0 = (p.detach().clone().requires_grad_(True) for p in (first.weight, first.bias, t.delta0))
 
     def fn(u, W0, b0, delta0, *rest):
         it = iter(rest)
         layers = [next(it) if p is not None else None for p in per_layer]
         # the transform's hidden layers read these very tensors
-        t.layers = [(W0, b0)] + [(layers[4 * i], layers[4 * i + 1]) for i in range(len(layers) // 4)]
-        t.diag_blocks = layers[2::4]
-        t.off = [layers[4 * i + 3] for i in range(len(layers) // 4 - 1)]
-        t.off_last = layers[-1]
+        t.prepared = [first._replace(weight=W0, bias=b0)] + [
+            Prepared(*layers[4 * i : 4 * i + 4]) for i in range(len(layers) // 4)
+        ]
         return FusedResidual.apply(t, u, W0, b0, delta0, *layers)
 
     args = (u, W0, b0, delta0, *(p for p in per_layer if p is not None))
@@ -93,7 +94,7 @@ def test_fused_block_gradcheck(C, device):
 def test_fused_is_used_only_where_it_can_be(device):
     """Sparse blocks and second derivatives take the autograd path (``fused = False``)."""
     A = torch.tensor([[0, 0, 0], [1, 0, 0], [1, 1, 0]], dtype=torch.bool)
-    flow = GraphicalResidualFlow(A, blocks=1, sparse=True).double().to(device)
+    flow = GraphicalResidualFlow(A, blocks=1, layout="block-sparse").double().to(device)
     assert not fusable(flow.blocks[0])
     block = random_block(4, 0, "lipswish", 2, seed=0, device=device)
     z = torch.randn(3, 4, dtype=torch.float64, device=device, requires_grad=True)

@@ -149,3 +149,15 @@ def test_old_configs_load_as_the_paper_stack(monkeypatch):
     with pytest.raises(ValueError, match="prior_blocks must be >= 1"):
         ModelConfig(prior_blocks=0)
     assert ModelConfig(prior_blocks=0, affine=True).prior_blocks == 0
+
+
+def test_vae_maf_names_its_extra_when_zuko_is_missing(monkeypatch):
+    import sys
+
+    import sirenvae.flows
+
+    monkeypatch.setitem(sys.modules, "zuko", None)  # import zuko now raises ImportError
+    split = LatentSplit(small_network().graph, SMALL_LATENT)
+    with pytest.raises(ImportError, match=r"pip install 'sirenvae\[maf\]'"):
+        build_model(split, ModelConfig(variant="vae-maf"))
+    assert sirenvae.flows.GRF  # the flows never need zuko

@@ -102,7 +102,8 @@ def test_evaluate_per_row(fitted, files, tmp_path):
     assert r.exit_code == 0, r.output
     metrics = json.loads(r.stdout)  # stdout stays pure JSON
     per_row = pd.read_csv(rows)
-    assert list(per_row.columns) == ["row", "nll", "neg_elbo"] and list(per_row.row) == list(range(1, 81))
+    assert list(per_row.columns) == ["row", "nll", "neg_elbo", "ess", "missing"]
+    assert list(per_row.row) == list(range(1, 81))
     assert per_row.nll.mean() == pytest.approx(metrics["nll"], rel=1e-5)
     assert per_row.neg_elbo.mean() == pytest.approx(metrics["neg_elbo"], rel=1e-5)
     assert (per_row.nll <= per_row.neg_elbo + 1e-4).all()

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from sirenvae.flows import GraphicalResidualFlow, RootFinding
-from sirenvae.flows.residual import use_sparse
-from sirenvae.flows.sparse import BlockSparseLinear, dense_weight, load_dense
+from sirenvae.flows.residual import graph_layout
+from sirenvae.layers import BlockSparseLinear
 from sirenvae.masks import check_adjacency, graphical_blocks, graphical_masks, topological_levels
 
 
@@ -33,7 +33,7 @@ def copy_dense_to_sparse(dense, sparse):
     state = dense.state_dict()
     for (_, d), (_, s) in zip(dense.named_modules(), sparse.named_modules(), strict=True):
         if isinstance(s, BlockSparseLinear):
-            load_dense(s, d.weight.detach() * d.mask)
+            s.weight.data.copy_(s.structure.blocks_of(d.weight.detach() * d.mask))
             s.bias.data.copy_(d.bias.data)
             s.u.copy_(d.u)
             s.v.copy_(d.v)
@@ -76,8 +76,8 @@ def test_same_weights_give_the_same_flow(conditioning, singletons, affine, hidde
         blocks=2, conditioning=conditioning, affine=affine, singletons=singletons, hidden_layers=hidden_layers
     )
     torch.manual_seed(0)
-    dense = GraphicalResidualFlow(A, C, hidden_per_set=2, sparse=False, **kw).double()
-    sparse = GraphicalResidualFlow(A, C, hidden_per_set=2, sparse=True, **kw).double()
+    dense = GraphicalResidualFlow(A, C, hidden_per_set=2, layout="dense", **kw).double()
+    sparse = GraphicalResidualFlow(A, C, hidden_per_set=2, layout="block-sparse", **kw).double()
     copy_dense_to_sparse(dense, sparse)
     z, c = torch.randn(6, 15, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
     # training mode, same power vectors: identical up to round-off, gradients too
@@ -87,7 +87,7 @@ def test_same_weights_give_the_same_flow(conditioning, singletons, affine, hidde
     (l1.sum() + y1.square().sum()).backward()
     (l2.sum() + y2.square().sum()).backward()
     for a, b in zip(dense.blocks[0].layers, sparse.blocks[0].layers, strict=True):
-        torch.testing.assert_close(dense_weight(b, b.weight.grad), a.weight.grad * a.mask, atol=1e-9, rtol=0)
+        torch.testing.assert_close(b.to_dense(b.weight.grad), a.weight.grad * a.mask, atol=1e-9, rtol=0)
     # eval mode: the dense path syncs by SVD, the sparse one converges the power iteration
     dense.eval(), sparse.eval()
     (y1, l1), (y2, l2) = dense(c).call_and_ladj(z), sparse(c).call_and_ladj(z)
@@ -103,7 +103,7 @@ def test_sparse_log_det_and_jacobian_follow_the_graph(conditioning):
     A, C = random_graph(25, 0.15, context=2, seed=3)
     torch.manual_seed(1)
     kw = dict(blocks=2, conditioning=conditioning, affine=True, hidden_per_set=2)
-    flow = GraphicalResidualFlow(A, C, sparse=True, **kw).double().eval()
+    flow = GraphicalResidualFlow(A, C, layout="block-sparse", **kw).double().eval()
     flow.root_finding = RootFinding(atol=1e-10)
     z, c = torch.randn(25, dtype=torch.float64), torch.randn(2, dtype=torch.float64)
     J = torch.autograd.functional.jacobian(lambda v: flow(c)(v), z)
@@ -119,10 +119,10 @@ def test_sparse_log_det_and_jacobian_follow_the_graph(conditioning):
 def test_two_thousand_nodes_round_trip(conditioning):
     """At 2,000 nodes the flow is built by edges (automatically) and inverts to the tolerance."""
     A = sparse_dag(2000, seed=4)
-    assert use_sparse(A)
+    assert graph_layout("auto", A, hidden_per_set=2) == "block-sparse"
     torch.manual_seed(2)
     flow = GraphicalResidualFlow(A, blocks=2, conditioning=conditioning, affine=True, hidden_per_set=2)
-    assert flow.sparse and flow.effective_weights < 200_000
+    assert flow.layout == "block-sparse" and flow.effective_weights < 200_000
     flow.eval()
     z = torch.randn(2, 2000)
     y, ladj = flow().call_and_ladj(z)
@@ -135,7 +135,9 @@ def test_log_det_at_scale_is_the_sum_of_the_jacobian_diagonal():
     """On 300 nodes, the carried diagonal equals the autograd diagonal of the triangular Jacobian."""
     A = sparse_dag(300, seed=5)
     torch.manual_seed(3)
-    block = GraphicalResidualFlow(A, blocks=1, hidden_per_set=2, sparse=True).double().eval().blocks[0]
+    block = (
+        GraphicalResidualFlow(A, blocks=1, hidden_per_set=2, layout="block-sparse").double().eval().blocks[0]
+    )
     z = torch.randn(300, dtype=torch.float64)
     J = torch.autograd.functional.jacobian(lambda v: block()(v), z)
     _, d = block().g(z[None])
@@ -145,10 +147,16 @@ def test_log_det_at_scale_is_the_sum_of_the_jacobian_diagonal():
 
 def test_the_switch_is_automatic_and_overridable():
     small, large = random_graph(20, 0.3)[0], sparse_dag(400)
-    assert not use_sparse(small) and use_sparse(large)
-    assert not GraphicalResidualFlow(small).sparse and GraphicalResidualFlow(large, blocks=1).sparse
-    assert GraphicalResidualFlow(small, sparse=True).sparse
-    assert not GraphicalResidualFlow(large, blocks=1, sparse=False).sparse
+    assert graph_layout("auto", small) == "dense" and graph_layout("auto", large) == "block-sparse"
+    assert GraphicalResidualFlow(small).layout == "dense"
+    assert GraphicalResidualFlow(large, blocks=1).layout == "block-sparse"
+    assert GraphicalResidualFlow(small, layout="block-sparse").layout == "block-sparse"
+    assert GraphicalResidualFlow(large, blocks=1, layout="dense").layout == "dense"
+    # the layout is the layers' (and the affine step's), all of one kind
+    flow = GraphicalResidualFlow(large, blocks=1, affine=True)
+    assert {m.layout for m in flow.modules() if hasattr(m, "layout")} == {"block-sparse"}
+    with pytest.raises(ValueError, match="unknown layout 'sparse'"):
+        GraphicalResidualFlow(small, layout="sparse")
 
 
 def test_dense_checkpoints_keep_their_keys():
@@ -174,19 +182,19 @@ def test_dense_checkpoints_load_on_the_sparse_path(conditioning):
     A, C = random_graph(12, 0.3, context=2, seed=7)
     kw = dict(blocks=2, conditioning=conditioning, affine=True, hidden_per_set=2)
     torch.manual_seed(0)
-    dense = GraphicalResidualFlow(A, C, sparse=False, **kw).double().eval()
-    sparse = GraphicalResidualFlow(A, C, sparse=True, **kw).double()
+    dense = GraphicalResidualFlow(A, C, layout="dense", **kw).double().eval()
+    sparse = GraphicalResidualFlow(A, C, layout="block-sparse", **kw).double()
     sparse.load_state_dict(dense.state_dict())
     sparse.eval()
     z, c = torch.randn(4, 12, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
     (y1, l1), (y2, l2) = dense(c).call_and_ladj(z), sparse(c).call_and_ladj(z)
     torch.testing.assert_close(y2, y1, rtol=0, atol=1e-9)
     torch.testing.assert_close(l2, l1, rtol=0, atol=1e-9)
-    other = GraphicalResidualFlow(random_graph(12, 0.3, context=2, seed=8)[0], C, sparse=True, **kw)
+    other = GraphicalResidualFlow(random_graph(12, 0.3, context=2, seed=8)[0], C, layout="block-sparse", **kw)
     with pytest.raises(ValueError, match="does not match"):
         other.load_state_dict(dense.state_dict())
     # and back: the sparse checkpoint loads into dense layers, the dense flow's weights exactly
-    again = GraphicalResidualFlow(A, C, sparse=False, **kw).double()
+    again = GraphicalResidualFlow(A, C, layout="dense", **kw).double()
     again.load_state_dict(sparse.state_dict())
     for name, value in dense.state_dict().items():
         if not name.endswith((".u", ".v")):  # the power vectors as the sparse layers synced them
@@ -198,20 +206,20 @@ def test_dense_checkpoints_load_on_the_sparse_path(conditioning):
 
 def test_sync_by_lanczos_reaches_the_exact_norm(monkeypatch):
     """When power iteration is cut short, Lanczos still gives the layer's exact spectral norm."""
-    import sirenvae.flows.sparse as sparse_module
+    import sirenvae.layers.blocks as sparse_module
 
     monkeypatch.setattr(sparse_module, "SYNC_POWER_ITERATIONS", 5)
     torch.manual_seed(4)
-    flow = GraphicalResidualFlow(sparse_dag(300, seed=6), blocks=1, hidden_per_set=2, sparse=True).double()
+    flow = GraphicalResidualFlow(
+        sparse_dag(300, seed=6), blocks=1, hidden_per_set=2, layout="block-sparse"
+    ).double()
     for layer in flow.blocks[0].layers:
         with torch.no_grad():
             layer.weight.mul_(1 + torch.randn_like(layer.weight))
     flow.eval()
     for layer in flow.blocks[0].layers:
         W = layer.masked()
-        exact = torch.linalg.matrix_norm(
-            dense_weight(layer, W)[:, : layer.bounded_blocks * layer.units[1]], ord=2
-        )
+        exact = torch.linalg.matrix_norm(layer.to_dense(W)[:, : layer.bounded_columns], ord=2)
         torch.testing.assert_close(layer.sigma(W), exact, rtol=1e-9, atol=0)
 
 
@@ -221,7 +229,7 @@ def test_two_thousand_nodes_diagonal_and_sparsity_by_finite_differences():
     A = sparse_dag(2000, seed=9)
     torch.manual_seed(5)
     block = GraphicalResidualFlow(A, blocks=1, hidden_per_set=2).double().eval().blocks[0]
-    assert block.sparse
+    assert block.layout == "block-sparse"
     t = block()
     z = torch.randn(1, 2000, dtype=torch.float64)
     g0, d = t.g(z)

@@ -4,13 +4,12 @@ import pytest
 import torch
 
 from sirenvae.data import default_latent_rule, latent_split
-from sirenvae.flows.sparse import BlockSparseLinear, BlockSparseMLP
+from sirenvae.layers import BlockSparseLinear, MaskedMLP
 from sirenvae.masks import set_blocks, set_groups
 from sirenvae.models import Decoder
 from sirenvae.models.config import DECODER_MEANS
 from sirenvae.models.likelihoods import FAMILIES as LIKELIHOODS
 from sirenvae.networks import load_network
-from sirenvae.nn import MaskedMLP
 from test_sparse import sparse_dag
 
 
@@ -47,7 +46,7 @@ def test_block_sparse_mlp_loads_a_dense_checkpoint_and_agrees(seed):
     torch.manual_seed(seed)
     S = random_sets(seed)
     dense = MaskedMLP(S, 3, 1 + seed % 3).double()
-    sparse = BlockSparseMLP(S, 3, 1 + seed % 3).double()
+    sparse = MaskedMLP(S, 3, 1 + seed % 3, layout="block-sparse").double()
     sparse.load_state_dict(dense.state_dict())
     x = torch.randn(2, 5, S.shape[1], dtype=torch.float64, requires_grad=True)
     yd, ys = dense(x), sparse(x)
@@ -67,13 +66,13 @@ def test_sparse_decoder_is_the_dense_decoder(mean, likelihood):
     A = sparse_dag(60, parents=2, seed=1)
     sets = A[::2]  # every other node observed
     kw = {"mean": mean, "likelihood": likelihood}
-    dense = Decoder(sets, 3, 2, 1e-3, sparse=False, **kw).double()
-    sparse = Decoder(sets, 3, 2, 1e-3, sparse=True, **kw).double()
-    assert not dense.sparse and sparse.sparse
+    dense = Decoder(sets, 3, 2, 1e-3, layout="dense", **kw).double()
+    sparse = Decoder(sets, 3, 2, 1e-3, layout="block-sparse", **kw).double()
+    assert dense.layout == "dense" and sparse.layout == "block-sparse"
     sparse.load_state_dict(dense.state_dict())
     # and back: a block-sparse checkpoint loads into dense layers (a run keeps loading should the
     # automatic choice of layout change)
-    again = Decoder(sets, 3, 2, 1e-3, sparse=False, **kw).double()
+    again = Decoder(sets, 3, 2, 1e-3, layout="dense", **kw).double()
     again.load_state_dict(sparse.state_dict())
     for name, value in dense.state_dict().items():
         assert torch.equal(again.state_dict()[name], value), name
@@ -93,7 +92,7 @@ def test_sparse_decoder_at_two_thousand_nodes_reads_only_the_parents():
     observed = torch.arange(D) % 5 != 0
     sets = A[observed]
     decoder = Decoder(sets, 4, 2, 1e-3, mean="linear+mlp").double()
-    assert decoder.sparse  # chosen by itself at this size
+    assert decoder.layout == "block-sparse"  # chosen by itself at this size
     # stored weights grow with the members of the sets, not with observed x nodes
     stored = sum(p.numel() for p in decoder.parameters())
     assert stored < 60 * (int(sets.sum()) + sets.shape[0]) < sets.numel()
@@ -113,7 +112,9 @@ def test_small_networks_keep_the_dense_decoder():
     bn = load_network("ecoli70").graph
     split = latent_split(bn, default_latent_rule("ecoli70"))
     sets = bn.adjacency()[split.observed_index()]
-    assert not Decoder(sets, 4, 2, 1e-3).sparse
-    decoder = Decoder(sets, 4, 2, 1e-3, sparse=True)
-    assert decoder.sparse and isinstance(decoder.net, BlockSparseMLP)
-    assert isinstance(Decoder(sets, 4, 2, 1e-3, mean="linear", sparse=True).linear, BlockSparseLinear)
+    assert Decoder(sets, 4, 2, 1e-3).layout == "dense"
+    decoder = Decoder(sets, 4, 2, 1e-3, layout="block-sparse")
+    assert decoder.layout == "block-sparse" and decoder.net.layout == "block-sparse"
+    assert all(isinstance(layer, BlockSparseLinear) for layer in decoder.net.layers)
+    linear = Decoder(sets, 4, 2, 1e-3, mean="linear", layout="block-sparse").linear
+    assert isinstance(linear, BlockSparseLinear)

@@ -39,7 +39,7 @@ def environment(tmp_path: Path) -> dict:
 
 def test_tutorial_covers_every_command():
     code = "\n".join(c for lang, c in BLOCKS if lang == "bash")
-    for command in ("graph", "fit", "evaluate", "posterior", "sample"):
+    for command in ("graph", "fit", "evaluate", "posterior", "sample", "impute"):
         assert f"sirenvae {command} " in code, command
     assert "--per-row" in code and "--id-column" in code
     python = "\n".join(c for lang, c in BLOCKS if lang == "python")
@@ -87,9 +87,18 @@ def test_tutorial_runs(tmp_path, monkeypatch):
     assert history.valid_loss.iloc[-1] < history.valid_loss.iloc[0] - 1  # it learnt something
     # evaluation, per row with the IDs, and the posterior with them
     rows = pd.read_csv(work / "rows.csv")
-    assert list(rows.columns) == ["row", "plot", "nll", "neg_elbo"]
+    assert list(rows.columns) == ["row", "plot", "nll", "neg_elbo", "ess", "missing"]
     assert list(rows.row) == list(range(1, 101)) and rows["plot"].iloc[0] == "P500"
-    assert np.isfinite(rows[["nll", "neg_elbo"]].to_numpy()).all()
+    assert np.isfinite(rows[["nll", "neg_elbo", "ess"]].to_numpy()).all() and (rows.missing == 0).all()
+    # holes: evaluated on the present cells, filled without touching the others
+    holey, filled = pd.read_csv(work / "holey.csv"), pd.read_csv(work / "filled.csv")
+    assert "of cells missing" in said and "imputed 45 missing cell(s)" in said
+    assert list(filled.columns[:7]) == list(holey.columns) and not filled.isna().any().any()
+    for column in holey.columns:
+        kept = holey[column].notna()
+        assert (filled.loc[kept, column] == holey.loc[kept, column]).all(), column
+    assert (filled.loc[holey.height.isna(), "height_sd"] > 0).all()
+    assert (filled.loc[holey.height.notna(), "height_sd"] == 0).all()
     post = pd.read_csv(work / "posterior.csv")
     assert list(post.columns) == ["row", "plot", "statistic", "vigor", "blight"] and len(post) == 100 * 52
     samples = pd.read_csv(work / "samples.csv")

@@ -26,6 +26,7 @@ __all__ = [
     "GraphicalBlocks",
     "GraphicalMasks",
     "check_adjacency",
+    "edge_blocks",
     "graphical_blocks",
     "graphical_masks",
     "inclusion_mask",
@@ -205,10 +206,70 @@ class BlockLayer:
 
     def dense_weight(self, blocks: Tensor) -> Tensor:
         """The dense ``(out, in)`` matrix of a weight stored by these blocks, ``(blocks, out, in)``."""
-        e, a, b = torch.nonzero(self.mask, as_tuple=True)
+        e, a, b = (i.to(blocks.device) for i in torch.nonzero(self.mask, as_tuple=True))
+        r, c = (i.to(blocks.device) for i in self.units())
         dense = blocks.new_zeros(self.shape)
-        dense[self.units()] = blocks[e, a, b]
+        dense[r, c] = blocks[e, a, b]
         return dense
+
+    def blocks_of(self, dense: Tensor) -> Tensor:
+        """A dense ``(out, in)`` weight by these blocks, ``(blocks, out_units, in_units)``; the inverse
+        of :meth:`dense_weight` on the kept connections (the others are dropped).
+        """
+        e, a, b = (i.to(dense.device) for i in torch.nonzero(self.mask, as_tuple=True))
+        r, c = (i.to(dense.device) for i in self.units())
+        blocks = dense.new_zeros(self.mask.shape)
+        blocks[e, a, b] = dense[r, c]
+        return blocks
+
+    def with_units(
+        self, inputs: Tensor | int | None = None, outputs: Tensor | int | None = None
+    ) -> BlockLayer:
+        r"""The same layer with several units per variable on either side.
+
+        Input group ``c`` becomes ``inputs[c]`` consecutive groups of one unit (the one-hot block of
+        a categorical parent, a mask bit beside a value), each with the group's connections; output
+        group ``r`` becomes ``outputs[r]`` groups (a head with several outputs per node). Every
+        unit keeps its variable's connections, so the dependence between variables is the graph's.
+        An int means that many units for every group. Expanding a side needs one unit per group
+        there (a first layer's inputs, a last layer's outputs). The diagonal blocks stay first
+        (``diagonal``) while the groups they join keep one unit each.
+        """
+        rows, cols, mask, diagonal = self.rows, self.cols, self.mask, self.diagonal
+        out_blocks, in_blocks = self.out_blocks, self.in_blocks
+        if inputs is not None:
+            n = _unit_counts(inputs, in_blocks, mask.shape[2], "input")
+            e, t = _ranges(n[cols])
+            rows, cols, mask = rows[e], (torch.cumsum(n, 0) - n)[cols[e]] + t, mask[e]
+            diagonal = diagonal and bool((n[:out_blocks] == 1).all())
+            in_blocks = int(n.sum())
+        if outputs is not None:
+            n = _unit_counts(outputs, out_blocks, mask.shape[1], "output")
+            e, t = _ranges(n[rows])
+            rows, cols, mask = (torch.cumsum(n, 0) - n)[rows[e]] + t, cols[e], mask[e]
+            diagonal = diagonal and bool((n == 1).all())
+            out_blocks = int(n.sum())
+        return BlockLayer(rows, cols, mask.contiguous(), out_blocks, in_blocks, diagonal)
+
+
+def _unit_counts(counts: Tensor | int, groups: int, units: int, side: str) -> Tensor:
+    """Units per group as a ``(groups,)`` long tensor, checked."""
+    n = torch.as_tensor(counts, dtype=torch.long)
+    n = n.expand(groups).clone() if n.ndim == 0 else n
+    if n.shape != (groups,) or bool((n < 1).any()):
+        raise ValueError(f"{side} units must be one count >= 1 per group ({groups}), got {counts!r}")
+    if units != 1 and bool((n != 1).any()):
+        raise ValueError(f"several {side} units per variable need one {side} unit per block, not {units}")
+    return n
+
+
+def edge_blocks(sets: Tensor) -> BlockLayer:
+    """A layer with a ``1 x 1`` block per connection of the boolean ``(out, in)`` matrix ``sets``
+    (output ``o`` from input ``i`` iff ``sets[o, i]``), in the order of ``sets.nonzero()``.
+    """
+    S = torch.as_tensor(sets).bool()
+    r, c = torch.nonzero(S, as_tuple=True)
+    return BlockLayer(r, c, torch.ones(r.numel(), 1, 1, dtype=torch.bool), *S.shape, diagonal=False)
 
 
 @dataclass(frozen=True)
@@ -308,6 +369,9 @@ def set_groups(sets: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor], int]:
     found from its nonzeros (not by sorting whole rows): the group of every row, the members
     ``(group, element)`` of the groups sorted by group then element, and the number of groups.
     """
+    if sets.numel() and bool(sets.all()):  # one group holding every element (a plain MLP's)
+        O, I = sets.shape
+        return torch.zeros(O, dtype=torch.long), (torch.zeros(I, dtype=torch.long), torch.arange(I)), 1
     r, c = torch.nonzero(sets, as_tuple=True)
     rows: list[list[int]] = [[] for _ in range(sets.shape[0])]
     for i, j in zip(r.tolist(), c.tolist(), strict=True):
@@ -324,7 +388,7 @@ def set_groups(sets: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor], int]:
 
 
 def set_blocks(sets: Tensor, hidden_per_set: int, hidden_layers: int) -> tuple[BlockLayer, ...]:
-    r"""The masks of :class:`~sirenvae.nn.MaskedMLP` ``(sets, hidden_per_set, hidden_layers)`` by blocks.
+    r"""The masks of :class:`~sirenvae.layers.MaskedMLP` ``(sets, hidden_per_set, hidden_layers)`` by blocks.
 
     Hidden unit groups carry the distinct rows of ``sets`` (in the order of ``torch.unique``, as
     the dense MLP's units); group :math:`a` receives input :math:`j \in S_a`, hidden group

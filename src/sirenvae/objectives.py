@@ -81,7 +81,8 @@ def eval_chunk(model) -> int:
 
 @torch.no_grad()
 def evaluate_rows(model, x: Tensor, *, importance_samples: int = 1000, chunk: int | None = None) -> dict:
-    """Per-row NLL (IWAE with ``importance_samples``), negative ELBO and RE, each of shape ``(N,)``.
+    r"""Per-row NLL (IWAE with ``importance_samples``), negative ELBO, RE and the effective sample
+    size :math:`(\sum_k w_k)^2 / \sum_k w_k^2` of the importance weights, each of shape ``(N,)``.
 
     Rows go through in chunks of about ``chunk`` samples (default :func:`eval_chunk`), so memory
     stays bounded whatever ``N``; the model is evaluated in ``eval()`` mode and left in the mode it
@@ -90,16 +91,19 @@ def evaluate_rows(model, x: Tensor, *, importance_samples: int = 1000, chunk: in
     was = model.training
     model.eval()
     rows = max(1, (chunk or eval_chunk(model)) // max(importance_samples, 1))
-    nll, neg_elbo, re = [], [], []
+    nll, neg_elbo, re, ess = [], [], [], []
     try:
         for xb in x.split(rows):
             lw = log_weights(model, xb, importance_samples)
-            nll.append(math.log(importance_samples) - torch.logsumexp(lw, 0))
+            lse = torch.logsumexp(lw, 0)
+            nll.append(math.log(importance_samples) - lse)
             neg_elbo.append(-lw.mean(0))
             re.append(reconstruction_error(model, xb))
+            ess.append(torch.exp(2 * lse - torch.logsumexp(2 * lw, 0)))
     finally:
         model.train(was)
-    return {"nll": torch.cat(nll), "neg_elbo": torch.cat(neg_elbo), "re": torch.cat(re)}
+    out = {"nll": torch.cat(nll), "neg_elbo": torch.cat(neg_elbo), "re": torch.cat(re)}
+    return out | {"ess": torch.cat(ess)}
 
 
 def evaluate(
@@ -107,16 +111,21 @@ def evaluate(
 ) -> dict:
     """NLL (IWAE with ``importance_samples``), negative ELBO and RE averaged over the rows of ``x``.
 
-    All numbers are on the raw scale (nats per row). With ``per_row``, the result also holds
-    ``per_row``: ``{"nll": Tensor, "neg_elbo": Tensor}`` of shape ``(N,)`` (the same draws as the
-    averages); see :func:`evaluate_rows`.
+    All numbers are on the raw scale (nats per row); with missing cells (NaN), of the present
+    cells, and ``missing`` is the fraction of cells missing. With ``per_row``, the result also holds
+    ``per_row``: ``{"nll", "neg_elbo", "ess", "missing"}`` of shape ``(N,)`` (the same draws as the
+    averages; ``missing`` counts each row's missing cells); see :func:`evaluate_rows`.
     """
     rows = evaluate_rows(model, x, importance_samples=importance_samples, chunk=chunk)
+    holes = x.isnan()
     result = {
-        **{k: v.double().mean().item() for k, v in rows.items()},
+        **{k: rows[k].double().mean().item() for k in ("nll", "neg_elbo", "re")},
         "rows": x.shape[0],
         "importance_samples": importance_samples,
+        "missing": holes.double().mean().item() if x.numel() else 0.0,
     }
     if per_row:
-        result["per_row"] = {"nll": rows["nll"], "neg_elbo": rows["neg_elbo"]}
+        result["per_row"] = {
+            "nll": rows["nll"], "neg_elbo": rows["neg_elbo"], "ess": rows["ess"], "missing": holes.sum(1),
+        }  # fmt: skip
     return result

@@ -5,9 +5,10 @@ that stops on a non-finite loss exits with code 1, keeps its last good checkpoin
 with new optimiser settings) and saves its best epoch as a model marked ``diverged``.
 
 :mod:`~sirenvae.cli.common` holds the typer app and what the commands share; importing
-:mod:`~sirenvae.cli.run` (fit, evaluate, sample, posterior), :mod:`~sirenvae.cli.causal` (effect,
-counterfactual), :mod:`~sirenvae.cli.compare` (compare) and then :mod:`~sirenvae.cli.experiments`
-(networks, demo, reproduce) registers their commands on it, in the order ``sirenvae --help`` lists.
+:mod:`~sirenvae.cli.run` (fit, evaluate, sample, posterior), :mod:`~sirenvae.cli.impute`
+(impute), :mod:`~sirenvae.cli.causal` (effect, counterfactual), :mod:`~sirenvae.cli.compare`
+(compare) and then :mod:`~sirenvae.cli.experiments` (networks, demo, reproduce) registers their
+commands on it, in the order ``sirenvae --help`` lists.
 """
 
 from sirenvae.cli.common import app
@@ -15,6 +16,7 @@ from sirenvae.cli.common import app
 # the import order is the commands' order in --help
 # isort: off
 from sirenvae.cli import run  # noqa: F401
+from sirenvae.cli import impute  # noqa: F401
 from sirenvae.cli import causal  # noqa: F401
 from sirenvae.cli import compare  # noqa: F401
 from sirenvae.cli import experiments  # noqa: F401

@@ -295,7 +295,7 @@ def evaluate(
             raise UsageError(f"--importance-samples must be positive, got {importance_samples}")
         if per_row is not None:
             check_output(per_row, run=run, inputs=[("--data", data)], option="--per-row")
-        if per_row is not None and id_column in ("nll", "neg_elbo"):
+        if per_row is not None and id_column in ("nll", "neg_elbo", "ess", "missing"):
             raise UsageError(f"--id-column {id_column!r} would clash with a column of --per-row; rename it")
         model, meta = load_model(run, device=device)
         warn_if_diverged(run, meta)
@@ -317,12 +317,13 @@ def evaluate(
     else:
         _print_metrics(run, result, importance_samples)
     if per_row is not None:
-        note(f"wrote the NLL and -ELBO of each of the {result['rows']} rows to {per_row}")
+        note(f"wrote the NLL, -ELBO, ESS and missing cells of each of the {result['rows']} rows to {per_row}")
 
 
 def _print_metrics(run: Path, result: dict, importance_samples: int) -> None:
     """``evaluate``'s table: the model, NLL, -ELBO, RE and the oracle NLL where known."""
-    table = Table(title=f"{run}: {result['rows']} rows, K = {importance_samples}")
+    holes = f", {100 * result['missing']:.1f}% of cells missing" if result.get("missing") else ""
+    table = Table(title=f"{run}: {result['rows']} rows{holes}, K = {importance_samples}")
     for name in ("model", "NLL", "-ELBO", "RE", "oracle NLL"):
         table.add_column(name, justify="right")
     oracle = f"{result['oracle_nll']:.3f}" if "oracle_nll" in result else "-"
@@ -334,7 +335,8 @@ def _print_metrics(run: Path, result: dict, importance_samples: int) -> None:
 
 def _write_per_row(path: Path, values: dict, id_column: str | None, ids: tuple[str, ...] | None) -> None:
     """The per-row CSV of ``evaluate --per-row``: ``row`` (the data row, counted from 1 as in error
-    messages), the ID column with ``--id-column`` (replacing ``row`` if so named), ``nll``, ``neg_elbo``.
+    messages), the ID column with ``--id-column`` (replacing ``row`` if so named), ``nll``, ``neg_elbo``,
+    ``ess`` (the importance weights' effective sample size) and ``missing`` (the row's missing cells).
     """
     import pandas as pd
 

@@ -1,4 +1,4 @@
-r"""A dense graphical residual block's :math:`g` and Jacobian diagonal as one autograd node.
+r"""A graphical residual block's :math:`g` and Jacobian diagonal as one autograd node.
 
 With :math:`t_1 = W_0 u + b_0`, :math:`\delta_1 = \mathrm{diag}_v W_0`, and for each hidden layer
 :math:`l`, :math:`h_l = \phi(t_l)`, :math:`e_l = \phi'(t_l) \delta_l`,
@@ -12,8 +12,10 @@ saved activations:
 
 with :math:`\bar h_l = W_l^\top \bar t_{l+1}`, :math:`\bar e_l = B_l^\top \bar\delta_{l+1}`,
 :math:`\bar W_l = \bar t_{l+1} h_l^\top` and :math:`\bar B_l = \bar\delta_{l+1} e_l^\top` per block.
-It is differentiable once: asking for a second derivative (``create_graph=True``) raises, and
-``GRFBlock.fused = False`` gives the autograd path.
+Each layer after the first gives its products with :math:`W_l^\top` and the weights' gradients
+(:meth:`~sirenvae.layers.MaskedLinear.batch_last_vjp`; the dense layout has it); the first layer is
+dense. It is differentiable once: asking for a second derivative (``create_graph=True``) raises,
+and ``GRFBlock.fused = False`` gives the autograd path.
 """
 
 from __future__ import annotations
@@ -21,16 +23,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from sirenvae.layers import MaskedLinear
 from sirenvae.nn import _Activation
 
 __all__ = ["FusedResidual", "fusable"]
 
 
 def fusable(block) -> bool:
-    """Whether the block's residual has a hand-written backward: the dense layout, every activation
-    with :meth:`~sirenvae.nn._Activation.derivatives`, and ``block.fused`` set.
+    """Whether the block's residual has a hand-written backward: ``block.fused`` set, a dense first
+    layer (it is multiplied whole), later layers with
+    :meth:`~sirenvae.layers.MaskedLinear.batch_last_vjp` and activations with
+    :meth:`~sirenvae.nn._Activation.derivatives`.
     """
-    if block.sparse or not block.fused:
+    if not block.fused or block.layers[0].layout != "dense":
+        return False
+    if any(type(layer).batch_last_vjp is MaskedLinear.batch_last_vjp for layer in block.layers[1:]):
         return False
     return all(type(act).derivatives is not _Activation.derivatives for act in block.activations)
 
@@ -102,29 +109,18 @@ def _layer_backward(transform, l: int, gt: Tensor, gdelta: Tensor | None, saved:
     block = transform.block
     h, e, d1, d2, delta = saved
     D, k, N = block.features, block.units, h.shape[1]
-    last = l == len(block.activations)
-    out_k = 1 if last else k
-    B = transform.diag_blocks[l - 1]
+    prepared = transform.prepared[l]
+    out_k = prepared.diagonal.shape[1]
+    B = prepared.diagonal
     i = 5 + 4 * (l - 1)
     if needs[i + 1]:
         grads[i + 1] = gt.sum(1)
-    gB = None
-    if block._split_last if last else block._split:
-        gt3 = gt.view(D, out_k, N)
-        gB = torch.bmm(gt3, h.view(D, k, N).transpose(1, 2))
-        gh = torch.bmm(B.transpose(1, 2), gt3).view(D * k, N)
-        off = transform.off_last if last else transform.off[l - 1]
-        if off is not None:
-            rows, cols = (block._last_rows, block._last_cols) if last else (block._off_rows, block._off_cols)
-            g_rows = gt[rows]
-            if needs[i + 3]:
-                grads[i + 3] = g_rows @ h[cols].T
-            gh.index_add_(0, cols, off.T @ g_rows)
-    else:
-        W = transform.layers[l][0]
-        if needs[i]:
-            grads[i] = gt @ h.T
-        gh = W.T @ gt
+    gh, g = block.layers[l].batch_last_vjp(prepared, gt, h, weight_grad=needs[i], off_grad=needs[i + 3])
+    if g.weight is not None:
+        grads[i] = g.weight
+    if g.off is not None:
+        grads[i + 3] = g.off
+    gB = g.diagonal
     if gdelta is None:
         gt = gh * d1
     else:

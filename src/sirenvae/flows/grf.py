@@ -12,11 +12,12 @@ import torch
 from torch import Tensor
 
 from sirenvae.defaults import CONDITIONING, KAPPA
+from sirenvae.flows import residual
 from sirenvae.flows.affine import GraphAffine
 from sirenvae.flows.core import ComposedTransform, LazyTransform, Transform, check_context
 from sirenvae.flows.distributions import Flow, StandardNormalBase
 from sirenvae.flows.parents import ParentConditionedTransform, generations
-from sirenvae.flows.residual import GraphicalResidualTransform, GRFBlock, use_sparse
+from sirenvae.flows.residual import GraphicalResidualTransform, GRFBlock, graph_layout
 from sirenvae.flows.root_finding import Method, OnFail, RootFinding
 from sirenvae.masks import check_adjacency
 
@@ -55,9 +56,9 @@ class GraphicalResidualFlow(LazyTransform):
         singletons: Also give each variable hidden units that see only itself.
         n_power_iterations: Power iterations per training step.
         atol, rtol, max_iter, method, on_fail: How the inverse is solved (:class:`RootFinding`).
-        sparse: Store every layer by blocks between variables, memory and time by edges
-            (:mod:`sirenvae.flows.sparse`); by default for large sparse graphs
-            (:func:`~sirenvae.flows.residual.use_sparse`). Both paths compute the same function.
+        layout: ``"dense"``, ``"block-sparse"`` (every layer by blocks between variables, memory
+            and time by edges; :mod:`sirenvae.layers`) or ``"auto"``, block-sparse for large sparse
+            graphs (:func:`~sirenvae.flows.residual.graph_layout`). Both compute the same function.
 
     Example:
         >>> A = torch.tensor([[0, 0, 0], [1, 0, 0], [1, 1, 0]], dtype=torch.bool)
@@ -87,7 +88,7 @@ class GraphicalResidualFlow(LazyTransform):
         max_iter: int = DEFAULT_ROOT_FINDING.max_iter,
         method: Method = DEFAULT_ROOT_FINDING.method,
         on_fail: OnFail = DEFAULT_ROOT_FINDING.on_fail,
-        sparse: bool | None = None,
+        layout: str = "auto",
     ) -> None:
         super().__init__()
         if conditioning not in CONDITIONING:
@@ -98,7 +99,7 @@ class GraphicalResidualFlow(LazyTransform):
         D = A.shape[0]
         self.features, self.context_features = D, C.shape[1]
         self.conditioning = conditioning
-        self.sparse = use_sparse(A, hidden_per_set, singletons) if sparse is None else sparse
+        layout = graph_layout(layout, A, hidden_per_set, singletons)
         self._sweeps = generations(A)
         options = RootFinding(atol=atol, rtol=rtol, max_iter=max_iter, method=method, on_fail=on_fail)
         self._root_finding = options
@@ -118,11 +119,16 @@ class GraphicalResidualFlow(LazyTransform):
                 n_power_iterations=n_power_iterations,
                 root_finding=options,
                 name=f"block {i}",
-                sparse=self.sparse,
+                layout=layout,
             )
             for i in range(blocks)
         )
-        self.affine = GraphAffine(A, C, sparse=self.sparse) if affine else None
+        self.affine = GraphAffine(A, C, layout=layout) if affine else None
+
+    @property
+    def layout(self) -> str:
+        """The layout of the layers and the affine step (:mod:`sirenvae.layers.layout`)."""
+        return self.blocks[0].layout if len(self.blocks) else self.affine.layout
 
     @property
     def blocks(self) -> torch.nn.ModuleList:
@@ -134,14 +140,18 @@ class GraphicalResidualFlow(LazyTransform):
 
     def forward(self, c: Tensor | None = None) -> Transform:
         c = check_context(c, self.context_features)
+        # all blocks' weights in one pass per layer
+        prepared = residual.prepare_blocks(self.transforms)
         if self.conditioning == "ancestors":
-            steps = [block(c) for block in self.transforms]
+            steps = [
+                GraphicalResidualTransform(b, p, c) for b, p in zip(self.transforms, prepared, strict=True)
+            ]
             if self.affine is not None:
                 steps.append(self.affine(c))
             return ComposedTransform(*steps)
         affine = self.affine.prepared() if self.affine is not None else None
         return ParentConditionedTransform(
-            [GraphicalResidualTransform(b, b.folded(), None) for b in self.transforms],
+            [GraphicalResidualTransform(b, p, None) for b, p in zip(self.transforms, prepared, strict=True)],
             affine,
             c,
             features=self.features,

@@ -23,7 +23,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from sirenvae.flows.affine import affine_offset
+from sirenvae.flows.affine import AffineStep
 from sirenvae.flows.core import Transform, check_inputs
 from sirenvae.flows.residual import GraphicalResidualTransform
 from sirenvae.flows.root_finding import InverseResult, RootFinding, fixed_point, implicit_gradient
@@ -37,19 +37,13 @@ def generations(A: Tensor) -> int:
     return int(topological_levels(A).max()) + 1 if A.shape[0] else 0
 
 
-def _detach(p: Tensor | tuple | None) -> Tensor | tuple | None:
-    if isinstance(p, tuple):  # couplings by edges
-        return tuple(_detach(q) for q in p)
-    return None if p is None else p.detach()
-
-
 class ParentConditionedTransform(Transform):
     r"""The parent-conditioned stack with its weights prepared once (made by the flow's ``flow(c)``).
 
     Arguments:
         blocks: The prepared blocks, each over the features with the stack input and the context
             as its context.
-        affine: ``(B ⊙ A, C ⊙ A_c, b, log s)`` of the affine step, or ``None``.
+        affine: The prepared affine step (:class:`~sirenvae.flows.affine.AffineStep`), or ``None``.
         context: The context :math:`c`, or ``None``.
         features: :math:`D`.
         sweeps: The number of generations, an upper bound on the inverse's sweeps.
@@ -60,7 +54,7 @@ class ParentConditionedTransform(Transform):
     def __init__(
         self,
         blocks: list[GraphicalResidualTransform],
-        affine: tuple[Tensor | tuple, Tensor | None, Tensor, Tensor] | None,
+        affine: AffineStep | None,
         context: Tensor | None,
         *,
         features: int,
@@ -75,12 +69,9 @@ class ParentConditionedTransform(Transform):
 
     def detach(self) -> ParentConditionedTransform:
         """The same transform cut from the parameters' graph (and from the context's)."""
-        affine = None
-        if self.affine is not None:
-            affine = tuple(_detach(p) for p in self.affine)
         return ParentConditionedTransform(
             [b.detach() for b in self.blocks],
-            affine,
+            None if self.affine is None else self.affine.detach(),
             None if self.context is None else self.context.detach(),
             features=self.features,
             sweeps=self.sweeps,
@@ -89,7 +80,11 @@ class ParentConditionedTransform(Transform):
         )
 
     def _check(self, z: Tensor) -> Tensor:
-        dtype = self.affine[3].dtype if self.affine is not None else self.blocks[0].layers[0][0].dtype
+        dtype = (
+            self.affine.log_scale.dtype
+            if self.affine is not None
+            else self.blocks[0].prepared[0].weight.dtype
+        )
         check_inputs(z, self.features, dtype)
         if self.context is None:
             return z
@@ -104,8 +99,7 @@ class ParentConditionedTransform(Transform):
         return torch.cat([z, c], dim=-1)
 
     def _offset(self, z: Tensor) -> Tensor:
-        B, C, b, _ = self.affine
-        return affine_offset(B, C, b, z, self.context)
+        return self.affine.offset(z, self.context)
 
     def _run(self, z: Tensor, diag: bool) -> tuple[Tensor, Tensor | None]:
         r""":math:`F(z)` and, if ``diag``, :math:`\log \partial F_i / \partial z_i` per variable."""
@@ -118,7 +112,7 @@ class ParentConditionedTransform(Transform):
             if diag:
                 log_d = torch.log1p(d) if log_d is None else log_d + torch.log1p(d)
         if self.affine is not None:
-            log_s = self.affine[3]
+            log_s = self.affine.log_scale
             y = (y - self._offset(z)) * torch.exp(-log_s)
             if diag:
                 log_d = -log_s.expand_as(y) if log_d is None else log_d - log_s
@@ -154,7 +148,7 @@ class ParentConditionedTransform(Transform):
             ctx = self._block_context(z)
             y = u
             if self.affine is not None:
-                y = u * torch.exp(self.affine[3]) + self._offset(z)
+                y = u * torch.exp(self.affine.log_scale) + self._offset(z)
             for i, block in reversed(list(enumerate(self.blocks))):
                 # full Newton steps: errors left in a parent are amplified by the sweeps after it
                 r = fixed_point(block.bind(ctx).g, y, opts, chord=False, start=starts[i])

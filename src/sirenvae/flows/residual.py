@@ -18,6 +18,7 @@ References:
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import replace
 
 import torch
@@ -27,24 +28,22 @@ from sirenvae.defaults import KAPPA
 from sirenvae.flows.core import LazyTransform, Transform, check_context
 from sirenvae.flows.fused import FusedResidual, fusable
 from sirenvae.flows.root_finding import InverseResult, RootFinding, fixed_point, implicit_gradient
-from sirenvae.flows.sparse import BlockSparseLinear, block_apply, read_blocks_as_dense
-from sirenvae.masks import check_adjacency, graphical_blocks, graphical_masks
-from sirenvae.nn import MaskedLinear
+from sirenvae.layers import MaskedLinear, Prepared, choose_layout
+from sirenvae.layers.dense import prepare_stacked, stackable
+from sirenvae.masks import check_adjacency, graphical_blocks
 from sirenvae.nn import activation as make_activation
 
-__all__ = ["GRFBlock", "GraphicalResidualTransform", "use_sparse"]
-
-#: Graphs with at least this many hidden units per layer go on the block-sparse path by default
-#: (measured: on par at ecoli70, 184 units; 1.3x faster at arth150, 428 units, training included).
-SPARSE_MIN_UNITS = 400
+__all__ = ["GRFBlock", "GraphicalResidualTransform", "graph_layout", "prepare_blocks"]
 
 
-def use_sparse(adjacency: Tensor, hidden_per_set: int = 4, singletons: bool = False) -> bool:
-    """Whether the block-sparse layers pay off: many hidden units and a sparse graph."""
+def graph_layout(layout: str, adjacency: Tensor, hidden_per_set: int = 4, singletons: bool = False) -> str:
+    """The layout of a graphical residual network's layers over ``adjacency``: ``layout``, or for
+    ``"auto"`` the rule of :func:`~sirenvae.layers.layout.choose_layout` on the graph's edges and
+    the hidden units of a layer.
+    """
     A = torch.as_tensor(adjacency)
-    D = A.shape[0]
-    units = D * hidden_per_set * (2 if singletons else 1)
-    return units >= SPARSE_MIN_UNITS and int(torch.count_nonzero(A)) <= 0.1 * D * D
+    units = A.shape[0] * hidden_per_set * (2 if singletons else 1)
+    return choose_layout(layout, connections=int(torch.count_nonzero(A)), cells=A.numel(), units=units)
 
 
 def _batch_first(t: Tensor, batch: torch.Size) -> Tensor:
@@ -68,8 +67,9 @@ class GRFBlock(LazyTransform):
         n_power_iterations: Power iterations per training step.
         root_finding: How the inverse is solved.
         name: Names the block in convergence errors.
-        sparse: Store the layers by blocks between variables (:mod:`sirenvae.flows.sparse`), with
-            memory and time by edges; by default for large sparse graphs (:func:`use_sparse`).
+        layout: ``"dense"``, ``"block-sparse"`` (the layers by blocks between variables, memory
+            and time by edges) or ``"auto"``, block-sparse for large sparse graphs
+            (:func:`graph_layout`). Both compute the same function.
     """
 
     def __init__(
@@ -85,19 +85,14 @@ class GRFBlock(LazyTransform):
         n_power_iterations: int = 1,
         root_finding: RootFinding | None = None,
         name: str = "a graphical residual block",
-        sparse: bool | None = None,
+        layout: str = "auto",
     ) -> None:
         super().__init__()
         if not 0 < kappa < 1:
             raise ValueError(f"kappa must lie in (0, 1) for the block to be invertible, got {kappa}")
-        A, C = check_adjacency(adjacency, context_adjacency)
-        self.sparse = sparse = use_sparse(A, hidden_per_set, singletons) if sparse is None else sparse
-        # the graph by edges and the mask options: to read a block-sparse checkpoint into dense layers
-        self._graph = (torch.nonzero(A), torch.nonzero(C), A.shape[0], C.shape[1])
-        self._mask_options = {"hidden_per_set": hidden_per_set, "hidden_layers": hidden_layers}
-        self._mask_options["singletons"] = singletons
-        make = graphical_blocks if sparse else graphical_masks
-        masks = make(
+        A, _ = check_adjacency(adjacency, context_adjacency)
+        layout = graph_layout(layout, A, hidden_per_set, singletons)
+        masks = graphical_blocks(
             adjacency,
             context_adjacency,
             hidden_per_set=hidden_per_set,
@@ -109,86 +104,58 @@ class GRFBlock(LazyTransform):
         self.units = masks.units
         self.root_finding = root_finding or RootFinding()
         self.name = name
-        # only the first layer sees the context, whose columns stay unbounded
-        opts = {"kappa": kappa, "n_power_iterations": n_power_iterations}
+        # only the first layer sees the context, whose columns stay unbounded; the later ones may
+        # compute by their diagonal blocks
+        opts = {"layout": layout, "kappa": kappa, "n_power_iterations": n_power_iterations}
         self.layers = torch.nn.ModuleList(
-            BlockSparseLinear(M, **opts, bounded_blocks=masks.features if l == 0 else None)
-            if sparse
-            else MaskedLinear(M, **opts, bounded_columns=masks.features if l == 0 else None)
+            MaskedLinear(M, **opts, bounded_groups=masks.features if l == 0 else None, by_blocks=l > 0)
             for l, M in enumerate(masks.layers)
         )
         self.activations = torch.nn.ModuleList(make_activation(activation) for _ in range(hidden_layers))
         #: With autograd on, compute g and its diagonal in one node with a hand-written backward
-        #: (:mod:`sirenvae.flows.fused`; dense layout only). Off for second derivatives.
+        #: (:mod:`sirenvae.flows.fused`; layers with :meth:`~sirenvae.layers.MaskedLinear.batch_last_vjp`
+        #: only). Off for second derivatives.
         self.fused = True
-        D, k = self.features, self.units
-        self.register_buffer("_designated", torch.arange(D).repeat_interleave(k), persistent=False)
-        self._split = not sparse and hidden_layers >= 2 and self._plan_split(masks.layers[1], k, "_off_")
-        self._split_last = not sparse and self._plan_split(masks.layers[-1], 1, "_last_")
 
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
-        """Also reads a block-sparse checkpoint into dense layers (the block-sparse layers read a
-        dense one by themselves), so a flow loads whichever layout it was saved in.
-        """
-        first = state_dict.get(prefix + "layers.0.mask")
-        if not self.sparse and first is not None and first.dim() == 3:
-            edges, context_edges, D, Cn = self._graph
-            A, C = torch.zeros(D, D, dtype=torch.bool), torch.zeros(D, Cn, dtype=torch.bool)
-            A[tuple(edges.T)], C[tuple(context_edges.T)] = True, True
-            for l, layer in enumerate(graphical_blocks(A, C, **self._mask_options).layers):
-                read_blocks_as_dense(state_dict, f"{prefix}layers.{l}.", layer)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def _plan_split(self, mask: Tensor, out_units: int, prefix: str) -> bool:
-        """Plans a layer into hidden units as diagonal blocks plus off-diagonal block rows/columns.
-
-        Units of one designated variable form ``out_units x k`` diagonal blocks (a batched matmul);
-        the few blocks between different variables are gathered into one small dense matmul. Returns
-        False (plain dense matmuls) when the off-diagonal part is not much smaller than the whole.
-        """
-        D, k = self.features, self.units
-        blocks = mask.view(D, out_units, D, k).any(dim=(1, 3))
-        blocks.fill_diagonal_(False)
-        rows = torch.nonzero(blocks.any(dim=1)).flatten()
-        cols = torch.nonzero(blocks.any(dim=0)).flatten()
-        if rows.numel() * cols.numel() > 0.25 * D * D:
-            return False
-        r = (rows[:, None] * out_units + torch.arange(out_units)).flatten()
-        c = (cols[:, None] * k + torch.arange(k)).flatten()
-        off = mask & ~torch.block_diag(*([torch.ones(out_units, k, dtype=torch.bool)] * D))
-        self.register_buffer(prefix + "rows", r, persistent=False)
-        self.register_buffer(prefix + "cols", c, persistent=False)
-        self.register_buffer(prefix + "mask", off[r][:, c], persistent=False)
-        return True
+    @property
+    def layout(self) -> str:
+        """The layout of the layers (:mod:`sirenvae.layers.layout`)."""
+        return self.layers[0].layout
 
     @property
     def effective_weights(self) -> int:
         """The number of unmasked weights."""
         return int(sum(int(layer.mask.sum()) for layer in self.layers))
 
-    def folded(self, update: bool | None = None) -> list[tuple[Tensor, Tensor]]:
-        r"""Normalised weights and biases with the activations' scales folded in.
+    def prepare(self, update: bool | None = None) -> list[Prepared]:
+        r"""The layers' prepared weights (:meth:`~sirenvae.layers.MaskedLinear.prepare`): normalised
+        weights and biases with the activations' scales folded in.
 
         With :math:`h_l(a) = o_l \phi(\iota_l a)`, the pre-activations :math:`t_l = \iota_l a_l` obey
         :math:`t_l = \hat W_l \phi(t_{l-1}) + \hat b_l` with :math:`\hat W_l = \iota_l o_{l-1} W_l` and
         :math:`\hat b_l = \iota_l b_l`, so a layer costs one matmul and one :math:`\phi`.
         """
-        # each scale once, and no multiplications by 1
+        return [
+            layer.prepare(update, factor=factor, bias_factor=bias_factor)
+            for layer, (factor, bias_factor) in zip(self.layers, self._factors(), strict=True)
+        ]
+
+    def _factors(self) -> list[tuple[Tensor | float, Tensor | float | None]]:
+        """``(factor, bias_factor)`` of every layer: each scale once, and no multiplications by 1."""
         scales = [act.scales() for act in self.activations]
-        out = []
-        for l, layer in enumerate(self.layers):
+        out: list[tuple[Tensor | float, Tensor | float | None]] = []
+        for l in range(len(self.layers)):
             if l == len(scales):
-                out.append((layer.normalized_weight(update, scales[l - 1][1] if l else 1.0), layer.bias))
+                out.append((scales[l - 1][1] if l else 1.0, None))
                 continue
             inner = scales[l][0]
-            factor = inner * scales[l - 1][1] if l else inner
-            out.append((layer.normalized_weight(update, factor), layer.bias * inner))
+            out.append((inner * scales[l - 1][1] if l else inner, inner))
         return out
 
     def forward(self, c: Tensor | None = None) -> GraphicalResidualTransform:
         """Prepares the weights once (a power iteration in training mode) and binds the context."""
         c = check_context(c, self.context_features)
-        return GraphicalResidualTransform(self, self.folded(), c)
+        return GraphicalResidualTransform(self, self.prepare(), c)
 
     def certify(self) -> Tensor:
         """The exact Lipschitz bound in :math:`z` of :math:`g`: the product of the exact spectral
@@ -202,44 +169,42 @@ class GRFBlock(LazyTransform):
         return bound
 
 
+def prepare_blocks(blocks: Sequence[GRFBlock], update: bool | None = None) -> list[list[Prepared]]:
+    """:meth:`GRFBlock.prepare` of every block of a flow, the same layer of all blocks in one pass
+    where they are dense with one mask (:func:`~sirenvae.layers.dense.prepare_stacked`; block by
+    block otherwise): weight preparation is a large part of a training step on small graphs.
+    """
+    columns = list(zip(*(b.layers for b in blocks), strict=True)) if len(blocks) > 1 else []
+    if not columns or not all(stackable(layers) for layers in columns):
+        return [b.prepare(update) for b in blocks]
+    factors = list(zip(*(b._factors() for b in blocks), strict=True))
+    out = []
+    for layers, per_block in zip(columns, factors, strict=True):
+        bias_factors = [bf for _, bf in per_block]
+        out.append(
+            prepare_stacked(
+                layers,
+                update,
+                [f for f, _ in per_block],
+                None if bias_factors[0] is None else bias_factors,
+            )
+        )
+    return [list(p) for p in zip(*out, strict=True)]
+
+
 class GraphicalResidualTransform(Transform):
     r""":math:`z \mapsto z + g(z \oplus c)` with the weights of a :class:`GRFBlock` prepared once.
 
-    Short-lived: made by ``block(c)``, it holds the folded weights (and the autograd graph back to
-    the parameters), the first layer's diagonal, the diagonal blocks of each later layer and the
-    off-diagonal parts of hidden -> hidden layers.
+    Short-lived: made by ``block(c)``, it holds every layer's prepared weights (and the autograd
+    graph back to the parameters): the folded weights, the diagonal blocks and the off-diagonal
+    parts (:class:`~sirenvae.layers.Prepared`).
     """
 
-    def __init__(self, block: GRFBlock, layers: list[tuple[Tensor, Tensor]], context: Tensor | None) -> None:
+    def __init__(self, block: GRFBlock, prepared: list[Prepared], context: Tensor | None) -> None:
         super().__init__()
-        self.block, self.layers, self.context = block, layers, context
-        D, k = block.features, block.units
-        hidden = len(block.activations)
-        W0 = layers[0][0]
-        self.diag_blocks: list[Tensor] = []
-        self.off: list[Tensor | None] = []
-        if block.sparse:
-            # by blocks, diagonal first: (D, k, 1), then (D, k, k) and (D, 1, k)
-            self.delta0 = W0[:D].reshape(D * k)
-            self.off_first = W0[D:] if W0.shape[0] > D else None
-            for l in range(1, hidden + 1):
-                W = layers[l][0]
-                self.diag_blocks.append(W[:D])
-                self.off.append(W[D:] if W.shape[0] > D else None)
-            return
-        self.delta0 = W0.gather(1, block._designated[:, None]).view(D * k)
-        for l in range(1, hidden + 1):
-            W = layers[l][0]
-            if l < hidden:
-                # contiguous once here rather than a copy inside every bmm
-                diag = W.view(D, k, D, k).diagonal(dim1=0, dim2=2)
-                self.diag_blocks.append(diag.permute(2, 0, 1).contiguous())
-                split = block._split and block._off_rows.numel()
-                self.off.append(W[block._off_rows][:, block._off_cols] * block._off_mask if split else None)
-            else:
-                self.diag_blocks.append(W.view(D, D, k).diagonal(dim1=0, dim2=1).T.unsqueeze(1).contiguous())
-                split = block._split_last and block._last_rows.numel()
-                self.off_last = W[block._last_rows][:, block._last_cols] * block._last_mask if split else None
+        self.block, self.prepared, self.context = block, prepared, context
+        #: the first layer's diagonal: the derivative of every hidden unit in its variable
+        self.delta0 = prepared[0].diagonal.reshape(block.features * block.units)
 
     def bind(self, context: Tensor | None) -> GraphicalResidualTransform:
         """The same prepared weights with another context (no copy of the weights)."""
@@ -250,13 +215,13 @@ class GraphicalResidualTransform(Transform):
     def detach(self) -> GraphicalResidualTransform:
         """The same transform cut from the parameters' graph (and from the context's)."""
         c = None if self.context is None else self.context.detach()
-        return GraphicalResidualTransform(self.block, [(W.detach(), b.detach()) for W, b in self.layers], c)
+        return GraphicalResidualTransform(self.block, [p.detach() for p in self.prepared], c)
 
     def _inputs(self, z: Tensor) -> Tensor:
         block = self.block
         if z.shape[-1:] != (block.features,):
             raise ValueError(f"expected inputs with {block.features} features, got shape {tuple(z.shape)}")
-        w = self.layers[0][0]
+        w = self.prepared[0].weight
         if z.dtype != w.dtype:
             raise ValueError(
                 f"inputs are {z.dtype} but the flow's parameters are {w.dtype}; call .to({z.dtype})"
@@ -270,36 +235,13 @@ class GraphicalResidualTransform(Transform):
 
     def _hidden(self, l: int, h: Tensor) -> Tensor:
         """Hidden layer ``l`` -> ``l + 1`` on batch-last activations ``(D k, N)``."""
-        W, b = self.layers[l]
-        block = self.block
-        if block.sparse:
-            layer = block.layers[l]
-            D = block.features
-            return block_apply(self.diag_blocks[l - 1], self.off[l - 1], b, h, layer.rows[D:], layer.cols[D:])
-        D, k = block.features, block.units
-        N = h.shape[-1]
-        if l == len(block.activations):
-            if not block._split_last:
-                return torch.addmm(b[:, None], W, h)
-            out = torch.baddbmm(b.view(D, 1, 1), self.diag_blocks[-1], h.view(D, k, N)).view(D, N)
-            if self.off_last is not None:
-                out.index_add_(0, block._last_rows, self.off_last @ h[block._last_cols])
-            return out
-        if not block._split:
-            return torch.addmm(b[:, None], W, h)
-        out = torch.baddbmm(b.view(D, k, 1), self.diag_blocks[l - 1], h.view(D, k, N)).view(D * k, N)
-        W_off = self.off[l - 1]
-        if W_off is not None:
-            out.index_add_(0, block._off_rows, W_off @ h[block._off_cols])
-        return out
+        return self.block.layers[l].batch_last(h, self.prepared[l])
 
     def _per_layer(self) -> list[Tensor | None]:
         """``(W, b, diagonal blocks, off-diagonal part)`` of every layer after the first."""
-        hidden = len(self.block.activations)
         out: list[Tensor | None] = []
-        for l in range(1, hidden + 1):
-            off = self.off[l - 1] if l < hidden else self.off_last
-            out.extend((*self.layers[l], self.diag_blocks[l - 1], off))
+        for p in self.prepared[1:]:
+            out.extend((p.weight, p.bias, p.diagonal, p.off))
         return out
 
     def g(self, z: Tensor, diag: bool = True) -> tuple[Tensor, Tensor | None]:
@@ -316,13 +258,8 @@ class GraphicalResidualTransform(Transform):
         u = u.reshape(-1, u.shape[-1])
         N = u.shape[0]
         D, k = block.features, block.units
-        W, b = self.layers[0]
-        if block.sparse:
-            first = block.layers[0]
-            # batch-last and contiguous once: the gathers and products below read rows
-            t = block_apply(W[:D], self.off_first, b, u.T.contiguous(), first.rows[D:], first.cols[D:])
-        else:
-            t = torch.addmm(b[:, None], W, u.T)
+        W, b = self.prepared[0].weight, self.prepared[0].bias
+        t = block.layers[0].batch_last(u.T, self.prepared[0])
         if diag and torch.is_grad_enabled() and (u.requires_grad or W.requires_grad) and fusable(block):
             g, d = FusedResidual.apply(self, u, W, b, self.delta0, *self._per_layer())
             return g.view(*batch, D), d.view(*batch, D)
@@ -334,7 +271,7 @@ class GraphicalResidualTransform(Transform):
         for l, act in enumerate(block.activations):
             h, e = act.phi_jvp(t, delta)
             t = self._hidden(l + 1, h)
-            delta = torch.bmm(self.diag_blocks[l], e.view(D, k, N)).view(-1, N)
+            delta = torch.bmm(self.prepared[l + 1].diagonal, e.view(D, k, N)).view(-1, N)
         return _batch_first(t, batch), _batch_first(delta, batch)
 
     def _call(self, z: Tensor) -> Tensor:

@@ -8,17 +8,20 @@ r"""The pieces of a model as lazy distributions: ``component(context)`` returns 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from sirenvae.flows import DiagNormal, LazyDistribution
-from sirenvae.flows.residual import SPARSE_MIN_UNITS
-from sirenvae.flows.sparse import BlockSparseLinear, BlockSparseMLP, read_blocks_as_dense
-from sirenvae.masks import BlockLayer, set_blocks, set_groups
+from sirenvae.layers import MaskedLinear, MaskedMLP, mlp_layout
+from sirenvae.masks import edge_blocks
 from sirenvae.models.config import DECODER_MEANS
 from sirenvae.models.likelihoods import family
-from sirenvae.nn import MaskedLinear, MaskedMLP
+
+if TYPE_CHECKING:
+    import zuko
 
 __all__ = ["Decoder", "DiagonalEncoder", "maf_encoder"]
 
@@ -51,10 +54,9 @@ class Decoder(LazyDistribution):
         width: With full sets (a plain VAE), the hidden width instead.
         mean: ``"mlp"``, ``"linear"`` or ``"linear+mlp"``.
         likelihood: The family's name in :data:`~sirenvae.models.likelihoods.FAMILIES`.
-        sparse: Store the MLP and the linear term by blocks between parent sets
-            (:class:`~sirenvae.flows.sparse.BlockSparseMLP`), memory and time by the graph's edges;
-            by default from :data:`~sirenvae.flows.residual.SPARSE_MIN_UNITS` hidden units at a
-            density of at most 10 %. Both layouts compute the same function.
+        layout: ``"dense"``, ``"block-sparse"`` (the MLP and the linear term by blocks between
+            parent sets, memory and time by the graph's edges) or ``"auto"``, block-sparse for large
+            sparse graphs (:func:`~sirenvae.layers.mlp_layout`). Both compute the same function.
     """
 
     def __init__(
@@ -67,7 +69,7 @@ class Decoder(LazyDistribution):
         *,
         mean: str = "mlp",
         likelihood: str = "normal",
-        sparse: bool | None = None,
+        layout: str = "auto",
     ) -> None:
         super().__init__()
         if mean not in DECODER_MEANS:
@@ -78,26 +80,12 @@ class Decoder(LazyDistribution):
         self.mean_kind, self.likelihood = mean, likelihood
         heads = len(self.family.heads)
         sets = sets.bool()
-        if sparse is None:  # the cheap tests first: set_groups walks every member in Python
-            sparse = (
-                int(sets.sum()) <= 0.1 * sets.numel()
-                and sets.shape[0] * hidden_per_set >= SPARSE_MIN_UNITS
-                and set_groups(sets)[2] * hidden_per_set >= SPARSE_MIN_UNITS
-            )
-        self.sparse = sparse
-        self._shape = (sets.shape, hidden_per_set, hidden_layers)
-        self._members = torch.nonzero(sets)  # to read a block-sparse checkpoint into dense layers
+        layout = mlp_layout(layout, sets, hidden_per_set)
         if mean != "linear":
             head_sets = torch.cat([sets] * heads)  # the outputs head by head, each over all nodes
-            if sparse:
-                self.net = BlockSparseMLP(head_sets, hidden_per_set, hidden_layers)
-            else:
-                self.net = MaskedMLP(head_sets, hidden_per_set, hidden_layers, width)
+            self.net = MaskedMLP(head_sets, hidden_per_set, hidden_layers, width, layout=layout)
         if mean != "mlp":
-            if sparse:
-                self.linear = BlockSparseLinear(_edge_blocks(self._members, sets.shape), kappa=None)
-            else:
-                self.linear = MaskedLinear(sets, kappa=None)
+            self.linear = MaskedLinear(edge_blocks(sets), layout=layout, kappa=None)
             with torch.no_grad():
                 self.linear.weight.mul_(LINEAR_INIT)
         if mean == "linear":
@@ -106,20 +94,10 @@ class Decoder(LazyDistribution):
         for name, value in self.family.constants.items():
             self.register_parameter(name, nn.Parameter(torch.full((self.observed,), value)))
 
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
-        """Also reads a block-sparse checkpoint into dense layers (the other way round, the
-        block-sparse layers convert by themselves), so a run loads whichever layout it was saved in.
-        """
-        if not self.sparse:
-            shape, k, depth = self._shape
-            sets = torch.zeros(shape, dtype=torch.bool)
-            sets[tuple(self._members.T)] = True
-            layers = {"linear.": _edge_blocks(self._members, shape)}
-            for l, layer in enumerate(set_blocks(torch.cat([sets] * len(self.family.heads)), k, depth)):
-                layers[f"net.layers.{l}."] = layer
-            for key, layer in layers.items():
-                read_blocks_as_dense(state_dict, prefix + key, layer)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+    @property
+    def layout(self) -> str:
+        """The layout of the network and the linear term (:mod:`sirenvae.layers.layout`)."""
+        return (self.net if self.mean_kind != "linear" else self.linear).layout
 
     def forward(self, nodes: Tensor) -> Distribution:
         if self.mean_kind == "linear":
@@ -130,12 +108,6 @@ class Decoder(LazyDistribution):
                 heads[0] = self.linear(nodes) + heads[0]
         constants = {name: getattr(self, name) for name in self.family.constants}
         return self.family.distribution(*heads, **constants)
-
-
-def _edge_blocks(members: Tensor, shape: tuple[int, int]) -> BlockLayer:
-    """The linear term by edges: a ``1 x 1`` block per ``(output, parent)`` row of ``members``."""
-    edges = torch.ones(len(members), 1, 1, dtype=torch.bool)
-    return BlockLayer(members[:, 0], members[:, 1], edges, *shape, diagonal=False)
 
 
 class DiagonalEncoder(LazyDistribution):
@@ -152,14 +124,18 @@ class DiagonalEncoder(LazyDistribution):
         return DiagNormal(mean, log_sd.exp(), log_scale=log_sd)
 
 
-def maf_encoder(observed: int, latent: int, transforms: int, hidden: int) -> LazyDistribution:
+def maf_encoder(observed: int, latent: int, transforms: int, hidden: int) -> zuko.flows.Flow:
     r"""Masked autoregressive transforms (zuko) as an unstructured posterior :math:`q(z \mid x)`.
 
     The transforms are used in the inverse-autoregressive direction (Kingma et al. 2016), so that
     :math:`z \sim q(z \mid x)` and its density cost one pass per transform; the order of the latents
-    is reversed between transforms, as in zuko's MAF.
+    is reversed between transforms, as in zuko's MAF. zuko is an extra (``sirenvae[maf]``; why:
+    :mod:`sirenvae.flows.core`), imported here only.
     """
-    import zuko
+    try:
+        import zuko
+    except ImportError:
+        raise ImportError("the vae-maf baseline needs zuko: pip install 'sirenvae[maf]'") from None
 
     steps = []
     for t in range(transforms):

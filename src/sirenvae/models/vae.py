@@ -120,19 +120,20 @@ class SIReNVAE(nn.Module):
         log_px, log_pz = self.log_joint_parts(x, z)
         return log_px + log_pz
 
-    def log_joint_parts(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+    def log_joint_parts(self, x: Tensor, z: Tensor, filled: Tensor | None = None) -> tuple[Tensor, Tensor]:
         r""":math:`\log p(x \mid z)` (raw scale: :math:`\log p(u \mid z) - \sum_i \log s_i` for
         :math:`u = (x - m) / s`) and :math:`\log p(z \mid x_{pa(Z)})`.
 
         With missing cells (NaN), the first is over the present cells only, and the missing values
         that other nodes depend on are drawn from their decoder conditionals given ``z`` (see
         :meth:`fill`), so that ``log_joint - log q`` is a log importance weight of
-        :math:`p(x_{obs})` under the proposal :math:`q(z \mid x)\, p(x_{mis} \mid \cdot)`.
+        :math:`p(x_{obs})` under the proposal :math:`q(z \mid x)\, p(x_{mis} \mid \cdot)`;
+        ``filled`` gives those draws (standardised, from :meth:`fill`) instead.
         """
         u = self.standardize(x)
         mask = _present(x)
         if mask is not None:
-            u = self.fill(u, mask, z)
+            u = self.fill(u, mask, z) if filled is None else filled
         log_pz = self.prior_given(u).log_prob(z)
         log_pu = self.decoder(self.nodes(z, u)).log_prob(u, mask)
         log_s = self.scale.log()

@@ -1,36 +1,24 @@
-r"""Block-sparse masked linear layers: memory and time by the edges of the graph, not by :math:`D^2`.
+r"""The block-sparse layout of :class:`~sirenvae.layers.MaskedLinear`: memory and time by the edges.
 
 A layer stores one dense ``out_units x in_units`` block per pair of unit groups that the graph
 connects (:class:`~sirenvae.masks.BlockLayer`). In a graphical flow's layers the diagonal blocks
 come first: a product with batch-last activations ``(groups * units, N)`` is one batched matmul over
 them plus a gather of the sending groups, a batched matmul and an ``index_add`` into the receiving
-groups for the rest. A decoder's MLP over parent sets (:class:`BlockSparseMLP`) has no diagonal and
-takes the second route alone. The spectral normalisation is that of
-:class:`~sirenvae.nn.MaskedLinear` on the same layout: power iteration per connected component of
-the mask, :math:`Wv` by gather and :math:`W^\top u` by ``index_add``.
+groups for the rest. A decoder's MLP over parent sets has no diagonal and takes the second route
+alone. The spectral normalisation is that of the dense layout on the same weights: power
+iteration per connected component of the mask, :math:`Wv` by gather and :math:`W^\top u` by
+``index_add``; leaving training mode converges it in float64 (with Lanczos where that is slow).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sirenvae.defaults import KAPPA
-from sirenvae.masks import BlockLayer, set_blocks
-from sirenvae.nn import SpectralLinear
+from sirenvae.layers.linear import MaskedLinear, Prepared
+from sirenvae.masks import BlockLayer
 
-__all__ = [
-    "BlockSparseLinear",
-    "BlockSparseMLP",
-    "block_apply",
-    "blocks_of",
-    "dense_mask",
-    "dense_weight",
-    "load_dense",
-    "read_blocks_as_dense",
-    "unit_components",
-]
+__all__ = ["BlockSparseLinear", "block_apply", "gather_apply", "top_singular", "unit_components"]
 
 #: Power iterations at most when :meth:`BlockSparseLinear.sync_power_vectors` converges them
 #: before it turns to Lanczos.
@@ -129,41 +117,24 @@ def gather_apply(W: Tensor, b: Tensor, x: Tensor, rows: Tensor, cols: Tensor) ->
     N = x.shape[-1]
     xb = x.reshape(-1, ki, N)[cols]
     y = W * xb if ki == 1 else torch.bmm(W, xb)
-    out = b.view(-1, ko, 1).expand(-1, ko, N).contiguous()
+    # a copy (contiguous() would return the bias itself for N = 1, and index_add_ writes into it)
+    out = b.view(-1, ko, 1).expand(-1, ko, N).clone(memory_format=torch.contiguous_format)
     return out.index_add_(0, rows, y).view(-1, N)
 
 
-class BlockSparseLinear(SpectralLinear):
-    r"""The block-sparse twin of :class:`~sirenvae.nn.MaskedLinear`: :math:`y = (W \odot M)_s x + b`.
+class BlockSparseLinear(MaskedLinear, layout="block-sparse"):
+    r"""A :class:`~sirenvae.layers.MaskedLinear` storing ``weight`` and ``mask`` by blocks,
+    ``(blocks, out_units, in_units)``; made by ``MaskedLinear(structure, layout="block-sparse")``.
 
-    ``weight`` is ``(blocks, out_units, in_units)``; the spectral bound, its power vectors ``u``
-    (per output unit) and ``v`` (per bounded input unit) and the training/eval behaviour are those of
-    ``MaskedLinear`` (same weights and vectors give the same normalised weights). Leaving training
-    mode converges the power iteration (in float64) instead of a dense SVD per component.
-
-    Arguments:
-        layer: The block structure.
-        kappa: The spectral bound (``None``: no normalisation).
-        n_power_iterations: Power iterations per forward pass in training mode.
-        bias: Whether to learn a bias.
-        bounded_blocks: Bound only the input groups below this (the flow's own variables).
+    The same weights and power vectors give the same normalised weights as the dense layout; leaving
+    training mode converges the power iteration (in float64) instead of a dense SVD per component.
     """
 
-    def __init__(
-        self,
-        layer: BlockLayer,
-        *,
-        kappa: float | None = KAPPA,
-        n_power_iterations: int = 1,
-        bias: bool = True,
-        bounded_blocks: int | None = None,
-    ) -> None:
-        super().__init__()
+    def _build(self, structure: BlockLayer, bias: bool, by_blocks: bool) -> None:
+        layer = structure
         E, ko, ki = layer.mask.shape
-        self.kappa, self.n_power_iterations = kappa, n_power_iterations
         self.out_blocks, self.in_blocks = layer.out_blocks, layer.in_blocks
         self.diagonal = layer.diagonal
-        self.bounded_blocks = layer.in_blocks if bounded_blocks is None else bounded_blocks
         self.register_buffer("mask", layer.mask)
         self.register_buffer("rows", layer.rows, persistent=False)
         self.register_buffer("cols", layer.cols, persistent=False)
@@ -174,16 +145,16 @@ class BlockSparseLinear(SpectralLinear):
         bound = fan_in.clamp(min=1).to(torch.get_default_dtype()).rsqrt()[layer.rows].unsqueeze(2)
         self.weight = nn.Parameter((torch.rand(E, ko, ki) * 2 - 1) * bound * layer.mask)
         self.bias = nn.Parameter(torch.zeros(self.out_blocks * ko)) if bias else None
-        bounded = layer.cols < self.bounded_blocks
+        bounded = layer.cols < self.bounded_groups
         self._all_bounded = bool(bounded.all())
         self.register_buffer("_bounded", torch.nonzero(bounded).flatten(), persistent=False)
         self.register_buffer("_scale_bounded", bounded, persistent=False)
         self.register_buffer("_brows", layer.rows[bounded], persistent=False)
         self.register_buffer("_bcols", layer.cols[bounded], persistent=False)
-        if kappa is None:
+        if self.kappa is None:
             return
         r, c = BlockLayer(layer.rows[bounded], layer.cols[bounded], layer.mask[bounded], 0, 0).units()
-        rows, cols, n = unit_components(r, c, self.out_blocks * ko, self.bounded_blocks * ki)
+        rows, cols, n = unit_components(r, c, self.out_blocks * ko, self.bounded_groups * ki)
         self.register_buffer("_row_component", rows, persistent=False)
         self.register_buffer("_col_component", cols, persistent=False)
         self._components = n
@@ -205,14 +176,12 @@ class BlockSparseLinear(SpectralLinear):
                     return
                 last = sigma
 
-    @property
-    def units(self) -> tuple[int, int]:
-        """``(out_units, in_units)`` per group."""
-        return self.mask.shape[1], self.mask.shape[2]
-
     def masked(self) -> Tensor:
         r""":math:`W \odot M` by blocks."""
         return self.weight if self._full else self.weight * self._mask_f
+
+    def to_dense(self, weight: Tensor | None = None) -> Tensor:
+        return self.structure.dense_weight(self.masked() if weight is None else weight)
 
     def _matvec(self, Wb: Tensor, v: Tensor) -> Tensor:
         ko, ki = self.units
@@ -224,7 +193,7 @@ class BlockSparseLinear(SpectralLinear):
         ko, ki = self.units
         rows, cols = self._brows, self._bcols
         y = (Wb * u.view(-1, ko, 1)[rows]).sum(1)
-        zero = torch.zeros(self.bounded_blocks, ki, dtype=y.dtype, device=y.device)
+        zero = torch.zeros(self.bounded_groups, ki, dtype=y.dtype, device=y.device)
         return zero.index_add(0, cols, y).view(-1)
 
     def _bounded_weight(self, W: Tensor) -> Tensor:
@@ -271,75 +240,31 @@ class BlockSparseLinear(SpectralLinear):
         """The spectral norm of the normalised weight: dense SVD up to 1e6 entries, else Lanczos."""
         with torch.no_grad():
             W = self.normalized_weight(update=False).double()
-            if self.shape[0] * self.bounded_blocks * self.units[1] <= 1e6:
-                return torch.linalg.matrix_norm(dense_weight(self, W)[:, : self.v.numel()], ord=2)
+            if self.shape[0] * self.bounded_columns <= 1e6:
+                return torch.linalg.matrix_norm(self.to_dense(W)[:, : self.v.numel()], ord=2)
             Wb = self._bounded_weight(W)
             return top_singular(lambda q: self._rmatvec(Wb, self._matvec(Wb, q)), self.v.double(), 1e-12)[0]
 
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
-        """Also loads a dense checkpoint (a ``MaskedLinear``'s ``(out, in)`` weight and mask)."""
-        mask = state_dict.get(prefix + "mask")
-        if mask is not None and mask.dim() == 2:
-            if tuple(mask.shape) != self.shape or not torch.equal(mask.bool().cpu(), dense_mask(self)):
-                raise ValueError(f"{prefix}mask of the checkpoint does not match this layer's graph")
-            state_dict[prefix + "mask"] = self.mask
-            state_dict[prefix + "weight"] = blocks_of(self, state_dict[prefix + "weight"])
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(out, in)`` of the equivalent dense layer."""
-        return self.out_blocks * self.mask.shape[1], self.in_blocks * self.mask.shape[2]
+    def _parts(self, W: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        if not self.diagonal:
+            return None, None
+        D = self.out_blocks
+        return W[:D], W[D:] if W.shape[0] > D else None
 
     def forward(self, x: Tensor) -> Tensor:
         """``(..., in) -> (..., out)``, batch-first like :class:`torch.nn.Linear`."""
         y = self.batch_last(x.reshape(-1, x.shape[-1]).T)
         return y.T.reshape(*x.shape[:-1], -1)
 
-    def batch_last(self, x: Tensor) -> Tensor:
-        """``(in, N) -> (out, N)``: the layer on batch-last activations."""
-        W = self.normalized_weight()
-        D = self.out_blocks
-        bias = self.bias if self.bias is not None else W.new_zeros(D * self.units[0])
+    def batch_last(self, x: Tensor, prepared: Prepared | None = None) -> Tensor:
+        p = self.prepare() if prepared is None else prepared
+        W, D = p.weight, self.out_blocks
+        bias = p.bias if p.bias is not None else W.new_zeros(D * self.units[0])
+        # contiguous once: the gathers and products read rows
+        x = x.contiguous()
         if not self.diagonal:
             return gather_apply(W, bias, x, self.rows, self.cols)
-        W_off = W[D:] if W.shape[0] > D else None
-        return block_apply(W[:D], W_off, bias, x, self.rows[D:], self.cols[D:])
-
-    def extra_repr(self) -> str:
-        (out, inp), blocks, eff = self.shape, self.mask.shape[0], int(self.mask.sum())
-        return f"shape=({out}, {inp}), {blocks=}, effective_weights={eff}, kappa={self.kappa}"
-
-
-class BlockSparseMLP(nn.Module):
-    r"""The block-sparse twin of :class:`~sirenvae.nn.MaskedMLP`: the same units, masks and function
-    (ELU, no spectral bound), stored by the blocks of :func:`~sirenvae.masks.set_blocks`, so memory
-    grows with the members of the sets rather than with ``outputs x inputs``. Loads a
-    ``MaskedMLP``'s checkpoint.
-    """
-
-    def __init__(self, sets: Tensor, hidden_per_set: int, hidden_layers: int) -> None:
-        super().__init__()
-        layers = set_blocks(sets, hidden_per_set, hidden_layers)
-        self.layers = nn.ModuleList(BlockSparseLinear(L, kappa=None) for L in layers)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = x.reshape(-1, x.shape[-1]).T.contiguous()
-        for layer in self.layers[:-1]:
-            h = F.elu(layer.batch_last(h))
-        out = self.layers[-1].batch_last(h)
-        return out.T.reshape(*x.shape[:-1], -1)
-
-
-def read_blocks_as_dense(state_dict: dict, key: str, layer: BlockLayer) -> None:
-    """Rewrites a block-sparse layer's ``weight`` and ``mask`` under ``key`` in a checkpoint as the
-    dense ``MaskedLinear`` holds them, if they are stored by blocks (the other way round,
-    :meth:`BlockSparseLinear._load_from_state_dict` converts by itself).
-    """
-    mask = state_dict.get(key + "mask")
-    if mask is not None and mask.dim() == 3 and key + "weight" in state_dict:
-        state_dict[key + "weight"] = layer.dense_weight(state_dict[key + "weight"])
-        state_dict[key + "mask"] = layer.dense()
+        return block_apply(p.diagonal, p.off, bias, x, self.rows[D:], self.cols[D:])
 
 
 def _lanczos_vectors(layer: BlockSparseLinear, Wb: Tensor, v: Tensor, tol: float) -> tuple[Tensor, Tensor]:
@@ -350,41 +275,3 @@ def _lanczos_vectors(layer: BlockSparseLinear, Wb: Tensor, v: Tensor, tol: float
     v = torch.where(mass[comp] > 1e-8, layer._normalize(x, comp), v)
     Wv = layer._matvec(Wb, v)
     return Wv / layer._component_norms(Wv).clamp(min=1e-12)[layer._row_component], v
-
-
-def _entries(layer: BlockSparseLinear) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """``(e, a, b, row, col)``: every kept entry by block and by dense position."""
-    ko, ki = layer.units
-    e, a, b = torch.nonzero(layer.mask, as_tuple=True)
-    return e, a, b, layer.rows[e] * ko + a, layer.cols[e] * ki + b
-
-
-def dense_mask(layer: BlockSparseLinear) -> Tensor:
-    """The equivalent dense ``(out, in)`` mask (on the CPU)."""
-    _, _, _, r, c = _entries(layer)
-    M = torch.zeros(layer.shape, dtype=torch.bool)
-    M[r.cpu(), c.cpu()] = True
-    return M
-
-
-def dense_weight(layer: BlockSparseLinear, W: Tensor | None = None) -> Tensor:
-    """The dense ``(out, in)`` weight of a block-sparse layer (of ``W`` by blocks, else masked)."""
-    W = layer.masked() if W is None else W
-    e, a, b, r, c = _entries(layer)
-    dense = torch.zeros(layer.shape, dtype=W.dtype, device=W.device)
-    dense[r, c] = W[e, a, b]
-    return dense
-
-
-def blocks_of(layer: BlockSparseLinear, weight: Tensor) -> Tensor:
-    """A dense ``(out, in)`` weight (e.g. a ``MaskedLinear``'s) by the blocks of ``layer``."""
-    e, a, b, r, c = _entries(layer)
-    blocks = torch.zeros(layer.weight.shape, dtype=weight.dtype, device=weight.device)
-    blocks[e, a, b] = weight[r.to(weight.device), c.to(weight.device)]
-    return blocks
-
-
-@torch.no_grad()
-def load_dense(layer: BlockSparseLinear, weight: Tensor) -> None:
-    """Sets a block-sparse layer's blocks from a dense ``(out, in)`` weight."""
-    layer.weight.copy_(blocks_of(layer, weight))
