@@ -94,3 +94,37 @@ def test_standardisation_and_training_use_the_present_cells():
         bad = holey.clone()
         bad[4] = math.nan
         train_model(split, bad, model_config=TINY, fit_config=FitConfig(max_epochs=1))
+
+
+def test_train_masking_hides_present_cells_only_and_keeps_a_cell_per_row():
+    from sirenvae.pipeline import TrainOptions, hide_cells
+
+    torch.manual_seed(0)
+    x = torch.randn(4000, 5)
+    x[::7, 1] = math.nan
+    hidden = hide_cells(x, 0.3)
+    was = ~x.isnan()
+    now = ~hidden.isnan()
+    assert not (now & ~was).any()  # no hole is filled
+    assert torch.equal(hidden[now], x[now])  # what stays is unchanged
+    assert now.any(1).all()  # no row loses every cell
+    assert abs((was & ~now).sum() / was.sum() - 0.3) < 0.02
+    lone = torch.full((200, 3), math.nan)
+    lone[:, 0] = 1.0
+    assert torch.equal(hide_cells(lone, 0.99)[:, 0], lone[:, 0])  # a row's last cell stays
+    with pytest.raises(ValueError, match="train_masking must lie in"):
+        TrainOptions(train_masking=1.0)
+
+
+def test_a_fit_with_train_masking_records_it_and_trains(tmp_path):
+    net = small_network()
+    split = LatentSplit(net.graph, SMALL_LATENT)
+    x = rows(net, SMALL_LATENT, 100)
+    model, history = train_model(
+        split, x, model_config=TINY, fit_config=FitConfig(max_epochs=4),
+        options=TrainOptions(warmup_steps=0, train_masking=0.3), out=tmp_path / "run",
+    )  # fmt: skip
+    assert all(math.isfinite(v) for v in history.train_loss + history.valid_loss)
+    import json
+
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["train_options"]["train_masking"] == 0.3

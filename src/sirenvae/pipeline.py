@@ -61,6 +61,10 @@ class TrainOptions:
             ELBO averages them and uses the same noise at every epoch (common random numbers), so
             that early stopping on a few rows compares epochs rather than draws; ``1`` is the
             single fresh draw of the first releases.
+        train_masking: Hide this share of the present cells of every training batch (fresh at
+            each step, never a row's last cell), so that a model trained on complete rows also
+            meets holes well (its encoder reads them as the training mean); ``0`` (the default)
+            trains on the cells as given.
     """
 
     valid_fraction: float = 0.1
@@ -68,14 +72,30 @@ class TrainOptions:
     objective: str = "elbo"
     warmup_steps: int = 500
     valid_samples: int = 1
+    train_masking: float = 0.0
 
     def __post_init__(self) -> None:
         if self.objective not in ("elbo", "iwae"):
             raise ValueError(f"objective must be 'elbo' or 'iwae', got {self.objective!r}")
         if not 0 <= self.valid_fraction < 1:
             raise ValueError(f"valid_fraction must lie in [0, 1), got {self.valid_fraction}")
+        if not 0 <= self.train_masking < 1:
+            raise ValueError(f"train_masking must lie in [0, 1), got {self.train_masking}")
         if self.valid_samples < 1:
             raise ValueError(f"valid_samples must be at least 1, got {self.valid_samples}")
+
+
+def hide_cells(x: Tensor, share: float) -> Tensor:
+    """``x`` with a random ``share`` of its present cells set to NaN (missing), keeping at least one
+    present cell in every row that has one.
+    """
+    present = ~x.isnan()
+    hide = (torch.rand(x.shape, device=x.device) < share) & present
+    lost = present.any(1) & ~(present & ~hide).any(1)
+    if lost.any():  # give such rows back one present cell, the first
+        first = present.float().argmax(1)
+        hide[lost, first[lost]] = False
+    return torch.where(hide, torch.nan, x)
 
 
 def data_fingerprint(x: Tensor) -> str:
@@ -188,6 +208,8 @@ def train_model(
 
     def loss(batch: Tensor) -> Tensor:
         nonlocal steps_done
+        if options.train_masking and model.training:
+            batch = hide_cells(batch, options.train_masking)
         if options.objective == "iwae":
             return -iwae(model, batch, options.samples).mean()
         if not model.training or steps_done >= warmup:

@@ -316,7 +316,7 @@ def check_run_out(
 
 #: ``fit`` options with their own flag, which ``--set`` does not take.
 OWN_FLAGS = {"lr": "--lr", "batch_size": "--batch-size", "max_epochs": "--epochs", "patience": "--patience",
-             "seed": "--seed", "progress": "--progress"}  # fmt: skip
+             "seed": "--seed", "progress": "--progress", "train_masking": "--train-masking"}  # fmt: skip
 
 
 def parse_options(items: list[str] | None, variant: str) -> dict:

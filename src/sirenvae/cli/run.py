@@ -99,6 +99,10 @@ def fit(
         False, "--allow-discrete", help="Fit columns with 2 distinct values as continuous."
     ),
     missing: str = typer.Option(None, "--missing", help=MISSING_HELP),
+    train_masking: float = typer.Option(
+        0.0, "--train-masking", help="Hide this share of present cells in each training batch (0: off), so "
+        "the model also serves rows with holes.",
+    ),  # fmt: skip
     options: list[str] = typer.Option(
         None,
         "--set",
@@ -121,7 +125,7 @@ def fit(
             raise UsageError(f"unknown --model {model!r}; choose one of {', '.join(VARIANTS)}")
         train_options = training_options(
             options, model, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, seed=seed,
-            workers=workers, progress=progress,
+            workers=workers, progress=progress, **({"train_masking": train_masking} if train_masking else {}),
         )  # fmt: skip
         if settings not in ("auto", "paper") and not Path(settings).is_file():
             raise UsageError(f"--settings {settings!r}: give auto, paper or an existing JSON file")
