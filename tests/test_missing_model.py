@@ -128,3 +128,44 @@ def test_a_fit_with_train_masking_records_it_and_trains(tmp_path):
     import json
 
     assert json.loads((tmp_path / "run" / "model.json").read_text())["train_options"]["train_masking"] == 0.3
+
+
+@pytest.mark.parametrize("variant", ["true", "vae", "vae-maf"])
+def test_mask_inputs_wire_each_presence_bit_like_its_value(variant):
+    net = small_network()
+    split = LatentSplit(net.graph, SMALL_LATENT)
+    torch.manual_seed(0)
+    model = build_model(split, replace(TINY, variant=variant, mask_inputs=True)).double()
+    x = rows(net, SMALL_LATENT, 8, dtype=torch.float64)
+    holey = x.clone()
+    holey[0, 1] = math.nan
+    model.set_standardization(x)
+    torch.manual_seed(1)
+    z_full, _ = model.posterior(x, 3)
+    torch.manual_seed(1)
+    z_hole, _ = model.posterior(holey, 3)
+    # the bit changes the proposal of the holey row only (the rows are independent)
+    assert not torch.allclose(z_full[:, 0], z_hole[:, 0]) and torch.allclose(z_full[:, 1:], z_hole[:, 1:])
+    assert torch.isfinite(log_weights(model, holey, 4)).all()
+    if variant == "true":  # a latent whose inverse-graph context lacks x2 ignores x2's bit as well
+        C = model.inverse_graph.cross_adjacency(model.latent, model.observed)
+        j = model.observed.index("x2")
+        blind = [k for k in range(len(model.latent)) if not C[k, j]]
+        for k in blind:
+            torch.testing.assert_close(z_full[:, 0, k], z_hole[:, 0, k])
+
+
+def test_fit_turns_mask_inputs_on_for_holey_rows_only():
+    import pandas as pd
+
+    import sirenvae
+
+    net = small_network()
+    observed = [v for v in net.graph.nodes if v not in SMALL_LATENT]
+    df = pd.DataFrame(rows(net, SMALL_LATENT, 40).numpy(), columns=observed)
+    fast = dict(settings="paper", max_epochs=1, warmup_steps=0, prior_blocks=1, encoder_blocks=1)
+    assert not sirenvae.fit(net.graph, df, **fast).model.config.mask_inputs
+    holey = df.copy()
+    holey.iloc[3, 1] = float("nan")
+    assert sirenvae.fit(net.graph, holey, **fast).model.config.mask_inputs
+    assert sirenvae.fit(net.graph, df, train_masking=0.2, **fast).model.config.mask_inputs

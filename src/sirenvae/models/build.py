@@ -122,7 +122,8 @@ def _structured(split: LatentSplit, config: ModelConfig) -> SIReNVAE:
     )
     prior = Flow(prior_flow, StandardNormalBase(len(Z)))
     H = faithful_inverse(split.on(g))
-    encoder = _encoder(H.adjacency(Z), H.cross_adjacency(Z, X), config)
+    C = H.cross_adjacency(Z, X)
+    encoder = _encoder(H.adjacency(Z), torch.cat([C, C], 1) if config.mask_inputs else C, config)
     return SIReNVAE(
         split,
         prior=prior,
@@ -142,7 +143,8 @@ def _unstructured(split: LatentSplit, config: ModelConfig, encoder: Callable[[in
     sets[:, split.latent_index()] = True
     decoder = _decoder(sets, config, width=width)
     prior = Flow(LazyComposedTransform(), StandardNormalBase(Dz))
-    return SIReNVAE(split, prior=prior, decoder=decoder, encoder=encoder(Dx, Dz, width), config=config)
+    inputs = 2 * Dx if config.mask_inputs else Dx  # with presence bits beside the values
+    return SIReNVAE(split, prior=prior, decoder=decoder, encoder=encoder(inputs, Dz, width), config=config)
 
 
 def _vae(split: LatentSplit, config: ModelConfig) -> SIReNVAE:

@@ -43,6 +43,9 @@ class ModelConfig:
         standardize: Model standardised data internally; likelihoods stay on the raw scale.
         decoder_mean: ``mlp`` (the paper's), ``linear`` (a linear-Gaussian BN conditional with a
             constant scale per node) or ``linear+mlp`` (the affine map plus the MLP as a residual).
+        mask_inputs: The encoder also reads each observed node's presence bit (1 present, 0 a
+            missing cell), wired like the node's value; set by ``fit`` when the training rows
+            have holes or ``train_masking`` hides some.
         likelihood: The decoder's observation family, a name in
             :data:`sirenvae.models.likelihoods.FAMILIES` (``normal``, ``studentt``, ...).
     """
@@ -64,6 +67,7 @@ class ModelConfig:
     standardize: bool = True
     decoder_mean: Literal["mlp", "linear", "linear+mlp"] = "mlp"
     likelihood: str = "normal"
+    mask_inputs: bool = False
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -115,4 +119,5 @@ LEGACY: dict = {
     "affine": False,
     "decoder_mean": "mlp",
     "likelihood": "normal",
+    "mask_inputs": False,
 }

@@ -164,9 +164,14 @@ class SIReNVAE(nn.Module):
         ``(samples, N, Dz)`` and ``(samples, N)``.
         """
         u = self.standardize(x)
-        if _present(x) is not None:  # a hole reads as the training mean (0 in standardised units)
+        mask = _present(x)
+        if mask is not None:  # a hole reads as the training mean (0 in standardised units)
             u = torch.nan_to_num(u, nan=0.0)
-        return self.encoder(self.family.encode(u)).rsample_and_log_prob((samples,))
+        inputs = self.family.encode(u)
+        if self.config.mask_inputs:  # each value's presence bit beside it
+            bits = torch.ones_like(u) if mask is None else mask.to(u.dtype)
+            inputs = torch.cat([inputs, bits], -1)
+        return self.encoder(inputs).rsample_and_log_prob((samples,))
 
     def reconstruction(self, x: Tensor, z: Tensor) -> Tensor:
         r""":math:`E[x \mid z]` on the raw scale (observed parents teacher-forced; missing ones drawn
