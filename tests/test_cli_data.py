@@ -371,3 +371,13 @@ def test_the_help_of_missing_states_the_assumption():
         assert "Holes are treated as missing at random (ignorable): data missing not at random" in text
         assert "are out of scope" in text
     assert "--missing" not in run("posterior", "--help").output
+
+
+def test_evaluate_warns_when_holey_rows_rest_on_few_draws(files, tmp_path):
+    path = edited(files, tmp_path, "holes.csv", **HOLES)
+    r = run("evaluate", files / "run", "--data", path, "-k", 2, "--missing", "?", "--json")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["low_ess_rows"] == 3  # K = 2: no row can reach 10
+    assert "warning: 3 row(s) with holes have an effective sample size below 10" in r.stderr
+    assert "trained on complete rows" in r.stderr

@@ -106,13 +106,18 @@ def evaluate_rows(model, x: Tensor, *, importance_samples: int = 1000, chunk: in
     return out | {"ess": torch.cat(ess)}
 
 
+#: An effective sample size below which a row's importance-sampling estimates rest on few draws.
+LOW_ESS = 10.0
+
+
 def evaluate(
     model, x: Tensor, *, importance_samples: int = 1000, chunk: int | None = None, per_row: bool = False
 ) -> dict:
     """NLL (IWAE with ``importance_samples``), negative ELBO and RE averaged over the rows of ``x``.
 
     All numbers are on the raw scale (nats per row); with missing cells (NaN), of the present
-    cells, and ``missing`` is the fraction of cells missing. With ``per_row``, the result also holds
+    cells, ``missing`` is the fraction of cells missing and ``low_ess_rows`` counts the rows with
+    holes whose effective sample size is below :data:`LOW_ESS`. With ``per_row``, the result also holds
     ``per_row``: ``{"nll", "neg_elbo", "ess", "missing"}`` of shape ``(N,)`` (the same draws as the
     averages; ``missing`` counts each row's missing cells); see :func:`evaluate_rows`.
     """
@@ -124,6 +129,8 @@ def evaluate(
         "importance_samples": importance_samples,
         "missing": holes.double().mean().item() if x.numel() else 0.0,
     }
+    if holes.any():  # rows with holes whose weights rest on fewer than LOW_ESS effective draws
+        result["low_ess_rows"] = int((rows["ess"][holes.any(1).to(rows["ess"].device)] < LOW_ESS).sum())
     if per_row:
         result["per_row"] = {
             "nll": rows["nll"], "neg_elbo": rows["neg_elbo"], "ess": rows["ess"], "missing": holes.sum(1),

@@ -23,10 +23,6 @@ from sirenvae.cli.common import (
 
 __all__ = ["impute"]
 
-#: A row whose importance weights have an effective sample size below this gets a warning.
-LOW_ESS = 10.0
-
-
 @app.command()
 def impute(
     run: Path = typer.Argument(..., help="A run directory written by `sirenvae fit`."),
@@ -58,6 +54,7 @@ def impute(
 
     from sirenvae.data import read_table
     from sirenvae.imputation import impute as impute_rows
+    from sirenvae.objectives import LOW_ESS
     from sirenvae.pipeline import load_model
 
     with user_errors(), torch_threads(threads):
