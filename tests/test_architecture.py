@@ -23,7 +23,7 @@ LAYERS = [
     {"imputation"},
     {"pipeline"},
     {"parallel"},
-    {"selection", "comparison"},
+    {"selection", "comparison", "fitted"},
     {"api"},
     {"experiments"},
     {"cli", "__main__"},
