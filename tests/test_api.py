@@ -96,14 +96,16 @@ def test_bad_tables_name_what_is_wrong(run_dir):
     for frame, match in cases:
         with pytest.raises(ValueError, match=match):
             m.log_prob(frame, importance_samples=2)
-    # a hole (NaN, None, "") is integrated out by log_prob and elbo; other methods refuse it clearly
+    # a hole (NaN, None, "") is integrated out by log_prob and elbo, not conditioned on by posterior
     holey = df.assign(a=[1.0, np.nan, 2, 3, 4, 5], c=[None, 2, 3, 4, 5, 6])
     assert np.isfinite(m.log_prob(holey, importance_samples=2)).all()
     assert np.isfinite(m.elbo(holey)).all()
+    post = m.posterior(holey, n=3)
+    assert np.isfinite(post.to_numpy()).all() and len(post.attrs["ess"]) == 6
     with pytest.raises(
-        ValueError, match=r"row 1 \(position 1\), column 'a': missing \(NaN\) value.*needs every cell"
+        ValueError, match=r"row 1 \(position 1\), column 'a': missing \(NaN\) value.*compare does not take"
     ):
-        m.posterior(holey)
+        sirenvae.compare(m.graph, holey)
     np.testing.assert_array_equal(m.elbo(df.assign(id=range(6)), ignore=["id"]), m.elbo(df))
     with pytest.raises(ValueError, match="DataFrame"):
         m.elbo(df.to_numpy())

@@ -156,14 +156,14 @@ _HINTS = {
         "id": " (or --id-column NAME for a column of row IDs)",
         "latent": "--latent",
         "discrete": "--allow-discrete",
-        "complete": "this command needs every cell (holes are accepted by fit and evaluate only, for now)",
+        "complete": "this command needs every cell (compare does not take holes yet)",
     },
     "python": {
         "ignore": lambda names: f"ignore={list(names)!r}",
         "id": "",
         "latent": "latent=[...]",
         "discrete": "allow_discrete=True",
-        "complete": "this function needs every cell (fit, log_prob and elbo accept holes; the rest not yet)",
+        "complete": "this function needs every cell (compare does not take holes yet)",
     },
 }
 

@@ -102,10 +102,11 @@ class _CausalQueries:
         Indexed by ``(row, sample)`` like :meth:`posterior`; ``attrs["ess"]`` holds each row's
         effective sample size of the importance weights (near ``proposals`` when the encoder matches
         the model's posterior, near 1 when a few draws dominate). Counterfactuals depend on the
-        fitted model and its posterior; they are not identified from data alone.
+        fitted model and its posterior; they are not identified from data alone. A missing cell
+        (NaN, ``None``) is not conditioned on (see :func:`sirenvae.models.causal.counterfactual`).
         """
         _positive(n, "n")
-        x = self.tensor(df, ignore=ignore)
+        x = self.tensor(df, ignore=ignore, allow_missing=True)
         iv, _ = self._intervention(do, None, True)
         rows = max(1, 100_000 // max(10 * n, 100, proposals))
         with _seeded(seed):
@@ -254,14 +255,28 @@ class FittedModel(_CausalQueries):
     def posterior(self, df: pd.DataFrame, n: int = 100, *, seed: int | None = 0, ignore=()) -> pd.DataFrame:
         r"""``n`` draws of :math:`z \sim q(z \mid x)` for every row: one column per latent node,
         indexed by ``(row, sample)`` where ``row`` is ``df``'s index and ``sample`` runs from 0.
+
+        A table with missing cells (NaN, ``None``) is not conditioned on them: every row's draws are
+        then resampled from ``max(10 n, 100)`` importance samples, draws of :math:`p(z \mid x_{obs})`
+        (:func:`sirenvae.imputation.posterior_draws`; ``attrs["ess"]`` holds each row's effective
+        sample size).
         """
+        from sirenvae.imputation import posterior_draws
+
         _positive(n, "n")
-        x = self.tensor(df, ignore=ignore)
+        x = self.tensor(df, ignore=ignore, allow_missing=True)
+        ess = None
         with _seeded(seed):
-            z, _ = self.model.posterior(x, n)  # (n, N, Dz)
+            if x.isnan().any():
+                z, ess = posterior_draws(self.model, x, n)
+            else:
+                z, _ = self.model.posterior(x, n)  # (n, N, Dz)
         values = z.permute(1, 0, 2).reshape(-1, len(self.latent)).cpu().double().numpy()
         index = pd.MultiIndex.from_product([df.index, range(n)], names=[df.index.name or "row", "sample"])
-        return pd.DataFrame(values, index=index, columns=list(self.latent))
+        frame = pd.DataFrame(values, index=index, columns=list(self.latent))
+        if ess is not None:
+            frame.attrs["ess"] = pd.Series(ess.cpu().double().numpy(), index=df.index, name="ess")
+        return frame
 
     def impute(
         self, df: pd.DataFrame, m: int = 0, *, samples: int = 1000, seed: int | None = 0, ignore=()

@@ -1,4 +1,5 @@
-r"""Imputation of missing cells (NaN) by self-normalised importance sampling.
+r"""Imputation of missing cells (NaN), and posteriors given the present cells, by self-normalised
+importance sampling.
 
 For a row with holes, the proposals are :math:`z \sim q(z \mid x_{obs})` and the missing values
 :math:`x_{mis} \sim p(x_{mis} \mid \cdot)` drawn inside the sampler
@@ -24,7 +25,7 @@ from torch import Tensor
 
 from sirenvae.objectives import eval_chunk
 
-__all__ = ["Imputation", "impute"]
+__all__ = ["Imputation", "impute", "posterior_draws"]
 
 
 @dataclass(frozen=True)
@@ -79,3 +80,23 @@ def _impute(model, x: Tensor, samples: int, m: int):
         pick = torch.multinomial(w.T, m, replacement=True).T  # (m, N)
         draws = values.gather(0, pick[..., None].expand(m, *values.shape[1:]))
     return mean, draws, sd, ess
+
+
+@torch.no_grad()
+def posterior_draws(model, x: Tensor, n: int, proposals: int = 0) -> tuple[Tensor, Tensor]:
+    r"""``n`` draws of :math:`z \sim p(z \mid x_{obs})` per row of ``x`` (NaN: missing), shape
+    ``(n, N, Dz)``, by resampling ``proposals`` (default ``max(10 n, 100)``) importance samples, and
+    each row's effective sample size ``(N,)``. The missing cells are integrated out, not read.
+    """
+    S = proposals or max(10 * n, 100)
+    rows = max(1, eval_chunk(model) // S)
+    draws, sizes = [], []
+    for xb in x.split(rows):
+        xm = xb.to(model.loc)
+        z, log_q = model.posterior(xm, S)
+        log_px, log_pz = model.log_joint_parts(xm, z)
+        w = torch.softmax(log_px + log_pz - log_q, dim=0)
+        pick = torch.multinomial(w.T, n, replacement=True).T
+        draws.append(z.gather(0, pick[..., None].expand(n, *z.shape[1:])))
+        sizes.append(1.0 / w.square().sum(0))
+    return torch.cat(draws, 1), torch.cat(sizes)

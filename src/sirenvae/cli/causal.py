@@ -23,6 +23,7 @@ import typer
 from sirenvae.cli.common import (
     DEFAULT_THREADS,
     DEVICE_HELP,
+    MISSING_HELP,
     THREADS_HELP,
     UsageError,
     app,
@@ -222,6 +223,7 @@ def counterfactual(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
     ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
     id_column: str = typer.Option(None, "--id-column", help="A CSV column of row IDs (no node)."),
+    missing: str = typer.Option(None, "--missing", help=MISSING_HELP),
     threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
 ) -> None:
@@ -231,6 +233,7 @@ def counterfactual(
     sample_n per input row (counted from 1); with --id-column the row's ID follows row (or replaces
     it, for an ID column named row). Counterfactuals depend on the fitted model and its posterior:
     they are not identified from data alone, and are always answered (labelled model-dependent).
+    A missing cell is not conditioned on: it is drawn with the latents in the abduction.
     """
     import pandas as pd
     import torch
@@ -251,6 +254,8 @@ def counterfactual(
             ignore_columns=split_list(ignore_columns) or (),
             id_column=id_column,
             drop_latent_columns=True,
+            allow_missing=True,
+            missing=split_list(missing) or (),
         )
         for notice in table.notices:
             note(f"note: {notice}")

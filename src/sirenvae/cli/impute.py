@@ -23,6 +23,7 @@ from sirenvae.cli.common import (
 
 __all__ = ["impute"]
 
+
 @app.command()
 def impute(
     run: Path = typer.Argument(..., help="A run directory written by `sirenvae fit`."),

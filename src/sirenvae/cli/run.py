@@ -100,7 +100,9 @@ def fit(
     ),
     missing: str = typer.Option(None, "--missing", help=MISSING_HELP),
     train_masking: float = typer.Option(
-        0.0, "--train-masking", help="Hide this share of present cells in each training batch (0: off), so "
+        0.0,
+        "--train-masking",
+        help="Hide this share of present cells in each training batch (0: off), so "
         "the model also serves rows with holes.",
     ),  # fmt: skip
     options: list[str] = typer.Option(
@@ -417,6 +419,7 @@ def posterior(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
     ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
     id_column: str = typer.Option(None, "--id-column", help="A CSV column of row IDs (no node)."),
+    missing: str = typer.Option(None, "--missing", help=MISSING_HELP),
     threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
 ) -> None:
@@ -424,7 +427,9 @@ def posterior(
 
     The CSV has columns row, statistic, <latents...> with statistic mean, sd and sample_1 ...
     sample_n for each input row (counted from 1); with --id-column the row's ID follows row (or
-    replaces it, for an ID column named row).
+    replaces it, for an ID column named row). A missing cell is not conditioned on: with holes in
+    the table, each row's samples are resampled from max(10 n, 100) importance samples of
+    p(latents | the row's present cells).
     """
     import torch
 
@@ -445,12 +450,21 @@ def posterior(
             ignore_columns=split_list(ignore_columns) or (),
             id_column=id_column,
             drop_latent_columns=True,
+            allow_missing=True,
+            missing=split_list(missing) or (),
         )
         x = table.x
         for notice in table.notices:
             note(f"note: {notice}")
         torch.manual_seed(seed)
         with torch.no_grad():
-            z, _ = model.posterior(x.to(model.loc.device), n)  # (n, N, Dz)
+            if x.isnan().any():
+                from sirenvae.imputation import posterior_draws
+
+                z, ess = posterior_draws(model, x.to(model.loc.device), n)
+                note(f"rows with holes: resampled; effective sample size per row {ess.min():.0f} to "
+                     f"{ess.max():.0f} of {max(10 * n, 100)} importance samples")  # fmt: skip
+            else:
+                z, _ = model.posterior(x.to(model.loc.device), n)  # (n, N, Dz)
         write_row_summaries(output, z.cpu().permute(1, 0, 2), model.latent, table.ids, id_column)
     note(f"wrote posterior summaries and {n} samples for {x.shape[0]} rows to {output}")

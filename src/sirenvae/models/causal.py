@@ -220,18 +220,26 @@ def counterfactual(
 
     Abduction draws ``proposals`` latents per row from :math:`q(z \mid x)` (default
     ``max(10 n, 100)``) and resamples ``n`` of them with the weights :math:`p(x, z) / q(z \mid x)`.
-    With ``do=None`` the prediction returns the row itself.
+    With ``do=None`` the prediction returns the row itself. A missing cell (NaN) is not conditioned
+    on: it is drawn with the latents in the importance sampler and resampled with them (its
+    counterfactual value is then a draw too).
     """
     check_structural(model)
     S = proposals or max(10 * n, 100)
     z, log_q = model.posterior(x, S)  # (S, N, Dz)
-    log_w = model.log_joint(x, z) - log_q
+    mask = ~x.isnan()
+    filled = None if bool(mask.all()) else model.fill(model.standardize(x), mask, z)
+    log_px, log_pz = model.log_joint_parts(x, z, filled)
+    log_w = log_px + log_pz - log_q
     w = torch.softmax(log_w, dim=0)
     ess = 1.0 / w.square().sum(0)
     pick = torch.multinomial(w.T, n, replacement=True).T  # (n, N)
     z = z.gather(0, pick[..., None].expand(n, *z.shape[1:]))
-    u = model.standardize(x).expand(n, *x.shape)
+    if filled is None:
+        u = model.standardize(x).expand(n, *x.shape)
+    else:
+        u = filled.gather(0, pick[..., None].expand(n, *filled.shape[1:]))
     eps = model.prior_given(u).transform(z)
-    eta = model.residuals(x, z)
+    eta = model.residuals(x, z, None if filled is None else u)
     z_cf, u_cf = propagate(model, eps, eta, do)
     return z_cf, u_cf, ess

@@ -183,17 +183,18 @@ class SIReNVAE(nn.Module):
             u = self.fill(u, mask, z)
         return self.decoder(self.nodes(z, u)).mean * self.scale + self.loc
 
-    def residuals(self, x: Tensor, z: Tensor) -> Tensor:
+    def residuals(self, x: Tensor, z: Tensor, filled: Tensor | None = None) -> Tensor:
         r"""The decoder's standardised residuals :math:`\eta = (u - \mu) / \sigma` of ``x`` given ``z``:
         the noise that :meth:`sample` would need to produce ``x`` from ``z`` (a ``ValueError`` for a
-        family without location-scale noise, whose noise a value does not determine).
+        family without location-scale noise, whose noise a value does not determine). ``filled``:
+        standardised values with the holes of ``x`` drawn (:meth:`fill`), to use instead.
         """
         if not self.family.abduction:
             raise ValueError(
                 f"the {self.family.name} observation family has no location-scale noise, so a value "
                 "does not determine its noise (counterfactuals need that)"
             )
-        u = self.standardize(x)
+        u = self.standardize(x) if filled is None else filled
         return self.decoder(self.nodes(z, u)).residual(u)
 
     @torch.no_grad()
