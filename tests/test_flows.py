@@ -460,3 +460,26 @@ def test_affine_stacks_solve_report_and_check_the_whole_map(device):
         ValueError, match="inputs are torch.float32 but the flow's parameters are torch.float64"
     ):
         GraphicalResidualFlow(A, blocks=0, affine=True).double()()(z.float())
+
+
+@pytest.mark.parametrize("context", [False, True])
+def test_blocks_prepared_in_one_pass_match_block_by_block(context):
+    import copy
+
+    from sirenvae.flows.residual import prepare_blocks
+
+    torch.manual_seed(0)
+    A = torch.tril(torch.rand(6, 6) < 0.5, -1)
+    C = torch.rand(6, 2) < 0.5 if context else None
+    flow = GraphicalResidualFlow(A, C, blocks=3, layout="dense").double().train()
+    twin = copy.deepcopy(flow)
+    for _ in range(2):  # the power vectors move the same way
+        stacked = prepare_blocks(flow.blocks)
+        apart = [b.prepare() for b in twin.blocks]
+        for ps, pa in zip(stacked, apart, strict=True):
+            for s, a in zip(ps, pa, strict=True):
+                assert (s is None) == (a is None)
+                if s is not None:
+                    torch.testing.assert_close(s, a, rtol=0, atol=1e-12)
+        for (name, b1), b2 in zip(flow.named_buffers(), twin.buffers(), strict=True):
+            torch.testing.assert_close(b1, b2, rtol=0, atol=1e-12, msg=name)

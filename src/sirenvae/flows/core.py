@@ -4,6 +4,19 @@ A *lazy* module owns parameters; calling it with a context, ``module(c)``, retur
 :class:`torch.distributions.Transform` (or distribution) in which everything that depends only on
 the parameters is computed once. Directions are named by :attr:`Transform.inv`, never by a flag.
 
+Why not zuko's own lazy classes: zuko is an extra (``sirenvae[maf]``, for the VAE+MAF baseline and
+the benchmarks), not a base dependency, because importing it changes torch for the whole process:
+it sets ``Distribution._validate_args = False`` and ``Distribution.arg_constraints = {}`` (so
+``Normal(0, -1)`` no longer raises, in the user's code too) and patches ``call_and_ladj`` onto
+torch's ``Transform``. Subclassing zuko would import it with :mod:`sirenvae.flows`, which does not
+import it today, to delete about 60 lines (the lazy transform, inverse, composition, distribution
+and ``Flow``; ``solve`` and the transforms stay ours). Nothing is lost: the classes share zuko's
+duck types, so a sequence of zuko lazy transforms runs inside our :class:`Flow` and a GRF inside
+``zuko.flows.Flow`` (``log_prob``, ``rsample``, ``rsample_and_log_prob`` agree to 4e-16 in float64;
+only ``solve`` needs every part to be ours), and our transforms define ``call_and_ladj``
+themselves, so zuko's patch leaves them bit-identical. Its import cost (about 5 ms after torch)
+did not decide it.
+
 References:
     | zuko: Normalizing flows in PyTorch (Rozet et al., 2022)
     | https://github.com/probabilists/zuko
