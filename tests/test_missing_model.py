@@ -186,3 +186,27 @@ def test_counterfactual_abduction_draws_the_holes_and_keeps_the_present_cells(tr
     assert values[:, :, 0].std(0).min() > 0 and torch.isfinite(values).all() and (ess >= 1).all()
     draws, sizes = posterior_draws(model, holey, 20)
     assert draws.shape == (20, 5, len(model.latent)) and (sizes >= 1).all()
+
+
+def test_columns_with_too_few_present_cells_get_unit_scale_and_errors_stay_visible():
+    from sirenvae.models.likelihoods import NormalFamily
+
+    x = torch.tensor([[1.0, math.nan, 2.0], [3.0, 5.0, math.nan], [2.0, math.nan, math.nan]])
+    loc, scale = NormalFamily().standardization(x)
+    assert torch.equal(loc, torch.tensor([2.0, 5.0, 2.0])) and torch.equal(scale[1:], torch.ones(2))
+    nothing = torch.full((3, 1), math.nan)
+    assert NormalFamily().standardization(nothing) == (torch.zeros(1), torch.ones(1))
+    # a model that diverged reports NaN, holes or not (a hole contributes 0, a NaN prediction does not)
+    net = small_network()
+    model = build_model(LatentSplit(net.graph, SMALL_LATENT), TINY)
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.fill_(math.nan)
+    from sirenvae.objectives import reconstruction_error
+
+    assert reconstruction_error(model, rows(net, SMALL_LATENT, 4)).isnan().all()
+    holey = rows(net, SMALL_LATENT, 4)
+    holey[0, 0] = math.nan
+    z = torch.zeros(1, 4, 2)
+    with pytest.raises(ValueError, match="missing cells: give their draws as filled"):
+        model.residuals(holey, z)

@@ -141,12 +141,13 @@ def fit_rows(
 
     device = resolve_device(device)
     fixed, fit_config, train_options = _configs(model, dict(options or {}))
-    if "mask_inputs" not in fixed and (bool(x.isnan().any()) or train_options.train_masking > 0):
-        fixed["mask_inputs"] = True  # the encoder sees which cells are holes
     extra = dict(extra_meta or {}) | {"seed": fit_config.seed, "train_size": int(x.shape[0])}
     selection = None
     huge = (search or {}).get("max_candidates") is None and len(split.graph) >= HUGE_GRAPH
     recorded = _recorded_run(out, resume)
+    holey = bool(x.isnan().any()) or train_options.train_masking > 0
+    if "mask_inputs" not in fixed and holey and recorded is None:  # a resumed run keeps its own
+        fixed["mask_inputs"] = True  # the encoder sees which cells are holes
     if recorded is not None:  # a resumed run goes on with its own settings; its training may change
         if recorded["model"].get("variant", "true") != model:
             raise ValueError(

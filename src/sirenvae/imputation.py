@@ -36,8 +36,8 @@ class Imputation:
         mean: ``(N, D)``: each row with its holes at the importance-weighted conditional mean.
         draws: ``(m, N, D)``: ``m`` resampled completions per row (``None`` when ``m = 0``).
         sd: ``(N, D)``: the weighted standard deviation of each imputed cell (0 where present).
-        ess: ``(N,)``: the effective sample size of each row's weights (``samples`` for a
-            complete row).
+        ess: ``(N,)``: the effective sample size of each row's importance weights (at most
+            ``samples``; computed for complete rows too).
     """
 
     mean: Tensor

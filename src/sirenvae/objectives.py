@@ -63,7 +63,7 @@ def reconstruction_error(model, x: Tensor, samples: int = 1) -> Tensor:
     """
     z, _ = model.posterior(x, samples)
     error = model.family.reconstruction_error(x, model.reconstruction(x, z))
-    return torch.nan_to_num(error, nan=0.0).sum(-1).mean(0)  # over the present cells
+    return error.masked_fill(x.isnan(), 0.0).sum(-1).mean(0)  # over the present cells
 
 
 #: Samples (rows x importance samples) per evaluation chunk: small enough that a chunk's activations

@@ -230,9 +230,10 @@ class Family:
         if not x.isnan().any():
             return x.mean(0), x.std(0).clamp(min=1e-6)
         present = (~x.isnan()).sum(0)
-        mean = x.nanmean(0)
+        mean = torch.where(present > 0, x.nanmean(0), 0.0)
         var = (x - mean).square().nansum(0) / (present - 1).clamp(min=1)
-        return torch.where(present > 0, mean, 0.0), var.sqrt().clamp(min=1e-6)
+        # fewer than 2 present cells say nothing about the spread: unit scale, not a 1e-6 one
+        return mean, torch.where(present >= 2, var.sqrt().clamp(min=1e-6), 1.0)
 
     def encode(self, u: Tensor) -> Tensor:
         """The input units of (standardised) values ``u``, ``input_units`` per node."""

@@ -166,7 +166,7 @@ class SIReNVAE(nn.Module):
         u = self.standardize(x)
         mask = _present(x)
         if mask is not None:  # a hole reads as the training mean (0 in standardised units)
-            u = torch.nan_to_num(u, nan=0.0)
+            u = torch.where(mask, u, 0.0)
         inputs = self.family.encode(u)
         if self.config.mask_inputs:  # each value's presence bit beside it
             bits = torch.ones_like(u) if mask is None else mask.to(u.dtype)
@@ -194,6 +194,8 @@ class SIReNVAE(nn.Module):
                 f"the {self.family.name} observation family has no location-scale noise, so a value "
                 "does not determine its noise (counterfactuals need that)"
             )
+        if filled is None and _present(x) is not None:
+            raise ValueError("x has missing cells: give their draws as filled (see fill)")
         u = self.standardize(x) if filled is None else filled
         return self.decoder(self.nodes(z, u)).residual(u)
 
