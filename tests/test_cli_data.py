@@ -292,7 +292,8 @@ def test_holes_are_read_where_they_can_be_and_refused_by_compare(files, tmp_path
     # '?' is a hole only when named
     r = run("evaluate", files / "run", "--data", path, "-k", 2)
     assert r.exit_code == 2 and error_line(r).endswith(
-        "holes.csv: row 8 (line 9), column 'x2': non-numeric value '?'"
+        "holes.csv: row 8 (line 9), column 'x2': non-numeric value '?'; "
+        "if it marks a missing cell, pass --missing '?'"
     )
     r = run("evaluate", files / "run", "--data", path, "-k", 2, "--missing", "?", "--json")
     assert HOLES_NOTE in r.stderr and "error:" not in r.output, r.output
@@ -304,7 +305,7 @@ def test_holes_are_read_where_they_can_be_and_refused_by_compare(files, tmp_path
     assert len(post) == 120 * 4 and np.isfinite(post[["z1", "z2"]].to_numpy()).all()
     r = run("compare", "--graph", files / "g.json", "--data", path, "-o", tmp_path / "c.csv")
     assert r.exit_code == 2 and error_line(r).endswith(
-        "one.csv: row 4 (line 5), column 'x1': non-numeric value empty (a missing cell); this command needs "
+        "one.csv: row 4 (line 5), column 'x1': missing cell (empty); this command needs "
         "every cell (compare does not take holes yet)"
     )
     assert not (tmp_path / "c.csv").exists()
@@ -384,4 +385,4 @@ def test_evaluate_warns_when_holey_rows_rest_on_few_draws(files, tmp_path):
     result = json.loads(r.stdout)
     assert result["low_ess_rows"] == 3  # K = 2: no row can reach 10
     assert "warning: 3 row(s) with holes have an effective sample size below 10" in r.stderr
-    assert "trained on complete rows" in r.stderr
+    assert "refit with --train-masking (it saw no holes)" in r.stderr

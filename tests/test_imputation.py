@@ -90,6 +90,9 @@ def test_the_api_and_the_cli_impute_the_same_table(fitted, tmp_path):
     assert list(single.columns) == list(split.observed) and single.index.equals(frame.index)
     np.testing.assert_array_equal(single.to_numpy()[~holes.numpy()], frame.to_numpy()[~holes.numpy()])
     assert not single.isna().any().any() and len(single.attrs["ess"]) == 40
+    backwards = m.impute(frame[frame.columns[::-1]], samples=200)
+    assert list(backwards.columns) == list(frame.columns[::-1]) == list(backwards.attrs["sd"].columns)
+    pd.testing.assert_frame_equal(backwards[list(frame.columns)], single)
     multi = m.impute(frame, m=5, samples=200)
     assert multi.index.names == ["row", "draw"] and len(multi) == 200
     path = tmp_path / "holes.csv"

@@ -157,6 +157,7 @@ _HINTS = {
         "latent": "--latent",
         "discrete": "--allow-discrete",
         "complete": "this command needs every cell (compare does not take holes yet)",
+        "missing": lambda token: f"--missing {token!r}",
     },
     "python": {
         "ignore": lambda names: f"ignore={list(names)!r}",
@@ -164,6 +165,7 @@ _HINTS = {
         "latent": "latent=[...]",
         "discrete": "allow_discrete=True",
         "complete": "this function needs every cell (compare does not take holes yet)",
+        "missing": lambda token: f"missing=[{token!r}]",
     },
 }
 
@@ -430,11 +432,15 @@ def _numbers(
     else:
         what = f"{'non-finite' if np.isinf(num[i]) else 'non-numeric'} value {raw}"
     if holes[i] and not what.startswith("missing"):
-        what += " (a missing cell)"
-    if bad.sum() > 1:
+        what = f"missing cell {'(empty)' if raw == '' else repr(raw) if isinstance(raw, str) else raw}"
+    if holes[i] and holes.sum() > 1:
+        what += f" ({int(holes.sum())} missing cells in this column)"
+    elif bad.sum() > 1:
         what += f" ({int(bad.sum())} bad cells in this column)"
     if holes[i]:
         what += f"; {hint['complete']}"
+    elif allow_missing and isinstance(raw, str) and raw and np.isnan(num[i]):  # text, not a number
+        what += f"; if it marks a missing cell, pass {hint['missing'](raw)}"
     return num, holes, (i, what)
 
 

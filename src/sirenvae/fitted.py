@@ -297,15 +297,18 @@ class FittedModel(_CausalQueries):
         x = _read(df, self.model.split, ignore, dtype=torch.float64, allow_missing=True).x
         with _seeded(seed):
             result = impute(self.model, x.to(self.model.loc.device), samples=samples, m=m)
-        columns = list(self.observed)
+        columns = list(self.observed)  # the model's order; the frames come back in df's
+        order = [c for c in df.columns if c in columns]
+        order = order if len(order) == len(columns) else columns
         ess = pd.Series(result.ess.cpu().double().numpy(), index=df.index, name="ess")
         if m == 0:
-            out = pd.DataFrame(result.mean.cpu().double().numpy(), index=df.index, columns=columns)
-            out.attrs["sd"] = pd.DataFrame(result.sd.cpu().double().numpy(), index=df.index, columns=columns)
+            out = pd.DataFrame(result.mean.cpu().double().numpy(), index=df.index, columns=columns)[order]
+            sd = pd.DataFrame(result.sd.cpu().double().numpy(), index=df.index, columns=columns)[order]
+            out.attrs["sd"] = sd
         else:
             values = result.draws.permute(1, 0, 2).reshape(-1, len(columns)).cpu().double().numpy()
             index = pd.MultiIndex.from_product([df.index, range(m)], names=[df.index.name or "row", "draw"])
-            out = pd.DataFrame(values, index=index, columns=columns)
+            out = pd.DataFrame(values, index=index, columns=columns)[order]
         out.attrs["ess"] = ess
         return out
 

@@ -203,7 +203,7 @@ def effect(
         against = f"E[{target} | do({_show(do_b)})]" if do_b else f"E[{target}]"
         say(
             f"E[{target} | do({_show(do_a)})] - {against} = {result['effect']:.4g} "
-            f"± {result['se']:.2g} (Monte-Carlo se, n = {n})"
+            f"± {result['se']:.2g} (Monte-Carlo se, n = {n}; the fit's own uncertainty is not in it)"
         )
         verdict = _verdict(result["causal"], result["reason"])
         say(f"  means {result['mean_do']:.4g} and {result['mean_vs']:.4g}; {verdict}")

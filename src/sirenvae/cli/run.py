@@ -319,11 +319,11 @@ def evaluate(
             result["gap"] = result["nll"] - oracle
         result["model"] = meta["model"]["variant"]
         if result.get("low_ess_rows"):
-            trained = "" if meta["model"].get("mask_inputs") else " (the model was trained on complete rows)"
+            saw_holes = meta["model"].get("mask_inputs")
+            fix = "raise -k" if saw_holes else "raise -k, or refit with --train-masking (it saw no holes)"
             note(
                 f"warning: {result['low_ess_rows']} row(s) with holes have an effective sample size below "
-                f"10 of K = {importance_samples}: their NLL rests on few draws{trained}; raise -k, or "
-                "refit with --train-masking"
+                f"10 of K = {importance_samples}: their NLL rests on few draws; {fix}"
             )
     if as_json:
         print(json.dumps(result, indent=1))
