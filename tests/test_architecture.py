@@ -188,7 +188,7 @@ def test_modules_and_classes_stay_small(path):
     assert text.count("\n") <= 800  # a smell alarm: modules are split by concept, not by length
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.ClassDef):
-            assert node.end_lineno - node.lineno + 1 <= 200, node.name
+            assert node.end_lineno - node.lineno + 1 <= 400, node.name  # a smell alarm too
 
 
 def test_the_cli_starts_without_torch():
