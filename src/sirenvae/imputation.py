@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from sirenvae.models.vae import resample
 from sirenvae.objectives import eval_chunk
 
 __all__ = ["Imputation", "impute", "posterior_draws"]
@@ -75,10 +76,7 @@ def _impute(model, x: Tensor, samples: int, m: int):
     mean = torch.where(mask, x, mean)
     sd = torch.where(mask, 0.0, var.clamp(min=0).sqrt())
     ess = 1.0 / w.square().sum(0)
-    draws = None
-    if m:
-        pick = torch.multinomial(w.T, m, replacement=True).T  # (m, N)
-        draws = values.gather(0, pick[..., None].expand(m, *values.shape[1:]))
+    draws = resample(w, m, values)[0] if m else None
     return mean, draws, sd, ess
 
 
@@ -92,11 +90,8 @@ def posterior_draws(model, x: Tensor, n: int, proposals: int = 0) -> tuple[Tenso
     rows = max(1, eval_chunk(model) // S)
     draws, sizes = [], []
     for xb in x.split(rows):
-        xm = xb.to(model.loc)
-        z, log_q = model.posterior(xm, S)
-        log_px, log_pz = model.log_joint_parts(xm, z)
-        w = torch.softmax(log_px + log_pz - log_q, dim=0)
-        pick = torch.multinomial(w.T, n, replacement=True).T
-        draws.append(z.gather(0, pick[..., None].expand(n, *z.shape[1:])))
+        z, _, log_w = model.importance_samples(xb.to(model.loc), S)
+        w = torch.softmax(log_w, dim=0)
+        draws += resample(w, n, z)
         sizes.append(1.0 / w.square().sum(0))
     return torch.cat(draws, 1), torch.cat(sizes)

@@ -33,8 +33,7 @@ __all__ = [
 
 def log_weights(model, x: Tensor, samples: int = 1) -> Tensor:
     r""":math:`\log w_k`, shape ``(samples, N)``."""
-    z, log_q = model.posterior(x, samples)
-    return model.log_joint(x, z) - log_q
+    return model.importance_samples(x, samples)[2]
 
 
 def elbo(model, x: Tensor, samples: int = 1) -> Tensor:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sirenvae.models.vae import SIReNVAE
+from sirenvae.models.vae import SIReNVAE, resample
 
 __all__ = [
     "Intervention",
@@ -226,19 +226,14 @@ def counterfactual(
     """
     check_structural(model)
     S = proposals or max(10 * n, 100)
-    z, log_q = model.posterior(x, S)  # (S, N, Dz)
-    mask = ~x.isnan()
-    filled = None if bool(mask.all()) else model.fill(model.standardize(x), mask, z)
-    log_px, log_pz = model.log_joint_parts(x, z, filled)
-    log_w = log_px + log_pz - log_q
+    z, filled, log_w = model.importance_samples(x, S)  # (S, N, Dz), (S, N, Dx) or None, (S, N)
     w = torch.softmax(log_w, dim=0)
     ess = 1.0 / w.square().sum(0)
-    pick = torch.multinomial(w.T, n, replacement=True).T  # (n, N)
-    z = z.gather(0, pick[..., None].expand(n, *z.shape[1:]))
     if filled is None:
+        (z,) = resample(w, n, z)
         u = model.standardize(x).expand(n, *x.shape)
     else:
-        u = filled.gather(0, pick[..., None].expand(n, *filled.shape[1:]))
+        z, u = resample(w, n, z, filled)
     eps = model.prior_given(u).transform(z)
     eta = model.residuals(x, z, None if filled is None else u)
     z_cf, u_cf = propagate(model, eps, eta, do)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from sirenvae.graph import BayesianNetwork, LatentSplit
 from sirenvae.models.config import ModelConfig
 
-__all__ = ["SIReNVAE"]
+__all__ = ["SIReNVAE", "resample"]
 
 
 class SIReNVAE(nn.Module):
@@ -130,8 +130,10 @@ class SIReNVAE(nn.Module):
         :math:`p(x_{obs})` under the proposal :math:`q(z \mid x)\, p(x_{mis} \mid \cdot)`;
         ``filled`` gives those draws (standardised, from :meth:`fill`) instead.
         """
+        return self._log_joint_parts(x, z, _present(x), filled)
+
+    def _log_joint_parts(self, x: Tensor, z: Tensor, mask: Tensor | None, filled: Tensor | None):
         u = self.standardize(x)
-        mask = _present(x)
         if mask is not None:
             u = self.fill(u, mask, z) if filled is None else filled
         log_pz = self.prior_given(u).log_prob(z)
@@ -139,6 +141,17 @@ class SIReNVAE(nn.Module):
         log_s = self.scale.log()
         jacobian = log_s.sum() if mask is None else torch.where(mask, log_s, 0.0).sum(-1)
         return log_pu - jacobian, log_pz
+
+    def importance_samples(self, x: Tensor, samples: int) -> tuple[Tensor, Tensor | None, Tensor]:
+        r"""``samples`` proposals per row with their log importance weights for :math:`\log p(x_{obs})`:
+        :math:`z \sim q(z \mid x)` ``(S, N, Dz)``, the holes of ``x`` drawn by :meth:`fill`
+        (standardised, ``(S, N, Dx)``; ``None`` when ``x`` has none) and :math:`\log w` ``(S, N)``.
+        """
+        z, log_q = self.posterior(x, samples)
+        mask = _present(x)
+        filled = None if mask is None else self.fill(self.standardize(x), mask, z)
+        log_px, log_pz = self._log_joint_parts(x, z, mask, filled)
+        return z, filled, log_px + log_pz - log_q
 
     def fill(self, u: Tensor, mask: Tensor, z: Tensor) -> Tensor:
         r"""Standardised values ``u`` with each missing cell (``mask`` false) drawn from its decoder
@@ -219,6 +232,14 @@ class SIReNVAE(nn.Module):
             eta = p.noise() if eta is None else eta
             u = p.reparameterize(eta)
         return z, u * self.scale + self.loc
+
+
+def resample(w: Tensor, n: int, *values: Tensor) -> list[Tensor]:
+    """``n`` draws per row from each of ``values`` (``(S, N, ...)``), the same proposals in each, by
+    the normalised weights ``w`` ``(S, N)`` (sampling-importance-resampling, with replacement).
+    """
+    pick = torch.multinomial(w.T, n, replacement=True).T  # (n, N)
+    return [v.gather(0, pick[..., None].expand(n, *v.shape[1:])) for v in values]
 
 
 def _present(x: Tensor) -> Tensor | None:
