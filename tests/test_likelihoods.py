@@ -78,7 +78,7 @@ def test_masked_log_prob_sums_the_present_cells_only(kind):
 
 def test_registry_names_the_choices_and_the_config_reads_it(laplace):
     assert ModelConfig(likelihood="laplace").likelihood == "laplace"
-    with pytest.raises(ValueError, match="'cauchy'; choose one of normal, studentt, laplace"):
+    with pytest.raises(ValueError, match="'cauchy'; choose one of normal, studentt, .*laplace"):
         ModelConfig(likelihood="cauchy")
 
 
@@ -145,14 +145,3 @@ def test_counterfactual_on_a_family_without_abduction_is_one_clear_error(laplace
     )  # fmt: skip
     with pytest.raises(ValueError, match="no location-scale noise"):
         fitted.counterfactual(df.head(3), do={"x1": 0.0}, n=5)
-
-
-def test_a_family_with_several_input_units_is_refused_clearly(monkeypatch):
-    class OneHot(Laplace):
-        name = "one-hot"
-        input_units = 3
-
-    monkeypatch.setitem(FAMILIES, OneHot.name, OneHot)
-    split = LatentSplit(small_network().graph, SMALL_LATENT)
-    with pytest.raises(ValueError, match="one-hot family encodes a value as 3 input units"):
-        build_model(split, replace(TINY, likelihood="one-hot"))

@@ -28,7 +28,7 @@ from sirenvae.graph import BayesianNetwork, LatentSplit
 from sirenvae.inversion import faithful_inverse
 from sirenvae.models.components import Decoder, DiagonalEncoder, maf_encoder
 from sirenvae.models.config import STRUCTURED, ModelConfig
-from sirenvae.models.likelihoods import family
+from sirenvae.models.observation import Observation, families
 from sirenvae.models.vae import SIReNVAE
 
 __all__ = ["build_model", "variant_graph"]
@@ -91,8 +91,20 @@ def _encoder(adjacency: Tensor, context_adjacency: Tensor, config: ModelConfig) 
     return Flow(steps[0] if len(steps) == 1 else steps, base)
 
 
-def _decoder(sets: Tensor, config: ModelConfig, width: int = 0) -> Decoder:
-    """The decoder over ``sets`` (the BN's parents, or all latents for a VAE) with the config's family."""
+def observation(split: LatentSplit, config: ModelConfig) -> Observation:
+    """The observed nodes' families: ``config.types`` where given, else ``config.likelihood``."""
+    return Observation(families(split.observed, config.types, config.likelihood, config.min_scale))
+
+
+def graph_units(split: LatentSplit, obs: Observation) -> Tensor:
+    """Input units per node of the graph (1 for a latent, its family's for an observed node)."""
+    units = torch.ones(len(split.graph), dtype=torch.long)
+    units[list(split.observed_index())] = obs.input_units
+    return units
+
+
+def _decoder(sets: Tensor, config: ModelConfig, obs: Observation, units: Tensor, width: int = 0) -> Decoder:
+    """The decoder over ``sets`` (the BN's parents, or all latents for a VAE) with the nodes' families."""
     return Decoder(
         sets,
         config.decoder_hidden_per_set,
@@ -101,16 +113,22 @@ def _decoder(sets: Tensor, config: ModelConfig, width: int = 0) -> Decoder:
         width=width,
         mean=config.decoder_mean,
         likelihood=config.likelihood,
+        observation=obs,
+        in_units=units,
     )
 
 
 def _structured(split: LatentSplit, config: ModelConfig) -> SIReNVAE:
     """GRF prior on the variant's graph, BN-masked decoder, GRF encoder on the faithful inverse."""
     Z, X = split.latent, split.observed
-    decoder = _decoder(split.graph.adjacency()[split.observed_index()], config)
+    obs = observation(split, config)
+    decoder = _decoder(split.graph.adjacency()[split.observed_index()], config, obs, graph_units(split, obs))
     g = variant_graph(split, config.variant)
     context = split.prior_context
+    units = dict(zip(X, obs.input_units.tolist(), strict=True))
     Cp = g.cross_adjacency(Z, context) if context else None
+    if Cp is not None:  # a context node's input units each carry its connections
+        Cp = Cp.repeat_interleave(torch.tensor([units[v] for v in context]), 1)
     prior_flow = _grf(
         g.adjacency(Z),
         Cp,
@@ -123,7 +141,8 @@ def _structured(split: LatentSplit, config: ModelConfig) -> SIReNVAE:
     prior = Flow(prior_flow, StandardNormalBase(len(Z)))
     H = faithful_inverse(split.on(g))
     C = H.cross_adjacency(Z, X)
-    encoder = _encoder(H.adjacency(Z), torch.cat([C, C], 1) if config.mask_inputs else C, config)
+    Cu = C.repeat_interleave(obs.input_units, 1)
+    encoder = _encoder(H.adjacency(Z), torch.cat([Cu, C], 1) if config.mask_inputs else Cu, config)
     return SIReNVAE(
         split,
         prior=prior,
@@ -141,9 +160,10 @@ def _unstructured(split: LatentSplit, config: ModelConfig, encoder: Callable[[in
     width = config.vae_hidden or matched_width(split, config)
     sets = torch.zeros(Dx, len(split.graph), dtype=torch.bool)
     sets[:, split.latent_index()] = True
-    decoder = _decoder(sets, config, width=width)
+    obs = observation(split, config)
+    decoder = _decoder(sets, config, obs, graph_units(split, obs), width=width)
     prior = Flow(LazyComposedTransform(), StandardNormalBase(Dz))
-    inputs = 2 * Dx if config.mask_inputs else Dx  # with presence bits beside the values
+    inputs = int(obs.input_units.sum()) + (Dx if config.mask_inputs else 0)  # presence bits beside
     return SIReNVAE(split, prior=prior, decoder=decoder, encoder=encoder(inputs, Dz, width), config=config)
 
 
@@ -185,10 +205,4 @@ def build_model(split: LatentSplit, config: ModelConfig | None = None, **overrid
     config = config or ModelConfig()
     if overrides:
         config = ModelConfig.from_dict({**config.to_dict(), **overrides})
-    fam = family(config.likelihood)
-    if fam.input_units != 1:
-        raise ValueError(
-            f"the {fam.name} family encodes a value as {fam.input_units} input units; models whose "
-            "inputs take several units per node are not supported yet"
-        )
     return BUILDERS[config.variant](split, config)

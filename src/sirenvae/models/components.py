@@ -19,6 +19,7 @@ from sirenvae.layers import MaskedLinear, MaskedMLP, mlp_layout
 from sirenvae.masks import edge_blocks
 from sirenvae.models.config import DECODER_MEANS
 from sirenvae.models.likelihoods import family
+from sirenvae.models.observation import Observation
 
 if TYPE_CHECKING:
     import zuko
@@ -70,44 +71,92 @@ class Decoder(LazyDistribution):
         mean: str = "mlp",
         likelihood: str = "normal",
         layout: str = "auto",
+        observation: Observation | None = None,
+        in_units: Tensor | None = None,
     ) -> None:
         super().__init__()
         if mean not in DECODER_MEANS:
             raise ValueError(f"unknown decoder mean {mean!r}; choose one of {', '.join(DECODER_MEANS)}")
-        self.family = family(likelihood, min_scale)
         self.observed = sets.shape[0]
+        if observation is None:
+            observation = Observation([family(likelihood, min_scale)] * self.observed)
+        if len(observation) != self.observed:
+            raise ValueError(f"{len(observation)} observation families for {self.observed} observed nodes")
+        self.observation = observation
         self.min_scale = min_scale
         self.mean_kind, self.likelihood = mean, likelihood
-        heads = len(self.family.heads)
         sets = sets.bool()
+        if in_units is not None and bool((in_units != 1).any()):
+            sets = sets.repeat_interleave(in_units, 1)  # each input unit with its variable's outputs
         layout = mlp_layout(layout, sets, hidden_per_set)
-        if mean != "linear":
-            head_sets = torch.cat([sets] * heads)  # the outputs head by head, each over all nodes
+        rows = observation.head_rows()
+        if mean != "linear":  # the outputs head by head (see sirenvae.models.observation)
+            head_sets = sets[torch.tensor([i for i, _ in rows], dtype=torch.long)]
             self.net = MaskedMLP(head_sets, hidden_per_set, hidden_layers, width, layout=layout)
         if mean != "mlp":
-            self.linear = MaskedLinear(edge_blocks(sets), layout=layout, kappa=None)
+            linear_sets = sets.repeat_interleave(observation.linear_units, 0)
+            self.linear = MaskedLinear(edge_blocks(linear_sets), layout=layout, kappa=None)
             with torch.no_grad():
                 self.linear.weight.mul_(LINEAR_INIT)
-        if mean == "linear":
-            for name in self.family.heads[1:]:
-                self.register_parameter(name, nn.Parameter(torch.zeros(self.observed)))
-        for name, value in self.family.constants.items():
-            self.register_parameter(name, nn.Parameter(torch.full((self.observed,), value)))
+        single = observation.single
+        if single is not None:  # one family: named constants per head
+            if mean == "linear":
+                for name in single.heads[1:]:
+                    self.register_parameter(name, nn.Parameter(torch.zeros(self.observed)))
+        else:
+            fed = torch.zeros(len(rows), dtype=torch.bool)
+            fed[observation.linear_rows] = True
+            self.register_buffer("_fed", fed, persistent=False)
+            if mean == "linear":
+                self.raw_rows = nn.Parameter(torch.zeros(int((~fed).sum())))
+            self.register_buffer("offset", torch.zeros(len(rows)))
+        for name in {c for f in observation.members for c in f.constants}:
+            init = [f.constants.get(name, 0.0) for f in observation.members]
+            self.register_parameter(name, nn.Parameter(torch.tensor(init)))
+
+    @property
+    def family(self):
+        """The observation family of every node (:class:`~sirenvae.models.likelihoods.Family`), or of
+        a mixed table their :class:`~sirenvae.models.observation.Observation`.
+        """
+        return self.observation.single or self.observation
 
     @property
     def layout(self) -> str:
         """The layout of the network and the linear term (:mod:`sirenvae.layers.layout`)."""
         return (self.net if self.mean_kind != "linear" else self.linear).layout
 
+    def set_offsets(self, x: Tensor) -> None:
+        """Starts every head at its node's marginal, from training values (a mixed table's decoder)."""
+        if hasattr(self, "offset"):
+            self.offset.copy_(self.observation.offsets(x))
+
     def forward(self, nodes: Tensor) -> Distribution:
+        constants = {name: getattr(self, name) for name in _constant_names(self.observation)}
+        single = self.observation.single
+        if single is not None:
+            if self.mean_kind == "linear":
+                heads = [self.linear(nodes)] + [getattr(self, h) for h in single.heads[1:]]
+            else:
+                heads = list(self.net(nodes).split(self.observed, -1))
+                if self.mean_kind == "linear+mlp":
+                    heads[0] = self.linear(nodes) + heads[0]
+            return single.distribution(*heads, **constants)
+        rows_idx = self.observation.linear_rows.to(nodes.device)
         if self.mean_kind == "linear":
-            heads = [self.linear(nodes)] + [getattr(self, h) for h in self.family.heads[1:]]
+            lin = self.linear(nodes)
+            rows = lin.new_empty(*lin.shape[:-1], len(self.observation.rows))
+            rows[..., rows_idx] = lin
+            rows[..., ~self._fed] = self.raw_rows.to(lin.dtype)
         else:
-            heads = list(self.net(nodes).split(self.observed, -1))
+            rows = self.net(nodes)
             if self.mean_kind == "linear+mlp":
-                heads[0] = self.linear(nodes) + heads[0]
-        constants = {name: getattr(self, name) for name in self.family.constants}
-        return self.family.distribution(*heads, **constants)
+                rows = rows.index_add(-1, rows_idx, self.linear(nodes))
+        return self.observation.distribution(rows + self.offset, constants)
+
+
+def _constant_names(observation: Observation) -> list[str]:
+    return sorted({c for f in observation.members for c in f.constants})
 
 
 class DiagonalEncoder(LazyDistribution):

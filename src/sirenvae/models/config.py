@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
 from sirenvae.defaults import CONDITIONING, KAPPA
@@ -48,6 +48,8 @@ class ModelConfig:
             have holes or ``train_masking`` hides some.
         likelihood: The decoder's observation family, a name in
             :data:`sirenvae.models.likelihoods.FAMILIES` (``normal``, ``studentt``, ...).
+        types: Per observed node, another family (``binary``, ``categorical:3``, ``poisson``,
+            ``negbin``, ``lognormal``, ...): a mixed table; the nodes not named take ``likelihood``.
     """
 
     variant: Variant = "true"
@@ -68,6 +70,7 @@ class ModelConfig:
     decoder_mean: Literal["mlp", "linear", "linear+mlp"] = "mlp"
     likelihood: str = "normal"
     mask_inputs: bool = False
+    types: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -89,6 +92,15 @@ class ModelConfig:
             from sirenvae.models.likelihoods import family
 
             family(self.likelihood)
+        object.__setattr__(self, "types", dict(self.types))  # its own copy (LEGACY's is shared)
+        if self.types:
+            from sirenvae.models.likelihoods import family
+
+            for node, kind in self.types.items():
+                try:
+                    family(kind)
+                except ValueError as e:
+                    raise ValueError(f"node {node!r}: {e}") from None
         if not self.min_scale >= 0:
             raise ValueError(f"min_scale must be non-negative, got {self.min_scale}")
 
@@ -120,4 +132,5 @@ LEGACY: dict = {
     "decoder_mean": "mlp",
     "likelihood": "normal",
     "mask_inputs": False,
+    "types": {},
 }

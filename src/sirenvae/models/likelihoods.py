@@ -39,9 +39,15 @@ from torch import Size, Tensor
 from torch.distributions import Distribution, constraints
 
 from sirenvae.flows import DiagNormal
+from sirenvae.models.discrete import Bernoulli, Categorical, NegativeBinomial, Poisson
 
 __all__ = [
     "FAMILIES",
+    "BernoulliFamily",
+    "CategoricalFamily",
+    "LogNormalFamily",
+    "NegativeBinomialFamily",
+    "PoissonFamily",
     "DiagStudentT",
     "Family",
     "LocationScale",
@@ -200,7 +206,7 @@ class Family:
     name: ClassVar[str]
     #: The raw outputs per node; the first is the location, which the linear decoder term feeds
     #: (with ``decoder_mean="linear"`` the others are per-node constants ``raw_<head>``).
-    heads: ClassVar[tuple[str, ...]] = ("loc", "raw_scale")
+    heads: tuple[str, ...] = ("loc", "raw_scale")
     #: Learned per-node constants and their raw value at initialisation.
     constants: ClassVar[dict[str, float]] = {}
     #: Whether values are standardised by their training mean and standard deviation.
@@ -208,7 +214,11 @@ class Family:
     #: Whether :math:`x = \mu + \sigma \eta` with parent-free noise (abduction for counterfactuals).
     abduction: ClassVar[bool] = True
     #: Input units per node where a value is an input (a parent, the encoder's context).
-    input_units: ClassVar[int] = 1
+    input_units: int = 1
+    #: The leading heads that the linear decoder term feeds (a location; a category's logits).
+    linear_heads: int = 1
+    #: Whether values are integer codes or counts (no density, no reparameterised sample).
+    discrete: ClassVar[bool] = False
 
     def __init__(self, min_scale: float = 0.0) -> None:
         self.min_scale = min_scale
@@ -243,6 +253,38 @@ class Family:
         r"""Per-cell error of the reconstruction ``mean`` of ``x``: :math:`(x - \hat x)^2`."""
         return (x - mean).square()
 
+    @property
+    def key(self) -> str:
+        """The family and its parameters, as written in ``ModelConfig.types`` (``categorical:3``)."""
+        return self.name
+
+    def transform(self, x: Tensor) -> Tensor:
+        """The values the family models, before standardisation (the identity; a log for log-normal)."""
+        return x
+
+    def untransform(self, y: Tensor) -> Tensor:
+        """The inverse of :meth:`transform`."""
+        return y
+
+    def log_det(self, x: Tensor) -> Tensor:
+        r"""Per cell, :math:`\log |d\,\mathrm{transform}(x) / dx|` (0 for the identity)."""
+        return torch.zeros_like(x)
+
+    def offsets(self, x: Tensor) -> Tensor:
+        """Per node, an offset for each head from training values ``(N, D)`` (NaN missing), ``(heads, D)``:
+        where the head starts, so that a model begins at each node's marginal (0 for standardised
+        families).
+        """
+        return x.new_zeros(len(self.heads), x.shape[-1])
+
+    def point(self, d: Distribution) -> Tensor:
+        """The point prediction of the values (in the family's units): the mean, or a category's mode."""
+        return getattr(d, "point", d.mean)
+
+    def raw_point(self, d: Distribution, loc: Tensor, scale: Tensor) -> Tensor:
+        """:meth:`point` on the raw scale, for standardisation ``(loc, scale)``."""
+        return self.untransform(self.point(d) * scale + loc)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(min_scale={self.min_scale})"
 
@@ -268,12 +310,176 @@ class StudentTFamily(Family):
         return DiagStudentT(DF_MIN + F.softplus(raw_df), loc, self.scale(raw_scale))
 
 
+class LogNormalFamily(NormalFamily):
+    r"""Positive values whose log is Gaussian: :math:`\log x_i \sim \mathcal{N}(\mu_i, \sigma_i^2)`,
+    standardised on the log scale; the density of :math:`x` carries the Jacobian :math:`-\log x_i`.
+    """
+
+    name = "lognormal"
+
+    def standardization(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return super().standardization(self.transform(x))
+
+    def transform(self, x: Tensor) -> Tensor:
+        return x.log()
+
+    def untransform(self, y: Tensor) -> Tensor:
+        return y.exp()
+
+    def log_det(self, x: Tensor) -> Tensor:
+        return -x.log()
+
+    def raw_point(self, d: Distribution, loc: Tensor, scale: Tensor) -> Tensor:
+        r"""The mean :math:`\exp(m + s \mu + (s \sigma)^2 / 2)` of the log-normal."""
+        return (d.mean * scale + loc + (d.scale * scale).square() / 2).exp()
+
+
+def _present_columns(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per column, the sum of the present cells and their count."""
+    present = ~x.isnan()
+    return torch.where(present, x, 0.0).sum(0), present.sum(0)
+
+
+class _DiscreteFamily(Family):
+    standardized = False
+    abduction = False
+    discrete = True
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class BernoulliFamily(_DiscreteFamily):
+    r"""Binary nodes (codes 0 and 1): :math:`P(x_i = 1) = \sigma(\ell_i)`, the logit from the head
+    (logistic regression on the parents with the linear decoder).
+    """
+
+    name = "binary"
+    heads = ("logit",)
+
+    def distribution(self, logit: Tensor) -> Bernoulli:
+        return Bernoulli(logit)
+
+    def offsets(self, x: Tensor) -> Tensor:
+        ones, n = _present_columns(x)
+        p = (ones + 0.5) / (n + 1.0)  # the Jeffreys-smoothed share of ones
+        return (p.log() - (-p).log1p())[None]
+
+    def reconstruction_error(self, x: Tensor, mean: Tensor) -> Tensor:
+        r"""The squared error of the probability :math:`(x - \hat p)^2` (the Brier score)."""
+        return (x - mean).square()
+
+
+class CategoricalFamily(_DiscreteFamily):
+    r"""Nodes with ``levels`` categories (codes ``0..K-1``; code ``K`` a level unseen in training, of
+    probability :data:`UNSEEN`): one logit per level from the heads (multinomial logistic regression
+    with the linear decoder). As an input a category is its one-hot block of ``K`` units (all zero
+    for an unseen level or a hole).
+    """
+
+    name = "categorical"
+
+    def __init__(self, min_scale: float = 0.0, levels: int = 2) -> None:
+        super().__init__(min_scale)
+        if levels < 2:
+            raise ValueError(f"a categorical node needs at least 2 levels, got {levels}")
+        self.levels = levels
+        self.heads = tuple(f"logit{k}" for k in range(levels))
+        self.input_units = self.linear_heads = levels
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}:{self.levels}"
+
+    def distribution(self, *logits: Tensor) -> Categorical:
+        return Categorical(torch.stack(logits, -1), UNSEEN)
+
+    def encode(self, u: Tensor) -> Tensor:
+        code = torch.nan_to_num(u, nan=-1.0).long()  # (..., D): every code, or -1 for none
+        hot = code[..., None] == torch.arange(self.levels, device=u.device)
+        return hot.to(u.dtype).flatten(-2)
+
+    def offsets(self, x: Tensor) -> Tensor:
+        present = ~x.isnan()
+        code = torch.where(present, x, -1.0).long()
+        counts = (code[..., None] == torch.arange(self.levels, device=x.device)).sum(0)  # (D, K)
+        p = (counts + 0.5) / (counts.sum(-1, keepdim=True) + 0.5 * self.levels)
+        return p.log().T.to(x.dtype)
+
+    def reconstruction_error(self, x: Tensor, mean: Tensor) -> Tensor:
+        """1 where the most probable level is not the value (the misclassification rate)."""
+        return (x != mean).to(mean.dtype)
+
+    def __repr__(self) -> str:
+        return f"CategoricalFamily(levels={self.levels})"
+
+
+class _CountFamily(_DiscreteFamily):
+    def encode(self, u: Tensor) -> Tensor:
+        r""":math:`\log(1 + x)`, a scale on which counts of different sizes can feed a network."""
+        return u.clamp(min=0).log1p()
+
+    def offsets(self, x: Tensor) -> Tensor:
+        total, n = _present_columns(x)
+        out = x.new_zeros(len(self.heads), x.shape[-1])
+        out[0] = ((total + 0.5) / (n + 1.0)).log()  # the log of the mean count
+        return out
+
+
+class PoissonFamily(_CountFamily):
+    r"""Counts :math:`x_i \sim \mathrm{Poisson}(e^{r_i})`, the log rate from the head (a log-linear
+    model on the parents with the linear decoder).
+    """
+
+    name = "poisson"
+    heads = ("log_rate",)
+
+    def distribution(self, log_rate: Tensor) -> Poisson:
+        return Poisson(log_rate)
+
+
+class NegativeBinomialFamily(_CountFamily):
+    r"""Over-dispersed counts with mean :math:`e^{m_i}` and dispersion
+    :math:`r_i = \mathrm{softplus}(\rho_i + c) + 10^{-3}`, 1 at :math:`\rho = 0` (variance
+    :math:`\mu + \mu^2 / r`).
+    """
+
+    name = "negbin"
+    heads = ("log_mean", "raw_dispersion")
+
+    def distribution(self, log_mean: Tensor, raw_dispersion: Tensor) -> NegativeBinomial:
+        return NegativeBinomial(log_mean, F.softplus(raw_dispersion + RAW_SCALE_OFFSET) + 1e-3)
+
+
+#: The probability of a level of a categorical node that training did not see.
+UNSEEN = 1e-3
+
 #: Every observation family by name.
-FAMILIES: dict[str, type[Family]] = {f.name: f for f in (NormalFamily, StudentTFamily)}
+FAMILIES: dict[str, type[Family]] = {
+    f.name: f
+    for f in (
+        NormalFamily,
+        StudentTFamily,
+        LogNormalFamily,
+        BernoulliFamily,
+        CategoricalFamily,
+        PoissonFamily,
+        NegativeBinomialFamily,
+    )
+}
 
 
 def family(name: str, min_scale: float = 0.0) -> Family:
-    """The family called ``name`` (a ``ValueError`` naming the choices for an unknown one)."""
-    if name not in FAMILIES:
+    """The family called ``name``, with its parameters after a colon (``categorical:3``: three
+    levels); a ``ValueError`` naming the choices for an unknown one.
+    """
+    base, _, arg = name.partition(":")
+    if base not in FAMILIES:
         raise ValueError(f"unknown likelihood {name!r}; choose one of {', '.join(FAMILIES)}")
-    return FAMILIES[name](min_scale)
+    if base == CategoricalFamily.name:
+        if not arg.isdigit():
+            raise ValueError(f"a categorical family needs its levels, e.g. 'categorical:3', got {name!r}")
+        return CategoricalFamily(min_scale, int(arg))
+    if arg:
+        raise ValueError(f"the {base} family takes no parameter, got {name!r}")
+    return FAMILIES[base](min_scale)

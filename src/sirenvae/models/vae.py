@@ -65,6 +65,20 @@ class SIReNVAE(nn.Module):
         self.decoder, self.prior, self.encoder = decoder, prior, encoder
         ctx = [split.observed.index(v) for v in prior_context]
         self.register_buffer("_ctx_idx", torch.tensor(ctx, dtype=torch.long), persistent=False)
+        obs = self.observation
+        if obs.single is None:  # several input units per node: where each node's units sit
+            units = torch.ones(len(split.graph), dtype=torch.long)
+            units[self._idx_x] = obs.input_units
+            start = torch.cumsum(units, 0) - units
+            spread = [torch.arange(int(start[i]), int(start[i] + units[i])) for i in range(len(units))]
+            unit_z = torch.cat([spread[int(i)] for i in self._idx_z]) if len(split.latent) else self._idx_z
+            unit_x = torch.cat([spread[int(i)] for i in self._idx_x])
+            x_start = torch.cumsum(obs.input_units, 0) - obs.input_units
+            unit_ctx = [torch.arange(int(x_start[j]), int(x_start[j] + obs.input_units[j])) for j in ctx]
+            self.register_buffer("_unit_z", unit_z, persistent=False)
+            self.register_buffer("_unit_x", unit_x, persistent=False)
+            self.register_buffer("_unit_ctx", torch.cat(unit_ctx) if ctx else self._ctx_idx, persistent=False)
+            self._units = int(units.sum())
         self._schedule = _ancestral_schedule(split)
         self._fill_sweeps = _observed_generations(split)
 
@@ -82,8 +96,15 @@ class SIReNVAE(nn.Module):
 
     @property
     def family(self):
-        """The decoder's observation family (:class:`~sirenvae.models.likelihoods.Family`)."""
+        """The decoder's observation family (:class:`~sirenvae.models.likelihoods.Family`), or a
+        mixed table's :class:`~sirenvae.models.observation.Observation`.
+        """
         return self.decoder.family
+
+    @property
+    def observation(self):
+        """The families of the observed nodes (:class:`~sirenvae.models.observation.Observation`)."""
+        return self.decoder.observation
 
     # ------------------------------------------------------------------ data scale
     def set_standardization(self, x: Tensor) -> None:
@@ -91,13 +112,24 @@ class SIReNVAE(nn.Module):
         (if the config asks for it).
         """
         if self.config.standardize and x.shape[0] > 1:
-            loc, scale = self.family.standardization(x)
+            loc, scale = self.observation.standardization(x)
             self.loc.copy_(loc)
             self.scale.copy_(scale)
+        self.decoder.set_offsets(x)
 
     def standardize(self, x: Tensor) -> Tensor:
-        r""":math:`u = (x - \mathrm{loc}) / \mathrm{scale}`."""
+        r""":math:`u = (t(x) - \mathrm{loc}) / \mathrm{scale}` (``t`` the identity but for a
+        transformed family: a log for log-normal nodes).
+        """
+        if not self.observation.plain:
+            return self.observation.standardize(x, self.loc, self.scale)
         return (x - self.loc) / self.scale
+
+    def unstandardize(self, u: Tensor) -> Tensor:
+        """The raw values of standardised ``u``, the inverse of :meth:`standardize`."""
+        if not self.observation.plain:
+            return self.observation.unstandardize(u, self.loc, self.scale)
+        return u * self.scale + self.loc
 
     # ------------------------------------------------------------------ pieces of the joint
     def nodes(self, z: Tensor, u: Tensor) -> Tensor:
@@ -106,6 +138,11 @@ class SIReNVAE(nn.Module):
         """
         u = self.family.encode(u)
         shape = torch.broadcast_shapes(z.shape[:-1], u.shape[:-1])
+        if self.observation.single is None:
+            out = z.new_empty(*shape, self._units)
+            out[..., self._unit_z] = z.expand(*shape, z.shape[-1])
+            out[..., self._unit_x] = u.expand(*shape, u.shape[-1])
+            return out
         out = z.new_empty(*shape, len(self.graph))
         out[..., self._idx_z] = z.expand(*shape, z.shape[-1])
         out[..., self._idx_x] = u.expand(*shape, u.shape[-1])
@@ -113,7 +150,11 @@ class SIReNVAE(nn.Module):
 
     def prior_given(self, u: Tensor):
         r"""The prior :math:`p(z \mid x_{pa(Z)})` given standardised observed values ``u``."""
-        return self.prior(u[..., self._ctx_idx] if self.prior_context else None)
+        if not self.prior_context:
+            return self.prior(None)
+        if self.observation.single is None:
+            return self.prior(self.observation.encode(u)[..., self._unit_ctx])
+        return self.prior(u[..., self._ctx_idx])
 
     def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
         r""":math:`\log p(x, z)` on the raw scale of ``x``; ``z`` may carry leading sample dims."""
@@ -138,9 +179,7 @@ class SIReNVAE(nn.Module):
             u = self.fill(u, mask, z) if filled is None else filled
         log_pz = self.prior_given(u).log_prob(z)
         log_pu = self.decoder(self.nodes(z, u)).log_prob(u, mask)
-        log_s = self.scale.log()
-        jacobian = log_s.sum() if mask is None else torch.where(mask, log_s, 0.0).sum(-1)
-        return log_pu - jacobian, log_pz
+        return log_pu + self.observation.log_det(x, self.scale, mask), log_pz
 
     def importance_samples(self, x: Tensor, samples: int) -> tuple[Tensor, Tensor | None, Tensor]:
         r"""``samples`` proposals per row with their log importance weights for :math:`\log p(x_{obs})`:
@@ -181,6 +220,8 @@ class SIReNVAE(nn.Module):
         if mask is not None:  # a hole reads as the training mean (0 in standardised units)
             u = torch.where(mask, u, 0.0)
         inputs = self.family.encode(u)
+        if mask is not None and self.observation.single is None:  # a hole's units all 0
+            inputs = inputs * self.observation.unit_mask(mask).to(inputs.dtype)
         if self.config.mask_inputs:  # each value's presence bit beside it
             bits = torch.ones_like(u) if mask is None else mask.to(u.dtype)
             inputs = torch.cat([inputs, bits], -1)
@@ -194,7 +235,7 @@ class SIReNVAE(nn.Module):
         mask = _present(x)
         if mask is not None:
             u = self.fill(u, mask, z)
-        return self.decoder(self.nodes(z, u)).mean * self.scale + self.loc
+        return self.observation.raw_point(self.decoder(self.nodes(z, u)), self.loc, self.scale)
 
     def residuals(self, x: Tensor, z: Tensor, filled: Tensor | None = None) -> Tensor:
         r"""The decoder's standardised residuals :math:`\eta = (u - \mu) / \sigma` of ``x`` given ``z``:
@@ -231,7 +272,7 @@ class SIReNVAE(nn.Module):
             p = self.decoder(self.nodes(z, u))
             eta = p.noise() if eta is None else eta
             u = p.reparameterize(eta)
-        return z, u * self.scale + self.loc
+        return z, self.unstandardize(u)
 
 
 def resample(w: Tensor, n: int, *values: Tensor) -> list[Tensor]:
