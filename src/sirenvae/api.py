@@ -33,6 +33,7 @@ from sirenvae.fitted import FittedModel, _read, load
 from sirenvae.models import VARIANTS, ModelConfig
 from sirenvae.pipeline import TrainOptions, train_model
 from sirenvae.training import FitConfig
+from sirenvae.variables import Variable, model_types, parse_types
 
 __all__ = ["FittedModel", "compare", "fit", "fit_rows", "load"]
 
@@ -46,6 +47,8 @@ def fit(
     out: str | Path | None = None,
     resume: bool = False,
     ignore: Iterable[str] = (),
+    types: Mapping[str, str] | str | None = None,
+    strict_levels: bool = False,
     allow_discrete: bool = False,
     device: str | torch.device | None = None,
     settings: str | Path = "auto",
@@ -61,9 +64,10 @@ def fit(
     Missing cells (NaN, ``None``, ``pd.NA``) are holes, assumed missing at random: the model is
     trained on the present cells (see :class:`~sirenvae.models.SIReNVAE`). The table is checked as
     ``sirenvae fit`` checks a CSV file (:func:`sirenvae.data.read_frame`):
-    unknown, missing or misspelt columns, cells that are not finite numbers, constant columns and
-    columns with 2 distinct values are a :class:`ValueError` naming them; columns that look
-    discrete (integers with at most 10 distinct values) and ignored latent columns are warnings.
+    unknown, missing or misspelt columns, cells that are neither numbers nor labels, and constant
+    columns are a :class:`ValueError` naming them. Each column's type is inferred with a warning
+    (:mod:`sirenvae.variables`: 2 values or bools are binary, text is categorical, few distinct
+    integers are continuous with a hint) unless ``types`` states it; labels come back as labels.
 
     The model's settings are chosen on the rows themselves by default (``settings="auto"``, see
     :mod:`sirenvae.selection`): the designed candidates of ``model`` are scored by k-fold
@@ -82,7 +86,12 @@ def fit(
             (and, with ``auto``, ``selection.csv`` and the finished folds, so a search resumes).
         resume: Continue an interrupted run (or settings search) in ``out``.
         ignore: Columns of ``df`` that are not nodes (e.g. IDs) and are left out.
-        allow_discrete: Fit columns with only 2 distinct values as continuous (else an error).
+        types: Column types, ``{"smoker": "binary", "visits": "count"}`` or ``"smoker=binary"``:
+            ``binary``, ``categorical``, ``count`` (negative binomial), ``poisson``, ``lognormal``,
+            ``normal``, ``studentt``, ``continuous``; the others are inferred.
+        strict_levels: Refuse a categorical level unseen in training when the model reads rows
+            later (else it gets a small probability).
+        allow_discrete: Gone (an error): pass ``types={"x": "normal"}`` instead.
         device: Where to train (default: the CPU; ``"cuda"`` for a GPU); the model stays there.
         settings: ``"auto"`` (chosen on ``df`` by cross-validation), ``"paper"`` (the paper's fixed
             setting) or a JSON file of settings (a run's ``model.json``, a dict of model options,
@@ -99,7 +108,7 @@ def fit(
             (``prior_blocks``, ``hidden_per_set``, ...; with ``auto`` they are fixed in every
             candidate). Defaults as in ``sirenvae fit`` (:mod:`sirenvae.defaults`).
     """
-    table, network = _training_table(graph, df, latent, ignore, allow_discrete, allow_missing=True)
+    table, network = _training_table(graph, df, latent, ignore, types, strict_levels, allow_discrete, True)
     search = {"folds": folds, "max_candidates": max_candidates, "time_budget": time_budget}
     return fit_rows(
         table.split,
@@ -113,6 +122,7 @@ def fit(
         device=device,
         extra_meta={"network": network, "data": "DataFrame"},
         report=print if options.get("progress") else None,
+        variables=table.variables,
     )
 
 
@@ -130,11 +140,13 @@ def fit_rows(
     device: str | torch.device | None = None,
     extra_meta: dict | None = None,
     report=None,
+    variables: Mapping[str, Variable] | None = None,
 ) -> FittedModel:
     """The one training path of :func:`fit` and ``sirenvae fit``: rows ``x`` (observed nodes in
     topological order) of ``split``, settings chosen by ``settings`` (see :func:`fit`), then trained
-    on all rows; ``search`` holds :class:`~sirenvae.selection.SelectionSettings` fields and
-    ``report`` receives the search's progress lines.
+    on all rows; ``search`` holds :class:`~sirenvae.selection.SelectionSettings` fields,
+    ``report`` receives the search's progress lines and ``variables`` are the columns' types and
+    levels (:attr:`sirenvae.data.Table.variables`; all continuous when ``None``).
     """
     from sirenvae.candidates import candidates_for
     from sirenvae.selection import HUGE_GRAPH, SelectionSettings, select
@@ -142,6 +154,11 @@ def fit_rows(
     device = resolve_device(device)
     fixed, fit_config, train_options = _configs(model, dict(options or {}))
     extra = dict(extra_meta or {}) | {"seed": fit_config.seed, "train_size": int(x.shape[0])}
+    variables = dict(variables or {})
+    extra["variables"] = {v: var.to_dict() for v, var in variables.items() if var.kind != "continuous"}
+    if variables:
+        fixed["types"] = model_types(variables)
+        _check_discrete_holes(split, x, variables)
     selection = None
     huge = (search or {}).get("max_candidates") is None and len(split.graph) >= HUGE_GRAPH
     recorded = _recorded_run(out, resume)
@@ -305,19 +322,33 @@ def _settings_file(path, model: str, extra: dict, split) -> dict:
 
 # ---------------------------------------------------------------------- helpers
 def _training_table(
-    graph, df: pd.DataFrame, latent, ignore, allow_discrete: bool, *, allow_missing: bool = False
+    graph,
+    df: pd.DataFrame,
+    latent,
+    ignore,
+    types,
+    strict_levels: bool,
+    allow_discrete: bool,
+    allow_missing: bool,
 ) -> tuple[Table, str | None]:
     """The graph (a shipped network's name, a file, anything :func:`read_graph` reads) and the training
     rows of ``df`` checked against it, its notices as warnings; also the network's name, if one.
     """
-    from sirenvae.graph_io import read_graph
+    from sirenvae.graph_io import declared_types, read_graph
     from sirenvae.networks import available_networks, load_network
 
+    if allow_discrete:
+        raise ValueError(
+            "allow_discrete is gone: a column with 2 values is now modelled as binary and text as "
+            "categorical; pass types={'x': 'normal'} to fit a column as continuous anyway"
+        )
     network = None
+    file_types, levels = {}, {}
     if isinstance(graph, str) and not Path(graph).exists() and graph in available_networks():
         bn, network = load_network(graph).graph, graph
     else:
         bn = read_graph(graph)
+        file_types, levels = declared_types(graph)
     split = bn if latent is None else latent_split(bn, latent)
     table = _read(
         df,
@@ -325,8 +356,10 @@ def _training_table(
         ignore,
         min_rows=2,
         training=True,
-        allow_discrete=allow_discrete,
         allow_missing=allow_missing,
+        types=parse_types(file_types, "graph file") | parse_types(types, "types"),
+        levels=levels,
+        strict_levels=strict_levels,
     )
     for notice in table.notices:
         warnings.warn(notice, stacklevel=3)  # at the caller of fit or compare
@@ -365,6 +398,7 @@ def compare(
     models: Sequence[str] = ("true", "fc", "vae"),
     outer_folds: int | None = None,
     ignore: Iterable[str] = (),
+    types: Mapping[str, str] | str | None = None,
     allow_discrete: bool = False,
     device: str | torch.device | None = None,
     folds: int | None = None,
@@ -377,14 +411,15 @@ def compare(
     held-out likelihood in nested cross-validation: a :class:`~sirenvae.comparison.Comparison` with
     ``.frame()``, ``.per_row`` and ``.sentence`` (see :mod:`sirenvae.comparison`).
 
-    ``graph``, ``df``, ``latent``, ``ignore``, ``allow_discrete``, ``device`` and ``options`` are
+    ``graph``, ``df``, ``latent``, ``ignore``, ``types``, ``device`` and ``options`` are
     those of :func:`fit`; ``outer_folds`` is the outer ``k``, and ``folds``, ``max_candidates``,
     ``time_budget`` and ``workers`` shape each inner settings search.
     """
     from sirenvae.comparison import compare as nested
 
-    table, _ = _training_table(graph, df, latent, ignore, allow_discrete)
+    table, _ = _training_table(graph, df, latent, ignore, types, False, allow_discrete, False)
     fixed, fit_config, train_options = _configs("true", dict(options))
+    fixed["types"] = model_types(table.variables)
     return nested(
         table.split,
         table.x,
@@ -399,3 +434,25 @@ def compare(
         device=str(resolve_device(device)),
         progress=print if options.get("progress") else None,
     )
+
+
+def _check_discrete_holes(split, x: Tensor, variables: Mapping[str, Variable]) -> None:
+    """Refuses holes in a discrete column whose node has children: training would draw it from its
+    conditional without the score-function term that an unbiased gradient needs.
+    """
+    holes = x.isnan().any(0).tolist()
+    graph = split.graph
+    bad = [
+        v
+        for v, h in zip(split.observed, holes, strict=True)
+        if h
+        and v in variables
+        and variables[v].kind not in ("continuous", "normal", "studentt", "lognormal")
+        and graph.children(v)
+    ]
+    if bad:
+        raise ValueError(
+            f"the discrete column(s) {', '.join(bad[:6])} have missing cells and children in the graph: "
+            "training cannot yet integrate a missing discrete parent (its gradient would be biased); drop "
+            "the rows with such holes, or declare the column continuous (--types NAME=normal)"
+        )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +18,10 @@ import torch
 from torch import Tensor
 
 from sirenvae.graph import BayesianNetwork, GraphError, LatentSplit, first_duplicate
+from sirenvae.models.likelihoods import UNSEEN
 from sirenvae.names import near_pairs, preview, typo_notices
 from sirenvae.networks import ArithmeticCircuit, LinearGaussianNetwork
+from sirenvae.variables import Variable, VariableError, check_values, encode, infer_variable
 
 __all__ = [
     "LATENT_RULES",
@@ -139,6 +141,10 @@ class Table:
         missing: The fraction of missing cells (NaN in ``x``) of each observed column that has any,
             in ``split.observed`` order; empty for a complete table (always, unless read with
             ``allow_missing``).
+        variables: Each observed column's :class:`~sirenvae.variables.Variable` (its type and
+            levels; a binary or categorical column's cells are codes in ``x``).
+        labels: Each binary or categorical column's cells as given (stripped; ``None`` at holes),
+            to write present cells back unchanged.
     """
 
     x: Tensor
@@ -147,6 +153,8 @@ class Table:
     ids: tuple[str, ...] | None = None
     id_column: str | None = None
     missing: dict[str, float] = field(default_factory=dict)
+    variables: dict[str, Variable] = field(default_factory=dict)
+    labels: dict[str, tuple] = field(default_factory=dict)
 
 
 #: How messages name the options that fix a table: the CLI's flags, or :mod:`sirenvae.api`'s keywords.
@@ -155,7 +163,8 @@ _HINTS = {
         "ignore": lambda names: f"--ignore-columns {','.join(map(str, names))}",
         "id": " (or --id-column NAME for a column of row IDs)",
         "latent": "--latent",
-        "discrete": "--allow-discrete",
+        "types": lambda name, kind: f"--types {name}={kind}",
+        "id_column": lambda name: f"--id-column {name}",
         "complete": "this command needs every cell (compare does not take holes yet)",
         "missing": lambda token: f"--missing {token!r}",
     },
@@ -163,7 +172,8 @@ _HINTS = {
         "ignore": lambda names: f"ignore={list(names)!r}",
         "id": "",
         "latent": "latent=[...]",
-        "discrete": "allow_discrete=True",
+        "types": lambda name, kind: f"types={{{name!r}: {kind!r}}}",
+        "id_column": lambda name: f"id_column={name!r}",
         "complete": "this function needs every cell (compare does not take holes yet)",
         "missing": lambda token: f"missing=[{token!r}]",
     },
@@ -235,8 +245,11 @@ def read_frame(
     id_column: str | None = None,
     drop_latent_columns: bool = False,
     training: bool = False,
-    allow_discrete: bool = False,
     allow_missing: bool = False,
+    types: Mapping[str, str] | None = None,
+    levels: Mapping[str, Sequence[str]] | None = None,
+    variables: Mapping[str, Variable] | None = None,
+    strict_levels: bool = False,
     missing: Sequence[str] | str = (),
     name: str | None = None,
     lines: Sequence[int] | None = None,
@@ -263,11 +276,16 @@ def read_frame(
     them. A column with every cell missing, and a row with every observed cell missing, are errors.
     Infinite values and other text are errors either way.
 
+    Each observed column has a type (:mod:`sirenvae.variables`): given ``variables`` (a fitted
+    model's), those; for training rows, inferred from the cells with a notice, or as stated in
+    ``types`` (``{node: kind}``) with the ``levels`` declared for a node; else continuous. A binary
+    or categorical column's labels become codes; a level unseen in training is coded
+    ``len(levels)`` with a notice (an error with ``strict_levels``, and for a binary column); a
+    count must be a non-negative integer and a log-normal value positive.
+
     Training data (``training``) must vary, judged on the present cells of each column (at least 2
     needed): constant or near-constant columns (standard deviation below ``1e-8 * (1 + |mean|)``)
-    are an error, and so are columns with at most 2 distinct values (discrete variables are not
-    modelled) unless ``allow_discrete``; integer-valued columns with at most 10 distinct values get a
-    notice.
+    are an error.
 
     Messages begin with ``name`` (a file) and locate a cell by its row counted from 1 and its file
     line, given ``lines``, else by the row's index label and position; ``hints`` names the options
@@ -316,11 +334,55 @@ def read_frame(
     tokens = _missing_tokens(missing)
     values = np.empty((len(df), len(observed)), dtype=np.float64)
     holes = np.zeros((len(df), len(observed)), dtype=bool)
+    declared = dict(types or {})
+    unknown = sorted(set(declared) - set(graph.nodes))
+    if unknown:
+        raise DataError(f"{where}types given for {', '.join(map(repr, unknown))}, which are not nodes")
+    typed = sorted(v for v in set(declared) - set(observed) if declared[v] != "continuous")
+    if typed:
+        raise DataError(
+            f"{where}latent node(s) {', '.join(map(repr, typed))} are given a type, but latent nodes are "
+            "continuous; give types to observed columns only"
+        )
+    found: dict[str, Variable] = {}
+    unseen: dict[str, int] = {}
+    labels: dict[str, tuple] = {}
     for j, v in enumerate(observed):
         values[:, j], holes[:, j], bad = _numbers(df[v], tokens, allow_missing, hint)
+        if variables is not None:
+            var = variables.get(v, Variable())
+        elif training:
+            try:
+                var, notice = infer_variable(
+                    v, df[v], holes[:, j], declared.get(v), (levels or {}).get(v), hint
+                )
+            except VariableError as e:
+                raise DataError(f"{where}{e}") from None
+            if strict_levels and var.kind == "categorical":
+                var = Variable(var.kind, var.levels, var.numeric, strict=True)
+            if notice:
+                notices.append(notice)
+        else:
+            var = Variable(declared.get(v, "continuous"))
+        found[v] = var
+        if var.labelled and not (bad is not None and holes[bad[0], j]):
+            values[:, j], bad, unseen[v] = encode(df[v], holes[:, j], var)
+            cells = df[v].map(lambda c: c.strip() if isinstance(c, str) else c)
+            labels[v] = tuple(None if h else str(c) for c, h in zip(cells, holes[:, j], strict=True))
+        elif bad is None:
+            bad = check_values(values[:, j], holes[:, j], var)
+        elif not holes[bad[0], j] and training and var.kind == "continuous":
+            bad = (bad[0], bad[1] + f" (or {hint['types'](v, 'categorical')} for a column of labels)")
         if bad is not None:
             raise DataError(f"{where}{row(bad[0])}, column {v!r}: {bad[1]}")
     values[holes] = np.nan
+    seen = {v: n for v, n in unseen.items() if n}
+    if seen:
+        shown = ", ".join(f"{v} ({n} cells)" for v, n in list(seen.items())[:MISSING_SHOWN])
+        notices.append(
+            f"levels unseen in training in column(s) {shown}: each scored with probability {UNSEEN:g} "
+            "(strict levels refuse them)"
+        )
     x = torch.from_numpy(values).to(dtype)
     over = ~torch.isfinite(x).numpy() & ~holes
     if over.any():
@@ -336,8 +398,9 @@ def read_frame(
         fractions = _check_holes(where, observed, holes, row, hint)
         notices.append(_missing_notice(fractions, len(df)))
     if training:
-        notices += _check_training_columns(where, observed, values, allow_discrete, hint)
-    return Table(x, split, tuple(notices), ids, id_column, fractions)
+        real = [j for j, v in enumerate(observed) if not found[v].labelled]
+        _check_training_columns(where, [observed[j] for j in real], values[:, real], hint)
+    return Table(x, split, tuple(notices), ids, id_column, fractions, found, labels)
 
 
 def _missing_tokens(missing: Sequence[str] | str) -> tuple[frozenset[str], np.ndarray]:
@@ -458,13 +521,9 @@ def _inferred_split(where: str, graph: BayesianNetwork, used: Sequence[str], hin
         raise DataError(f"{where}{e}") from None
 
 
-def _check_training_columns(
-    where: str, columns: Sequence[str], values: np.ndarray, allow_discrete: bool, hint: dict
-) -> list[str]:
-    """Refuses columns a continuous model cannot learn from; notices for columns that look discrete.
-    Each column is judged on its present cells (not NaN).
-    """
-    constant, discrete, few, scarce = [], [], [], []
+def _check_training_columns(where: str, columns: Sequence[str], values: np.ndarray, hint: dict) -> None:
+    """Refuses numeric columns a model cannot learn from, each judged on its present cells (not NaN)."""
+    constant, scarce = [], []
     for j, c in enumerate(columns):
         col = values[:, j]
         col = col[~np.isnan(col)]
@@ -475,10 +534,6 @@ def _check_training_columns(
         mean, sd = float(col.mean()), float(col.std(ddof=1))
         if len(distinct) < 2 or sd < 1e-8 * (1 + abs(mean)):
             constant.append(f"{c!r} (sd {sd:.3g} around {mean:.6g})")
-        elif len(distinct) <= 2:
-            discrete.append(f"{c!r} (values {distinct[0]:g}, {distinct[1]:g})")
-        elif len(distinct) <= 10 and np.all(distinct == np.round(distinct)):
-            few.append(f"{c!r} ({len(distinct)} distinct integers)")
     if scarce:
         raise DataError(
             f"{where}column(s) {', '.join(scarce)} have fewer than 2 present cells: too few to learn "
@@ -490,16 +545,6 @@ def _check_training_columns(
             "an unbounded likelihood; drop them from the data (their nodes then become latent) or "
             "check the data"
         )
-    if discrete and not allow_discrete:
-        raise DataError(
-            f"{where}column(s) {', '.join(discrete)} have only 2 distinct values: discrete variables "
-            "are not modelled yet (a continuous density on them has an unbounded likelihood); pass "
-            f"{hint['discrete']} to treat them as continuous anyway"
-        )
-    few += discrete
-    if few:
-        return [f"column(s) {', '.join(few)} look discrete; the model treats them as continuous"]
-    return []
 
 
 def _ignored(where: str, columns: Sequence[str], names: Sequence[str]) -> set[str]:

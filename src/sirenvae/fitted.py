@@ -25,6 +25,7 @@ from sirenvae.models import SIReNVAE, causal
 from sirenvae.objectives import eval_chunk, log_weights
 from sirenvae.pipeline import load_model
 from sirenvae.training import History
+from sirenvae.variables import Variable, decoder_frame
 
 __all__ = ["FittedModel", "load"]
 
@@ -70,7 +71,7 @@ class _CausalQueries:
             arms.append(causal.propagate(self.model, *noise, iv_b) if apart else arms[0])
         i = self.graph.index(target)
         ys = [
-            self.model.nodes(z, causal.raw(self.model, u, v))[:, i].cpu().double()
+            self.model.values(z, causal.raw(self.model, u, v))[:, i].cpu().double()
             for (z, u), v in zip(arms, (iv, iv_b), strict=True)
         ]
         diff = ys[0] - ys[1]
@@ -112,7 +113,7 @@ class _CausalQueries:
         with _seeded(seed):
             parts = [causal.counterfactual(self.model, xb, iv, n, proposals) for xb in x.split(rows)]
         z, u, ess = (torch.cat(p, dim=-2 if p[0].dim() > 1 else 0) for p in zip(*parts, strict=True))
-        values = self.model.nodes(z, causal.raw(self.model, u, iv)).permute(1, 0, 2)
+        values = self.model.values(z, causal.raw(self.model, u, iv)).permute(1, 0, 2)
         index = pd.MultiIndex.from_product([df.index, range(n)], names=[df.index.name or "row", "sample"])
         frame = self._frame(values.reshape(-1, len(self.graph)), True)
         frame.index = index
@@ -126,7 +127,7 @@ class _CausalQueries:
         an error.
         """
         causal.check_structural(self.model)
-        iv = causal.resolve(self.model, do)
+        iv = causal.resolve(self.model, self._coded(do))
         targets = [target] if target else [v for v in self.observed if v not in iv.values]
         ident = identify(self.graph, self.latent, list(iv.values), targets)
         if not ident.identified and not allow_unidentified:
@@ -140,8 +141,28 @@ class _CausalQueries:
         return iv, ident
 
     def _frame(self, values: Tensor, latents: bool) -> pd.DataFrame:
-        frame = pd.DataFrame(values.cpu().double().numpy(), columns=list(self.graph.nodes))
+        frame = pd.DataFrame(
+            decoder_frame(list(self.graph.nodes), values.cpu().double().numpy(), self.variables)
+        )
         return frame if latents else frame[list(self.observed)]
+
+    def _coded(self, do: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """``do`` with each binary or categorical node's label as its code."""
+        if not do:
+            return do
+        out = dict(do)
+        for v, value in do.items():
+            var = self.variables.get(v)
+            if var is not None and var.labelled:
+                codes = {lv.casefold(): k for k, lv in enumerate(var.levels)}
+                key = str(value).strip().casefold()
+                if var.numeric and key not in codes:
+                    key = next((lv.casefold() for lv in var.levels if _same_number(lv, value)), key)
+                if key not in codes:
+                    shown = ", ".join(repr(lv) for lv in var.levels[:8])
+                    raise ValueError(f"do: {value!r} is not a level of the {var.kind} node {v!r}: {shown}")
+                out[v] = float(codes[key])
+        return out
 
 
 class FittedModel(_CausalQueries):
@@ -195,6 +216,13 @@ class FittedModel(_CausalQueries):
         return pd.DataFrame(s["table"], columns=list(TABLE_COLUMNS))
 
     @property
+    def variables(self) -> dict[str, Variable]:
+        """Each observed column's type and levels, as fitted (empty for a run of continuous columns
+        written before types were recorded: all continuous).
+        """
+        return {v: Variable.from_dict(d) for v, d in (self.meta.get("variables") or {}).items()}
+
+    @property
     def history(self) -> History | None:
         h = self.meta.get("history")
         return None if h is None else History.from_dict(h)
@@ -217,7 +245,14 @@ class FittedModel(_CausalQueries):
         ``None``, ``pd.NA``) unless ``allow_missing``, when it becomes NaN.
         """
         like = self.model.loc
-        table = _read(df, self.model.split, ignore, dtype=like.dtype, allow_missing=allow_missing)
+        table = _read(
+            df,
+            self.model.split,
+            ignore,
+            dtype=like.dtype,
+            allow_missing=allow_missing,
+            variables=self.variables,
+        )
         return table.x.to(like.device)
 
     @torch.no_grad()
@@ -294,7 +329,10 @@ class FittedModel(_CausalQueries):
         _positive(samples, "samples")
         if m < 0:
             raise ValueError(f"m must be non-negative, got {m}")
-        x = _read(df, self.model.split, ignore, dtype=torch.float64, allow_missing=True).x
+        table = _read(
+            df, self.model.split, ignore, dtype=torch.float64, allow_missing=True, variables=self.variables
+        )
+        x = table.x
         with _seeded(seed):
             result = impute(self.model, x.to(self.model.loc.device), samples=samples, m=m)
         columns = list(self.observed)  # the model's order; the frames come back in df's
@@ -302,13 +340,18 @@ class FittedModel(_CausalQueries):
         order = order if len(order) == len(columns) else columns
         ess = pd.Series(result.ess.cpu().double().numpy(), index=df.index, name="ess")
         if m == 0:
-            out = pd.DataFrame(result.mean.cpu().double().numpy(), index=df.index, columns=columns)[order]
+            mean = result.mean.cpu().double().numpy()
+            out = pd.DataFrame(decoder_frame(columns, mean, self.variables, table.labels), index=df.index)[
+                order
+            ]
             sd = pd.DataFrame(result.sd.cpu().double().numpy(), index=df.index, columns=columns)[order]
             out.attrs["sd"] = sd
         else:
             values = result.draws.permute(1, 0, 2).reshape(-1, len(columns)).cpu().double().numpy()
             index = pd.MultiIndex.from_product([df.index, range(m)], names=[df.index.name or "row", "draw"])
-            out = pd.DataFrame(values, index=index, columns=columns)[order]
+            out = pd.DataFrame(decoder_frame(columns, values, self.variables, table.labels, m), index=index)[
+                order
+            ]
         out.attrs["ess"] = ess
         return out
 
@@ -342,7 +385,7 @@ class FittedModel(_CausalQueries):
                 iv, ident = self._intervention(do, None, allow_unidentified)
                 z, u = causal.propagate(self.model, *causal.draw_noise(self.model, n), iv)
                 x, label = causal.raw(self.model, u, iv), ident
-        frame = self._frame(self.model.nodes(z, x).reshape(-1, len(self.graph)), latents)
+        frame = self._frame(self.model.values(z, x).reshape(-1, len(self.graph)), latents)
         if label is not None:
             frame.attrs["causal"], frame.attrs["reason"] = label.label, label.reason
         return frame
@@ -364,6 +407,13 @@ def _read(df: pd.DataFrame, graph, ignore, **options) -> Table:
         raise ValueError(f"expected a pandas DataFrame with node names as columns, got {type(df).__name__}")
     names = sorted(_names(ignore, "ignore"), key=str)
     return read_frame(df, graph, ignore_columns=names, drop_latent_columns=True, hints="python", **options)
+
+
+def _same_number(label: str, value) -> bool:
+    try:
+        return float(label) == float(value)
+    except (TypeError, ValueError):
+        return False
 
 
 def _names(names: Iterable[str] | str, what: str) -> set[str]:

@@ -87,6 +87,33 @@ def from_dict(doc: Mapping[str, Any]) -> BayesianNetwork:
     return BayesianNetwork(parents, name=str(doc.get("name", "")))
 
 
+def declared_types(source: str | Path | Any) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The ``"type"`` and ``"levels"`` a JSON graph file declares per node (``{}`` for other sources):
+    ``({node: type word}, {node: levels})``; the words are those of ``--types``.
+    """
+    if not isinstance(source, str | Path) or Path(source).suffix.lower() != ".json":
+        return {}, {}
+    try:
+        doc = json.loads(Path(source).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}, {}  # read_graph reports a bad file
+    types, levels = {}, {}
+    for entry in doc.get("nodes", []) if isinstance(doc, Mapping) else []:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+            continue
+        if isinstance(entry.get("type"), str):
+            types[entry["name"]] = entry["type"]
+        lv = entry.get("levels")
+        if lv is not None:
+            if not isinstance(lv, list) or len(lv) < 2:
+                raise GraphError(
+                    f"JSON graph: 'levels' of {entry['name']!r} must be a list of 2 or more labels"
+                )
+            levels[entry["name"]] = [str(v) for v in lv]
+            types.setdefault(entry["name"], "binary" if len(lv) == 2 else "categorical")
+    return types, levels
+
+
 def to_dict(bn: BayesianNetwork) -> dict[str, Any]:
     """The JSON document (structure only) in the schema of the shipped networks.
 

@@ -70,10 +70,10 @@ def _impute(model, x: Tensor, samples: int, m: int):
     filled = model.fill(model.standardize(xm), mask, z)  # (S, N, D)
     log_px, log_pz = model.log_joint_parts(xm, z, filled)
     w = torch.softmax(log_px + log_pz - log_q, dim=0).to(x.dtype)  # (S, N)
-    values = torch.where(mask, x, (filled * model.scale + model.loc).to(x.dtype))  # present: as given
+    values = torch.where(mask, x, model.unstandardize(filled).to(x.dtype))  # present: as given
     mean = torch.einsum("sn,snd->nd", w, values)
     var = torch.einsum("sn,snd->nd", w, (values - mean).square())
-    mean = torch.where(mask, x, mean)
+    mean = torch.where(mask, x, _labels_at_mode(model, w, values, mean))
     sd = torch.where(mask, 0.0, var.clamp(min=0).sqrt())
     ess = 1.0 / w.square().sum(0)
     draws = resample(w, m, values)[0] if m else None
@@ -95,3 +95,20 @@ def posterior_draws(model, x: Tensor, n: int, proposals: int = 0) -> tuple[Tenso
         draws += resample(w, n, z)
         sizes.append(1.0 / w.square().sum(0))
     return torch.cat(draws, 1), torch.cat(sizes)
+
+
+def _labels_at_mode(model, w: Tensor, values: Tensor, mean: Tensor) -> Tensor:
+    """``mean`` with each binary or categorical column at its most probable level under the weights."""
+    levels = [
+        getattr(f, "levels", 2) if f.name in ("binary", "categorical") else 0
+        for f in model.observation.members
+    ]
+    if not any(levels):
+        return mean
+    out = mean.clone()
+    for j, k in enumerate(levels):
+        if k:
+            codes = torch.arange(k + 1, dtype=values.dtype, device=values.device)  # with the unseen code
+            probs = torch.einsum("sn,snk->nk", w, (values[..., j, None] == codes).to(w.dtype))
+            out[:, j] = probs.argmax(-1).to(out.dtype)
+    return out

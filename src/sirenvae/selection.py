@@ -456,7 +456,14 @@ def _outcome(variant, chosen_list, names, live, results, parts, n, k, x, setting
     _paired_to(summary, pick, results, parts, k, live)
     rule = f"{k}-fold CV on {n} rows, held-out IWAE NLL (K = {settings.importance_samples}); {rule}"
     summary[pick]["chosen"] = True
-    classical = _classical(x, parts, settings, table, per_row) if settings.classical else []
+    types = chosen_list[pick][1].types
+    mixed = sorted(v for v, t in types.items() if t not in CONTINUOUS)  # columns no Gaussian fits
+    if settings.classical and mixed:
+        notices.append(
+            "the classical models are skipped: they are Gaussian, and these rows have non-continuous "
+            f"columns ({', '.join(mixed[:6])}{', ...' if len(mixed) > 6 else ''})"
+        )
+    classical = _classical(x, parts, settings, table, per_row) if settings.classical and not mixed else []
     if settings.classical and classical and "notice" in classical[0]:
         notices.append(classical.pop(0)["notice"])
     for row in classical:  # paired with the chosen candidate over every row
@@ -528,6 +535,9 @@ def _counted(results: dict, c: int, k: int, status: str) -> list[int]:
                 break
     return out
 
+
+#: The families of real-valued columns that the classical (Gaussian) models can score.
+CONTINUOUS = ("normal", "studentt")
 
 #: The classical models scored beside the candidates.
 CLASSICAL_NAMES = {"fa": "factor analysis", "lw": "Ledoit-Wolf"}

@@ -239,6 +239,7 @@ def counterfactual(
     import torch
 
     from sirenvae.data import read_table
+    from sirenvae.variables import decoder_frame
 
     with user_errors(), torch_threads(threads):
         if n < 1:
@@ -256,10 +257,13 @@ def counterfactual(
             drop_latent_columns=True,
             allow_missing=True,
             missing=split_list(missing) or (),
+            variables=fitted.variables,
         )
         for notice in table.notices:
             note(f"note: {notice}")
-        rows = pd.DataFrame(table.x.cpu().double().numpy(), columns=list(fitted.observed))
+        rows = pd.DataFrame(
+            decoder_frame(list(fitted.observed), table.x.cpu().double().numpy(), fitted.variables)
+        )
         cf = fitted.counterfactual(rows, do_items, n, seed=seed)
         values = torch.tensor(cf.to_numpy()).reshape(len(rows), n, -1)
         write_row_summaries(output, values, cf.columns, table.ids, id_column)

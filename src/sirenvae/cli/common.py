@@ -381,6 +381,23 @@ def check_row_source(network, graph, data, train_size) -> None:
         raise UsageError("give exactly one of --data CSV or --train-size N")
 
 
+#: ``--types``: each column's type, where inference (from the training rows) should not decide.
+TYPES_HELP = (
+    "Column types, name=type,...: binary, categorical, count (negative binomial), poisson, lognormal, "
+    "normal, studentt or continuous. Others are inferred: 2 values -> binary, text -> categorical."
+)
+STRICT_LEVELS_HELP = "Refuse a categorical level unseen in training (default: a small probability)."
+
+
+def gone_allow_discrete(given: bool) -> None:
+    """``--allow-discrete`` went away when discrete columns got their own families."""
+    if given:
+        raise UsageError(
+            "--allow-discrete is gone: a column with 2 values is now modelled as binary and text as "
+            "categorical; pass --types NAME=normal to fit a column as continuous anyway"
+        )
+
+
 def training_options(items, model: str, *, lr: float, batch_size: int, epochs: int, patience: int,
                      seed: int, workers: int | None, **more) -> dict:  # fmt: skip
     """The training options of ``fit`` and ``compare``: ``--set`` (:func:`parse_options`) with the
@@ -394,15 +411,17 @@ def training_options(items, model: str, *, lr: float, batch_size: int, epochs: i
     return parse_options(items, model) | flags | more
 
 
-def training_rows(network, graph, data, train_size, latent, ignore_columns, id_column, seed, allow_discrete,
-                  *, allow_missing=False, missing=None):  # fmt: skip
-    """The split, the rows and the table's notices as ``fit`` and ``compare`` read them: sampled from a
-    shipped network (``--train-size``) or a CSV on a graph or network (``--data``). With
-    ``allow_missing`` a CSV's missing cells (and the comma-separated ``--missing`` tokens) are NaN.
+def training_rows(network, graph, data, train_size, latent, ignore_columns, id_column, seed, types=None,
+                  *, allow_missing=False, missing=None, strict_levels=False):  # fmt: skip
+    """The split, the rows, the table's notices and its columns' variables as ``fit`` and ``compare``
+    read them: sampled from a shipped network (``--train-size``) or a CSV on a graph or network
+    (``--data``). With ``allow_missing`` a CSV's missing cells (and the comma-separated
+    ``--missing`` tokens) are NaN; ``types`` is ``--types`` (``a=binary,b=count``).
     """
     from sirenvae.data import default_latent_rule, latent_split, read_table, sample_splits
-    from sirenvae.graph_io import read_graph
+    from sirenvae.graph_io import declared_types, read_graph
     from sirenvae.networks import load_network
+    from sirenvae.variables import parse_types
 
     check_row_source(network, graph, data, train_size)
     if train_size is not None:
@@ -410,13 +429,18 @@ def training_rows(network, graph, data, train_size, latent, ignore_columns, id_c
             raise UsageError("--train-size samples from a shipped --network; with --graph give --data CSV")
         if train_size < 2:
             raise UsageError(f"--train-size must be at least 2, got {train_size}")
-        if ignore_columns or id_column or missing:
-            raise UsageError("--ignore-columns, --id-column and --missing apply to a --data CSV")
+        if ignore_columns or id_column or missing or types:
+            raise UsageError("--ignore-columns, --id-column, --missing and --types apply to a --data CSV")
         net = load_network(network)
         split = latent_split(net.graph, parse_latent(latent) or default_latent_rule(network))
         x = sample_splits(net, split, train_size=train_size, test_size=0, seed=seed).train
-        return split, x, ()
+        return split, x, (), {}
     bn = load_network(network).graph if network is not None else read_graph(graph)
+    file_types, levels = declared_types(graph) if graph is not None else ({}, {})
+    try:
+        declared = parse_types(file_types, "graph file") | parse_types(types)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     rule = parse_latent(latent)
     table = read_table(
         data,
@@ -426,11 +450,13 @@ def training_rows(network, graph, data, train_size, latent, ignore_columns, id_c
         id_column=id_column,
         drop_latent_columns=True,
         training=True,
-        allow_discrete=allow_discrete,
         allow_missing=allow_missing,
         missing=split_list(missing) or (),
+        types=declared,
+        levels=levels,
+        strict_levels=strict_levels,
     )
-    return table.split, table.x, table.notices
+    return table.split, table.x, table.notices, table.variables
 
 
 def write_row_summaries(path: Path, values, columns: Sequence[str], ids, id_column: str | None) -> None:

@@ -15,12 +15,15 @@ from rich.table import Table
 from sirenvae.cli.common import (
     DEFAULT_THREADS,
     DEVICE_HELP,
+    STRICT_LEVELS_HELP,
     THREADS_HELP,
+    TYPES_HELP,
     UsageError,
     app,
     check_output,
     check_row_source,
     default_workers,
+    gone_allow_discrete,
     note,
     print_table,
     say,
@@ -72,9 +75,9 @@ def compare(
     ),
     ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
     id_column: str = typer.Option(None, "--id-column", help="A CSV column of row IDs (no node)."),
-    allow_discrete: bool = typer.Option(
-        False, "--allow-discrete", help="Fit columns with 2 distinct values as continuous."
-    ),
+    types: str = typer.Option(None, "--types", help=TYPES_HELP),
+    strict_levels: bool = typer.Option(False, "--strict-levels", help=STRICT_LEVELS_HELP),
+    allow_discrete: bool = typer.Option(False, "--allow-discrete", hidden=True),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="A line per model and outer fold."),
     threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
@@ -91,6 +94,7 @@ def compare(
     from sirenvae.comparison import compare as nested
     from sirenvae.files import atomic_write
     from sirenvae.plots import FORMATS, save
+    from sirenvae.variables import model_types
 
     with user_errors(), torch_threads(threads):
         check_row_source(network, graph, data, train_size)
@@ -109,13 +113,16 @@ def compare(
                 raise UsageError("--plot and -o name the same file; give two names")
             check_output(plot, force=force, inputs=inputs, option="--plot")
         chosen = check_models(split_list(models) or ())
-        split, x, notices = training_rows(
-            network, graph, data, train_size, latent, ignore_columns, id_column, seed, allow_discrete
-        )
+        gone_allow_discrete(allow_discrete)
+        split, x, notices, variables = training_rows(
+            network, graph, data, train_size, latent, ignore_columns, id_column, seed, types,
+            strict_levels=strict_levels,
+        )  # fmt: skip
         for notice in notices:
             note(f"note: {notice}")
         name = network if train_size is not None else data.name
         fixed, fit_config, train_options = _configs("true", settings)
+        fixed["types"] = model_types(variables)
         if progress:
             note(f"comparing {', '.join(chosen)}, fa and lw on {x.shape[0]} rows of {name} "
                  f"({len(split.latent)} latent nodes) by nested cross-validation")  # fmt: skip

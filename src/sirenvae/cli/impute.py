@@ -57,6 +57,7 @@ def impute(
     from sirenvae.imputation import impute as impute_rows
     from sirenvae.objectives import LOW_ESS
     from sirenvae.pipeline import load_model
+    from sirenvae.variables import decoder_frame, recorded
 
     with user_errors(), torch_threads(threads):
         if m < 0 or samples < 1:
@@ -69,6 +70,7 @@ def impute(
         table = read_table(
             data, model.split, ignore_columns=split_list(ignore_columns) or (), id_column=id_column,
             drop_latent_columns=True, allow_missing=True, missing=split_list(missing) or (),
+            variables=recorded(meta),
             dtype=torch.float64,
         )  # fmt: skip
         for notice in table.notices:
@@ -85,9 +87,11 @@ def impute(
             rows = [r for r in range(1, n + 1) for _ in range(m)]
             extra = {"row": rows, **{k: [v[r - 1] for r in rows] for k, v in ids.items()}}
             extra["draw"] = list(range(1, m + 1)) * n
-            frame = pd.concat([pd.DataFrame(extra), pd.DataFrame(values, columns=observed)], axis=1)
+            labelled = pd.DataFrame(decoder_frame(observed, values, recorded(meta), table.labels, m))
+            frame = pd.concat([pd.DataFrame(extra), labelled], axis=1)
         else:
-            frame = pd.DataFrame(result.mean.cpu().double().numpy(), columns=observed)
+            mean = result.mean.cpu().double().numpy()
+            frame = pd.DataFrame(decoder_frame(observed, mean, recorded(meta), table.labels))
             if sd:
                 spread = pd.DataFrame(result.sd.cpu().double().numpy(), columns=[f"{c}_sd" for c in observed])
                 frame = pd.concat([frame, spread], axis=1)

@@ -19,13 +19,16 @@ from sirenvae.cli.common import (
     DEFAULT_THREADS,
     DEVICE_HELP,
     MISSING_HELP,
+    STRICT_LEVELS_HELP,
     THREADS_HELP,
+    TYPES_HELP,
     UsageError,
     app,
     check_output,
     check_row_source,
     check_run_out,
     default_workers,
+    gone_allow_discrete,
     note,
     one_of,
     print_table,
@@ -95,9 +98,9 @@ def fit(
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
     ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
     id_column: str = typer.Option(None, "--id-column", help="A CSV column of row IDs (no node)."),
-    allow_discrete: bool = typer.Option(
-        False, "--allow-discrete", help="Fit columns with 2 distinct values as continuous."
-    ),
+    types: str = typer.Option(None, "--types", help=TYPES_HELP),
+    strict_levels: bool = typer.Option(False, "--strict-levels", help=STRICT_LEVELS_HELP),
+    allow_discrete: bool = typer.Option(False, "--allow-discrete", hidden=True),
     missing: str = typer.Option(None, "--missing", help=MISSING_HELP),
     train_masking: float = typer.Option(
         0.0,
@@ -136,9 +139,10 @@ def fit(
                 "--folds, --max-candidates, --time-budget, --workers and --address apply to --settings auto"
             )
         check_run_out(out, resume=resume, force=force, inputs=[("--graph", graph), ("--data", data)])
-        split, x, notices = training_rows(
-            network, graph, data, train_size, latent, ignore_columns, id_column, seed, allow_discrete,
-            allow_missing=True, missing=missing,
+        gone_allow_discrete(allow_discrete)
+        split, x, notices, variables = training_rows(
+            network, graph, data, train_size, latent, ignore_columns, id_column, seed, types,
+            allow_missing=True, missing=missing, strict_levels=strict_levels,
         )  # fmt: skip
         for notice in notices:
             note(f"note: {notice}")
@@ -175,6 +179,7 @@ def fit(
             device=device,
             extra_meta=extra,
             report=_progress_line if progress else None,
+            variables=variables,
         )
     if fitted.search is not None:
         _print_selection(fitted.search, out)
@@ -240,6 +245,7 @@ def _test_rows(
     """
     from sirenvae.data import read_table, sample_splits
     from sirenvae.networks import load_network
+    from sirenvae.variables import recorded
 
     if (data is None) == (test_size is None):
         raise UsageError("give exactly one of --data CSV or --test-size N")
@@ -262,6 +268,7 @@ def _test_rows(
             drop_latent_columns=True,
             allow_missing=True,
             missing=split_list(missing) or (),
+            variables=recorded(meta),
         )
         for notice in table.notices:
             note(f"note: {notice}")
@@ -384,10 +391,12 @@ def sample(
 
     With --do, samples of the model under the intervention (see `sirenvae effect --help`).
     """
+    import pandas as pd
     import torch
 
-    from sirenvae.data import write_csv
+    from sirenvae.files import atomic_write
     from sirenvae.pipeline import load_model
+    from sirenvae.variables import decoder_frame, recorded
 
     with user_errors(), torch_threads(threads):
         if n < 1:
@@ -403,7 +412,10 @@ def sample(
         warn_if_diverged(run, meta)
         torch.manual_seed(seed)
         z, x = model.sample(n)
-        write_csv(output, model.graph.nodes, model.nodes(z, x).cpu())
+        values = decoder_frame(
+            list(model.graph.nodes), model.values(z, x).cpu().double().numpy(), recorded(meta)
+        )
+        atomic_write(output, lambda tmp: pd.DataFrame(values).to_csv(tmp, index=False))
     note(f"wrote {n} samples of {len(model.graph)} nodes to {output}")
 
 
@@ -435,6 +447,7 @@ def posterior(
 
     from sirenvae.data import read_table
     from sirenvae.pipeline import load_model
+    from sirenvae.variables import recorded
 
     with user_errors(), torch_threads(threads):
         if n < 1:
@@ -452,6 +465,7 @@ def posterior(
             drop_latent_columns=True,
             allow_missing=True,
             missing=split_list(missing) or (),
+            variables=recorded(meta),
         )
         x = table.x
         for notice in table.notices:

@@ -126,14 +126,18 @@ def resolve(
     def pair(items, standardise):
         idx = torch.tensor([i for i, _ in items], dtype=torch.long, device=like.device)
         a = torch.tensor([a for _, a in items], dtype=like.dtype, device=like.device)
-        return idx, (a - model.loc[idx]) / model.scale[idx] if standardise else a
+        if not standardise:
+            return idx, a
+        row = model.unstandardize(torch.zeros_like(model.loc))  # a whole row, so each node's rule applies
+        row[idx] = a
+        return idx, model.standardize(row)[idx]
 
     return Intervention(values, pair(lat, False), pair(obs, True))
 
 
 def raw(model: SIReNVAE, u: Tensor, do: Intervention | None = None) -> Tensor:
     """Standardised observed values ``u`` on the raw scale, the intervened ones exactly as given."""
-    x = u * model.scale + model.loc
+    x = model.unstandardize(u)
     if do is not None and len(do.observed[0]):
         idx = do.observed[0]
         given = [do.values[model.observed[i]] for i in idx.tolist()]
@@ -150,15 +154,15 @@ def _marginal(model: SIReNVAE, n: int) -> Tensor:
     with torch.random.fork_rng(devices=cuda):  # manual_seed seeds every device: restore them all
         torch.manual_seed(0)
         z, x = model.sample(n)
-    return model.nodes(z, x)
+    return model.values(z, x)
 
 
 def draw_noise(model: SIReNVAE, n: int) -> tuple[Tensor, Tensor]:
     r"""``n`` draws of the exogenous noises: the prior's :math:`\epsilon` and the decoder's :math:`\eta`."""
     like = model.loc
     eps = torch.randn(n, len(model.latent), dtype=like.dtype, device=like.device)
-    zeros = torch.zeros(n, len(model.graph), dtype=like.dtype, device=like.device)
-    return eps, model.decoder(zeros).noise()
+    zeros = torch.zeros(n, len(model.observed), dtype=like.dtype, device=like.device)
+    return eps, model.decoder(model.nodes(eps.new_zeros(eps.shape), zeros)).noise()
 
 
 @torch.no_grad()
@@ -225,6 +229,7 @@ def counterfactual(
     counterfactual value is then a draw too).
     """
     check_structural(model)
+    kept = _discrete_kept(model, do)
     S = proposals or max(10 * n, 100)
     z, filled, log_w = model.importance_samples(x, S)  # (S, N, Dz), (S, N, Dx) or None, (S, N)
     w = torch.softmax(log_w, dim=0)
@@ -236,5 +241,42 @@ def counterfactual(
         z, u = resample(w, n, z, filled)
     eps = model.prior_given(u).transform(z)
     eta = model.residuals(x, z, None if filled is None else u)
+    if len(kept):  # discrete nodes the intervention does not reach keep their factual values
+        do = _clamped(model, do, kept, u)
     z_cf, u_cf = propagate(model, eps, eta, do)
     return z_cf, u_cf, ess
+
+
+def _discrete_kept(model: SIReNVAE, do: Intervention | None) -> Tensor:
+    """The positions of the discrete observed nodes, refused (a one-line ``ValueError``) where the
+    intervention reaches one: a discrete value does not determine its noise, so its counterfactual is
+    not identified by the model.
+    """
+    discrete = model.observation.discrete.tolist()
+    names = [v for v, d in zip(model.observed, discrete, strict=True) if d]
+    if not names:
+        return torch.zeros(0, dtype=torch.long)
+    reached = set()
+    for v in do.values if do is not None else {}:
+        reached |= model.graph.descendants(v)
+    hit = [v for v in names if v in reached]
+    if hit:
+        shown = ", ".join(hit[:6]) + (", ..." if len(hit) > 6 else "")
+        raise ValueError(
+            f"the intervention reaches the discrete node(s) {shown}, whose counterfactual values the model "
+            "does not identify (a discrete value does not determine its noise); ask for the interventional "
+            "distribution instead (sirenvae effect, or sample --do)"
+        )
+    return torch.tensor([model.observed.index(v) for v in names], dtype=torch.long)
+
+
+def _clamped(model: SIReNVAE, do: Intervention | None, kept: Tensor, u: Tensor) -> Intervention:
+    """``do`` with the observed nodes ``kept`` also fixed at their (per-draw) values ``u``."""
+    kept = kept.to(u.device)
+    values = u[..., kept]
+    if do is None:
+        return Intervention({}, (kept[:0], u.new_zeros(0)), (kept, values))
+    (kx, ax), shape = do.observed, values.shape[:-1]
+    return Intervention(
+        do.values, do.latent, (torch.cat([kx, kept]), torch.cat([ax.expand(*shape, -1), values], -1))
+    )

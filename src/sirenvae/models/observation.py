@@ -187,7 +187,7 @@ class Observation:
         """Per cell, each family's error of the raw point prediction ``xhat`` of ``x``."""
         if self.single is not None:
             return self.single.reconstruction_error(x, xhat)
-        out = torch.empty_like(x)
+        out = xhat.new_empty(torch.broadcast_shapes(x.shape, xhat.shape))
         for k, idx in self._node_index.items():
             out[..., idx] = self._first[k].reconstruction_error(x[..., idx], xhat[..., idx])
         return out

@@ -148,6 +148,16 @@ class SIReNVAE(nn.Module):
         out[..., self._idx_x] = u.expand(*shape, u.shape[-1])
         return out
 
+    def values(self, z: Tensor, x: Tensor) -> Tensor:
+        """Every node's value in graph order from latents ``z`` and raw observed values ``x`` (the
+        table a user reads; :meth:`nodes` is the decoder's input).
+        """
+        shape = torch.broadcast_shapes(z.shape[:-1], x.shape[:-1])
+        out = z.new_empty(*shape, len(self.graph))
+        out[..., self._idx_z] = z.expand(*shape, z.shape[-1])
+        out[..., self._idx_x] = x.to(z.dtype).expand(*shape, x.shape[-1])
+        return out
+
     def prior_given(self, u: Tensor):
         r"""The prior :math:`p(z \mid x_{pa(Z)})` given standardised observed values ``u``."""
         if not self.prior_context:
@@ -243,7 +253,7 @@ class SIReNVAE(nn.Module):
         family without location-scale noise, whose noise a value does not determine). ``filled``:
         standardised values with the holes of ``x`` drawn (:meth:`fill`), to use instead.
         """
-        if not self.family.abduction:
+        if not self.family.abduction and self.observation.single is not None:  # mixed: NaN where none
             raise ValueError(
                 f"the {self.family.name} observation family has no location-scale noise, so a value "
                 "does not determine its noise (counterfactuals need that)"

@@ -1,0 +1,338 @@
+r"""The type and levels of every observed column: inferred from the training rows, stated by the user,
+recorded with the model, and applied to every table read afterwards (labels in, labels out).
+
+Inference, each with a notice (never silently Gaussian, never silently categorical):
+
+- a bool column, or one with exactly 2 distinct values, is ``binary``;
+- a text column is ``categorical`` (``binary`` with 2 levels); one whose every cell differs (10 or
+  more rows) looks like row IDs and is refused (``--id-column``);
+- integers with at most :data:`FEW_INTEGERS` distinct values stay continuous, with a notice
+  suggesting ``--types x=count`` or ``x=categorical``;
+- anything else numeric is continuous.
+
+Levels are fixed before any fold or fit: declared ones where given (a graph file's ``"levels"``),
+else the sorted training levels (numbers by value, text case-insensitively; a label's first spelling
+is kept). Bernoulli's 1 is the level that reads as true (``yes``, ``true``, ``1``, ...; see
+:data:`TRUE_WORDS`), else the later of the two sorted levels. A level of a categorical node that
+training did not see gets the small probability :data:`sirenvae.models.likelihoods.UNSEEN`, with a
+notice (``strict`` refuses it); a binary node's third level is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "KINDS",
+    "Variable",
+    "VariableError",
+    "decode",
+    "encode",
+    "infer_variable",
+    "model_types",
+    "parse_types",
+]
+
+#: The words of ``--types`` (and a graph file's ``"type"``) and the kind each means.
+KINDS: dict[str, str] = {
+    "continuous": "continuous",
+    "normal": "normal",
+    "gaussian": "normal",
+    "studentt": "studentt",
+    "binary": "binary",
+    "bool": "binary",
+    "categorical": "categorical",
+    "category": "categorical",
+    "count": "negbin",
+    "negbin": "negbin",
+    "poisson": "poisson",
+    "lognormal": "lognormal",
+    "positive": "lognormal",
+}
+#: Integer columns with at most this many distinct values get a notice suggesting ``--types``.
+FEW_INTEGERS = 10
+#: A text column whose every cell differs is refused as row IDs from this many rows on.
+ID_ROWS = 10
+#: Levels that read as true: a binary column's 1, compared case-insensitively.
+TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y", "positive", "pos", "present", "on", "high"})
+#: The label written for a level unseen in training.
+UNSEEN_LABEL = "<unseen>"
+
+
+class VariableError(ValueError):
+    """A column's type or levels do not fit its cells (raised as the data layer's error)."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    """An observed column's kind and, for a binary or categorical one, its levels in code order."""
+
+    kind: str = "continuous"
+    levels: tuple[str, ...] = ()
+    numeric: bool = False  # levels are numbers, matched by value
+    strict: bool = False  # a level unseen in training is an error, not a small probability
+
+    @property
+    def family(self) -> str | None:
+        """Its observation family's key in ``ModelConfig.types`` (``None``: the model's continuous one)."""
+        if self.kind == "continuous":
+            return None
+        if self.kind == "categorical":
+            return f"categorical:{len(self.levels)}"
+        return self.kind
+
+    @property
+    def labelled(self) -> bool:
+        return self.kind in ("binary", "categorical")
+
+    def to_dict(self) -> dict:
+        out: dict = {"type": self.kind}
+        if self.labelled:
+            out["levels"] = list(self.levels)
+            out["numeric"] = self.numeric
+        if self.strict:
+            out["strict"] = True
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Variable:
+        levels = tuple(map(str, d.get("levels", ())))
+        return cls(str(d.get("type", "continuous")), levels, bool(d.get("numeric")), bool(d.get("strict")))
+
+
+def recorded(meta: Mapping) -> dict[str, Variable]:
+    """The variables a run's metadata records (``{}`` for a run written before types: all continuous)."""
+    return {v: Variable.from_dict(d) for v, d in (meta.get("variables") or {}).items()}
+
+
+def parse_types(spec: str | Mapping[str, str] | None, flag: str = "--types") -> dict[str, str]:
+    """``a=binary,b=count`` (or a mapping) as ``{node: kind}``, each word one of :data:`KINDS`."""
+    if not spec:
+        return {}
+    if isinstance(spec, str):
+        items = {}
+        for part in (p.strip() for p in spec.split(",") if p.strip()):
+            name, eq, word = part.partition("=")
+            if not eq or not name.strip() or not word.strip():
+                raise ValueError(
+                    f"{flag}: expected name=type, got {part!r} (e.g. {flag} smoker=binary,visits=count)"
+                )
+            items[name.strip()] = word.strip()
+        spec = items
+    out = {}
+    for name, word in spec.items():
+        kind = KINDS.get(str(word).strip().casefold())
+        if kind is None:
+            raise ValueError(f"{flag}: unknown type {word!r} for {name!r}; choose one of {', '.join(KINDS)}")
+        out[str(name)] = kind
+    return out
+
+
+def model_types(variables: Mapping[str, Variable]) -> dict[str, str]:
+    """``ModelConfig.types``: the family of every column that is not plain continuous."""
+    return {v: var.family for v, var in variables.items() if var.family is not None}
+
+
+def _sorted_levels(labels: Sequence[str], numeric: bool) -> list[str]:
+    if numeric:
+        return sorted(labels, key=float)
+    return sorted(labels, key=lambda s: (s.casefold(), s))
+
+
+def _as_label(value: float) -> str:
+    return f"{value:g}" if np.isfinite(value) else str(value)
+
+
+def _binary_order(levels: list[str], numeric: bool) -> list[str]:
+    """The two levels as ``[0, 1]``: 1 is the one that reads as true, else the later sorted one."""
+    levels = _sorted_levels(levels, numeric)
+    truthy = [lv for lv in levels if lv.casefold() in TRUE_WORDS]
+    if len(truthy) == 1:
+        return [lv for lv in levels if lv != truthy[0]] + truthy
+    return levels
+
+
+def infer_variable(
+    name: str,
+    cells: pd.Series,
+    holes: np.ndarray,
+    declared: str | None,
+    declared_levels: Sequence[str] | None,
+    hint: Mapping,
+) -> tuple[Variable, str | None]:
+    """The variable of training column ``name`` (cells as given, ``holes`` its missing cells) and a
+    notice about how it was decided (``None`` when there is nothing to say).
+    """
+    present = cells[~holes]
+    if pd.api.types.is_bool_dtype(cells.dtype) and declared is None:
+        declared = "binary"
+    text = present.map(lambda c: c.strip() if isinstance(c, str) else c)
+    nums = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    numeric = bool(len(nums)) and bool(np.isfinite(nums).all())
+    if numeric:
+        labels = sorted({_as_label(v) for v in nums}, key=float)
+    else:
+        first: dict[str, str] = {}
+        for c in text:
+            first.setdefault(str(c).casefold(), str(c))
+        labels = list(first.values())
+    if declared_levels:
+        levels = [str(v) for v in declared_levels]
+        numeric = numeric and all(_is_number(v) for v in levels)
+    else:
+        levels = _sorted_levels(labels, numeric)
+    kind = declared
+    notice = None
+    if kind is None:
+        some_text = not numeric and bool(np.isfinite(nums).any())
+        if some_text:  # numbers with stray words: encoding names the first one
+            return Variable("continuous"), None
+        if len(labels) == 2:
+            kind = "binary"
+            levels = _binary_order(levels, numeric)
+            notice = (
+                f"column {name!r} has 2 distinct values: modelled as binary, 1 = {levels[1]!r} "
+                f"(pass {hint['types'](name, 'normal')} to fit it as continuous)"
+            )
+        elif not numeric:
+            if len(labels) == len(text) >= ID_ROWS:
+                raise VariableError(
+                    f"column {name!r} is text with a different value in every row, like row IDs: pass "
+                    f"{hint['id_column'](name)} (or {hint['types'](name, 'categorical')} if it is a category)"
+                )
+            kind = "categorical"
+            notice = f"column {name!r} is text: modelled as categorical with {len(levels)} levels"
+        else:
+            whole = np.all(nums == np.round(nums))
+            if whole and len(labels) <= FEW_INTEGERS:
+                notice = (
+                    f"column {name!r} has {len(labels)} distinct integers: modelled as continuous; pass "
+                    f"{hint['types'](name, 'count')} or {hint['types'](name, 'categorical')} if it is one"
+                )
+            return Variable("continuous"), notice
+    if kind == "binary":
+        if len(levels) != 2:
+            shown = ", ".join(repr(v) for v in levels[:6])
+            raise VariableError(f"column {name!r} is declared binary but has {len(levels)} levels ({shown})")
+        if not declared_levels and notice is None:
+            levels = _binary_order(levels, numeric)
+        return Variable("binary", tuple(levels), numeric), notice
+    if kind == "categorical":
+        if len(levels) < 2:
+            raise VariableError(
+                f"column {name!r} has a single level {levels[0]!r}: nothing to learn; drop it"
+            )
+        return Variable("categorical", tuple(levels), numeric), notice
+    return Variable(kind), notice
+
+
+def _is_number(s: str) -> bool:
+    try:
+        return bool(np.isfinite(float(s)))
+    except ValueError:
+        return False
+
+
+def encode(
+    cells: pd.Series, holes: np.ndarray, var: Variable
+) -> tuple[np.ndarray, tuple[int, str] | None, int]:
+    """A labelled column's cells as codes (NaN at holes), the position and description of the first
+    cell that is no level (``None`` if none), and the count of unseen levels coded ``len(levels)``
+    (a categorical node, unless ``var.strict``).
+    """
+    out = np.full(len(cells), np.nan)
+    text = cells.map(lambda c: c.strip() if isinstance(c, str) else c)
+    if var.numeric:
+        nums = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        lookup = {float(v): k for k, v in enumerate(var.levels)}
+        keys = [
+            None if h else (nums[i] if np.isfinite(nums[i]) else str(text.iloc[i]))
+            for i, h in enumerate(holes)
+        ]
+    else:
+        lookup = {v.casefold(): k for k, v in enumerate(var.levels)}
+        if pd.api.types.is_bool_dtype(cells.dtype):
+            keys = [None if h else str(bool(text.iloc[i])).casefold() for i, h in enumerate(holes)]
+        else:
+            keys = [None if h else str(text.iloc[i]).casefold() for i, h in enumerate(holes)]
+    unseen = 0
+    for i, key in enumerate(keys):
+        if key is None:
+            continue
+        code = lookup.get(key)
+        if code is None:
+            if var.kind == "categorical" and not var.strict:
+                out[i] = len(var.levels)
+                unseen += 1
+                continue
+            shown = ", ".join(repr(v) for v in var.levels[:8])
+            more = " (strict levels)" if var.kind == "categorical" else ""
+            return (
+                out,
+                (i, f"value {text.iloc[i]!r} is not a level of this {var.kind} column{more}: {shown}"),
+                0,
+            )
+        out[i] = code
+    return out, None, unseen
+
+
+def check_values(values: np.ndarray, holes: np.ndarray, var: Variable) -> tuple[int, str] | None:
+    """The first present value outside a count's or a positive column's domain, with its description."""
+    ok = ~holes
+    if var.kind in ("poisson", "negbin"):
+        bad = ok & ((values < 0) | (values != np.round(values)))
+        what = "is not a count (a non-negative integer)"
+    elif var.kind == "lognormal":
+        bad = ok & ~(values > 0)
+        what = "is not positive (a log-normal column)"
+    else:
+        return None
+    if not bad.any():
+        return None
+    i = int(np.argmax(bad))
+    more = f" ({int(bad.sum())} such cells)" if bad.sum() > 1 else ""
+    return i, f"{values[i]:g} {what}{more}"
+
+
+def decode(values: np.ndarray, var: Variable) -> list | np.ndarray:
+    """Codes (or numbers) as a column to write: labels for a labelled column, integers for counts."""
+    if var.labelled:
+        labels = list(var.levels) + [UNSEEN_LABEL]
+        top = len(labels) - 1
+        return [None if np.isnan(v) else labels[min(max(int(round(v)), 0), top)] for v in values]
+    if var.kind in ("poisson", "negbin"):
+        return pd.array([None if np.isnan(v) else int(round(v)) for v in values], dtype="Int64")
+    return values
+
+
+def decoder_frame(
+    columns: Sequence[str],
+    values: np.ndarray,
+    variables: Mapping[str, Variable],
+    given: Mapping[str, Sequence] | None = None,
+    repeat: int = 1,
+) -> dict:
+    """Columns of ``values`` ``(rows, columns)`` with each labelled or count column decoded; with
+    ``given`` (:attr:`sirenvae.data.Table.labels`), a labelled column's present cells as given (each
+    row ``repeat`` times, as in a long table of draws).
+    """
+    out = _decoded(columns, values, variables)
+    for c, cells in (given or {}).items():
+        if c in out:
+            col = list(out[c])
+            for i, cell in enumerate(cells):
+                if cell is not None:
+                    col[i * repeat : (i + 1) * repeat] = [cell] * repeat
+            out[c] = col
+    return out
+
+
+def _decoded(columns: Sequence[str], values: np.ndarray, variables: Mapping[str, Variable]) -> dict:
+    return {
+        c: decode(values[:, j], variables[c]) if c in variables else values[:, j]
+        for j, c in enumerate(columns)
+    }
