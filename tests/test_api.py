@@ -171,10 +171,6 @@ def test_fit_checks_a_frame_as_the_cli_checks_a_csv():
             df.assign(b=df.b * 1e-12 + 1),
             r"constant or near-constant column\(s\) 'b' \(sd [0-9.]+e-1[23] around 1\)",
         ),
-        (
-            df.assign(c=(df.c > 1).astype(int)),
-            r"'c' \(values 0, 1\) have only 2 distinct .* allow_discrete=True",
-        ),
         (df.assign(a=np.nan), r"column 'a' has every cell missing: declare its node latent"),
         (
             df.assign(b=[*df.b[:7], "n.a.", *df.b[8:]]),
@@ -191,12 +187,19 @@ def test_fit_checks_a_frame_as_the_cli_checks_a_csv():
     for frame, match in refused:
         with pytest.raises(ValueError, match=match):
             sirenvae.fit(BN, frame, **FAST)
-    # discrete-looking columns: a warning, or with allow_discrete a fit on 0/1 data
-    with pytest.warns(UserWarning, match=r"column\(s\) 'a' \(5 distinct integers\) look discrete"):
+    with pytest.raises(ValueError, match=r"allow_discrete is gone: .* types=\{'x': 'normal'\}"):
+        sirenvae.fit(BN, df, allow_discrete=True, **FAST)
+    # discrete-looking columns: a warning naming types=; a 0/1 column is binary, or continuous when asked
+    with pytest.warns(UserWarning, match=r"'a' has 5 distinct integers: .* types=\{'a': 'count'\}"):
         sirenvae.fit(BN, df.assign(a=df.a.round().clip(-2, 2)), **FAST)
-    with pytest.warns(UserWarning, match=r"'c' \(values 0, 1\) look discrete"):
-        m = sirenvae.fit(BN, df.assign(c=(df.c > 1).astype(int)), allow_discrete=True, **FAST)
-    assert np.isfinite(m.log_prob(df, importance_samples=2)).all()
+    with pytest.warns(UserWarning, match=r"'c' has 2 distinct values: modelled as binary, 1 = '1'"):
+        m = sirenvae.fit(BN, binary := df.assign(c=(df.c > 1).astype(int)), **FAST)
+    assert m.model.config.types == {"c": "binary"}
+    assert np.isfinite(m.log_prob(binary, importance_samples=2)).all()
+    with pytest.raises(ValueError, match=r"column 'c': value 3.57\d* is not a level of this binary column"):
+        m.log_prob(df)
+    m = sirenvae.fit(BN, df.assign(c=(df.c > 1).astype(int)), types={"c": "normal"}, **FAST)
+    assert m.model.config.types == {"c": "normal"}
     # an ID column is left out by name (a list or "a,b"), and must exist
     m = sirenvae.fit(BN, df.assign(patient="p", site=1), ignore="patient, site", **FAST)
     assert m.observed == ("a", "b", "c")

@@ -11,7 +11,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "sirenvae"
 
 # each layer may import from itself and the layers before it, never after
 LAYERS = [
-    {"candidates", "defaults", "devices", "files", "graph", "identification", "names", "variables", "version"},
+    {"candidates", "defaults", "devices", "files", "graph", "identification", "names", "variables"}
+    | {"version"},
     {"graph_io", "networks"},
     {"inversion"},
     {"masks"},

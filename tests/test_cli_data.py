@@ -127,14 +127,16 @@ def test_fit_refuses_constant_and_binary_columns(files, tmp_path):
     binary = frame.assign(x3=(frame.x3 > 2.5).astype(int), x1=frame.x1.round().clip(-3, 3))
     binary.to_csv(tmp_path / "binary.csv", index=False)
     r = run(*r_args(files / "g.json", tmp_path / "binary.csv", tmp_path / "b"))
-    assert r.exit_code == 2
-    assert (
-        "'x3' (values 0, 1) have only 2 distinct values: discrete variables are not modelled" in error_line(r)
-    )
-    r = run(*r_args(files / "g.json", tmp_path / "binary.csv", tmp_path / "b"), "--allow-discrete")
     assert r.exit_code == 0, r.output
+    assert "column 'x3' has 2 distinct values: modelled as binary, 1 = '1'" in r.stderr
+    assert "'x1' has 6 distinct integers: modelled as continuous; pass --types x1=count" in r.stderr
+    assert json.loads((tmp_path / "b" / "model.json").read_text())["model"]["types"] == {"x3": "binary"}
+    r = run(*r_args(files / "g.json", tmp_path / "binary.csv", tmp_path / "c"), "--allow-discrete")
+    assert r.exit_code == 2 and "--allow-discrete is gone" in error_line(r)
+    r = run(*r_args(files / "g.json", tmp_path / "binary.csv", tmp_path / "c"), "--types", "x3=normal")
+    assert r.exit_code == 0 and "binary" not in r.stderr, r.output
     note = " ".join(r.stderr.split())
-    assert "note: column(s) 'x1' (6 distinct integers), 'x3' (values 0, 1) look discrete" in note
+    assert "note: column 'x1' has 6 distinct integers: modelled as continuous" in note  # -0 is 0
     # evaluation data may be anything finite
     r = run("evaluate", files / "run", "--data", tmp_path / "const.csv", "-k", 2, "--json")
     assert r.exit_code == 0, r.output
@@ -313,7 +315,7 @@ def test_holes_are_read_where_they_can_be_and_refused_by_compare(files, tmp_path
     r = run(
         "fit", "--network", "ecoli70", "--train-size", 10, "--missing", "?", "--out", tmp_path / "o", *FAST
     )
-    assert r.exit_code == 2 and "--missing apply to a --data CSV" in error_line(r)
+    assert r.exit_code == 2 and "--missing and --types apply to a --data CSV" in error_line(r)
 
 
 def test_fit_refuses_empty_columns_and_rows_and_names_them(files, tmp_path):

@@ -71,7 +71,7 @@ def test_threads_are_applied_and_restored(threads_seen, tmp_path):
 def test_sample_and_posterior_take_threads(threads_seen, tmp_path, monkeypatch):
     """Like fit and evaluate: --threads where the work is done (writing the CSV), restored after."""
     import sirenvae.cli.run as cli_run
-    import sirenvae.data as data
+    import sirenvae.files as files
     from sirenvae.cli.common import DEFAULT_THREADS
 
     def spy(real):
@@ -81,7 +81,7 @@ def test_sample_and_posterior_take_threads(threads_seen, tmp_path, monkeypatch):
 
         return wrapped
 
-    monkeypatch.setattr(data, "write_csv", spy(data.write_csv))
+    monkeypatch.setattr(files, "atomic_write", spy(files.atomic_write))
     monkeypatch.setattr(cli_run, "write_row_summaries", spy(cli_run.write_row_summaries))
     out, rows = tmp_path / "run", tmp_path / "rows.csv"
     assert run("fit", "--network", "ecoli70", "--train-size", 92, *FAST, "--out", out).exit_code == 0

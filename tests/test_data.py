@@ -150,14 +150,13 @@ def test_training_data_must_vary_and_be_continuous(tmp_path):
         read_table(path, split, training=True)
     rows = "\n".join(f"{i % 2},{i % 7},{i},{i * 0.37}" for i in range(12))
     path = write(tmp_path, "a,b,c,d\n" + rows + "\n")
-    with pytest.raises(
-        DataError, match=r"'a' \(values 0, 1\) have only 2 distinct values: discrete .*--allow-discrete"
-    ):
-        read_table(path, split, training=True)
-    table = read_table(path, split, training=True, allow_discrete=True)
+    table = read_table(path, split, training=True)  # 2 values: binary; few integers: a hint
+    assert table.variables["a"].kind == "binary" and table.variables["b"].kind == "continuous"
     assert table.notices == (
-        "column(s) 'b' (7 distinct integers), 'a' (values 0, 1) look discrete; "
-        "the model treats them as continuous",
+        "column 'a' has 2 distinct values: modelled as binary, 1 = '1' (pass --types a=normal to fit it "
+        "as continuous)",
+        "column 'b' has 7 distinct integers: modelled as continuous; pass --types b=count or "
+        "--types b=categorical if it is one",
     )
     path = write(tmp_path, "a,b,c,d\n1,2,3,4\n1,3,4,5\n")
     with pytest.raises(DataError, match=r"'a' \(sd 0 around 1\)"):

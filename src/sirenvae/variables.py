@@ -12,10 +12,11 @@ Inference, each with a notice (never silently Gaussian, never silently categoric
 
 Levels are fixed before any fold or fit: declared ones where given (a graph file's ``"levels"``),
 else the sorted training levels (numbers by value, text case-insensitively; a label's first spelling
-is kept). Bernoulli's 1 is the level that reads as true (``yes``, ``true``, ``1``, ...; see
-:data:`TRUE_WORDS`), else the later of the two sorted levels. A level of a categorical node that
-training did not see gets the small probability :data:`sirenvae.models.likelihoods.UNSEEN`, with a
-notice (``strict`` refuses it); a binary node's third level is an error.
+is kept). Bernoulli's 1 is the larger of two numbers, or the level that reads as true (``yes``,
+``true``, ...; see :data:`TRUE_WORDS`), else the later of the two sorted levels. A level of a
+categorical node that training did not see gets the small probability
+:data:`sirenvae.models.likelihoods.UNSEEN`, with a notice (``strict`` refuses it); a binary node's
+third level is an error.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ FEW_INTEGERS = 10
 #: A text column whose every cell differs is refused as row IDs from this many rows on.
 ID_ROWS = 10
 #: Levels that read as true: a binary column's 1, compared case-insensitively.
-TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y", "positive", "pos", "present", "on", "high"})
+TRUE_WORDS = frozenset({"true", "t", "yes", "y", "positive", "pos", "present", "on", "high"})
 #: The label written for a level unseen in training.
 UNSEEN_LABEL = "<unseen>"
 
@@ -109,22 +110,22 @@ def recorded(meta: Mapping) -> dict[str, Variable]:
     return {v: Variable.from_dict(d) for v, d in (meta.get("variables") or {}).items()}
 
 
-def parse_types(spec: str | Mapping[str, str] | None, flag: str = "--types") -> dict[str, str]:
+def parse_types(given: str | Mapping[str, str] | None, flag: str = "--types") -> dict[str, str]:
     """``a=binary,b=count`` (or a mapping) as ``{node: kind}``, each word one of :data:`KINDS`."""
-    if not spec:
+    if not given:
         return {}
-    if isinstance(spec, str):
+    if isinstance(given, str):
         items = {}
-        for part in (p.strip() for p in spec.split(",") if p.strip()):
+        for part in (p.strip() for p in given.split(",") if p.strip()):
             name, eq, word = part.partition("=")
             if not eq or not name.strip() or not word.strip():
                 raise ValueError(
                     f"{flag}: expected name=type, got {part!r} (e.g. {flag} smoker=binary,visits=count)"
                 )
             items[name.strip()] = word.strip()
-        spec = items
+        given = items
     out = {}
-    for name, word in spec.items():
+    for name, word in given.items():
         kind = KINDS.get(str(word).strip().casefold())
         if kind is None:
             raise ValueError(f"{flag}: unknown type {word!r} for {name!r}; choose one of {', '.join(KINDS)}")
@@ -144,13 +145,13 @@ def _sorted_levels(labels: Sequence[str], numeric: bool) -> list[str]:
 
 
 def _as_label(value: float) -> str:
-    return f"{value:g}" if np.isfinite(value) else str(value)
+    return f"{value + 0.0:g}" if np.isfinite(value) else str(value)  # + 0.0: -0 is 0
 
 
 def _binary_order(levels: list[str], numeric: bool) -> list[str]:
     """The two levels as ``[0, 1]``: 1 is the one that reads as true, else the later sorted one."""
     levels = _sorted_levels(levels, numeric)
-    truthy = [lv for lv in levels if lv.casefold() in TRUE_WORDS]
+    truthy = [] if numeric else [lv for lv in levels if lv.casefold() in TRUE_WORDS]
     if len(truthy) == 1:
         return [lv for lv in levels if lv != truthy[0]] + truthy
     return levels
@@ -168,9 +169,12 @@ def infer_variable(
     notice about how it was decided (``None`` when there is nothing to say).
     """
     present = cells[~holes]
-    if pd.api.types.is_bool_dtype(cells.dtype) and declared is None:
+    if not len(present):
+        return Variable(KINDS.get(declared or "continuous", "continuous")), None  # the hole checks refuse it
+    boolean = pd.api.types.is_bool_dtype(cells.dtype)
+    if boolean and declared is None:
         declared = "binary"
-    text = present.map(lambda c: c.strip() if isinstance(c, str) else c)
+    text = present.map(lambda c: c.strip() if isinstance(c, str) else str(c) if boolean else c)
     nums = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     numeric = bool(len(nums)) and bool(np.isfinite(nums).all())
     if numeric:
@@ -230,10 +234,10 @@ def infer_variable(
     return Variable(kind), notice
 
 
-def _is_number(s: str) -> bool:
+def _is_number(s) -> bool:
     try:
         return bool(np.isfinite(float(s)))
-    except ValueError:
+    except (TypeError, ValueError):
         return False
 
 
@@ -271,11 +275,9 @@ def encode(
                 continue
             shown = ", ".join(repr(v) for v in var.levels[:8])
             more = " (strict levels)" if var.kind == "categorical" else ""
-            return (
-                out,
-                (i, f"value {text.iloc[i]!r} is not a level of this {var.kind} column{more}: {shown}"),
-                0,
-            )
+            cell = text.iloc[i]
+            cell = f"{float(cell):g}" if not isinstance(cell, str) and _is_number(cell) else repr(cell)
+            return out, (i, f"value {cell} is not a level of this {var.kind} column{more}: {shown}"), 0
         out[i] = code
     return out, None, unseen
 

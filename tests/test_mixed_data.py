@@ -1,0 +1,178 @@
+"""Mixed tables in and out: types inferred or stated, levels fixed and recorded, labels round-tripped."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import sirenvae
+from sirenvae.cli import app
+from sirenvae.data import DataError, read_frame
+from sirenvae.graph import BayesianNetwork
+from sirenvae.variables import Variable, parse_types
+
+GRAPH = BayesianNetwork(
+    {
+        "region": [],
+        "h": ["region"],
+        "s": ["h"],
+        "smoker": ["s"],
+        "visits": ["h", "smoker"],
+        "bp": ["h", "smoker"],
+    }
+)
+FAST = dict(
+    settings="paper", max_epochs=3, warmup_steps=0, prior_blocks=1, encoder_blocks=1, conditioning="parents"
+)
+
+
+def _frame(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    region = rng.choice(["north", "south", "east"], n)
+    h = rng.normal(size=n) + (region == "east")
+    s = 0.7 * h + 0.5 * rng.normal(size=n)
+    smoker = np.where(rng.random(n) < 1 / (1 + np.exp(-s)), "yes", "no")
+    visits = rng.poisson(np.exp(0.3 + 0.4 * h))
+    bp = 120 + 8 * h + 5 * (smoker == "yes") + 4 * rng.normal(size=n)
+    return pd.DataFrame({"region": region, "smoker": smoker, "visits": visits, "bp": bp.round(1)})
+
+
+def _read(df, **kw):
+    return read_frame(df, GRAPH, training=True, allow_missing=True, **kw)
+
+
+def test_types_are_inferred_with_a_notice_and_never_silently_gaussian():
+    df = _frame()
+    df["flag"] = [True, False] * 30
+    df["grade"] = np.arange(60) % 4
+    g = BayesianNetwork({**{v: list(GRAPH.parents(v)) for v in GRAPH.nodes}, "flag": ["s"], "grade": ["s"]})
+    table = read_frame(df, g, training=True)
+    v = table.variables
+    assert v["region"] == Variable("categorical", ("east", "north", "south"))
+    assert v["smoker"] == Variable("binary", ("no", "yes"))  # 1 reads as true
+    assert v["flag"].kind == "binary" and v["flag"].levels[1] == "True"
+    assert v["grade"].kind == "continuous" and v["bp"].kind == "continuous"
+    text = " | ".join(table.notices)
+    assert "'region' is text: modelled as categorical with 3 levels" in text
+    assert "'smoker' has 2 distinct values: modelled as binary, 1 = 'yes'" in text
+    assert "'grade' has 4 distinct integers" in text and "--types grade=count" in text
+    col = list(table.split.observed).index("region")
+    assert table.x[:, col].tolist() == [("east", "north", "south").index(r) for r in df.region]
+
+
+def test_the_binary_one_is_deterministic():
+    g = BayesianNetwork({"z": [], "a": ["z"], "b": ["z"], "c": ["z"]})
+    df = pd.DataFrame(
+        {"a": [1, 2, 1, 2], "b": ["On", "off", "on", "Off"], "c": ["red", "blue", "red", "red"]}
+    )
+    v = read_frame(df, g, training=True).variables
+    assert v["a"].levels == ("1", "2") and v["a"].numeric  # the larger number
+    assert v["b"].levels == ("off", "On")  # the word that reads as true; first spellings kept
+    assert v["c"].levels == ("blue", "red")  # no such word: the later sorted level
+
+
+def test_stated_types_override_inference_and_bad_cells_are_one_line():
+    df = _frame()
+    coded = df.assign(smoker=(df.smoker == "yes").astype(int))
+    table = _read(coded, types=parse_types("visits=count,smoker=normal"))
+    assert table.variables["visits"].kind == "negbin" and table.variables["smoker"].kind == "normal"
+    assert not any("smoker" in n for n in table.notices)  # asked for: no binary notice
+    with pytest.raises(DataError, match="column 'smoker': non-numeric value 'no'"):
+        _read(df, types={"smoker": "normal"})  # text is no number, whatever it is declared
+    with pytest.raises(DataError, match=r"row 2 \(position 2\), column 'visits': -1 is not a count"):
+        _read(df.assign(visits=[0, 1, -1] + [2] * 57), types={"visits": "negbin"})
+    with pytest.raises(DataError, match=r"column 'bp': 0 is not positive"):
+        _read(df.assign(bp=[0.0] + [1.0] * 59), types={"bp": "lognormal"})
+    with pytest.raises(DataError, match="declared binary but has 3 levels"):
+        _read(df, types={"region": "binary"})
+    with pytest.raises(DataError, match="latent node\\(s\\) 'h' are given a type"):
+        _read(df, types={"h": "binary"})
+    with pytest.raises(ValueError, match="unknown type 'bool3' for 'x'"):
+        parse_types("x=bool3")
+
+
+def test_an_id_like_text_column_is_refused_with_the_way_out():
+    df = _frame().assign(bp=[f"p{i}" for i in range(60)])
+    with pytest.raises(DataError, match="like row IDs: pass --id-column bp"):
+        _read(df)
+
+
+def test_unseen_levels_get_a_small_probability_or_are_refused():
+    table = _read(_frame())
+    later = _frame(5, seed=1).assign(region=["north", "west", "south", "west", "east"])
+    seen = read_frame(later, table.split, variables=table.variables)
+    col = list(table.split.observed).index("region")
+    assert (
+        seen.x[:, col].tolist() == [1, 3, 2, 3, 0]
+        and "unseen in training in column(s) region (2 cells)" in seen.notices[0]
+    )
+    strict = {
+        **table.variables,
+        "region": Variable("categorical", table.variables["region"].levels, strict=True),
+    }
+    with pytest.raises(DataError, match="row 'r2'.*'west' is not a level of this categorical column"):
+        read_frame(later.set_axis(["r1", "r2", "r3", "r4", "r5"]), table.split, variables=strict)
+    with pytest.raises(DataError, match="'maybe' is not a level of this binary column"):
+        read_frame(later.assign(smoker=["maybe"] * 5), table.split, variables=table.variables)
+
+
+def test_labels_round_trip_through_the_python_api(tmp_path):
+    df = _frame(80)
+    fitted = sirenvae.fit(GRAPH, df, out=tmp_path / "run", types={"visits": "count"}, **FAST)
+    again = sirenvae.load(tmp_path / "run")
+    assert again.variables == fitted.variables and again.variables["smoker"].levels == ("no", "yes")
+    assert again.model.config.types == {"region": "categorical:3", "smoker": "binary", "visits": "negbin"}
+    s = again.sample(50, latents=False)
+    assert set(s.smoker) <= {"no", "yes"} and set(s.region) <= {"north", "south", "east"}
+    assert s.visits.dtype == "Int64" and (s.visits >= 0).all()
+    holey = df.head(6).copy().astype(object)
+    holey.loc[[0, 2], "smoker"] = None
+    holey.loc[[1], "region"] = np.nan
+    holey.loc[[3], "region"] = "West"  # unseen: written back as given
+    filled = again.impute(holey)
+    assert filled.smoker.isin(["no", "yes"]).all() and filled.region.iloc[3] == "West"
+    present = holey.notna()
+    for c in ("smoker", "region", "bp"):
+        assert (filled[c][present[c]].astype(str) == holey[c][present[c]].astype(str)).all()
+    draws = again.impute(holey, m=3)
+    assert draws.loc[1, "region"].isin(["north", "south", "east"]).all()
+    nll = -again.log_prob(df.head(10))
+    assert np.isfinite(nll).all()
+    effect = again.effect("bp", {"smoker": "yes"}, {"smoker": "no"}, n=500, allow_unidentified=True)
+    assert np.isfinite(effect["effect"])
+    with pytest.raises(ValueError, match="'perhaps' is not a level of the binary node 'smoker'"):
+        again.effect("bp", {"smoker": "perhaps"}, n=10)
+    with pytest.raises(ValueError, match="reaches the discrete node\\(s\\) visits"):
+        again.counterfactual(df.head(2), {"smoker": "yes"}, n=3)
+    cf = again.counterfactual(df.head(2), {"bp": 150.0}, n=3)  # reaches no discrete node
+    assert (cf.smoker.to_numpy().reshape(2, 3) == df.smoker.head(2).to_numpy()[:, None]).all()
+
+
+def test_cli_fit_types_and_labels_round_trip(tmp_path):
+    graph = tmp_path / "g.json"
+    doc = {"name": "g", "nodes": [{"name": v, "parents": list(GRAPH.parents(v))} for v in GRAPH.nodes]}
+    doc["nodes"][0]["levels"] = ["north", "south", "east", "west"]  # declared levels, in that order
+    graph.write_text(json.dumps(doc))
+    train = tmp_path / "train.csv"
+    _frame(80).to_csv(train, index=False)
+    run = tmp_path / "run"
+    runner = CliRunner()
+    args = ["fit", "--graph", str(graph), "--data", str(train), "--out", str(run), "--settings", "paper",
+            "--epochs", "3", "--no-progress", "--types", "visits=count"]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "modelled as binary, 1 = 'yes'" in res.output
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["variables"]["region"]["levels"] == ["north", "south", "east", "west"]
+    assert meta["variables"]["visits"] == {"type": "negbin"}
+    out = tmp_path / "s.csv"
+    res = runner.invoke(app, ["sample", str(run), "-n", "20", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    s = pd.read_csv(out)
+    assert set(s.smoker) <= {"no", "yes"} and s.visits.dtype == np.int64
+    res = runner.invoke(app, ["evaluate", str(run), "--data", str(out)])  # sample's output reads back
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, args[:-2] + ["--allow-discrete", "--force"])
+    assert res.exit_code == 2 and "--allow-discrete is gone" in res.output
