@@ -54,7 +54,10 @@ class _CausalQueries:
         r"""The average effect :math:`E[y \mid do(a)] - E[y \mid do(b)]` on node ``target`` of ``do``
         against ``vs`` (no intervention when ``None``), from ``n`` draws of the same noises under both
         (common random numbers), with its Monte-Carlo standard error ``se``. Also returns both means,
-        the label ``causal`` (``"identified"`` or ``"model-dependent"``) and its ``reason``.
+        the label ``causal`` (``"identified"`` or ``"model-dependent"``) and its ``reason``. For a
+        binary or categorical target, ``levels`` holds each level's probability under both
+        (``p_do``, ``p_vs``), their difference and its standard error; a binary target's ``effect``
+        is that of its level 1, a categorical one's is NaN (the mean of its codes means nothing).
         """
         _positive(n, "n")
         if target not in self.graph:
@@ -76,7 +79,7 @@ class _CausalQueries:
         ]
         diff = ys[0] - ys[1]
         worst = ident if not ident.identified else ident_b
-        return {
+        out = {
             "target": target,
             "effect": diff.mean().item(),
             "se": (diff.std() / math.sqrt(n)).item() if n > 1 else math.nan,
@@ -85,6 +88,21 @@ class _CausalQueries:
             "causal": worst.label,
             "reason": worst.reason,
         }
+        var = self.variables.get(target)
+        if var is not None and var.labelled:  # each level's probability under both, with its se
+            out["levels"] = {}
+            for k, label in enumerate(var.levels):
+                a, b = (ys[0] == k).double(), (ys[1] == k).double()
+                d = a - b
+                out["levels"][label] = {
+                    "p_do": a.mean().item(),
+                    "p_vs": b.mean().item(),
+                    "effect": d.mean().item(),
+                    "se": (d.std() / math.sqrt(n)).item() if n > 1 else math.nan,
+                }
+            if var.kind == "categorical":  # the mean of codes means nothing
+                out["effect"] = out["se"] = out["mean_do"] = out["mean_vs"] = math.nan
+        return out
 
     @torch.no_grad()
     def counterfactual(

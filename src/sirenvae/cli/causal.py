@@ -143,7 +143,12 @@ def _extrapolation_notes(fitted, *interventions: dict[str, str] | None) -> None:
                 a = float(raw)
             except ValueError:
                 continue
-            if v in fitted.observed:
+            kind = fitted.variables[v].kind if v in fitted.variables else "continuous"
+            if v in fitted.observed and kind in (
+                "continuous",
+                "normal",
+                "studentt",
+            ):  # loc, scale: its mean, sd
                 i = fitted.observed.index(v)
                 mean, sd = model.loc[i].item(), model.scale[i].item()
                 if abs(a - mean) >= FAR_SD * sd:
@@ -199,6 +204,15 @@ def effect(
     result["do"], result["vs"] = do_a, do_b
     if as_json:
         print(json.dumps(result, indent=1))
+    elif "levels" in result:
+        against = f"do({_show(do_b)})" if do_b else "no intervention"
+        say(f"P({target} | do({_show(do_a)})) against {against} (Monte-Carlo se, n = {n}):")
+        for label, lv in result["levels"].items():
+            say(
+                f"  {target} = {label}: {lv['p_do']:.4f} vs {lv['p_vs']:.4f}, difference "
+                f"{lv['effect']:+.4f} ± {lv['se']:.2g}"
+            )
+        say(f"  {_verdict(result['causal'], result['reason'])}")
     else:
         against = f"E[{target} | do({_show(do_b)})]" if do_b else f"E[{target}]"
         say(
