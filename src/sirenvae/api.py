@@ -335,7 +335,7 @@ def _training_table(
     rows of ``df`` checked against it, its notices as warnings; also the network's name, if one.
     """
     from sirenvae.graph_io import declared_types, read_graph
-    from sirenvae.networks import available_networks, load_network
+    from sirenvae.networks import DiscreteNetwork, available_networks, load_network
 
     if allow_discrete:
         raise ValueError(
@@ -345,7 +345,10 @@ def _training_table(
     network = None
     file_types, levels = {}, {}
     if isinstance(graph, str) and not Path(graph).exists() and graph in available_networks():
-        bn, network = load_network(graph).graph, graph
+        net = load_network(graph)
+        bn, network = net.graph, graph
+        if isinstance(net, DiscreteNetwork):  # a shipped discrete network declares its states
+            file_types, levels = net.declared()
     else:
         bn = read_graph(graph)
         file_types, levels = declared_types(graph)

@@ -420,7 +420,7 @@ def training_rows(network, graph, data, train_size, latent, ignore_columns, id_c
     """
     from sirenvae.data import default_latent_rule, latent_split, read_table, sample_splits
     from sirenvae.graph_io import declared_types, read_graph
-    from sirenvae.networks import load_network
+    from sirenvae.networks import DiscreteNetwork, load_network
     from sirenvae.variables import parse_types
 
     check_row_source(network, graph, data, train_size)
@@ -434,9 +434,12 @@ def training_rows(network, graph, data, train_size, latent, ignore_columns, id_c
         net = load_network(network)
         split = latent_split(net.graph, parse_latent(latent) or default_latent_rule(network))
         x = sample_splits(net, split, train_size=train_size, test_size=0, seed=seed).train
-        return split, x, (), {}
-    bn = load_network(network).graph if network is not None else read_graph(graph)
+        return split, x, (), net.variables(split.observed) if isinstance(net, DiscreteNetwork) else {}
+    net = load_network(network) if network is not None else None
+    bn = net.graph if net is not None else read_graph(graph)
     file_types, levels = declared_types(graph) if graph is not None else ({}, {})
+    if isinstance(net, DiscreteNetwork):  # a shipped discrete network declares its states
+        file_types, levels = net.declared()
     try:
         declared = parse_types(file_types, "graph file") | parse_types(types)
     except ValueError as e:

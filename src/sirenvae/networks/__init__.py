@@ -7,6 +7,10 @@ as distributed with pgmpy 1.1.2; each JSON file carries its source and citation:
 - ``arth150``: Opgen-Rhein & Strimmer (2007), *BMC Systems Biology* 1:37.
 - ``magic-niab``, ``magic-irri``: Scutari, Howell, Balding & Mackay (2014), *Genetics* 198(1).
 
+The discrete ``alarm`` and ``child`` come from the same repository (via pgmpy's bundled BIF files,
+converted by ``benchmarks/convert_bif.py``): Beinlich, Suermondt, Chavez & Cooper (1989), *AIME 89*;
+Spiegelhalter & Cowell (1992), *Bayesian Statistics 4* (:class:`DiscreteNetwork`).
+
 The nonlinear ``arithmetic-circuit`` follows Mouton & Kroon (2022), *Graphical Residual Flows*,
 after Webb et al. (2018) and Weilbach et al. (2020). Its conditionals are written in code
 (:class:`ArithmeticCircuit`); the JSON holds the maths for reference and is never evaluated.
@@ -32,10 +36,12 @@ from torch import Tensor
 
 from sirenvae.graph import BayesianNetwork, GraphError
 from sirenvae.graph_io import from_dict
+from sirenvae.networks.discrete import DiscreteNetwork
 from sirenvae.networks.marginal import MarginalEstimate, importance_log_marginal
 
 __all__ = [
     "ArithmeticCircuit",
+    "DiscreteNetwork",
     "LinearGaussianNetwork",
     "MarginalEstimate",
     "Oracle",
@@ -77,6 +83,8 @@ def load_network(name: str) -> LinearGaussianNetwork | ArithmeticCircuit:
         (46, 70)
     """
     doc = network_document(name)
+    if doc.get("kind") == "discrete":
+        return DiscreteNetwork.from_json(doc)
     if doc.get("kind") == "nonlinear":
         return ArithmeticCircuit(graph=from_dict(doc), citation=doc["citation"])
     return LinearGaussianNetwork.from_json(doc)
@@ -330,7 +338,7 @@ def oracle_nll(
     whose marginal density is not known exactly (the nonlinear circuit). A NaN is a missing cell:
     a row's density is then that of its present cells (the Gaussian marginal of each pattern).
     """
-    if not isinstance(network, LinearGaussianNetwork):
+    if not isinstance(network, LinearGaussianNetwork | DiscreteNetwork):
         return None
     x = x.double()
     holes = x.isnan()
@@ -394,8 +402,8 @@ def oracle(
     (:func:`importance_log_marginal`, ``samples`` per row, seeded by ``seed``: the same rows give the
     same number).
     """
-    if isinstance(network, LinearGaussianNetwork):
-        return Oracle(-network.log_prob(x.double(), observed).mean().item())
+    if isinstance(network, LinearGaussianNetwork | DiscreteNetwork):
+        return Oracle(oracle_nll(network, x, observed))
     circuit = isinstance(network, ArithmeticCircuit) and sorted(observed) == ["x0", "x1"]
     est = importance_log_marginal(
         network, x, observed, samples=samples, seed=seed, proposal="circuit" if circuit else "prior"
