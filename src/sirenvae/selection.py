@@ -187,11 +187,12 @@ TABLE_COLUMNS = ("candidate", "fold", "rows", "nll", "epochs", "seconds", "statu
 
 
 def resolve_candidates(
-    variant: str, fixed: dict | None = None, max_candidates: int | None = None
+    variant: str, fixed: dict | None = None, max_candidates: int | None = None, observed: Sequence[str] = ()
 ) -> tuple[list[tuple[Candidate, ModelConfig]], list[str]]:
     """The candidates of ``variant`` with the fields of ``fixed`` set in every one (``--set``):
     ``[(candidate, config)]`` without duplicates (a candidate made identical to an earlier one is
-    tried once), and notices for the candidates dropped.
+    tried once; with every one of the ``observed`` nodes given its own type, the continuous
+    ``likelihood`` makes no difference), and notices for the candidates dropped.
     """
     fixed = dict(fixed or {})
     out, notices, seen = [], [], {}
@@ -202,7 +203,10 @@ def resolve_candidates(
         except (TypeError, ValueError) as e:
             notices.append(f"candidate {cand.name!r} is left out: with the fixed options it is invalid ({e})")
             continue
-        key = json.dumps(config.to_dict(), sort_keys=True)
+        fields = config.to_dict()
+        if observed and set(observed) <= set(config.types):
+            fields["likelihood"] = None  # no node takes it
+        key = json.dumps(fields, sort_keys=True)
         if key in seen:
             notices.append(f"candidate {cand.name!r} is the same as {seen[key]!r} with the fixed options")
             continue
@@ -268,7 +272,7 @@ def select(
             "give more rows or --settings paper (the fixed setting)"
         )
     most, notice = large_graph_candidates(len(split.graph), settings.max_candidates)
-    chosen_list, notices = resolve_candidates(variant, fixed, most)
+    chosen_list, notices = resolve_candidates(variant, fixed, most, split.observed)
     notices = ([notice] if notice else []) + notices
     parts = fold_indices(n, k, settings.seed)
     x_cpu = x.detach().cpu()
