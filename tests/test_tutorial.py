@@ -5,6 +5,7 @@ Bash blocks run in a subprocess (``set -euo pipefail``) whose ``sirenvae`` is th
 the same directory as working directory. Then the files the tutorial promises are checked.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -111,6 +112,20 @@ def test_tutorial_runs(tmp_path, monkeypatch):
     assert (correlation.abs() > 0.8).all(), correlation
     assert list(namespace["samples"].columns) == NODES
     assert namespace["quick"].latent == ("vigor", "blight")
+    # the mixed table: types decided and said, labels in and out
+    assert "column 'smoker' has 2 distinct values: modelled as binary, 1 = 'yes'" in said
+    meta = json.loads((work / "clinic" / "model.json").read_text())
+    assert meta["variables"]["region"]["levels"] == ["north", "south", "east"]
+    assert meta["model"]["types"] == {"region": "categorical:3", "smoker": "binary", "visits": "negbin",
+                                      "income": "lognormal"}  # fmt: skip
+    drawn = pd.read_csv(work / "clinic_samples.csv")
+    assert set(drawn.smoker) <= {"yes", "no"} and set(drawn.region) <= {"north", "south", "east"}
+    assert drawn.visits.dtype == np.int64 and (drawn.visits >= 0).all() and (drawn.income > 0).all()
+    holey, filled = pd.read_csv(work / "clinic_holey.csv"), pd.read_csv(work / "clinic_filled.csv")
+    assert filled.smoker.isin(["yes", "no"]).all() and not filled.isna().any().any()
+    kept = holey.smoker.notna()
+    assert (filled.smoker[kept] == holey.smoker[kept]).all()
+    assert "P(smoker | do(region=east)) against do(region=north)" in said and "smoker = yes:" in said
 
 
 @pytest.mark.parametrize("lang", ["bash", "python"])
