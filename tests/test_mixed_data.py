@@ -161,7 +161,8 @@ def test_cli_fit_types_and_labels_round_trip(tmp_path):
     run = tmp_path / "run"
     runner = CliRunner()
     args = ["fit", "--graph", str(graph), "--data", str(train), "--out", str(run), "--settings", "paper",
-            "--epochs", "3", "--no-progress", "--types", "visits=count"]  # fmt: skip
+            "--epochs", "3", "--no-progress", "--set", "conditioning=parents",
+            "--types", "visits=count"]  # fmt: skip
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "modelled as binary, 1 = 'yes'" in res.output
@@ -175,6 +176,20 @@ def test_cli_fit_types_and_labels_round_trip(tmp_path):
     assert set(s.smoker) <= {"no", "yes"} and s.visits.dtype == np.int64
     res = runner.invoke(app, ["evaluate", str(run), "--data", str(out)])  # sample's output reads back
     assert res.exit_code == 0, res.output
+    cf = tmp_path / "cf.csv"
+    res = runner.invoke(
+        app, ["counterfactual", str(run), "--data", str(train), "--do", "bp=150", "-n", "2", "-o", str(cf)]
+    )
+    assert res.exit_code == 0, res.output
+    summary, given = pd.read_csv(cf), pd.read_csv(train)
+    assert list(summary.statistic[:4]) == ["mean", "sd", "sample_1", "sample_2"] and summary.smoker.isna()[1]
+    kept = summary[summary.statistic != "sd"].groupby("row").smoker.unique()
+    assert all(list(kept[r + 1]) == [given.smoker[r]] for r in range(len(given)))  # not reached: as given
+    res = runner.invoke(
+        app,
+        ["counterfactual", str(run), "--data", str(train), "--do", "smoker=yes", "-o", str(cf), "--force"],
+    )
+    assert res.exit_code == 2 and "reaches the discrete node(s) visits" in res.output
     res = runner.invoke(app, args[:-2] + ["--allow-discrete", "--force"])
     assert res.exit_code == 2 and "--allow-discrete is gone" in res.output
 

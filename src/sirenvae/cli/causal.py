@@ -279,8 +279,13 @@ def counterfactual(
             decoder_frame(list(fitted.observed), table.x.cpu().double().numpy(), fitted.variables)
         )
         cf = fitted.counterfactual(rows, do_items, n, seed=seed)
-        values = torch.tensor(cf.to_numpy()).reshape(len(rows), n, -1)
-        write_row_summaries(output, values, cf.columns, table.ids, id_column)
+        codes = cf.copy()
+        for c, var in fitted.variables.items():  # labels back to codes, to summarise
+            if var.labelled and c in codes:
+                where = {label: k for k, label in enumerate(var.levels)}
+                codes[c] = [where.get(label, len(var.levels)) for label in cf[c]]
+        values = torch.tensor(codes.to_numpy(dtype=float)).reshape(len(rows), n, -1)
+        write_row_summaries(output, values, cf.columns, table.ids, id_column, fitted.variables)
     note(
         f"wrote counterfactual summaries and {n} sample{'s' if n > 1 else ''} under do({_show(do_items)}) "
         f"for {len(rows)} rows to {output}"

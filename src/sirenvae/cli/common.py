@@ -462,10 +462,14 @@ def training_rows(network, graph, data, train_size, latent, ignore_columns, id_c
     return table.split, table.x, table.notices, table.variables
 
 
-def write_row_summaries(path: Path, values, columns: Sequence[str], ids, id_column: str | None) -> None:
+def write_row_summaries(
+    path: Path, values, columns: Sequence[str], ids, id_column: str | None, variables=None
+) -> None:
     """The per-row CSV of ``posterior`` and ``counterfactual``: for each input row (``values`` is
     ``(rows, n, columns)``) its mean, sd and n samples, with columns ``row`` (from 1; replaced by an
-    ``--id-column`` named row), the ID column if any, ``statistic`` and ``columns``.
+    ``--id-column`` named row), the ID column if any, ``statistic`` and ``columns``. A binary or
+    categorical column of ``variables`` is written as labels: its samples' labels, the most frequent
+    one as the mean and no sd.
     """
     import pandas as pd
     import torch
@@ -477,6 +481,14 @@ def write_row_summaries(path: Path, values, columns: Sequence[str], ids, id_colu
     blocks = torch.cat([values.mean(1, keepdim=True), sd[:, None], values], 1)  # (rows, n + 2, D)
     stats = ["mean", "sd"] + [f"sample_{i + 1}" for i in range(n)]
     frame = pd.DataFrame(blocks.reshape(-1, values.shape[-1]).numpy(), columns=list(columns))
+    for j, c in enumerate(columns):
+        var = (variables or {}).get(c)
+        if var is not None and var.labelled:
+            labels = list(var.levels) + ["<unseen>"]
+            codes = values[..., j].round().long().clamp(0, len(labels) - 1)  # (rows, n)
+            mode = codes.mode(1).values
+            cells = [[labels[int(mode[r])], None] + [labels[int(k)] for k in codes[r]] for r in range(rows)]
+            frame[c] = [cell for block in cells for cell in block]
     frame.insert(0, "statistic", stats * rows)
     if ids is not None:
         frame.insert(0, id_column, [i for i in ids for _ in stats])
