@@ -155,12 +155,16 @@ def _print(result, frame) -> None:
     table = Table(title=f"held-out NLL: {result.rows} rows, {result.folds} outer folds, nested CV")
     for column in ("model", "graph", "NLL", "± se", "vs true", "paired se", "settings"):
         table.add_column(column, justify="left" if column in ("model", "graph", "settings") else "right")
+
+    def show(value: float, form: str) -> str:
+        return "-" if value != value else format(value, form)  # NaN: a model left out (see the notes)
+
     for row in frame.itertuples():
-        diff = "-" if row.model == "true" else f"{row.diff_vs_true:+.3f}"
-        diff_se = "-" if row.model == "true" else f"{row.diff_se:.3f}"
+        diff = "-" if row.model == "true" else show(row.diff_vs_true, "+.3f")
+        diff_se = "-" if row.model == "true" else show(row.diff_se, ".3f")
         table.add_row(
-            row.model, "yes" if row.uses_graph else "no", f"{row.nll:.3f}", f"{row.se:.3f}", diff, diff_se,
-            row.settings or "-",
+            row.model, "yes" if row.uses_graph else "no", show(row.nll, ".3f"), show(row.se, ".3f"), diff,
+            diff_se, row.settings or "-",
         )  # fmt: skip
     print_table(table)
     say("fa: factor analysis, lw: Ledoit-Wolf; vs true: model - true in NLL (positive: true is better)")
