@@ -148,6 +148,11 @@ def test_labels_round_trip_through_the_python_api(tmp_path):
     with pytest.raises(ValueError, match="reaches the discrete node\\(s\\) visits"):
         again.counterfactual(df.head(2), {"smoker": "yes"}, n=3)
     cf = again.counterfactual(df.head(2), {"bp": 150.0}, n=3)  # reaches no discrete node
+    holey_train = df.astype(object)
+    holey_train.loc[::7, "smoker"] = None  # a binary parent of visits and bp
+    with pytest.warns(UserWarning, match="the discrete column\\(s\\) smoker have holes and children"):
+        refit = sirenvae.fit(GRAPH, holey_train, types={"visits": "count"}, **FAST)
+    assert np.isfinite(refit.log_prob(holey_train.head(8), importance_samples=10)).all()
     assert (cf.smoker.to_numpy().reshape(2, 3) == df.smoker.head(2).to_numpy()[:, None]).all()
 
 

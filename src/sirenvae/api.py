@@ -158,7 +158,6 @@ def fit_rows(
     extra["variables"] = {v: var.to_dict() for v, var in variables.items() if var.kind != "continuous"}
     if variables:
         fixed["types"] = model_types(variables)
-        _check_discrete_holes(split, x, variables)
     selection = None
     huge = (search or {}).get("max_candidates") is None and len(split.graph) >= HUGE_GRAPH
     recorded = _recorded_run(out, resume)
@@ -437,25 +436,3 @@ def compare(
         device=str(resolve_device(device)),
         progress=print if options.get("progress") else None,
     )
-
-
-def _check_discrete_holes(split, x: Tensor, variables: Mapping[str, Variable]) -> None:
-    """Refuses holes in a discrete column whose node has children: training would draw it from its
-    conditional without the score-function term that an unbiased gradient needs.
-    """
-    holes = x.isnan().any(0).tolist()
-    graph = split.graph
-    bad = [
-        v
-        for v, h in zip(split.observed, holes, strict=True)
-        if h
-        and v in variables
-        and variables[v].kind not in ("continuous", "normal", "studentt", "lognormal")
-        and graph.children(v)
-    ]
-    if bad:
-        raise ValueError(
-            f"the discrete column(s) {', '.join(bad[:6])} have missing cells and children in the graph: "
-            "training cannot yet integrate a missing discrete parent (its gradient would be biased); drop "
-            "the rows with such holes, or declare the column continuous (--types NAME=normal)"
-        )

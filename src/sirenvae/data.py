@@ -181,6 +181,9 @@ _HINTS = {
     },
 }
 
+#: The families (``Variable.family``) whose holes are drawn with pathwise gradients.
+CONTINUOUS_FAMILIES = (None, "normal", "studentt", "lognormal")
+
 #: The cells that are missing (with ``allow_missing``) besides a user's own tokens: compared with each
 #: cell stripped of surrounding whitespace and regardless of case; a DataFrame's NaN, None and
 #: ``pd.NA`` are missing too.
@@ -402,6 +405,13 @@ def read_frame(
     if holes.any():
         fractions = _check_holes(where, observed, holes, row, hint)
         notices.append(_missing_notice(fractions, len(df)))
+        drawn = [v for v in fractions if found[v].family not in CONTINUOUS_FAMILIES and graph.children(v)]
+        if training and drawn:
+            notices.append(
+                f"the discrete column(s) {', '.join(drawn[:6])} have holes and children: training draws "
+                "each such hole from the model without a score-function term, so a node's own conditional "
+                "learns only from its present cells (the bound stays valid)"
+            )
     if training:
         real = [j for j, v in enumerate(observed) if not found[v].labelled]
         _check_training_columns(where, [observed[j] for j in real], values[:, real], hint)
