@@ -234,3 +234,19 @@ def test_discrete_networks_sample_their_cpts_and_the_oracle_enumerates_exactly()
     assert alarm.citation.startswith("I. A. Beinlich")
     child = load_network("child")
     assert np.prod([len(child.states[v]) for v in ("Disease", "LungParench", "CardiacMixing")]) == 72
+
+
+def test_a_bif_file_declares_its_states(tmp_path):
+    from sirenvae.graph_io import declared_types
+
+    bif = tmp_path / "two.bif"
+    bif.write_text(
+        "network two {\n}\n"
+        "variable smoke {\n  type discrete [ 2 ] { yes, no };\n}\n"
+        "variable cough {\n  type discrete [ 3 ] { none, some, much };\n}\n"
+        "probability ( smoke ) {\n  table 0.3, 0.7 ;\n}\n"
+        "probability ( cough | smoke ) {\n  (yes) 0.2, 0.3, 0.5;\n  (no) 0.6, 0.3, 0.1;\n}\n"
+    )
+    types, levels = declared_types(bif)
+    assert types == {"smoke": "binary", "cough": "categorical"}
+    assert levels == {"smoke": ["yes", "no"], "cough": ["none", "some", "much"]}

@@ -88,9 +88,12 @@ def from_dict(doc: Mapping[str, Any]) -> BayesianNetwork:
 
 
 def declared_types(source: str | Path | Any) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """The ``"type"`` and ``"levels"`` a JSON graph file declares per node (``{}`` for other sources):
-    ``({node: type word}, {node: levels})``; the words are those of ``--types``.
+    """The ``"type"`` and ``"levels"`` a JSON graph file declares per node, or a BIF file's states
+    (``{}`` for other sources): ``({node: type word}, {node: levels})``; the words are those of
+    ``--types``.
     """
+    if isinstance(source, str | Path) and Path(source).suffix.lower() == ".bif":
+        return _bif_states(Path(source))
     if not isinstance(source, str | Path) or Path(source).suffix.lower() != ".json":
         return {}, {}
     try:
@@ -313,6 +316,19 @@ def from_bif(path: str | Path) -> BayesianNetwork:
     bn = from_pgmpy(model)
     bn.name = path.stem
     return bn
+
+
+def _bif_states(path: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Every variable of a BIF file as binary or categorical with its declared states."""
+    from pgmpy.readwrite import BIFReader
+
+    try:
+        model = BIFReader(str(path)).get_model()
+        states = {v: model.get_cpds(v).state_names[v] for v in model.nodes()}
+    except Exception:  # noqa: BLE001 - read_graph reports a bad file
+        return {}, {}
+    levels = {v: [str(s) for s in st] for v, st in states.items() if len(st) >= 2}
+    return {v: "binary" if len(lv) == 2 else "categorical" for v, lv in levels.items()}, levels
 
 
 # ---------------------------------------------------------------------- internals
