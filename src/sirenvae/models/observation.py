@@ -56,6 +56,13 @@ class Observation:
         }
         self._node_index = {k: torch.tensor(idx) for k, idx in self.groups.items()}
         self.input_units = torch.tensor([f.input_units for f in self.members], dtype=torch.long)
+        first_unit = torch.cumsum(self.input_units, 0) - self.input_units
+        self._unit_index = {  # the input units of each group's nodes, node-major
+            k: torch.cat(
+                [torch.arange(int(first_unit[i]), int(first_unit[i] + self.input_units[i])) for i in idx]
+            )
+            for k, idx in self.groups.items()
+        }
         self.linear_units = torch.tensor([f.linear_heads for f in self.members], dtype=torch.long)
         starts = torch.cumsum(self.linear_units, 0) - self.linear_units
         # the row of each output of the linear term (node-major, linear_heads per node)
@@ -150,8 +157,10 @@ class Observation:
         """The input units of standardised values ``(*, D)``: ``input_units[i]`` per node, in order."""
         if self.single is not None:
             return self.single.encode(u)
-        parts = [f.encode(u[..., i : i + 1]) for i, f in enumerate(self.members)]
-        return torch.cat(parts, -1)
+        out = u.new_empty(*u.shape[:-1], int(self.input_units.sum()))
+        for k, idx in self._node_index.items():  # a family encodes its nodes node-major
+            out[..., self._unit_index[k].to(u.device)] = self._first[k].encode(u[..., idx.to(u.device)])
+        return out
 
     def unit_mask(self, mask: Tensor) -> Tensor:
         """A per-node ``mask`` ``(*, D)`` repeated over each node's input units."""
