@@ -10,7 +10,7 @@ LINEAR = ["ecoli70", "arth150", "magic-niab", "magic-irri"]
 
 
 def test_available():
-    assert set(available_networks()) == {*LINEAR, "arithmetic-circuit"}
+    assert set(available_networks()) == {*LINEAR, "arithmetic-circuit", "alarm", "child"}
     for name in available_networks():
         assert network_document(name)["citation"]
     with pytest.raises(GraphError, match="unknown network 'nope'"):
