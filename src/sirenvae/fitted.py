@@ -114,6 +114,7 @@ class _CausalQueries:
         seed: int | None = 0,
         proposals: int = 0,
         ignore=(),
+        allow_unidentified: bool = False,
     ) -> pd.DataFrame:
         r"""``n`` counterfactual draws of every node for each row of ``df``, had ``do`` been set:
         abduction from the model's posterior (encoder draws resampled by :math:`p(x, z)/q(z \mid x)`,
@@ -123,13 +124,18 @@ class _CausalQueries:
         the model's posterior, near 1 when a few draws dominate). Counterfactuals depend on the
         fitted model and its posterior; they are not identified from data alone. A missing cell
         (NaN, ``None``) is not conditioned on (see :func:`sirenvae.models.causal.counterfactual`).
+        An intervention that reaches a binary or categorical node is refused unless
+        ``allow_unidentified`` (its noise is then drawn given its value by the inverse-CDF model).
         """
         _positive(n, "n")
         x = self.tensor(df, ignore=ignore, allow_missing=True)
         iv, _ = self._intervention(do, None, True)
         rows = max(1, 100_000 // max(10 * n, 100, proposals))
         with _seeded(seed):
-            parts = [causal.counterfactual(self.model, xb, iv, n, proposals) for xb in x.split(rows)]
+            parts = [
+                causal.counterfactual(self.model, xb, iv, n, proposals, allow_unidentified)
+                for xb in x.split(rows)
+            ]
         z, u, ess = (torch.cat(p, dim=-2 if p[0].dim() > 1 else 0) for p in zip(*parts, strict=True))
         values = self.model.values(z, causal.raw(self.model, u, iv)).permute(1, 0, 2)
         index = pd.MultiIndex.from_product([df.index, range(n)], names=[df.index.name or "row", "sample"])

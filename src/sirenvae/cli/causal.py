@@ -238,6 +238,11 @@ def counterfactual(
     ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
     id_column: str = typer.Option(None, "--id-column", help="A CSV column of row IDs (no node)."),
     missing: str = typer.Option(None, "--missing", help=MISSING_HELP),
+    allow_unidentified: bool = typer.Option(
+        False,
+        "--allow-unidentified",
+        help="Answer through binary and categorical nodes too, under the inverse-CDF noise model.",
+    ),
     threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
 ) -> None:
@@ -278,7 +283,7 @@ def counterfactual(
         rows = pd.DataFrame(
             decoder_frame(list(fitted.observed), table.x.cpu().double().numpy(), fitted.variables)
         )
-        cf = fitted.counterfactual(rows, do_items, n, seed=seed)
+        cf = fitted.counterfactual(rows, do_items, n, seed=seed, allow_unidentified=allow_unidentified)
         codes = cf.copy()
         for c, var in fitted.variables.items():  # labels back to codes, to summarise
             if var.labelled and c in codes:

@@ -216,7 +216,7 @@ def _inverse(transform, eps: Tensor, k: Tensor | None, a: Tensor | None) -> Tens
 
 @torch.no_grad()
 def counterfactual(
-    model: SIReNVAE, x: Tensor, do: Intervention | None, n: int, proposals: int = 0
+    model: SIReNVAE, x: Tensor, do: Intervention | None, n: int, proposals: int = 0, discrete: bool = False
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""``n`` counterfactual draws ``(z, u)`` per row of ``x`` (raw scale, ``(N, Dx)``), shapes
     ``(n, N, Dz)`` and ``(n, N, Dx)`` (``u`` standardised), had ``do`` been set; and the effective
@@ -226,10 +226,13 @@ def counterfactual(
     ``max(10 n, 100)``) and resamples ``n`` of them with the weights :math:`p(x, z) / q(z \mid x)`.
     With ``do=None`` the prediction returns the row itself. A missing cell (NaN) is not conditioned
     on: it is drawn with the latents in the importance sampler and resampled with them (its
-    counterfactual value is then a draw too).
+    counterfactual value is then a draw too). A discrete node the intervention does not reach keeps
+    its value; one it reaches is refused (a discrete value does not determine its noise), unless
+    ``discrete``, when a binary or categorical node's noise is drawn given its value under the
+    monotone inverse-CDF model (a model-dependent answer; counts are still refused).
     """
     check_structural(model)
-    kept = _discrete_kept(model, do)
+    kept = _discrete_kept(model, do, discrete)
     S = proposals or max(10 * n, 100)
     z, filled, log_w = model.importance_samples(x, S)  # (S, N, Dz), (S, N, Dx) or None, (S, N)
     w = torch.softmax(log_w, dim=0)
@@ -240,34 +243,43 @@ def counterfactual(
     else:
         z, u = resample(w, n, z, filled)
     eps = model.prior_given(u).transform(z)
-    eta = model.residuals(x, z, None if filled is None else u)
+    eta = model.residuals(x, z, None if filled is None else u, discrete=discrete)
     if len(kept):  # discrete nodes the intervention does not reach keep their factual values
         do = _clamped(model, do, kept, u)
     z_cf, u_cf = propagate(model, eps, eta, do)
     return z_cf, u_cf, ess
 
 
-def _discrete_kept(model: SIReNVAE, do: Intervention | None) -> Tensor:
-    """The positions of the discrete observed nodes, refused (a one-line ``ValueError``) where the
-    intervention reaches one: a discrete value does not determine its noise, so its counterfactual is
-    not identified by the model.
+def _discrete_kept(model: SIReNVAE, do: Intervention | None, allowed: bool = False) -> Tensor:
+    """The positions of the discrete observed nodes the intervention does not reach (they keep their
+    values). Reaching one is a one-line ``ValueError`` (a discrete value does not determine its noise,
+    so its counterfactual is not identified by the model) unless ``allowed``, and always for a count.
     """
-    discrete = model.observation.discrete.tolist()
-    names = [v for v, d in zip(model.observed, discrete, strict=True) if d]
+    families = model.observation.members
+    names = [v for v, f in zip(model.observed, families, strict=True) if f.discrete]
     if not names:
         return torch.zeros(0, dtype=torch.long)
     reached = set()
     for v in do.values if do is not None else {}:
         reached |= model.graph.descendants(v)
-    hit = [v for v in names if v in reached]
+    labelled = {
+        v for v, f in zip(model.observed, families, strict=True) if f.name in ("binary", "categorical")
+    }
+    hit = [v for v in names if v in reached and not (allowed and v in labelled)]
     if hit:
         shown = ", ".join(hit[:6]) + (", ..." if len(hit) > 6 else "")
+        way = (
+            "a count has no such answer"
+            if allowed
+            else "pass --allow-unidentified (allow_unidentified=True) for a model-dependent answer under "
+            "the inverse-CDF noise model of binary and categorical nodes, or ask for the interventional "
+            "distribution (sirenvae effect, or sample --do)"
+        )
         raise ValueError(
             f"the intervention reaches the discrete node(s) {shown}, whose counterfactual values the model "
-            "does not identify (a discrete value does not determine its noise); ask for the interventional "
-            "distribution instead (sirenvae effect, or sample --do)"
+            f"does not identify (a discrete value does not determine its noise); {way}"
         )
-    return torch.tensor([model.observed.index(v) for v in names], dtype=torch.long)
+    return torch.tensor([model.observed.index(v) for v in names if v not in reached], dtype=torch.long)
 
 
 def _clamped(model: SIReNVAE, do: Intervention | None, kept: Tensor, u: Tensor) -> Intervention:

@@ -78,6 +78,14 @@ class Bernoulli(_Discrete):
     def reparameterize(self, eta: Tensor) -> Tensor:
         return (eta < torch.sigmoid(self.logits)).to(self.logits.dtype)
 
+    def abduct(self, x: Tensor) -> Tensor:
+        r"""Noise drawn given the value: :math:`\eta \sim U(0, p)` for 1, :math:`U(p, 1)` for 0 (the
+        monotone, inverse-CDF model of a counterfactual; another noise model gives another answer).
+        """
+        p, x = torch.broadcast_tensors(torch.sigmoid(self.logits), x)
+        r = torch.rand_like(p)
+        return torch.where(x > 0.5, r * p, p + r * (1 - p))
+
 
 class Categorical(_Discrete):
     r"""Independent categories :math:`x_i \in \{0, \dots, K - 1\}` (codes), each with its own
@@ -124,6 +132,20 @@ class Categorical(_Discrete):
         else:
             log_p = torch.where(seen, log_p, -math.inf)
         return masked_sum(log_p, mask)
+
+    def abduct(self, x: Tensor) -> Tensor:
+        r"""Noise drawn uniformly within the value's CDF step :math:`[F(k - 1), F(k))` (the inverse-CDF
+        model of a counterfactual); NaN for an unseen level.
+        """
+        cdf = self.probs.cumsum(-1)
+        code = x.long().clamp(0, self.logits.shape[-1] - 1)
+        shape = torch.broadcast_shapes(code.shape, cdf.shape[:-1])
+        cdf = cdf.expand(*shape, cdf.shape[-1])
+        code = code.expand(shape)
+        hi = cdf.gather(-1, code[..., None])[..., 0]
+        lo = torch.where(code > 0, cdf.gather(-1, (code - 1).clamp(min=0)[..., None])[..., 0], 0.0)
+        eta = lo + torch.rand_like(hi) * (hi - lo)
+        return torch.where(x.expand(shape) < self.logits.shape[-1], eta, math.nan)
 
     def reparameterize(self, eta: Tensor) -> Tensor:
         cdf = self.probs.cumsum(-1)

@@ -245,12 +245,18 @@ class Mixed(Distribution):
     def reparameterize(self, eta: Tensor) -> Tensor:
         return self._scatter([d.reparameterize(eta[..., idx.to(eta.device)]) for idx, _, d in self.parts])
 
-    def residual(self, x: Tensor) -> Tensor:
-        """The location-scale residuals; NaN at the nodes whose family has none (discrete ones)."""
+    def residual(self, x: Tensor, discrete: bool = False) -> Tensor:
+        """The location-scale residuals; NaN at the nodes whose family has none (discrete ones), or
+        with ``discrete`` a binary or categorical node's noise drawn given its value (``abduct``).
+        """
 
         def one(f: Family, d: Distribution, idx: Tensor) -> Tensor:
             v = x[..., idx.to(x.device)]
-            return d.residual(v) if f.abduction else torch.full_like(v, float("nan"))
+            if f.abduction:
+                return d.residual(v)
+            if discrete and hasattr(d, "abduct"):
+                return d.abduct(v)
+            return torch.full_like(v, float("nan"))
 
         return self.gather(one, with_index=True)
 

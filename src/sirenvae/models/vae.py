@@ -247,11 +247,13 @@ class SIReNVAE(nn.Module):
             u = self.fill(u, mask, z)
         return self.observation.raw_point(self.decoder(self.nodes(z, u)), self.loc, self.scale)
 
-    def residuals(self, x: Tensor, z: Tensor, filled: Tensor | None = None) -> Tensor:
+    def residuals(self, x: Tensor, z: Tensor, filled: Tensor | None = None, discrete: bool = False) -> Tensor:
         r"""The decoder's standardised residuals :math:`\eta = (u - \mu) / \sigma` of ``x`` given ``z``:
         the noise that :meth:`sample` would need to produce ``x`` from ``z`` (a ``ValueError`` for a
-        family without location-scale noise, whose noise a value does not determine). ``filled``:
-        standardised values with the holes of ``x`` drawn (:meth:`fill`), to use instead.
+        family without location-scale noise, whose noise a value does not determine; in a mixed
+        table NaN at such nodes, or with ``discrete`` a binary or categorical node's inverse-CDF
+        noise drawn given its value). ``filled``: standardised values with the holes of ``x`` drawn
+        (:meth:`fill`), to use instead.
         """
         if not self.family.abduction and self.observation.single is not None:  # mixed: NaN where none
             raise ValueError(
@@ -261,7 +263,8 @@ class SIReNVAE(nn.Module):
         if filled is None and _present(x) is not None:
             raise ValueError("x has missing cells: give their draws as filled (see fill)")
         u = self.standardize(x) if filled is None else filled
-        return self.decoder(self.nodes(z, u)).residual(u)
+        d = self.decoder(self.nodes(z, u))
+        return d.residual(u, discrete) if discrete else d.residual(u)
 
     @torch.no_grad()
     def sample(self, n: int) -> tuple[Tensor, Tensor]:
