@@ -49,9 +49,9 @@ def convert(name: str) -> dict:
     return {
         "name": name,
         "kind": "discrete",
-        "source": f"bnlearn Bayesian network repository (Scutari), via PyPI package pgmpy=={pgmpy.__version__} "
-        f"(pgmpy.utils.get_example_model({name!r}), its bundled BIF file); CPT entries rounded to 6 "
-        "decimals (the loader renormalises each row).",
+        "source": "bnlearn Bayesian network repository (Scutari), via PyPI package "
+        f"pgmpy=={pgmpy.__version__} (pgmpy.utils.get_example_model({name!r}), its bundled BIF file); CPT "
+        "entries rounded to 6 decimals (the loader renormalises each row).",
         "citation": CITATIONS[name],
         "nodes": nodes,
     }
