@@ -157,6 +157,8 @@ def test_training_data_must_vary_and_be_continuous(tmp_path):
         "as continuous)",
         "column 'b' has 7 distinct integers: modelled as continuous; pass --types b=count or "
         "--types b=categorical if it is one",
+        "column 'c' holds only whole numbers >= 0 (12 distinct): modelled as continuous; pass "
+        "--types c=count if it counts something",
     )
     path = write(tmp_path, "a,b,c,d\n1,2,3,4\n1,3,4,5\n")
     with pytest.raises(DataError, match=r"'a' \(sd 0 around 1\)"):

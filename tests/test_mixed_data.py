@@ -142,6 +142,11 @@ def test_labels_round_trip_through_the_python_api(tmp_path):
     nll = -again.log_prob(df.head(10))
     assert np.isfinite(nll).all()
     effect = again.effect("bp", {"smoker": "yes"}, {"smoker": "no"}, n=500, allow_unidentified=True)
+    with pytest.raises(ValueError, match="'visits' is a count, so its value must be a non-negative integer"):
+        again.sample(3, do={"visits": 2.5}, allow_unidentified=True)
+    flags = df.head(6).assign(smoker=df.smoker.head(6) == "yes")  # bools in, bools out
+    flagged = sirenvae.fit(GRAPH, df.assign(smoker=df.smoker == "yes"), **FAST)
+    assert flagged.impute(flags).smoker.tolist() == flags.smoker.tolist()
     assert np.isfinite(effect["effect"])
     with pytest.raises(ValueError, match="'perhaps' is not a level of the binary node 'smoker'"):
         again.effect("bp", {"smoker": "perhaps"}, n=10)

@@ -7,6 +7,7 @@ Data are kept on their raw scale. Observed columns are always in the graph's top
 from __future__ import annotations
 
 import csv
+import difflib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -342,7 +343,10 @@ def read_frame(
     declared = dict(types or {})
     unknown = sorted(set(declared) - set(graph.nodes))
     if unknown:
-        raise DataError(f"{where}types given for {', '.join(map(repr, unknown))}, which are not nodes")
+        close = difflib.get_close_matches(unknown[0], graph.nodes, n=1)
+        hint_ = f" (did you mean {close[0]!r}?)" if close else ""
+        what = "a type is given for" if len(unknown) == 1 else "types are given for"
+        raise DataError(f"{where}{what} {', '.join(map(repr, unknown))}, not a node of the graph{hint_}")
     # a graph's declared states of a hidden node (a discrete network's) say nothing about the data
     typed = sorted(
         v for v in set(declared) - set(observed) if declared[v] != "continuous" and v not in (levels or {})
@@ -389,7 +393,7 @@ def read_frame(
         shown = ", ".join(f"{v} ({n} cells)" for v, n in list(seen.items())[:MISSING_SHOWN])
         notices.append(
             f"levels unseen in training in column(s) {shown}: each scored with probability {UNSEEN:g} "
-            "(strict levels refuse them)"
+            "(a run fitted with --strict-levels refuses them)"
         )
     x = torch.from_numpy(values).to(dtype)
     over = ~torch.isfinite(x).numpy() & ~holes

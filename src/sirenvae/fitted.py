@@ -376,6 +376,14 @@ class FittedModel(_CausalQueries):
             out = pd.DataFrame(decoder_frame(columns, values, self.variables, table.labels, m), index=index)[
                 order
             ]
+        for c, var in self.variables.items():  # present cells as given, in the frame's own dtype
+            if var.labelled and c in df and c in out:
+                given = df[c].reindex(out.index.get_level_values(0)) if m else df[c]
+                present = given.notna().to_numpy()
+                if present.any():
+                    col = out[c].to_numpy(dtype=object, copy=True)
+                    col[present] = given.to_numpy(dtype=object)[present]
+                    out[c] = col
         out.attrs["ess"] = ess
         return out
 

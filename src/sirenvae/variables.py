@@ -217,6 +217,11 @@ def infer_variable(
                     f"column {name!r} has {len(labels)} distinct integers: modelled as continuous; pass "
                     f"{hint['types'](name, 'count')} or {hint['types'](name, 'categorical')} if it is one"
                 )
+            elif whole and nums.min() >= 0:
+                notice = (
+                    f"column {name!r} holds only whole numbers >= 0 ({len(labels)} distinct): modelled as "
+                    f"continuous; pass {hint['types'](name, 'count')} if it counts something"
+                )
             return Variable("continuous"), notice
     if kind == "binary":
         if len(levels) != 2:

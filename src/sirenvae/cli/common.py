@@ -483,6 +483,11 @@ def write_row_summaries(
     frame = pd.DataFrame(blocks.reshape(-1, values.shape[-1]).numpy(), columns=list(columns))
     for j, c in enumerate(columns):
         var = (variables or {}).get(c)
+        if var is not None and var.kind in ("poisson", "negbin"):  # whole counts; the mean stays a mean
+            col = frame[c].astype(object)
+            is_sample = [s.startswith("sample_") for s in stats * rows]
+            col[is_sample] = [int(round(v)) for v in frame[c][is_sample]]
+            frame[c] = col
         if var is not None and var.labelled:
             labels = list(var.levels) + ["<unseen>"]
             codes = values[..., j].round().long().clamp(0, len(labels) - 1)  # (rows, n)

@@ -110,5 +110,7 @@ def impute(
                     f"warning: {low} row(s) have an effective sample size below {LOW_ESS:g}: their "
                     "imputations rest on few proposals (raise -k, or refit with such holes in the data)"
                 )
-    what = f"{m} completions of each of" if m else "the conditional means for"
+    labelled = any(var.labelled for var in recorded(meta).values())
+    means = "the conditional means (most probable labels) for" if labelled else "the conditional means for"
+    what = f"{m} completions of each of" if m else means
     note(f"imputed {holes} missing cell(s): wrote {what} {x.shape[0]} rows to {output}")

@@ -119,6 +119,7 @@ def resolve(
             ) from None
         if not math.isfinite(values[v]):
             raise ValueError(f"do: the value of {v!r} must be finite, got {raw!r}")
+        _check_domain(model, v, values[v], raw)
     like = model.loc
     lat = [(model.latent.index(v), a) for v, a in values.items() if v in model.latent]
     obs = [(model.observed.index(v), a) for v, a in values.items() if v in model.observed]
@@ -133,6 +134,20 @@ def resolve(
         return idx, model.standardize(row)[idx]
 
     return Intervention(values, pair(lat, False), pair(obs, True))
+
+
+def _check_domain(model: SIReNVAE, v: str, value: float, raw) -> None:
+    """A one-line ``ValueError`` for a value outside an observed node's family's support."""
+    if v not in model.observed:
+        return
+    name = model.observation.members[model.observed.index(v)].name
+    if name == "lognormal" and not value > 0:
+        raise ValueError(f"do: {v!r} is log-normal, so its value must be positive, got {raw!r}")
+    if name in ("poisson", "negbin") and not (value >= 0 and value == round(value)):
+        raise ValueError(f"do: {v!r} is a count, so its value must be a non-negative integer, got {raw!r}")
+    levels = getattr(model.observation.members[model.observed.index(v)], "levels", None)
+    if name in ("binary", "categorical") and value not in range(levels or 2):
+        raise ValueError(f"do: {raw!r} is no level of the {name} node {v!r}")
 
 
 def raw(model: SIReNVAE, u: Tensor, do: Intervention | None = None) -> Tensor:
