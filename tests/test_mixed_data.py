@@ -255,3 +255,25 @@ def test_a_bif_file_declares_its_states(tmp_path):
     types, levels = declared_types(bif)
     assert types == {"smoke": "binary", "cough": "categorical"}
     assert levels == {"smoke": ["yes", "no"], "cough": ["none", "some", "much"]}
+
+
+def test_the_run_remembers_its_id_column(tmp_path):
+    train = tmp_path / "train.csv"
+    _frame(40).assign(patient=[f"p{i}" for i in range(40)]).to_csv(train, index=False)
+    graph = tmp_path / "g.json"
+    graph.write_text(
+        json.dumps({"nodes": [{"name": v, "parents": list(GRAPH.parents(v))} for v in GRAPH.nodes]})
+    )
+    run_dir = tmp_path / "run"
+    runner = CliRunner()
+    fit = ["fit", "--graph", str(graph), "--data", str(train), "--out", str(run_dir), "--settings", "paper",
+           "--epochs", "2", "--no-progress", "--id-column", "patient"]  # fmt: skip
+    assert runner.invoke(app, fit).exit_code == 0
+    rows = tmp_path / "rows.csv"
+    res = runner.invoke(
+        app, ["evaluate", str(run_dir), "--data", str(train), "--per-row", str(rows), "-k", "5"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "column 'patient' holds row IDs, as when the run was fitted" in res.output
+    per_row = pd.read_csv(rows)
+    assert list(per_row.columns[:2]) == ["row", "patient"] and per_row.patient.tolist()[:2] == ["p0", "p1"]

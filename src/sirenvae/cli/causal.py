@@ -29,6 +29,7 @@ from sirenvae.cli.common import (
     app,
     check_output,
     note,
+    run_id_column,
     say,
     split_list,
     torch_threads,
@@ -266,6 +267,7 @@ def counterfactual(
         check_output(output, force=force, run=run, inputs=[("--data", data)])
         do_items = parse_do(do)
         fitted = _load(run, device)
+        id_column = run_id_column(fitted.meta, id_column, data)
         if id_column in ("statistic", *fitted.graph.nodes):
             raise UsageError(f"--id-column {id_column!r} would clash with a column of the output; rename it")
         table = read_table(

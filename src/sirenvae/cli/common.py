@@ -389,6 +389,24 @@ TYPES_HELP = (
 STRICT_LEVELS_HELP = "Refuse a categorical level unseen in training (default: a small probability)."
 
 
+def run_id_column(meta: dict, id_column: str | None, data) -> str | None:
+    """``--id-column``, or else the run's own (recorded by ``fit``) when the CSV has that column."""
+    recorded = meta.get("id_column")
+    if id_column is not None or not recorded or data is None:
+        return id_column
+    import csv
+
+    try:
+        with open(data, newline="", encoding="utf-8-sig") as f:
+            header = [c.strip() for c in next(csv.reader(f), [])]
+    except (OSError, UnicodeDecodeError):
+        return None  # reading the table reports it
+    if recorded in header:
+        note(f"note: column {recorded!r} holds row IDs, as when the run was fitted (--id-column)")
+        return recorded
+    return None
+
+
 def gone_allow_discrete(given: bool) -> None:
     """``--allow-discrete`` went away when discrete columns got their own families."""
     if given:

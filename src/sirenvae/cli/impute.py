@@ -15,6 +15,7 @@ from sirenvae.cli.common import (
     app,
     check_output,
     note,
+    run_id_column,
     split_list,
     torch_threads,
     user_errors,
@@ -67,6 +68,7 @@ def impute(
         check_output(output, force=force, run=run, inputs=[("--data", data)])
         model, meta = load_model(run, device=device)
         warn_if_diverged(run, meta)
+        id_column = run_id_column(meta, id_column, data)
         table = read_table(
             data, model.split, ignore_columns=split_list(ignore_columns) or (), id_column=id_column,
             drop_latent_columns=True, allow_missing=True, missing=split_list(missing) or (),

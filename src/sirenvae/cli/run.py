@@ -32,6 +32,7 @@ from sirenvae.cli.common import (
     note,
     one_of,
     print_table,
+    run_id_column,
     say,
     split_list,
     torch_threads,
@@ -148,6 +149,8 @@ def fit(
             note(f"note: {notice}")
         bn = split.graph
         extra = {"network": network, "data": "sampled" if train_size is not None else str(data)}
+        if id_column:
+            extra["id_column"] = id_column
         how = "from --latent" if latent else "nodes without a column" if data else "default rule"
         shown = ", ".join(split.latent[:LATENT_SHOWN])
         if len(split.latent) > LATENT_SHOWN:
@@ -312,6 +315,8 @@ def evaluate(
             raise UsageError(f"--id-column {id_column!r} would clash with a column of --per-row; rename it")
         model, meta = load_model(run, device=device)
         warn_if_diverged(run, meta)
+        if test_size is None:
+            id_column = run_id_column(meta, id_column, data)
         x, net, ids = _test_rows(meta, model, data, test_size, ignore_columns, id_column, missing)
         torch.manual_seed(meta.get("seed", 0))
         result = evaluate_model(
@@ -455,6 +460,7 @@ def posterior(
         check_output(output, force=force, run=run, inputs=[("--data", data)])
         model, meta = load_model(run, device=device)
         warn_if_diverged(run, meta)
+        id_column = run_id_column(meta, id_column, data)
         if id_column in ("statistic", *model.latent):
             raise UsageError(f"--id-column {id_column!r} would clash with a column of the output; rename it")
         table = read_table(
