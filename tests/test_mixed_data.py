@@ -147,6 +147,7 @@ def test_labels_round_trip_through_the_python_api(tmp_path):
     flags = df.head(6).assign(smoker=df.smoker.head(6) == "yes")  # bools in, bools out
     flagged = sirenvae.fit(GRAPH, df.assign(smoker=df.smoker == "yes"), **FAST)
     assert flagged.impute(flags).smoker.tolist() == flags.smoker.tolist()
+    assert set(flagged.sample(20).smoker) <= {True, False} and flagged.variables["smoker"].boolean
     assert np.isfinite(effect["effect"])
     with pytest.raises(ValueError, match="'perhaps' is not a level of the binary node 'smoker'"):
         again.effect("bp", {"smoker": "perhaps"}, n=10)

@@ -76,6 +76,7 @@ class Variable:
     levels: tuple[str, ...] = ()
     numeric: bool = False  # levels are numbers, matched by value
     strict: bool = False  # a level unseen in training is an error, not a small probability
+    boolean: bool = False  # read from a bool column: written back as bools
 
     @property
     def family(self) -> str | None:
@@ -97,12 +98,19 @@ class Variable:
             out["numeric"] = self.numeric
         if self.strict:
             out["strict"] = True
+        if self.boolean:
+            out["boolean"] = True
         return out
 
     @classmethod
     def from_dict(cls, d: Mapping) -> Variable:
         levels = tuple(map(str, d.get("levels", ())))
-        return cls(str(d.get("type", "continuous")), levels, bool(d.get("numeric")), bool(d.get("strict")))
+        kind, numeric, strict = (
+            str(d.get("type", "continuous")),
+            bool(d.get("numeric")),
+            bool(d.get("strict")),
+        )
+        return cls(kind, levels, numeric, strict, bool(d.get("boolean")))
 
 
 def recorded(meta: Mapping) -> dict[str, Variable]:
@@ -229,7 +237,8 @@ def infer_variable(
             raise VariableError(f"column {name!r} is declared binary but has {len(levels)} levels ({shown})")
         if not declared_levels and notice is None:
             levels = _binary_order(levels, numeric)
-        return Variable("binary", tuple(levels), numeric), notice
+        boolean = boolean and sorted(levels) == ["False", "True"]
+        return Variable("binary", tuple(levels), numeric, boolean=boolean), notice
     if kind == "categorical":
         if len(levels) < 2:
             raise VariableError(
@@ -309,6 +318,8 @@ def decode(values: np.ndarray, var: Variable) -> list | np.ndarray:
     """Codes (or numbers) as a column to write: labels for a labelled column, integers for counts."""
     if var.labelled:
         labels = list(var.levels) + [UNSEEN_LABEL]
+        if var.boolean:
+            labels = [lv == "True" for lv in var.levels] + [UNSEEN_LABEL]
         top = len(labels) - 1
         return [None if np.isnan(v) else labels[min(max(int(round(v)), 0), top)] for v in values]
     if var.kind in ("poisson", "negbin"):
