@@ -3,6 +3,7 @@ import torch
 
 from sirenvae.data import DataError, latent_split, read_csv, read_table, sample_splits, write_csv
 from sirenvae.graph import BayesianNetwork, GraphError, LatentSplit
+from sirenvae.graph_io import read_graph
 from sirenvae.networks import load_network
 
 G = BayesianNetwork({"a": [], "b": ["a"], "c": ["b"], "d": ["b"]})
@@ -237,7 +238,15 @@ def test_unknown_columns_of_a_numbered_graph_get_no_false_suggestions(tmp_path):
     assert "did you mean 'smokng' for node 'smoking'?" in message and "'g15' for" not in message
     with pytest.raises(DataError) as e:
         read_csv(write(tmp_path, "g15,g28,g3,smoking,cancer\n1,2,3,4,5\n"), LatentSplit(g, ["g1", "g2"]))
-    assert "column 'g15' matches no node" in str(e.value) and "a row of its own: ,g15" in str(e.value)
+    assert "column 'g15' matches no node" in str(e.value) and "row of its own" not in str(e.value)
+    edges = tmp_path / "edges.csv"  # a graph read from an edge list: the message says how to add g15
+    edges.write_text("parent,child\ng1,g2\ng2,g3\nsmoking,cancer\ng3,cancer\n")
+    with pytest.raises(DataError) as e:
+        read_csv(
+            write(tmp_path, "g15,g28,g3,smoking,cancer\n1,2,3,4,5\n"),
+            LatentSplit(read_graph(edges), ["g1", "g2"]),
+        )
+    assert "a row of its own: ,g15" in str(e.value)
     # many near misses: five named, the rest counted
     words = ["pressure", "glucose", "insulin", "cortisol", "ferritin", "albumin", "calcium", "sodium"]
     typos = ["presure", "glucse", "insuln", "cortsol", "ferrtin", "albumn", "calcum", "sodim"]

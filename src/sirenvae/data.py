@@ -608,8 +608,12 @@ def _check_columns(
         raise DataError(
             f"{where}column {unknown[0]!r} matches no node of the graph"
             f"{f' (nor do {len(unknown) - 1} more)' if len(unknown) > 1 else ''}; nodes are "
-            f"{preview(graph.nodes)}; drop the column(s) or pass {hint['ignore'](unknown)}{hint['id']} "
-            f"(an edge list names a node without edges in a row of its own: ,{unknown[0]})"
+            f"{preview(graph.nodes)}; drop the column(s) or pass {hint['ignore'](unknown)}{hint['id']}"
+            + (
+                f" (an edge list names a node without edges in a row of its own: ,{unknown[0]})"
+                if getattr(graph, "from_edge_list", False)
+                else ""
+            )
         )
     if split is not None and without:
         also = f", or add them to the latent nodes ({hint['latent']})" if training else ""

@@ -195,7 +195,9 @@ def from_edge_list(source: str | Path | io.TextIOBase) -> BayesianNetwork:
             if (p, c) in edges:
                 raise GraphError(f"edge list: duplicate edge {p!r} -> {c!r} on line {line}")
             edges[p, c] = None
-    return BayesianNetwork.from_edges(list(nodes), list(edges))
+    bn = BayesianNetwork.from_edges(list(nodes), list(edges))
+    bn.from_edge_list = True  # messages about its nodes can say how an edge list declares one
+    return bn
 
 
 def to_edge_list(bn: BayesianNetwork, path: str | Path | None = None) -> str:
