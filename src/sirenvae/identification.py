@@ -181,9 +181,8 @@ def identify(
         return Identification(False, f"not identified: the target holds latent node(s) {names}")
     reached = set().union(*(graph.descendants(v) for v in x)) if x else set()
     if not (y & reached):
-        return Identification(
-            True, f"identified: {', '.join(sorted(y))} is no descendant of {', '.join(sorted(x))}"
-        )
+        verb = "is no descendant" if len(y) == 1 else "are no descendants"
+        return Identification(True, f"identified: {', '.join(sorted(y))} {verb} of {', '.join(sorted(x))}")
     if x & hidden:
         names = ", ".join(sorted(x & hidden))
         return Identification(False, f"not identified: the intervention sets latent node(s) {names}")

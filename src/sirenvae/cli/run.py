@@ -204,7 +204,7 @@ def _print_selection(selection, out: Path) -> None:
     """
     from sirenvae.selection import CLASSICAL_NAMES
 
-    table = Table(title=f"settings of {selection.variant}: {selection.rule}")
+    table = Table(title=f"settings of the {selection.variant} model: {selection.rule}")
     for name in ("candidate", "CV NLL", "± se", "vs chosen", "folds", "status"):
         table.add_column(name, justify="right" if name not in ("candidate", "status") else "left")
     for row in selection.candidates:
