@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from sirenvae.models import SIReNVAE, causal
 from sirenvae.objectives import eval_chunk, log_weights
 from sirenvae.pipeline import load_model
 from sirenvae.training import History
-from sirenvae.variables import Variable, decoder_frame
+from sirenvae.variables import Variable, decoder_frame, encode
 
 __all__ = ["FittedModel", "load"]
 
@@ -177,15 +178,13 @@ class _CausalQueries:
         out = dict(do)
         for v, value in do.items():
             var = self.variables.get(v)
-            if var is not None and var.labelled:
-                codes = {lv.casefold(): k for k, lv in enumerate(var.levels)}
-                key = str(value).strip().casefold()
-                if var.numeric and key not in codes:
-                    key = next((lv.casefold() for lv in var.levels if _same_number(lv, value)), key)
-                if key not in codes:
+            if var is not None and var.labelled:  # matched as a table's cell is (no unseen level)
+                cell = pd.Series([value], dtype=object)
+                code, bad, _ = encode(cell, np.zeros(1, bool), replace(var, strict=True))
+                if bad is not None:
                     shown = ", ".join(repr(lv) for lv in var.levels[:8])
                     raise ValueError(f"do: {value!r} is not a level of the {var.kind} node {v!r}: {shown}")
-                out[v] = float(codes[key])
+                out[v] = float(code[0])
         return out
 
 
@@ -365,17 +364,13 @@ class FittedModel(_CausalQueries):
         ess = pd.Series(result.ess.cpu().double().numpy(), index=df.index, name="ess")
         if m == 0:
             mean = result.mean.cpu().double().numpy()
-            out = pd.DataFrame(decoder_frame(columns, mean, self.variables, table.labels), index=df.index)[
-                order
-            ]
+            out = pd.DataFrame(decoder_frame(columns, mean, self.variables), index=df.index)[order]
             sd = pd.DataFrame(result.sd.cpu().double().numpy(), index=df.index, columns=columns)[order]
             out.attrs["sd"] = sd
         else:
             values = result.draws.permute(1, 0, 2).reshape(-1, len(columns)).cpu().double().numpy()
             index = pd.MultiIndex.from_product([df.index, range(m)], names=[df.index.name or "row", "draw"])
-            out = pd.DataFrame(decoder_frame(columns, values, self.variables, table.labels, m), index=index)[
-                order
-            ]
+            out = pd.DataFrame(decoder_frame(columns, values, self.variables), index=index)[order]
         for c, var in self.variables.items():  # present cells as given, in the frame's own dtype
             if var.labelled and c in df and c in out:
                 given = df[c].reindex(out.index.get_level_values(0)) if m else df[c]
@@ -439,13 +434,6 @@ def _read(df: pd.DataFrame, graph, ignore, **options) -> Table:
         raise ValueError(f"expected a pandas DataFrame with node names as columns, got {type(df).__name__}")
     names = sorted(_names(ignore, "ignore"), key=str)
     return read_frame(df, graph, ignore_columns=names, drop_latent_columns=True, hints="python", **options)
-
-
-def _same_number(label: str, value) -> bool:
-    try:
-        return float(label) == float(value)
-    except (TypeError, ValueError):
-        return False
 
 
 def _names(names: Iterable[str] | str, what: str) -> set[str]:

@@ -99,10 +99,7 @@ def posterior_draws(model, x: Tensor, n: int, proposals: int = 0) -> tuple[Tenso
 
 def _labels_at_mode(model, w: Tensor, values: Tensor, mean: Tensor) -> Tensor:
     """``mean`` with each binary or categorical column at its most probable level under the weights."""
-    levels = [
-        getattr(f, "levels", 2) if f.name in ("binary", "categorical") else 0
-        for f in model.observation.members
-    ]
+    levels = [f.levels for f in model.observation.members]
     if not any(levels):
         return mean
     out = mean.clone()

@@ -255,11 +255,12 @@ def counterfactual(
     they are not identified from data alone, and are always answered (labelled model-dependent).
     A missing cell is not conditioned on: it is drawn with the latents in the abduction.
     """
+    import numpy as np
     import pandas as pd
     import torch
 
     from sirenvae.data import read_table
-    from sirenvae.variables import decoder_frame
+    from sirenvae.variables import decoder_frame, encode
 
     with user_errors(), torch_threads(threads):
         if n < 1:
@@ -289,8 +290,7 @@ def counterfactual(
         codes = cf.copy()
         for c, var in fitted.variables.items():  # labels back to codes, to summarise
             if var.labelled and c in codes:
-                where = {label: k for k, label in enumerate(var.levels)}
-                codes[c] = [where.get(label, len(var.levels)) for label in cf[c]]
+                codes[c] = encode(cf[c], np.zeros(len(cf), bool), var)[0]
         values = torch.tensor(codes.to_numpy(dtype=float)).reshape(len(rows), n, -1)
         write_row_summaries(output, values, cf.columns, table.ids, id_column, fitted.variables)
     note(

@@ -28,7 +28,7 @@ from sirenvae.graph import BayesianNetwork, LatentSplit
 from sirenvae.inversion import faithful_inverse
 from sirenvae.models.components import Decoder, DiagonalEncoder, maf_encoder
 from sirenvae.models.config import STRUCTURED, ModelConfig
-from sirenvae.models.observation import Observation, families
+from sirenvae.models.observation import Observation, families, graph_units
 from sirenvae.models.vae import SIReNVAE
 
 __all__ = ["build_model", "variant_graph"]
@@ -94,13 +94,6 @@ def _encoder(adjacency: Tensor, context_adjacency: Tensor, config: ModelConfig) 
 def observation(split: LatentSplit, config: ModelConfig) -> Observation:
     """The observed nodes' families: ``config.types`` where given, else ``config.likelihood``."""
     return Observation(families(split.observed, config.types, config.likelihood, config.min_scale))
-
-
-def graph_units(split: LatentSplit, obs: Observation) -> Tensor:
-    """Input units per node of the graph (1 for a latent, its family's for an observed node)."""
-    units = torch.ones(len(split.graph), dtype=torch.long)
-    units[list(split.observed_index())] = obs.input_units
-    return units
 
 
 def _decoder(sets: Tensor, config: ModelConfig, obs: Observation, units: Tensor, width: int = 0) -> Decoder:

@@ -140,14 +140,13 @@ def _check_domain(model: SIReNVAE, v: str, value: float, raw) -> None:
     """A one-line ``ValueError`` for a value outside an observed node's family's support."""
     if v not in model.observed:
         return
-    name = model.observation.members[model.observed.index(v)].name
-    if name == "lognormal" and not value > 0:
+    f = model.observation.members[model.observed.index(v)]
+    if f.name == "lognormal" and not value > 0:
         raise ValueError(f"do: {v!r} is log-normal, so its value must be positive, got {raw!r}")
-    if name in ("poisson", "negbin") and not (value >= 0 and value == round(value)):
+    if f.name in ("poisson", "negbin") and not (value >= 0 and value == round(value)):
         raise ValueError(f"do: {v!r} is a count, so its value must be a non-negative integer, got {raw!r}")
-    levels = getattr(model.observation.members[model.observed.index(v)], "levels", None)
-    if name in ("binary", "categorical") and value not in range(levels or 2):
-        raise ValueError(f"do: {raw!r} is no level of the {name} node {v!r}")
+    if f.levels and value not in range(f.levels):
+        raise ValueError(f"do: {raw!r} is no level of the {f.name} node {v!r}")
 
 
 def raw(model: SIReNVAE, u: Tensor, do: Intervention | None = None) -> Tensor:
@@ -277,9 +276,7 @@ def _discrete_kept(model: SIReNVAE, do: Intervention | None, allowed: bool = Fal
     reached = set()
     for v in do.values if do is not None else {}:
         reached |= model.graph.descendants(v)
-    labelled = {
-        v for v, f in zip(model.observed, families, strict=True) if f.name in ("binary", "categorical")
-    }
+    labelled = {v for v, f in zip(model.observed, families, strict=True) if f.levels}
     hit = [v for v in names if v in reached and not (allowed and v in labelled)]
     if hit:
         shown = ", ".join(hit[:6]) + (", ..." if len(hit) > 6 else "")

@@ -110,7 +110,8 @@ class Decoder(LazyDistribution):
             if mean == "linear":
                 self.raw_rows = nn.Parameter(torch.zeros(int((~fed).sum())))
             self.register_buffer("offset", torch.zeros(len(rows)))
-        for name in {c for f in observation.members for c in f.constants}:
+        self._constants = sorted({c for f in observation.members for c in f.constants})
+        for name in self._constants:
             init = [f.constants.get(name, 0.0) for f in observation.members]
             self.register_parameter(name, nn.Parameter(torch.tensor(init)))
 
@@ -132,7 +133,7 @@ class Decoder(LazyDistribution):
             self.offset.copy_(self.observation.offsets(x))
 
     def forward(self, nodes: Tensor) -> Distribution:
-        constants = {name: getattr(self, name) for name in _constant_names(self.observation)}
+        constants = {name: getattr(self, name) for name in self._constants}
         single = self.observation.single
         if single is not None:
             if self.mean_kind == "linear":
@@ -153,10 +154,6 @@ class Decoder(LazyDistribution):
             if self.mean_kind == "linear+mlp":
                 rows = rows.index_add(-1, rows_idx, self.linear(nodes))
         return self.observation.distribution(rows + self.offset, constants)
-
-
-def _constant_names(observation: Observation) -> list[str]:
-    return sorted({c for f in observation.members for c in f.constants})
 
 
 class DiagonalEncoder(LazyDistribution):

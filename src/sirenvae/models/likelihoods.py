@@ -219,6 +219,8 @@ class Family:
     linear_heads: int = 1
     #: Whether values are integer codes or counts (no density, no reparameterised sample).
     discrete: ClassVar[bool] = False
+    #: The number of levels of a labelled (binary or categorical) family; 0 for the others.
+    levels: int = 0
 
     def __init__(self, min_scale: float = 0.0) -> None:
         self.min_scale = min_scale
@@ -356,6 +358,7 @@ class BernoulliFamily(_DiscreteFamily):
 
     name = "binary"
     heads = ("logit",)
+    levels = 2
 
     def distribution(self, logit: Tensor) -> Bernoulli:
         return Bernoulli(logit)

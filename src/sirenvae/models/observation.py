@@ -17,7 +17,7 @@ from torch.distributions import Distribution
 
 from sirenvae.models.likelihoods import Family, family
 
-__all__ = ["Mixed", "Observation", "families"]
+__all__ = ["Mixed", "Observation", "families", "graph_units", "unit_ranges"]
 
 
 def families(
@@ -30,6 +30,19 @@ def families(
     if unknown:
         raise ValueError(f"types given for {', '.join(map(repr, unknown))}, which are not observed nodes")
     return [family(types.get(v, likelihood), min_scale) for v in observed]
+
+
+def unit_ranges(units: Tensor) -> list[Tensor]:
+    """The positions of each group's consecutive units, for ``units[g]`` units per group ``g``."""
+    start = torch.cumsum(units, 0) - units
+    return [torch.arange(int(s), int(s + n)) for s, n in zip(start, units, strict=True)]
+
+
+def graph_units(split, obs: Observation) -> Tensor:
+    """Input units per node of ``split``'s graph (1 for a latent, its family's for an observed node)."""
+    units = torch.ones(len(split.graph), dtype=torch.long)
+    units[list(split.observed_index())] = obs.input_units
+    return units
 
 
 class Observation:
@@ -56,22 +69,18 @@ class Observation:
         }
         self._node_index = {k: torch.tensor(idx) for k, idx in self.groups.items()}
         self.input_units = torch.tensor([f.input_units for f in self.members], dtype=torch.long)
-        first_unit = torch.cumsum(self.input_units, 0) - self.input_units
-        self._unit_index = {  # the input units of each group's nodes, node-major
-            k: torch.cat(
-                [torch.arange(int(first_unit[i]), int(first_unit[i] + self.input_units[i])) for i in idx]
-            )
-            for k, idx in self.groups.items()
-        }
+        spans = unit_ranges(self.input_units)
+        # the input units of each group's nodes, node-major
+        self._unit_index = {k: torch.cat([spans[i] for i in idx]) for k, idx in self.groups.items()}
         self.linear_units = torch.tensor([f.linear_heads for f in self.members], dtype=torch.long)
-        starts = torch.cumsum(self.linear_units, 0) - self.linear_units
         # the row of each output of the linear term (node-major, linear_heads per node)
         self.linear_rows = torch.tensor(
             [where[i, h] for i in range(D) for h in range(self.members[i].linear_heads)], dtype=torch.long
         )
-        self._linear_starts = starts
         self.discrete = torch.tensor([f.discrete for f in self.members], dtype=torch.bool)
-        self.transformed = any(type(f).transform is not Family.transform for f in self.members)
+        # the groups whose family transforms its values (log-normal) before standardisation
+        self._transforming = [k for k, f in self._first.items() if type(f).transform is not Family.transform]
+        self.transformed = bool(self._transforming)
 
     def __len__(self) -> int:
         return len(self.members)
@@ -80,11 +89,6 @@ class Observation:
     def single(self) -> Family | None:
         """The one family of every node, when they share it."""
         return self.members[0] if self.uniform and self.members else None
-
-    @property
-    def plain(self) -> bool:
-        """Whether every node shares one family that models the values themselves (no transform)."""
-        return self.single is not None and not self.transformed
 
     @property
     def name(self) -> str:
@@ -118,24 +122,24 @@ class Observation:
             out[self._row_index[k]] = self._first[k].offsets(x[:, idx]).to(out)
         return out
 
-    def _per_group(self, x: Tensor, fn) -> Tensor:
-        out = x.clone()
-        for k, idx in self._node_index.items():
-            f = self._first[k]
-            if type(f).transform is not Family.transform:
-                out[..., idx] = fn(f, x[..., idx])
+    def _transformed_groups(self, base: Tensor, x: Tensor, fn) -> Tensor:
+        """``base`` with ``fn(family, x[..., nodes])`` at the nodes of each transforming group."""
+        out = base.clone()
+        for k in self._transforming:
+            idx = self._node_index[k]
+            out[..., idx] = fn(self._first[k], x[..., idx])
         return out
 
     def standardize(self, x: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
         r""":math:`u = (t(x) - \mathrm{loc}) / \mathrm{scale}`, ``t`` the family's transform."""
         if self.transformed:
-            x = self._per_group(x, lambda f, v: f.transform(v))
+            x = self._transformed_groups(x, x, lambda f, v: f.transform(v))
         return (x - loc) / scale
 
     def unstandardize(self, u: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
         """The inverse of :meth:`standardize`."""
         x = u * scale + loc
-        return self._per_group(x, lambda f, v: f.untransform(v)) if self.transformed else x
+        return self._transformed_groups(x, x, lambda f, v: f.untransform(v)) if self.transformed else x
 
     def log_det(self, x: Tensor, scale: Tensor, mask: Tensor | None) -> Tensor:
         r""":math:`\log |du/dx|` summed over the present cells: :math:`-\sum_i \log s_i` plus the
@@ -144,11 +148,7 @@ class Observation:
         log_s = scale.log()
         cells = -log_s if mask is None else torch.where(mask, -log_s, 0.0)
         if self.transformed:
-            extra = torch.zeros_like(x)
-            for k, idx in self._node_index.items():
-                f = self._first[k]
-                if type(f).transform is not Family.transform:
-                    extra[..., idx] = f.log_det(x[..., idx])
+            extra = self._transformed_groups(torch.zeros_like(x), x, lambda f, v: f.log_det(v))
             cells = cells + (extra if mask is None else torch.where(mask, extra, 0.0))
             return cells.sum(-1)
         return cells.sum(-1) if mask is not None else cells.sum()

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from sirenvae.graph import BayesianNetwork, LatentSplit
 from sirenvae.models.config import ModelConfig
+from sirenvae.models.observation import graph_units, unit_ranges
 
 __all__ = ["SIReNVAE", "resample"]
 
@@ -65,20 +66,19 @@ class SIReNVAE(nn.Module):
         self.decoder, self.prior, self.encoder = decoder, prior, encoder
         ctx = [split.observed.index(v) for v in prior_context]
         self.register_buffer("_ctx_idx", torch.tensor(ctx, dtype=torch.long), persistent=False)
-        obs = self.observation
-        if obs.single is None:  # several input units per node: where each node's units sit
-            units = torch.ones(len(split.graph), dtype=torch.long)
-            units[self._idx_x] = obs.input_units
-            start = torch.cumsum(units, 0) - units
-            spread = [torch.arange(int(start[i]), int(start[i] + units[i])) for i in range(len(units))]
-            unit_z = torch.cat([spread[int(i)] for i in self._idx_z]) if len(split.latent) else self._idx_z
-            unit_x = torch.cat([spread[int(i)] for i in self._idx_x])
-            x_start = torch.cumsum(obs.input_units, 0) - obs.input_units
-            unit_ctx = [torch.arange(int(x_start[j]), int(x_start[j] + obs.input_units[j])) for j in ctx]
-            self.register_buffer("_unit_z", unit_z, persistent=False)
-            self.register_buffer("_unit_x", unit_x, persistent=False)
-            self.register_buffer("_unit_ctx", torch.cat(unit_ctx) if ctx else self._ctx_idx, persistent=False)
-            self._units = int(units.sum())
+        # where each node's input units sit (one per node, unless a family takes several)
+        units = graph_units(split, self.observation)
+        spans, x_spans = unit_ranges(units), unit_ranges(self.observation.input_units)
+
+        def at(spread: list[Tensor], which) -> Tensor:
+            return (
+                torch.cat([spread[int(i)] for i in which]) if len(which) else torch.zeros(0, dtype=torch.long)
+            )
+
+        self.register_buffer("_unit_z", at(spans, self._idx_z), persistent=False)
+        self.register_buffer("_unit_x", at(spans, self._idx_x), persistent=False)
+        self.register_buffer("_unit_ctx", at(x_spans, ctx), persistent=False)
+        self._units = int(units.sum())
         self._schedule = _ancestral_schedule(split)
         self._fill_sweeps = _observed_generations(split)
 
@@ -121,15 +121,11 @@ class SIReNVAE(nn.Module):
         r""":math:`u = (t(x) - \mathrm{loc}) / \mathrm{scale}` (``t`` the identity but for a
         transformed family: a log for log-normal nodes).
         """
-        if not self.observation.plain:
-            return self.observation.standardize(x, self.loc, self.scale)
-        return (x - self.loc) / self.scale
+        return self.observation.standardize(x, self.loc, self.scale)
 
     def unstandardize(self, u: Tensor) -> Tensor:
         """The raw values of standardised ``u``, the inverse of :meth:`standardize`."""
-        if not self.observation.plain:
-            return self.observation.unstandardize(u, self.loc, self.scale)
-        return u * self.scale + self.loc
+        return self.observation.unstandardize(u, self.loc, self.scale)
 
     # ------------------------------------------------------------------ pieces of the joint
     def nodes(self, z: Tensor, u: Tensor) -> Tensor:
@@ -138,14 +134,9 @@ class SIReNVAE(nn.Module):
         """
         u = self.family.encode(u)
         shape = torch.broadcast_shapes(z.shape[:-1], u.shape[:-1])
-        if self.observation.single is None:
-            out = z.new_empty(*shape, self._units)
-            out[..., self._unit_z] = z.expand(*shape, z.shape[-1])
-            out[..., self._unit_x] = u.expand(*shape, u.shape[-1])
-            return out
-        out = z.new_empty(*shape, len(self.graph))
-        out[..., self._idx_z] = z.expand(*shape, z.shape[-1])
-        out[..., self._idx_x] = u.expand(*shape, u.shape[-1])
+        out = z.new_empty(*shape, self._units)
+        out[..., self._unit_z] = z.expand(*shape, z.shape[-1])
+        out[..., self._unit_x] = u.expand(*shape, u.shape[-1])
         return out
 
     def values(self, z: Tensor, x: Tensor) -> Tensor:
