@@ -132,9 +132,10 @@ def test_labels_round_trip_through_the_python_api(tmp_path):
     holey.loc[[0, 2], "smoker"] = None
     holey.loc[[1], "region"] = np.nan
     holey.loc[[3], "region"] = "West"  # unseen: written back as given
+    holey.loc[[4], "smoker"] = "NA"  # a missing token, not NaN: a hole all the same
     filled = again.impute(holey)
     assert filled.smoker.isin(["no", "yes"]).all() and filled.region.iloc[3] == "West"
-    present = holey.notna()
+    present = holey.notna() & (holey != "NA")
     for c in ("smoker", "region", "bp"):
         assert (filled[c][present[c]].astype(str) == holey[c][present[c]].astype(str)).all()
     draws = again.impute(holey, m=3)

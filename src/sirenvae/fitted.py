@@ -372,13 +372,14 @@ class FittedModel(_CausalQueries):
             index = pd.MultiIndex.from_product([df.index, range(m)], names=[df.index.name or "row", "draw"])
             out = pd.DataFrame(decoder_frame(columns, values, self.variables), index=index)[order]
         for c, var in self.variables.items():  # present cells as given, in the frame's own dtype
-            if var.labelled and c in df and c in out:
-                given = df[c].reindex(out.index.get_level_values(0)) if m else df[c]
-                present = given.notna().to_numpy()
-                if present.any():
-                    col = out[c].to_numpy(dtype=object, copy=True)
-                    col[present] = given.to_numpy(dtype=object)[present]
-                    out[c] = col
+            if var.labelled and c in out:
+                present = ~x[:, columns.index(c)].isnan().cpu().numpy()  # as read: a token is a hole
+                given = df[c].to_numpy(dtype=object)
+                if m:  # the long table repeats each row m times
+                    present, given = np.repeat(present, m), np.repeat(given, m)
+                col = out[c].to_numpy(dtype=object, copy=True)
+                col[present] = given[present]
+                out[c] = col
         out.attrs["ess"] = ess
         return out
 
