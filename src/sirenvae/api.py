@@ -27,13 +27,13 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from sirenvae.data import Table, latent_split
+from sirenvae.data import Table, latent_split, stated_types
 from sirenvae.devices import resolve_device
 from sirenvae.fitted import FittedModel, _read, load
 from sirenvae.models import VARIANTS, ModelConfig
 from sirenvae.pipeline import TrainOptions, train_model
 from sirenvae.training import FitConfig
-from sirenvae.variables import Variable, model_types, parse_types
+from sirenvae.variables import Variable, model_types
 
 __all__ = ["FittedModel", "compare", "fit", "fit_rows", "load"]
 
@@ -333,24 +333,21 @@ def _training_table(
     """The graph (a shipped network's name, a file, anything :func:`read_graph` reads) and the training
     rows of ``df`` checked against it, its notices as warnings; also the network's name, if one.
     """
-    from sirenvae.graph_io import declared_types, read_graph
-    from sirenvae.networks import DiscreteNetwork, available_networks, load_network
+    from sirenvae.graph_io import read_graph
+    from sirenvae.networks import available_networks, load_network
 
     if allow_discrete:
         raise ValueError(
             "allow_discrete is gone: a column with 2 values is now modelled as binary and text as "
             "categorical; pass types={'x': 'normal'} to fit a column as continuous anyway"
         )
-    network = None
-    file_types, levels = {}, {}
+    network = net = None
     if isinstance(graph, str) and not Path(graph).exists() and graph in available_networks():
         net = load_network(graph)
         bn, network = net.graph, graph
-        if isinstance(net, DiscreteNetwork):  # a shipped discrete network declares its states
-            file_types, levels = net.declared()
     else:
         bn = read_graph(graph)
-        file_types, levels = declared_types(graph)
+    declared, levels = stated_types(None if net is not None else graph, net, types, "types")
     split = bn if latent is None else latent_split(bn, latent)
     table = _read(
         df,
@@ -359,7 +356,7 @@ def _training_table(
         min_rows=2,
         training=True,
         allow_missing=allow_missing,
-        types=parse_types(file_types, "graph file") | parse_types(types, "types"),
+        types=declared,
         levels=levels,
         strict_levels=strict_levels,
     )

@@ -266,7 +266,7 @@ def compare(
     x = x.detach().cpu()
     nll = {m: np.full(n, np.nan) for m in names}
     result = Comparison(names, None, np.zeros(n, dtype=int))
-    mixed = sorted(v for v, t in (fixed or {}).get("types", {}).items() if t not in selection.CONTINUOUS)
+    mixed = selection.non_gaussian((fixed or {}).get("types", {}))
     for m in CLASSICAL if mixed else ():
         result.failed[m] = f"it is Gaussian, and the columns {', '.join(mixed[:6])} are not continuous"
     for f, held in enumerate(parts):

@@ -19,10 +19,11 @@ import torch
 from torch import Tensor
 
 from sirenvae.graph import BayesianNetwork, GraphError, LatentSplit, first_duplicate
+from sirenvae.graph_io import declared_types
 from sirenvae.models.likelihoods import UNSEEN
 from sirenvae.names import near_pairs, preview, typo_notices
-from sirenvae.networks import ArithmeticCircuit, LinearGaussianNetwork
-from sirenvae.variables import Variable, VariableError, check_values, encode, infer_variable
+from sirenvae.networks import ArithmeticCircuit, DiscreteNetwork, LinearGaussianNetwork
+from sirenvae.variables import Variable, VariableError, check_values, encode, infer_variable, parse_types
 
 __all__ = [
     "LATENT_RULES",
@@ -69,6 +70,23 @@ def default_latent_rule(network: str) -> str | list[str]:
     if network in ("arithmetic-circuit", "arithmetic_circuit"):
         return [f"z{i}" for i in range(6)]
     return _DEFAULT_RULES.get(network, "leaves-observed")
+
+
+def stated_types(
+    graph_source, network, given: Mapping[str, str] | str | None, flag: str = "--types"
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The types and levels stated for a training table's nodes (``{node: kind}``, ``{node: levels}``):
+    a shipped discrete ``network``'s states, else those ``graph_source`` declares (a JSON graph's
+    ``"type"`` and ``"levels"``, a BIF file's states), with ``given`` (``--types``, named ``flag`` in
+    errors) over them; a ``ValueError`` for an unknown type.
+    """
+    if isinstance(network, DiscreteNetwork):
+        declared, levels = network.declared()
+    elif graph_source is not None:
+        declared, levels = declared_types(graph_source)
+    else:
+        declared, levels = {}, {}
+    return parse_types(declared, "graph file") | parse_types(given, flag), levels
 
 
 def latent_split(graph: BayesianNetwork, rule: str | Sequence[str]) -> LatentSplit:

@@ -460,8 +460,7 @@ def _outcome(variant, chosen_list, names, live, results, parts, n, k, x, setting
     _paired_to(summary, pick, results, parts, k, live)
     rule = f"{k}-fold CV on {n} rows, held-out IWAE NLL (K = {settings.importance_samples}); {rule}"
     summary[pick]["chosen"] = True
-    types = chosen_list[pick][1].types
-    mixed = sorted(v for v, t in types.items() if t not in CONTINUOUS)  # columns no Gaussian fits
+    mixed = non_gaussian(chosen_list[pick][1].types)
     if settings.classical and mixed:
         notices.append(
             "the classical models are skipped: they are Gaussian, and these rows have non-continuous "
@@ -542,6 +541,12 @@ def _counted(results: dict, c: int, k: int, status: str) -> list[int]:
 
 #: The families of real-valued columns that the classical (Gaussian) models can score.
 CONTINUOUS = ("normal", "studentt")
+
+
+def non_gaussian(types: dict[str, str]) -> list[str]:
+    """The columns of ``ModelConfig.types`` that no Gaussian (the classical models) can score."""
+    return sorted(v for v, t in types.items() if t not in CONTINUOUS)
+
 
 #: The classical models scored beside the candidates.
 CLASSICAL_NAMES = {"fa": "factor analysis", "lw": "Ledoit-Wolf"}

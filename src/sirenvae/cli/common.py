@@ -436,10 +436,9 @@ def training_rows(network, graph, data, train_size, latent, ignore_columns, id_c
     (``--data``). With ``allow_missing`` a CSV's missing cells (and the comma-separated
     ``--missing`` tokens) are NaN; ``types`` is ``--types`` (``a=binary,b=count``).
     """
-    from sirenvae.data import default_latent_rule, latent_split, read_table, sample_splits
-    from sirenvae.graph_io import declared_types, read_graph
+    from sirenvae.data import default_latent_rule, latent_split, read_table, sample_splits, stated_types
+    from sirenvae.graph_io import read_graph
     from sirenvae.networks import DiscreteNetwork, load_network
-    from sirenvae.variables import parse_types
 
     check_row_source(network, graph, data, train_size)
     if train_size is not None:
@@ -455,11 +454,8 @@ def training_rows(network, graph, data, train_size, latent, ignore_columns, id_c
         return split, x, (), net.variables(split.observed) if isinstance(net, DiscreteNetwork) else {}
     net = load_network(network) if network is not None else None
     bn = net.graph if net is not None else read_graph(graph)
-    file_types, levels = declared_types(graph) if graph is not None else ({}, {})
-    if isinstance(net, DiscreteNetwork):  # a shipped discrete network declares its states
-        file_types, levels = net.declared()
     try:
-        declared = parse_types(file_types, "graph file") | parse_types(types)
+        declared, levels = stated_types(graph, net, types)
     except ValueError as e:
         raise UsageError(str(e)) from None
     rule = parse_latent(latent)
