@@ -269,3 +269,14 @@ def test_a_counterfactual_through_discrete_nodes_is_opt_in_and_consistent():
     rows = x[x[:, 0] == 1][:5]  # c is 1 already: intervening on its own value changes nothing
     _, u, _ = causal.counterfactual(no_count, rows, causal.resolve(no_count, {"c": 1.0}), 4, discrete=True)
     assert torch.allclose(no_count.unstandardize(u), rows.expand(4, *rows.shape), atol=1e-5)
+
+
+def test_the_prior_reads_its_context_as_the_decoder_does():
+    # one count family for every observed node: c, a parent of z1, enters the prior as log(1 + c)
+    split, x = _rows(8)
+    model = float64(build_model(split, ModelConfig(likelihood="poisson", **SMALL)))
+    seen = []
+    model.prior.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    counts = x.abs().round()
+    model.prior_given(model.standardize(counts))
+    assert torch.equal(seen[0], counts[:, [split.observed.index("c")]].log1p())

@@ -153,9 +153,7 @@ class SIReNVAE(nn.Module):
         r"""The prior :math:`p(z \mid x_{pa(Z)})` given standardised observed values ``u``."""
         if not self.prior_context:
             return self.prior(None)
-        if self.observation.single is None:
-            return self.prior(self.observation.encode(u)[..., self._unit_ctx])
-        return self.prior(u[..., self._ctx_idx])
+        return self.prior(self.family.encode(u)[..., self._unit_ctx])  # as the decoder reads them
 
     def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
         r""":math:`\log p(x, z)` on the raw scale of ``x``; ``z`` may carry leading sample dims."""
