@@ -10,7 +10,7 @@ import torch
 
 import sirenvae
 from sirenvae.graph import BayesianNetwork
-from sirenvae.objectives import iwae
+from sirenvae.objectives import iwae, prior_draws
 
 BN = BayesianNetwork({"z": [], "a": ["z"], "b": ["z", "a"], "w": ["b"], "c": ["w"]})
 FAST = {"max_epochs": 3, "warmup_steps": 0, "batch_size": 16, "settings": "paper"}
@@ -55,14 +55,16 @@ def test_shuffled_columns_give_the_same_numbers(run_dir):
     torch.manual_seed(0)
     x = torch.tensor(df[["a", "b", "c"]].to_numpy(), dtype=torch.float32)
     with torch.no_grad():
-        direct = iwae(m.model, x, 50).double().numpy()
+        direct = iwae(m.model, x, 50, prior_draws(50)).double().numpy()
     np.testing.assert_allclose(lp.to_numpy(), direct, rtol=1e-5)
     # raw tensors in another order would give other numbers: the API is what protects the user
     with torch.no_grad():
         torch.manual_seed(0)
         wrong = iwae(m.model, x[:, [2, 0, 1]], 50).double().numpy()
     assert not np.allclose(wrong, direct, atol=0.05)
-    assert (m.elbo(df, samples=20) <= m.log_prob(df, importance_samples=20) + 1e-4).all()
+    # the ELBO is below the likelihood (on average: the defensive prior draws weigh each draw
+    # against a mixture, so a single row's estimate may dip below its ELBO by Monte-Carlo error)
+    assert m.elbo(df, samples=200).mean() <= m.log_prob(df, importance_samples=200).mean()
 
 
 def test_posterior_and_sample_are_frames_by_name(run_dir):

@@ -368,7 +368,7 @@ def test_fit_and_evaluate_with_holes_end_to_end(files, tmp_path):
     assert counted.sum() == len(HOLES)
     np.testing.assert_array_equal(rows["missing"].to_numpy(), counted)
     assert result["missing"] == pytest.approx(counted.sum() / holes.size)
-    assert ((rows["ess"] >= 1 - 1e-9) & (rows["ess"] <= 2 + 1e-9)).all()  # K = 2
+    assert ((rows["ess"] >= 1 - 1e-9) & (rows["ess"] <= 3 + 1e-9)).all()  # K = 2 and 1 prior draw
 
 
 def test_the_help_of_missing_states_the_assumption():

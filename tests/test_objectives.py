@@ -1,5 +1,7 @@
 import math
+from dataclasses import replace
 
+import pytest
 import torch
 
 from helpers import SMALL_LATENT, TINY, float64, rows, small_network
@@ -11,6 +13,7 @@ from sirenvae.objectives import (
     evaluate_rows,
     iwae,
     log_weights,
+    prior_draws,
     reconstruction_error,
     warmup_elbo,
 )
@@ -136,3 +139,93 @@ def test_the_warmup_objective_is_the_elbo_at_beta_one_and_grows_with_a_negative_
         torch.manual_seed(3)
         half = warmup_elbo(model, x, 0.5, 4)
         assert torch.allclose(half, (log_px + 0.5 * (log_pz - log_q)).mean(0))
+
+
+# ---------------------------------------------------------------------- defensive importance sampling
+VARIANTS = [
+    ("true", TINY),
+    ("true", replace(TINY, conditioning="parents", affine=True)),
+    ("fc", TINY),
+    ("vae", TINY),
+    ("vae-maf", TINY),
+]
+
+
+@pytest.mark.parametrize(("variant", "config"), VARIANTS)
+def test_the_encoder_density_of_any_latents_matches_its_own_draws(variant, config):
+    net = small_network()
+    torch.manual_seed(0)
+    model = float64(build_model(LatentSplit(net.graph, SMALL_LATENT), config, variant=variant))
+    x = rows(net, SMALL_LATENT, 9, dtype=torch.float64)
+    with torch.no_grad():
+        z, log_q = model.posterior(x, 4)
+        again = model.posterior_log_prob(x, z)
+    assert torch.allclose(again, log_q, atol=1e-6)
+
+
+def _one_latent():
+    bn = BayesianNetwork({"z": [], "x1": ["z"], "x2": ["z"]})
+    torch.manual_seed(0)
+    model = float64(build_model(LatentSplit(bn, ("z",)), TINY, variant="true"))
+    with torch.no_grad():
+        model.decoder.net.layers[0].weight.mul_(3)
+    x = torch.randn(6, 2, dtype=torch.float64)
+    t = torch.linspace(-15, 15, 6001, dtype=torch.float64)
+    with torch.no_grad():
+        lj = model.log_joint(x, t[:, None, None].expand(-1, 6, 1))
+    return model, x, torch.logsumexp(lj, 0) + math.log(t[1] - t[0])
+
+
+def test_prior_draws_keep_the_estimate_unbiased_and_rescue_a_bad_encoder(monkeypatch):
+    model, x, log_px = _one_latent()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        lw = model.importance_samples(x, 3000, 3000)[2]
+    assert lw.shape == (6000, 6)
+    assert (torch.logsumexp(lw, 0) - math.log(6000) - log_px).abs().max() < 0.05
+
+    far = torch.distributions.Normal(torch.tensor(9.0, dtype=torch.float64), 0.1)  # misses the posterior
+
+    def posterior(x, samples):
+        z = far.sample((samples, x.shape[0], 1))
+        return z, far.log_prob(z).sum(-1)
+
+    monkeypatch.setattr(model, "posterior", posterior)
+    monkeypatch.setattr(model, "posterior_log_prob", lambda x, z: far.log_prob(z).sum(-1))
+    with torch.no_grad():
+        plain = iwae(model, x, 200)
+        lw = model.importance_samples(x, 200, 2000)[2]
+    defensive = torch.logsumexp(lw, 0) - math.log(lw.shape[0])
+    assert (plain - log_px).max() < -20  # the encoder's bound is far too loose
+    assert (defensive - log_px).abs().max() < 0.1
+
+
+def test_evaluation_adds_prior_draws_and_keeps_the_encoders_elbo():
+    net = small_network()
+    torch.manual_seed(0)
+    model = float64(build_model(LatentSplit(net.graph, SMALL_LATENT), TINY, variant="true"))
+    x = rows(net, SMALL_LATENT, 30, dtype=torch.float64)
+    model.set_standardization(x)
+    results = {}
+    for share in (0.0, 0.5):
+        torch.manual_seed(3)  # the encoder's draws come first, so they are the same in both
+        results[share] = evaluate_rows(model, x, importance_samples=20, defensive=share)
+    assert torch.equal(results[0.0]["neg_elbo"], results[0.5]["neg_elbo"])
+    assert not torch.equal(results[0.0]["nll"], results[0.5]["nll"])
+    assert prior_draws(1000) == 100 and prior_draws(1) == 0
+
+
+def test_prior_draws_are_skipped_where_the_prior_reads_a_missing_cell():
+    bn = BayesianNetwork({"a": [], "z": ["a"], "b": ["z"], "c": ["z", "a"]})
+    config = replace(TINY, conditioning="parents", affine=True)
+    torch.manual_seed(0)
+    model = float64(build_model(LatentSplit(bn, ("z",)), config, variant="true"))
+    assert model.prior_context == ("a",)
+    x = torch.randn(5, 3, dtype=torch.float64)
+    with torch.no_grad():
+        assert model.importance_samples(x, 4, 3)[2].shape == (7, 5)
+        holes = x.clone()
+        holes[0, 2] = float("nan")  # c: not read by the prior
+        assert model.importance_samples(holes, 4, 3)[2].shape == (7, 5)
+        holes[1, 0] = float("nan")  # a: the prior's context
+        assert model.importance_samples(holes, 4, 3)[2].shape == (4, 5)

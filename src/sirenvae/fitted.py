@@ -23,7 +23,7 @@ from sirenvae.data import Table, read_frame
 from sirenvae.graph import BayesianNetwork
 from sirenvae.identification import identify
 from sirenvae.models import SIReNVAE, causal
-from sirenvae.objectives import eval_chunk, log_weights
+from sirenvae.objectives import eval_chunk, iwae, log_weights, prior_draws
 from sirenvae.pipeline import load_model
 from sirenvae.training import History
 from sirenvae.variables import Variable, decoder_frame, encode
@@ -283,17 +283,17 @@ class FittedModel(_CausalQueries):
         self, df: pd.DataFrame, importance_samples: int = 1000, *, seed: int | None = 0, ignore=()
     ) -> pd.Series:
         r"""Per-row estimate of :math:`\log p(x)`: the IWAE bound with ``importance_samples``
-        draws (a lower bound that tightens as it grows), indexed like ``df``. A missing cell (NaN,
-        ``None``) is integrated out: the row's value is :math:`\log p(x_{obs})` of its present
-        cells (holes are taken as missing at random).
+        encoder draws and a tenth as many defensive prior draws (a lower bound in expectation that
+        tightens as it grows; see :func:`~sirenvae.objectives.evaluate_rows`), indexed like ``df``.
+        A missing cell (NaN, ``None``) is integrated out: the row's value is :math:`\log p(x_{obs})`
+        of its present cells (holes are taken as missing at random).
         """
         _positive(importance_samples, "importance_samples")
         x = self.tensor(df, ignore=ignore, allow_missing=True)
         rows = max(1, eval_chunk(self.model) // importance_samples)
         with _seeded(seed):
             parts = [
-                torch.logsumexp(log_weights(self.model, xb, importance_samples), 0)
-                - math.log(importance_samples)
+                iwae(self.model, xb, importance_samples, prior_draws(importance_samples))
                 for xb in x.split(rows)
             ]
         return pd.Series(torch.cat(parts).cpu().double().numpy(), index=df.index, name="log_prob")

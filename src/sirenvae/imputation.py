@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sirenvae.models.vae import resample
+from sirenvae.models.vae import prior_draws, resample
 from sirenvae.objectives import eval_chunk
 
 __all__ = ["Imputation", "impute", "posterior_draws"]
@@ -90,7 +90,7 @@ def posterior_draws(model, x: Tensor, n: int, proposals: int = 0) -> tuple[Tenso
     rows = max(1, eval_chunk(model) // S)
     draws, sizes = [], []
     for xb in x.split(rows):
-        z, _, log_w = model.importance_samples(xb.to(model.loc), S)
+        z, _, log_w = model.importance_samples(xb.to(model.loc), S, prior_draws(S))
         w = torch.softmax(log_w, dim=0)
         draws += resample(w, n, z)
         sizes.append(1.0 / w.square().sum(0))

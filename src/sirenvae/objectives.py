@@ -18,7 +18,10 @@ import math
 import torch
 from torch import Tensor
 
+from sirenvae.models.vae import DEFENSIVE_SHARE, prior_draws
+
 __all__ = [
+    "DEFENSIVE_SHARE",
     "EVAL_CHUNK",
     "elbo",
     "eval_chunk",
@@ -27,6 +30,7 @@ __all__ = [
     "iwae",
     "warmup_elbo",
     "log_weights",
+    "prior_draws",
     "reconstruction_error",
 ]
 
@@ -50,10 +54,13 @@ def warmup_elbo(model, x: Tensor, beta: float, samples: int = 1) -> Tensor:
     return (log_px + beta * (log_pz - log_q)).mean(0)
 
 
-def iwae(model, x: Tensor, samples: int) -> Tensor:
-    """The importance-weighted bound with ``samples`` draws per row, shape ``(N,)``."""
-    lw = log_weights(model, x, samples)
-    return torch.logsumexp(lw, 0) - math.log(samples)
+def iwae(model, x: Tensor, samples: int, prior_samples: int = 0) -> Tensor:
+    """The importance-weighted bound with ``samples`` draws per row, shape ``(N,)``; with
+    ``prior_samples``, that many defensive draws from the prior beside them (see
+    :meth:`~sirenvae.models.SIReNVAE.importance_samples`).
+    """
+    lw = model.importance_samples(x, samples, prior_samples)[2]
+    return torch.logsumexp(lw, 0) - math.log(lw.shape[0])
 
 
 def reconstruction_error(model, x: Tensor, samples: int = 1) -> Tensor:
@@ -79,24 +86,37 @@ def eval_chunk(model) -> int:
 
 
 @torch.no_grad()
-def evaluate_rows(model, x: Tensor, *, importance_samples: int = 1000, chunk: int | None = None) -> dict:
-    r"""Per-row NLL (IWAE with ``importance_samples``), negative ELBO, RE and the effective sample
-    size :math:`(\sum_k w_k)^2 / \sum_k w_k^2` of the importance weights, each of shape ``(N,)``.
+def evaluate_rows(
+    model,
+    x: Tensor,
+    *,
+    importance_samples: int = 1000,
+    chunk: int | None = None,
+    defensive: float | None = None,
+) -> dict:
+    r"""Per-row NLL, negative ELBO, RE and the effective sample size
+    :math:`(\sum_k w_k)^2 / \sum_k w_k^2` of the importance weights, each of shape ``(N,)``.
 
+    The NLL is the IWAE estimate from ``importance_samples`` encoder draws and a ``defensive`` share
+    of prior draws (default :data:`DEFENSIVE_SHARE`; 0 for the plain IWAE bound), each weighted
+    against the mixture that drew them, so a row the encoder misses is bounded by the prior's
+    estimate instead of a bound that may be thousands of nats loose; the ELBO is the encoder's alone.
     Rows go through in chunks of about ``chunk`` samples (default :func:`eval_chunk`), so memory
     stays bounded whatever ``N``; the model is evaluated in ``eval()`` mode and left in the mode it
     was in.
     """
     was = model.training
     model.eval()
-    rows = max(1, (chunk or eval_chunk(model)) // max(importance_samples, 1))
+    extra = prior_draws(importance_samples, defensive)
+    rows = max(1, (chunk or eval_chunk(model)) // max(importance_samples + extra, 1))
     nll, neg_elbo, re, ess = [], [], [], []
     try:
         for xb in x.split(rows):
-            lw = log_weights(model, xb, importance_samples)
+            parts = model.proposal_parts(xb, importance_samples, extra)
+            lw, q = parts["log_w"], slice(importance_samples)  # the encoder's draws come first
             lse = torch.logsumexp(lw, 0)
-            nll.append(math.log(importance_samples) - lse)
-            neg_elbo.append(-lw.mean(0))
+            nll.append(math.log(lw.shape[0]) - lse)
+            neg_elbo.append(-(parts["log_px"][q] + parts["log_pz"][q] - parts["log_q"][q]).mean(0))
             re.append(reconstruction_error(model, xb))
             ess.append(torch.exp(2 * lse - torch.logsumexp(2 * lw, 0)))
     finally:
@@ -110,9 +130,16 @@ LOW_ESS = 10.0
 
 
 def evaluate(
-    model, x: Tensor, *, importance_samples: int = 1000, chunk: int | None = None, per_row: bool = False
+    model,
+    x: Tensor,
+    *,
+    importance_samples: int = 1000,
+    chunk: int | None = None,
+    per_row: bool = False,
+    defensive: float | None = None,
 ) -> dict:
-    """NLL (IWAE with ``importance_samples``), negative ELBO and RE averaged over the rows of ``x``.
+    """NLL (IWAE with ``importance_samples`` and the ``defensive`` share of prior draws, see
+    :func:`evaluate_rows`), negative ELBO and RE averaged over the rows of ``x``.
 
     All numbers are on the raw scale (nats per row); with missing cells (NaN), of the present
     cells, ``missing`` is the fraction of cells missing and ``low_ess_rows`` counts the rows with
@@ -120,7 +147,7 @@ def evaluate(
     ``per_row``: ``{"nll", "neg_elbo", "ess", "missing"}`` of shape ``(N,)`` (the same draws as the
     averages; ``missing`` counts each row's missing cells); see :func:`evaluate_rows`.
     """
-    rows = evaluate_rows(model, x, importance_samples=importance_samples, chunk=chunk)
+    rows = evaluate_rows(model, x, importance_samples=importance_samples, chunk=chunk, defensive=defensive)
     holes = x.isnan()
     result = {
         **{k: rows[k].double().mean().item() for k in ("nll", "neg_elbo", "re")},

@@ -29,6 +29,7 @@ from sirenvae.experiments.protocol import QUICK, RunConfig, Schedule, default_co
 from sirenvae.files import atomic_write_text
 from sirenvae.graph import LatentSplit
 from sirenvae.models import ModelConfig
+from sirenvae.models.vae import prior_draws
 from sirenvae.version import __version__
 
 if TYPE_CHECKING:
@@ -136,6 +137,7 @@ def _run_one(config: RunConfig, device: str | None = None) -> dict:
         "config": config.to_dict(),
         "train_rows": n,
         **doc,
+        **({"prior_draws": prior_draws(s.importance_samples)} if fit is _fit_deep else {}),  # defensive draws
         "oracle_nll": truth["nll"],
         "oracle": truth,
         "train_seconds": trained - start,

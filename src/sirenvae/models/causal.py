@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sirenvae.models.vae import SIReNVAE, resample
+from sirenvae.models.vae import SIReNVAE, prior_draws, resample
 
 __all__ = [
     "Intervention",
@@ -248,7 +248,7 @@ def counterfactual(
     check_structural(model)
     kept = _discrete_kept(model, do, discrete)
     S = proposals or max(10 * n, 100)
-    z, filled, log_w = model.importance_samples(x, S)  # (S, N, Dz), (S, N, Dx) or None, (S, N)
+    z, filled, log_w = model.importance_samples(x, S, prior_draws(S))  # (S+P, N, Dz), (S+P, N, Dx)|None
     w = torch.softmax(log_w, dim=0)
     ess = 1.0 / w.square().sum(0)
     if filled is None:

@@ -9,14 +9,32 @@ References:
 
 from __future__ import annotations
 
+import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
 import torch
 from torch import Tensor, nn
 
+from sirenvae.flows.grf import GraphicalResidualFlow
 from sirenvae.graph import BayesianNetwork, LatentSplit
 from sirenvae.models.config import ModelConfig
 from sirenvae.models.observation import graph_units, unit_ranges
 
-__all__ = ["SIReNVAE", "resample"]
+__all__ = ["DEFENSIVE_SHARE", "SIReNVAE", "prior_draws", "resample"]
+
+#: The share of evaluation draws taken from the prior (defensive importance sampling, see
+#: :meth:`SIReNVAE.importance_samples`): ``ceil(share * K)`` prior draws beside the
+#: ``K`` encoder draws.
+DEFENSIVE_SHARE = 0.1
+
+
+def prior_draws(importance_samples: int, share: float | None = None) -> int:
+    """The prior draws beside ``importance_samples`` encoder draws (:data:`DEFENSIVE_SHARE`)."""
+    share = DEFENSIVE_SHARE if share is None else share
+    return math.ceil(share * importance_samples) if importance_samples > 1 else 0
 
 
 class SIReNVAE(nn.Module):
@@ -180,16 +198,56 @@ class SIReNVAE(nn.Module):
         log_pu = self.decoder(self.nodes(z, u)).log_prob(u, mask)
         return log_pu + self.observation.log_det(x, self.scale, mask), log_pz
 
-    def importance_samples(self, x: Tensor, samples: int) -> tuple[Tensor, Tensor | None, Tensor]:
+    def importance_samples(
+        self, x: Tensor, samples: int, prior_samples: int = 0
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
         r"""``samples`` proposals per row with their log importance weights for :math:`\log p(x_{obs})`:
         :math:`z \sim q(z \mid x)` ``(S, N, Dz)``, the holes of ``x`` drawn by :meth:`fill`
         (standardised, ``(S, N, Dx)``; ``None`` when ``x`` has none) and :math:`\log w` ``(S, N)``.
+
+        With ``prior_samples`` :math:`P`, that many more come from the prior
+        :math:`p(z \mid x_{pa(Z)})` and every weight is taken against the mixture that drew them
+        (defensive importance sampling, Hesterberg 1995; the deterministic-mixture weights of Owen &
+        Zhou 2000): :math:`w = p(x, z) / \frac{S q(z \mid x) + P p(z)}{S + P}`, so that
+        :math:`\frac{1}{S + P} \sum w` stays unbiased for :math:`p(x)`. Where the encoder is good the
+        prior draws carry almost no weight and cost nothing; where it proposes far from the
+        posterior (a row far outside the training range) they bound the damage. The prior draws
+        are skipped (``S`` proposals returned) when the prior reads an observed cell that is missing;
+        an unconditional prior's draws are shared by the rows (each row's estimate stays unbiased).
         """
+        parts = self.proposal_parts(x, samples, prior_samples)
+        return parts["z"], parts["filled"], parts["log_w"]
+
+    def proposal_parts(self, x: Tensor, samples: int, prior_samples: int = 0) -> dict[str, Tensor | None]:
+        r""":meth:`importance_samples` with its pieces: ``z`` (the ``samples`` encoder draws first),
+        ``filled``, ``log_w`` (against the mixture), ``log_q`` :math:`\log q(z \mid x)`, ``log_px``
+        :math:`\log p(x \mid z)` and ``log_pz`` :math:`\log p(z \mid x_{pa(Z)})`, each ``(S + P, N)``
+        (``P`` = 0 where the prior draws are skipped).
+        """
+        z, log_q, filled, log_px, log_pz = self._proposals(x, samples, prior_samples)
+        log_w = log_px + log_pz - log_q
+        if z.shape[0] > samples:  # the deterministic mixture S q + P p over S + P
+            counts = torch.tensor([samples, z.shape[0] - samples], dtype=log_q.dtype, device=log_q.device)
+            mixture = torch.logsumexp(torch.stack([log_q, log_pz]) + counts.log()[:, None, None], 0)
+            log_w = log_px + log_pz - (mixture - counts.sum().log())
+        return {"z": z, "filled": filled, "log_w": log_w, "log_q": log_q, "log_px": log_px, "log_pz": log_pz}
+
+    def _proposals(self, x: Tensor, samples: int, prior_samples: int):
         z, log_q = self.posterior(x, samples)
         mask = _present(x)
+        if prior_samples > 0 and self._prior_reads_all(mask):
+            zp = self.prior_given(self.standardize(x)).sample((prior_samples,))
+            if not self.prior_context:  # p(z) reads no row: the rows share its draws (one solve each)
+                zp = zp[:, None].expand(prior_samples, x.shape[0], zp.shape[-1])
+            z = torch.cat([z, zp])
+            log_q = torch.cat([log_q, self.posterior_log_prob(x, zp)])
         filled = None if mask is None else self.fill(self.standardize(x), mask, z)
         log_px, log_pz = self._log_joint_parts(x, z, mask, filled)
-        return z, filled, log_px + log_pz - log_q
+        return z, log_q, filled, log_px, log_pz
+
+    def _prior_reads_all(self, mask: Tensor | None) -> bool:
+        """Whether the prior's context is present in every row (no hole the prior would read)."""
+        return mask is None or not self.prior_context or bool(mask[:, self._ctx_idx].all())
 
     def fill(self, u: Tensor, mask: Tensor, z: Tensor) -> Tensor:
         r"""Standardised values ``u`` with each missing cell (``mask`` false) drawn from its decoder
@@ -214,6 +272,17 @@ class SIReNVAE(nn.Module):
         r"""``samples`` draws of :math:`z \sim q(z \mid x)` with :math:`\log q`, shapes
         ``(samples, N, Dz)`` and ``(samples, N)``.
         """
+        return self.encoder(self._encoder_inputs(x)).rsample_and_log_prob((samples,))
+
+    def posterior_log_prob(self, x: Tensor, z: Tensor) -> Tensor:
+        r""":math:`\log q(z \mid x)` of latents ``z`` ``(S, N, Dz)``, shape ``(S, N)`` (a flow encoder
+        inverts its transform here: slower than :meth:`posterior`'s draws).
+        """
+        q = self.encoder(self._encoder_inputs(x))
+        with _lenient_inverses(self.encoder):
+            return q.log_prob(z)
+
+    def _encoder_inputs(self, x: Tensor) -> Tensor:
         u = self.standardize(x)
         mask = _present(x)
         if mask is not None:  # a hole reads as the training mean (0 in standardised units)
@@ -224,7 +293,7 @@ class SIReNVAE(nn.Module):
         if self.config.mask_inputs:  # each value's presence bit beside it
             bits = torch.ones_like(u) if mask is None else mask.to(u.dtype)
             inputs = torch.cat([inputs, bits], -1)
-        return self.encoder(inputs).rsample_and_log_prob((samples,))
+        return inputs
 
     def reconstruction(self, x: Tensor, z: Tensor) -> Tensor:
         r""":math:`E[x \mid z]` on the raw scale (observed parents teacher-forced; missing ones drawn
@@ -283,6 +352,30 @@ def resample(w: Tensor, n: int, *values: Tensor) -> list[Tensor]:
     """
     pick = torch.multinomial(w.T, n, replacement=True).T  # (n, N)
     return [v.gather(0, pick[..., None].expand(n, *v.shape[1:])) for v in values]
+
+
+#: Iterations allowed to an inverse that evaluates a density away from where the flow was trained.
+LENIENT_MAX_ITER = 500
+
+
+@contextmanager
+def _lenient_inverses(module: nn.Module) -> Iterator[None]:
+    """Within, the residual flows of ``module`` solve their inverses with up to
+    :data:`LENIENT_MAX_ITER` iterations and keep the last iterate where the tolerance is still not
+    met (a density evaluated at a prior draw far from the encoder's mass, where a residual of
+    1e-5 moves the log-density by far less than the Monte-Carlo error).
+    """
+    flows = [m for m in module.modules() if isinstance(m, GraphicalResidualFlow)]
+    saved = [f.root_finding for f in flows]
+    try:
+        for f, rf in zip(flows, saved, strict=True):
+            f.root_finding = replace(rf, max_iter=max(rf.max_iter, LENIENT_MAX_ITER), on_fail="warn")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            yield
+    finally:
+        for f, rf in zip(flows, saved, strict=True):
+            f.root_finding = rf
 
 
 def _present(x: Tensor) -> Tensor | None:
