@@ -96,8 +96,13 @@ def observation(split: LatentSplit, config: ModelConfig) -> Observation:
     return Observation(families(split.observed, config.types, config.likelihood, config.min_scale))
 
 
-def _decoder(sets: Tensor, config: ModelConfig, obs: Observation, units: Tensor, width: int = 0) -> Decoder:
-    """The decoder over ``sets`` (the BN's parents, or all latents for a VAE) with the nodes' families."""
+def _decoder(
+    sets: Tensor, config: ModelConfig, obs: Observation, units: Tensor, width: int = 0, observed=None
+) -> Decoder:
+    """The decoder over ``sets`` (the BN's parents, or all latents for a VAE) with the nodes' families;
+    ``observed``, the graph positions of the observed nodes, gives it count tables where
+    ``config.discrete_tables`` asks for them.
+    """
     return Decoder(
         sets,
         config.decoder_hidden_per_set,
@@ -108,6 +113,7 @@ def _decoder(sets: Tensor, config: ModelConfig, obs: Observation, units: Tensor,
         likelihood=config.likelihood,
         observation=obs,
         in_units=units,
+        tables=list(observed) if observed is not None and config.discrete_tables else None,
     )
 
 
@@ -115,7 +121,8 @@ def _structured(split: LatentSplit, config: ModelConfig) -> SIReNVAE:
     """GRF prior on the variant's graph, BN-masked decoder, GRF encoder on the faithful inverse."""
     Z, X = split.latent, split.observed
     obs = observation(split, config)
-    decoder = _decoder(split.graph.adjacency()[split.observed_index()], config, obs, graph_units(split, obs))
+    sets = split.graph.adjacency()[split.observed_index()]
+    decoder = _decoder(sets, config, obs, graph_units(split, obs), observed=split.observed_index())
     g = variant_graph(split, config.variant)
     context = split.prior_context
     units = dict(zip(X, obs.input_units.tolist(), strict=True))

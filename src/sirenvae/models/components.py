@@ -20,6 +20,7 @@ from sirenvae.masks import edge_blocks
 from sirenvae.models.config import DECODER_MEANS
 from sirenvae.models.likelihoods import family
 from sirenvae.models.observation import Observation
+from sirenvae.models.tables import ConditionalTables
 
 if TYPE_CHECKING:
     import zuko
@@ -58,6 +59,11 @@ class Decoder(LazyDistribution):
         layout: ``"dense"``, ``"block-sparse"`` (the MLP and the linear term by blocks between
             parent sets, memory and time by the graph's edges) or ``"auto"``, block-sparse for large
             sparse graphs (:func:`~sirenvae.layers.mlp_layout`). Both compute the same function.
+        observation: The observed nodes' families (default: ``likelihood`` for every one).
+        in_units: Input units per graph node (a category's one-hot block).
+        tables: The graph positions of the observed nodes: a binary or categorical node whose
+            parents are all observed and discrete then takes its smoothed count table
+            (:mod:`sirenvae.models.tables`) instead of the head, fitted with the offsets.
     """
 
     def __init__(
@@ -73,6 +79,7 @@ class Decoder(LazyDistribution):
         layout: str = "auto",
         observation: Observation | None = None,
         in_units: Tensor | None = None,
+        tables: list[int] | None = None,
     ) -> None:
         super().__init__()
         if mean not in DECODER_MEANS:
@@ -85,7 +92,7 @@ class Decoder(LazyDistribution):
         self.observation = observation
         self.min_scale = min_scale
         self.mean_kind, self.likelihood = mean, likelihood
-        sets = sets.bool()
+        sets = node_sets = sets.bool()
         if in_units is not None and bool((in_units != 1).any()):
             sets = sets.repeat_interleave(in_units, 1)  # each input unit with its variable's outputs
         layout = mlp_layout(layout, sets, hidden_per_set)
@@ -110,6 +117,16 @@ class Decoder(LazyDistribution):
             if mean == "linear":
                 self.raw_rows = nn.Parameter(torch.zeros(int((~fed).sum())))
             self.register_buffer("offset", torch.zeros(len(rows)))
+        self.tables = None
+        if tables is not None and any(f.levels for f in observation.members):
+            units = in_units if in_units is not None else torch.ones(sets.shape[1], dtype=torch.long)
+            found = ConditionalTables(node_sets, observation, tables, units)
+            if len(found):
+                self.tables = found
+                where = {r: n for n, r in enumerate(rows)}
+                heads = [len(observation.members[i].heads) for i in found.nodes]
+                table_rows = [where[i, h] for i, k in zip(found.nodes, heads, strict=True) for h in range(k)]
+                self.register_buffer("_table_rows", torch.tensor(table_rows), persistent=False)
         self._constants = sorted({c for f in observation.members for c in f.constants})
         for name in self._constants:
             init = [f.constants.get(name, 0.0) for f in observation.members]
@@ -128,9 +145,21 @@ class Decoder(LazyDistribution):
         return (self.net if self.mean_kind != "linear" else self.linear).layout
 
     def set_offsets(self, x: Tensor) -> None:
-        """Starts every head at its node's marginal, from training values (a mixed table's decoder)."""
+        """Starts every head at its node's marginal, from training values (a mixed table's decoder),
+        and fits the count tables.
+        """
         if hasattr(self, "offset"):
             self.offset.copy_(self.observation.offsets(x))
+        if self.tables is not None:
+            self.tables.fit(x)
+
+    def _tabled(self, rows: Tensor, nodes: Tensor) -> Tensor:
+        """``rows`` with the tabled nodes' rows read from their tables."""
+        if self.tables is None:
+            return rows
+        rows = rows.clone()
+        rows[..., self._table_rows.to(rows.device)] = torch.cat(self.tables(nodes), -1).to(rows.dtype)
+        return rows
 
     def forward(self, nodes: Tensor) -> Distribution:
         constants = {name: getattr(self, name) for name in self._constants}
@@ -142,6 +171,8 @@ class Decoder(LazyDistribution):
                 heads = list(self.net(nodes).split(self.observed, -1))
                 if self.mean_kind == "linear+mlp":
                     heads[0] = self.linear(nodes) + heads[0]
+            if self.tables is not None:  # one family with tables: binary, one head
+                heads[0] = self._tabled(heads[0].expand(*nodes.shape[:-1], self.observed), nodes)
             return single.distribution(*heads, **constants)
         rows_idx = self.observation.linear_rows.to(nodes.device)
         if self.mean_kind == "linear":
@@ -153,7 +184,7 @@ class Decoder(LazyDistribution):
             rows = self.net(nodes)
             if self.mean_kind == "linear+mlp":
                 rows = rows.index_add(-1, rows_idx, self.linear(nodes))
-        return self.observation.distribution(rows + self.offset, constants)
+        return self.observation.distribution(self._tabled(rows + self.offset, nodes), constants)
 
 
 class DiagonalEncoder(LazyDistribution):

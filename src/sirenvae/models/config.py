@@ -50,6 +50,9 @@ class ModelConfig:
             :data:`sirenvae.models.likelihoods.FAMILIES` (``normal``, ``studentt``, ...).
         types: Per observed node, another family (``binary``, ``categorical:3``, ``poisson``,
             ``negbin``, ``lognormal``, ...): a mixed table; the nodes not named take ``likelihood``.
+        discrete_tables: A binary or categorical node whose parents are all observed and discrete
+            takes a smoothed count table, the closed-form maximum of its factor
+            (:mod:`sirenvae.models.tables`), instead of the decoder's head (graph variants).
     """
 
     variant: Variant = "true"
@@ -71,6 +74,7 @@ class ModelConfig:
     likelihood: str = "normal"
     mask_inputs: bool = False
     types: dict[str, str] = field(default_factory=dict)
+    discrete_tables: bool = True
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -133,4 +137,5 @@ LEGACY: dict = {
     "likelihood": "normal",
     "mask_inputs": False,
     "types": {},
+    "discrete_tables": False,
 }
