@@ -107,6 +107,8 @@ class ConditionalTables(nn.Module):
 
     def _codes(self, nodes: Tensor) -> Tensor:
         """Each read parent's code ``(*, P)`` from the input units (a hot-less block: the "none" code)."""
+        if not self._spans:  # every tabled node is a root: one configuration
+            return torch.zeros(*nodes.shape[:-1], 1, dtype=torch.long, device=nodes.device)
         out = []
         for span, r in zip(self._spans, self._radices, strict=True):
             v = nodes[..., span.to(nodes.device)]
