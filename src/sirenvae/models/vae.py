@@ -225,11 +225,12 @@ class SIReNVAE(nn.Module):
         (``P`` = 0 where the prior draws are skipped).
         """
         z, log_q, filled, log_px, log_pz = self._proposals(x, samples, prior_samples)
-        log_w = log_px + log_pz - log_q
+        log_proposal = log_q
         if z.shape[0] > samples:  # the deterministic mixture S q + P p over S + P
             counts = torch.tensor([samples, z.shape[0] - samples], dtype=log_q.dtype, device=log_q.device)
             mixture = torch.logsumexp(torch.stack([log_q, log_pz]) + counts.log()[:, None, None], 0)
-            log_w = log_px + log_pz - (mixture - counts.sum().log())
+            log_proposal = mixture - counts.sum().log()
+        log_w = log_px + log_pz - log_proposal
         return {"z": z, "filled": filled, "log_w": log_w, "log_q": log_q, "log_px": log_px, "log_pz": log_pz}
 
     def _proposals(self, x: Tensor, samples: int, prior_samples: int):
