@@ -158,7 +158,7 @@ class Decoder(LazyDistribution):
         if self.tables is None:
             return rows
         rows = rows.clone()
-        rows[..., self._table_rows.to(rows.device)] = torch.cat(self.tables(nodes), -1).to(rows.dtype)
+        rows[..., self._table_rows.to(rows.device)] = self.tables(nodes).to(rows.dtype)
         return rows
 
     def forward(self, nodes: Tensor) -> Distribution:

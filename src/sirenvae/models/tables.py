@@ -100,6 +100,21 @@ class ConditionalTables(nn.Module):
         # the log-probabilities, padded: (tables, most configurations, most levels)
         self.register_buffer("log_probs", torch.zeros(len(self.nodes), max(configs, default=1), K))
         self.register_buffer("alpha", torch.zeros(len(self.nodes)))
+        # where each head row sits in the flattened (tables, levels) gather: a binary row is
+        # column 1 minus column 0 of its table; a category's rows are its levels (nothing subtracted)
+        plus, minus, binary_rows = [], [], []
+        for t, (levels, binary) in enumerate(zip(self._levels, self._binary, strict=True)):
+            if binary:
+                plus.append(t * K + 1)
+                minus.append(t * K)
+                binary_rows.append(1.0)
+            else:
+                plus.extend(t * K + j for j in range(levels))
+                minus.extend([0] * levels)
+                binary_rows.extend([0.0] * levels)
+        self.register_buffer("_take", torch.tensor(plus, dtype=torch.long), persistent=False)
+        self.register_buffer("_minus", torch.tensor(minus, dtype=torch.long), persistent=False)
+        self.register_buffer("_binary_rows", torch.tensor(binary_rows), persistent=False)
         self._position = position
 
     def __len__(self) -> int:
@@ -125,15 +140,17 @@ class ConditionalTables(nn.Module):
         picked = codes[..., self._index.to(codes.device)]  # (*, T, width)
         return (picked * self._stride.to(codes.device)).sum(-1)
 
-    def forward(self, nodes: Tensor) -> list[Tensor]:
+    def forward(self, nodes: Tensor) -> Tensor:
+        r"""The tabled nodes' head rows side by side ``(*, R)``: a binary node's logit
+        :math:`\log p_1 - \log p_0`, a category's ``K`` log-probabilities (one gather for all tables).
+        """
         if not self.nodes:
-            return []
+            return nodes.new_zeros(*nodes.shape[:-1], 0)
         config = self.configurations(self._codes(nodes))  # (*, T)
-        rows = []
-        for t in range(len(self.nodes)):
-            lp = self.log_probs[t, :, : self._levels[t]].to(nodes.dtype)[config[..., t]]  # (*, K)
-            rows.append(lp[..., 1:2] - lp[..., :1] if self._binary[t] else lp)
-        return rows
+        tables = torch.arange(len(self.nodes), device=nodes.device)
+        picked = self.log_probs.to(nodes.dtype)[tables, config].flatten(-2)  # (*, T * most levels)
+        plus, minus = self._take.to(nodes.device), self._minus.to(nodes.device)
+        return picked[..., plus] - picked[..., minus] * self._binary_rows.to(picked)
 
     @torch.no_grad()
     def fit(self, x: Tensor) -> None:
