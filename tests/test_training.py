@@ -134,3 +134,29 @@ def test_checkpoints_carry_every_cuda_generator_state():
     )
     state.rng_cuda = []
     assert state_from_tensors(*state_to_tensors(state)).rng_cuda == []
+
+
+def test_best_from_keeps_no_earlier_epoch_even_when_it_validated_best():
+    data = regression_problem()
+    model = nn.Linear(3, 1)
+    states = []
+
+    def loss(b):
+        return (model(b[:, :3]).squeeze(-1) - b[:, 3]).square().mean()
+
+    def record(state):
+        states.append({k: v.clone() for k, v in state.model.items()})
+
+    # a validation loss that only worsens: without best_from the first epoch would be kept
+    worsening = iter(range(10_000))
+    h = fit(
+        model,
+        loss,
+        data[:200],
+        data[200:],
+        FitConfig(lr=0.05, max_epochs=40, patience=100, best_from=7),
+        valid_loss=lambda b: torch.tensor(float(next(worsening))),
+        on_epoch=record,
+    )
+    assert h.best_epoch == 7
+    assert torch.equal(model.weight, states[7]["weight"])

@@ -56,7 +56,8 @@ class TrainOptions:
         warmup_steps: Optimiser steps over which the weight of :math:`\log p(z) - \log q(z \mid x)`
             in the ELBO rises linearly from 0 to 1 (KL warm-up, Sonderby et al. 2016), which keeps
             the posterior from collapsing onto the prior early on. Validation always uses the
-            full ELBO, and early stopping waits for the warm-up to end.
+            full ELBO; early stopping acts no sooner than ``patience`` epochs after the warm-up ends,
+            and the parameters kept are the best epoch's from its end on.
         valid_samples: Posterior samples per validation row. With more than one, the validation
             ELBO averages them and uses the same noise at every epoch (common random numbers), so
             that early stopping on a few rows compares epochs rather than draws; ``1`` is the
@@ -205,8 +206,12 @@ def train_model(
         # ELBO can stall (a model whose other factors are fixed count tables), and stopping right at the
         # warm-up's end left the latent part untrained.
         warm_epochs = math.ceil(warmup / steps_per_epoch) + 1
+        # and the parameters kept are the best of the full-ELBO epochs: earlier ones were trained
+        # with a down-weighted KL term
         fit_config = replace(
-            fit_config, min_epochs=max(fit_config.min_epochs, warm_epochs + fit_config.patience)
+            fit_config,
+            min_epochs=max(fit_config.min_epochs, warm_epochs + fit_config.patience),
+            best_from=max(fit_config.best_from, warm_epochs - 1),
         )
     steps_done = state.epochs * steps_per_epoch if state is not None else 0
 

@@ -74,6 +74,9 @@ class FitConfig:
         max_epochs: The most passes over the training data.
         patience: Epochs without a better validation loss before stopping.
         min_epochs: Epochs before early stopping may act (e.g. the length of a warm-up).
+        best_from: From this epoch on, only its own and later epochs' parameters are kept as the best
+            (e.g. the end of a warm-up, whose earlier epochs optimise another objective); before it
+            the best so far is kept, as a model to fall back on should training diverge.
         weight_decay: Adam's weight decay.
         grad_clip: Clip the gradient norm to this value (``None``: no clipping).
         seed: Seeds the shuffling and torch's generator (sampling in the loss).
@@ -85,6 +88,7 @@ class FitConfig:
     max_epochs: int = MAX_EPOCHS
     patience: int = PATIENCE
     min_epochs: int = 0
+    best_from: int = 0
     weight_decay: float = 0.0
     grad_clip: float | None = 10.0
     seed: int = 0
@@ -214,7 +218,7 @@ def fit(
                         epoch=epoch,
                         history=history,
                     )
-                if current < history.best_valid_loss:
+                if current < history.best_valid_loss or epoch == config.best_from:
                     history.best_valid_loss = current
                     history.best_epoch = epoch
                     best_state = _copy_state(module)

@@ -237,7 +237,8 @@ class SIReNVAE(nn.Module):
         z, log_q = self.posterior(x, samples)
         mask = _present(x)
         if prior_samples > 0 and self._prior_reads_all(mask):
-            zp = self.prior_given(self.standardize(x)).sample((prior_samples,))
+            with _lenient_inverses(self.prior):  # a proposal draw solved to 1e-5 weighs as well
+                zp = self.prior_given(self.standardize(x)).sample((prior_samples,))
             if not self.prior_context:  # p(z) reads no row: the rows share its draws (one solve each)
                 zp = zp[:, None].expand(prior_samples, x.shape[0], zp.shape[-1])
             z = torch.cat([z, zp])
