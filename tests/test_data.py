@@ -115,10 +115,19 @@ def test_near_misses_by_edit_distance(tmp_path):
     g = BayesianNetwork({"z": [], "blood pressure": ["z"], "heart rate": ["z"]})
     with pytest.raises(DataError, match="did you mean 'bloodpressure' for node 'blood pressure'"):
         read_csv(write(tmp_path, "heart rate,bloodpressure\n1,2\n"), LatentSplit(g, ["z"]))
+    # separators: a short name one underscore away is still a near miss
+    g = BayesianNetwork({"z": [], "y_1": ["z"], "y2": ["z"]})
+    with pytest.raises(DataError, match="did you mean 'y1' for node 'y_1'"):
+        read_csv(write(tmp_path, "y1,y2\n1,2\n"), LatentSplit(g, ["z"]))
     # names too short for a typo are not guessed at
     with pytest.raises(DataError) as e:
         read_csv(write(tmp_path, "c,d,aa\n1,2,3\n"), G)
     assert "did you mean" not in str(e.value) and "column 'aa' matches no node" in str(e.value)
+
+
+def test_a_file_separated_by_semicolons_is_named_as_such(tmp_path):
+    with pytest.raises(DataError, match="seems to separate values with ';'; sirenvae reads comma-separated"):
+        read_csv(write(tmp_path, "c;d\n1;2\n3;4\n"), G)
 
 
 def test_ignored_and_latent_columns(tmp_path, caplog):

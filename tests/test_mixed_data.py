@@ -63,6 +63,22 @@ def test_types_are_inferred_with_a_notice_and_never_silently_gaussian():
     assert table.x[:, col].tolist() == [("east", "north", "south").index(r) for r in df.region]
 
 
+def test_a_positive_skewed_column_gets_a_lognormal_notice_and_a_symmetric_one_none():
+    df = _frame()
+    g = np.random.default_rng(3)
+    n = len(df)
+    df["price"] = np.exp(g.normal(3.0, 0.8, n))  # log-normal: skewed, symmetric on the log scale
+    df["height"] = g.normal(170.0, 8.0, n)  # positive but symmetric
+    net = BayesianNetwork(
+        {**{v: list(GRAPH.parents(v)) for v in GRAPH.nodes}, "price": ["s"], "height": ["s"]}
+    )
+    table = read_frame(df, net, training=True)
+    text = " | ".join(table.notices)
+    assert "'price' is positive and right-skewed" in text and "--types price=lognormal" in text
+    assert table.variables["price"].kind == "continuous"  # a notice, never a silent change
+    assert "'height'" not in text
+
+
 def test_the_binary_one_is_deterministic():
     g = BayesianNetwork({"z": [], "a": ["z"], "b": ["z"], "c": ["z"]})
     df = pd.DataFrame(

@@ -248,6 +248,14 @@ def read_table(path: str | Path, graph: BayesianNetwork | LatentSplit, **options
         raise DataError(f"{path}: the file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not a readable CSV file ({e})") from None
+    if df.shape[1] == 1:
+        sep = next((s for s in (";", "\t", "|") if s in df.columns[0]), None)
+        if sep is not None:
+            raise DataError(
+                f"{path}: the header is one column, {df.columns[0]!r}: the file seems to separate "
+                f"values with {sep!r}; sirenvae reads comma-separated files (in pandas: "
+                f"pd.read_csv(path, sep={sep!r}).to_csv(new_path, index=False))"
+            )
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = next(reader, [])

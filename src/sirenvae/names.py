@@ -18,11 +18,14 @@ def preview(names: Sequence, k: int = 8) -> str:
 
 
 def near_miss(column, node: str, edits: int = 2) -> bool:
-    """Equal up to case and whitespace, or within ``edits`` edits (less than half the shorter name);
-    the notice on latent nodes named like a column allows one (two flag ``blight`` and ``height``).
+    """Equal up to case, whitespace and separators, or within ``edits`` edits (less than half the
+    shorter name); the notice on latent nodes named like a column allows one (two flag ``blight``
+    and ``height``).
     """
     a, b = _normal(column), _normal(node)
-    return a == b or edit_distance(a, b) <= min(edits, (min(len(a), len(b)) - 1) // 2)
+    if a == b or _bare(a) == _bare(b):  # ``y_1`` and ``y1``, ``leaf.area`` and ``leaf-area``
+        return True
+    return edit_distance(a, b) <= min(edits, (min(len(a), len(b)) - 1) // 2)
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -38,6 +41,11 @@ def edit_distance(a: str, b: str) -> int:
 
 def _normal(name) -> str:
     return "".join(str(name).split()).casefold()
+
+
+def _bare(name: str) -> str:
+    """``name`` without separators (``_``, ``-``, ``.``)."""
+    return "".join(c for c in name if c not in "_-.")
 
 
 def _deletions(name: str, k: int) -> set[str]:

@@ -8,6 +8,8 @@ Inference, each with a notice (never silently Gaussian, never silently categoric
   more rows) looks like row IDs and is refused (``--id-column``);
 - integers with at most :data:`FEW_INTEGERS` distinct values stay continuous, with a notice
   suggesting ``--types x=count`` or ``x=categorical``;
+- a positive, right-skewed column that the log makes less skewed stays continuous, with a notice
+  suggesting ``--types x=lognormal``;
 - anything else numeric is continuous.
 
 Levels are fixed before any fold or fit: declared ones where given (a graph file's ``"levels"``),
@@ -56,6 +58,9 @@ KINDS: dict[str, str] = {
 }
 #: Integer columns with at most this many distinct values get a notice suggesting ``--types``.
 FEW_INTEGERS = 10
+#: A positive column gets a notice suggesting ``lognormal`` when its skewness is above this and
+#: the log makes it less skewed (a normal sample of 30 rows exceeds 1 about once in 100).
+SKEWED = 1.0
 #: A text column whose every cell differs is refused as row IDs from this many rows on.
 ID_ROWS = 10
 #: Levels that read as true: a binary column's 1, compared case-insensitively.
@@ -230,6 +235,12 @@ def infer_variable(
                     f"column {name!r} holds only whole numbers >= 0 ({len(labels)} distinct): modelled as "
                     f"continuous; pass {hint['types'](name, 'count')} if it counts something"
                 )
+            elif _skewed_positive(nums):
+                notice = (
+                    f"column {name!r} is positive and right-skewed (skewness {_skewness(nums):.1f}, "
+                    f"{_skewness(np.log(nums)):.1f} on the log scale): modelled as normal; pass "
+                    f"{hint['types'](name, 'lognormal')} if it cannot be negative"
+                )
             return Variable("continuous"), notice
     if kind == "binary":
         if len(levels) != 2:
@@ -246,6 +257,22 @@ def infer_variable(
             )
         return Variable("categorical", tuple(levels), numeric), notice
     return Variable(kind), notice
+
+
+def _skewness(v: np.ndarray) -> float:
+    d = v - v.mean()
+    sd = np.sqrt(np.mean(d**2))
+    return float(np.mean(d**3) / sd**3) if sd > 0 else 0.0
+
+
+def _skewed_positive(v: np.ndarray) -> bool:
+    """Whether a column looks log-normal rather than normal: every value > 0, at least 10 rows,
+    skewness above :data:`SKEWED`, and less skewed (in absolute value) on the log scale.
+    """
+    if len(v) < 10 or v.min() <= 0:
+        return False
+    skew = _skewness(v)
+    return skew > SKEWED and abs(_skewness(np.log(v))) < skew
 
 
 def _is_number(s) -> bool:
