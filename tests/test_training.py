@@ -32,8 +32,8 @@ def test_fit_reduces_loss_and_is_reproducible():
     assert h1.best_valid_loss == min(h1.valid_loss)
 
 
-def test_early_stopping_restores_best_parameters():
-    data = regression_problem()
+def recorded_regression():
+    """A linear model, its squared loss, and a callback recording every epoch's parameters."""
     model = nn.Linear(3, 1)
     states = []
 
@@ -43,6 +43,12 @@ def test_early_stopping_restores_best_parameters():
     def record(state):
         states.append({k: v.clone() for k, v in state.model.items()})
 
+    return model, loss, record, states
+
+
+def test_early_stopping_restores_best_parameters():
+    data = regression_problem()
+    model, loss, record, states = recorded_regression()
     h = fit(
         model, loss, data[:200], data[200:], FitConfig(lr=0.5, max_epochs=200, patience=5), on_epoch=record
     )
@@ -138,15 +144,7 @@ def test_checkpoints_carry_every_cuda_generator_state():
 
 def test_best_from_keeps_no_earlier_epoch_even_when_it_validated_best():
     data = regression_problem()
-    model = nn.Linear(3, 1)
-    states = []
-
-    def loss(b):
-        return (model(b[:, :3]).squeeze(-1) - b[:, 3]).square().mean()
-
-    def record(state):
-        states.append({k: v.clone() for k, v in state.model.items()})
-
+    model, loss, record, states = recorded_regression()
     # a validation loss that only worsens: without best_from the first epoch would be kept
     worsening = iter(range(10_000))
     h = fit(

@@ -202,12 +202,10 @@ def train_model(
     steps_per_epoch = math.ceil(part.shape[0] / fit_config.batch_size)
     warmup = options.warmup_steps if options.objective == "elbo" else 0
     if warmup:
-        # Patience counts from the end of the KL warm-up: while the KL weight still rises the validation
-        # ELBO can stall (a model whose other factors are fixed count tables), and stopping right at the
-        # warm-up's end left the latent part untrained.
+        # Patience counts from the end of the KL warm-up (while the KL weight rises the validation ELBO
+        # can stall, and stopping at the warm-up's end left the latent part untrained), and the
+        # parameters kept are the best of the full-ELBO epochs (earlier ones down-weight the KL term).
         warm_epochs = math.ceil(warmup / steps_per_epoch) + 1
-        # and the parameters kept are the best of the full-ELBO epochs: earlier ones were trained
-        # with a down-weighted KL term
         fit_config = replace(
             fit_config,
             min_epochs=max(fit_config.min_epochs, warm_epochs + fit_config.patience),

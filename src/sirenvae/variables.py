@@ -235,10 +235,10 @@ def infer_variable(
                     f"column {name!r} holds only whole numbers >= 0 ({len(labels)} distinct): modelled as "
                     f"continuous; pass {hint['types'](name, 'count')} if it counts something"
                 )
-            elif _skewed_positive(nums):
+            elif (skews := _log_normal_skews(nums)) is not None:
                 notice = (
-                    f"column {name!r} is positive and right-skewed (skewness {_skewness(nums):.1f}, "
-                    f"{_skewness(np.log(nums)):.1f} on the log scale): modelled as normal; pass "
+                    f"column {name!r} is positive and right-skewed (skewness {skews[0]:.1f}, "
+                    f"{skews[1]:.1f} on the log scale): modelled as normal; pass "
                     f"{hint['types'](name, 'lognormal')} if it cannot be negative"
                 )
             return Variable("continuous"), notice
@@ -265,14 +265,15 @@ def _skewness(v: np.ndarray) -> float:
     return float(np.mean(d**3) / sd**3) if sd > 0 else 0.0
 
 
-def _skewed_positive(v: np.ndarray) -> bool:
-    """Whether a column looks log-normal rather than normal: every value > 0, at least 10 rows,
-    skewness above :data:`SKEWED`, and less skewed (in absolute value) on the log scale.
+def _log_normal_skews(v: np.ndarray) -> tuple[float, float] | None:
+    """The skewness of a column and of its log where it looks log-normal rather than normal (every
+    value > 0, at least 10 rows, skewness above :data:`SKEWED`, less skewed in absolute value on the
+    log scale); ``None`` otherwise.
     """
     if len(v) < 10 or v.min() <= 0:
-        return False
-    skew = _skewness(v)
-    return skew > SKEWED and abs(_skewness(np.log(v))) < skew
+        return None
+    skew, log_skew = _skewness(v), _skewness(np.log(v))
+    return (skew, log_skew) if skew > SKEWED and abs(log_skew) < skew else None
 
 
 def _is_number(s) -> bool:
