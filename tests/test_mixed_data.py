@@ -295,3 +295,24 @@ def test_the_run_remembers_its_id_column(tmp_path):
     assert "column 'patient' holds row IDs, as when the run was fitted" in res.output
     per_row = pd.read_csv(rows)
     assert list(per_row.columns[:2]) == ["row", "patient"] and per_row.patient.tolist()[:2] == ["p0", "p1"]
+
+
+def test_one_candidate_with_nothing_to_compare_is_fitted_without_cross_validation(tmp_path):
+    quick = dict(max_candidates=1, max_epochs=2, warmup_steps=0)
+    mixed = sirenvae.fit(GRAPH, _frame(60), types={"visits": "count"}, out=tmp_path / "mixed", **quick)
+    assert mixed.selection is None and not (tmp_path / "mixed" / "selection.csv").exists()
+    settings = sirenvae.load(tmp_path / "mixed").settings
+    assert settings["settings"] == "auto" and settings["chosen"] == "linear"
+    assert "one candidate (linear)" in settings["rule"] and "without cross-validation" in settings["rule"]
+    assert "non-Gaussian columns: region, smoker, visits" in settings["rule"]
+    # the linear candidate's settings, as a search would have fitted them
+    linear = sirenvae.candidates.candidates_for("true")[0].options
+    assert all(getattr(mixed.model.config, k) == v for k, v in linear.items() if k != "types")
+    # continuous rows with holes: no classical model scores them either
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=40)
+    holey = pd.DataFrame({"a": a, "b": a + rng.normal(size=40)})
+    holey.loc[::5, "b"] = np.nan
+    chain = BayesianNetwork({"a": [], "z": ["a"], "b": ["z"]})
+    fitted = sirenvae.fit(chain, holey, **quick)
+    assert fitted.selection is None and "(holes)" in fitted.settings["rule"]

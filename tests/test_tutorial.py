@@ -114,6 +114,7 @@ def test_tutorial_runs(tmp_path, monkeypatch):
     assert namespace["quick"].latent == ("vigor", "blight")
     # the mixed table: types decided and said, labels in and out
     assert "column 'smoker' has 2 distinct values: modelled as binary, 1 = 'yes'" in said
+    assert "one candidate (linear) and no classical model to score beside it" in said
     meta = json.loads((work / "clinic" / "model.json").read_text())
     assert meta["variables"]["region"]["levels"] == ["north", "south", "east"]
     assert meta["model"]["types"] == {"region": "categorical:3", "smoker": "binary", "visits": "negbin",

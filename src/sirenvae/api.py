@@ -181,6 +181,12 @@ def fit_rows(
         if report is not None:
             report(notice)
         extra["settings"] = {"settings": "auto", "chosen": candidates_for(model)[0].name, "rule": notice}
+    elif str(settings) == "auto" and (alone := _nothing_to_compare(model, fixed, search, split, x)):
+        config, notice = alone
+        if report is not None:
+            report(notice)
+        extra["settings"] = {"settings": "auto", "chosen": config[0], "rule": notice}
+        config = config[1]
     elif str(settings) == "auto":
         _check_no_other_run(out, resume, overwrite)
         search = {k: v for k, v in (search or {}).items() if v is not None}
@@ -228,6 +234,29 @@ def fit_rows(
         fitted = FittedModel(trained, meta | extra | {"history": history.to_dict()})
     fitted.search = selection
     return fitted
+
+
+def _nothing_to_compare(model: str, fixed: dict, search, split, x: Tensor):
+    """With one candidate left (``--max-candidates 1``, or ``--set`` making all alike) and no classical
+    model that can score these rows (non-Gaussian columns or holes), cross-validation would choose
+    nothing: ``((name, config), notice)`` to fit it directly, else ``None``.
+    """
+    from sirenvae.selection import non_gaussian, resolve_candidates
+
+    search = search or {}
+    candidates, _ = resolve_candidates(model, fixed, search.get("max_candidates"), split.observed)
+    if len(candidates) != 1:
+        return None
+    ((cand, config),) = candidates
+    mixed = non_gaussian(config.types)
+    if not mixed and not bool(x.isnan().any()):
+        return None
+    why = f"non-Gaussian columns: {', '.join(mixed[:3])}{', ...' * (len(mixed) > 3)}" if mixed else "holes"
+    notice = (
+        f"one candidate ({cand.name}) and no classical model to score beside it ({why}): "
+        "fitted without cross-validation"
+    )
+    return (cand.name, config), notice
 
 
 def _recorded_run(out, resume: bool) -> dict | None:

@@ -83,7 +83,10 @@ def fit(
     batch_size: int = typer.Option(BATCH_SIZE, "--batch-size", help="Mini-batch size."),
     folds: int = typer.Option(None, "--folds", help="auto: folds k (default 5 below 100 rows, else 3)."),
     max_candidates: int = typer.Option(
-        None, "--max-candidates", help="auto: try only the first N candidates (the simplest ones)."
+        None,
+        "--max-candidates",
+        help="auto: try only the first N candidates (the simplest ones); a single one on rows that no "
+        "classical model scores (mixed types, holes) is fitted without cross-validation.",
     ),
     time_budget: float = typer.Option(
         None,
@@ -186,6 +189,8 @@ def fit(
         )
     if fitted.search is not None:
         _print_selection(fitted.search, out)
+    elif not progress and not resume and fitted.settings.get("rule"):  # with progress, already said
+        note(fitted.settings["rule"])
     history = fitted.history
     best = history.best_valid_loss
     say(
