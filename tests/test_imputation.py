@@ -110,6 +110,21 @@ def test_the_api_and_the_cli_impute_the_same_table(fitted, tmp_path):
     assert r.exit_code == 0, r.output
     long = pd.read_csv(tmp_path / "m.csv")
     assert list(long.columns[:2]) == ["row", "draw"] and len(long) == 120
+    # present cells are written as they were written: whole numbers, trailing zeros, exponents
+    text = frame.round(1).astype(object).where(~holes.numpy(), "")
+    text.iloc[0:4, 0] = ["3", "2.50", "-1e-1", " 0 "]
+    text.to_csv(path, index=False)
+    for extra, name in (([], "t.csv"), (["-m", "2"], "tm.csv")):
+        r = cli.invoke(app, ["impute", str(run), "--data", str(path), "-o", str(tmp_path / name), *extra])
+        assert r.exit_code == 0, r.output
+    given = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for name, repeat in (("t.csv", 1), ("tm.csv", 2)):
+        out = pd.read_csv(tmp_path / name, dtype=str, keep_default_na=False)[list(given.columns)]
+        for c in given.columns:
+            present = given[c].str.strip() != ""
+            kept = out[c].to_numpy()[np.repeat(present.to_numpy(), repeat)]
+            assert list(kept) == [v.strip() for v in given[c][present] for _ in range(repeat)], c
+        assert out.iloc[0, 0] == "3" and out.iloc[repeat, 0] == "2.50"
     r = cli.invoke(
         app, ["impute", str(run), "--data", str(path), "-o", str(tmp_path / "x.csv"), "-m", "3", "--sd"]
     )

@@ -165,7 +165,8 @@ class Table:
         variables: Each observed column's :class:`~sirenvae.variables.Variable` (its type and
             levels; a binary or categorical column's cells are codes in ``x``).
         labels: Each binary or categorical column's cells as given (stripped; ``None`` at holes),
-            to write present cells back unchanged.
+            and those of every other column read as text (a CSV file), to write present cells back
+            unchanged (``3`` stays ``3``, not ``3.0``).
     """
 
     x: Tensor
@@ -409,6 +410,8 @@ def read_frame(
             labels[v] = tuple(None if h else str(c) for c, h in zip(cells, holes[:, j], strict=True))
         elif bad is None:
             bad = check_values(values[:, j], holes[:, j], var)
+            if all(isinstance(c, str) for c in df[v]):  # text (a CSV file): keep it as written
+                labels[v] = tuple(None if h else c.strip() for c, h in zip(df[v], holes[:, j], strict=True))
         elif not holes[bad[0], j] and training and var.kind == "continuous":
             bad = (bad[0], bad[1] + f" (or {hint['types'](v, 'categorical')} for a column of labels)")
         if bad is not None:

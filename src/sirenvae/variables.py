@@ -363,8 +363,8 @@ def decoder_frame(
     repeat: int = 1,
 ) -> dict:
     """Columns of ``values`` ``(rows, columns)`` with each labelled or count column decoded; with
-    ``given`` (:attr:`sirenvae.data.Table.labels`), a labelled column's present cells as given (each
-    row ``repeat`` times, as in a long table of draws).
+    ``given`` (:attr:`sirenvae.data.Table.labels`), a column's present cells as given (each row
+    ``repeat`` times, as in a long table of draws).
     """
     out = _decoded(columns, values, variables)
     for c, cells in (given or {}).items():
