@@ -1,7 +1,9 @@
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from sirenvae.data import DataError, latent_split, read_csv, read_table, sample_splits, write_csv
+from sirenvae.data import DataError, latent_split, read_csv, read_frame, read_table, sample_splits, write_csv
 from sirenvae.graph import BayesianNetwork, GraphError, LatentSplit
 from sirenvae.graph_io import read_graph
 from sirenvae.networks import load_network
@@ -264,3 +266,33 @@ def test_unknown_columns_of_a_numbered_graph_get_no_false_suggestions(tmp_path):
             write(tmp_path, f"{','.join(typos)}\n{','.join('1' * 8)}\n"),
             BayesianNetwork({w: [] for w in words}),
         )
+
+
+def test_latent_nodes_that_nothing_observed_depends_on_get_a_notice():
+    graph = BayesianNetwork({"a": [], "z": ["a"], "b": ["z"], "h": ["b"], "h2": ["h"]})
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=20), "b": rng.normal(size=20)})
+    notices = read_frame(df, graph, training=True).notices
+    said = [n for n in notices if "no observed descendant" in n]
+    assert len(said) == 1 and said[0].startswith("latent node(s) h, h2 have no observed descendant")
+    assert "z" not in said[0].split(":")[0]  # z has an observed child
+    # with a column for h, h2 is still unseen, h no more
+    df["h"] = rng.normal(size=20)
+    (only,) = [n for n in read_frame(df, graph, training=True).notices if "no observed descendant" in n]
+    assert only.startswith("latent node(s) h2 have")
+    df["h2"] = rng.normal(size=20)
+    assert not any("no observed descendant" in n for n in read_frame(df, graph, training=True).notices)
+
+
+def test_very_few_training_rows_get_a_notice_that_names_the_search_minimum():
+    from sirenvae.data import FEW_TRAINING_ROWS
+    from sirenvae.selection import default_folds, min_rows
+
+    assert FEW_TRAINING_ROWS == min_rows(default_folds(FEW_TRAINING_ROWS - 1))  # what auto refuses below
+    graph = BayesianNetwork({"a": [], "z": ["a"], "b": ["z"]})
+    rng = np.random.default_rng(0)
+    for n, said in ((3, True), (FEW_TRAINING_ROWS - 1, True), (FEW_TRAINING_ROWS, False)):
+        df = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
+        notices = [x for x in read_frame(df, graph, training=True).notices if "training rows" in x]
+        assert bool(notices) == said and (not said or notices[0].startswith(f"only {n} training rows")), n
+        assert not [x for x in read_frame(df, graph).notices if "training rows" in x]  # new rows: no notice

@@ -268,6 +268,29 @@ def read_table(path: str | Path, graph: BayesianNetwork | LatentSplit, **options
     return read_frame(df, graph, name=str(path), lines=lines, **options)
 
 
+#: Below this many training rows a fit gets a notice (the settings search's 5 folds need as many).
+FEW_TRAINING_ROWS = 10
+
+
+def _unseen_latent_notice(split: LatentSplit) -> list[str]:
+    """A notice for the latent nodes with no observed descendant: nothing in the rows depends on them."""
+    graph, observed = split.graph, set(split.observed)
+    reaches: dict[str, bool] = {}
+    for v in reversed(graph.nodes):  # children before parents
+        reaches[v] = any(c in observed or reaches[c] for c in graph.children(v))
+    blind = [v for v in split.latent if not reaches[v]]
+    if not blind:
+        return []
+    shown = ", ".join(blind[:MISSING_SHOWN]) + (
+        f", ... ({len(blind)} in all)" if len(blind) > MISSING_SHOWN else ""
+    )
+    return [
+        f"latent node(s) {shown} have no observed descendant: the rows say nothing about them, so the "
+        "model cannot learn how they depend on their parents; give their column or leave them out of the "
+        "graph"
+    ]
+
+
 def read_frame(
     df: pd.DataFrame,
     graph: BayesianNetwork | LatentSplit,
@@ -354,6 +377,13 @@ def read_frame(
     if split is None:
         split = _inferred_split(where, graph, used, hint)
         notices += typo_notices(split.latent, used)
+    if training:
+        notices += _unseen_latent_notice(split)
+        if min_rows <= len(df) < FEW_TRAINING_ROWS:
+            notices.append(
+                f"only {len(df)} training rows: a fit on so few rests mostly on its prior and varies from "
+                f"seed to seed (--settings auto needs at least {FEW_TRAINING_ROWS})"
+            )
     if len(df) < min_rows:
         raise DataError(f"{where}{len(df)} data row(s), at least {min_rows} needed")
 
