@@ -300,7 +300,10 @@ def evaluate(
     ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
     id_column: str = typer.Option(None, "--id-column", help="A CSV column of row IDs (no node)."),
     per_row: Path = typer.Option(
-        None, "--per-row", help="Also write a CSV: row (from 1), the --id-column, nll, neg_elbo."
+        None,
+        "--per-row",
+        help="Also write a CSV: row (from 1), the --id-column, nll, neg_elbo, ess (of the importance "
+        "weights) and missing (the row's holes).",
     ),
     missing: str = typer.Option(None, "--missing", help=MISSING_HELP),
 ) -> None:
@@ -361,6 +364,11 @@ def _print_metrics(run: Path, result: dict, importance_samples: int) -> None:
         result["model"], f"{result['nll']:.3f}", f"{result['neg_elbo']:.3f}", f"{result['re']:.3f}", oracle
     )
     print_table(table)
+    say(
+        "NLL (IWAE) and -ELBO: nats per row, lower is better; RE: the reconstruction error per row, summed "
+        "over the columns in their own units (squared error; Brier score of binary, misclassification of "
+        "categorical columns), comparable between models on the same rows only"
+    )
 
 
 def _write_per_row(path: Path, values: dict, id_column: str | None, ids: tuple[str, ...] | None) -> None:
