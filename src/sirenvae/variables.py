@@ -324,17 +324,33 @@ def encode(
     return out, None, unseen
 
 
+#: The families whose values have a bounded support, and what a value outside it is not.
+SUPPORT = {
+    "poisson": "is not a count (a non-negative integer)",
+    "negbin": "is not a count (a non-negative integer)",
+    "lognormal": "is not positive (a log-normal column)",
+}
+
+
+def outside_support(kind: str, values):
+    """Where ``values`` (an array or a number) lie outside the support of family ``kind``: counts are
+    non-negative integers, log-normal values positive (NaN and infinities are outside both); all
+    ``False`` for the other families.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if kind in ("poisson", "negbin"):
+        return ~(np.isfinite(values) & (values >= 0) & (values == np.round(values)))
+    if kind == "lognormal":
+        return ~(np.isfinite(values) & (values > 0))
+    return np.zeros(values.shape, dtype=bool)
+
+
 def check_values(values: np.ndarray, holes: np.ndarray, var: Variable) -> tuple[int, str] | None:
     """The first present value outside a count's or a positive column's domain, with its description."""
-    ok = ~holes
-    if var.kind in ("poisson", "negbin"):
-        bad = ok & ((values < 0) | (values != np.round(values)))
-        what = "is not a count (a non-negative integer)"
-    elif var.kind == "lognormal":
-        bad = ok & ~(values > 0)
-        what = "is not positive (a log-normal column)"
-    else:
+    if var.kind not in SUPPORT:
         return None
+    bad = ~holes & outside_support(var.kind, values)
+    what = SUPPORT[var.kind]
     if not bad.any():
         return None
     i = int(np.argmax(bad))

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from sirenvae.models.vae import SIReNVAE, prior_draws, resample
+from sirenvae.variables import outside_support
 
 __all__ = [
     "Intervention",
@@ -141,10 +142,10 @@ def _check_domain(model: SIReNVAE, v: str, value: float, raw) -> None:
     if v not in model.observed:
         return
     f = model.observation.members[model.observed.index(v)]
-    if f.name == "lognormal" and not value > 0:
-        raise ValueError(f"do: {v!r} is log-normal, so its value must be positive, got {raw!r}")
-    if f.name in ("poisson", "negbin") and not (value >= 0 and value == round(value)):
-        raise ValueError(f"do: {v!r} is a count, so its value must be a non-negative integer, got {raw!r}")
+    if outside_support(f.name, value):
+        must = "be positive" if f.name == "lognormal" else "be a non-negative integer"
+        what = "log-normal" if f.name == "lognormal" else "a count"
+        raise ValueError(f"do: {v!r} is {what}, so its value must {must}, got {raw!r}")
     if f.levels and value not in range(f.levels):
         raise ValueError(f"do: {raw!r} is no level of the {f.name} node {v!r}")
 
