@@ -93,6 +93,25 @@ def test_few_rows_prefer_the_simplest_candidate_within_one_standard_error():
     assert S.choose(s, n=60)[0] == 2
 
 
+def test_few_rows_take_a_flexible_choice_in_its_student_t_form():
+    names = ("linear", "linear-t", "flow", "flow-t")
+    s = summary((4.0, 0.2), (4.0, 0.2), (3.2, 0.3), (3.4, 0.3))
+    for row, name in zip(s, names, strict=True):
+        row["candidate"] = name
+    pick, rule = S.choose(s, n=16)
+    assert names[pick] == "flow-t" and "flow, in its Student-t form flow-t" in rule
+    assert names[S.choose(s, n=40)[0]] == "flow"  # enough rows: the best as it is
+    s[3]["status"] = "failed"  # no finished t form: the choice stands
+    assert names[S.choose(s, n=16)[0]] == "flow"
+    s[3]["status"] = "ok"
+    s[2]["cv_nll"], s[3]["cv_nll"] = 3.8, 3.9  # linear within one se: it keeps its Gaussian noise
+    assert names[S.choose(s, n=16)[0]] == "linear"
+    vae = summary((4.0, 0.1), (4.1, 0.1), (3.0, 0.1), (3.5, 0.1))
+    for row, name in zip(vae, ("linear", "linear-t", "mlp", "mlp-t"), strict=True):
+        row["candidate"] = name
+    assert vae[S.choose(vae, n=30)[0]]["candidate"] == "mlp-t"
+
+
 def test_racing_stops_a_candidate_that_trails_by_more_than_two_standard_errors():
     g = np.random.default_rng(0)
     parts = [np.arange(i * 20, (i + 1) * 20) for i in range(2)]

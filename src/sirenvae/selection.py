@@ -11,7 +11,8 @@ candidates of the variant (:mod:`sirenvae.candidates`) by k-fold cross-validatio
   NLL (``K = 100``). Rows are held out once, so every candidate has one out-of-fold NLL per row.
 - **Ranking**: the mean out-of-fold NLL; its standard error is the rows' standard deviation over
   :math:`\sqrt n`. With fewer than 40 rows the choice is the simplest candidate (the earliest in the
-  list) within one standard error of the best; otherwise the best.
+  list) within one standard error of the best, and a flexible one (``flow``, ``mlp``) in its
+  Student-t form (``flow-t``, ``mlp-t``); otherwise the best.
 - **Racing**: from the second fold on (40 rows or more), a candidate whose paired per-row difference
   to the current best, over the folds every remaining candidate has finished, exceeds 2 standard
   errors stops there. Decisions wait for whole folds, so they do not depend on how many workers ran
@@ -39,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sirenvae.candidates import Candidate, candidates_for
+from sirenvae.candidates import STUDENT_T_FORM, Candidate, candidates_for
 from sirenvae.files import atomic_write_text
 from sirenvae.graph import LatentSplit
 from sirenvae.models import ModelConfig
@@ -503,7 +504,8 @@ def _paired_to(summary: list[dict], pick: int, results: dict, parts, k: int, liv
 def choose(summary: Sequence[dict], n: int) -> tuple[int, str]:
     """The index of the chosen candidate among ``summary`` (dicts with ``status``, ``cv_nll``,
     ``se``, simplest first) and the rule in words: the lowest CV NLL, or with fewer than
-    :data:`FEW_ROWS` rows the simplest candidate within one standard error of it.
+    :data:`FEW_ROWS` rows the simplest candidate within one standard error of it, in its Student-t
+    form where it is a flexible one that has such a form (:data:`~sirenvae.candidates.STUDENT_T_FORM`).
     """
     finished = [i for i, row in enumerate(summary) if row["status"] == "ok"]
     best = min(finished, key=lambda i: (summary[i]["cv_nll"], i))
@@ -512,10 +514,19 @@ def choose(summary: Sequence[dict], n: int) -> tuple[int, str]:
     limit = summary[best]["cv_nll"] + summary[best]["se"]
     pick = next(i for i in finished if summary[i]["cv_nll"] <= limit)
     name = summary[best]["candidate"]
-    return pick, (
+    rule = (
         f"fewer than {FEW_ROWS} rows, so the simplest candidate within one standard error "
         f"({summary[best]['se']:.3f}) of the best ({name})"
     )
+    heavy = STUDENT_T_FORM.get(summary[pick]["candidate"])
+    twin = next((i for i in finished if summary[i]["candidate"] == heavy), None)
+    if twin is not None:
+        rule += (
+            f", {summary[pick]['candidate']}, in its Student-t form {heavy}: a flexible decoder fits so few "
+            "rows closely, and heavy tails bound what a new row pays for it"
+        )
+        pick = twin
+    return pick, rule
 
 
 def mean_se(values: np.ndarray) -> tuple[float, float]:
