@@ -286,6 +286,7 @@ def test_quantile_values_and_bad_interventions(untrained):
     assert abs(iv.values["h3"] - z[:, 2].quantile(0.9).item()) < 0.2
     for do, match in [
         ({"q": 1.0}, "unknown node 'q'"),
+        ({"h33": 1.0}, "unknown node 'h33' \\(did you mean 'h3'\\?\\)"),
         ({}, "name at least one node"),
         ({"a": "high"}, "must be a number or a quantile"),
         ({"a": "q1.5"}, "must be a number or a quantile"),
@@ -550,3 +551,11 @@ def test_cli_on_a_shipped_network(tmp_path):
     result = cli("effect", run, "--target", "lacZ", "--do", "lacY=4.7", "--vs", "lacY=-2.6", "-n", 100)
     assert result.exit_code == 0 and "identified (ID algorithm" in result.output, result.output
     assert "not identified: hedge" in one_error(cli("effect", run, "--target", "lacZ", "--do", "lacA=1"))
+
+
+def test_an_unknown_target_suggests_the_closest_node(fitted):
+    _, model = fitted
+    with pytest.raises(ValueError, match=r"unknown target node 'yy' \(did you mean 'y'\?\)"):
+        model.effect("yy", {"x": 1.0})
+    with pytest.raises(ValueError, match="unknown target node 'zzz'; the nodes are "):
+        model.effect("zzz", {"x": 1.0})

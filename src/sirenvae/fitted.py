@@ -23,6 +23,7 @@ from sirenvae.data import Table, read_frame
 from sirenvae.graph import BayesianNetwork
 from sirenvae.identification import identify
 from sirenvae.models import SIReNVAE, causal
+from sirenvae.names import unknown_node
 from sirenvae.objectives import eval_chunk, iwae, log_weights, prior_draws
 from sirenvae.pipeline import load_model
 from sirenvae.training import History
@@ -62,7 +63,7 @@ class _CausalQueries:
         """
         _positive(n, "n")
         if target not in self.graph:
-            raise ValueError(f"unknown target node {target!r}")
+            raise ValueError(unknown_node(target, self.graph.nodes, "target node"))
         iv, ident = self._intervention(do, target, allow_unidentified)
         iv_b, ident_b = self._intervention(vs, target, allow_unidentified) if vs else (None, ident)
         # an arm is computed once when the target lies downstream of neither arm's interventions:

@@ -94,3 +94,13 @@ def typo_notices(latent: Sequence[str], columns: Sequence[str]) -> list[str]:
         rest = len(notes) - MAX_TYPO_NOTICES
         notes = [*notes[:MAX_TYPO_NOTICES], f"{rest} more latent node(s) are named like a column"]
     return notes
+
+
+def unknown_node(name, nodes: Sequence[str], what: str = "node") -> str:
+    """``unknown <what> 'name'`` with the closest node name as a suggestion, else a preview of them."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(v) for v in nodes], n=1, cutoff=0.6)
+    if close:
+        return f"unknown {what} {name!r} (did you mean {close[0]!r}?)"
+    return f"unknown {what} {name!r}; the nodes are {preview(list(nodes))}"

@@ -464,7 +464,7 @@ def _outcome(variant, chosen_list, names, live, results, parts, n, k, x, setting
     mixed = non_gaussian(chosen_list[pick][1].types)
     if settings.classical and mixed:
         notices.append(
-            "the classical models are skipped: they are Gaussian, and these rows have non-continuous "
+            "the classical models are skipped: they are Gaussian, and these rows have non-Gaussian "
             f"columns ({', '.join(mixed[:6])}{', ...' if len(mixed) > 6 else ''})"
         )
     classical = _classical(x, parts, settings, table, per_row) if settings.classical and not mixed else []

@@ -124,7 +124,11 @@ def compare(
         fixed, fit_config, train_options = _configs("true", settings)
         fixed["types"] = model_types(variables)
         if progress:
-            note(f"comparing {', '.join(chosen)}, fa and lw on {x.shape[0]} rows of {name} "
+            from sirenvae.selection import non_gaussian
+
+            mixed = non_gaussian(fixed["types"])
+            floor = " (fa and lw skipped: they are Gaussian)" if mixed else ", fa and lw"
+            note(f"comparing {', '.join(chosen)}{floor} on {x.shape[0]} rows of {name} "
                  f"({len(split.latent)} latent nodes) by nested cross-validation")  # fmt: skip
         start = time.perf_counter()
         result = nested(

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from sirenvae.models.vae import SIReNVAE, prior_draws, resample
+from sirenvae.names import unknown_node
 from sirenvae.variables import outside_support
 
 __all__ = [
@@ -99,8 +100,7 @@ def resolve(
     nodes = set(model.graph.nodes)
     for v in do:
         if v not in nodes:
-            known = ", ".join(model.graph.nodes[:8]) + (", ..." if len(nodes) > 8 else "")
-            raise ValueError(f"do: unknown node {v!r}; known nodes: {known}")
+            raise ValueError(f"do: {unknown_node(v, model.graph.nodes)}")
     if len(do) == len(nodes):
         raise ValueError("do: every node is intervened on, so nothing is left to sample; leave one free")
     values, marginal = {}, None
