@@ -98,7 +98,7 @@ def impute(
                 spread = pd.DataFrame(result.sd.cpu().double().numpy(), columns=[f"{c}_sd" for c in observed])
                 frame = pd.concat([frame, spread], axis=1)
             frame = pd.concat([pd.DataFrame(ids), frame], axis=1)
-        frame.to_csv(output, index=False)
+        frame.to_csv(output, index=False, float_format="%.10g")  # not 17 digits of noise
         holey = x.isnan().any(1)
         ess = result.ess[holey.to(result.ess.device)].cpu()
         if len(ess):
