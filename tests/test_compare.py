@@ -1,6 +1,7 @@
 """Does the graph help (``sirenvae compare``): nested CV keeps every choice away from the scored rows."""
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -202,6 +203,7 @@ def test_the_cli_writes_the_table_and_the_picture(files, tmp_path):
     said = " ".join(result.stdout.split())
     assert "held-out likelihood" in said and "the best model without it" in said
     assert "outer fold 2/2" in " ".join(result.stderr.split())  # progress: a line per model and fold
+    assert re.search(r"outer fold 1/2 done after \d+ s; about \d+ s to go", result.stderr)
     again = run(*args, "--outer-folds", 2, "-o", out)
     assert again.exit_code == 2 and "already exists" in error_line(again)
 

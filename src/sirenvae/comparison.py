@@ -299,6 +299,10 @@ def compare(
                 result.failed[m] = f"{where}: {type(e).__name__}: {e}"
                 continue
             _say(progress, f"{where}: {m} held-out NLL {nll[m][held].mean():.3f}")
+        if f + 1 < k:  # the folds are alike in size, so the first ones tell the rest's time
+            spent = time.perf_counter() - start
+            left = spent * (k - f - 1) / (f + 1)
+            _say(progress, f"outer fold {f + 1}/{k} done after {spent:.0f} s; about {left:.0f} s to go")
     import pandas as pd
 
     result.per_row = pd.DataFrame(nll, columns=list(names))
