@@ -99,7 +99,7 @@ def test_few_rows_take_a_flexible_choice_in_its_student_t_form():
     for row, name in zip(s, names, strict=True):
         row["candidate"] = name
     pick, rule = S.choose(s, n=16)
-    assert names[pick] == "flow-t" and "flow, in its Student-t form flow-t" in rule
+    assert names[pick] == "flow-t" and "flow taken in its Student-t form (flow-t)" in rule
     assert names[S.choose(s, n=40)[0]] == "flow"  # enough rows: the best as it is
     s[3]["status"] = "failed"  # no finished t form: the choice stands
     assert names[S.choose(s, n=16)[0]] == "flow"

@@ -522,8 +522,8 @@ def choose(summary: Sequence[dict], n: int) -> tuple[int, str]:
     twin = next((i for i in finished if summary[i]["candidate"] == heavy), None)
     if twin is not None:
         rule += (
-            f", {summary[pick]['candidate']}, in its Student-t form {heavy}: a flexible decoder fits so few "
-            "rows closely, and heavy tails bound what a new row pays for it"
+            f", {summary[pick]['candidate']} taken in its Student-t form ({heavy}): a flexible decoder fits "
+            "so few rows closely, and heavy tails bound what a new row pays for it"
         )
         pick = twin
     return pick, rule
