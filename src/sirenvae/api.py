@@ -3,15 +3,16 @@ the one training path of ``sirenvae fit``), :func:`compare` the graph against mo
 :func:`load` a run directory (:mod:`sirenvae.fitted`: the :class:`FittedModel` they return).
 
 Example:
-    >>> import pandas as pd, sirenvae
+    >>> import numpy as np, pandas as pd, sirenvae
     >>> from sirenvae.graph import BayesianNetwork
     >>> bn = BayesianNetwork({"z": [], "x": ["z"], "y": ["z"]})
-    >>> df = pd.DataFrame({"y": [0.1, 1.2, -0.3, 0.8], "x": [0.2, 1.0, -0.5, 0.7]})
+    >>> z = np.random.default_rng(0).normal(size=(3, 12))
+    >>> df = pd.DataFrame({"y": z[0] + 0.5 * z[1], "x": z[0] + 0.5 * z[2]})
     >>> m = sirenvae.fit(bn, df, settings="paper", max_epochs=2, warmup_steps=0)  # default: "auto"
     >>> m.latent, m.observed
     (('z',), ('x', 'y'))
     >>> m.log_prob(df, importance_samples=10).shape
-    (4,)
+    (12,)
 """
 
 from __future__ import annotations
