@@ -316,3 +316,16 @@ def test_one_candidate_with_nothing_to_compare_is_fitted_without_cross_validatio
     chain = BayesianNetwork({"a": [], "z": ["a"], "b": ["z"]})
     fitted = sirenvae.fit(chain, holey, **quick)
     assert fitted.selection is None and "(holes)" in fitted.settings["rule"]
+
+
+def test_labels_that_differ_in_case_alone_are_one_level_and_said_so():
+    df = _frame(40).astype({"smoker": object, "region": object})
+    df.loc[:4, "smoker"] = df.smoker[:5].str.capitalize()  # "Yes", "No" beside "yes", "no"
+    df.loc[:2, "region"] = " " + df.region[:3] + " "  # whitespace alone: stripped, nothing to say
+    table = _read(df)
+    (said,) = [n for n in table.notices if "regardless of case" in n]
+    assert "column 'smoker': 'No' and 'no'; 'Yes' and 'yes' are read as one level" in said
+    assert len(table.variables["smoker"].levels) == 2
+    codes = table.x[:, list(table.split.observed).index("smoker")].numpy()
+    assert set(np.unique(codes)) == {0.0, 1.0}  # two levels, not four
+    assert not any("'region'" in n and "case" in n for n in table.notices)

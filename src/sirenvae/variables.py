@@ -179,8 +179,32 @@ def infer_variable(
     hint: Mapping,
 ) -> tuple[Variable, str | None]:
     """The variable of training column ``name`` (cells as given, ``holes`` its missing cells) and a
-    notice about how it was decided (``None`` when there is nothing to say).
+    notice about how it was decided (``None`` when there is nothing to say), which also names the
+    labels that differ in case alone and are read as one level.
     """
+    var, notice = _infer_variable(name, cells, holes, declared, declared_levels, hint)
+    if not var.labelled or var.numeric or var.boolean:
+        return var, notice
+    spellings: dict[str, set[str]] = {}
+    for c in cells[~holes]:
+        text = c.strip() if isinstance(c, str) else str(c)
+        spellings.setdefault(text.casefold(), set()).add(text)
+    merged = [sorted(v) for v in spellings.values() if len(v) > 1]
+    if not merged:
+        return var, notice
+    shown = "; ".join(" and ".join(map(repr, m)) for m in merged[:3]) + ("; ..." if len(merged) > 3 else "")
+    said = f"column {name!r}: {shown} are read as one level (labels are compared regardless of case)"
+    return var, f"{notice}; {said}" if notice else said
+
+
+def _infer_variable(
+    name: str,
+    cells: pd.Series,
+    holes: np.ndarray,
+    declared: str | None,
+    declared_levels: Sequence[str] | None,
+    hint: Mapping,
+) -> tuple[Variable, str | None]:
     present = cells[~holes]
     if not len(present):
         return Variable(KINDS.get(declared or "continuous", "continuous")), None  # the hole checks refuse it
