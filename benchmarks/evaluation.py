@@ -3,7 +3,7 @@ and the cost of the defensive prior draws (K/10 of them, the default) against th
 
 Models: SIReN-VAE true with the paper's setting, ``true/flow`` (the ``flow`` candidate of ``auto``,
 parent-conditioned) and the VAE. Untrained models (the cost does not depend on the weights),
-ecoli70 and arth150 under the SPEC's latent rules, float32. Times are medians of interleaved
+ecoli70 and arth150 under their default latent rules, float32. Times are medians of interleaved
 repetitions; the ratios new / old and defensive / new are what we report, and the time for 2,000
 rows (a sweep's test set) is extrapolated from the rows timed.
 Run: `make bench` or `python benchmarks/evaluation.py [--rows 200] [--repeats 3] [--threads 1]`.

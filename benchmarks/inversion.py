@@ -1,7 +1,7 @@
 """How often NaMI's inverse is not minimal, and how many edges `prune=True` saves.
 
 Random DAGs as in the tests (2-9 nodes, edge probability 1/2, random latent sets) plus the shipped
-networks under the SPEC's latent rules. Run: `python benchmarks/inversion.py [--graphs 1000]`.
+networks under their default latent rules. Run: `python benchmarks/inversion.py [--graphs 1000]`.
 """
 
 from __future__ import annotations

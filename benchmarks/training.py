@@ -1,6 +1,6 @@
 """Training-step and evaluation cost of SIReN-VAE (true structure) against the plain VAE.
 
-Same batch size, ecoli70 and arth150 under the SPEC's latent rules, float32, 2 threads. Times are
+Same batch size, ecoli70 and arth150 under their default latent rules, float32, 2 threads. Times are
 medians of interleaved repetitions; the ratio true / vae is what we report.
 Run: `make bench` or `python benchmarks/training.py [--batch 128] [--repeats 30]`.
 """

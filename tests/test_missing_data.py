@@ -1,4 +1,4 @@
-"""Missing cells in a table (the data layer of issue 20): which cells are holes, what becomes of them
+"""Missing cells in a table (the data layer): which cells are holes, what becomes of them
 (NaN in ``x``), and the checks that still refuse a table with holes.
 """
 

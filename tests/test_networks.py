@@ -61,7 +61,7 @@ def test_log_prob_of_a_pair_is_the_bivariate_gaussian():
 
 
 def test_oracle_entropies_of_the_spec():
-    # SPEC section 5: oracle H(x) under the latent rules
+    # the oracle H(x) under the default latent rules
     expected = {"ecoli70": 31.20, "arth150": 37.02, "magic-irri": 9.86, "magic-niab": 32.52}
     for name, h in expected.items():
         g = load_network(name).graph
