@@ -204,6 +204,10 @@ def test_cli_fit_types_and_labels_round_trip(tmp_path):
     assert set(s.smoker) <= {"no", "yes"} and s.visits.dtype == np.int64
     res = runner.invoke(app, ["evaluate", str(run), "--data", str(out)])  # sample's output reads back
     assert res.exit_code == 0, res.output
+    query = ["--target", "bp", "--do", "smoker=YES", "--vs", "smoker=no", "-n", "20", "--allow-unidentified"]
+    res = runner.invoke(app, ["effect", str(run), *query])
+    assert res.exit_code == 0, res.output
+    assert "E[bp | do(smoker=yes)] - E[bp | do(smoker=no)]" in res.output  # a label as the model spells it
     cf = tmp_path / "cf.csv"
     res = runner.invoke(
         app, ["counterfactual", str(run), "--data", str(train), "--do", "bp=150", "-n", "2", "-o", str(cf)]

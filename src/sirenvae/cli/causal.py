@@ -121,7 +121,7 @@ def sample_with_do(
     with unidentified_flag(force):
         frame = fitted.sample(n, seed=seed, do=do, allow_unidentified=allow_unidentified)
     write_csv(output, list(frame.columns), frame.to_numpy())
-    note(f"wrote {n} samples of {len(fitted.graph)} nodes under do({_show(do)}) to {output}")
+    note(f"wrote {n} samples of {len(fitted.graph)} nodes under do({_show(do, fitted)}) to {output}")
     note(_verdict(frame.attrs["causal"], frame.attrs["reason"]))
     _extrapolation_notes(fitted, do)
     if set(do) & set(fitted.latent):
@@ -163,8 +163,16 @@ def _verdict(label: str, reason: str) -> str:
     return reason if label == "identified" else f"{label}: {reason}"
 
 
-def _show(do: dict[str, str]) -> str:
-    return ", ".join(f"{v}={a}" for v, a in do.items())
+def _show(do: dict[str, str], fitted=None) -> str:
+    """``v=a, ...``, a label as the model spells its level (``Valley`` read as ``valley`` shows so)."""
+
+    def label(v: str, a: str) -> str:
+        var = fitted.variables.get(v) if fitted is not None else None
+        if var is None or not var.labelled or var.numeric:
+            return a
+        return next((lv for lv in var.levels if lv.casefold() == a.casefold()), a)
+
+    return ", ".join(f"{v}={label(v, a)}" for v, a in do.items())
 
 
 @app.command()
@@ -206,8 +214,8 @@ def effect(
     if as_json:
         print(json.dumps(result, indent=1))
     elif "levels" in result:
-        against = f"do({_show(do_b)})" if do_b else "no intervention"
-        say(f"P({target} | do({_show(do_a)})) against {against} (Monte-Carlo se, n = {n}):")
+        against = f"do({_show(do_b, fitted)})" if do_b else "no intervention"
+        say(f"P({target} | do({_show(do_a, fitted)})) against {against} (Monte-Carlo se, n = {n}):")
         for label, lv in result["levels"].items():
             say(
                 f"  {target} = {label}: {lv['p_do']:.4f} vs {lv['p_vs']:.4f}, difference "
@@ -215,9 +223,9 @@ def effect(
             )
         say(f"  {_verdict(result['causal'], result['reason'])}")
     else:
-        against = f"E[{target} | do({_show(do_b)})]" if do_b else f"E[{target}]"
+        against = f"E[{target} | do({_show(do_b, fitted)})]" if do_b else f"E[{target}]"
         say(
-            f"E[{target} | do({_show(do_a)})] - {against} = {result['effect']:.4g} "
+            f"E[{target} | do({_show(do_a, fitted)})] - {against} = {result['effect']:.4g} "
             f"± {result['se']:.2g} (Monte-Carlo se, n = {n}; the fit's own uncertainty is not in it)"
         )
         verdict = _verdict(result["causal"], result["reason"])
@@ -294,8 +302,8 @@ def counterfactual(
         values = torch.tensor(codes.to_numpy(dtype=float)).reshape(len(rows), n, -1)
         write_row_summaries(output, values, cf.columns, table.ids, id_column, fitted.variables)
     note(
-        f"wrote counterfactual summaries and {n} sample{'s' if n > 1 else ''} under do({_show(do_items)}) "
-        f"for {len(rows)} rows to {output}"
+        f"wrote counterfactual summaries and {n} sample{'s' if n > 1 else ''} under "
+        f"do({_show(do_items, fitted)}) for {len(rows)} rows to {output}"
     )
     note("model-dependent: counterfactuals depend on the fitted model and its posterior, not on data alone")
     ess = cf.attrs["ess"]
