@@ -286,7 +286,8 @@ def test_quantile_values_and_bad_interventions(untrained):
     assert abs(iv.values["h3"] - z[:, 2].quantile(0.9).item()) < 0.2
     for do, match in [
         ({"q": 1.0}, "unknown node 'q'"),
-        ({"h33": 1.0}, "unknown node 'h33' \\(did you mean 'h3'\\?\\)"),
+        ({"hh3": 1.0}, "unknown node 'hh3' \\(did you mean 'h3'\\?\\)"),
+        ({"h33": 1.0}, "unknown node 'h33'; the nodes are "),  # a sibling in numbers alone: no guess
         ({}, "name at least one node"),
         ({"a": "high"}, "must be a number or a quantile"),
         ({"a": "q1.5"}, "must be a number or a quantile"),

@@ -125,6 +125,13 @@ def test_the_api_and_the_cli_impute_the_same_table(fitted, tmp_path):
             kept = out[c].to_numpy()[np.repeat(present.to_numpy(), repeat)]
             assert list(kept) == [v.strip() for v in given[c][present] for _ in range(repeat)], c
         assert out.iloc[0, 0] == "3" and out.iloc[repeat, 0] == "2.50"
+        filled = [
+            v
+            for c in given.columns
+            for v in out[c].to_numpy()[~np.repeat((given[c].str.strip() != "").to_numpy(), repeat)]
+        ]
+        digits = [v.lstrip("-").split("e")[0].replace(".", "").lstrip("0") for v in filled]
+        assert filled and max(map(len, digits)) <= 10, filled[:5]  # 10 significant digits, not 17
     r = cli.invoke(
         app, ["impute", str(run), "--data", str(path), "-o", str(tmp_path / "x.csv"), "-m", "3", "--sd"]
     )

@@ -183,11 +183,11 @@ def fit_rows(
             report(notice)
         extra["settings"] = {"settings": "auto", "chosen": candidates_for(model)[0].name, "rule": notice}
     elif str(settings) == "auto" and (alone := _nothing_to_compare(model, fixed, search, split, x)):
-        config, notice = alone
+        _check_no_other_run(out, resume, overwrite)
+        (chosen, config), notice = alone
         if report is not None:
             report(notice)
-        extra["settings"] = {"settings": "auto", "chosen": config[0], "rule": notice}
-        config = config[1]
+        extra["settings"] = {"settings": "auto", "chosen": chosen, "rule": notice}
     elif str(settings) == "auto":
         _check_no_other_run(out, resume, overwrite)
         search = {k: v for k, v in (search or {}).items() if v is not None}
@@ -237,14 +237,22 @@ def fit_rows(
     return fitted
 
 
-def _nothing_to_compare(model: str, fixed: dict, search, split, x: Tensor):
+def _nothing_to_compare(
+    model: str, fixed: dict, search: Mapping[str, Any] | None, split, x: Tensor
+) -> tuple[tuple[str, ModelConfig], str] | None:
     """With one candidate left (``--max-candidates 1``, or ``--set`` making all alike) and no classical
     model that can score these rows (non-Gaussian columns or holes), cross-validation would choose
-    nothing: ``((name, config), notice)`` to fit it directly, else ``None``.
+    nothing: ``((name, config), notice)`` to fit it directly, else ``None``. Asked-for folds or a
+    time budget keep the search (a held-out score was wanted), and so do rows too few for it (its
+    error says so).
     """
-    from sirenvae.selection import non_gaussian, resolve_candidates
+    from sirenvae.selection import default_folds, min_rows, non_gaussian, resolve_candidates
 
     search = search or {}
+    if search.get("folds") is not None or search.get("time_budget") is not None:
+        return None
+    if x.shape[0] < min_rows(default_folds(x.shape[0])):
+        return None
     candidates, _ = resolve_candidates(model, fixed, search.get("max_candidates"), split.observed)
     if len(candidates) != 1:
         return None

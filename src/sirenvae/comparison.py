@@ -268,7 +268,7 @@ def compare(
     result = Comparison(names, None, np.zeros(n, dtype=int))
     mixed = selection.non_gaussian((fixed or {}).get("types", {}))
     for m in CLASSICAL if mixed else ():
-        result.failed[m] = f"it is Gaussian, and the columns {', '.join(mixed[:6])} are not continuous"
+        result.failed[m] = f"it is Gaussian, and the columns {', '.join(mixed[:6])} are of other families"
     for f, held in enumerate(parts):
         result.outer_fold[held] = f + 1
         mask = np.ones(n, dtype=bool)

@@ -165,8 +165,8 @@ class Table:
         variables: Each observed column's :class:`~sirenvae.variables.Variable` (its type and
             levels; a binary or categorical column's cells are codes in ``x``).
         labels: Each binary or categorical column's cells as given (stripped; ``None`` at holes),
-            and those of every other column read as text (a CSV file), to write present cells back
-            unchanged (``3`` stays ``3``, not ``3.0``).
+            and with ``keep_text`` those of every other column read as text (a CSV file), to write
+            present cells back unchanged (``3`` stays ``3``, not ``3.0``).
     """
 
     x: Tensor
@@ -310,6 +310,7 @@ def read_frame(
     name: str | None = None,
     lines: Sequence[int] | None = None,
     hints: str = "cli",
+    keep_text: bool = False,
 ) -> Table:
     """Checks a table whose columns name nodes (a CSV file's or a user's DataFrame) against a graph;
     anything unusable is a :class:`DataError` with one line that names the table, column and row.
@@ -345,7 +346,8 @@ def read_frame(
 
     Messages begin with ``name`` (a file) and locate a cell by its row counted from 1 and its file
     line, given ``lines``, else by the row's index label and position; ``hints`` names the options
-    that fix a table as the CLI's flags (``"cli"``) or as Python keywords (``"python"``).
+    that fix a table as the CLI's flags (``"cli"``) or as Python keywords (``"python"``);
+    ``keep_text`` keeps every text column's cells as written (:attr:`Table.labels`).
     """
     where = f"{name}: " if name else ""
     hint = _HINTS[hints]
@@ -440,7 +442,7 @@ def read_frame(
             labels[v] = tuple(None if h else str(c) for c, h in zip(cells, holes[:, j], strict=True))
         elif bad is None:
             bad = check_values(values[:, j], holes[:, j], var)
-            if all(isinstance(c, str) for c in df[v]):  # text (a CSV file): keep it as written
+            if keep_text and all(isinstance(c, str) for c in df[v]):  # a CSV file's cells, as written
                 labels[v] = tuple(None if h else c.strip() for c, h in zip(df[v], holes[:, j], strict=True))
         elif not holes[bad[0], j] and training and var.kind == "continuous":
             bad = (bad[0], bad[1] + f" (or {hint['types'](v, 'categorical')} for a column of labels)")

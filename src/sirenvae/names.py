@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-__all__ = ["near_miss", "near_pairs", "preview", "typo_notices"]
+__all__ = ["near_miss", "near_pairs", "preview", "typo_notices", "unknown_node"]
 
 #: At most this many "named like a column" notices; the rest are counted.
 MAX_TYPO_NOTICES = 5
@@ -96,11 +96,15 @@ def typo_notices(latent: Sequence[str], columns: Sequence[str]) -> list[str]:
     return notes
 
 
-def unknown_node(name, nodes: Sequence[str], what: str = "node") -> str:
-    """``unknown <what> 'name'`` with the closest node name as a suggestion, else a preview of them."""
+def unknown_node(name: str, nodes: Sequence[str], what: str = "node") -> str:
+    """``unknown <what> 'name'`` with the closest node as a suggestion, but no sibling of a numbered
+    family (``h33`` is not called ``h3``, nor ``X12`` ``X1``), else a preview of the nodes.
+    """
     import difflib
 
-    close = difflib.get_close_matches(str(name), [str(v) for v in nodes], n=1, cutoff=0.6)
+    digits = re.compile(r"\d+")
+    close = difflib.get_close_matches(str(name), [str(v) for v in nodes], n=5, cutoff=0.6)
+    close = [c for c in close if digits.sub("#", c) != digits.sub("#", str(name))]
     if close:
         return f"unknown {what} {name!r} (did you mean {close[0]!r}?)"
     return f"unknown {what} {name!r}; the nodes are {preview(list(nodes))}"

@@ -356,7 +356,7 @@ SUPPORT = {
 }
 
 
-def outside_support(kind: str, values):
+def outside_support(kind: str, values: np.ndarray | float) -> np.ndarray:
     """Where ``values`` (an array or a number) lie outside the support of family ``kind``: counts are
     non-negative integers, log-normal values positive (NaN and infinities are outside both); all
     ``False`` for the other families.
@@ -409,11 +409,11 @@ def decoder_frame(
     out = _decoded(columns, values, variables)
     for c, cells in (given or {}).items():
         if c in out:
-            col = list(out[c])
-            for i, cell in enumerate(cells):
-                if cell is not None:
-                    col[i * repeat : (i + 1) * repeat] = [cell] * repeat
-            out[c] = col
+            col = np.array(list(out[c]), dtype=object)
+            kept = np.array(cells, dtype=object).repeat(repeat)
+            present = np.not_equal(kept, None)
+            col[present] = kept[present]
+            out[c] = list(col)
     return out
 
 

@@ -17,6 +17,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -37,6 +38,9 @@ from sirenvae.cli.common import (
     warn_if_diverged,
     write_row_summaries,
 )
+
+if TYPE_CHECKING:
+    from sirenvae.fitted import FittedModel
 
 __all__ = ["counterfactual", "effect", "parse_do", "sample_with_do"]
 
@@ -163,7 +167,7 @@ def _verdict(label: str, reason: str) -> str:
     return reason if label == "identified" else f"{label}: {reason}"
 
 
-def _show(do: dict[str, str], fitted=None) -> str:
+def _show(do: dict[str, str], fitted: FittedModel | None = None) -> str:
     """``v=a, ...``, a label as the model spells its level (``Valley`` read as ``valley`` shows so)."""
 
     def label(v: str, a: str) -> str:

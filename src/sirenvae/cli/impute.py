@@ -72,7 +72,7 @@ def impute(
         table = read_table(
             data, model.split, ignore_columns=split_list(ignore_columns) or (), id_column=id_column,
             drop_latent_columns=True, allow_missing=True, missing=split_list(missing) or (),
-            variables=recorded(meta),
+            variables=recorded(meta), keep_text=True,
             dtype=torch.float64,
         )  # fmt: skip
         for notice in table.notices:
@@ -98,7 +98,8 @@ def impute(
                 spread = pd.DataFrame(result.sd.cpu().double().numpy(), columns=[f"{c}_sd" for c in observed])
                 frame = pd.concat([frame, spread], axis=1)
             frame = pd.concat([pd.DataFrame(ids), frame], axis=1)
-        frame.to_csv(output, index=False, float_format="%.10g")  # not 17 digits of noise
+        written = frame.map(lambda v: format(v, ".10g") if isinstance(v, float) else v)  # not 17 digits
+        written.to_csv(output, index=False)
         holey = x.isnan().any(1)
         ess = result.ess[holey.to(result.ess.device)].cpu()
         if len(ess):
