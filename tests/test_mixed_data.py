@@ -320,6 +320,9 @@ def test_one_candidate_with_nothing_to_compare_is_fitted_without_cross_validatio
     chain = BayesianNetwork({"a": [], "z": ["a"], "b": ["z"]})
     fitted = sirenvae.fit(chain, holey, **quick)
     assert fitted.selection is None and "(holes)" in fitted.settings["rule"]
+    # asked-for folds mean a held-out score is wanted: the search runs
+    scored = sirenvae.fit(chain, holey, folds=2, workers=1, **quick)
+    assert scored.selection is not None and set(scored.selection.fold) == {1, 2}
 
 
 def test_labels_that_differ_in_case_alone_are_one_level_and_said_so():
