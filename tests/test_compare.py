@@ -193,7 +193,8 @@ FAST = ["--models", "true", "--epochs", "2", "--max-candidates", "1", "--set", "
 def test_the_cli_writes_the_table_and_the_picture(files, tmp_path):
     out, picture = tmp_path / "cmp.csv", tmp_path / "cmp.png"
     args = ["compare", "--graph", files / "g.json", "--data", files / "obs.csv", *FAST]
-    result = run(*args, "--outer-folds", 2, "--workers", 1, "-o", out, "--plot", picture)
+    bounded = ["--outer-folds", 2, "--workers", 1, "--time-budget", 600]  # each inner search's bound
+    result = run(*args, *bounded, "-o", out, "--plot", picture)
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out)
     assert list(table.model) == ["true", "fa", "lw"]
@@ -206,6 +207,8 @@ def test_the_cli_writes_the_table_and_the_picture(files, tmp_path):
     assert re.search(r"outer fold 1/2 done after \d+ s; about \d+ s to go", result.stderr)
     again = run(*args, "--outer-folds", 2, "-o", out)
     assert again.exit_code == 2 and "already exists" in error_line(again)
+    bad = run(*args, "--outer-folds", 2, "--time-budget", -1, "-o", tmp_path / "bad.csv")
+    assert bad.exit_code == 2 and "time_budget must be positive seconds, got -1" in error_line(bad)
 
 
 def test_the_cli_refuses_too_few_rows_saying_how_many_are_needed(files, tmp_path):

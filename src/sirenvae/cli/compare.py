@@ -59,6 +59,12 @@ def compare(
     max_candidates: int = typer.Option(
         None, "--max-candidates", help="Try only the first N candidates of each model (the simplest)."
     ),
+    time_budget: float = typer.Option(
+        None,
+        "--time-budget",
+        help="Seconds of each inner settings search after which only its leading candidate starts new "
+        "folds (as in fit; the outer folds x models searches each get it).",
+    ),
     output: Path = typer.Option(..., "-o", "--output", help="CSV file of the table (one row per model)."),
     plot: Path = typer.Option(None, "--plot", help="Picture of the comparison (.png, .svg or .pdf)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
@@ -139,7 +145,7 @@ def compare(
             fit_config=fit_config,
             options=train_options,
             fixed=fixed,
-            search={"folds": folds, "max_candidates": max_candidates},
+            search={"folds": folds, "max_candidates": max_candidates, "time_budget": time_budget},
             seed=seed,
             workers=workers or default_workers(),
             device=device,
