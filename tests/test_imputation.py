@@ -136,3 +136,62 @@ def test_the_api_and_the_cli_impute_the_same_table(fitted, tmp_path):
         app, ["impute", str(run), "--data", str(path), "-o", str(tmp_path / "x.csv"), "-m", "3", "--sd"]
     )
     assert r.exit_code == 2 and "--sd is for single imputation" in r.stderr
+
+
+def test_weighted_quantiles_reach_their_level_of_cumulative_weight():
+    from sirenvae.imputation import weighted_quantiles
+
+    values = torch.arange(1.0, 11.0)[:, None, None].expand(10, 2, 1).clone()
+    w = torch.full((10, 2), 0.1)
+    w[:, 1] = 0.0
+    w[6, 1] = 1.0  # all the weight on the value 7
+    q = weighted_quantiles(values, w, [0.05, 0.5, 0.95])
+    assert q[:, 0, 0].tolist() == [1.0, 5.0, 10.0] and q[:, 1, 0].tolist() == [7.0, 7.0, 7.0]
+
+
+def test_imputed_quantiles_bracket_the_conditional_mean_as_a_gaussian_does(fitted, tmp_path):
+    net, split, model, run = fitted
+    _, x, holes = _holey(net)
+    torch.manual_seed(0)
+    result = impute(model, x, samples=1000, quantiles=(0.05, 0.5, 0.95))
+    low, mid, high = result.quantiles
+    for q in result.quantiles:
+        assert torch.equal(q[~holes], x[~holes])  # present cells repeat their value
+    assert ((low <= mid) & (mid <= high))[holes].all() and (low < high)[holes].float().mean() > 0.95
+    sd = result.sd[holes]
+    # the linear-Gaussian model's conditional is Gaussian: mean -/+ 1.645 sd, and the median at the mean
+    assert ((low[holes] - (result.mean[holes] - 1.645 * sd)) / sd).abs().mean() < 0.3
+    assert ((high[holes] - (result.mean[holes] + 1.645 * sd)) / sd).abs().mean() < 0.3
+    assert ((mid[holes] - result.mean[holes]) / sd).abs().mean() < 0.2
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        impute(model, x[:3], quantiles=(0.0,))
+    # the same from the API and the CLI
+    frame = pd.DataFrame(x[:20].numpy(), columns=list(split.observed))
+    api = sirenvae.load(run).impute(frame, samples=200, quantiles=(0.1, 0.9))
+    assert set(api.attrs["quantiles"]) == {0.1, 0.9}
+    lo, hi = api.attrs["quantiles"][0.1], api.attrs["quantiles"][0.9]
+    assert (lo.to_numpy() <= hi.to_numpy()).all() and lo.index.equals(frame.index)
+    path = tmp_path / "h.csv"
+    frame.to_csv(path, index=False, na_rep="")
+    cli = CliRunner()
+    out = tmp_path / "q.csv"
+    r = cli.invoke(
+        app, ["impute", str(run), "--data", str(path), "-o", str(out), "-k", "200", "--quantiles", "0.1,0.9"]
+    )
+    assert r.exit_code == 0, r.output
+    written = pd.read_csv(out)
+    assert list(written.columns) == [
+        *split.observed,
+        *(f"{c}_q{q}" for q in ("0.1", "0.9") for c in split.observed),
+    ]
+    kept = ~holes[:20].numpy()
+    for c in split.observed:
+        assert (written[f"{c}_q0.1"] <= written[f"{c}_q0.9"]).all()
+        j = list(split.observed).index(c)
+        np.testing.assert_allclose(written[f"{c}_q0.1"][kept[:, j]], frame[c][kept[:, j]], rtol=1e-9)
+    for bad, said in (
+        (["--quantiles", "1.5"], "strictly between 0 and 1"),
+        (["--quantiles", "0.1", "-m", "2"], "single imputation"),
+    ):
+        r = cli.invoke(app, ["impute", str(run), "--data", str(path), "-o", str(tmp_path / "b.csv"), *bad])
+        assert r.exit_code == 2 and said in r.stderr, r.output

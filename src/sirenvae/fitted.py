@@ -9,7 +9,7 @@ cells at fault.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -338,7 +338,14 @@ class FittedModel(_CausalQueries):
         return frame
 
     def impute(
-        self, df: pd.DataFrame, m: int = 0, *, samples: int = 1000, seed: int | None = 0, ignore=()
+        self,
+        df: pd.DataFrame,
+        m: int = 0,
+        *,
+        samples: int = 1000,
+        seed: int | None = 0,
+        ignore=(),
+        quantiles: Sequence[float] = (),
     ) -> pd.DataFrame:
         r"""``df``'s observed columns with every missing cell (NaN, ``None``) filled, indexed like
         ``df``: at the importance-weighted conditional mean :math:`E[x_{mis} \mid x_{obs}]` from
@@ -346,7 +353,9 @@ class FittedModel(_CausalQueries):
         sampling-importance-resampling, indexed by ``(row, draw)`` (see :mod:`sirenvae.imputation`).
         Present cells are returned unchanged. ``attrs["ess"]`` holds each row's effective sample
         size (a Series; low values mean the imputation rests on few proposals) and, for ``m = 0``,
-        ``attrs["sd"]`` the weighted sd of each imputed cell (0 where present).
+        ``attrs["sd"]`` the weighted sd of each imputed cell (0 where present) and, with
+        ``quantiles`` (levels in (0, 1)), ``attrs["quantiles"]`` a frame per level of each cell's
+        weighted quantile (its value where present; NaN in a labelled column).
         """
         from sirenvae.imputation import impute
 
@@ -358,7 +367,9 @@ class FittedModel(_CausalQueries):
         )
         x = table.x
         with _seeded(seed):
-            result = impute(self.model, x.to(self.model.loc.device), samples=samples, m=m)
+            result = impute(
+                self.model, x.to(self.model.loc.device), samples=samples, m=m, quantiles=quantiles
+            )
         columns = list(self.observed)  # the model's order; the frames come back in df's
         order = [c for c in df.columns if c in columns]
         order = order if len(order) == len(columns) else columns
@@ -368,6 +379,13 @@ class FittedModel(_CausalQueries):
             out = pd.DataFrame(decoder_frame(columns, mean, self.variables), index=df.index)[order]
             sd = pd.DataFrame(result.sd.cpu().double().numpy(), index=df.index, columns=columns)[order]
             out.attrs["sd"] = sd
+            spans = result.quantiles.cpu().double().numpy() if len(quantiles) else ()
+            out.attrs["quantiles"] = {
+                q: pd.DataFrame(v, index=df.index, columns=columns)[order].assign(
+                    **{c: np.nan for c, var in self.variables.items() if var.labelled and c in order}
+                )
+                for q, v in zip(quantiles, spans, strict=True)
+            }
         else:
             values = result.draws.permute(1, 0, 2).reshape(-1, len(columns)).cpu().double().numpy()
             index = pd.MultiIndex.from_product([df.index, range(m)], names=[df.index.name or "row", "draw"])

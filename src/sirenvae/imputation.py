@@ -18,6 +18,7 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +27,7 @@ from torch import Tensor
 from sirenvae.models.vae import prior_draws, resample
 from sirenvae.objectives import eval_chunk
 
-__all__ = ["Imputation", "impute", "posterior_draws"]
+__all__ = ["Imputation", "impute", "posterior_draws", "weighted_quantiles"]
 
 
 @dataclass(frozen=True)
@@ -39,31 +40,53 @@ class Imputation:
         sd: ``(N, D)``: the weighted standard deviation of each imputed cell (0 where present).
         ess: ``(N,)``: the effective sample size of each row's importance weights (at most
             ``samples``; computed for complete rows too).
+        quantiles: ``(Q, N, D)``: the weighted quantiles of each imputed cell at the levels asked
+            for (present cells repeat their value); ``None`` when none were asked for.
     """
 
     mean: Tensor
     draws: Tensor | None
     sd: Tensor
     ess: Tensor
+    quantiles: Tensor | None = None
 
 
 @torch.no_grad()
-def impute(model, x: Tensor, *, samples: int = 1000, m: int = 0) -> Imputation:
+def impute(
+    model, x: Tensor, *, samples: int = 1000, m: int = 0, quantiles: Sequence[float] = ()
+) -> Imputation:
     """Fills the NaN cells of ``x`` (raw scale, ``(N, D)``) from ``samples`` importance samples per
-    row; ``m`` completions per row by resampling (see the module). The model computes in its own
-    dtype; the results are in ``x``'s, whose present cells they repeat exactly. Rows go in chunks,
-    so memory stays bounded.
+    row; ``m`` completions per row by resampling, and the weighted ``quantiles`` (levels in (0, 1))
+    of each cell (see the module). The model computes in its own dtype; the results are in ``x``'s,
+    whose present cells they repeat exactly. Rows go in chunks, so memory stays bounded.
     """
     if samples < 1 or m < 0:
         raise ValueError(f"need samples >= 1 and m >= 0, got samples={samples}, m={m}")
+    if any(not 0 < q < 1 for q in quantiles):
+        raise ValueError(f"quantile levels must lie strictly between 0 and 1, got {list(quantiles)}")
     rows = max(1, eval_chunk(model) // samples)
-    parts = [_impute(model, xb, samples, m) for xb in x.split(rows)]
+    parts = [_impute(model, xb, samples, m, quantiles) for xb in x.split(rows)]
     mean, sd, ess = (torch.cat([p[i] for p in parts]) for i in (0, 2, 3))
     draws = torch.cat([p[1] for p in parts], 1) if m else None
-    return Imputation(mean, draws, sd, ess)
+    levels = torch.cat([p[4] for p in parts], 1) if len(quantiles) else None
+    return Imputation(mean, draws, sd, ess, levels)
 
 
-def _impute(model, x: Tensor, samples: int, m: int):
+def weighted_quantiles(values: Tensor, w: Tensor, levels: Sequence[float]) -> Tensor:
+    """The quantiles ``(Q, N, D)`` of ``values`` ``(S, N, D)`` under normalised weights ``w``
+    ``(S, N)``: for each level, the smallest value whose cumulative weight reaches it.
+    """
+    order = values.argsort(0)
+    ranked = values.gather(0, order)
+    cum = w[..., None].expand_as(values).gather(0, order).cumsum(0)
+    out = []
+    for q in levels:
+        index = (cum < q).sum(0, keepdim=True).clamp(max=values.shape[0] - 1)
+        out.append(ranked.gather(0, index)[0])
+    return torch.stack(out)
+
+
+def _impute(model, x: Tensor, samples: int, m: int, quantiles: Sequence[float] = ()):
     mask = ~x.isnan()
     xm = x.to(model.loc)
     z, log_q = model.posterior(xm, samples)  # (S, N, Dz)
@@ -77,7 +100,8 @@ def _impute(model, x: Tensor, samples: int, m: int):
     sd = torch.where(mask, 0.0, var.clamp(min=0).sqrt())
     ess = 1.0 / w.square().sum(0)
     draws = resample(w, m, values)[0] if m else None
-    return mean, draws, sd, ess
+    levels = weighted_quantiles(values, w, quantiles) if len(quantiles) else None
+    return mean, draws, sd, ess, levels
 
 
 @torch.no_grad()

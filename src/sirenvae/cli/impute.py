@@ -33,6 +33,12 @@ def impute(
     m: int = typer.Option(0, "-m", help="Multiple imputation: this many completions per row (a long table)."),
     samples: int = typer.Option(1000, "-k", "--samples", help="Importance samples per row."),
     sd: bool = typer.Option(False, "--sd", help="Also write each imputed cell's sd (single imputation)."),
+    quantiles: str = typer.Option(
+        None,
+        "--quantiles",
+        help="Also write each imputed cell's weighted quantiles at these levels, e.g. 0.05,0.95: "
+        "columns <name>_q0.05, ... (single imputation; empty for labelled columns).",
+    ),
     missing: str = typer.Option(None, "--missing", help=MISSING_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
@@ -65,6 +71,9 @@ def impute(
             raise UsageError(f"need -m >= 0 and -k >= 1, got -m {m}, -k {samples}")
         if sd and m:
             raise UsageError("--sd is for single imputation; with -m the completions show the spread")
+        levels = _levels(quantiles)
+        if levels and m:
+            raise UsageError("--quantiles is for single imputation; with -m the completions show the spread")
         check_output(output, force=force, run=run, inputs=[("--data", data)])
         model, meta = load_model(run, device=device)
         warn_if_diverged(run, meta)
@@ -80,7 +89,7 @@ def impute(
         x = table.x.to(model.loc.device)  # float64: present cells are written as read
         holes = int(x.isnan().sum())
         torch.manual_seed(seed)
-        result = impute_rows(model, x, samples=samples, m=m)
+        result = impute_rows(model, x, samples=samples, m=m, quantiles=levels)
         observed = list(model.observed)
         ids = {} if table.ids is None else {id_column: list(table.ids)}
         if m:
@@ -97,6 +106,12 @@ def impute(
             if sd:
                 spread = pd.DataFrame(result.sd.cpu().double().numpy(), columns=[f"{c}_sd" for c in observed])
                 frame = pd.concat([frame, spread], axis=1)
+            labelled = {c for c, var in recorded(meta).items() if var.labelled}
+            spans = result.quantiles.cpu().double().numpy() if levels else ()
+            for q, values in zip(levels, spans, strict=True):
+                columns = {f"{c}_q{q:g}": values[:, j] if c not in labelled else [None] * len(values)
+                           for j, c in enumerate(observed)}  # fmt: skip
+                frame = pd.concat([frame, pd.DataFrame(columns)], axis=1)
             frame = pd.concat([pd.DataFrame(ids), frame], axis=1)
         written = frame.map(lambda v: format(v, ".10g") if isinstance(v, float) else v)  # not 17 digits
         written.to_csv(output, index=False)
@@ -117,3 +132,17 @@ def impute(
     means = "the conditional means (most probable labels) for" if labelled else "the conditional means for"
     what = f"{m} completions of each of" if m else means
     note(f"imputed {holes} missing cell(s): wrote {what} {x.shape[0]} rows to {output}")
+
+
+def _levels(text: str | None) -> list[float]:
+    """``--quantiles 0.05,0.95`` as levels, each strictly between 0 and 1."""
+    levels = []
+    for item in split_list(text) or ():
+        try:
+            q = float(item)
+        except ValueError:
+            raise UsageError(f"--quantiles takes levels like 0.05,0.95, got {item!r}") from None
+        if not 0 < q < 1:
+            raise UsageError(f"--quantiles levels must lie strictly between 0 and 1, got {item}")
+        levels.append(q)
+    return levels
