@@ -182,29 +182,6 @@ def infer_variable(
     notice about how it was decided (``None`` when there is nothing to say), which also names the
     labels that differ in case alone and are read as one level.
     """
-    var, notice = _infer_variable(name, cells, holes, declared, declared_levels, hint)
-    if not var.labelled or var.numeric or var.boolean:
-        return var, notice
-    spellings: dict[str, set[str]] = {}
-    for c in cells[~holes]:
-        text = c.strip() if isinstance(c, str) else str(c)
-        spellings.setdefault(text.casefold(), set()).add(text)
-    merged = [sorted(v) for v in spellings.values() if len(v) > 1]
-    if not merged:
-        return var, notice
-    shown = "; ".join(" and ".join(map(repr, m)) for m in merged[:3]) + ("; ..." if len(merged) > 3 else "")
-    said = f"column {name!r}: {shown} are read as one level (labels are compared regardless of case)"
-    return var, f"{notice}; {said}" if notice else said
-
-
-def _infer_variable(
-    name: str,
-    cells: pd.Series,
-    holes: np.ndarray,
-    declared: str | None,
-    declared_levels: Sequence[str] | None,
-    hint: Mapping,
-) -> tuple[Variable, str | None]:
     present = cells[~holes]
     if not len(present):
         return Variable(KINDS.get(declared or "continuous", "continuous")), None  # the hole checks refuse it
@@ -214,13 +191,15 @@ def _infer_variable(
     text = present.map(lambda c: c.strip() if isinstance(c, str) else str(c) if boolean else c)
     nums = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     numeric = bool(len(nums)) and bool(np.isfinite(nums).all())
+    cased = None
     if numeric:
         labels = sorted({_as_label(v) for v in nums}, key=float)
     else:
-        first: dict[str, str] = {}
+        spellings: dict[str, dict[str, None]] = {}  # each level's spellings, the first one first
         for c in text:
-            first.setdefault(str(c).casefold(), str(c))
-        labels = list(first.values())
+            spellings.setdefault(str(c).casefold(), {})[str(c)] = None
+        labels = [next(iter(v)) for v in spellings.values()]
+        cased = _case_notice(name, [sorted(v) for v in spellings.values() if len(v) > 1])
     if declared_levels:
         levels = [str(v) for v in declared_levels]
         numeric = numeric and all(_is_number(v) for v in levels)
@@ -273,14 +252,27 @@ def _infer_variable(
         if not declared_levels and notice is None:
             levels = _binary_order(levels, numeric)
         boolean = boolean and sorted(levels) == ["False", "True"]
-        return Variable("binary", tuple(levels), numeric, boolean=boolean), notice
+        cased = None if numeric or boolean else cased
+        return Variable("binary", tuple(levels), numeric, boolean=boolean), _joined(notice, cased)
     if kind == "categorical":
         if len(levels) < 2:
             raise VariableError(
                 f"column {name!r} has a single level {levels[0]!r}: nothing to learn; drop it"
             )
-        return Variable("categorical", tuple(levels), numeric), notice
+        return Variable("categorical", tuple(levels), numeric), _joined(notice, None if numeric else cased)
     return Variable(kind), notice
+
+
+def _case_notice(name: str, merged: list[list[str]]) -> str | None:
+    """The notice for labels that differ in case alone (each list one level's spellings), if any."""
+    if not merged:
+        return None
+    shown = "; ".join(" and ".join(map(repr, m)) for m in merged[:3]) + ("; ..." if len(merged) > 3 else "")
+    return f"column {name!r}: {shown} are read as one level (labels are compared regardless of case)"
+
+
+def _joined(*notices: str | None) -> str | None:
+    return "; ".join(n for n in notices if n) or None
 
 
 def _skewness(v: np.ndarray) -> float:
