@@ -149,7 +149,6 @@ def fit_rows(
     ``report`` receives the search's progress lines and ``variables`` are the columns' types and
     levels (:attr:`sirenvae.data.Table.variables`; all continuous when ``None``).
     """
-    from sirenvae.candidates import candidates_for
     from sirenvae.selection import HUGE_GRAPH, SelectionSettings, select
 
     device = resolve_device(device)
@@ -173,18 +172,10 @@ def fit_rows(
             )
         config = replace(ModelConfig.from_dict(recorded["model"]), **fixed)
         extra["settings"] = recorded.get("settings") or {"settings": "paper"}
-    elif str(settings) == "auto" and huge:
-        config = _model_config(model, candidates_for(model)[0].options | fixed)
-        notice = (
-            f"the graph has {len(split.graph)} nodes: auto fits the simplest candidate "
-            f"({candidates_for(model)[0].name}) without cross-validation (--max-candidates N compares N)"
-        )
-        if report is not None:
-            report(notice)
-        extra["settings"] = {"settings": "auto", "chosen": candidates_for(model)[0].name, "rule": notice}
-    elif str(settings) == "auto" and (alone := _nothing_to_compare(model, fixed, search, split, x)):
-        _check_no_other_run(out, resume, overwrite)
-        (chosen, config), notice = alone
+    elif str(settings) == "auto" and (direct := _without_search(model, fixed, search, split, x, huge)):
+        if not huge:
+            _check_no_other_run(out, resume, overwrite)
+        (chosen, config), notice = direct
         if report is not None:
             report(notice)
         extra["settings"] = {"settings": "auto", "chosen": chosen, "rule": notice}
@@ -237,17 +228,25 @@ def fit_rows(
     return fitted
 
 
-def _nothing_to_compare(
-    model: str, fixed: dict, search: Mapping[str, Any] | None, split, x: Tensor
+def _without_search(
+    model: str, fixed: dict, search: Mapping[str, Any] | None, split, x: Tensor, huge: bool
 ) -> tuple[tuple[str, ModelConfig], str] | None:
-    """With one candidate left (``--max-candidates 1``, or ``--set`` making all alike) and no classical
-    model that can score these rows (non-Gaussian columns or holes), cross-validation would choose
-    nothing: ``((name, config), notice)`` to fit it directly, else ``None``. Asked-for folds or a
-    time budget keep the search (a held-out score was wanted), and so do rows too few for it (its
-    error says so).
+    """``auto``'s candidate to fit without cross-validation, ``((name, config), notice)``, else ``None``:
+    the simplest on a ``huge`` graph; or the one candidate left (``--max-candidates 1``, or ``--set``
+    making all alike) where no classical model can score these rows (non-Gaussian columns or holes),
+    so that cross-validation would choose nothing. Asked-for folds or a time budget keep that search
+    (a held-out score was wanted), and so do rows too few for it (its error says so).
     """
+    from sirenvae.candidates import candidates_for
     from sirenvae.selection import default_folds, min_rows, non_gaussian, resolve_candidates
 
+    if huge:
+        simplest = candidates_for(model)[0]
+        notice = (
+            f"the graph has {len(split.graph)} nodes: auto fits the simplest candidate "
+            f"({simplest.name}) without cross-validation (--max-candidates N compares N)"
+        )
+        return (simplest.name, _model_config(model, simplest.options | fixed)), notice
     search = search or {}
     if search.get("folds") is not None or search.get("time_budget") is not None:
         return None

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 __all__ = ["near_miss", "near_pairs", "preview", "typo_notices", "unknown_node"]
 
+#: Runs of digits: names that differ in them alone are members of a numbered family.
+_DIGITS = re.compile(r"\d+")
 #: At most this many "named like a column" notices; the rest are counted.
 MAX_TYPO_NOTICES = 5
 
@@ -63,7 +65,6 @@ def near_pairs(left: Sequence[str], right: Sequence[str], edits: int) -> list[tu
     alone, ``g15`` and ``g615``). Candidates share a variant with up to ``edits`` deletions (every
     pair within ``edits`` edits does), so the cost grows with the names, not with their pairs.
     """
-    digits = re.compile(r"\d+")
     index: dict[str, list[int]] = {}
     for j, r in enumerate(right):
         for key in _deletions(_normal(r), edits):
@@ -73,7 +74,7 @@ def near_pairs(left: Sequence[str], right: Sequence[str], edits: int) -> list[tu
         near = sorted({j for key in _deletions(_normal(v), edits) for j in index.get(key, ())})
         for c in (right[j] for j in near):
             if _normal(c) == _normal(v) or (
-                digits.sub("#", c) != digits.sub("#", v) and near_miss(c, v, edits=edits)
+                _DIGITS.sub("#", c) != _DIGITS.sub("#", v) and near_miss(c, v, edits=edits)
             ):
                 pairs.append((v, c))
     return pairs
@@ -102,9 +103,8 @@ def unknown_node(name: str, nodes: Sequence[str], what: str = "node") -> str:
     """
     import difflib
 
-    digits = re.compile(r"\d+")
     close = difflib.get_close_matches(str(name), [str(v) for v in nodes], n=5, cutoff=0.6)
-    close = [c for c in close if digits.sub("#", c) != digits.sub("#", str(name))]
+    close = [c for c in close if _DIGITS.sub("#", c) != _DIGITS.sub("#", str(name))]
     if close:
         return f"unknown {what} {name!r} (did you mean {close[0]!r}?)"
     return f"unknown {what} {name!r}; the nodes are {preview(list(nodes))}"

@@ -78,10 +78,11 @@ def impute(
         model, meta = load_model(run, device=device)
         warn_if_diverged(run, meta)
         id_column = run_id_column(meta, id_column, data)
+        variables = recorded(meta)
         table = read_table(
             data, model.split, ignore_columns=split_list(ignore_columns) or (), id_column=id_column,
             drop_latent_columns=True, allow_missing=True, missing=split_list(missing) or (),
-            variables=recorded(meta), keep_text=True,
+            variables=variables, keep_text=True,
             dtype=torch.float64,
         )  # fmt: skip
         for notice in table.notices:
@@ -98,15 +99,15 @@ def impute(
             rows = [r for r in range(1, n + 1) for _ in range(m)]
             extra = {"row": rows, **{k: [v[r - 1] for r in rows] for k, v in ids.items()}}
             extra["draw"] = list(range(1, m + 1)) * n
-            labelled = pd.DataFrame(decoder_frame(observed, values, recorded(meta), table.labels, m))
+            labelled = pd.DataFrame(decoder_frame(observed, values, variables, table.labels, m))
             frame = pd.concat([pd.DataFrame(extra), labelled], axis=1)
         else:
             mean = result.mean.cpu().double().numpy()
-            frame = pd.DataFrame(decoder_frame(observed, mean, recorded(meta), table.labels))
+            frame = pd.DataFrame(decoder_frame(observed, mean, variables, table.labels))
             if sd:
                 spread = pd.DataFrame(result.sd.cpu().double().numpy(), columns=[f"{c}_sd" for c in observed])
                 frame = pd.concat([frame, spread], axis=1)
-            labelled = {c for c, var in recorded(meta).items() if var.labelled}
+            labelled = {c for c, var in variables.items() if var.labelled}
             spans = result.quantiles.cpu().double().numpy() if levels else ()
             for q, values in zip(levels, spans, strict=True):
                 columns = {f"{c}_q{q:g}": values[:, j] if c not in labelled else [None] * len(values)
@@ -128,7 +129,7 @@ def impute(
                     f"warning: {low} row(s) have an effective sample size below {LOW_ESS:g}: their "
                     "imputations rest on few proposals (raise -k, or refit with such holes in the data)"
                 )
-    labelled = any(var.labelled for var in recorded(meta).values())
+    labelled = any(var.labelled for var in variables.values())
     means = "the conditional means (most probable labels) for" if labelled else "the conditional means for"
     what = f"{m} completions of each of" if m else means
     note(f"imputed {holes} missing cell(s): wrote {what} {x.shape[0]} rows to {output}")
