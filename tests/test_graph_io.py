@@ -12,6 +12,7 @@ import sirenvae.graph
 from sirenvae import graph_io
 from sirenvae.graph import BayesianNetwork, GraphError
 from sirenvae.graph_io import (
+    declared_types,
     from_dict,
     from_dot,
     from_edge_list,
@@ -218,9 +219,15 @@ def test_json_round_trip_and_errors(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(GraphError, match="not valid JSON"):
         read_graph(tmp_path / "bad.json")
-    (tmp_path / "nolist.json").write_text(json.dumps({"nodes": {"a": []}}))
+    (tmp_path / "nolist.json").write_text(json.dumps({"graph": {"a": []}}))
     with pytest.raises(GraphError, match="'nodes' list"):
         read_graph(tmp_path / "nolist.json")
+    (tmp_path / "number.json").write_text(json.dumps({"nodes": 3}))
+    with pytest.raises(GraphError, match="'nodes' must be a list"):
+        read_graph(tmp_path / "number.json")
+    (tmp_path / "edge.json").write_text(json.dumps({"edges": [["a", "b", "c"]]}))
+    with pytest.raises(GraphError, match=r"edge 0 is not a \[parent, child\] pair"):
+        read_graph(tmp_path / "edge.json")
     with pytest.raises(GraphError, match="JSON graph file not found"):
         from_json(tmp_path / "missing.json")
 
@@ -325,3 +332,32 @@ def test_graph_does_not_import_graph_io():
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not any("graph_io" in m for m in imported)
+
+
+def test_json_shapes_users_write_by_hand(tmp_path):
+    """Nodes as a mapping, an edge list, networkx's node-link links: the same diamond each time."""
+    bn = diamond()
+    shapes = {
+        "mapping": {"nodes": {v: {"parents": list(bn.parents(v))} for v in bn.nodes}},
+        "mapping-of-lists": {"nodes": {v: list(bn.parents(v)) for v in bn.nodes}},
+        "edges": {"edges": [list(e) for e in bn.edges]},
+        "names-and-edges": {"nodes": list(bn.nodes), "edges": [list(e) for e in bn.edges]},
+        "node-link": {
+            "nodes": [{"id": v} for v in bn.nodes],
+            "links": [{"source": a, "target": b} for a, b in bn.edges],
+        },
+    }
+    for label, doc in shapes.items():
+        (tmp_path / f"{label}.json").write_text(json.dumps(doc))
+        assert read_graph(tmp_path / f"{label}.json") == bn, label
+    # an isolated node survives the edge form only when named in "nodes"
+    got = read_graph(_write(tmp_path / "iso.json", {"nodes": ["z"], "edges": [["a", "b"]]}))
+    assert set(got.nodes) == {"a", "b", "z"} and got.edges == [("a", "b")]
+    # the mapping form carries types and levels like the list form
+    doc = {"nodes": {"s": {"type": "binary", "levels": ["no", "yes"]}, "y": {"parents": ["s"]}}}
+    assert declared_types(_write(tmp_path / "typed.json", doc)) == ({"s": "binary"}, {"s": ["no", "yes"]})
+
+
+def _write(path, doc):
+    path.write_text(json.dumps(doc))
+    return path

@@ -23,7 +23,7 @@ from sirenvae.graph import BayesianNetwork, GraphError
 
 __all__ = [
     "from_bif", "from_dict", "from_dot", "from_edge_list", "from_json", "from_networkx", "from_pgmpy",
-    "read_graph", "to_dict", "to_dot", "to_edge_list", "to_json",
+    "node_entries", "read_graph", "to_dict", "to_dot", "to_edge_list", "to_json",
 ]  # fmt: skip
 
 
@@ -56,11 +56,85 @@ def read_graph(source: str | Path | nx.DiGraph | Any) -> BayesianNetwork:
 
 
 # ---------------------------------------------------------------------- JSON
-def from_dict(doc: Mapping[str, Any]) -> BayesianNetwork:
-    """Builds the structure from the JSON document of the shipped networks.
+def node_entries(doc: Any) -> list[Mapping[str, Any]]:
+    """The node entries ``[{"name": ..., "parents": [...], ...}]`` of a JSON graph document.
 
-    The document holds ``{"name": ..., "nodes": [{"name": ..., "parents": [...], ...}]}``; node
-    fields other than ``name`` and ``parents`` (parameters) are ignored.
+    Besides the shipped networks' ``{"nodes": [{"name": ..., "parents": [...]}]}`` it reads the
+    shapes users write by hand: ``"nodes"`` as a mapping ``{name: {"parents": [...]}}`` (or
+    ``{name: [parents]}``), an ``"edges"`` list of ``[parent, child]`` pairs (or ``{"source",
+    "target"}`` objects, networkx's ``"links"`` too) beside an optional ``"nodes"`` list of names or
+    entries. Other fields of an entry (``type``, ``levels``, parameters) are kept.
+
+    Example:
+        >>> [dict(e) for e in node_entries({"nodes": {"a": {}, "b": {"parents": ["a"]}}})]
+        [{'name': 'a', 'parents': []}, {'name': 'b', 'parents': ['a']}]
+        >>> [e["parents"] for e in node_entries({"edges": [["a", "b"], ["a", "c"]]})]
+        [[], ['a'], ['a']]
+    """
+    if not isinstance(doc, Mapping):
+        raise GraphError("JSON graph: expected an object with a 'nodes' list (or an 'edges' list)")
+    nodes = doc.get("nodes")
+    edges = doc.get("edges", doc.get("links"))
+    if nodes is None and edges is None:
+        raise GraphError(
+            "JSON graph: expected an object with a 'nodes' list, e.g. "
+            '{"nodes": [{"name": "a"}, {"name": "b", "parents": ["a"]}]}, or an \'edges\' list of '
+            "[parent, child] pairs"
+        )
+    entries: list[dict[str, Any]] = []
+    if isinstance(nodes, Mapping):
+        for name, entry in nodes.items():
+            if isinstance(entry, list):
+                entry = {"parents": entry}
+            if entry is None:
+                entry = {}
+            if not isinstance(entry, Mapping):
+                raise GraphError(f"JSON graph: node {name!r} must map to an object or a parents list")
+            entries.append({"name": str(name), **{k: v for k, v in entry.items() if k != "name"}})
+    elif isinstance(nodes, list):
+        for k, entry in enumerate(nodes):
+            if isinstance(entry, str):
+                entry = {"name": entry}
+            elif isinstance(entry, Mapping) and "name" not in entry and isinstance(entry.get("id"), str):
+                entry = {"name": entry["id"], **{k2: v for k2, v in entry.items() if k2 != "id"}}
+            if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+                raise GraphError(f"JSON graph: node entry {k} has no string 'name'")
+            entries.append(dict(entry))
+    elif nodes is not None:
+        raise GraphError("JSON graph: 'nodes' must be a list of node entries or a mapping name -> entry")
+    for entry in entries:
+        entry.setdefault("parents", [])
+    if edges is not None:
+        if not isinstance(edges, list):
+            raise GraphError("JSON graph: 'edges' must be a list of [parent, child] pairs")
+        index = {e["name"]: e for e in entries}
+        for k, edge in enumerate(edges):
+            if isinstance(edge, Mapping):
+                edge = [edge.get("source", edge.get("parent")), edge.get("target", edge.get("child"))]
+            if (
+                not isinstance(edge, list | tuple)
+                or len(edge) != 2
+                or not all(isinstance(v, str) for v in edge)
+            ):
+                raise GraphError(f"JSON graph: edge {k} is not a [parent, child] pair of names: {edge!r}")
+            for v in edge:
+                if v not in index:
+                    index[v] = {"name": v, "parents": []}
+                    entries.append(index[v])
+            pa = index[edge[1]]["parents"]
+            if not isinstance(pa, list):
+                raise GraphError(f"JSON graph: 'parents' of {edge[1]!r} must be a list of names")
+            if edge[0] not in pa:
+                index[edge[1]]["parents"] = [*pa, edge[0]]
+    return entries
+
+
+def from_dict(doc: Mapping[str, Any]) -> BayesianNetwork:
+    """Builds the structure from a JSON graph document.
+
+    The document holds ``{"name": ..., "nodes": [{"name": ..., "parents": [...], ...}]}`` (the
+    shipped networks' schema; :func:`node_entries` lists the other shapes read); node fields other
+    than ``name`` and ``parents`` (types, levels, parameters) are ignored here.
 
     Arguments:
         doc: The parsed document.
@@ -70,13 +144,8 @@ def from_dict(doc: Mapping[str, Any]) -> BayesianNetwork:
         >>> bn.edges
         [('a', 'b')]
     """
-    entries = doc.get("nodes") if isinstance(doc, Mapping) else None
-    if not isinstance(entries, list):
-        raise GraphError("JSON graph: expected an object with a 'nodes' list")
     parents: dict[str, list[str]] = {}
-    for k, entry in enumerate(entries):
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
-            raise GraphError(f"JSON graph: node entry {k} has no string 'name'")
+    for entry in node_entries(doc):
         name = entry["name"]
         if name in parents:
             raise GraphError(f"JSON graph: duplicate node name {name!r}")
@@ -101,9 +170,11 @@ def declared_types(source: str | Path | Any) -> tuple[dict[str, str], dict[str, 
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return {}, {}  # read_graph reports a bad file
     types, levels = {}, {}
-    for entry in doc.get("nodes", []) if isinstance(doc, Mapping) else []:
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
-            continue
+    try:
+        entries = node_entries(doc)
+    except GraphError:
+        return {}, {}  # read_graph reports a bad document
+    for entry in entries:
         if isinstance(entry.get("type"), str):
             types[entry["name"]] = entry["type"]
         lv = entry.get("levels")
