@@ -90,8 +90,8 @@ def _impute(model, x: Tensor, samples: int, m: int, quantiles: Sequence[float] =
     mask = ~x.isnan()
     xm = x.to(model.loc)
     z, log_q = model.posterior(xm, samples)  # (S, N, Dz)
-    filled = model.fill(model.standardize(xm), mask, z)  # (S, N, D)
-    log_px, log_pz = model.log_joint_parts(xm, z, filled)
+    filled, log_ratio = model.propose_holes(model.standardize(xm), mask, z)  # (S, N, D), (S, N)
+    log_px, log_pz = model.log_joint_parts(xm, z, filled, log_ratio)
     w = torch.softmax(log_px + log_pz - log_q, dim=0).to(x.dtype)  # (S, N)
     values = torch.where(mask, x, model.unstandardize(filled).to(x.dtype))  # present: as given
     mean = torch.einsum("sn,snd->nd", w, values)

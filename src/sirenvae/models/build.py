@@ -28,6 +28,7 @@ from sirenvae.graph import BayesianNetwork, LatentSplit
 from sirenvae.inversion import faithful_inverse
 from sirenvae.models.components import Decoder, DiagonalEncoder, maf_encoder
 from sirenvae.models.config import STRUCTURED, ModelConfig
+from sirenvae.models.holes import HoleProposal, proposed_nodes
 from sirenvae.models.observation import Observation, families, graph_units
 from sirenvae.models.vae import SIReNVAE
 
@@ -143,6 +144,9 @@ def _structured(split: LatentSplit, config: ModelConfig) -> SIReNVAE:
     C = H.cross_adjacency(Z, X)
     Cu = C.repeat_interleave(obs.input_units, 1)
     encoder = _encoder(H.adjacency(Z), torch.cat([Cu, C], 1) if config.mask_inputs else Cu, config)
+    holes = None
+    if config.mask_inputs and config.hole_proposal and proposed_nodes(split, obs):
+        holes = HoleProposal(split, obs, hidden_per_set=config.hidden_per_set)
     return SIReNVAE(
         split,
         prior=prior,
@@ -151,6 +155,7 @@ def _structured(split: LatentSplit, config: ModelConfig) -> SIReNVAE:
         config=config,
         prior_context=context,
         inverse_graph=H,
+        holes=holes,
     )
 
 

@@ -53,6 +53,9 @@ class ModelConfig:
         discrete_tables: A binary or categorical node whose parents are all observed and discrete
             takes a smoothed count table, the closed-form maximum of its factor
             (:mod:`sirenvae.models.tables`), instead of the decoder's head (graph variants).
+        hole_proposal: With ``mask_inputs`` (holes in the training rows), a missing continuous node
+            that has children is proposed by a network over its Markov blanket instead of blindly
+            from its decoder conditional (:mod:`sirenvae.models.holes`; graph variants).
     """
 
     variant: Variant = "true"
@@ -75,6 +78,7 @@ class ModelConfig:
     mask_inputs: bool = False
     types: dict[str, str] = field(default_factory=dict)
     discrete_tables: bool = True
+    hole_proposal: bool = True
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -138,4 +142,5 @@ LEGACY: dict = {
     "mask_inputs": False,
     "types": {},
     "discrete_tables": False,
+    "hole_proposal": False,
 }

@@ -61,6 +61,8 @@ class SIReNVAE(nn.Module):
         config: The configuration the model was built from.
         prior_context: The observed nodes the prior is conditioned on.
         inverse_graph: The faithful inverse that structures the encoder, if any.
+        holes: The proposal of the holes that other nodes read
+            (:class:`~sirenvae.models.holes.HoleProposal`); ``None``: their decoder conditionals.
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class SIReNVAE(nn.Module):
         config: ModelConfig,
         prior_context: tuple[str, ...] = (),
         inverse_graph: BayesianNetwork | None = None,
+        holes: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.split, self.config = split, config
@@ -82,6 +85,7 @@ class SIReNVAE(nn.Module):
         self.register_buffer("loc", torch.zeros(len(split.observed)))
         self.register_buffer("scale", torch.ones(len(split.observed)))
         self.decoder, self.prior, self.encoder = decoder, prior, encoder
+        self.holes = holes
         ctx = [split.observed.index(v) for v in prior_context]
         self.register_buffer("_ctx_idx", torch.tensor(ctx, dtype=torch.long), persistent=False)
         # where each node's input units sit (one per node, unless a family takes several)
@@ -178,24 +182,41 @@ class SIReNVAE(nn.Module):
         log_px, log_pz = self.log_joint_parts(x, z)
         return log_px + log_pz
 
-    def log_joint_parts(self, x: Tensor, z: Tensor, filled: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def log_joint_parts(
+        self, x: Tensor, z: Tensor, filled: Tensor | None = None, log_ratio: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         r""":math:`\log p(x \mid z)` (raw scale: :math:`\log p(u \mid z) - \sum_i \log s_i` for
         :math:`u = (x - m) / s`) and :math:`\log p(z \mid x_{pa(Z)})`.
 
         With missing cells (NaN), the first is over the present cells only, and the missing values
-        that other nodes depend on are drawn from their decoder conditionals given ``z`` (see
-        :meth:`fill`), so that ``log_joint - log q`` is a log importance weight of
-        :math:`p(x_{obs})` under the proposal :math:`q(z \mid x)\, p(x_{mis} \mid \cdot)`;
-        ``filled`` gives those draws (standardised, from :meth:`fill`) instead.
+        that other nodes depend on are drawn (see :meth:`propose_holes`) and their
+        :math:`\log p(x_{mis} \mid \cdot) - \log q(x_{mis} \mid \cdot)` added, so that
+        ``log_joint - log q`` is a log importance weight of :math:`p(x_{obs})` under the proposal
+        :math:`q(z \mid x)\, q(x_{mis} \mid z, x_{obs})`; ``filled`` and ``log_ratio`` give those
+        draws (standardised) and that term (from :meth:`propose_holes`) instead.
         """
-        return self._log_joint_parts(x, z, _present(x), filled)
+        mask = _present(x)
+        if mask is not None and filled is not None and log_ratio is None and self.holes is not None:
+            raise ValueError("give the log_ratio of the filled draws too (see propose_holes)")
+        return self._log_joint_parts(x, z, mask, filled, log_ratio)
 
-    def _log_joint_parts(self, x: Tensor, z: Tensor, mask: Tensor | None, filled: Tensor | None):
+    def _log_joint_parts(
+        self,
+        x: Tensor,
+        z: Tensor,
+        mask: Tensor | None,
+        filled: Tensor | None,
+        log_ratio: Tensor | None = None,
+    ):
         u = self.standardize(x)
         if mask is not None:
-            u = self.fill(u, mask, z) if filled is None else filled
+            if filled is None:
+                filled, log_ratio = self.propose_holes(u, mask, z)
+            u = filled
         log_pz = self.prior_given(u).log_prob(z)
         log_pu = self.decoder(self.nodes(z, u)).log_prob(u, mask)
+        if log_ratio is not None:
+            log_pu = log_pu + log_ratio
         return log_pu + self.observation.log_det(x, self.scale, mask), log_pz
 
     def importance_samples(
@@ -243,8 +264,8 @@ class SIReNVAE(nn.Module):
                 zp = zp[:, None].expand(prior_samples, x.shape[0], zp.shape[-1])
             z = torch.cat([z, zp])
             log_q = torch.cat([log_q, self.posterior_log_prob(x, zp)])
-        filled = None if mask is None else self.fill(self.standardize(x), mask, z)
-        log_px, log_pz = self._log_joint_parts(x, z, mask, filled)
+        filled, log_ratio = (None, None) if mask is None else self.propose_holes(self.standardize(x), mask, z)
+        log_px, log_pz = self._log_joint_parts(x, z, mask, filled, log_ratio)
         return z, log_q, filled, log_px, log_pz
 
     def _prior_reads_all(self, mask: Tensor | None) -> bool:
@@ -252,23 +273,61 @@ class SIReNVAE(nn.Module):
         return mask is None or not self.prior_context or bool(mask[:, self._ctx_idx].all())
 
     def fill(self, u: Tensor, mask: Tensor, z: Tensor) -> Tensor:
-        r"""Standardised values ``u`` with each missing cell (``mask`` false) drawn from its decoder
-        conditional :math:`p(u_i \mid pa(i))` given ``z`` (leading sample dims) and the other nodes.
+        """Standardised values ``u`` with each missing cell (``mask`` false) drawn given ``z``
+        (leading sample dims) and the other nodes: the draws of :meth:`propose_holes`.
+        """
+        return self.propose_holes(u, mask, z)[0]
 
-        The draws are reparameterised with noise drawn once; each decoder pass settles one more
-        generation of missing observed nodes (chains of observed parents), as in :meth:`sample`.
-        Their density cancels in the importance weight, since the proposal is the model's own
-        conditional: a missing leaf needs no draw (its factor integrates to 1) and gets one anyway.
+    def propose_holes(self, u: Tensor, mask: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Standardised values ``u`` with each missing cell (``mask`` false) drawn given ``z``
+        (leading sample dims) and the other nodes, and :math:`\log p(u_{mis} \mid \cdot) - \log
+        q(u_{mis})` of the draws (0 where every hole comes from its decoder conditional).
+
+        A hole is drawn from its decoder conditional :math:`p(u_i \mid pa(i))` or, where the model
+        has a :class:`~sirenvae.models.holes.HoleProposal` (a continuous node with children), from
+        that conditional shifted and scaled by what the node's Markov blanket says. The draws are
+        reparameterised with noise drawn once; each decoder pass settles one more generation of
+        missing observed nodes (chains of observed parents), as in :meth:`sample`. A draw from
+        the model's own conditional cancels in the importance weight: a missing leaf needs no draw
+        (its factor integrates to 1) and gets one anyway.
         """
         shape = torch.broadcast_shapes(z.shape[:-1], u.shape[:-1])
         present = u.expand(*shape, u.shape[-1])
         filled = torch.where(mask, present, 0.0)
-        eta = None
+        shift = None
+        if self.holes is not None:
+            a, b = self.holes(self._masked_nodes(z, filled, mask), mask)
+            shift = (a, b, ~mask & self._proposed_cells())
+        eta = eps = p = None
         for _ in range(self._fill_sweeps):
             p = self.decoder(self.nodes(z, filled))
-            eta = p.noise() if eta is None else eta
-            filled = torch.where(mask, present, p.reparameterize(eta))
-        return filled
+            if eta is None:
+                eta = p.noise()
+                eps = eta if shift is None else torch.where(shift[2], shift[0] + shift[1].exp() * eta, eta)
+            filled = torch.where(mask, present, p.reparameterize(eps))
+        if shift is None:
+            return filled, filled.new_zeros(shape)
+        proposed = shift[2]
+        blind = torch.where(proposed, p.reparameterize(eta), filled)  # where the decoder alone would be
+        log_ratio = p.log_prob(filled, proposed) - p.log_prob(blind, proposed)
+        return filled, log_ratio + torch.where(proposed, shift[1], 0.0).sum(-1)
+
+    def _proposed_cells(self) -> Tensor:
+        """``(D,)`` boolean: the observed nodes the hole proposal covers."""
+        out = torch.zeros(len(self.observed), dtype=torch.bool, device=self.loc.device)
+        out[self.holes.targets] = True
+        return out
+
+    def _masked_nodes(self, z: Tensor, u: Tensor, mask: Tensor) -> Tensor:
+        """:meth:`nodes` with every unit of a hole at 0 (``u`` already 0 there)."""
+        out = self.nodes(z, u)
+        if self.observation.single is None:  # a categorical hole's one-hot block: all 0
+            keep = torch.ones(out.shape[-1], dtype=out.dtype, device=out.device).expand_as(out).clone()
+            keep[..., self._unit_x] = (
+                self.observation.unit_mask(mask).to(out.dtype).expand(*out.shape[:-1], -1)
+            )
+            out = out * keep
+        return out
 
     def posterior(self, x: Tensor, samples: int = 1) -> tuple[Tensor, Tensor]:
         r"""``samples`` draws of :math:`z \sim q(z \mid x)` with :math:`\log q`, shapes
