@@ -192,6 +192,19 @@ def test_byte_order_mark_and_id_column(tmp_path):
     )
 
 
+def test_an_unnamed_first_column_is_read_as_row_ids(tmp_path):
+    """pandas' ``to_csv`` writes the index first with an empty name; it becomes row IDs, with a notice."""
+    frame = pd.DataFrame({"c": [1.0, 3.0], "d": [2.0, 4.0]}, index=[7, 8])
+    frame.to_csv(tmp_path / "indexed.csv")
+    table = read_table(tmp_path / "indexed.csv", G)
+    assert table.ids == ("7", "8") and table.x.tolist() == [[1, 2], [3, 4]]
+    assert table.notices == (
+        "the first column '' has no name (a row index, as pandas' to_csv writes it): read as row IDs",
+    )
+    with pytest.raises(DataError, match="column '' matches no node"):  # only the first column
+        read_table(write(tmp_path, "c,,d\n1,0,2\n"), G)
+
+
 def test_file_lines_count_blank_lines_and_quoted_line_breaks(tmp_path):
     path = write(tmp_path, 'id,c,d\nr1,1,2\n\n"two\nlines",3,4\n   \nr3,5,x\n')
     with pytest.raises(DataError, match=r"row 3 \(line 7\), column 'd': non-numeric value 'x'"):

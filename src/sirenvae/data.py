@@ -210,6 +210,11 @@ CONTINUOUS_FAMILIES = (None, "normal", "studentt", "lognormal")
 MISSING_TOKENS = ("", "NA", "N/A", "NaN")
 
 
+def _index_column(name) -> bool:
+    """Whether a column name is that of an unnamed index (empty, or pandas' ``Unnamed: 0``)."""
+    return str(name).strip() in ("", "Unnamed: 0")
+
+
 def read_csv(
     path: str | Path,
     graph: BayesianNetwork | LatentSplit,
@@ -360,6 +365,12 @@ def read_frame(
     ignored = _ignored(where, columns, ignore_columns)
     notices = []
     ids = None
+    if id_column is None and columns and _index_column(columns[0]) and columns[0] not in graph:
+        id_column = columns[0]  # pandas' to_csv writes the index as a first, unnamed column
+        notices.append(
+            f"the first column {columns[0]!r} has no name (a row index, as pandas' to_csv writes it): "
+            "read as row IDs"
+        )
     if id_column is not None:
         if id_column not in columns:
             raise DataError(f"{where}no ID column {id_column!r}; the columns are {preview(columns)}")
