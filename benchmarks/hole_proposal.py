@@ -1,14 +1,17 @@
-"""Holes with children: the learned hole proposal (``hole_proposal``) against the decoder's blind
-draw, on the same holey rows, fitted with ``true``'s first candidate (``linear``).
+"""The proposal on holey rows: each of its two options on and off, on the same holey rows, fitted
+with ``true``'s first candidate (``linear``) — ``hole_proposal`` (a missing node with children drawn
+by a network over its Markov blanket, not blind from its decoder conditional) and ``mask_scale`` (the
+presence bits move the encoder's affine log-scales).
 
-    python benchmarks/hole_proposal.py user-linear 80 100 0.2
+    python benchmarks/hole_proposal.py user-linear 80 100 0.2 [hole_proposal|mask_scale]
     python benchmarks/hole_proposal.py user-nonlinear 96 100 0.2
     python benchmarks/hole_proposal.py magic-niab 88 100 0.2
 
 Arguments: the problem (``user-linear`` / ``user-nonlinear``: the simulated problems of
 ``benchmarks/user_graphs.py``; or a shipped network with its default hidden nodes), training rows,
-seed (tuning draws: 100 and up) and the share of cells missing completely at random, in the
-training rows and in 1,000 held-out rows (every row keeps a cell). Prints one JSON line per arm:
+seed (tuning draws: 100 and up), the share of cells missing completely at random, in the training
+rows and in 1,000 held-out rows (every row keeps a cell), and the option compared (default
+``hole_proposal``; the other options keep their defaults). Prints one JSON line per arm:
 the held-out NLL of the present cells (IWAE, K = 1,000), the imputation RMSE of the held-out holes
 in units of each column's held-out sd, and the importance weights' median effective sample size.
 """
@@ -54,6 +57,7 @@ def problem(name: str, n: int, seed: int) -> tuple[LatentSplit, np.ndarray, np.n
 
 def main() -> None:
     name, n, seed, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+    option = sys.argv[5] if len(sys.argv) > 5 else "hole_proposal"
     torch.set_num_threads(1)
     split, train, truth = problem(name, n, seed)
     rng = np.random.default_rng([seed, 7])
@@ -68,7 +72,7 @@ def main() -> None:
             split,
             torch.tensor(train, dtype=torch.float32),
             model="true",
-            options={"seed": seed, "progress": False, "hole_proposal": on},
+            options={"seed": seed, "progress": False, option: on},
             search={"workers": 1, "max_candidates": 1},
         )
         seconds = time.perf_counter() - start
@@ -78,7 +82,7 @@ def main() -> None:
         ess = imp.ess.double().numpy()[miss.any(1)]
         rmse = float(np.sqrt((((imp.mean.double().numpy() - truth) / sd)[miss] ** 2).mean()))
         holes = fitted.model.holes
-        row = {"problem": name, "rows": n, "seed": seed, "missing": rate, "hole_proposal": on}
+        row = {"problem": name, "rows": n, "seed": seed, "missing": rate, option: on}
         row |= {
             "proposed_nodes": 0 if holes is None else len(holes.targets),
             "nll": round(float(-ll.mean()), 4),

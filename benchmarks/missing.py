@@ -20,8 +20,8 @@ rows and imputes the held-out rows' holes (inductive):
   with ``--settings auto``, as ``sirenvae fit`` does on a holey table; single imputation by the
   importance-weighted conditional mean (K = :data:`IMPORTANCE`), 90 % intervals from the weighted
   5 % and 95 % quantiles of the same proposals;
-- a multivariate normal fitted by EM on the holey rows (:func:`gaussian_em`; its diagonal shrinkage
-  chosen by 3-fold CV from :data:`RIDGES`), imputing by its conditional mean, intervals from its
+- a multivariate normal fitted by EM on the holey rows (:func:`gaussian_em_cv`, the library's ``em``
+  baseline: its diagonal shrinkage chosen by 3-fold CV), imputing by its conditional mean, intervals from its
   conditional sd;
 - scikit-learn's ``IterativeImputer`` with ``BayesianRidge`` (intervals: the 5 % and 95 % quantiles of
   :data:`DRAWS` runs with ``sample_posterior=True``, one seed each) and with ``ExtraTrees``
@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sirenvae.baselines import fit_classical, gaussian_conditional
 from sirenvae.data import default_latent_rule, latent_split, sample_splits
 from sirenvae.networks import load_network
 
@@ -56,7 +57,6 @@ IMPORTANCE = 1000
 DRAWS = 20
 LEVELS = (0.05, 0.95)
 ARMS = {"mcar20": ("mcar", 0.2), "mcar50": ("mcar", 0.5), "mar20": ("mar", 0.2)}
-RIDGES = (1e-3, 1e-2, 1e-1, 0.3)
 
 
 def holes(x: np.ndarray, arm: str, rng: np.random.Generator) -> np.ndarray:
@@ -79,72 +79,12 @@ def holes(x: np.ndarray, arm: str, rng: np.random.Generator) -> np.ndarray:
     return miss
 
 
-def _conditional(x: np.ndarray, mu: np.ndarray, cov: np.ndarray):
-    """Per row with NaN holes: the Gaussian conditional mean of every cell (present ones kept), the
-    conditional variance (0 where present) and ``log p(x_obs)``.
+def gaussian_em_cv(x: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The library's ``em`` baseline (:func:`sirenvae.baselines.gaussian_em`, its ridge chosen from
+    ``EM_RIDGES`` by 3-fold CV on the rows' held-out ``log p(x_obs)``): mean, covariance and ridge.
     """
-    mean, var, ll = x.copy(), np.zeros_like(x), np.zeros(len(x))
-    miss = np.isnan(x)
-    patterns, inverse = np.unique(miss, axis=0, return_inverse=True)
-    for k, pattern in enumerate(patterns):
-        rows = np.flatnonzero(inverse.ravel() == k)
-        o, m = ~pattern, pattern
-        chol = np.linalg.cholesky(cov[np.ix_(o, o)])
-        r = x[np.ix_(rows, o)] - mu[o]
-        a = np.linalg.solve(chol, r.T)
-        ll[rows] = -0.5 * (a**2).sum(0) - np.log(np.diag(chol)).sum() - 0.5 * o.sum() * math.log(2 * math.pi)
-        if m.any():
-            b = np.linalg.solve(chol, cov[np.ix_(o, m)])  # L^-1 S_om
-            mean[np.ix_(rows, m)] = mu[m] + a.T @ b
-            var[np.ix_(rows, m)] = np.diag(cov[np.ix_(m, m)] - b.T @ b)
-    return mean, var, ll
-
-
-def gaussian_em(x: np.ndarray, ridge: float, iters: int = 200, tol: float = 1e-6):
-    """The mean and covariance of rows with NaN holes by EM (Dempster, Laird & Rubin 1977), with
-    ``ridge`` times the mean variance added to the diagonal at each M-step (shrinkage: with few rows
-    the maximum-likelihood covariance is near singular).
-    """
-    n, d = x.shape
-    miss = np.isnan(x)
-    mu = np.nanmean(x, 0)
-    cov = np.diag(np.nanvar(x, 0))
-    last = -np.inf
-    for _ in range(iters):
-        mean, _, ll = _conditional(x, mu, cov)
-        extra = np.zeros((d, d))
-        patterns, inverse = np.unique(miss, axis=0, return_inverse=True)
-        for k, pattern in enumerate(patterns):
-            if pattern.any():
-                o, m = ~pattern, pattern
-                count = int((inverse.ravel() == k).sum())
-                b = np.linalg.solve(cov[np.ix_(o, o)], cov[np.ix_(o, m)])
-                extra[np.ix_(m, m)] += count * (cov[np.ix_(m, m)] - cov[np.ix_(m, o)] @ b)
-        mu = mean.mean(0)
-        centred = mean - mu
-        cov = (centred.T @ centred + extra) / n
-        cov += ridge * np.trace(cov) / d * np.eye(d)
-        total = ll.sum()
-        if total - last < tol * n:
-            break
-        last = total
-    return mu, cov
-
-
-def gaussian_em_cv(x: np.ndarray, seed: int, folds: int = 3) -> tuple[np.ndarray, np.ndarray, float]:
-    """:func:`gaussian_em` with its ridge chosen from :data:`RIDGES` by ``folds``-fold CV on the rows'
-    held-out ``log p(x_obs)``, then refitted on all rows.
-    """
-    parts = np.array_split(np.random.default_rng(seed).permutation(len(x)), folds)
-    score = {}
-    for ridge in RIDGES:
-        ll = []
-        for held in parts:
-            mu, cov = gaussian_em(np.delete(x, held, 0), ridge)
-            ll.append(_conditional(x[held], mu, cov)[2])
-        score[ridge] = float(np.concatenate(ll).mean())
-    ridge = max(score, key=score.get)
-    return (*gaussian_em(x, ridge), ridge)
+    model = fit_classical("em", torch.as_tensor(x), seed=seed)
+    return model.mean.numpy(), model.covariance.numpy(), model.fit["ridge"]
 
 
 def _errors(truth: np.ndarray, filled: np.ndarray, miss: np.ndarray, sd: np.ndarray) -> float:
@@ -181,7 +121,7 @@ def classical_cell(train, test, truth, miss, sd, mu_true, cov_true, seed: int) -
     for name in ("oracle", "em"):
         start = time.perf_counter()
         mu, cov, ridge = (mu_true, cov_true, 0.0) if name == "oracle" else gaussian_em_cv(train, seed)
-        filled, var, ll = _conditional(test, mu, cov)
+        filled, var, ll = gaussian_conditional(test, mu, cov)
         sd_c = np.sqrt(var)
         out[name] = {
             "rmse": _errors(truth, filled, miss, sd),

@@ -117,3 +117,28 @@ def test_errors_are_one_clear_line():
         fit_classical("lw", x[0])
     with pytest.raises(ValueError, match=r"x must have shape \(N, 10\)"):
         fit_classical("lw", x).log_prob(x[:, :3])
+
+
+def test_em_scores_the_present_cells_by_the_gaussian_marginal():
+    """``em`` fits holey rows; a holey row's density is the Gaussian marginal of its present cells,
+    and with many rows the fit recovers the generating mean and covariance."""
+    g = torch.Generator().manual_seed(0)
+    L = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [-0.5, 0.3, 0.7]], dtype=torch.float64)
+    x = torch.randn(3000, 3, generator=g, dtype=torch.float64) @ L.T + torch.tensor([1.0, -2.0, 0.5])
+    holey = x.clone()
+    holey[torch.rand(x.shape, generator=g) < 0.3] = math.nan
+    empty = holey.isnan().all(1)
+    holey[empty, 0] = x[empty, 0]
+    model = fit_classical("em", holey, seed=0)
+    assert model.fit["ridge"] in (1e-3, 1e-2, 1e-1, 0.3)
+    assert torch.allclose(model.mean, torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64), atol=0.06)
+    assert torch.allclose(model.covariance, L @ L.T, atol=0.08)
+    lp = model.log_prob(holey[:50])
+    for i in range(50):
+        o = ~holey[i].isnan()
+        mvn = torch.distributions.MultivariateNormal(model.mean[o], model.covariance[o][:, o])
+        assert torch.allclose(lp[i], mvn.log_prob(holey[i, o]), atol=1e-9)
+    with pytest.raises(ValueError, match="every cell missing"):
+        fit_classical("em", torch.full((4, 2), math.nan))
+    with pytest.raises(ValueError, match="NaN"):
+        fit_classical("fa", holey)

@@ -221,3 +221,25 @@ def test_the_cli_refuses_too_few_rows_saying_how_many_are_needed(files, tmp_path
                  "-o", tmp_path / "c.csv")  # fmt: skip
     assert result.exit_code == 2 and "must include true" in error_line(result)
     assert not (tmp_path / "c.csv").exists()
+
+
+def test_holey_rows_are_compared_against_a_gaussian_fitted_by_em(tmp_path):
+    """With missing cells the classical side is ``em`` (fa and lw need every cell); the deep fits see
+    the holes through their presence bits, and the CLI reads the holes."""
+    x = rows(20)
+    x[torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) < 0.15] = math.nan
+    x[x.isnan().all(1), 0] = 1.0
+    frame = pd.DataFrame(x.numpy(), columns=list(SPLIT.observed))
+    result = sirenvae.compare(
+        NET.graph, frame, models=["true"], outer_folds=2, epochs=2, warmup_steps=0, max_candidates=1
+    )
+    assert result.models == ("true", "em") and not result.failed
+    assert np.isfinite(result.per_row.to_numpy()).all()
+    graph_io.to_json(NET.graph, tmp_path / "g.json")
+    frame.to_csv(tmp_path / "holey.csv", index=False)
+    out = tmp_path / "c.csv"
+    r = run("compare", "--graph", tmp_path / "g.json", "--data", tmp_path / "holey.csv", "-o", out,
+            "--outer-folds", "2", *FAST)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "em: a Gaussian fitted by EM" in r.output
+    assert list(pd.read_csv(out).model) == ["true", "em"]

@@ -453,7 +453,7 @@ def compare(
     """
     from sirenvae.comparison import compare as nested
 
-    table, _ = _training_table(graph, df, latent, ignore, types, False, allow_discrete, False)
+    table, _ = _training_table(graph, df, latent, ignore, types, False, allow_discrete, True)
     fixed, fit_config, train_options = _configs("true", dict(options))
     fixed["types"] = model_types(table.variables)
     return nested(

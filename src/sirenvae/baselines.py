@@ -7,8 +7,13 @@ r"""Classical baselines: what a statistician would fit to the observed columns i
   the model is refitted on all training rows (scikit-learn's ``FactorAnalysis``).
 - ``lw``: a Gaussian with the sample mean and the Ledoit–Wolf shrunk covariance (Ledoit & Wolf 2004,
   *J. Multivariate Anal.* 88(2)), scikit-learn's ``LedoitWolf``; nothing to choose.
+- ``em``: for rows with missing cells (NaN), a Gaussian fitted by EM (Dempster, Laird & Rubin 1977)
+  with a ridge :math:`\lambda \bar\sigma^2 I` added to the covariance at each M-step, :math:`\lambda`
+  from :data:`EM_RIDGES` chosen by 3-fold CV of the held-out :math:`\log p(x_{obs})` (plain maximum
+  likelihood is near singular with few rows); the statistician's model of a holey continuous table.
 
-Both are exact Gaussian densities, so their NLL is exact (no importance sampling), and with the exact
+All are exact Gaussian densities, so their NLL is exact (of the present cells of a holey row: the
+Gaussian's marginal there) (no importance sampling), and with the exact
 posterior :math:`p(z \mid x)` the ELBO equals the log-likelihood: their −ELBO is their NLL. The
 reconstruction error of factor analysis is the deep models' (docs/results.md, "Setup") under the
 exact posterior :math:`z \mid x \sim \mathcal{N}(m, S)`, :math:`S = (I + W \Psi^{-1} W^\top)^{-1}`,
@@ -27,10 +32,23 @@ if TYPE_CHECKING:  # numpy and torch are imported on use: the CLI reads the conf
     import numpy as np
     from torch import Tensor
 
-__all__ = ["BASELINES", "ClassicalConfig", "GaussianBaseline", "fit_classical"]
+__all__ = [
+    "BASELINES",
+    "EM_RIDGES",
+    "HOLEY_BASELINES",
+    "ClassicalConfig",
+    "GaussianBaseline",
+    "fit_classical",
+    "gaussian_conditional",
+    "gaussian_em",
+]
 
-#: The classical baselines, by name.
+#: The classical baselines of complete rows, by name.
 BASELINES = ("fa", "lw")
+#: The classical baselines that rows with missing cells can be fitted to.
+HOLEY_BASELINES = ("em",)
+#: The ridges (shares of the mean variance added to the covariance's diagonal) that ``em`` chooses from.
+EM_RIDGES = (1e-3, 1e-2, 1e-1, 0.3)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,7 +56,7 @@ class ClassicalConfig:
     """How a classical baseline is fitted (fixed before any test number was seen).
 
     Attributes:
-        baseline: ``fa`` or ``lw``.
+        baseline: ``fa``, ``lw`` or ``em``.
         cv_folds: Folds of the cross-validation that chooses the number of factors (``fa``).
         max_factors: The largest number of factors tried (also at most ``D - 1`` and one less than
             the rows of a fold's training part).
@@ -52,8 +70,9 @@ class ClassicalConfig:
     patience: int = 5
 
     def __post_init__(self) -> None:
-        if self.baseline not in BASELINES:
-            raise ValueError(f"unknown baseline {self.baseline!r}; choose from {', '.join(BASELINES)}")
+        if self.baseline not in (*BASELINES, *HOLEY_BASELINES):
+            known = ", ".join((*BASELINES, *HOLEY_BASELINES))
+            raise ValueError(f"unknown baseline {self.baseline!r}; choose from {known}")
         if self.cv_folds < 2 or self.max_factors < 1 or self.patience < 1:
             raise ValueError("cv_folds must be at least 2, max_factors and patience at least 1")
 
@@ -70,12 +89,12 @@ class GaussianBaseline:
     r"""A fitted Gaussian :math:`\mathcal{N}(\mu, \Sigma)` over the observed columns (float64).
 
     Attributes:
-        name: The baseline (``fa`` or ``lw``).
+        name: The baseline (``fa``, ``lw`` or ``em``).
         mean, covariance: :math:`\mu` of shape ``(D,)`` and :math:`\Sigma` of shape ``(D, D)``.
         loadings, noise_variance: Factor analysis's :math:`W` ``(k, D)`` and :math:`\mathrm{diag}\,\Psi`
             ``(D,)``; ``None`` for Ledoit–Wolf.
         fit: What the fit chose: ``k`` and the cross-validation scores for ``fa``, the shrinkage for
-            ``lw``.
+            ``lw``, the ridge and its scores for ``em``.
     """
 
     name: str
@@ -87,13 +106,17 @@ class GaussianBaseline:
 
     def log_prob(self, x: Tensor) -> Tensor:
         """The exact log-density of each row of ``x`` (shape ``(N, D)``), shape ``(N,)``, in
-        ``x``'s dtype and on its device.
+        ``x``'s dtype and on its device; a row with missing cells (NaN) gets the density of its
+        present cells.
         """
         import torch
 
         if x.ndim != 2 or x.shape[-1] != self.mean.shape[0]:
             raise ValueError(f"x must have shape (N, {self.mean.shape[0]}), got {tuple(x.shape)}")
         xd = x.detach().to("cpu", torch.float64)
+        if xd.isnan().any():
+            ll = gaussian_conditional(xd.numpy(), self.mean.numpy(), self.covariance.numpy())[2]
+            return torch.as_tensor(ll).to(device=x.device, dtype=x.dtype)
         chol = torch.linalg.cholesky(self.covariance)
         r = torch.linalg.solve_triangular(chol, (xd - self.mean).T, upper=False)
         D = self.mean.shape[0]
@@ -190,9 +213,87 @@ def _ledoit_wolf(x: np.ndarray) -> GaussianBaseline:
     )
 
 
+def gaussian_conditional(x: np.ndarray, mu: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, ...]:
+    r"""Per row of ``x`` (NaN: missing) under :math:`\mathcal{N}(\mu, \Sigma)`: the conditional mean
+    of every cell given the present ones (present cells kept), the conditional variance (0 where
+    present) and :math:`\log p(x_{obs})`; one Cholesky factor per pattern of holes.
+    """
+    import numpy as np
+
+    mean, var, ll = x.copy(), np.zeros_like(x), np.zeros(len(x))
+    miss = np.isnan(x)
+    patterns, inverse = np.unique(miss, axis=0, return_inverse=True)
+    for k, pattern in enumerate(patterns):
+        rows = np.flatnonzero(inverse.ravel() == k)
+        o, m = ~pattern, pattern
+        chol = np.linalg.cholesky(cov[np.ix_(o, o)])
+        a = np.linalg.solve(chol, (x[np.ix_(rows, o)] - mu[o]).T)
+        ll[rows] = -0.5 * (a**2).sum(0) - np.log(np.diag(chol)).sum() - 0.5 * o.sum() * math.log(2 * math.pi)
+        if m.any():
+            b = np.linalg.solve(chol, cov[np.ix_(o, m)])  # L^-1 S_om
+            mean[np.ix_(rows, m)] = mu[m] + a.T @ b
+            var[np.ix_(rows, m)] = np.diag(cov[np.ix_(m, m)] - b.T @ b)
+    return mean, var, ll
+
+
+def gaussian_em(x: np.ndarray, ridge: float, iters: int = 200, tol: float = 1e-6) -> tuple[np.ndarray, ...]:
+    """The mean and covariance of rows with NaN holes by EM, with ``ridge`` times the mean variance
+    added to the diagonal at each M-step; stops when the log-likelihood gains less than ``tol`` a row.
+    """
+    import numpy as np
+
+    n, d = x.shape
+    miss = np.isnan(x)
+    mu = np.nanmean(x, 0)
+    cov = np.diag(np.nanvar(x, 0))
+    patterns, inverse = np.unique(miss, axis=0, return_inverse=True)
+    last = -np.inf
+    for _ in range(iters):
+        mean, _, ll = gaussian_conditional(x, mu, cov)
+        extra = np.zeros((d, d))
+        for k, pattern in enumerate(patterns):
+            if pattern.any():
+                o, m = ~pattern, pattern
+                count = int((inverse.ravel() == k).sum())
+                b = np.linalg.solve(cov[np.ix_(o, o)], cov[np.ix_(o, m)])
+                extra[np.ix_(m, m)] += count * (cov[np.ix_(m, m)] - cov[np.ix_(m, o)] @ b)
+        mu = mean.mean(0)
+        centred = mean - mu
+        cov = (centred.T @ centred + extra) / n
+        cov += ridge * np.trace(cov) / d * np.eye(d)
+        total = ll.sum()
+        if total - last < tol * n:
+            break
+        last = total
+    return mu, cov
+
+
+def _em(x: np.ndarray, seed: int, folds: int = 3) -> GaussianBaseline:
+    import numpy as np
+    import torch
+
+    parts = np.array_split(np.random.default_rng(seed).permutation(len(x)), min(folds, len(x)))
+    scores = {}
+    for ridge in EM_RIDGES:
+        ll = []
+        for held in parts:
+            mu, cov = gaussian_em(np.delete(x, held, 0), ridge)
+            ll.append(gaussian_conditional(x[held], mu, cov)[2])
+        scores[ridge] = float(np.concatenate(ll).mean())
+    ridge = max(scores, key=scores.get)
+    mu, cov = gaussian_em(x, ridge)
+    return GaussianBaseline(
+        "em",
+        torch.as_tensor(mu, dtype=torch.float64),
+        torch.as_tensor(cov, dtype=torch.float64),
+        fit={"ridge": ridge, "cv_folds": len(parts), "cv_mean_log_lik": scores},
+    )
+
+
 def fit_classical(name: str | ClassicalConfig, x_train: Tensor, seed: int = 0) -> GaussianBaseline:
     """Fits the classical baseline ``name`` (or a :class:`ClassicalConfig`) to the rows ``x_train``
-    (shape ``(N, D)``, raw scale); ``seed`` fixes the cross-validation folds and sklearn's SVD.
+    (shape ``(N, D)``, raw scale; NaN cells are missing, which only ``em`` takes); ``seed`` fixes the
+    cross-validation folds and sklearn's SVD.
 
     Example:
         >>> import torch
@@ -215,6 +316,10 @@ def fit_classical(name: str | ClassicalConfig, x_train: Tensor, seed: int = 0) -
     if x_train.ndim != 2 or x_train.shape[0] < 2:
         raise ValueError(f"x_train must have shape (N, D) with N >= 2, got {tuple(x_train.shape)}")
     x = x_train.detach().to("cpu", torch.float64).numpy()
+    if config.baseline == "em":
+        if np.isinf(x).any() or np.isnan(x).all(0).any() or np.isnan(x).all(1).any():
+            raise ValueError("x_train has infinite values, or a row or column with every cell missing")
+        return _em(x, seed)
     if not np.isfinite(x).all():
         raise ValueError("x_train has NaN or infinite values")
     if config.baseline == "fa":

@@ -12,10 +12,11 @@ for each outer fold and each deep model,
    (:func:`~sirenvae.pipeline.train_model`, the same training settings), and
 3. scores each held-out row by its IWAE NLL (:math:`K = 100`).
 
-Factor analysis and Ledoit-Wolf are fitted on each outer training part and scored on its held-out
-part too. Every row then has one out-of-fold NLL :math:`\ell_{m,i}` per model :math:`m`; the table
-gives each model's mean and standard error, and the difference from ``true`` with the standard error
-of the per-row paired differences :math:`d_i = \ell_{m,i} - \ell_{\mathrm{true},i}`,
+Factor analysis and Ledoit-Wolf (on rows with missing cells, a Gaussian fitted by EM, which scores
+the present cells) are fitted on each outer training part and scored on its held-out part too.
+Every row then has one out-of-fold NLL :math:`\ell_{m,i}` per model :math:`m`; the table gives
+each model's mean and standard error, and the difference from ``true`` with the standard error of
+the per-row paired differences :math:`d_i = \ell_{m,i} - \ell_{\mathrm{true},i}`,
 
 .. math::
     \mathrm{se}(\bar d) = \frac{\mathrm{sd}(d_1, \dots, d_n)}{\sqrt n},
@@ -68,7 +69,7 @@ logger = logging.getLogger(__name__)
 
 #: The deep models compared by default.
 DEFAULT_MODELS = ("true", "fc", "vae")
-#: The classical models, always in the comparison.
+#: The classical models, always in the comparison (``em`` instead on rows with missing cells).
 CLASSICAL = ("fa", "lw")
 #: The models whose structure comes from the graph (the rest are "without it").
 USES_GRAPH = STRUCTURED
@@ -77,7 +78,7 @@ IMPORTANCE_SAMPLES = 100
 #: A difference is clear when it exceeds this many paired standard errors.
 CLEAR_SE = 2.0
 #: Names in the sentence and the picture.
-LABELS = {"fa": "factor analysis", "lw": "Ledoit-Wolf"}
+LABELS = {"fa": "factor analysis", "lw": "Ledoit-Wolf", "em": "Gaussian (EM)"}
 FRAME_COLUMNS = ("model", "nll", "se", "diff_vs_true", "diff_se", "uses_graph", "settings")
 
 
@@ -124,7 +125,8 @@ class Comparison:
     """The outcome of :func:`compare`.
 
     Attributes:
-        models: The models compared, deep ones first, then ``fa`` and ``lw``.
+        models: The models compared, deep ones first, then ``fa`` and ``lw`` (``em`` on rows with
+            missing cells).
         per_row: Each row's out-of-fold NLL, one column per model (NaN for a model that failed).
         outer_fold: Each row's outer fold (from 1).
         choices: One dict per outer fold and deep model: ``fold``, ``model``, ``chosen`` (the
@@ -242,7 +244,10 @@ def compare(
     """
     start = time.perf_counter()
     deep = check_models(models)
-    names = (*deep, *CLASSICAL)
+    classical = selection.classical_models(x)
+    names = (*deep, *classical)
+    if classical != CLASSICAL and "mask_inputs" not in (fixed or {}):  # holes: as fit does
+        fixed = {**(fixed or {}), "mask_inputs": True}
     n = int(x.shape[0])
     k = outer_folds or selection.default_folds(n)
     search = {key: v for key, v in (search or {}).items() if v is not None}
@@ -267,7 +272,7 @@ def compare(
     nll = {m: np.full(n, np.nan) for m in names}
     result = Comparison(names, None, np.zeros(n, dtype=int))
     mixed = selection.non_gaussian((fixed or {}).get("types", {}))
-    for m in CLASSICAL if mixed else ():
+    for m in classical if mixed else ():
         result.failed[m] = f"it is Gaussian, and the columns {', '.join(mixed[:6])} are of other families"
     for f, held in enumerate(parts):
         result.outer_fold[held] = f + 1
@@ -290,7 +295,7 @@ def compare(
                  "nll": float(values.mean())}
             )  # fmt: skip
             _say(progress, f"{where}: {m} chose {pick.chosen}, held-out NLL {values.mean():.3f}")
-        for m in CLASSICAL:
+        for m in classical:
             if m in result.failed:
                 continue
             try:

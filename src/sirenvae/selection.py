@@ -54,6 +54,7 @@ __all__ = [
     "SelectionError",
     "SelectionSettings",
     "choose",
+    "classical_models",
     "classical_nll",
     "default_folds",
     "large_graph_candidates",
@@ -560,7 +561,16 @@ def non_gaussian(types: dict[str, str]) -> list[str]:
 
 
 #: The classical models scored beside the candidates.
-CLASSICAL_NAMES = {"fa": "factor analysis", "lw": "Ledoit-Wolf"}
+CLASSICAL_NAMES = {"fa": "factor analysis", "lw": "Ledoit-Wolf", "em": "Gaussian (EM)"}
+
+
+def classical_models(x: Tensor) -> tuple[str, ...]:
+    """The classical models that can score the rows ``x``: factor analysis and Ledoit-Wolf, or with
+    missing cells a Gaussian fitted by EM (each scores the present cells exactly).
+    """
+    from sirenvae.baselines import BASELINES, HOLEY_BASELINES
+
+    return HOLEY_BASELINES if bool(x.isnan().any()) else BASELINES
 
 
 def classical_nll(name: str, train: Tensor, test: Tensor, seed: int) -> np.ndarray:
@@ -572,13 +582,13 @@ def classical_nll(name: str, train: Tensor, test: Tensor, seed: int) -> np.ndarr
 
 
 def _classical(x: Tensor, parts, settings: SelectionSettings, table: list, per_row: dict) -> list[dict]:
-    """Factor analysis and Ledoit-Wolf on the same folds: their rows of the table and summaries."""
+    """The classical models (:func:`classical_models`) on the same folds: their rows of the table and
+    summaries.
+    """
     n = x.shape[0]
-    if x.isnan().any():
-        notice = "the classical models are skipped: they need every cell, and these rows have holes"
-        return [{"notice": notice}]
     out, rows = [], []
-    for name in CLASSICAL_NAMES:
+    names = classical_models(x)
+    for name in names:
         values = np.full(n, np.nan)
         try:
             for f, held in enumerate(parts):
@@ -600,7 +610,7 @@ def _classical(x: Tensor, parts, settings: SelectionSettings, table: list, per_r
                     }
                 )
         except Exception as e:  # noqa: BLE001 - the floor is a comparison, never a reason to stop
-            for other in CLASSICAL_NAMES:
+            for other in names:
                 per_row.pop(other, None)
             return [{"notice": f"the classical models are skipped on these rows ({type(e).__name__}: {e})"}]
         per_row[name] = values

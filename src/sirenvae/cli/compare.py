@@ -15,6 +15,7 @@ from rich.table import Table
 from sirenvae.cli.common import (
     DEFAULT_THREADS,
     DEVICE_HELP,
+    MISSING_HELP,
     STRICT_LEVELS_HELP,
     THREADS_HELP,
     TYPES_HELP,
@@ -81,6 +82,7 @@ def compare(
     ),
     ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
     id_column: str = typer.Option(None, "--id-column", help="A CSV column of row IDs (no node)."),
+    missing: str = typer.Option(None, "--missing", help=MISSING_HELP),
     types: str = typer.Option(None, "--types", help=TYPES_HELP),
     strict_levels: bool = typer.Option(False, "--strict-levels", help=STRICT_LEVELS_HELP),
     allow_discrete: bool = typer.Option(False, "--allow-discrete", hidden=True),
@@ -92,8 +94,9 @@ def compare(
 
     Each model's settings are chosen on the outer training rows only (inner folds, as fit's --settings
     auto), refitted on them and scored on the outer held-out rows (IWAE NLL, K = 100); factor analysis
-    and Ledoit-Wolf are fitted and scored on the same folds. The differences from true carry standard
-    errors from per-row paired differences. Writes one row per model to -o and a picture to --plot.
+    and Ledoit-Wolf (a Gaussian fitted by EM when the rows have missing cells) are fitted and scored
+    on the same folds. The differences from true carry standard errors from per-row paired
+    differences. Writes one row per model to -o and a picture to --plot.
     """
     from sirenvae.api import _configs
     from sirenvae.comparison import check_models
@@ -122,7 +125,7 @@ def compare(
         gone_allow_discrete(allow_discrete)
         split, x, notices, variables = training_rows(
             network, graph, data, train_size, latent, ignore_columns, id_column, seed, types,
-            strict_levels=strict_levels,
+            allow_missing=True, missing=missing, strict_levels=strict_levels,
         )  # fmt: skip
         for notice in notices:
             note(f"note: {notice}")
@@ -133,7 +136,8 @@ def compare(
             from sirenvae.selection import non_gaussian
 
             mixed = non_gaussian(fixed["types"])
-            floor = " (fa and lw skipped: they are Gaussian)" if mixed else ", fa and lw"
+            classical = "em" if bool(x.isnan().any()) else "fa and lw"
+            floor = f" ({classical} skipped: Gaussian)" if mixed else f", {classical}"
             note(f"comparing {', '.join(chosen)}{floor} on {x.shape[0]} rows of {name} "
                  f"({len(split.latent)} latent nodes) by nested cross-validation")  # fmt: skip
         start = time.perf_counter()
@@ -177,7 +181,10 @@ def _print(result, frame) -> None:
             diff_se, row.settings or "-",
         )  # fmt: skip
     print_table(table)
-    say("fa: factor analysis, lw: Ledoit-Wolf; vs true: model - true in NLL (positive: true is better)")
+    classical = (
+        "em: a Gaussian fitted by EM" if "em" in result.models else "fa: factor analysis, lw: Ledoit-Wolf"
+    )
+    say(f"{classical}; vs true: model - true in NLL (positive: true is better)")
     for notice in result.notices:
         note(f"note: {notice}")
     say(result.sentence)

@@ -41,12 +41,22 @@ class AffineStep:
         context: :math:`C \odot A_c`, or ``None`` without a context.
         shift: :math:`b`.
         log_scale: :math:`\log s`.
+        scale_context: :math:`E \odot A_e`, the context's linear effect on :math:`\log s`, or ``None``.
     """
 
     coupling: Couplings
     context: Tensor | None
     shift: Tensor
     log_scale: Tensor
+    scale_context: Tensor | None = None
+
+    def log_scale_at(self, c: Tensor | None) -> Tensor:
+        r""":math:`\log s + (E \odot A_e) c`: the log-scales given the context (``log_scale`` without
+        a scale context), broadcast over ``c``'s leading dims.
+        """
+        if self.scale_context is None or c is None:
+            return self.log_scale
+        return self.log_scale + c.to(self.log_scale.dtype) @ self.scale_context.T
 
     def offset(self, z: Tensor | None, c: Tensor | None) -> Tensor:
         r""":math:`b + (B \odot A) z + (C \odot A_c) c`, broadcast over leading dims (either term
@@ -62,7 +72,10 @@ class AffineStep:
     def detach(self) -> AffineStep:
         """The same step cut from the parameters' graph."""
         context = None if self.context is None else self.context.detach()
-        return AffineStep(self.coupling.detach(), context, self.shift.detach(), self.log_scale.detach())
+        scale = None if self.scale_context is None else self.scale_context.detach()
+        return AffineStep(
+            self.coupling.detach(), context, self.shift.detach(), self.log_scale.detach(), scale
+        )
 
 
 class GraphAffine(GraphCoupling, LazyTransform):
@@ -71,6 +84,10 @@ class GraphAffine(GraphCoupling, LazyTransform):
     Arguments:
         adjacency: ``(D, D)`` boolean, ``A[i, j]`` iff ``j`` is a parent of ``i`` (a DAG).
         context_adjacency: ``(D, C)`` boolean, which context inputs each variable sees.
+        scale_context: ``(D, C)`` boolean, which context inputs also move each variable's log-scale,
+            :math:`\log s_i(c) = \log s_i + \sum_j E_{ij} c_j` (a heteroscedastic step; the effect
+            starts at zero), e.g. an encoder's presence bits, so that a missing informative value
+            can widen the posterior. ``None``: constant scales.
         layout: ``"dense"`` (a masked ``(D, D)`` ``coupling``), ``"block-sparse"`` (one coupling
             per edge, of shape ``(edges,)`` in the order of ``A.nonzero()``; the inverse then goes
             by generations, a sweep each, instead of a dense triangular solve) or ``"auto"``
@@ -85,7 +102,12 @@ class GraphAffine(GraphCoupling, LazyTransform):
     """
 
     def __init__(
-        self, adjacency: Tensor, context_adjacency: Tensor | None = None, *, layout: str = "dense"
+        self,
+        adjacency: Tensor,
+        context_adjacency: Tensor | None = None,
+        *,
+        layout: str = "dense",
+        scale_context: Tensor | None = None,
     ) -> None:
         super().__init__()
         A, C = check_adjacency(adjacency, context_adjacency)
@@ -97,16 +119,26 @@ class GraphAffine(GraphCoupling, LazyTransform):
         self.context_coupling = context
         self.shift = nn.Parameter(torch.zeros(D))
         self.log_scale = nn.Parameter(torch.zeros(D))
+        if scale_context is not None:
+            E = torch.as_tensor(scale_context, dtype=torch.bool)
+            if tuple(E.shape) != (D, C.shape[1]):
+                raise ValueError(f"scale_context must have shape ({D}, {C.shape[1]}), got {tuple(E.shape)}")
+            self.register_buffer("scale_mask", E)
+            self.scale_coupling = nn.Parameter(torch.zeros(E.shape))
+        else:
+            self.scale_mask = self.scale_coupling = None
 
     @property
     def effective_weights(self) -> int:
         """The number of free parameters."""
-        return self.edges + int(self.context_mask.sum()) + 2 * self.features
+        scale = 0 if self.scale_mask is None else int(self.scale_mask.sum())
+        return self.edges + int(self.context_mask.sum()) + 2 * self.features + scale
 
     def prepared(self) -> AffineStep:
         """The step's parameters with their masks applied (:class:`AffineStep`)."""
         C = self.context_coupling * self.context_mask if self.context_features else None
-        return AffineStep(self.couplings(), C, self.shift, self.log_scale)
+        E = None if self.scale_coupling is None else self.scale_coupling * self.scale_mask
+        return AffineStep(self.couplings(), C, self.shift, self.log_scale, E)
 
     def offset(self, z: Tensor | None, c: Tensor | None) -> Tensor:
         r""":math:`b + (B \odot A) z + (C \odot A_c) c`, broadcast over leading dims."""
@@ -135,15 +167,17 @@ class GraphAffineTransform(Transform):
             return InverseResult(self._inverse(u), (), 0.0, True)
 
     def _call(self, z: Tensor) -> Tensor:
-        self._check(z)
-        return (z - self.step.offset(z, self.context)) * torch.exp(-self.step.log_scale)
+        return self.call_and_ladj(z)[0]
 
     def call_and_ladj(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        u = self._call(z)
-        return u, (-self.step.log_scale.sum()).expand(u.shape[:-1])
+        self._check(z)
+        prepared = self.step.prepared()
+        log_s = prepared.log_scale_at(self.context)
+        u = (z - prepared.offset(z, self.context)) * torch.exp(-log_s)
+        return u, (-log_s.sum(-1)).expand(u.shape[:-1])
 
     def _inverse(self, u: Tensor) -> Tensor:
         self._check(u)
         prepared = self.step.prepared()
-        rhs = u * torch.exp(prepared.log_scale) + prepared.offset(None, self.context)
+        rhs = u * torch.exp(prepared.log_scale_at(self.context)) + prepared.offset(None, self.context)
         return prepared.coupling.solve(rhs)

@@ -71,13 +71,16 @@ def _grf(adjacency: Tensor, context_adjacency: Tensor | None, config: ModelConfi
     )
 
 
-def _encoder(adjacency: Tensor, context_adjacency: Tensor, config: ModelConfig) -> Flow:
+def _encoder(
+    adjacency: Tensor, context_adjacency: Tensor, config: ModelConfig, scale_context: Tensor | None = None
+) -> Flow:
     r""":math:`q(z \mid x)` over the faithful inverse.
 
     With the paper's stack, :math:`z = a^{-1}(F(\epsilon))`: one pass of the blocks :math:`F` and a
     triangular solve for the affine step :math:`a`, whose normalizing direction is a
     linear-Gaussian conditional :math:`q(z_i \mid z_{pa(i)}, x)`. The parent-conditioned encoder
-    is a normalizing flow over :math:`z` sampled by its generation-wise inverse.
+    is a normalizing flow over :math:`z` sampled by its generation-wise inverse. ``scale_context``:
+    the context inputs that also move the affine step's log-scales (the presence bits).
     """
     base = StandardNormalBase(adjacency.shape[0])
     blocks = config.encoder_blocks
@@ -86,7 +89,9 @@ def _encoder(adjacency: Tensor, context_adjacency: Tensor, config: ModelConfig) 
             adjacency, context_adjacency, config, blocks=blocks, conditioning="parents", affine=config.affine
         )
         return Flow(flow, base)
-    steps: list[LazyTransform] = [GraphAffine(adjacency, context_adjacency)] if config.affine else []
+    steps: list[LazyTransform] = []
+    if config.affine:
+        steps.append(GraphAffine(adjacency, context_adjacency, scale_context=scale_context))
     if blocks:
         steps.append(_grf(adjacency, context_adjacency, config, blocks=blocks).inv)
     return Flow(steps[0] if len(steps) == 1 else steps, base)
@@ -143,7 +148,10 @@ def _structured(split: LatentSplit, config: ModelConfig) -> SIReNVAE:
     H = faithful_inverse(split.on(g))
     C = H.cross_adjacency(Z, X)
     Cu = C.repeat_interleave(obs.input_units, 1)
-    encoder = _encoder(H.adjacency(Z), torch.cat([Cu, C], 1) if config.mask_inputs else Cu, config)
+    scale = None
+    if config.mask_inputs and config.mask_scale:  # the presence bits move the affine step's scales
+        scale = torch.cat([torch.zeros_like(Cu), C], 1)
+    encoder = _encoder(H.adjacency(Z), torch.cat([Cu, C], 1) if config.mask_inputs else Cu, config, scale)
     holes = None
     if config.mask_inputs and config.hole_proposal and proposed_nodes(split, obs):
         holes = HoleProposal(split, obs, hidden_per_set=config.hidden_per_set)

@@ -56,6 +56,9 @@ class ModelConfig:
         hole_proposal: With ``mask_inputs`` (holes in the training rows), a missing continuous node
             that has children is proposed by a network over its Markov blanket instead of blindly
             from its decoder conditional (:mod:`sirenvae.models.holes`; graph variants).
+        mask_scale: With ``mask_inputs``, the presence bits also move the log-scales of the encoder's
+            affine step (:class:`~sirenvae.flows.GraphAffine`'s ``scale_context``), so that a missing
+            informative value can widen the posterior (graph variants, ``ancestors`` encoder).
     """
 
     variant: Variant = "true"
@@ -79,6 +82,7 @@ class ModelConfig:
     types: dict[str, str] = field(default_factory=dict)
     discrete_tables: bool = True
     hole_proposal: bool = True
+    mask_scale: bool = True
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -143,4 +147,5 @@ LEGACY: dict = {
     "types": {},
     "discrete_tables": False,
     "hole_proposal": False,
+    "mask_scale": False,
 }
