@@ -201,6 +201,8 @@ def test_an_unnamed_first_column_is_read_as_row_ids(tmp_path):
     assert table.notices == (
         "the first column '' has no name (a row index, as pandas' to_csv writes it): read as row IDs",
     )
+    frame = pd.read_csv(tmp_path / "indexed.csv", dtype={"c": float})  # pandas names it 'Unnamed: 0'
+    assert read_frame(frame, G).ids == ("7", "8")
     with pytest.raises(DataError, match="column '' matches no node"):  # only the first column
         read_table(write(tmp_path, "c,,d\n1,0,2\n"), G)
 

@@ -35,6 +35,19 @@ def test_grids_are_the_papers():
         grid("table2")
 
 
+def test_options_that_act_on_holes_only_leave_complete_row_digests_unchanged():
+    """hole_proposal and mask_scale change nothing without mask_inputs: finished results stay valid."""
+    run = next(c for c in grid("table1") if c.model == "true")
+    legacy = dataclasses.replace(run.model_config, hole_proposal=False, mask_scale=False)
+    assert run.digest() == dataclasses.replace(run, model_config=legacy).digest()
+    holey = dataclasses.replace(run.model_config, mask_inputs=True)
+    with_holes = dataclasses.replace(run, model_config=holey)
+    assert (
+        with_holes.digest()
+        != dataclasses.replace(run, model_config=dataclasses.replace(holey, hole_proposal=False)).digest()
+    )
+
+
 def test_table_order_is_the_variants_in_the_papers_order_then_the_classical_baselines():
     assert TABLE_ORDER[: len(VARIANTS)] == tuple(sorted(VARIANTS, key=TABLE_ORDER.index))
     assert TABLE_ORDER[len(VARIANTS) :] == BASELINES and not set(BASELINES) & set(VARIANTS)

@@ -350,6 +350,11 @@ def test_json_shapes_users_write_by_hand(tmp_path):
     for label, doc in shapes.items():
         (tmp_path / f"{label}.json").write_text(json.dumps(doc))
         assert read_graph(tmp_path / f"{label}.json") == bn, label
+    # networkx's own node-link data of integer nodes; an undirected document is refused
+    ints = nx.node_link_data(nx.DiGraph([(0, 1), (0, 2)]), edges="links")
+    assert read_graph(_write(tmp_path / "ints.json", ints)).edges == [("0", "1"), ("0", "2")]
+    with pytest.raises(GraphError, match="undirected"):
+        read_graph(_write(tmp_path / "undirected.json", {**ints, "directed": False}))
     # an isolated node survives the edge form only when named in "nodes"
     got = read_graph(_write(tmp_path / "iso.json", {"nodes": ["z"], "edges": [["a", "b"]]}))
     assert set(got.nodes) == {"a", "b", "z"} and got.edges == [("a", "b")]

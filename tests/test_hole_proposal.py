@@ -77,11 +77,13 @@ def test_an_untrained_proposal_is_the_decoder_conditional():
     assert torch.equal(out[0][1], out[1][1]) and torch.equal(out[0][2], out[1][2])
 
 
-def test_a_shifted_proposal_keeps_the_estimate_of_p_x_obs():
+@pytest.mark.parametrize("family", ["normal", "studentt", "lognormal"])
+def test_a_shifted_proposal_keeps_the_estimate_of_p_x_obs(family):
     """Any proposal gives an unbiased weight: a deliberately off one (random outputs) estimates the
-    same log p(x_obs) as the decoder's own draws, within Monte-Carlo error, at large K.
+    same log p(x_obs) as the decoder's own draws, within Monte-Carlo error, at large K; for each
+    continuous family of the missing node (its noise density enters the proposal's).
     """
-    model = build_model(split(), HOLEY).double().eval()
+    model = build_model(split(), replace(HOLEY, types={"x1": family})).double().eval()
     blind = copy.deepcopy(model)
     blind.holes = None
     torch.manual_seed(5)

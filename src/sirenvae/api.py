@@ -443,9 +443,10 @@ def compare(
     workers: int = 1,
     **options: Any,
 ):
-    """Does the graph help on these rows? ``models`` (and factor analysis, Ledoit-Wolf) compared by
-    held-out likelihood in nested cross-validation: a :class:`~sirenvae.comparison.Comparison` with
-    ``.frame()``, ``.per_row`` and ``.sentence`` (see :mod:`sirenvae.comparison`).
+    """Does the graph help on these rows? ``models`` (and factor analysis, Ledoit-Wolf; a Gaussian by
+    EM on rows with missing cells) compared by held-out likelihood in nested cross-validation: a
+    :class:`~sirenvae.comparison.Comparison` with ``.frame()``, ``.per_row`` and ``.sentence`` (see
+    :mod:`sirenvae.comparison`).
 
     ``graph``, ``df``, ``latent``, ``ignore``, ``types``, ``device`` and ``options`` are
     those of :func:`fit`; ``outer_folds`` is the outer ``k``, and ``folds``, ``max_candidates``,

@@ -213,18 +213,28 @@ def _ledoit_wolf(x: np.ndarray) -> GaussianBaseline:
     )
 
 
-def gaussian_conditional(x: np.ndarray, mu: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, ...]:
+def _pattern_groups(miss: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The distinct patterns of holes of ``miss`` ``(N, D)`` with the rows that have each."""
+    import numpy as np
+
+    patterns, inverse = np.unique(miss, axis=0, return_inverse=True)
+    order = np.argsort(inverse.ravel(), kind="stable")
+    bounds = np.cumsum(np.bincount(inverse.ravel(), minlength=len(patterns)))[:-1]
+    return list(zip(patterns, np.split(order, bounds), strict=True))
+
+
+def gaussian_conditional(
+    x: np.ndarray, mu: np.ndarray, cov: np.ndarray, groups=None
+) -> tuple[np.ndarray, ...]:
     r"""Per row of ``x`` (NaN: missing) under :math:`\mathcal{N}(\mu, \Sigma)`: the conditional mean
     of every cell given the present ones (present cells kept), the conditional variance (0 where
-    present) and :math:`\log p(x_{obs})`; one Cholesky factor per pattern of holes.
+    present) and :math:`\log p(x_{obs})`; one Cholesky factor per pattern of holes (``groups``: the
+    patterns of :func:`_pattern_groups`, when known).
     """
     import numpy as np
 
     mean, var, ll = x.copy(), np.zeros_like(x), np.zeros(len(x))
-    miss = np.isnan(x)
-    patterns, inverse = np.unique(miss, axis=0, return_inverse=True)
-    for k, pattern in enumerate(patterns):
-        rows = np.flatnonzero(inverse.ravel() == k)
+    for pattern, rows in _pattern_groups(np.isnan(x)) if groups is None else groups:
         o, m = ~pattern, pattern
         chol = np.linalg.cholesky(cov[np.ix_(o, o)])
         a = np.linalg.solve(chol, (x[np.ix_(rows, o)] - mu[o]).T)
@@ -239,24 +249,30 @@ def gaussian_conditional(x: np.ndarray, mu: np.ndarray, cov: np.ndarray) -> tupl
 def gaussian_em(x: np.ndarray, ridge: float, iters: int = 200, tol: float = 1e-6) -> tuple[np.ndarray, ...]:
     """The mean and covariance of rows with NaN holes by EM, with ``ridge`` times the mean variance
     added to the diagonal at each M-step; stops when the log-likelihood gains less than ``tol`` a row.
+    A column with fewer than 2 present cells (or no spread) starts at mean 0 or its one value and the
+    mean variance of the others.
     """
     import numpy as np
 
     n, d = x.shape
     miss = np.isnan(x)
-    mu = np.nanmean(x, 0)
-    cov = np.diag(np.nanvar(x, 0))
-    patterns, inverse = np.unique(miss, axis=0, return_inverse=True)
+    present = (~miss).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu = np.where(present > 0, np.nansum(x, 0) / np.maximum(present, 1), 0.0)
+        var = np.where(present > 1, np.nansum((x - mu) ** 2, 0) / np.maximum(present, 1), np.nan)
+    spread = np.isfinite(var) & (var > 0)
+    var = np.where(spread, var, var[spread].mean() if spread.any() else 1.0)
+    cov = np.diag(var)
+    groups = _pattern_groups(miss)
     last = -np.inf
     for _ in range(iters):
-        mean, _, ll = gaussian_conditional(x, mu, cov)
+        mean, _, ll = gaussian_conditional(x, mu, cov, groups)
         extra = np.zeros((d, d))
-        for k, pattern in enumerate(patterns):
+        for pattern, rows in groups:
             if pattern.any():
                 o, m = ~pattern, pattern
-                count = int((inverse.ravel() == k).sum())
                 b = np.linalg.solve(cov[np.ix_(o, o)], cov[np.ix_(o, m)])
-                extra[np.ix_(m, m)] += count * (cov[np.ix_(m, m)] - cov[np.ix_(m, o)] @ b)
+                extra[np.ix_(m, m)] += len(rows) * (cov[np.ix_(m, m)] - cov[np.ix_(m, o)] @ b)
         mu = mean.mean(0)
         centred = mean - mu
         cov = (centred.T @ centred + extra) / n
@@ -280,7 +296,10 @@ def _em(x: np.ndarray, seed: int, folds: int = 3) -> GaussianBaseline:
             mu, cov = gaussian_em(np.delete(x, held, 0), ridge)
             ll.append(gaussian_conditional(x[held], mu, cov)[2])
         scores[ridge] = float(np.concatenate(ll).mean())
-    ridge = max(scores, key=scores.get)
+    finite = {r: v for r, v in scores.items() if math.isfinite(v)}
+    if not finite:
+        raise ValueError("the Gaussian EM fit gave no finite held-out likelihood for any ridge")
+    ridge = max(finite, key=finite.get)
     mu, cov = gaussian_em(x, ridge)
     return GaussianBaseline(
         "em",

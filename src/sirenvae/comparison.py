@@ -231,7 +231,8 @@ def compare(
     nested cross-validation (see the module's docstring).
 
     Arguments:
-        models: Deep variants (``true`` among them); ``fa`` and ``lw`` are always added.
+        models: Deep variants (``true`` among them); ``fa`` and ``lw`` are always added
+            (``em``, a Gaussian by EM, instead on rows with missing cells).
         outer_folds: The outer ``k`` (default :func:`~sirenvae.selection.default_folds` of the rows).
         fit_config, options: The training of every fit (:class:`~sirenvae.training.FitConfig`,
             :class:`~sirenvae.pipeline.TrainOptions`); ``fixed`` holds model fields set in every

@@ -75,6 +75,10 @@ def node_entries(doc: Any) -> list[Mapping[str, Any]]:
         raise GraphError("JSON graph: expected an object with a 'nodes' list (or an 'edges' list)")
     nodes = doc.get("nodes")
     edges = doc.get("edges", doc.get("links"))
+    if doc.get("directed") is False:
+        raise GraphError(
+            "JSON graph: the document says it is undirected ('directed': false); a DAG is needed"
+        )
     if nodes is None and edges is None:
         raise GraphError(
             "JSON graph: expected an object with a 'nodes' list, e.g. "
@@ -95,8 +99,10 @@ def node_entries(doc: Any) -> list[Mapping[str, Any]]:
         for k, entry in enumerate(nodes):
             if isinstance(entry, str):
                 entry = {"name": entry}
-            elif isinstance(entry, Mapping) and "name" not in entry and isinstance(entry.get("id"), str):
-                entry = {"name": entry["id"], **{k2: v for k2, v in entry.items() if k2 != "id"}}
+            elif (
+                isinstance(entry, Mapping) and "name" not in entry and isinstance(entry.get("id"), str | int)
+            ):
+                entry = {"name": str(entry["id"]), **{k2: v for k2, v in entry.items() if k2 != "id"}}
             if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
                 raise GraphError(f"JSON graph: node entry {k} has no string 'name'")
             entries.append(dict(entry))
@@ -111,6 +117,8 @@ def node_entries(doc: Any) -> list[Mapping[str, Any]]:
         for k, edge in enumerate(edges):
             if isinstance(edge, Mapping):
                 edge = [edge.get("source", edge.get("parent")), edge.get("target", edge.get("child"))]
+            if isinstance(edge, list | tuple):  # networkx's integer node ids name nodes as text
+                edge = [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in edge]
             if (
                 not isinstance(edge, list | tuple)
                 or len(edge) != 2

@@ -510,7 +510,7 @@ def write_row_summaries(
             frame[c] = [cell for block in cells for cell in block]
     frame.insert(0, "statistic", stats * rows)
     if ids is not None:
-        frame.insert(0, id_column, [i for i in ids for _ in stats])
+        frame.insert(0, id_column or "id", [i for i in ids for _ in stats])  # an unnamed index: id
     if id_column != "row":
         frame.insert(0, "row", [r + 1 for r in range(rows) for _ in stats])
     atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))

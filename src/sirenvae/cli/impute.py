@@ -92,7 +92,7 @@ def impute(
         torch.manual_seed(seed)
         result = impute_rows(model, x, samples=samples, m=m, quantiles=levels)
         observed = list(model.observed)
-        ids = {} if table.ids is None else {id_column: list(table.ids)}
+        ids = {} if table.ids is None else {id_column or "id": list(table.ids)}  # an unnamed index: id
         if m:
             n = x.shape[0]
             values = result.draws.permute(1, 0, 2).reshape(-1, len(observed)).cpu().double().numpy()

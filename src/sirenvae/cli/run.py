@@ -382,7 +382,7 @@ def _write_per_row(path: Path, values: dict, id_column: str | None, ids: tuple[s
 
     frame = pd.DataFrame({"row": range(1, len(values["nll"]) + 1)})
     if ids is not None:
-        frame[id_column] = list(ids)
+        frame[id_column or "id"] = list(ids)  # an unnamed index column: id
     for name, column in values.items():
         frame[name] = column.cpu().double().numpy()
     atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))

@@ -152,14 +152,19 @@ class RunConfig:
         """A hash of everything that determines the result (to refuse stale results on resume).
 
         Model options added after a result was written, at their :data:`~sirenvae.models.config.LEGACY`
-        value (the behaviour before they existed), leave the hash unchanged, so older results stay valid.
+        value (the behaviour before they existed), leave the hash unchanged, so older results stay valid;
+        so do the options that act on holes only (:data:`~sirenvae.models.config.HOLE_OPTIONS`) in a
+        model without ``mask_inputs``.
         """
-        from sirenvae.models.config import LEGACY
+        from sirenvae.models.config import HOLE_OPTIONS, LEGACY
 
         d = self.to_dict()
         if "model_config" in d and isinstance(d["model_config"], dict):
             mc = d["model_config"]
-            d["model_config"] = {k: v for k, v in mc.items() if not (k in LEGACY and LEGACY[k] == v)}
+            inert = () if mc.get("mask_inputs") else HOLE_OPTIONS
+            d["model_config"] = {
+                k: v for k, v in mc.items() if not (k in LEGACY and LEGACY[k] == v) and k not in inert
+            }
         d["schedule"] = {k: v for k, v in d["schedule"].items() if SCHEDULE_LEGACY.get(k, ...) != v}
         if not d["auto"]:  # the field came later: a run without it hashes as before
             del d["auto"]

@@ -123,6 +123,10 @@ class GraphAffine(GraphCoupling, LazyTransform):
             E = torch.as_tensor(scale_context, dtype=torch.bool)
             if tuple(E.shape) != (D, C.shape[1]):
                 raise ValueError(f"scale_context must have shape ({D}, {C.shape[1]}), got {tuple(E.shape)}")
+            if bool((E & ~C.bool()).any()):
+                raise ValueError(
+                    "scale_context must be within context_adjacency (a variable's scale reads its context)"
+                )
             self.register_buffer("scale_mask", E)
             self.scale_coupling = nn.Parameter(torch.zeros(E.shape))
         else:

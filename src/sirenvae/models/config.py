@@ -136,6 +136,9 @@ class ModelConfig:
         return cls(**{**LEGACY, **d})
 
 
+#: The options that act only on rows with holes, i.e. with ``mask_inputs``.
+HOLE_OPTIONS: tuple[str, ...] = ("hole_proposal", "mask_scale")
+
 #: What options added after the first release meant before they existed.
 LEGACY: dict = {
     "conditioning": "ancestors",

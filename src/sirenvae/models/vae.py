@@ -273,12 +273,13 @@ class SIReNVAE(nn.Module):
         return mask is None or not self.prior_context or bool(mask[:, self._ctx_idx].all())
 
     def fill(self, u: Tensor, mask: Tensor, z: Tensor) -> Tensor:
-        """Standardised values ``u`` with each missing cell (``mask`` false) drawn given ``z``
-        (leading sample dims) and the other nodes: the draws of :meth:`propose_holes`.
+        r"""Standardised values ``u`` with each missing cell (``mask`` false) drawn from its decoder
+        conditional :math:`p(u_i \mid pa(i))` given ``z`` (leading sample dims) and the other nodes
+        (:meth:`propose_holes` without the hole proposal: a draw that reads no child).
         """
-        return self.propose_holes(u, mask, z)[0]
+        return self.propose_holes(u, mask, z, blind=True)[0]
 
-    def propose_holes(self, u: Tensor, mask: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+    def propose_holes(self, u: Tensor, mask: Tensor, z: Tensor, blind: bool = False) -> tuple[Tensor, Tensor]:
         r"""Standardised values ``u`` with each missing cell (``mask`` false) drawn given ``z``
         (leading sample dims) and the other nodes, and :math:`\log p(u_{mis} \mid \cdot) - \log
         q(u_{mis})` of the draws (0 where every hole comes from its decoder conditional).
@@ -289,13 +290,14 @@ class SIReNVAE(nn.Module):
         reparameterised with noise drawn once; each decoder pass settles one more generation of
         missing observed nodes (chains of observed parents), as in :meth:`sample`. A draw from
         the model's own conditional cancels in the importance weight: a missing leaf needs no draw
-        (its factor integrates to 1) and gets one anyway.
+        (its factor integrates to 1) and gets one anyway. ``blind``: every hole from its decoder
+        conditional, as without a proposal (log-ratio 0).
         """
         shape = torch.broadcast_shapes(z.shape[:-1], u.shape[:-1])
         present = u.expand(*shape, u.shape[-1])
         filled = torch.where(mask, present, 0.0)
         shift = None
-        if self.holes is not None:
+        if self.holes is not None and not blind:
             a, b = self.holes(self._masked_nodes(z, filled, mask), mask)
             shift = (a, b, ~mask & self._proposed_cells())
         eta = eps = p = None
