@@ -289,7 +289,7 @@ HOLES_NOTE = (
 )
 
 
-def test_holes_are_read_where_they_can_be_and_refused_by_compare(files, tmp_path):
+def test_holes_are_read_where_they_can_be(files, tmp_path):
     path = edited(files, tmp_path, "holes.csv", **HOLES)
     # '?' is a hole only when named
     r = run("evaluate", files / "run", "--data", path, "-k", 2)
@@ -299,18 +299,12 @@ def test_holes_are_read_where_they_can_be_and_refused_by_compare(files, tmp_path
     )
     r = run("evaluate", files / "run", "--data", path, "-k", 2, "--missing", "?", "--json")
     assert HOLES_NOTE in r.stderr and "error:" not in r.output, r.output
-    # posterior resamples importance samples of p(z | present cells); compare refuses holes
+    # posterior resamples importance samples of p(z | present cells); compare reads holes (test_compare)
     path = edited(files, tmp_path, "one.csv", x1=(3, ""))
     r = run("posterior", files / "run", "--data", path, "-n", 2, "-o", tmp_path / "p.csv")
     assert r.exit_code == 0 and "rows with holes: resampled" in r.stderr, r.output
     post = pd.read_csv(tmp_path / "p.csv")
     assert len(post) == 120 * 4 and np.isfinite(post[["z1", "z2"]].to_numpy()).all()
-    r = run("compare", "--graph", files / "g.json", "--data", path, "-o", tmp_path / "c.csv")
-    assert r.exit_code == 2 and error_line(r).endswith(
-        "one.csv: row 4 (line 5), column 'x1': missing cell (empty); this command needs "
-        "every cell (compare does not take holes yet)"
-    )
-    assert not (tmp_path / "c.csv").exists()
     # --missing is for a --data CSV
     r = run(
         "fit", "--network", "ecoli70", "--train-size", 10, "--missing", "?", "--out", tmp_path / "o", *FAST
@@ -372,12 +366,11 @@ def test_fit_and_evaluate_with_holes_end_to_end(files, tmp_path):
 
 
 def test_the_help_of_missing_states_the_assumption():
-    for command in ("fit", "evaluate", "impute", "posterior", "counterfactual"):
+    for command in ("fit", "evaluate", "impute", "posterior", "counterfactual", "compare"):
         text = " ".join(run(command, "--help").output.split())
         assert "--missing" in text and "empty cells, NA, N/A and NaN always do" in text
         assert "Holes are treated as missing at random (ignorable): data missing not at random" in text
         assert "are out of scope" in text
-    assert "--missing" not in run("compare", "--help").output
 
 
 def test_evaluate_warns_when_holey_rows_rest_on_few_draws(files, tmp_path):

@@ -187,7 +187,7 @@ _HINTS = {
         "latent": "--latent",
         "types": lambda name, kind: f"--types {name}={kind}",
         "id_column": lambda name: f"--id-column {name}",
-        "complete": "this command needs every cell (compare does not take holes yet)",
+        "complete": "this command needs every cell",
         "missing": lambda token: f"--missing {token!r}",
     },
     "python": {
@@ -196,7 +196,7 @@ _HINTS = {
         "latent": "latent=[...]",
         "types": lambda name, kind: f"types={{{name!r}: {kind!r}}}",
         "id_column": lambda name: f"id_column={name!r}",
-        "complete": "this function needs every cell (compare does not take holes yet)",
+        "complete": "this function needs every cell",
         "missing": lambda token: f"missing=[{token!r}]",
     },
 }
