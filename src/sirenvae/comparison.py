@@ -78,7 +78,7 @@ IMPORTANCE_SAMPLES = 100
 #: A difference is clear when it exceeds this many paired standard errors.
 CLEAR_SE = 2.0
 #: Names in the sentence and the picture.
-LABELS = {"fa": "factor analysis", "lw": "Ledoit-Wolf", "em": "Gaussian (EM)"}
+LABELS = {"fa": "factor analysis", "lw": "Ledoit-Wolf", "em": "Gaussian by EM"}
 FRAME_COLUMNS = ("model", "nll", "se", "diff_vs_true", "diff_se", "uses_graph", "settings")
 
 
