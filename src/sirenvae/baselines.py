@@ -224,12 +224,13 @@ def _pattern_groups(miss: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def gaussian_conditional(
-    x: np.ndarray, mu: np.ndarray, cov: np.ndarray, groups=None
+    x: np.ndarray, mu: np.ndarray, cov: np.ndarray, groups=None, extra: np.ndarray | None = None
 ) -> tuple[np.ndarray, ...]:
     r"""Per row of ``x`` (NaN: missing) under :math:`\mathcal{N}(\mu, \Sigma)`: the conditional mean
     of every cell given the present ones (present cells kept), the conditional variance (0 where
     present) and :math:`\log p(x_{obs})`; one Cholesky factor per pattern of holes (``groups``: the
-    patterns of :func:`_pattern_groups`, when known).
+    patterns of :func:`_pattern_groups`, when known). ``extra`` ``(D, D)``, if given, gains each row's
+    conditional covariance of its missing cells (EM's E-step).
     """
     import numpy as np
 
@@ -242,7 +243,10 @@ def gaussian_conditional(
         if m.any():
             b = np.linalg.solve(chol, cov[np.ix_(o, m)])  # L^-1 S_om
             mean[np.ix_(rows, m)] = mu[m] + a.T @ b
-            var[np.ix_(rows, m)] = np.diag(cov[np.ix_(m, m)] - b.T @ b)
+            conditional = cov[np.ix_(m, m)] - b.T @ b
+            var[np.ix_(rows, m)] = np.diag(conditional)
+            if extra is not None:
+                extra[np.ix_(m, m)] += len(rows) * conditional
     return mean, var, ll
 
 
@@ -266,13 +270,8 @@ def gaussian_em(x: np.ndarray, ridge: float, iters: int = 200, tol: float = 1e-6
     groups = _pattern_groups(miss)
     last = -np.inf
     for _ in range(iters):
-        mean, _, ll = gaussian_conditional(x, mu, cov, groups)
         extra = np.zeros((d, d))
-        for pattern, rows in groups:
-            if pattern.any():
-                o, m = ~pattern, pattern
-                b = np.linalg.solve(cov[np.ix_(o, o)], cov[np.ix_(o, m)])
-                extra[np.ix_(m, m)] += len(rows) * (cov[np.ix_(m, m)] - cov[np.ix_(m, o)] @ b)
+        mean, _, ll = gaussian_conditional(x, mu, cov, groups, extra)
         mu = mean.mean(0)
         centred = mean - mu
         cov = (centred.T @ centred + extra) / n
