@@ -381,3 +381,22 @@ def test_evaluate_warns_when_holey_rows_rest_on_few_draws(files, tmp_path):
     assert result["low_ess_rows"] == 3  # K = 2: no row can reach 10
     assert "warning: 3 row(s) with holes have an effective sample size below 10" in r.stderr
     assert "refit with --train-masking (it saw no holes)" in r.stderr
+
+
+def test_latent_nodes_declared_in_the_graph_file_act_as_latent(files, tmp_path):
+    """A node the JSON graph declares latent is latent even when the CSV has its column (dropped with
+    a notice); one left undeclared and without a column is an error naming it."""
+    doc = json.loads((files / "g.json").read_text())
+    doc["latent"] = ["z1", "z2", "x1"]
+    (tmp_path / "lat.json").write_text(json.dumps(doc))
+    r = run(
+        "fit", "--graph", tmp_path / "lat.json", "--data", files / "obs.csv", "--out", tmp_path / "r", *FAST
+    )
+    assert r.exit_code == 0, r.output
+    assert "ignoring column(s) x1 of obs.csv: they are latent nodes" in r.stderr
+    doc["latent"] = ["z1"]
+    (tmp_path / "few.json").write_text(json.dumps(doc))
+    r = run(
+        "fit", "--graph", tmp_path / "few.json", "--data", files / "obs.csv", "--out", tmp_path / "s", *FAST
+    )
+    assert r.exit_code == 2 and "observed node(s) without a column: z2" in error_line(r)

@@ -366,3 +366,18 @@ def test_json_shapes_users_write_by_hand(tmp_path):
 def _write(path, doc):
     path.write_text(json.dumps(doc))
     return path
+
+
+def test_a_json_graph_declares_its_latent_nodes(tmp_path):
+    """A top-level "latent" list or "latent": true per node, as --latent would say them."""
+    from sirenvae.graph_io import declared_latent
+
+    doc = {
+        "latent": ["a"],
+        "nodes": {"a": {}, "b": {"parents": ["a"], "latent": True}, "c": {"parents": ["b"]}},
+    }
+    assert declared_latent(_write(tmp_path / "g.json", doc)) == ["a", "b"]
+    assert declared_latent(_write(tmp_path / "none.json", {"edges": [["a", "b"]]})) is None
+    assert declared_latent(tmp_path / "g.csv") is None
+    with pytest.raises(GraphError, match="'latent' must be a list"):
+        declared_latent(_write(tmp_path / "bad.json", {"latent": [1], "edges": [["a", "b"]]}))

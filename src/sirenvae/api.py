@@ -385,6 +385,10 @@ def _training_table(
     else:
         bn = read_graph(graph)
     declared, levels = stated_types(None if net is not None else graph, net, types, "types")
+    if latent is None and net is None:
+        from sirenvae.graph_io import declared_latent
+
+        latent = declared_latent(graph)  # a JSON graph file's "latent" act as latent=
     split = bn if latent is None else latent_split(bn, latent)
     table = _read(
         df,

@@ -23,7 +23,7 @@ from sirenvae.graph import BayesianNetwork, GraphError
 
 __all__ = [
     "from_bif", "from_dict", "from_dot", "from_edge_list", "from_json", "from_networkx", "from_pgmpy",
-    "node_entries", "read_graph", "to_dict", "to_dot", "to_edge_list", "to_json",
+    "declared_latent", "node_entries", "read_graph", "to_dict", "to_dot", "to_edge_list", "to_json",
 ]  # fmt: skip
 
 
@@ -194,6 +194,26 @@ def declared_types(source: str | Path | Any) -> tuple[dict[str, str], dict[str, 
             levels[entry["name"]] = [str(v) for v in lv]
             types.setdefault(entry["name"], "binary" if len(lv) == 2 else "categorical")
     return types, levels
+
+
+def declared_latent(source: str | Path | Any) -> list[str] | None:
+    """The latent nodes a JSON graph file declares: a top-level ``"latent"`` list, or nodes with
+    ``"latent": true`` (``None`` when it declares none, or for other sources). They act as ``--latent``.
+    """
+    if not isinstance(source, str | Path) or Path(source).suffix.lower() != ".json":
+        return None
+    try:
+        doc = json.loads(Path(source).read_text())
+        entries = node_entries(doc)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, GraphError):
+        return None  # read_graph reports a bad file
+    listed = doc.get("latent")
+    if isinstance(listed, str):
+        listed = [listed]
+    if listed is not None and (not isinstance(listed, list) or not all(isinstance(v, str) for v in listed)):
+        raise GraphError("JSON graph: 'latent' must be a list of node names")
+    names = list(listed or []) + [e["name"] for e in entries if e.get("latent") is True]
+    return list(dict.fromkeys(names)) or None
 
 
 def to_dict(bn: BayesianNetwork) -> dict[str, Any]:

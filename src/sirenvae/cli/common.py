@@ -459,6 +459,10 @@ def training_rows(network, graph, data, train_size, latent, ignore_columns, id_c
     except ValueError as e:
         raise UsageError(str(e)) from None
     rule = parse_latent(latent)
+    if rule is None and net is None:
+        from sirenvae.graph_io import declared_latent
+
+        rule = declared_latent(graph)  # the graph file's "latent" act as --latent
     table = read_table(
         data,
         bn if rule is None else latent_split(bn, rule),
