@@ -312,17 +312,19 @@ def test_one_candidate_with_nothing_to_compare_is_fitted_without_cross_validatio
     # the linear candidate's settings, as a search would have fitted them
     linear = sirenvae.candidates.candidates_for("true")[0].options
     assert all(getattr(mixed.model.config, k) == v for k, v in linear.items() if k != "types")
-    # continuous rows with holes: no classical model scores them either
+    # continuous rows with holes: nothing to choose either; folds would score it beside the EM Gaussian
     rng = np.random.default_rng(0)
     a = rng.normal(size=40)
     holey = pd.DataFrame({"a": a, "b": a + rng.normal(size=40)})
     holey.loc[::5, "b"] = np.nan
     chain = BayesianNetwork({"a": [], "z": ["a"], "b": ["z"]})
     fitted = sirenvae.fit(chain, holey, **quick)
-    assert fitted.selection is None and "(holes)" in fitted.settings["rule"]
-    # asked-for folds mean a held-out score is wanted: the search runs
+    assert fitted.selection is None and "rows with holes" in fitted.settings["rule"]
+    assert "--folds K" in fitted.settings["rule"]
+    # asked-for folds mean a held-out score is wanted: the search runs, the EM Gaussian beside it
     scored = sirenvae.fit(chain, holey, folds=2, workers=1, **quick)
     assert scored.selection is not None and set(scored.selection.fold) == {1, 2}
+    assert set(scored.selection.candidate) == {"linear", "em"}
 
 
 def test_labels_that_differ_in_case_alone_are_one_level_and_said_so():

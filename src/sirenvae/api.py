@@ -233,8 +233,9 @@ def _without_search(
 ) -> tuple[tuple[str, ModelConfig], str] | None:
     """``auto``'s candidate to fit without cross-validation, ``((name, config), notice)``, else ``None``:
     the simplest on a ``huge`` graph; or the one candidate left (``--max-candidates 1``, or ``--set``
-    making all alike) where no classical model can score these rows (non-Gaussian columns or holes),
-    so that cross-validation would choose nothing. Asked-for folds or a time budget keep that search
+    making all alike) where cross-validation would choose nothing and factor analysis and Ledoit-Wolf
+    cannot score these rows (non-Gaussian columns, or holes: only a Gaussian fitted by EM could, which
+    asked-for folds show). Asked-for folds or a time budget keep that search
     (a held-out score was wanted), and so do rows too few for it (its error says so).
     """
     from sirenvae.candidates import candidates_for
@@ -259,11 +260,17 @@ def _without_search(
     mixed = non_gaussian(config.types)
     if not mixed and not bool(x.isnan().any()):
         return None
-    why = f"non-Gaussian columns: {', '.join(mixed[:3])}{', ...' * (len(mixed) > 3)}" if mixed else "holes"
-    notice = (
-        f"one candidate ({cand.name}) and no classical model to score beside it ({why}): "
-        "fitted without cross-validation"
-    )
+    if mixed:
+        why = f"non-Gaussian columns: {', '.join(mixed[:3])}{', ...' * (len(mixed) > 3)}"
+        notice = (
+            f"one candidate ({cand.name}) and no classical model to score beside it ({why}): "
+            "fitted without cross-validation"
+        )
+    else:
+        notice = (
+            f"one candidate ({cand.name}) and rows with holes: fitted without cross-validation (pass "
+            "--folds K to score it beside a Gaussian fitted by EM on the same folds)"
+        )
     return (cand.name, config), notice
 
 
