@@ -12,8 +12,8 @@ r"""Classical baselines: what a statistician would fit to the observed columns i
   from :data:`EM_RIDGES` chosen by 3-fold CV of the held-out :math:`\log p(x_{obs})` (plain maximum
   likelihood is near singular with few rows); the statistician's model of a holey continuous table.
 
-All are exact Gaussian densities, so their NLL is exact (of the present cells of a holey row: the
-Gaussian's marginal there) (no importance sampling), and with the exact
+All are exact Gaussian densities, so their NLL is exact (no importance sampling; for a holey row,
+the Gaussian's marginal of its present cells), and with the exact
 posterior :math:`p(z \mid x)` the ELBO equals the log-likelihood: their −ELBO is their NLL. The
 reconstruction error of factor analysis is the deep models' (docs/results.md, "Setup") under the
 exact posterior :math:`z \mid x \sim \mathcal{N}(m, S)`, :math:`S = (I + W \Psi^{-1} W^\top)^{-1}`,

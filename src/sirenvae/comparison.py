@@ -78,7 +78,7 @@ IMPORTANCE_SAMPLES = 100
 #: A difference is clear when it exceeds this many paired standard errors.
 CLEAR_SE = 2.0
 #: Names in the sentence and the picture.
-LABELS = {"fa": "factor analysis", "lw": "Ledoit-Wolf", "em": "Gaussian by EM"}
+LABELS = {"fa": "factor analysis", "lw": "Ledoit-Wolf", "em": "a Gaussian fitted by EM"}
 FRAME_COLUMNS = ("model", "nll", "se", "diff_vs_true", "diff_se", "uses_graph", "settings")
 
 
@@ -247,7 +247,7 @@ def compare(
     deep = check_models(models)
     classical = selection.classical_models(x)
     names = (*deep, *classical)
-    if classical != CLASSICAL and "mask_inputs" not in (fixed or {}):  # holes: as fit does
+    if bool(x.isnan().any()) and "mask_inputs" not in (fixed or {}):  # holes: as fit does
         fixed = {**(fixed or {}), "mask_inputs": True}
     n = int(x.shape[0])
     k = outer_folds or selection.default_folds(n)

@@ -133,10 +133,10 @@ def compare(
         fixed, fit_config, train_options = _configs("true", settings)
         fixed["types"] = model_types(variables)
         if progress:
-            from sirenvae.selection import non_gaussian
+            from sirenvae.selection import classical_models, non_gaussian
 
             mixed = non_gaussian(fixed["types"])
-            classical = "em" if bool(x.isnan().any()) else "fa and lw"
+            classical = " and ".join(classical_models(x))
             floor = f" ({classical} skipped: Gaussian)" if mixed else f", {classical}"
             note(f"comparing {', '.join(chosen)}{floor} on {x.shape[0]} rows of {name} "
                  f"({len(split.latent)} latent nodes) by nested cross-validation")  # fmt: skip
@@ -166,6 +166,8 @@ def compare(
 
 def _print(result, frame) -> None:
     """The table (one row per model) and the sentence."""
+    from sirenvae.comparison import LABELS
+
     table = Table(title=f"held-out NLL: {result.rows} rows, {result.folds} outer folds, nested CV")
     for column in ("model", "graph", "NLL", "± se", "vs true", "paired se", "settings"):
         table.add_column(column, justify="left" if column in ("model", "graph", "settings") else "right")
@@ -181,9 +183,7 @@ def _print(result, frame) -> None:
             diff_se, row.settings or "-",
         )  # fmt: skip
     print_table(table)
-    classical = (
-        "em: a Gaussian fitted by EM" if "em" in result.models else "fa: factor analysis, lw: Ledoit-Wolf"
-    )
+    classical = ", ".join(f"{m}: {LABELS[m]}" for m in result.models if m in LABELS)
     say(f"{classical}; vs true: model - true in NLL (positive: true is better)")
     for notice in result.notices:
         note(f"note: {notice}")

@@ -102,6 +102,10 @@ class HoleProposal(nn.Module):
         if not targets:
             raise ValueError("no observed node has both continuous noise and a child: nothing to propose")
         self.register_buffer("targets", torch.tensor(targets, dtype=torch.long), persistent=False)
+        covered = torch.zeros(len(split.observed), dtype=torch.bool)
+        covered[targets] = True
+        #: ``(D,)`` boolean over the observed nodes: the targets.
+        self.register_buffer("covered", covered, persistent=False)
         in_units = torch.cat([graph_units(split, obs), torch.ones(len(split.observed), dtype=torch.long)])
         self.net = MaskedMLP(
             blanket_sets(split, targets),

@@ -296,39 +296,28 @@ class SIReNVAE(nn.Module):
         shape = torch.broadcast_shapes(z.shape[:-1], u.shape[:-1])
         present = u.expand(*shape, u.shape[-1])
         filled = torch.where(mask, present, 0.0)
-        shift = None
-        if self.holes is not None and not blind:
-            a, b = self.holes(self._masked_nodes(z, filled, mask), mask)
-            shift = (a, b, ~mask & self._proposed_cells())
+        proposal = None if self.holes is None or blind else self.holes
+        if proposal is not None:
+            a, b = proposal(self._masked_nodes(z, filled, mask), mask)
+            proposed = ~mask & proposal.covered
         eta = eps = p = None
         for _ in range(self._fill_sweeps):
             p = self.decoder(self.nodes(z, filled))
             if eta is None:
                 eta = p.noise()
-                eps = eta if shift is None else torch.where(shift[2], shift[0] + shift[1].exp() * eta, eta)
+                eps = eta if proposal is None else torch.where(proposed, a + b.exp() * eta, eta)
             filled = torch.where(mask, present, p.reparameterize(eps))
-        if shift is None:
+        if proposal is None:
             return filled, filled.new_zeros(shape)
-        proposed = shift[2]
-        blind = torch.where(proposed, p.reparameterize(eta), filled)  # where the decoder alone would be
-        log_ratio = p.log_prob(filled, proposed) - p.log_prob(blind, proposed)
-        return filled, log_ratio + torch.where(proposed, shift[1], 0.0).sum(-1)
-
-    def _proposed_cells(self) -> Tensor:
-        """``(D,)`` boolean: the observed nodes the hole proposal covers."""
-        out = torch.zeros(len(self.observed), dtype=torch.bool, device=self.loc.device)
-        out[self.holes.targets] = True
-        return out
+        decoders = torch.where(proposed, p.reparameterize(eta), filled)  # the decoder's own draws
+        log_ratio = p.log_prob(filled, proposed) - p.log_prob(decoders, proposed)
+        return filled, log_ratio + torch.where(proposed, b, 0.0).sum(-1)
 
     def _masked_nodes(self, z: Tensor, u: Tensor, mask: Tensor) -> Tensor:
         """:meth:`nodes` with every unit of a hole at 0 (``u`` already 0 there)."""
         out = self.nodes(z, u)
         if self.observation.single is None:  # a categorical hole's one-hot block: all 0
-            keep = torch.ones(out.shape[-1], dtype=out.dtype, device=out.device).expand_as(out).clone()
-            keep[..., self._unit_x] = (
-                self.observation.unit_mask(mask).to(out.dtype).expand(*out.shape[:-1], -1)
-            )
-            out = out * keep
+            out[..., self._unit_x] = out[..., self._unit_x] * self.observation.unit_mask(mask).to(out.dtype)
         return out
 
     def posterior(self, x: Tensor, samples: int = 1) -> tuple[Tensor, Tensor]:
