@@ -463,7 +463,10 @@ def test_affine_stacks_solve_report_and_check_the_whole_map(device):
 
 
 @pytest.mark.parametrize("context", [False, True])
-def test_blocks_prepared_in_one_pass_match_block_by_block(context):
+@pytest.mark.parametrize("gain", [0.05, 1.0, 20.0])
+def test_blocks_prepared_in_one_pass_match_block_by_block(context, gain):
+    """Values, power vectors and the gradients of every parameter (the stacked pass has its own
+    backward) agree, with the spectral bound inactive (small weights), mixed, and active."""
     import copy
 
     from sirenvae.flows.residual import prepare_blocks
@@ -472,14 +475,27 @@ def test_blocks_prepared_in_one_pass_match_block_by_block(context):
     A = torch.tril(torch.rand(6, 6) < 0.5, -1)
     C = torch.rand(6, 2) < 0.5 if context else None
     flow = GraphicalResidualFlow(A, C, blocks=3, layout="dense").double().train()
+    with torch.no_grad():
+        for name, p in flow.named_parameters():
+            p.mul_(gain) if name.endswith("weight") else p.add_(torch.randn_like(p))
     twin = copy.deepcopy(flow)
     for _ in range(2):  # the power vectors move the same way
         stacked = prepare_blocks(flow.blocks)
         apart = [b.prepare() for b in twin.blocks]
+        loss = {}
+        for key, prepared in (("stacked", stacked), ("apart", apart)):
+            torch.manual_seed(1)
+            loss[key] = sum(
+                (t * torch.randn_like(t)).sum() for ps in prepared for p in ps for t in p if t is not None
+            )
         for ps, pa in zip(stacked, apart, strict=True):
             for s, a in zip(ps, pa, strict=True):
                 assert (s is None) == (a is None)
                 if s is not None:
                     torch.testing.assert_close(s, a, rtol=0, atol=1e-12)
+        g_stacked = torch.autograd.grad(loss["stacked"], list(flow.parameters()))
+        g_apart = torch.autograd.grad(loss["apart"], list(twin.parameters()))
+        for (name, _), gs, ga in zip(flow.named_parameters(), g_stacked, g_apart, strict=True):
+            torch.testing.assert_close(gs, ga, rtol=1e-10, atol=1e-12, msg=name)
         for (name, b1), b2 in zip(flow.named_buffers(), twin.buffers(), strict=True):
             torch.testing.assert_close(b1, b2, rtol=0, atol=1e-12, msg=name)

@@ -156,6 +156,32 @@ def test_prepare_gives_the_same_parts_in_both_layouts(hidden_layers):
         assert all(t is None or not t.requires_grad for t in detached)
 
 
+def test_a_dense_layer_computes_by_blocks_only_without_autograd():
+    """A hidden layer planned by blocks gathers its off-diagonal part only where no gradient is
+    asked for (sampling, the inverse); with autograd it is one dense matmul. Both give the same
+    output, and the vector-Jacobian product of the block path matches autograd's of the dense one."""
+    g = torch.Generator().manual_seed(0)
+    D = 16
+    A = torch.tril(torch.rand(D, D, generator=g) < 0.1, -1)
+    structure = graphical_blocks(A, hidden_per_set=2, hidden_layers=2).layers[1]
+    torch.manual_seed(0)
+    layer = MaskedLinear(structure, layout="dense", by_blocks=True).double().eval()
+    assert layer._split
+    x = torch.randn(structure.shape[1], 5, dtype=torch.float64)
+    with torch.no_grad():
+        by_blocks = layer.prepare(factor=0.5, bias_factor=2.0)
+    dense = layer.prepare(factor=0.5, bias_factor=2.0)
+    assert by_blocks.off is not None and by_blocks.off.numel() > 0 and dense.off is None
+    torch.testing.assert_close(
+        layer.batch_last(x, by_blocks), layer.batch_last(x, dense).detach(), rtol=0, atol=1e-12
+    )
+    grad = torch.randn(structure.shape[0], 5, dtype=torch.float64)
+    xr = x.clone().requires_grad_()
+    (layer.batch_last(xr, dense) * grad).sum().backward()
+    gx, _ = layer.batch_last_vjp(by_blocks, grad, x)
+    torch.testing.assert_close(gx, xr.grad, rtol=0, atol=1e-12)
+
+
 def test_the_type_dispatches_and_copies():
     import copy
 

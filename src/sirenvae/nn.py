@@ -30,6 +30,17 @@ class _Activation(nn.Module):
         """``(inner, outer)``."""
         return 1.0, 1.0
 
+    @classmethod
+    def stacked_scales(cls, activations: list[_Activation], like: Tensor) -> tuple[Tensor, Tensor]:
+        """``(inner, outer)`` of several activations of this type as vectors, computed in one pass
+        (the same values as each one's :meth:`scales`), with ``like``'s dtype and device.
+        """
+        pairs = [a.scales() for a in activations]
+        return tuple(
+            torch.stack([torch.as_tensor(p[i], dtype=like.dtype, device=like.device) for p in pairs])
+            for i in range(2)
+        )
+
     def phi(self, t: Tensor) -> Tensor:
         raise NotImplementedError
 
@@ -66,6 +77,11 @@ class LipSwish(_Activation):
 
     def scales(self) -> tuple[Tensor, Tensor]:
         beta = self.beta
+        return beta, 1 / (1.1 * beta)
+
+    @classmethod
+    def stacked_scales(cls, activations: list[_Activation], like: Tensor) -> tuple[Tensor, Tensor]:
+        beta = F.softplus(torch.stack([a.raw_beta for a in activations]))
         return beta, 1 / (1.1 * beta)
 
     def phi(self, t: Tensor) -> Tensor:

@@ -175,21 +175,31 @@ def prepare_blocks(blocks: Sequence[GRFBlock], update: bool | None = None) -> li
     block otherwise): weight preparation is a large part of a training step on small graphs.
     """
     columns = list(zip(*(b.layers for b in blocks), strict=True)) if len(blocks) > 1 else []
-    if not columns or not all(stackable(layers) for layers in columns):
+    one_kind = len({type(a) for b in blocks for a in b.activations}) <= 1
+    if not columns or not one_kind or not all(stackable(layers) for layers in columns):
         return [b.prepare(update) for b in blocks]
-    factors = list(zip(*(b._factors() for b in blocks), strict=True))
-    out = []
-    for layers, per_block in zip(columns, factors, strict=True):
-        bias_factors = [bf for _, bf in per_block]
-        out.append(
-            prepare_stacked(
-                layers,
-                update,
-                [f for f, _ in per_block],
-                None if bias_factors[0] is None else bias_factors,
-            )
-        )
+    factors = _stacked_factors(blocks)
+    out = [
+        prepare_stacked(layers, update, factor, bias_factor)
+        for layers, (factor, bias_factor) in zip(columns, factors, strict=True)
+    ]
     return [list(p) for p in zip(*out, strict=True)]
+
+
+def _stacked_factors(blocks: Sequence[GRFBlock]) -> list[tuple[Tensor, Tensor | None]]:
+    """:meth:`GRFBlock._factors` of every layer for all ``blocks`` at once, as vectors over the
+    blocks: the activations' scales (all of one type) in one pass.
+    """
+    acts = [act for b in blocks for act in b.activations]
+    like = blocks[0].layers[0].weight
+    T, A = len(blocks), len(blocks[0].activations)
+    if A == 0:
+        return [(torch.ones(T, dtype=like.dtype, device=like.device), None)]
+    inner, outer = type(acts[0]).stacked_scales(acts, like)
+    inner, outer = inner.view(T, A), outer.view(T, A)
+    out: list[tuple[Tensor, Tensor | None]] = [(inner[:, 0], inner[:, 0])]
+    out += [(inner[:, l] * outer[:, l - 1], inner[:, l]) for l in range(1, A)]
+    return [*out, (outer[:, A - 1], None)]
 
 
 class GraphicalResidualTransform(Transform):

@@ -128,27 +128,33 @@ class DenseLinear(MaskedLinear, layout="dense"):
         (G, ko, ki), n = (s.out_blocks, *self.units), s.in_blocks
         # contiguous once here rather than a copy inside every bmm
         diagonal = W.view(G, ko, n, ki).diagonal(dim1=0, dim2=2).permute(2, 0, 1).contiguous()
-        off = None
-        if self._split and self._off_rows.numel():
-            off = W[self._off_rows][:, self._off_cols] * self._off_mask
+        off = W[self._off_rows][:, self._off_cols] * self._off_mask if self._computes_split() else None
         return diagonal, off
+
+    def _computes_split(self) -> bool:
+        """Whether weights prepared now compute by blocks (:meth:`batch_last`): only without
+        autograd (sampling, the inverse's fixed-point sweeps, evaluation). In training the
+        gathers and scatters of the split cost more than the dense matmul they save, forward and
+        backward (measured 10-15% of a training step at ecoli70 and arth150, `benchmarks/training.py`).
+        """
+        return self._split and not torch.is_grad_enabled()
 
     def batch_last(self, x: Tensor, prepared: Prepared | None = None) -> Tensor:
         p = self.prepare() if prepared is None else prepared
         W, b = p.weight, p.bias
-        if not self._split:
+        if p.off is None:
             return W @ x if b is None else torch.addmm(b[:, None], W, x)
         G, (ko, ki), N = self.structure.out_blocks, self.units, x.shape[-1]
         b = W.new_zeros(G * ko) if b is None else b
         out = torch.baddbmm(b.view(G, ko, 1), p.diagonal, x.view(G, ki, N)).view(G * ko, N)
-        if p.off is not None:
+        if p.off.numel():
             out.index_add_(0, self._off_rows, p.off @ x[self._off_cols])
         return out
 
     def batch_last_vjp(
         self, prepared: Prepared, grad: Tensor, x: Tensor, *, weight_grad: bool = True, off_grad: bool = True
     ) -> tuple[Tensor, Prepared]:
-        if not self._split:
+        if prepared.off is None:
             gW = grad @ x.T if weight_grad else None
             return prepared.weight.T @ grad, Prepared(gW, None, None, None)
         G, (ko, ki), N = self.structure.out_blocks, self.units, x.shape[-1]
@@ -156,7 +162,7 @@ class DenseLinear(MaskedLinear, layout="dense"):
         g_diagonal = torch.bmm(grad3, x.view(G, ki, N).transpose(1, 2))
         gx = torch.bmm(prepared.diagonal.transpose(1, 2), grad3).view(G * ki, N)
         g_off = None
-        if prepared.off is not None:
+        if prepared.off.numel():
             g_rows = grad[self._off_rows]
             if off_grad:
                 g_off = g_rows @ x[self._off_cols].T
@@ -190,15 +196,17 @@ def stackable(layers: Sequence[MaskedLinear]) -> bool:
     )
 
 
-def _scalars(values: Sequence[Tensor | float], like: Tensor) -> Tensor:
+def _scalars(values: Tensor | Sequence[Tensor | float], like: Tensor) -> Tensor:
+    if isinstance(values, Tensor):
+        return values.to(like.dtype)
     return torch.stack([torch.as_tensor(v, dtype=like.dtype, device=like.device) for v in values])
 
 
 def prepare_stacked(
     layers: Sequence[DenseLinear],
     update: bool | None,
-    factors: Sequence[Tensor | float],
-    bias_factors: Sequence[Tensor | float] | None = None,
+    factors: Tensor | Sequence[Tensor | float],
+    bias_factors: Tensor | Sequence[Tensor | float] | None = None,
 ) -> list[Prepared]:
     r""":meth:`~sirenvae.layers.MaskedLinear.prepare` of several dense layers of one mask in one pass:
     their weights stacked, one batched power iteration and one scaling for all, so that the number
@@ -208,7 +216,7 @@ def prepare_stacked(
     Arguments:
         layers: Layers for which :func:`stackable` holds.
         update: Run a power iteration first; by default in training mode only.
-        factors: Each layer's ``factor``.
+        factors: Each layer's ``factor`` (a sequence, or a ``(T,)`` tensor).
         bias_factors: Each layer's ``bias_factor`` (``None``: the biases as they are).
     """
     first, T = layers[0], len(layers)
@@ -216,46 +224,116 @@ def prepare_stacked(
     if update and first.n_power_iterations > 1:
         for layer in layers:
             layer.power_iterate(layer.n_power_iterations - 1)
-    W = torch.stack([layer.weight for layer in layers]) * first._mask_f
-    bounded = first.bounded_columns
-    Wb = W if bounded == W.shape[2] else W[:, :, :bounded]
-    rows, cols, C = first._row_component, first._col_component, first._components
-    if update:
-        with torch.no_grad():
-            u = torch.stack([layer.u for layer in layers])
-            v = torch.bmm(u.unsqueeze(1), Wb).squeeze(1)
-            sq = torch.zeros(T, C, dtype=v.dtype, device=v.device).index_add(1, cols, v * v)
-            v = v / sq.sqrt().clamp(min=1e-12)[:, cols]
-            torch._foreach_copy_([layer.v for layer in layers], list(v.unbind()))
-    else:
-        v = torch.stack([layer.v for layer in layers])
-    Wv = torch.bmm(Wb, v.unsqueeze(-1)).squeeze(-1)
-    norms = torch.zeros(T, C, dtype=Wv.dtype, device=Wv.device).index_add(1, rows, Wv * Wv).sqrt()
-    if update:
-        with torch.no_grad():
-            u = Wv / norms.clamp(min=1e-12)[:, rows]
-            torch._foreach_copy_([layer.u for layer in layers], list(u.unbind()))
-    factor = _scalars(factors, W)
-    scale = factor / torch.clamp(norms.max(dim=1).values / first.kappa, min=1.0)
-    if bounded == W.shape[2]:
-        W = W * scale[:, None, None]
-    else:
-        free = W.shape[2] - bounded
-        W = W * torch.cat([scale[:, None].expand(T, bounded), factor[:, None].expand(T, free)], 1)[:, None]
-    b = None
-    if first.bias is not None:
-        b = torch.stack([layer.bias for layer in layers])
-        if bias_factors is not None:
-            b = b * _scalars(bias_factors, b)[:, None]
+    like = layers[0].weight
+    factor = _scalars(factors, like)
+    bias_factor = None if bias_factors is None or first.bias is None else _scalars(bias_factors, like)
+    biases = [layer.bias for layer in layers] if first.bias is not None else []
+    W, b = _NormalisedStack.apply(
+        layers, update, factor, bias_factor, len(biases), *biases, *(l.weight for l in layers)
+    )
     diagonal = off = None
     s = first.structure
     if s.diagonal:
         (G, ko, ki), n = (s.out_blocks, *first.units), s.in_blocks
         diagonal = W.view(T, G, ko, n, ki).diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2).contiguous()
-        if first._split and first._off_rows.numel():
+        if first._computes_split():
             off = W[:, first._off_rows][:, :, first._off_cols] * first._off_mask
     parts = [t.unbind() if t is not None else (None,) * T for t in (W, b, diagonal, off)]
     return [Prepared(*p) for p in zip(*parts, strict=True)]
+
+
+class _NormalisedStack(torch.autograd.Function):
+    r"""``apply(layers, update, factor, bias_factor, n_biases, *biases, *weights)``: the stacked
+    :math:`(W_t \odot M) f_t / \max(\sigma_t / \kappa, 1)` (the free columns times :math:`f_t`
+    alone) and biases :math:`b_t f^b_t`, ``(T, out, in)`` and ``(T, out)`` (``None`` without biases).
+
+    :math:`\sigma_t = \max_c \lVert (W_t v_t)_c \rVert` over the mask's components with :math:`v_t`
+    held fixed, so that :math:`\partial \sigma_t / \partial W_t = u v_t^\top` on the bounded
+    columns, :math:`u` the normalised rows of the largest component. Autograd records some forty
+    small kernels for this per stack; the backward here is a dozen (a training step on a small
+    graph pays per kernel).
+    """
+
+    @staticmethod
+    def forward(ctx, layers, update, factor, bias_factor, n_biases, *tensors):
+        first, T = layers[0], len(layers)
+        biases, weights = tensors[:n_biases], tensors[n_biases:]
+        W = torch.stack(weights).mul_(first._mask_f)
+        bounded = first.bounded_columns
+        Wb = W if bounded == W.shape[2] else W[:, :, :bounded]
+        rows, cols, C = first._row_component, first._col_component, first._components
+        if update:
+            u = torch.stack([layer.u for layer in layers])
+            v = torch.bmm(u.unsqueeze(1), Wb).squeeze(1)
+            sq = torch.zeros(T, C, dtype=v.dtype, device=v.device).index_add_(1, cols, v * v)
+            v = v / sq.sqrt_().clamp_(min=1e-12)[:, cols]
+            torch._foreach_copy_([layer.v for layer in layers], list(v.unbind()))
+        else:
+            v = torch.stack([layer.v for layer in layers])
+        Wv = torch.bmm(Wb, v.unsqueeze(-1)).squeeze(-1)
+        norms = torch.zeros(T, C, dtype=Wv.dtype, device=Wv.device).index_add_(1, rows, Wv * Wv).sqrt_()
+        if update:
+            torch._foreach_copy_(
+                [layer.u for layer in layers], list((Wv / norms.clamp(min=1e-12)[:, rows]).unbind())
+            )
+        sigma, top = norms.max(dim=1)
+        denom = torch.clamp(sigma / first.kappa, min=1.0)
+        scale = factor / denom
+        if bounded == W.shape[2]:
+            columns = scale[:, None, None]
+        else:
+            free = W.shape[2] - bounded
+            columns = torch.cat([scale[:, None].expand(T, bounded), factor[:, None].expand(T, free)], 1)[
+                :, None
+            ]
+        out = W * columns
+        b = None
+        if n_biases:
+            b = torch.stack(biases)
+            ctx.b = b
+            if bias_factor is not None:
+                b = b * bias_factor[:, None]
+        ctx.save_for_backward(W, v, Wv, sigma, denom, scale, columns)
+        ctx.top, ctx.rows, ctx.bounded, ctx.n_biases = top, rows, bounded, n_biases
+        ctx.mask, ctx.bias_factor, ctx.kappa = first._mask_f, bias_factor, first.kappa
+        return out, b
+
+    @staticmethod
+    def backward(ctx, g_out, g_b):
+        W, v, Wv, sigma, denom, scale, columns = ctx.saved_tensors
+        bounded, n_biases = ctx.bounded, ctx.n_biases
+        needs = ctx.needs_input_grad
+        g_factor = g_bias_factor = None
+        g_biases: tuple = (None,) * n_biases
+        if g_out is None:
+            g_weights: tuple = (None,) * W.shape[0]
+        else:
+            gW = g_out * columns
+            full = bounded == W.shape[2]
+            gob = g_out if full else g_out[:, :, :bounded]
+            Wbd = W if full else W[:, :, :bounded]
+            g_scale = (gob * Wbd).sum((1, 2))
+            if needs[2]:
+                g_factor = g_scale / denom
+                if not full:
+                    g_factor = g_factor + (g_out[:, :, bounded:] * W[:, :, bounded:]).sum((1, 2))
+            # where the bound is active, d scale / d sigma = -scale / sigma, and d sigma / d W_b is
+            # u v^T with u = Wv / sigma on the rows of the largest component
+            active = sigma / ctx.kappa > 1.0
+            per_sigma2 = torch.where(active, -g_scale * scale / sigma.clamp(min=1e-12) ** 2, 0.0)
+            top_rows = ctx.rows[None, :] == ctx.top[:, None]
+            a = torch.where(top_rows, Wv * per_sigma2[:, None], 0.0)
+            if full:
+                gW.baddbmm_(a.unsqueeze(2), v.unsqueeze(1))
+            else:
+                gW[:, :, :bounded].baddbmm_(a.unsqueeze(2), v.unsqueeze(1))
+            g_weights = gW.mul_(ctx.mask).unbind()
+        if n_biases and g_b is not None:
+            bias_factor = ctx.bias_factor
+            g_biases = (g_b if bias_factor is None else g_b * bias_factor[:, None]).unbind()
+            if bias_factor is not None and needs[3]:
+                g_bias_factor = (g_b * ctx.b).sum(1)
+        return (None, None, g_factor, g_bias_factor, None, *g_biases, *g_weights)
 
 
 def _mask_components(mask: Tensor) -> tuple[Tensor, Tensor, int]:
