@@ -311,3 +311,19 @@ def test_very_few_training_rows_get_a_notice_that_names_the_search_minimum():
         notices = [x for x in read_frame(df, graph, training=True).notices if "training rows" in x]
         assert bool(notices) == said and (not said or notices[0].startswith(f"only {n} training rows")), n
         assert not [x for x in read_frame(df, graph).notices if "training rows" in x]  # new rows: no notice
+
+
+def test_many_binary_columns_get_one_notice_grouped_by_the_level_read_as_1():
+    import pandas as pd
+
+    from sirenvae.graph import BayesianNetwork
+
+    cols = {f"s{i}": ["yes", "no"] * 10 for i in range(5)} | {"t0": [0, 1] * 10}
+    bn = BayesianNetwork({"h": []} | {c: ["h"] for c in cols})
+    table = read_frame(pd.DataFrame(cols), bn, training=True)
+    said = [n for n in table.notices if "binary" in n]
+    assert said == [
+        "6 columns have 2 distinct values: modelled as binary (1 = 'yes' in s0, s1, s2, s3, s4; "
+        "1 = '1' in t0); pass --types NAME=normal to fit one as continuous"
+    ]
+    assert all(table.variables[c].kind == "binary" for c in cols)

@@ -23,7 +23,17 @@ from sirenvae.graph_io import declared_types
 from sirenvae.models.likelihoods import UNSEEN
 from sirenvae.names import near_pairs, preview, typo_notices
 from sirenvae.networks import ArithmeticCircuit, DiscreteNetwork, LinearGaussianNetwork
-from sirenvae.variables import Variable, VariableError, check_values, encode, infer_variable, parse_types
+from sirenvae.variables import (
+    BINARY_NOTICES,
+    Variable,
+    VariableError,
+    binary_notice,
+    binary_notices,
+    check_values,
+    encode,
+    infer_variable,
+    parse_types,
+)
 
 __all__ = [
     "LATENT_RULES",
@@ -427,6 +437,7 @@ def read_frame(
             "continuous; give types to observed columns only"
         )
     found: dict[str, Variable] = {}
+    binaries: dict[str, str] = {}
     unseen: dict[str, int] = {}
     labels: dict[str, tuple] = {}
     for j, v in enumerate(observed):
@@ -442,6 +453,8 @@ def read_frame(
                 raise DataError(f"{where}{e}") from None
             if strict_levels and var.kind == "categorical":
                 var = Variable(var.kind, var.levels, var.numeric, strict=True)
+            if var.kind == "binary" and notice == binary_notice(v, var.levels[1], hint):
+                binaries[v] = var.levels[1]  # one line for many (below)
             if notice:
                 notices.append(notice)
         else:
@@ -460,6 +473,11 @@ def read_frame(
         if bad is not None:
             raise DataError(f"{where}{row(bad[0])}, column {v!r}: {bad[1]}")
     values[holes] = np.nan
+    if len(binaries) > BINARY_NOTICES:
+        plain = {binary_notice(v, one, hint) for v, one in binaries.items()}
+        first = next(i for i, n in enumerate(notices) if n in plain)
+        notices = [n for n in notices if n not in plain]
+        notices.insert(first, binary_notices(binaries, hint))
     seen = {v: n for v, n in unseen.items() if n}
     if seen:
         shown = ", ".join(f"{v} ({n} cells)" for v, n in list(seen.items())[:MISSING_SHOWN])

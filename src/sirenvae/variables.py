@@ -214,10 +214,7 @@ def infer_variable(
         if len(labels) == 2:
             kind = "binary"
             levels = _binary_order(levels, numeric)
-            notice = (
-                f"column {name!r} has 2 distinct values: modelled as binary, 1 = {levels[1]!r} "
-                f"(pass {hint['types'](name, 'normal')} to fit it as continuous)"
-            )
+            notice = binary_notice(name, levels[1], hint)
         elif not numeric:
             if len(labels) == len(text) >= ID_ROWS:
                 raise VariableError(
@@ -261,6 +258,35 @@ def infer_variable(
             )
         return Variable("categorical", tuple(levels), numeric), _joined(notice, None if numeric else cased)
     return Variable(kind), notice
+
+
+def binary_notice(name: str, one: str, hint: Mapping) -> str:
+    """The notice of a column found to be binary, ``one`` the level read as 1."""
+    return (
+        f"column {name!r} has 2 distinct values: modelled as binary, 1 = {one!r} "
+        f"(pass {hint['types'](name, 'normal')} to fit it as continuous)"
+    )
+
+
+#: More columns found to be binary than this get one notice for all (:func:`binary_notices`).
+BINARY_NOTICES = 3
+
+
+def binary_notices(found: Mapping[str, str], hint: Mapping) -> str:
+    """One notice for many columns found to be binary (``found``: each one's level read as 1),
+    grouped by that level.
+    """
+    by_one: dict[str, list[str]] = {}
+    for name, one in found.items():
+        by_one.setdefault(one, []).append(name)
+    groups = "; ".join(
+        f"1 = {one!r} in {', '.join(names[:12])}{f' and {len(names) - 12} more' if len(names) > 12 else ''}"
+        for one, names in by_one.items()
+    )
+    return (
+        f"{len(found)} columns have 2 distinct values: modelled as binary ({groups}); pass "
+        f"{hint['types']('NAME', 'normal')} to fit one as continuous"
+    )
 
 
 def _case_notice(name: str, merged: list[list[str]]) -> str | None:
