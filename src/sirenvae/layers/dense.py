@@ -228,16 +228,12 @@ def prepare_stacked(
     factor = _scalars(factors, like)
     bias_factor = None if bias_factors is None or first.bias is None else _scalars(bias_factors, like)
     biases = [layer.bias for layer in layers] if first.bias is not None else []
-    W, b = _NormalisedStack.apply(
+    W, b, diagonal = _NormalisedStack.apply(
         layers, update, factor, bias_factor, len(biases), *biases, *(l.weight for l in layers)
     )
-    diagonal = off = None
-    s = first.structure
-    if s.diagonal:
-        (G, ko, ki), n = (s.out_blocks, *first.units), s.in_blocks
-        diagonal = W.view(T, G, ko, n, ki).diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2).contiguous()
-        if first._computes_split():
-            off = W[:, first._off_rows][:, :, first._off_cols] * first._off_mask
+    off = None
+    if diagonal is not None and first._computes_split():
+        off = W[:, first._off_rows][:, :, first._off_cols] * first._off_mask
     parts = [t.unbind() if t is not None else (None,) * T for t in (W, b, diagonal, off)]
     return [Prepared(*p) for p in zip(*parts, strict=True)]
 
@@ -245,7 +241,9 @@ def prepare_stacked(
 class _NormalisedStack(torch.autograd.Function):
     r"""``apply(layers, update, factor, bias_factor, n_biases, *biases, *weights)``: the stacked
     :math:`(W_t \odot M) f_t / \max(\sigma_t / \kappa, 1)` (the free columns times :math:`f_t`
-    alone) and biases :math:`b_t f^b_t`, ``(T, out, in)`` and ``(T, out)`` (``None`` without biases).
+    alone), biases :math:`b_t f^b_t` and the weights' diagonal blocks, ``(T, out, in)``,
+    ``(T, out)`` and ``(T, groups, out_units, in_units)`` (``None`` without biases, or where the
+    layer has no diagonal blocks).
 
     :math:`\sigma_t = \max_c \lVert (W_t v_t)_c \rVert` over the mask's components with :math:`v_t`
     held fixed, so that :math:`\partial \sigma_t / \partial W_t = u v_t^\top` on the bounded
@@ -296,15 +294,24 @@ class _NormalisedStack(torch.autograd.Function):
         ctx.save_for_backward(W, v, Wv, sigma, denom, scale, columns)
         ctx.top, ctx.rows, ctx.bounded, ctx.n_biases = top, rows, bounded, n_biases
         ctx.mask, ctx.bias_factor, ctx.kappa = first._mask_f, bias_factor, first.kappa
-        return out, b
+        s = first.structure
+        ctx.blocks = None
+        diagonal = None
+        if s.diagonal:
+            ctx.blocks = (T, s.out_blocks, *first.units, s.in_blocks)
+            diagonal = _diagonal_blocks(out, ctx.blocks).permute(0, 3, 1, 2).contiguous()
+        return out, b, diagonal
 
     @staticmethod
-    def backward(ctx, g_out, g_b):
+    def backward(ctx, g_out, g_b, g_diagonal):
         W, v, Wv, sigma, denom, scale, columns = ctx.saved_tensors
         bounded, n_biases = ctx.bounded, ctx.n_biases
         needs = ctx.needs_input_grad
         g_factor = g_bias_factor = None
         g_biases: tuple = (None,) * n_biases
+        if g_diagonal is not None:  # the diagonal blocks are a copy of part of the weight
+            g_out = torch.zeros_like(W) if g_out is None else g_out.clone()
+            _diagonal_blocks(g_out, ctx.blocks).add_(g_diagonal.permute(0, 2, 3, 1))
         if g_out is None:
             g_weights: tuple = (None,) * W.shape[0]
         else:
@@ -334,6 +341,14 @@ class _NormalisedStack(torch.autograd.Function):
             if bias_factor is not None and needs[3]:
                 g_bias_factor = (g_b * ctx.b).sum(1)
         return (None, None, g_factor, g_bias_factor, None, *g_biases, *g_weights)
+
+
+def _diagonal_blocks(W: Tensor, blocks: tuple[int, ...]) -> Tensor:
+    """The diagonal blocks of stacked weights ``W`` as a view ``(T, out_units, in_units, groups)``,
+    for ``blocks`` = ``(T, groups, out_units, in_units, in_groups)``.
+    """
+    T, G, ko, ki, n = blocks
+    return W.view(T, G, ko, n, ki).diagonal(dim1=1, dim2=3)
 
 
 def _mask_components(mask: Tensor) -> tuple[Tensor, Tensor, int]:
