@@ -340,6 +340,7 @@ def test_json_shapes_users_write_by_hand(tmp_path):
     shapes = {
         "mapping": {"nodes": {v: {"parents": list(bn.parents(v))} for v in bn.nodes}},
         "mapping-of-lists": {"nodes": {v: list(bn.parents(v)) for v in bn.nodes}},
+        "child-to-parents": {v: list(bn.parents(v)) for v in bn.nodes},
         "edges": {"edges": [list(e) for e in bn.edges]},
         "names-and-edges": {"nodes": list(bn.nodes), "edges": [list(e) for e in bn.edges]},
         "node-link": {
@@ -378,6 +379,8 @@ def test_a_json_graph_declares_its_latent_nodes(tmp_path):
     }
     assert declared_latent(_write(tmp_path / "g.json", doc)) == ["a", "b"]
     assert declared_latent(_write(tmp_path / "none.json", {"edges": [["a", "b"]]})) is None
+    top = _write(tmp_path / "top.json", {"latent": ["a"], "a": [], "b": ["a"]})  # {child: [parents]}
+    assert declared_latent(top) == ["a"] and read_graph(top).edges == [("a", "b")]
     assert declared_latent(tmp_path / "g.csv") is None
     with pytest.raises(GraphError, match="'latent' must be a list"):
         declared_latent(_write(tmp_path / "bad.json", {"latent": [1], "edges": [["a", "b"]]}))

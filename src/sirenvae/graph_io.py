@@ -56,20 +56,33 @@ def read_graph(source: str | Path | nx.DiGraph | Any) -> BayesianNetwork:
 
 
 # ---------------------------------------------------------------------- JSON
+#: Keys of a JSON graph document that name no node where the document maps nodes to parents.
+_DOCUMENT_KEYS = ("latent", "name", "directed", "multigraph", "graph")
+
+
+def _parents_mapping(doc: Mapping) -> bool:
+    """Whether ``doc`` is ``{child: [parents], ...}`` (besides :data:`_DOCUMENT_KEYS`)."""
+    rest = [v for k, v in doc.items() if k not in _DOCUMENT_KEYS]
+    return bool(rest) and all(isinstance(v, list) and all(isinstance(p, str) for p in v) for v in rest)
+
+
 def node_entries(doc: Any) -> list[Mapping[str, Any]]:
     """The node entries ``[{"name": ..., "parents": [...], ...}]`` of a JSON graph document.
 
     Besides the shipped networks' ``{"nodes": [{"name": ..., "parents": [...]}]}`` it reads the
-    shapes users write by hand: ``"nodes"`` as a mapping ``{name: {"parents": [...]}}`` (or
-    ``{name: [parents]}``), an ``"edges"`` list of ``[parent, child]`` pairs (or ``{"source",
-    "target"}`` objects, networkx's ``"links"`` too) beside an optional ``"nodes"`` list of names or
-    entries. Other fields of an entry (``type``, ``levels``, parameters) are kept.
+    shapes users write by hand: the document itself as ``{child: [parents], ...}``, ``"nodes"`` as
+    a mapping ``{name: {"parents": [...]}}`` (or ``{name: [parents]}``), an ``"edges"`` list of
+    ``[parent, child]`` pairs (or ``{"source", "target"}`` objects, networkx's ``"links"`` too)
+    beside an optional ``"nodes"`` list of names or entries. Other fields of an entry (``type``,
+    ``levels``, parameters) are kept.
 
     Example:
         >>> [dict(e) for e in node_entries({"nodes": {"a": {}, "b": {"parents": ["a"]}}})]
         [{'name': 'a', 'parents': []}, {'name': 'b', 'parents': ['a']}]
         >>> [e["parents"] for e in node_entries({"edges": [["a", "b"], ["a", "c"]]})]
         [[], ['a'], ['a']]
+        >>> [e["parents"] for e in node_entries({"a": [], "b": ["a"], "latent": ["a"]})]
+        [[], ['a']]
     """
     if not isinstance(doc, Mapping):
         raise GraphError("JSON graph: expected an object with a 'nodes' list (or an 'edges' list)")
@@ -79,6 +92,8 @@ def node_entries(doc: Any) -> list[Mapping[str, Any]]:
         raise GraphError(
             "JSON graph: the document says it is undirected ('directed': false); a DAG is needed"
         )
+    if nodes is None and edges is None and _parents_mapping(doc):
+        nodes = {k: v for k, v in doc.items() if k not in _DOCUMENT_KEYS}
     if nodes is None and edges is None:
         raise GraphError(
             "JSON graph: expected an object with a 'nodes' list, e.g. "
