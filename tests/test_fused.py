@@ -104,3 +104,25 @@ def test_fused_is_used_only_where_it_can_be(device):
     (gz,) = torch.autograd.grad(block().call_and_ladj(z)[1].sum(), z, create_graph=True)
     (hz,) = torch.autograd.grad(gz.sum(), z)
     assert torch.isfinite(hz).all()
+
+
+def test_a_flow_of_blocks_takes_second_derivatives_only_apart():
+    """A flow of fused blocks is differentiable once (it says how to get more); with
+    ``fused = False`` its blocks also prepare their weights apart, and second derivatives in the
+    weights are there."""
+    torch.manual_seed(0)
+    A = torch.tril(torch.rand(5, 5) < 0.5, -1)
+    flow = GraphicalResidualFlow(A, blocks=2, layout="dense").double().train()
+    z = torch.randn(7, 5, dtype=torch.float64)
+    weight = flow.blocks[0].layers[1].weight
+
+    def first(create_graph):
+        ladj = flow().call_and_ladj(z)[1].sum()
+        return torch.autograd.grad(ladj, weight, create_graph=create_graph)[0]
+
+    with pytest.raises(RuntimeError, match="no second derivative.*fused = False"):
+        torch.autograd.grad(first(True).sum(), weight)
+    for block in flow.blocks:
+        block.fused = False
+    (g2,) = torch.autograd.grad(first(True).square().sum(), weight)
+    assert torch.isfinite(g2).all() and g2.abs().sum() > 0

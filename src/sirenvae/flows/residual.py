@@ -176,7 +176,8 @@ def prepare_blocks(blocks: Sequence[GRFBlock], update: bool | None = None) -> li
     """
     columns = list(zip(*(b.layers for b in blocks), strict=True)) if len(blocks) > 1 else []
     one_kind = len({type(a) for b in blocks for a in b.activations}) <= 1
-    if not columns or not one_kind or not all(stackable(layers) for layers in columns):
+    fused = all(b.fused for b in blocks)  # the stacked pass is differentiable once, like the fused block
+    if not columns or not one_kind or not fused or not all(stackable(layers) for layers in columns):
         return [b.prepare(update) for b in blocks]
     factors = _stacked_factors(blocks)
     out = [

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from sirenvae.layers.linear import MaskedLinear, Prepared
 from sirenvae.masks import BlockLayer
@@ -249,7 +250,8 @@ class _NormalisedStack(torch.autograd.Function):
     held fixed, so that :math:`\partial \sigma_t / \partial W_t = u v_t^\top` on the bounded
     columns, :math:`u` the normalised rows of the largest component. Autograd records some forty
     small kernels for this per stack; the backward here is a dozen (a training step on a small
-    graph pays per kernel).
+    graph pays per kernel). It is differentiable once; blocks with ``fused = False`` prepare apart
+    (:func:`~sirenvae.flows.residual.prepare_blocks`), for second derivatives.
     """
 
     @staticmethod
@@ -303,6 +305,7 @@ class _NormalisedStack(torch.autograd.Function):
         return out, b, diagonal
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, g_out, g_b, g_diagonal):
         W, v, Wv, sigma, denom, scale, columns = ctx.saved_tensors
         bounded, n_biases = ctx.bounded, ctx.n_biases
