@@ -333,13 +333,21 @@ def fit_classical(name: str | ClassicalConfig, x_train: Tensor, seed: int = 0) -
         ) from None
     if x_train.ndim != 2 or x_train.shape[0] < 2:
         raise ValueError(f"x_train must have shape (N, D) with N >= 2, got {tuple(x_train.shape)}")
+    from threadpoolctl import threadpool_limits
+
     x = x_train.detach().to("cpu", torch.float64).numpy()
     if config.baseline == "em":
         if np.isinf(x).any() or np.isnan(x).all(0).any() or np.isnan(x).all(1).any():
             raise ValueError("x_train has infinite values, or a row or column with every cell missing")
-        return _em(x, seed)
-    if not np.isfinite(x).all():
+    elif not np.isfinite(x).all():
         raise ValueError("x_train has NaN or infinite values")
-    if config.baseline == "fa":
-        return _factor_analysis(x, config, seed)
-    return _ledoit_wolf(x)
+    fit = {
+        "em": _em,
+        "fa": lambda x, seed: _factor_analysis(x, config, seed),
+        "lw": lambda x, seed: _ledoit_wolf(x),
+    }
+    # one BLAS thread: the matrices are small (factor analysis works on D + 1 moment rows), and
+    # BLAS's spinning threads beside busy fit workers made an SVD 60x slower (133 ms against 2 ms
+    # for 121 x 120 on 2 busy cores; a 120-column floor took over half an hour)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return fit[config.baseline](x, seed)
