@@ -327,3 +327,25 @@ def test_many_binary_columns_get_one_notice_grouped_by_the_level_read_as_1():
         "1 = '1' in t0); pass --types NAME=normal to fit one as continuous"
     ]
     assert all(table.variables[c].kind == "binary" for c in cols)
+
+
+def test_a_continuous_column_with_a_spike_gets_a_notice_not_the_log_normal_hint():
+    """97% of a measurement at one value: a density is rewarded for a spike there without bound."""
+    import numpy as np
+    import pandas as pd
+
+    from sirenvae.graph import BayesianNetwork
+
+    r = np.random.default_rng(0)
+    n = 200
+    temp = np.where(np.arange(n) % 33 == 0, 37.0 + r.exponential(1.0, n), 37.0)  # right-skewed too
+    smooth = r.normal(size=n)
+    bn = BayesianNetwork({"h": [], "temp": ["h"], "smooth": ["h"]})
+    table = read_frame(pd.DataFrame({"temp": temp, "smooth": smooth}), bn, training=True)
+    said = [n for n in table.notices if "temp" in n]
+    assert said == [
+        "column 'temp' holds 37 in 96% of its cells: a density puts a spike there and its likelihood can "
+        "dominate the NLL of every model; drop the column (its node becomes latent), or pass "
+        "--types temp=categorical if it takes few values"
+    ]
+    assert not [n for n in table.notices if "smooth" in n]

@@ -61,6 +61,9 @@ FEW_INTEGERS = 10
 #: A positive column gets a notice suggesting ``lognormal`` when its skewness is above this and
 #: the log makes it less skewed (a normal sample of 30 rows exceeds 1 about once in 100).
 SKEWED = 1.0
+#: A continuous column with one value in at least this share of its cells gets a notice: a density
+#: is rewarded without bound for a spike there, which then dominates the likelihood.
+SPIKE_SHARE = 0.25
 #: A text column whose every cell differs is refused as row IDs from this many rows on.
 ID_ROWS = 10
 #: Levels that read as true: a binary column's 1, compared case-insensitively.
@@ -235,6 +238,13 @@ def infer_variable(
                     f"column {name!r} holds only whole numbers >= 0 ({len(labels)} distinct): modelled as "
                     f"continuous; pass {hint['types'](name, 'count')} if it counts something"
                 )
+            elif (spike := _spike(nums)) is not None:
+                notice = (
+                    f"column {name!r} holds {_as_label(spike[0])} in {spike[1]:.0%} of its cells: a density "
+                    "puts a spike there and its likelihood can dominate the NLL of every model; drop the "
+                    "column (its node becomes latent), or pass "
+                    f"{hint['types'](name, 'categorical')} if it takes few values"
+                )
             elif (skews := _log_normal_skews(nums)) is not None:
                 notice = (
                     f"column {name!r} is positive and right-skewed (skewness {skews[0]:.1f}, "
@@ -305,6 +315,18 @@ def _skewness(v: np.ndarray) -> float:
     d = v - v.mean()
     sd = np.sqrt(np.mean(d**2))
     return float(np.mean(d**3) / sd**3) if sd > 0 else 0.0
+
+
+def _spike(v: np.ndarray) -> tuple[float, float] | None:
+    """The most frequent value of ``v`` and its share, where that share is at least
+    :data:`SPIKE_SHARE` (at least 10 values); ``None`` otherwise.
+    """
+    if len(v) < 10:
+        return None
+    values, counts = np.unique(v, return_counts=True)
+    top = int(counts.argmax())
+    share = counts[top] / len(v)
+    return (float(values[top]), float(share)) if share >= SPIKE_SHARE else None
 
 
 def _log_normal_skews(v: np.ndarray) -> tuple[float, float] | None:
