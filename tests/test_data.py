@@ -349,3 +349,19 @@ def test_a_continuous_column_with_a_spike_gets_a_notice_not_the_log_normal_hint(
         "--types temp=categorical if it takes few values"
     ]
     assert not [n for n in table.notices if "smooth" in n]
+
+
+def test_excel_exports_get_a_way_out(tmp_path):
+    """Semicolons with decimal commas, numbers with decimal commas in a comma file, and a
+    Windows-1252 file: one line each saying what to do."""
+    split = LatentSplit(BayesianNetwork({"z": [], "a": ["z"], "b": ["z"]}), ["z"])
+    rows = "\n".join(f"{i},{i % 7};{i * 3},{i % 5}" for i in range(30))
+    with pytest.raises(DataError, match=r"sep=';', decimal=','\)\.to_csv"):
+        read_table(write(tmp_path, "a;b\n" + rows + "\n"), split, training=True)
+    rows = "\n".join(f'"{i},{i % 7}",{i * 0.3}' for i in range(30))
+    with pytest.raises(DataError, match=r"column 'a' holds numbers written with a decimal comma \('0,0'\)"):
+        read_table(write(tmp_path, "a,b\n" + rows + "\n"), split, training=True)
+    path = tmp_path / "latin.csv"
+    path.write_bytes(b"a,b\n" + "\n".join(f"{i}.5,{i}°" for i in range(12)).encode("cp1252"))
+    with pytest.raises(DataError, match="not UTF-8 text .* save it as 'CSV UTF-8'"):
+        read_table(path, split, training=True)

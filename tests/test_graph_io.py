@@ -253,6 +253,10 @@ def test_edge_list(tmp_path):
     bn = read_graph(path)
     assert set(bn.nodes) == {"a", "b", "c", "d", "e"}
     assert set(bn.edges) == {("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")}
+    path.write_bytes("\ufeffparent,child\r\na,b\r\n".encode())  # Excel's byte order mark
+    assert read_graph(path).edges == [("a", "b")]
+    (tmp_path / "bom.json").write_bytes('\ufeff{"a": [], "b": ["a"]}'.encode())
+    assert read_graph(tmp_path / "bom.json").edges == [("a", "b")]
     path.write_text("from,to\na,b\n")
     with pytest.raises(GraphError, match="header must be 'parent,child'"):
         read_graph(path)

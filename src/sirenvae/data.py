@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import difflib
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -248,6 +249,10 @@ def read_csv(
     return table.x, table.split
 
 
+#: A number written with a decimal comma (``33,72``) in a field of a ``;``-separated line.
+_DECIMAL_COMMA = re.compile(r"(^|;)\s*[+-]?\d+,\d+\s*(;|$)")
+
+
 def read_table(path: str | Path, graph: BayesianNetwork | LatentSplit, **options) -> Table:
     """Reads a CSV file as :func:`read_csv` does, with the notices for the user and row IDs.
 
@@ -262,15 +267,25 @@ def read_table(path: str | Path, graph: BayesianNetwork | LatentSplit, **options
         df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as 'CSV UTF-8' (in pandas: "
+            "pd.read_csv(path, encoding='cp1252').to_csv(new_path, index=False), with the file's encoding)"
+        ) from None
+    except pd.errors.ParserError as e:
         raise DataError(f"{path}: not a readable CSV file ({e})") from None
     if df.shape[1] == 1:
         sep = next((s for s in (";", "\t", "|") if s in df.columns[0]), None)
         if sep is not None:
+            with open(path, encoding="utf-8-sig") as f:
+                head = [f.readline() for _ in range(20)]
+            decimal = (
+                ", decimal=','" if sep == ";" and any(_DECIMAL_COMMA.search(line) for line in head) else ""
+            )
             raise DataError(
                 f"{path}: the header is one column, {df.columns[0]!r}: the file seems to separate "
                 f"values with {sep!r}; sirenvae reads comma-separated files (in pandas: "
-                f"pd.read_csv(path, sep={sep!r}).to_csv(new_path, index=False))"
+                f"pd.read_csv(path, sep={sep!r}{decimal}).to_csv(new_path, index=False))"
             )
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)

@@ -189,7 +189,7 @@ def declared_types(source: str | Path | Any) -> tuple[dict[str, str], dict[str, 
     if not isinstance(source, str | Path) or Path(source).suffix.lower() != ".json":
         return {}, {}
     try:
-        doc = json.loads(Path(source).read_text())
+        doc = json.loads(Path(source).read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return {}, {}  # read_graph reports a bad file
     types, levels = {}, {}
@@ -218,7 +218,7 @@ def declared_latent(source: str | Path | Any) -> list[str] | None:
     if not isinstance(source, str | Path) or Path(source).suffix.lower() != ".json":
         return None
     try:
-        doc = json.loads(Path(source).read_text())
+        doc = json.loads(Path(source).read_text(encoding="utf-8-sig"))
         entries = node_entries(doc)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, GraphError):
         return None  # read_graph reports a bad file
@@ -256,7 +256,7 @@ def from_json(source: str | Path | Mapping[str, Any]) -> BayesianNetwork:
     if not path.exists():
         raise GraphError(f"JSON graph file not found: {path}")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise GraphError(f"{path} is not valid JSON: {e}") from e
     return from_dict(doc)
@@ -462,7 +462,7 @@ def _read_text(source: str | Path | io.TextIOBase) -> str:
     path = Path(source)
     if not path.exists():
         raise GraphError(f"file not found: {path}")
-    with path.open(encoding="utf-8", newline="") as f:
+    with path.open(encoding="utf-8-sig", newline="") as f:
         return f.read()
 
 
@@ -475,7 +475,7 @@ def _dot_source(source: str | Path) -> str:
     except (OSError, ValueError):  # a name too long for a path, or holding NUL
         is_file = False
     if is_file:
-        with path.open(encoding="utf-8", newline="") as f:
+        with path.open(encoding="utf-8-sig", newline="") as f:
             return f.read()
     if isinstance(source, str) and "{" in source:
         return source  # not a file: parse it to say what is wrong with it as DOT

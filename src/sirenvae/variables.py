@@ -23,6 +23,7 @@ third level is an error.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -64,6 +65,8 @@ SKEWED = 1.0
 #: A continuous column with one value in at least this share of its cells gets a notice: a density
 #: is rewarded without bound for a spike there, which then dominates the likelihood.
 SPIKE_SHARE = 0.25
+#: A number with a decimal comma, ``-3,25`` (or a whole number beside such cells).
+_COMMA_NUMBER = re.compile(r"[+-]?\d+(,\d+)?")
 #: A text column whose every cell differs is refused as row IDs from this many rows on.
 ID_ROWS = 10
 #: Levels that read as true: a binary column's 1, compared case-insensitively.
@@ -219,6 +222,13 @@ def infer_variable(
             levels = _binary_order(levels, numeric)
             notice = binary_notice(name, levels[1], hint)
         elif not numeric:
+            if len(labels) > FEW_INTEGERS and all(_COMMA_NUMBER.fullmatch(str(c)) for c in text):
+                first = next(str(c) for c in text if "," in str(c))
+                raise VariableError(
+                    f"column {name!r} holds numbers written with a decimal comma ({first!r}): write them "
+                    "with a decimal point (in pandas: pd.read_csv(path, sep=';', decimal=',') reads them), "
+                    f"or pass {hint['types'](name, 'categorical')} if they are labels"
+                )
             if len(labels) == len(text) >= ID_ROWS:
                 raise VariableError(
                     f"column {name!r} is text with a different value in every row, like row IDs: pass "
