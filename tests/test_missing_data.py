@@ -166,9 +166,12 @@ def test_dataframe_holes():
 
 
 def test_a_column_or_row_with_every_cell_missing_is_an_error(tmp_path):
+    """In training data a column with every cell missing is refused (declare the node latent);
+    new rows for a fitted model may lack one (it is a hole in every row). A row is refused either way."""
     path = write(tmp_path / "d.csv", [["1", "", "3", "4"], ["5", "NA", "7", "8"], ["9", "nan", "11", "12"]])
+    assert read_table(path, SPLIT, allow_missing=True).x[:, 1].isnan().all()  # new rows for a fitted model
     with pytest.raises(DataError) as e:
-        read_table(path, SPLIT, allow_missing=True)
+        read_table(path, SPLIT, allow_missing=True, training=True)
     assert str(e.value) == (
         f"{path}: column 'b' has every cell missing: declare its node latent (--latent) or drop the column"
     )
@@ -176,12 +179,12 @@ def test_a_column_or_row_with_every_cell_missing_is_an_error(tmp_path):
     with pytest.raises(
         DataError, match=r"columns 'b', 'd' have every cell missing: declare their nodes latent"
     ):
-        read_table(path, SPLIT, allow_missing=True, missing="?")
+        read_table(path, SPLIT, allow_missing=True, missing="?", training=True)
     frame = pd.DataFrame({"a": [1.0, 2], "b": [np.nan, np.nan], "c": [1.0, 2], "d": [1.0, 2]})
     with pytest.raises(
         DataError, match=r"^column 'b' has every cell missing: declare its node latent \(latent=\[\.\.\.\]\)"
     ):
-        read_frame(frame, SPLIT, allow_missing=True, hints="python")
+        read_frame(frame, SPLIT, allow_missing=True, hints="python", training=True)
     # a row: counted from 1, with its file line (a blank line before it counts)
     path = tmp_path / "r.csv"
     path.write_text("a,b,c,d\n1,2,3,4\n\n,NA, ,nan\n5,6,7,8\nNA,,,\n")

@@ -411,7 +411,13 @@ def read_frame(
             of = f" of {Path(name).name}" if name else ""
             notices.append(f"ignoring column(s) {', '.join(dropped)}{of}: they are latent nodes")
             used = [c for c in used if c not in dropped]
-    _check_columns(where, graph, split, used, hint, training)
+    absent = _check_columns(where, graph, split, used, hint, training, allow_missing)
+    if absent:  # a fitted model scores the other columns: the absent ones are holes in every row
+        df = df.assign(**{v: "" for v in absent})
+        notices.append(
+            f"no column for observed node(s) {preview(absent)}: read as missing in every row (the present "
+            "columns are scored, and the absent ones filled where a command fills holes)"
+        )
     if split is None:
         split = _inferred_split(where, graph, used, hint)
         notices += typo_notices(split.latent, used)
@@ -512,7 +518,7 @@ def read_frame(
         )
     fractions = {}
     if holes.any():
-        fractions = _check_holes(where, observed, holes, row, hint)
+        fractions = _check_holes(where, observed, holes, row, hint, training)
         notices.append(_missing_notice(fractions, len(df)))
         drawn = [v for v in fractions if found[v].family not in CONTINUOUS_FAMILIES and graph.children(v)]
         if training and drawn:
@@ -542,10 +548,14 @@ def _missing_tokens(missing: Sequence[str] | str) -> tuple[frozenset[str], np.nd
 MISSING_SHOWN = 12
 
 
-def _check_holes(where: str, observed: Sequence[str], holes: np.ndarray, row, hint: dict) -> dict[str, float]:
-    """Refuses columns and rows with every cell missing; the fraction missing per column with holes."""
+def _check_holes(
+    where: str, observed: Sequence[str], holes: np.ndarray, row, hint: dict, training: bool
+) -> dict[str, float]:
+    """Refuses rows with every cell missing, and in training columns with every cell missing (a
+    fitted model reads them as holes); the fraction missing per column with holes.
+    """
     empty = [c for c, e in zip(observed, holes.all(0), strict=True) if e]
-    if empty:
+    if empty and training:
         what = (
             f"columns {preview([repr(c) for c in empty])} have"
             if len(empty) > 1
@@ -684,9 +694,18 @@ MAX_SUGGESTIONS = 5
 
 
 def _check_columns(
-    where: str, graph: BayesianNetwork, split: LatentSplit | None, used: list, hint: dict, training: bool
-) -> None:
-    """Every used column names a node, and every observed node has a column (with suggestions)."""
+    where: str,
+    graph: BayesianNetwork,
+    split: LatentSplit | None,
+    used: list,
+    hint: dict,
+    training: bool,
+    allow_missing: bool,
+) -> list[str]:
+    """Every used column names a node, and every observed node has a column (with suggestions);
+    outside training, with ``allow_missing``, the observed nodes without a column are returned
+    instead (they are read as missing cells).
+    """
     unknown = [c for c in used if c not in graph]
     present = set(used)
     if split is None:
@@ -720,11 +739,12 @@ def _check_columns(
                 else ""
             )
         )
-    if split is not None and without:
+    if split is not None and without and (training or not allow_missing):
         also = f", or add them to the latent nodes ({hint['latent']})" if training else ""
         raise DataError(
             f"{where}observed node(s) without a column: {', '.join(without)}; add the column(s){also}"
         )
+    return without if split is not None else []
 
 
 def write_csv(path: str | Path, columns: Sequence[str], values: Tensor | np.ndarray, **extra) -> None:

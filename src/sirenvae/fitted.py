@@ -263,10 +263,10 @@ class FittedModel(_CausalQueries):
         """The observed columns of ``df`` as a tensor in the model's (topological) order.
 
         Columns that name latent nodes and those in ``ignore`` are dropped; any other column that
-        is not an observed node, a missing observed column, or a cell that is infinite,
-        non-numeric or too large for the model's dtype is a :class:`ValueError` (the checks of
-        :func:`sirenvae.data.read_frame`, as for the CLI's CSV files); so is a missing cell (NaN,
-        ``None``, ``pd.NA``) unless ``allow_missing``, when it becomes NaN.
+        is not an observed node, or a cell that is infinite, non-numeric or too large for the
+        model's dtype is a :class:`ValueError` (the checks of :func:`sirenvae.data.read_frame`, as
+        for the CLI's CSV files); so is a missing cell (NaN, ``None``, ``pd.NA``) or a missing
+        observed column unless ``allow_missing``, when they become NaN.
         """
         like = self.model.loc
         table = _read(
