@@ -460,3 +460,21 @@ def test_a_search_killed_before_its_final_fit_resumes_and_a_resumed_run_keeps_it
     assert again.settings["chosen"] == fitted.settings["chosen"]
     with pytest.raises(ValueError, match="nothing to resume"):
         fit_rows(SPLIT, x, options=options, out=tmp_path / "empty", resume=True)
+
+
+def test_a_fold_that_blew_up_is_flagged_beside_its_candidate(monkeypatch):
+    """A candidate with one fold far above its others (a fit that blew up on some held-out rows)
+    carries the fold and its score, which fit prints in the status column."""
+
+    def fits(key, task):
+        c, f = key
+        held = np.asarray(task["held"])
+        level = 2509.0 if key == (2, 1) else 3.0 + c
+        return {"status": "ok", "nll": (level + 0.01 * np.sin(held)).tolist(), "epochs": 1, "seconds": 0}
+
+    monkeypatch.setattr(S, "Pool", fake_pool(fits, lambda running: next(iter(running))))
+    settings = S.SelectionSettings(folds=3, max_candidates=3, workers=1, classical=False, race_se=1e9)
+    out = S.select(SPLIT, rows(60), "true", fit_config=TINY, options=NO_WARMUP, settings=settings)
+    flagged = {c["candidate"]: c.get("far_off") for c in out.candidates}
+    assert flagged["linear"] is None and flagged["linear-t"] is None
+    assert flagged["flow"][0] == 2 and abs(flagged["flow"][1] - 2509.0) < 0.1

@@ -219,6 +219,10 @@ def resolve_candidates(
     return out, notices
 
 
+#: A fold whose held-out NLL is this many nats per row above the median of the candidate's folds is
+#: flagged in the table (a fit that blew up on some held-out rows).
+FAR_OFF = 10.0
+
 #: From this many nodes, ``auto`` tries only the two simplest candidates unless told otherwise; from
 #: :data:`HUGE_GRAPH` on it fits the simplest one without cross-validation (a fold of a graph that
 #: size takes minutes to hours on a CPU).
@@ -447,6 +451,11 @@ def _outcome(variant, chosen_list, names, live, results, parts, n, k, x, setting
         row = {"candidate": cand.name, "options": cand.options, "status": live[c]}
         done = [f for f in _counted(results, c, k, live[c]) if results[c, f].get("status") == "ok"]
         row["folds_done"] = len(done)
+        fold_nll = {f + 1: float(np.mean(results[c, f]["nll"])) for f in done}
+        if len(fold_nll) > 1:
+            worst = max(fold_nll, key=fold_nll.__getitem__)
+            if fold_nll[worst] > float(np.median(list(fold_nll.values()))) + FAR_OFF:
+                row["far_off"] = (worst, fold_nll[worst])
         if live[c] == "ok":
             values = _oof(results, c, parts, n)
             per_row[cand.name] = values

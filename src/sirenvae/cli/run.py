@@ -217,7 +217,10 @@ def _print_selection(selection, out: Path) -> None:
         se = f"{row['se']:.3f}" if "se" in row else "-"
         vs = f"{row['vs_chosen']:+.3f} ± {row['vs_se']:.3f}" if "vs_chosen" in row else "-"
         mark = " (chosen)" if row.get("chosen") else ""
-        table.add_row(row["candidate"] + mark, nll, se, vs, str(row["folds_done"]), row["status"])
+        status = row["status"]
+        if "far_off" in row:
+            status += f"; fold {row['far_off'][0]} at {row['far_off'][1]:.1f}: blew up on some rows"
+        table.add_row(row["candidate"] + mark, nll, se, vs, str(row["folds_done"]), status)
     for row in selection.classical:
         name, nll, se = CLASSICAL_NAMES[row["candidate"]], f"{row['cv_nll']:.3f}", f"{row['se']:.3f}"
         vs = f"{row['vs_chosen']:+.3f} ± {row['vs_se']:.3f}" if "vs_chosen" in row else "-"
