@@ -126,7 +126,6 @@ def test_data_errors(tmp_path, ecoli_run, observed_csv):
     df = pd.read_csv(observed_csv).astype(object)
     variants = {
         "nomatch.csv": (df.assign(foo=1), "matches no node"),
-        "missing.csv": (df.drop(columns=df.columns[0]), "without a column"),
         "null.csv": (df.copy().assign(**{df.columns[2]: ["NULL"] + list(df.iloc[1:, 2])}), "non-numeric"),
         "inf.csv": (df.copy().assign(**{df.columns[1]: list(df.iloc[:-1, 1]) + ["-inf"]}), "non-finite"),
         "text.csv": (df.copy().assign(**{df.columns[0]: ["x"] * len(df)}), "non-numeric"),
@@ -140,6 +139,10 @@ def test_data_errors(tmp_path, ecoli_run, observed_csv):
         assert match in line and name in line, (name, line)
         if name in ("null.csv", "text.csv"):
             assert "row 1" in line and "column" in line
+    # an absent column is missing in every row: the present ones are scored
+    df.drop(columns=df.columns[0]).to_csv(tmp_path / "absent.csv", index=False)
+    r = run("evaluate", ecoli_run, "--data", tmp_path / "absent.csv", "-k", 2, "--json")
+    assert r.exit_code == 0 and f"no column for observed node(s) {df.columns[0]}" in r.output
     # a NaN cell is a hole: evaluate integrates it out, with the oracle's marginal of the present cells
     holey = df.copy().assign(**{df.columns[2]: ["nan"] + list(df.iloc[1:, 2])})
     holey.to_csv(tmp_path / "nan.csv", index=False)

@@ -365,3 +365,10 @@ def test_excel_exports_get_a_way_out(tmp_path):
     path.write_bytes(b"a,b\n" + "\n".join(f"{i}.5,{i}°" for i in range(12)).encode("cp1252"))
     with pytest.raises(DataError, match="not UTF-8 text .* save it as 'CSV UTF-8'"):
         read_table(path, split, training=True)
+
+
+def test_suggested_options_are_quoted_for_the_shell(tmp_path):
+    split = LatentSplit(BayesianNetwork({"z": [], "a": ["z"], "b": ["z"]}), ["z"])
+    rows = "\n".join(f"{i},{i * 0.5},{i % 3 * 0.7},x{i}" for i in range(12))
+    with pytest.raises(DataError, match=r"pass --ignore-columns 'sample id,notes'"):
+        read_table(write(tmp_path, "sample id,a,b,notes\n" + rows + "\n"), split)

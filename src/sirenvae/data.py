@@ -10,6 +10,7 @@ import csv
 import difflib
 import logging
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,11 +194,11 @@ class Table:
 #: How messages name the options that fix a table: the CLI's flags, or :mod:`sirenvae.api`'s keywords.
 _HINTS = {
     "cli": {
-        "ignore": lambda names: f"--ignore-columns {','.join(map(str, names))}",
+        "ignore": lambda names: f"--ignore-columns {shlex.quote(','.join(map(str, names)))}",
         "id": " (or --id-column NAME for a column of row IDs)",
         "latent": "--latent",
-        "types": lambda name, kind: f"--types {name}={kind}",
-        "id_column": lambda name: f"--id-column {name}",
+        "types": lambda name, kind: f"--types {shlex.quote(f'{name}={kind}')}",
+        "id_column": lambda name: f"--id-column {shlex.quote(str(name))}",
         "complete": "this command needs every cell",
         "missing": lambda token: f"--missing {token!r}",
     },
