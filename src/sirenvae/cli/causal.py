@@ -118,13 +118,13 @@ def sample_with_do(
     """``sirenvae sample RUN -n N --do v=a -o out.csv``: samples of the intervened model (``force``:
     the user's ``--force``, named in the refusal of an unidentified query).
     """
-    from sirenvae.data import write_csv
+    from sirenvae.data import DRAWN_FORMAT, write_csv
 
     do = parse_do(items)
     fitted = _load(run, device)
     with unidentified_flag(force):
         frame = fitted.sample(n, seed=seed, do=do, allow_unidentified=allow_unidentified)
-    write_csv(output, list(frame.columns), frame.to_numpy())
+    write_csv(output, list(frame.columns), frame.to_numpy(), float_format=DRAWN_FORMAT)
     note(f"wrote {n} samples of {len(fitted.graph)} nodes under do({_show(do, fitted)}) to {output}")
     note(_verdict(frame.attrs["causal"], frame.attrs["reason"]))
     _extrapolation_notes(fitted, do)

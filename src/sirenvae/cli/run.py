@@ -415,6 +415,7 @@ def sample(
     import pandas as pd
     import torch
 
+    from sirenvae.data import DRAWN_FORMAT
     from sirenvae.files import atomic_write
     from sirenvae.pipeline import load_model
     from sirenvae.variables import decoder_frame, recorded
@@ -436,7 +437,9 @@ def sample(
         values = decoder_frame(
             list(model.graph.nodes), model.values(z, x).cpu().double().numpy(), recorded(meta)
         )
-        atomic_write(output, lambda tmp: pd.DataFrame(values).to_csv(tmp, index=False))
+        atomic_write(
+            output, lambda tmp: pd.DataFrame(values).to_csv(tmp, index=False, float_format=DRAWN_FORMAT)
+        )
     note(f"wrote {n} samples of {len(model.graph)} nodes to {output}")
 
 
