@@ -313,7 +313,10 @@ def select(
         best = _best_so_far(results, live, parts, names)
         value = f"{np.mean(r['nll']):.3f}" if r.get("status") == "ok" else r.get("status")
         late = "" if live[c] == "ok" else f" (not counted: {live[c]})"
-        progress(f"{names[c]} fold {f + 1}/{k}: {value}{late}" + (f"  (best so far: {best})" if best else ""))
+        progress(
+            f"{names[c]} fold {f + 1}/{k}: {value}{late}"
+            + (f"  (best with every fold done: {best})" if best else "")
+        )
 
     def decide() -> None:
         """Advances the decisions fold by fold, each once every remaining candidate has that fold: its
