@@ -482,6 +482,11 @@ def test_cli_effect_sample_and_counterfactual(user_run):
     out = json.loads(result.output)
     assert out["causal"] == "identified" and out["se"] >= 0 and out["do"] == {"x": "1"}
     assert out["effect"] == pytest.approx(out["mean_do"] - out["mean_vs"])
+    # a standard error that is float round-off (shared noise draws cancelling) is said to be none
+    said = cli("effect", run, "--target", "y", "--do", "x=1", "--vs", "x=-1", "-n", 200).output
+    exact = out["se"] <= 1e-6 * max(1.0, abs(out["effect"]))
+    assert ("no Monte-Carlo error: the two interventions share their noise draws" in said) == exact
+    assert ("(Monte-Carlo se, n = 200;" in said) != exact
     result = cli("effect", run, "--target", "y", "--do", "h1=q0.9", "-n", 200, "--allow-unidentified")
     assert (
         result.exit_code == 0 and "model-dependent" in result.output and "model's own units" in result.output

@@ -44,6 +44,10 @@ if TYPE_CHECKING:
 
 __all__ = ["counterfactual", "effect", "parse_do", "sample_with_do"]
 
+#: A Monte-Carlo standard error below this share of the effect is float round-off (an effect
+#: linear in the intervened value, where the shared noise draws cancel).
+EXACT_SE = 1e-6
+
 DO_HELP = (
     "An intervention node=value, repeatable: raw units for observed nodes, the model's own units for "
     "latents, or qP for the P-quantile of the node's marginal under the model (e.g. --do z=q0.9)."
@@ -228,10 +232,14 @@ def effect(
         say(f"  {_verdict(result['causal'], result['reason'])}")
     else:
         against = f"E[{target} | do({_show(do_b, fitted)})]" if do_b else f"E[{target}]"
-        say(
-            f"E[{target} | do({_show(do_a, fitted)})] - {against} = {result['effect']:.4g} "
-            f"± {result['se']:.2g} (Monte-Carlo se, n = {n}; the fit's own uncertainty is not in it)"
-        )
+        if result["se"] > EXACT_SE * max(1.0, abs(result["effect"])):
+            error = f"± {result['se']:.2g} (Monte-Carlo se, n = {n}; the fit's own uncertainty is not in it)"
+        else:  # linear in the intervened value: the shared noise draws cancel
+            error = (
+                f"(no Monte-Carlo error: the two interventions share their noise draws and it cancels in "
+                f"this model; the fit's own uncertainty is not in it, n = {n})"
+            )
+        say(f"E[{target} | do({_show(do_a, fitted)})] - {against} = {result['effect']:.4g} {error}")
         verdict = _verdict(result["causal"], result["reason"])
         say(f"  means {result['mean_do']:.4g} and {result['mean_vs']:.4g}; {verdict}")
     _extrapolation_notes(fitted, do_a, do_b)
