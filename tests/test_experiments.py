@@ -115,6 +115,10 @@ def test_quick_table1_end_to_end(tmp_path):
     # started again, it skips every finished run
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "14 already finished" in again.output
+    # a sweep of a subset keeps the other finished runs in the table
+    subset = CliRunner().invoke(app, [*args, "--models", "fa"])
+    assert subset.exit_code == 0 and "2 already finished" in subset.output
+    assert len(pd.read_csv(tmp_path / "table1.csv")) == 14
 
 
 def test_quick_figure3_subset(tmp_path):

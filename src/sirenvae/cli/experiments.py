@@ -198,7 +198,17 @@ def reproduce(
             execute=functools.partial(_execute, threads=threads or 1, device=str(device)),
             gpus_per_run=0.0 if device.type == "cpu" else 1 / workers,
         )
-        results = load_results(out, configs)
+        # the table and figure show every finished run of the experiment in --out, not only this
+        # sweep's subset (--datasets, --models, --factors)
+        every = grid(
+            experiment,
+            seeds=seeds,
+            quick=quick,
+            datasets=None if experiment == "table1" else split_list(datasets),
+            settings=settings,
+            chosen=chosen,
+        )
+        results = load_results(out, every)
         writer = {"table1": report.table1, "ablation": ablation_table}.get(experiment, report.figure3)
         if results:
             writer(results, out)
