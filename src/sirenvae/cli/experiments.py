@@ -199,15 +199,18 @@ def reproduce(
             gpus_per_run=0.0 if device.type == "cpu" else 1 / workers,
         )
         # the table and figure show every finished run of the experiment in --out, not only this
-        # sweep's subset (--datasets, --models, --factors)
-        every = grid(
-            experiment,
-            seeds=seeds,
-            quick=quick,
-            datasets=None if experiment == "table1" else split_list(datasets),
-            settings=settings,
-            chosen=chosen,
-        )
+        # sweep's subset (--datasets, --models, --factors); with searched settings, those searched
+        try:
+            every = grid(
+                experiment,
+                seeds=seeds,
+                quick=quick,
+                datasets=None if experiment == "table1" else split_list(datasets),
+                settings=settings,
+                chosen=chosen,
+            )
+        except ValueError:  # a chosen.json that covers this subset only
+            every = configs
         results = load_results(out, every)
         writer = {"table1": report.table1, "ablation": ablation_table}.get(experiment, report.figure3)
         if results:
