@@ -143,14 +143,7 @@ class GRFBlock(LazyTransform):
     def _factors(self) -> list[tuple[Tensor | float, Tensor | float | None]]:
         """``(factor, bias_factor)`` of every layer: each scale once, and no multiplications by 1."""
         scales = [act.scales() for act in self.activations]
-        out: list[tuple[Tensor | float, Tensor | float | None]] = []
-        for l in range(len(self.layers)):
-            if l == len(scales):
-                out.append((scales[l - 1][1] if l else 1.0, None))
-                continue
-            inner = scales[l][0]
-            out.append((inner * scales[l - 1][1] if l else inner, inner))
-        return out
+        return _layer_factors([s[0] for s in scales], [s[1] for s in scales], 1.0)
 
     def forward(self, c: Tensor | None = None) -> GraphicalResidualTransform:
         """Prepares the weights once (a power iteration in training mode) and binds the context."""
@@ -187,6 +180,19 @@ def prepare_blocks(blocks: Sequence[GRFBlock], update: bool | None = None) -> li
     return [list(p) for p in zip(*out, strict=True)]
 
 
+def _layer_factors(inner: Sequence, outer: Sequence, one) -> list[tuple]:
+    r"""``(factor, bias_factor)`` of every layer of a block from its activations' ``inner`` and
+    ``outer`` scales (:meth:`GRFBlock.prepare`): layer ``l`` takes :math:`\iota_l o_{l-1}` and its
+    bias :math:`\iota_l`; the last takes the last :math:`o` (``one`` without activations).
+    """
+    A = len(inner)
+    if A == 0:
+        return [(one, None)]
+    out = [(inner[0], inner[0])]
+    out += [(inner[l] * outer[l - 1], inner[l]) for l in range(1, A)]
+    return [*out, (outer[A - 1], None)]
+
+
 def _stacked_factors(blocks: Sequence[GRFBlock]) -> list[tuple[Tensor, Tensor | None]]:
     """:meth:`GRFBlock._factors` of every layer for all ``blocks`` at once, as vectors over the
     blocks: the activations' scales (all of one type) in one pass.
@@ -194,13 +200,11 @@ def _stacked_factors(blocks: Sequence[GRFBlock]) -> list[tuple[Tensor, Tensor | 
     acts = [act for b in blocks for act in b.activations]
     like = blocks[0].layers[0].weight
     T, A = len(blocks), len(blocks[0].activations)
+    ones = torch.ones(T, dtype=like.dtype, device=like.device)
     if A == 0:
-        return [(torch.ones(T, dtype=like.dtype, device=like.device), None)]
+        return _layer_factors([], [], ones)
     inner, outer = type(acts[0]).stacked_scales(acts, like)
-    inner, outer = inner.view(T, A), outer.view(T, A)
-    out: list[tuple[Tensor, Tensor | None]] = [(inner[:, 0], inner[:, 0])]
-    out += [(inner[:, l] * outer[:, l - 1], inner[:, l]) for l in range(1, A)]
-    return [*out, (outer[:, A - 1], None)]
+    return _layer_factors(inner.view(T, A).unbind(1), outer.view(T, A).unbind(1), ones)
 
 
 class GraphicalResidualTransform(Transform):
