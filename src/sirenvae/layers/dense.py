@@ -123,14 +123,24 @@ class DenseLinear(MaskedLinear, layout="dense"):
             return torch.linalg.matrix_norm(W.double(), ord=2)
 
     def _parts(self, W: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        s = self.structure
-        if not s.diagonal:
+        if not self.structure.diagonal:
             return None, None
-        (G, ko, ki), n = (s.out_blocks, *self.units), s.in_blocks
         # contiguous once here rather than a copy inside every bmm
-        diagonal = W.view(G, ko, n, ki).diagonal(dim1=0, dim2=2).permute(2, 0, 1).contiguous()
-        off = W[self._off_rows][:, self._off_cols] * self._off_mask if self._computes_split() else None
-        return diagonal, off
+        return self._diagonal_view(W).contiguous(), self._off_part(W) if self._computes_split() else None
+
+    def _diagonal_view(self, W: Tensor) -> Tensor:
+        """The diagonal blocks of a weight (or of stacked weights: leading dims kept) as a view
+        ``(..., groups, out_units, in_units)``.
+        """
+        s = self.structure
+        (G, ko, ki), n = (s.out_blocks, *self.units), s.in_blocks
+        return W.view(*W.shape[:-2], G, ko, n, ki).diagonal(dim1=-4, dim2=-2).movedim(-1, -3)
+
+    def _off_part(self, W: Tensor) -> Tensor:
+        """The connections between different variables of a weight (leading dims kept), gathered
+        into one small matrix (:meth:`_plan_split`).
+        """
+        return W.index_select(-2, self._off_rows).index_select(-1, self._off_cols) * self._off_mask
 
     def _computes_split(self) -> bool:
         """Whether weights prepared now compute by blocks (:meth:`batch_last`): only without
@@ -232,9 +242,7 @@ def prepare_stacked(
     W, b, diagonal = _NormalisedStack.apply(
         layers, update, factor, bias_factor, len(biases), *biases, *(l.weight for l in layers)
     )
-    off = None
-    if diagonal is not None and first._computes_split():
-        off = W[:, first._off_rows][:, :, first._off_cols] * first._off_mask
+    off = first._off_part(W) if diagonal is not None and first._computes_split() else None
     parts = [t.unbind() if t is not None else (None,) * T for t in (W, b, diagonal, off)]
     return [Prepared(*p) for p in zip(*parts, strict=True)]
 
@@ -296,12 +304,8 @@ class _NormalisedStack(torch.autograd.Function):
         ctx.save_for_backward(W, v, Wv, sigma, denom, scale, columns)
         ctx.top, ctx.rows, ctx.bounded, ctx.n_biases = top, rows, bounded, n_biases
         ctx.mask, ctx.bias_factor, ctx.kappa = first._mask_f, bias_factor, first.kappa
-        s = first.structure
-        ctx.blocks = None
-        diagonal = None
-        if s.diagonal:
-            ctx.blocks = (T, s.out_blocks, *first.units, s.in_blocks)
-            diagonal = _diagonal_blocks(out, ctx.blocks).permute(0, 3, 1, 2).contiguous()
+        ctx.first = first
+        diagonal = first._diagonal_view(out).contiguous() if first.structure.diagonal else None
         return out, b, diagonal
 
     @staticmethod
@@ -314,7 +318,7 @@ class _NormalisedStack(torch.autograd.Function):
         g_biases: tuple = (None,) * n_biases
         if g_diagonal is not None:  # the diagonal blocks are a copy of part of the weight
             g_out = torch.zeros_like(W) if g_out is None else g_out.clone()
-            _diagonal_blocks(g_out, ctx.blocks).add_(g_diagonal.permute(0, 2, 3, 1))
+            ctx.first._diagonal_view(g_out).add_(g_diagonal)
         if g_out is None:
             g_weights: tuple = (None,) * W.shape[0]
         else:
@@ -344,14 +348,6 @@ class _NormalisedStack(torch.autograd.Function):
             if bias_factor is not None and needs[3]:
                 g_bias_factor = (g_b * ctx.b).sum(1)
         return (None, None, g_factor, g_bias_factor, None, *g_biases, *g_weights)
-
-
-def _diagonal_blocks(W: Tensor, blocks: tuple[int, ...]) -> Tensor:
-    """The diagonal blocks of stacked weights ``W`` as a view ``(T, out_units, in_units, groups)``,
-    for ``blocks`` = ``(T, groups, out_units, in_units, in_groups)``.
-    """
-    T, G, ko, ki, n = blocks
-    return W.view(T, G, ko, n, ki).diagonal(dim1=1, dim2=3)
 
 
 def _mask_components(mask: Tensor) -> tuple[Tensor, Tensor, int]:
