@@ -2,7 +2,9 @@
 
     python benchmarks/discrete.py --out docs/results/discrete [--networks alarm,child] [--factors 2,10]
 
-For each network, training size ``factor * |G|`` and seed: SIReN-VAE ``true`` and the VAE, each with
+For each network, training size ``factor * |G|`` and seed: SIReN-VAE ``true`` (its hidden nodes, whose
+states the network states, summed out exactly, as ``sirenvae fit --network`` does) and the VAE (hidden
+nodes as continuous latents), each with
 ``--settings auto`` (the default path: candidates chosen by CV on the training rows), pgmpy's
 ``ExpectationMaximization`` with the true structure and the true cardinalities of the hidden nodes,
 and the generating network (the floor). Every model is scored on the same 5,000 test rows by the
@@ -162,7 +164,7 @@ def main() -> None:
                 cell = old or {"network": name, "factor": factor, "seed": seed, "rows": rows,
                                "test_rows": TEST_ROWS}  # fmt: skip
                 cell["oracle"] = -net.log_prob(s.test, split.observed).mean().item()
-                variables = net.variables(split.observed)
+                variables = net.variables(net.graph.nodes)  # true sums the hidden nodes' stated states
                 for variant in redo if old is not None else ("true", "vae"):
                     r = siren_cell(name, split, s.train.float(), variables, variant, seed)
                     torch.manual_seed(0)

@@ -104,8 +104,9 @@ def test_stated_types_override_inference_and_bad_cells_are_one_line():
         _read(df.assign(bp=[0.0] + [1.0] * 59), types={"bp": "lognormal"})
     with pytest.raises(DataError, match="declared binary but has 3 levels"):
         _read(df, types={"region": "binary"})
-    with pytest.raises(DataError, match="latent node\\(s\\) 'h' are given a type"):
-        _read(df, types={"h": "binary"})
+    with pytest.raises(DataError, match="latent node\\(s\\) 'h' are given a type without levels"):
+        _read(df, types={"h": "count"})
+    assert _read(df, types={"h": "binary"}).hidden == {"h": Variable("binary", ("0", "1"))}  # summed
     with pytest.raises(ValueError, match="unknown type 'bool3' for 'x'"):
         parse_types("x=bool3")
 

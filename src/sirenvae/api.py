@@ -110,6 +110,8 @@ def fit(
             candidate). Defaults as in ``sirenvae fit`` (:mod:`sirenvae.defaults`).
     """
     table, network = _training_table(graph, df, latent, ignore, types, strict_levels, allow_discrete, True)
+    if table.hidden and (notice := summed_notice(table.hidden, model)):
+        warnings.warn(notice, stacklevel=2)
     search = {"folds": folds, "max_candidates": max_candidates, "time_budget": time_budget}
     return fit_rows(
         table.split,
@@ -123,7 +125,7 @@ def fit(
         device=device,
         extra_meta={"network": network, "data": "DataFrame"},
         report=print if options.get("progress") else None,
-        variables=table.variables,
+        variables=table.variables | table.hidden,
     )
 
 
@@ -154,14 +156,16 @@ def fit_rows(
     device = resolve_device(device)
     fixed, fit_config, train_options = _configs(model, dict(options or {}))
     extra = dict(extra_meta or {}) | {"seed": fit_config.seed, "train_size": int(x.shape[0])}
-    variables = dict(variables or {})
+    holey = bool(x.isnan().any()) or train_options.train_masking > 0
+    split, x, variables, summed = summed_hidden(split, x, variables, model)
+    if summed:
+        fixed["summed"] = summed
     extra["variables"] = {v: var.to_dict() for v, var in variables.items() if var.kind != "continuous"}
     if variables:
         fixed["types"] = model_types(variables)
     selection = None
     huge = (search or {}).get("max_candidates") is None and len(split.graph) >= HUGE_GRAPH
     recorded = _recorded_run(out, resume)
-    holey = bool(x.isnan().any()) or train_options.train_masking > 0
     if "mask_inputs" not in fixed and holey and recorded is None:  # a resumed run keeps its own
         fixed["mask_inputs"] = True  # the encoder sees which cells are holes
     if recorded is not None:  # a resumed run goes on with its own settings; its training may change
@@ -226,6 +230,42 @@ def fit_rows(
         fitted = FittedModel(trained, meta | extra | {"history": history.to_dict()})
     fitted.search = selection
     return fitted
+
+
+def summed_hidden(split, x: Tensor, variables: Mapping[str, Variable] | None, model: str):
+    """The split, rows and variables a graph variant is trained on, and the summed nodes: the hidden
+    nodes given discrete levels in ``variables`` (a discrete network's states, a graph file's
+    ``"type"``/``"levels"``) move among the observed with a column of holes, summed out exactly (see
+    :class:`~sirenvae.models.SIReNVAE`). The VAEs keep every hidden node a continuous latent.
+    """
+    from sirenvae.graph import LatentSplit
+    from sirenvae.models.config import STRUCTURED
+
+    variables = dict(variables or {})
+    hidden = [v for v in split.latent if v in variables and variables[v].labelled]
+    if model not in STRUCTURED or not hidden:
+        return split, x, {v: var for v, var in variables.items() if v in split.observed}, ()
+    inner = LatentSplit(split.graph, [v for v in split.latent if v not in hidden], allow_empty=True)
+    wide = x.new_full((x.shape[0], len(inner.observed)), math.nan)
+    wide[:, [inner.observed.index(v) for v in split.observed]] = x
+    kept = {v: var for v, var in variables.items() if v in inner.observed}
+    return inner, wide, kept, tuple(v for v in inner.observed if v in hidden)
+
+
+def summed_notice(hidden: Mapping[str, Variable], model: str) -> str | None:
+    """The notice of a fit of ``model`` whose ``hidden`` nodes (their variables) stated binary or
+    categorical are summed out; ``None`` where none is (or a VAE keeps them continuous).
+    """
+    from sirenvae.models.config import STRUCTURED
+
+    summed = [v for v, var in hidden.items() if var.labelled]
+    if model not in STRUCTURED or not summed:
+        return None
+    states = math.prod(len(hidden[v].levels) for v in summed)
+    return (
+        f"hidden node(s) {', '.join(summed)} have stated levels: summed out exactly over their {states} "
+        "joint states (a type 'continuous' for one makes it a continuous latent)"
+    )
 
 
 def _without_search(

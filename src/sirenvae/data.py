@@ -179,6 +179,8 @@ class Table:
         labels: Each binary or categorical column's cells as given (stripped; ``None`` at holes),
             and with ``keep_text`` those of every other column read as text (a CSV file), to write
             present cells back unchanged (``3`` stays ``3``, not ``3.0``).
+        hidden: In training, each latent node stated binary or categorical (with its levels: a
+            discrete network's states, a graph file's ``"levels"``), which a graph model sums out.
     """
 
     x: Tensor
@@ -189,6 +191,7 @@ class Table:
     missing: dict[str, float] = field(default_factory=dict)
     variables: dict[str, Variable] = field(default_factory=dict)
     labels: dict[str, tuple] = field(default_factory=dict)
+    hidden: dict[str, Variable] = field(default_factory=dict)
 
 
 #: How messages name the options that fix a table: the CLI's flags, or :mod:`sirenvae.api`'s keywords.
@@ -451,12 +454,15 @@ def read_frame(
         raise DataError(f"{where}{what} {', '.join(map(repr, unknown))}, not a node of the graph{hint_}")
     # a graph's declared states of a hidden node (a discrete network's) say nothing about the data
     typed = sorted(
-        v for v in set(declared) - set(observed) if declared[v] != "continuous" and v not in (levels or {})
+        v
+        for v in set(declared) - set(observed)
+        if declared[v] not in ("continuous", "binary") and v not in (levels or {})
     )
     if typed:
         raise DataError(
-            f"{where}latent node(s) {', '.join(map(repr, typed))} are given a type, but latent nodes are "
-            "continuous; give types to observed columns only"
+            f"{where}latent node(s) {', '.join(map(repr, typed))} are given a type without levels: a "
+            "hidden node is continuous, or binary, or categorical with its levels stated in the graph "
+            'file ("levels": [...])'
         )
     found: dict[str, Variable] = {}
     binaries: dict[str, str] = {}
@@ -531,7 +537,22 @@ def read_frame(
     if training:
         real = [j for j, v in enumerate(observed) if not found[v].labelled]
         _check_training_columns(where, [observed[j] for j in real], values[:, real], hint)
-    return Table(x, split, tuple(notices), ids, id_column, fractions, found, labels)
+    hidden = _hidden_variables(split, declared, levels or {}) if training else {}
+    return Table(x, split, tuple(notices), ids, id_column, fractions, found, labels, hidden)
+
+
+def _hidden_variables(
+    split: LatentSplit, declared: Mapping[str, str], levels: Mapping[str, Sequence[str]]
+) -> dict[str, Variable]:
+    """The latent nodes stated binary or categorical, with their levels (a binary one's default: 0, 1)."""
+    out = {}
+    for v in split.latent:
+        kind = declared.get(v)
+        if kind in ("binary", "categorical") and v in levels:
+            out[v] = Variable("binary" if len(levels[v]) == 2 else "categorical", tuple(levels[v]))
+        elif kind == "binary":
+            out[v] = Variable("binary", ("0", "1"))
+    return out
 
 
 def _missing_tokens(missing: Sequence[str] | str) -> tuple[frozenset[str], np.ndarray]:

@@ -209,11 +209,13 @@ class FittedModel(_CausalQueries):
 
     @property
     def latent(self) -> tuple[str, ...]:
-        return self.model.latent
+        """The hidden nodes: the model's latents and its summed discrete nodes."""
+        return self.model.hidden
 
     @property
     def observed(self) -> tuple[str, ...]:
-        return self.model.observed
+        """The nodes that are columns of the rows the model reads."""
+        return self.model.measured
 
     #: The :class:`~sirenvae.selection.Selection` of a model fitted in this session with ``auto``.
     search = None
@@ -271,13 +273,13 @@ class FittedModel(_CausalQueries):
         like = self.model.loc
         table = _read(
             df,
-            self.model.split,
+            self.model.columns,
             ignore,
             dtype=like.dtype,
             allow_missing=allow_missing,
             variables=self.variables,
         )
-        return table.x.to(like.device)
+        return self.model.with_summed(table.x).to(like.device)
 
     @torch.no_grad()
     def log_prob(
@@ -330,9 +332,9 @@ class FittedModel(_CausalQueries):
                 z, ess = posterior_draws(self.model, x, n)
             else:
                 z, _ = self.model.posterior(x, n)  # (n, N, Dz)
-        values = z.permute(1, 0, 2).reshape(-1, len(self.latent)).cpu().double().numpy()
+        values = z.permute(1, 0, 2).reshape(-1, len(self.model.latent)).cpu().double().numpy()
         index = pd.MultiIndex.from_product([df.index, range(n)], names=[df.index.name or "row", "sample"])
-        frame = pd.DataFrame(values, index=index, columns=list(self.latent))
+        frame = pd.DataFrame(values, index=index, columns=list(self.model.latent))
         if ess is not None:
             frame.attrs["ess"] = pd.Series(ess.cpu().double().numpy(), index=df.index, name="ess")
         return frame
@@ -363,16 +365,16 @@ class FittedModel(_CausalQueries):
         if m < 0:
             raise ValueError(f"m must be non-negative, got {m}")
         table = _read(
-            df, self.model.split, ignore, dtype=torch.float64, allow_missing=True, variables=self.variables
+            df, self.model.columns, ignore, dtype=torch.float64, allow_missing=True, variables=self.variables
         )
-        x = table.x
+        x = self.model.with_summed(table.x)
         with _seeded(seed):
             result = impute(
                 self.model, x.to(self.model.loc.device), samples=samples, m=m, quantiles=quantiles
             )
-        columns = list(self.observed)  # the model's order; the frames come back in df's
-        order = [c for c in df.columns if c in columns]
-        order = order if len(order) == len(columns) else columns
+        columns = list(self.model.observed)  # the model's order; the frames come back in df's
+        order = [c for c in df.columns if c in self.observed]
+        order = order if len(order) == len(self.observed) else list(self.observed)
         ess = pd.Series(result.ess.cpu().double().numpy(), index=df.index, name="ess")
         if m == 0:
             mean = result.mean.cpu().double().numpy()

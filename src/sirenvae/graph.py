@@ -222,9 +222,12 @@ class LatentSplit:
     Arguments:
         graph: The network.
         latent: The latent nodes, in any order; stored in the graph's topological order.
+        allow_empty: Accept an empty ``latent`` (a model whose hidden nodes are all discrete and
+            summed out among its decoder's nodes; a user's split always names one).
 
     Raises:
-        GraphError: If ``latent`` names an unknown node, repeats a node, is empty or is every node.
+        GraphError: If ``latent`` names an unknown node, repeats a node, is empty (unless
+            ``allow_empty``) or is every node.
 
     Example:
         >>> split = LatentSplit(BayesianNetwork({"z": [], "x": ["z"], "y": ["x", "z"]}), ["z"])
@@ -232,7 +235,7 @@ class LatentSplit:
         (('x', 'y'), ())
     """
 
-    def __init__(self, graph: BayesianNetwork, latent: Iterable[str]) -> None:
+    def __init__(self, graph: BayesianNetwork, latent: Iterable[str], *, allow_empty: bool = False) -> None:
         latent = [latent] if isinstance(latent, str) else list(latent)
         for v in latent:
             if v not in graph:
@@ -240,7 +243,7 @@ class LatentSplit:
         dup = first_duplicate(latent)
         if dup is not None:
             raise GraphError(f"latent set: node {dup!r} appears twice")
-        if not latent:
+        if not latent and not allow_empty:
             raise GraphError("latent set is empty: name at least one latent node")
         if len(latent) == len(graph):
             raise GraphError("latent set holds every node: leave at least one node observed")
@@ -253,7 +256,7 @@ class LatentSplit:
         """The same split on another graph over the same nodes (e.g. a model variant's graph)."""
         if set(graph.nodes) != set(self.graph.nodes):
             raise GraphError("a split moves only to a graph over the same nodes")
-        return LatentSplit(graph, self.latent)
+        return LatentSplit(graph, self.latent, allow_empty=True)
 
     @property
     def prior_context(self) -> tuple[str, ...]:

@@ -50,6 +50,16 @@ class Imputation:
     ess: Tensor
     quantiles: Tensor | None = None
 
+    def columns(self, keep: Sequence[int]) -> Imputation:
+        """The imputation of the columns ``keep`` only (e.g. without a model's summed nodes)."""
+        return Imputation(
+            self.mean[:, keep],
+            None if self.draws is None else self.draws[..., keep],
+            self.sd[:, keep],
+            self.ess,
+            None if self.quantiles is None else self.quantiles[..., keep],
+        )
+
 
 @torch.no_grad()
 def impute(
@@ -89,10 +99,11 @@ def weighted_quantiles(values: Tensor, w: Tensor, levels: Sequence[float]) -> Te
 def _impute(model, x: Tensor, samples: int, m: int, quantiles: Sequence[float] = ()):
     mask = ~x.isnan()
     xm = x.to(model.loc)
-    z, log_q = model.posterior(xm, samples)  # (S, N, Dz)
-    filled, log_ratio = model.propose_holes(model.standardize(xm), mask, z)  # (S, N, D), (S, N)
-    log_px, log_pz = model.log_joint_parts(xm, z, filled, log_ratio)
-    w = torch.softmax(log_px + log_pz - log_q, dim=0).to(x.dtype)  # (S, N)
+    parts = model.proposal_parts(xm, samples)  # z ~ q(z | x) and the holes drawn with it
+    filled = parts["filled"]  # (S, N, D), None without holes
+    if filled is None:
+        filled = model.standardize(xm).expand(samples, *xm.shape)
+    w = torch.softmax(parts["log_w"], dim=0).to(x.dtype)  # (S, N)
     values = torch.where(mask, x, model.unstandardize(filled).to(x.dtype))  # present: as given
     mean = torch.einsum("sn,snd->nd", w, values)
     var = torch.einsum("sn,snd->nd", w, (values - mean).square())

@@ -149,6 +149,8 @@ def evaluate(
     """
     rows = evaluate_rows(model, x, importance_samples=importance_samples, chunk=chunk, defensive=defensive)
     holes = x.isnan()
+    if getattr(model, "summed", ()):  # the summed nodes' columns are no holes of the data
+        holes = holes[:, [model.observed.index(v) for v in model.measured]]
     result = {
         **{k: rows[k].double().mean().item() for k in ("nll", "neg_elbo", "re")},
         "rows": x.shape[0],

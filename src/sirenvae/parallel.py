@@ -28,7 +28,7 @@ def init_worker(payload: dict) -> None:
     from sirenvae import graph_io
 
     torch.set_num_threads(1)
-    _WORKER["split"] = LatentSplit(graph_io.from_dict(payload["graph"]), payload["latent"])
+    _WORKER["split"] = LatentSplit(graph_io.from_dict(payload["graph"]), payload["latent"], allow_empty=True)
     _WORKER["x"] = torch.as_tensor(payload["x"])
 
 

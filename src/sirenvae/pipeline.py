@@ -149,7 +149,8 @@ def train_model(
         raise ValueError(f"need at least 2 training rows, got {train.shape[0] if train.ndim == 2 else 0}")
     if train.isinf().any():
         raise ValueError("training data contain inf")
-    holes = train.isnan()
+    summed = {split.observed.index(v) for v in model_config.summed}  # their columns are holes by design
+    holes = train.isnan()[:, [i for i in range(train.shape[1]) if i not in summed]]
     if holes.all(0).any() or holes.all(1).any():
         raise ValueError("training data have a row or a column with every cell missing (NaN)")
     torch.manual_seed(fit_config.seed)
@@ -200,7 +201,9 @@ def train_model(
                 state.history.changes.append({"epoch": state.epochs, "changed": changed})
 
     steps_per_epoch = math.ceil(part.shape[0] / fit_config.batch_size)
-    warmup = options.warmup_steps if options.objective == "elbo" else 0
+    warmup = options.warmup_steps if options.objective == "elbo" and model.latent else 0
+    rows = part.shape[0]
+    smoothed = model.summed_nodes.smooths
     if warmup:
         # Patience counts from the end of the KL warm-up (while the KL weight rises the validation ELBO
         # can stall, and stopping at the warm-up's end left the latent part untrained), and the
@@ -214,6 +217,12 @@ def train_model(
     steps_done = state.epochs * steps_per_epoch if state is not None else 0
 
     def loss(batch: Tensor) -> Tensor:
+        value = objective(batch)
+        if smoothed and model.training:  # the prior, a rows-th per row (a MAP fit over the rows)
+            value = value - model.summed_nodes.log_prior(model) / rows
+        return value
+
+    def objective(batch: Tensor) -> Tensor:
         nonlocal steps_done
         if options.train_masking and model.training:
             batch = hide_cells(batch, options.train_masking)
@@ -335,7 +344,7 @@ def load_model(directory: str | Path, device: str | torch.device | None = None) 
     try:
         graph = graph_io.from_dict(meta["graph"])
         config = ModelConfig.from_dict(meta["model"])
-        model = build_model(LatentSplit(graph, meta["latent"]), config)
+        model = build_model(LatentSplit(graph, meta["latent"], allow_empty=True), config)
     except (KeyError, TypeError, GraphError, ValueError) as e:
         raise CheckpointError(f"{directory}: the model description is unusable ({e})") from None
     if list(model.observed) != list(meta.get("observed", [])):

@@ -293,7 +293,7 @@ def counterfactual(
             raise UsageError(f"--id-column {id_column!r} would clash with a column of the output; rename it")
         table = read_table(
             data,
-            fitted.model.split,
+            fitted.model.columns,
             ignore_columns=split_list(ignore_columns) or (),
             id_column=id_column,
             drop_latent_columns=True,

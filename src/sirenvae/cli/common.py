@@ -431,7 +431,8 @@ def training_options(items, model: str, *, lr: float, batch_size: int, epochs: i
 
 def training_rows(network, graph, data, train_size, latent, ignore_columns, id_column, seed, types=None,
                   *, allow_missing=False, missing=None, strict_levels=False):  # fmt: skip
-    """The split, the rows, the table's notices and its columns' variables as ``fit`` and ``compare``
+    """The split, the rows, the table's notices and its columns' variables (with the hidden nodes'
+    stated binary or categorical, see :attr:`sirenvae.data.Table.hidden`) as ``fit`` and ``compare``
     read them: sampled from a shipped network (``--train-size``) or a CSV on a graph or network
     (``--data``). With ``allow_missing`` a CSV's missing cells (and the comma-separated
     ``--missing`` tokens) are NaN; ``types`` is ``--types`` (``a=binary,b=count``).
@@ -451,7 +452,7 @@ def training_rows(network, graph, data, train_size, latent, ignore_columns, id_c
         net = load_network(network)
         split = latent_split(net.graph, parse_latent(latent) or default_latent_rule(network))
         x = sample_splits(net, split, train_size=train_size, test_size=0, seed=seed).train
-        return split, x, (), net.variables(split.observed) if isinstance(net, DiscreteNetwork) else {}
+        return split, x, (), net.variables(net.graph.nodes) if isinstance(net, DiscreteNetwork) else {}
     net = load_network(network) if network is not None else None
     bn = net.graph if net is not None else read_graph(graph)
     try:
@@ -477,7 +478,7 @@ def training_rows(network, graph, data, train_size, latent, ignore_columns, id_c
         levels=levels,
         strict_levels=strict_levels,
     )
-    return table.split, table.x, table.notices, table.variables
+    return table.split, table.x, table.notices, table.variables | table.hidden
 
 
 def write_row_summaries(

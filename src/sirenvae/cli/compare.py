@@ -131,7 +131,7 @@ def compare(
             note(f"note: {notice}")
         name = network if train_size is not None else data.name
         fixed, fit_config, train_options = _configs("true", settings)
-        fixed["types"] = model_types(variables)
+        fixed["types"] = model_types({v: var for v, var in variables.items() if v in split.observed})
         if progress:
             from sirenvae.selection import classical_models, non_gaussian
 

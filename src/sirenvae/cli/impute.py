@@ -80,7 +80,7 @@ def impute(
         id_column = run_id_column(meta, id_column, data)
         variables = recorded(meta)
         table = read_table(
-            data, model.split, ignore_columns=split_list(ignore_columns) or (), id_column=id_column,
+            data, model.columns, ignore_columns=split_list(ignore_columns) or (), id_column=id_column,
             drop_latent_columns=True, allow_missing=True, missing=split_list(missing) or (),
             variables=variables, keep_text=True,
             dtype=torch.float64,
@@ -90,8 +90,11 @@ def impute(
         x = table.x.to(model.loc.device)  # float64: present cells are written as read
         holes = int(x.isnan().sum())
         torch.manual_seed(seed)
-        result = impute_rows(model, x, samples=samples, m=m, quantiles=levels)
-        observed = list(model.observed)
+        result = impute_rows(model, model.with_summed(x), samples=samples, m=m, quantiles=levels)
+        if model.summed:  # the summed nodes' columns leave with the results
+            keep = [model.observed.index(v) for v in model.measured]
+            result = result.columns(keep)
+        observed = list(model.measured)
         ids = {} if table.ids is None else {id_column or "id": list(table.ids)}  # an unnamed index: id
         if m:
             n = x.shape[0]

@@ -126,7 +126,7 @@ def fit(
     trained on k-1 folds exactly as the final fit is and scored by the held-out NLL, with factor
     analysis and a Ledoit-Wolf Gaussian on the same folds for comparison.
     """
-    from sirenvae.api import fit_rows
+    from sirenvae.api import fit_rows, summed_notice
 
     with user_errors(), torch_threads(threads):
         check_row_source(network, graph, data, train_size)
@@ -159,6 +159,9 @@ def fit(
         if len(split.latent) > LATENT_SHOWN:
             shown += f", ... ({Path(out) / 'model.json'} lists them all once training ends)"
         note(f"latent nodes ({len(split.latent)}, {how}): {shown}")
+        hidden = {v: variables[v] for v in split.latent if v in variables}
+        if notice := summed_notice(hidden, model):
+            note(f"note: {notice}")
         if progress:
             what = "choosing its settings on the rows, then " if settings == "auto" else ""
             note(
@@ -268,12 +271,12 @@ def _test_rows(
             raise UsageError(f"--test-size must be positive, got {test_size}")
         if ignore_columns or id_column or missing:
             raise UsageError("--ignore-columns, --id-column and --missing apply to a --data CSV")
-        split = model.split.on(net.graph)
+        split = model.columns.on(net.graph)
         x = sample_splits(net, split, train_size=0, test_size=test_size, seed=meta.get("seed", 0)).test
     else:
         table = read_table(
             data,
-            model.split,
+            model.columns,
             ignore_columns=split_list(ignore_columns) or (),
             id_column=id_column,
             drop_latent_columns=True,
@@ -331,12 +334,15 @@ def evaluate(
         x, net, ids = _test_rows(meta, model, data, test_size, ignore_columns, id_column, missing)
         torch.manual_seed(meta.get("seed", 0))
         result = evaluate_model(
-            model, x.to(model.loc.device), importance_samples=importance_samples, per_row=per_row is not None
+            model,
+            model.with_summed(x).to(model.loc.device),
+            importance_samples=importance_samples,
+            per_row=per_row is not None,
         )
         if per_row is not None:
             _write_per_row(per_row, result.pop("per_row"), id_column, ids)
         same_graph = net is not None and set(net.graph.nodes) == set(model.graph.nodes)
-        oracle = oracle_nll(net, x, model.observed) if same_graph else None
+        oracle = oracle_nll(net, x, model.measured) if same_graph else None
         if oracle is not None:
             result["oracle_nll"] = oracle
             result["gap"] = result["nll"] - oracle
@@ -484,7 +490,7 @@ def posterior(
             raise UsageError(f"--id-column {id_column!r} would clash with a column of the output; rename it")
         table = read_table(
             data,
-            model.split,
+            model.columns,
             ignore_columns=split_list(ignore_columns) or (),
             id_column=id_column,
             drop_latent_columns=True,
@@ -495,12 +501,19 @@ def posterior(
         x = table.x
         for notice in table.notices:
             note(f"note: {notice}")
+        if model.summed:
+            if not model.latent:
+                raise UsageError(
+                    f"the run's hidden nodes ({', '.join(model.summed)}) are discrete and summed out: it "
+                    "has no continuous latent to draw"
+                )
+            note(f"note: the summed discrete hidden node(s) {', '.join(model.summed)} are not drawn")
         torch.manual_seed(seed)
         with torch.no_grad():
-            if x.isnan().any():
+            if x.isnan().any() or model.summed:
                 from sirenvae.imputation import posterior_draws
 
-                z, ess = posterior_draws(model, x.to(model.loc.device), n)
+                z, ess = posterior_draws(model, model.with_summed(x).to(model.loc.device), n)
                 note(f"rows with holes: resampled; effective sample size per row {ess.min():.0f} to "
                      f"{ess.max():.0f} of {max(10 * n, 100)} importance samples")  # fmt: skip
             else:

@@ -103,11 +103,17 @@ def observation(split: LatentSplit, config: ModelConfig) -> Observation:
 
 
 def _decoder(
-    sets: Tensor, config: ModelConfig, obs: Observation, units: Tensor, width: int = 0, observed=None
+    sets: Tensor,
+    config: ModelConfig,
+    obs: Observation,
+    units: Tensor,
+    width: int = 0,
+    observed=None,
+    untabled=(),
 ) -> Decoder:
     """The decoder over ``sets`` (the BN's parents, or all latents for a VAE) with the nodes' families;
     ``observed``, the graph positions of the observed nodes, gives it count tables where
-    ``config.discrete_tables`` asks for them.
+    ``config.discrete_tables`` asks for them (not at or below ``untabled``, the summed nodes).
     """
     return Decoder(
         sets,
@@ -120,6 +126,7 @@ def _decoder(
         observation=obs,
         in_units=units,
         tables=list(observed) if observed is not None and config.discrete_tables else None,
+        untabled=untabled,
     )
 
 
@@ -128,7 +135,14 @@ def _structured(split: LatentSplit, config: ModelConfig) -> SIReNVAE:
     Z, X = split.latent, split.observed
     obs = observation(split, config)
     sets = split.graph.adjacency()[split.observed_index()]
-    decoder = _decoder(sets, config, obs, graph_units(split, obs), observed=split.observed_index())
+    summed = [split.graph.index(v) for v in config.summed]
+    decoder = _decoder(
+        sets, config, obs, graph_units(split, obs), observed=split.observed_index(), untabled=summed
+    )
+    if not Z:  # every hidden node is summed: p(x) is exact, prior and encoder are over nothing
+        nothing = Flow(LazyComposedTransform(), StandardNormalBase(0))
+        empty = Flow(LazyComposedTransform(), StandardNormalBase(0))
+        return SIReNVAE(split, prior=nothing, decoder=decoder, encoder=empty, config=config)
     g = variant_graph(split, config.variant)
     context = split.prior_context
     units = dict(zip(X, obs.input_units.tolist(), strict=True))

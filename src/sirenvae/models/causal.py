@@ -247,6 +247,12 @@ def counterfactual(
     monotone inverse-CDF model (a model-dependent answer; counts are still refused).
     """
     check_structural(model)
+    if model.summed:
+        raise ValueError(
+            f"a counterfactual needs each hidden node's noise, and the discrete hidden node(s) "
+            f"{', '.join(model.summed)} (summed out) have none a value determines; refit with a type "
+            "'continuous' for them to ask counterfactuals"
+        )
     kept = _discrete_kept(model, do, discrete)
     S = proposals or max(10 * n, 100)
     z, filled, log_w = model.importance_samples(x, S, prior_draws(S))  # (S+P, N, Dz), (S+P, N, Dx)|None

@@ -8,6 +8,7 @@ r"""The pieces of a model as lazy distributions: ``component(context)`` returns 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -64,6 +65,8 @@ class Decoder(LazyDistribution):
         tables: The graph positions of the observed nodes: a binary or categorical node whose
             parents are all observed and discrete then takes its smoothed count table
             (:mod:`sirenvae.models.tables`) instead of the head, fitted with the offsets.
+        untabled: Graph positions of observed nodes whose column is never seen (summed hidden
+            nodes): neither they nor their children take a table.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class Decoder(LazyDistribution):
         observation: Observation | None = None,
         in_units: Tensor | None = None,
         tables: list[int] | None = None,
+        untabled: Sequence[int] = (),
     ) -> None:
         super().__init__()
         if mean not in DECODER_MEANS:
@@ -120,7 +124,7 @@ class Decoder(LazyDistribution):
         self.tables = None
         if tables is not None and any(f.levels for f in observation.members):
             units = in_units if in_units is not None else torch.ones(sets.shape[1], dtype=torch.long)
-            found = ConditionalTables(node_sets, observation, tables, units)
+            found = ConditionalTables(node_sets, observation, tables, units, untabled)
             if len(found):
                 self.tables = found
                 where = {r: n for n, r in enumerate(rows)}

@@ -59,6 +59,13 @@ class ModelConfig:
         mask_scale: With ``mask_inputs``, the presence bits also move the log-scales of the encoder's
             affine step (:class:`~sirenvae.flows.GraphAffine`'s ``scale_context``), so that a missing
             informative value can widen the posterior (graph variants, ``ancestors`` encoder).
+        summed: Hidden nodes with a few discrete states (binary or categorical in ``types``), modelled
+            among the decoder's nodes with their column always missing and summed out exactly over
+            their joint states (:meth:`~sirenvae.models.SIReNVAE.log_joint_parts`); the split's
+            ``latent`` holds the continuous hidden nodes only (graph variants).
+        head_prior: With ``summed``, a Dirichlet prior of this many pseudo-rows per parent
+            configuration on the conditionals of the summed nodes and their discrete children
+            (:meth:`~sirenvae.models.summed.SummedNodes.log_prior`), added to the training objective.
     """
 
     variant: Variant = "true"
@@ -83,6 +90,8 @@ class ModelConfig:
     discrete_tables: bool = True
     hole_proposal: bool = True
     mask_scale: bool = True
+    summed: tuple[str, ...] = ()
+    head_prior: float = 1.0
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -105,6 +114,9 @@ class ModelConfig:
 
             family(self.likelihood)
         object.__setattr__(self, "types", dict(self.types))  # its own copy (LEGACY's is shared)
+        object.__setattr__(self, "summed", tuple(self.summed))  # a JSON list reads back as a tuple
+        if self.summed and not self.structured:
+            raise ValueError("summed discrete hidden nodes need a graph variant (true, fc or ind)")
         if self.types:
             from sirenvae.models.likelihoods import family
 
@@ -113,6 +125,8 @@ class ModelConfig:
                     family(kind)
                 except ValueError as e:
                     raise ValueError(f"node {node!r}: {e}") from None
+        if not self.head_prior >= 0:
+            raise ValueError(f"head_prior must be non-negative, got {self.head_prior}")
         if not self.min_scale >= 0:
             raise ValueError(f"min_scale must be non-negative, got {self.min_scale}")
 
@@ -122,7 +136,7 @@ class ModelConfig:
         return self.variant in STRUCTURED
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return asdict(self) | {"summed": list(self.summed)}  # as JSON writes it
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
@@ -151,4 +165,6 @@ LEGACY: dict = {
     "discrete_tables": False,
     "hole_proposal": False,
     "mask_scale": False,
+    "summed": [],
+    "head_prior": 1.0,  # acts only with summed nodes, which did not exist before it
 }

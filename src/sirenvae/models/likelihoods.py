@@ -221,6 +221,8 @@ class Family:
     discrete: ClassVar[bool] = False
     #: The number of levels of a labelled (binary or categorical) family; 0 for the others.
     levels: int = 0
+    #: The probability a labelled family keeps for a level unseen in training.
+    unseen: float = 0.0
 
     def __init__(self, min_scale: float = 0.0) -> None:
         self.min_scale = min_scale
@@ -373,6 +375,10 @@ class BernoulliFamily(_DiscreteFamily):
         return (x - mean).square()
 
 
+#: The probability of a level of a categorical node that training did not see.
+UNSEEN = 1e-3
+
+
 class CategoricalFamily(_DiscreteFamily):
     r"""Nodes with ``levels`` categories (codes ``0..K-1``; code ``K`` a level unseen in training, of
     probability :data:`UNSEEN`): one logit per level from the heads (multinomial logistic regression
@@ -394,8 +400,10 @@ class CategoricalFamily(_DiscreteFamily):
     def key(self) -> str:
         return f"{self.name}:{self.levels}"
 
+    unseen = UNSEEN
+
     def distribution(self, *logits: Tensor) -> Categorical:
-        return Categorical(torch.stack(logits, -1), UNSEEN)
+        return Categorical(torch.stack(logits, -1), self.unseen)
 
     def encode(self, u: Tensor) -> Tensor:
         code = torch.nan_to_num(u, nan=-1.0).long()  # (..., D): every code, or -1 for none
@@ -453,9 +461,6 @@ class NegativeBinomialFamily(_CountFamily):
     def distribution(self, log_mean: Tensor, raw_dispersion: Tensor) -> NegativeBinomial:
         return NegativeBinomial(log_mean, F.softplus(raw_dispersion + RAW_SCALE_OFFSET) + 1e-3)
 
-
-#: The probability of a level of a categorical node that training did not see.
-UNSEEN = 1e-3
 
 #: Every observation family by name.
 FAMILIES: dict[str, type[Family]] = {

@@ -22,6 +22,7 @@ from sirenvae.flows.grf import GraphicalResidualFlow
 from sirenvae.graph import BayesianNetwork, LatentSplit
 from sirenvae.models.config import ModelConfig
 from sirenvae.models.observation import graph_units, unit_ranges
+from sirenvae.models.summed import SummedNodes, summed_parts
 
 __all__ = ["DEFENSIVE_SHARE", "SIReNVAE", "prior_draws", "resample"]
 
@@ -63,6 +64,11 @@ class SIReNVAE(nn.Module):
         inverse_graph: The faithful inverse that structures the encoder, if any.
         holes: The proposal of the holes that other nodes read
             (:class:`~sirenvae.models.holes.HoleProposal`); ``None``: their decoder conditionals.
+
+    Discrete hidden nodes named in ``config.summed`` sit among the observed nodes with a column that
+    is always missing; instead of being drawn they are summed out exactly over their joint states
+    :math:`h`: :math:`p(x, z) = \sum_h p(x, h, z)`, so their conditionals get exact gradients and,
+    with no continuous latent left, :math:`\log p(x)` is exact.
     """
 
     def __init__(
@@ -103,6 +109,9 @@ class SIReNVAE(nn.Module):
         self._units = int(units.sum())
         self._schedule = _ancestral_schedule(split)
         self._fill_sweeps = _observed_generations(split)
+        self.summed_nodes = SummedNodes(split, self.observation, tuple(config.summed), config.head_prior)
+        self.summed: tuple[str, ...] = self.summed_nodes.names
+        self._summed_context = bool(set(self.summed) & set(prior_context))
 
     @property
     def graph(self) -> BayesianNetwork:
@@ -115,6 +124,26 @@ class SIReNVAE(nn.Module):
     @property
     def observed(self) -> tuple[str, ...]:
         return self.split.observed
+
+    @property
+    def hidden(self) -> tuple[str, ...]:
+        """Every hidden node in graph order: the latents and the summed nodes."""
+        hidden = set(self.latent) | set(self.summed)
+        return tuple(v for v in self.graph.nodes if v in hidden)
+
+    @property
+    def measured(self) -> tuple[str, ...]:
+        """The observed nodes that have a column: all but the summed ones."""
+        return tuple(v for v in self.observed if v not in set(self.summed))
+
+    @property
+    def columns(self) -> LatentSplit:
+        """The split of the rows a user gives: every hidden node latent, the :attr:`measured` observed."""
+        return self.split if not self.summed else LatentSplit(self.graph, self.hidden)
+
+    def with_summed(self, x: Tensor) -> Tensor:
+        """Rows of the :attr:`measured` nodes as rows of :attr:`observed` (summed nodes' cells NaN)."""
+        return self.summed_nodes.widen(x, len(self.observed)) if self.summed else x
 
     @property
     def family(self):
@@ -208,6 +237,8 @@ class SIReNVAE(nn.Module):
         filled: Tensor | None,
         log_ratio: Tensor | None = None,
     ):
+        if self.summed:
+            return summed_parts(self, x, z)[:2]
         u = self.standardize(x)
         if mask is not None:
             if filled is None:
@@ -245,6 +276,11 @@ class SIReNVAE(nn.Module):
         :math:`\log p(x \mid z)` and ``log_pz`` :math:`\log p(z \mid x_{pa(Z)})`, each ``(S + P, N)``
         (``P`` = 0 where the prior draws are skipped).
         """
+        if self.summed and not self.latent and self.summed_nodes.only_holes(x):
+            # exact: no latent and no hole to draw, so every proposal has the same weight
+            parts = self.proposal_parts(x, 1, 0) if samples > 1 or prior_samples else None
+            if parts is not None:
+                return {k: None if v is None else v.expand(samples, *v.shape[1:]) for k, v in parts.items()}
         z, log_q, filled, log_px, log_pz = self._proposals(x, samples, prior_samples)
         log_proposal = log_q
         if z.shape[0] > samples:  # the deterministic mixture S q + P p over S + P
@@ -264,12 +300,17 @@ class SIReNVAE(nn.Module):
                 zp = zp[:, None].expand(prior_samples, x.shape[0], zp.shape[-1])
             z = torch.cat([z, zp])
             log_q = torch.cat([log_q, self.posterior_log_prob(x, zp)])
+        if self.summed:
+            log_px, log_pz, filled = summed_parts(self, x, z, draw=True)
+            return z, log_q, filled, log_px, log_pz
         filled, log_ratio = (None, None) if mask is None else self.propose_holes(self.standardize(x), mask, z)
         log_px, log_pz = self._log_joint_parts(x, z, mask, filled, log_ratio)
         return z, log_q, filled, log_px, log_pz
 
     def _prior_reads_all(self, mask: Tensor | None) -> bool:
         """Whether the prior's context is present in every row (no hole the prior would read)."""
+        if self._summed_context:
+            return False
         return mask is None or not self.prior_context or bool(mask[:, self._ctx_idx].all())
 
     def fill(self, u: Tensor, mask: Tensor, z: Tensor) -> Tensor:
