@@ -47,7 +47,9 @@ class SummedNodes(nn.Module):
         strength: The prior's pseudo-rows per parent configuration (0: none).
     """
 
-    def __init__(self, split: LatentSplit, observation, names: tuple[str, ...], strength: float = 0.0) -> None:
+    def __init__(
+        self, split: LatentSplit, observation, names: tuple[str, ...], strength: float = 0.0
+    ) -> None:
         super().__init__()
         self.names = tuple(names)
         self.strength = float(strength)
