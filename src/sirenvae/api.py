@@ -293,7 +293,9 @@ def _without_search(
         return None
     if x.shape[0] < min_rows(default_folds(x.shape[0])):
         return None
-    candidates, _ = resolve_candidates(model, fixed, search.get("max_candidates"), split.observed)
+    candidates, _ = resolve_candidates(
+        model, fixed, search.get("max_candidates"), split.observed, bool(split.latent)
+    )
     if len(candidates) != 1:
         return None
     ((cand, config),) = candidates

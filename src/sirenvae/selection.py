@@ -188,13 +188,26 @@ class Selection:
 TABLE_COLUMNS = ("candidate", "fold", "rows", "nll", "epochs", "seconds", "status")
 
 
+#: The options of the prior and encoder (and of the hole proposal, which reads the latents): inert in
+#: a model whose hidden nodes are all summed.
+LATENT_OPTIONS: tuple[str, ...] = (
+    "prior_blocks", "encoder_blocks", "conditioning", "encoder_conditioning", "affine", "hidden_per_set",
+    "kappa", "mask_inputs", "hole_proposal", "mask_scale",
+)  # fmt: skip
+
+
 def resolve_candidates(
-    variant: str, fixed: dict | None = None, max_candidates: int | None = None, observed: Sequence[str] = ()
+    variant: str,
+    fixed: dict | None = None,
+    max_candidates: int | None = None,
+    observed: Sequence[str] = (),
+    latent: bool = True,
 ) -> tuple[list[tuple[Candidate, ModelConfig]], list[str]]:
     """The candidates of ``variant`` with the fields of ``fixed`` set in every one (``--set``):
     ``[(candidate, config)]`` without duplicates (a candidate made identical to an earlier one is
     tried once; with every one of the ``observed`` nodes given its own type, the continuous
-    ``likelihood`` makes no difference), and notices for the candidates dropped.
+    ``likelihood`` makes no difference, and without a continuous ``latent`` (every hidden node
+    summed) neither do :data:`LATENT_OPTIONS`), and notices for the candidates dropped.
     """
     fixed = dict(fixed or {})
     out, notices, seen = [], [], {}
@@ -208,6 +221,8 @@ def resolve_candidates(
         fields = config.to_dict()
         if observed and set(observed) <= set(config.types):
             fields["likelihood"] = None  # no node takes it
+        if not latent:
+            fields.update(dict.fromkeys(LATENT_OPTIONS))
         key = json.dumps(fields, sort_keys=True)
         if key in seen:
             notices.append(f"candidate {cand.name!r} is the same as {seen[key]!r} with the fixed options")
@@ -278,7 +293,7 @@ def select(
             "give more rows or --settings paper (the fixed setting)"
         )
     most, notice = large_graph_candidates(len(split.graph), settings.max_candidates)
-    chosen_list, notices = resolve_candidates(variant, fixed, most, split.observed)
+    chosen_list, notices = resolve_candidates(variant, fixed, most, split.observed, bool(split.latent))
     notices = ([notice] if notice else []) + notices
     parts = fold_indices(n, k, settings.seed)
     x_cpu = x.detach().cpu()
