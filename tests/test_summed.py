@@ -182,3 +182,61 @@ def test_the_command_line_sums_a_stated_hidden_node_and_refuses_its_counterfactu
     r = runner.invoke(app, ["counterfactual", str(run), "--data", str(tmp_path / "train.csv"),
                             "--do", "a=yes", "-o", str(tmp_path / "cf.csv")])  # fmt: skip
     assert r.exit_code == 2 and "summed out" in r.output
+
+
+def test_the_head_prior_is_the_dirichlet_log_density_of_the_touched_conditionals():
+    model = _model("mlp", head_prior=2.0)
+    x = _every_row(model)
+    model.set_standardization(x)
+    nodes = model.summed_nodes
+    # h (parent a: 2 configurations) and its children x (h, a: 6) and y (h: 3); not a, w
+    assert sorted(model.observed[i] for i in nodes._target.unique().tolist()) == ["h", "x", "y"]
+    assert len(nodes._target) == 2 + 6 + 3
+    by_hand = 0.0
+    graph, observed = model.graph, model.observed
+    for v in ("h", "x", "y"):
+        parents = graph.parents(v)
+        levels = model.observation.members[observed.index(v)].levels
+        for config in itertools.product(*(range(model.observation.members[observed.index(p)].levels)
+                                          for p in parents)):  # fmt: skip
+            for k in range(levels):
+                u = torch.zeros(1, len(observed), dtype=torch.float64)
+                for p, c in zip(parents, config, strict=True):
+                    u[0, observed.index(p)] = c
+                u[0, observed.index(v)] = k
+                mask = torch.zeros_like(u, dtype=torch.bool)
+                mask[0, observed.index(v)] = True
+                d = model.decoder(model.nodes(torch.zeros(1, 0, dtype=torch.float64), u))
+                by_hand += 2.0 / levels * d.log_prob(u, mask).item()
+    assert math.isclose(nodes.log_prior(model).item(), by_hand, rel_tol=1e-10)
+    assert _model("mlp", head_prior=0.0).summed_nodes.log_prior(model).item() == 0.0
+
+
+def test_auto_tries_candidates_that_differ_only_in_latent_options_once():
+    from sirenvae.selection import resolve_candidates
+
+    types = {v: "binary" for v in ("a", "x", "y", "w")} | {"h": "categorical:3"}
+    fixed = {"types": types, "summed": ("h",)}
+    observed = ("a", "h", "x", "y", "w")
+    with_latent, _ = resolve_candidates("true", fixed, None, observed, latent=True)
+    without, notices = resolve_candidates("true", fixed, None, observed, latent=False)
+    assert [c.name for c, _ in with_latent] == ["linear", "flow", "flow-t"]  # linear-t: no continuous node
+    assert [c.name for c, _ in without] == ["linear", "flow", "flow-t"]
+    fixed_mean = fixed | {"decoder_mean": "linear"}
+    without, notices = resolve_candidates("true", fixed_mean, None, observed, latent=False)
+    assert [c.name for c, _ in without] == ["linear"] and len(notices) == 3
+
+
+def test_a_model_with_every_hidden_node_summed_trains_on_all_rows():
+    from sirenvae.pipeline import TrainOptions, train_model
+    from sirenvae.training import FitConfig
+
+    x = torch.tensor([[0.0, math.nan, 1.0, 0.0, 1.0], [1.0, math.nan, 0.0, 1.0, 0.0]] * 30)
+    fit, options = FitConfig(max_epochs=2, progress=False), TrainOptions(valid_fraction=0.5)
+    config = ModelConfig(types=TYPES, summed=("h",))
+    _, history = train_model(LatentSplit(GRAPH, [], allow_empty=True), x, model_config=config, fit_config=fit,
+                             options=options)  # fmt: skip
+    assert not history.valid_loss  # no rows held out: early stopping reads the exact training objective
+    bn = BayesianNetwork({"z": [], "a": ["z"], "h": ["a"], "x": ["h", "a"], "y": ["h"], "w": []})
+    _, history = train_model(LatentSplit(bn, ["z"]), x, model_config=config, fit_config=fit, options=options)
+    assert len(history.valid_loss) == 2  # a continuous latent left: the bound, early-stopped as before

@@ -82,7 +82,7 @@ class SummedNodes(nn.Module):
         graph, observed, members = split.graph, split.observed, observation.members
         discrete = {v for v, f in zip(observed, members, strict=True) if f.levels}
         near = set(self.names) | {c for v in self.names for c in graph.children(v)}
-        rows, target, weight = [], [], []
+        rows, target = [], []
         for i, v in enumerate(observed):
             parents = graph.parents(v)
             if v not in near or v not in discrete or not set(parents) <= discrete:
@@ -96,10 +96,8 @@ class SummedNodes(nn.Module):
                     row[observed.index(p)] = float(code)
                 rows.append(row)
                 target.append(i)
-                weight.append(1.0 / members[i].levels)
         self.register_buffer("_rows", torch.tensor(rows).reshape(len(rows), len(observed)), persistent=False)
         self.register_buffer("_target", torch.tensor(target, dtype=torch.long), persistent=False)
-        self.register_buffer("_weight", torch.tensor(weight), persistent=False)
         levels = [members[i].levels for i in target]
         self.register_buffer("_levels", torch.tensor(levels, dtype=torch.long), persistent=False)
 
@@ -125,7 +123,7 @@ class SummedNodes(nn.Module):
             at = u.clone()
             at[torch.arange(u.shape[0], device=u.device), self._target] = float(k)
             term = d.log_prob(at, mask)
-            total = total + torch.where(self._levels > k, term * self._weight.to(like), 0.0).sum()
+            total = total + torch.where(self._levels > k, term / self._levels.to(like), 0.0).sum()
         return self.strength * total
 
     def __len__(self) -> int:
