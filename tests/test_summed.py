@@ -105,6 +105,10 @@ def test_fitting_learns_the_hidden_node_and_beats_the_model_without_it():
         fitted = fit_rows_from(graph, train)
     assert fitted.latent == ("h",) and fitted.observed == ("a", "x", "y", "w")
     assert fitted.model.summed == ("h",) and fitted.model.latent == ()
+    with pytest.raises(ValueError, match="no continuous latent to draw"):
+        fitted.posterior(test)
+    drawn = fitted.sample(200, seed=1)
+    assert set(drawn["h"]) <= {"lo", "mid", "hi"} and set(drawn["x"]) <= {"yes", "no"}
     nll = -fitted.log_prob(test, importance_samples=5).mean()
     # the same rows with x and y independent given a (h ignored): what the hidden node must beat
     codes = (test == "yes").to_numpy()

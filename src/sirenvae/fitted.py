@@ -325,6 +325,11 @@ class FittedModel(_CausalQueries):
         from sirenvae.imputation import posterior_draws
 
         _positive(n, "n")
+        if self.model.summed and not self.model.latent:
+            raise ValueError(
+                f"the hidden nodes ({', '.join(self.model.summed)}) are discrete and summed out: the model "
+                "has no continuous latent to draw"
+            )
         x = self.tensor(df, ignore=ignore, allow_missing=True)
         ess = None
         with _seeded(seed):

@@ -86,7 +86,7 @@ class SIReNVAE(nn.Module):
         super().__init__()
         self.split, self.config = split, config
         self.prior_context, self.inverse_graph = prior_context, inverse_graph
-        self.register_buffer("_idx_z", torch.tensor(split.latent_index()), persistent=False)
+        self.register_buffer("_idx_z", torch.tensor(split.latent_index(), dtype=torch.long), persistent=False)
         self.register_buffer("_idx_x", torch.tensor(split.observed_index()), persistent=False)
         self.register_buffer("loc", torch.zeros(len(split.observed)))
         self.register_buffer("scale", torch.ones(len(split.observed)))
