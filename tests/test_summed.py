@@ -175,6 +175,8 @@ def test_the_command_line_sums_a_stated_hidden_node_and_refuses_its_counterfactu
     again = load(run)
     test = _data(30, 4)
     assert np.array_equal(fitted.log_prob(test).to_numpy(), again.log_prob(test).to_numpy())
+    r = runner.invoke(app, ["graph", "--run", str(run), "-o", str(tmp_path / "g.png")])
+    assert r.exit_code == 0 and "(1 latent: h)" in r.output, r.output
     r = runner.invoke(app, ["evaluate", str(run), "--data", str(tmp_path / "rows.csv")])
     assert r.exit_code == 0, r.output
     rows = str(tmp_path / "rows.csv")

@@ -56,7 +56,7 @@ def graph(
         if run is not None:
             from sirenvae.pipeline import load_model
 
-            split = load_model(run)[0].split
+            split = load_model(run)[0].columns  # every hidden node shaded, summed ones too
             bn = split.graph
         else:
             bn = load_network(network).graph if network is not None else read_graph(graph_file)
