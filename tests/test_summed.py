@@ -105,8 +105,20 @@ def test_fitting_learns_the_hidden_node_and_beats_the_model_without_it():
         fitted = fit_rows_from(graph, train)
     assert fitted.latent == ("h",) and fitted.observed == ("a", "x", "y", "w")
     assert fitted.model.summed == ("h",) and fitted.model.latent == ()
-    with pytest.raises(ValueError, match="no continuous latent to draw"):
-        fitted.posterior(test)
+    # the posterior of h: draws from its exact conditional, as labels
+    row = test.iloc[:1]
+    draws = fitted.posterior(row, n=4000, seed=3)
+    x = fitted.tensor(row).double()
+    model = fitted.model.double()
+    joint = []
+    for h in range(3):
+        full = x.clone()
+        full[:, model.observed.index("h")] = h
+        u = model.standardize(full)
+        joint.append(model.decoder(model.nodes(full.new_zeros(1, 1, 0), u)).log_prob(u)[0, 0])
+    exact = torch.softmax(torch.stack(joint), 0)
+    shares = draws["h"].value_counts(normalize=True).reindex(["lo", "mid", "hi"], fill_value=0.0)
+    assert np.allclose(shares.to_numpy(), exact.detach().numpy(), atol=0.03), (shares, exact)
     drawn = fitted.sample(200, seed=1)
     assert set(drawn["h"]) <= {"lo", "mid", "hi"} and set(drawn["x"]) <= {"yes", "no"}
     nll = -fitted.log_prob(test, importance_samples=5).mean()
@@ -177,6 +189,11 @@ def test_the_command_line_sums_a_stated_hidden_node_and_refuses_its_counterfactu
     assert np.array_equal(fitted.log_prob(test).to_numpy(), again.log_prob(test).to_numpy())
     r = runner.invoke(app, ["graph", "--run", str(run), "-o", str(tmp_path / "g.png")])
     assert r.exit_code == 0 and "(1 latent: h)" in r.output, r.output
+    r = runner.invoke(app, ["posterior", str(run), "--data", str(tmp_path / "rows.csv"), "-n", "5",
+                            "-o", str(tmp_path / "post.csv")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    post = pd.read_csv(tmp_path / "post.csv")
+    assert list(post.columns) == ["row", "statistic", "h"] and set(post["h"].dropna()) <= {"0", "1", 0, 1}
     r = runner.invoke(app, ["evaluate", str(run), "--data", str(tmp_path / "rows.csv")])
     assert r.exit_code == 0, r.output
     rows = str(tmp_path / "rows.csv")

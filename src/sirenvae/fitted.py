@@ -315,23 +315,28 @@ class FittedModel(_CausalQueries):
     @torch.no_grad()
     def posterior(self, df: pd.DataFrame, n: int = 100, *, seed: int | None = 0, ignore=()) -> pd.DataFrame:
         r"""``n`` draws of :math:`z \sim q(z \mid x)` for every row: one column per latent node,
-        indexed by ``(row, sample)`` where ``row`` is ``df``'s index and ``sample`` runs from 0.
+        indexed by ``(row, sample)`` where ``row`` is ``df``'s index and ``sample`` runs from 0. A
+        summed discrete hidden node's draws are its labels, from its exact conditional
+        (:func:`sirenvae.imputation.hidden_draws`).
 
         A table with missing cells (NaN, ``None``) is not conditioned on them: every row's draws are
         then resampled from ``max(10 n, 100)`` importance samples, draws of :math:`p(z \mid x_{obs})`
         (:func:`sirenvae.imputation.posterior_draws`; ``attrs["ess"]`` holds each row's effective
         sample size).
         """
-        from sirenvae.imputation import posterior_draws
+        from sirenvae.imputation import hidden_draws, posterior_draws
 
         _positive(n, "n")
-        if self.model.summed and not self.model.latent:
-            raise ValueError(
-                f"the hidden nodes ({', '.join(self.model.summed)}) are discrete and summed out: the model "
-                "has no continuous latent to draw"
-            )
         x = self.tensor(df, ignore=ignore, allow_missing=True)
         ess = None
+        if self.model.summed:  # every hidden node, a summed one's draws as its labels
+            with _seeded(seed):
+                draws, ess = hidden_draws(self.model, x, n)
+            index = pd.MultiIndex.from_product([df.index, range(n)], names=[df.index.name or "row", "sample"])
+            values = draws.permute(1, 0, 2).reshape(-1, len(self.latent)).cpu().double().numpy()
+            frame = pd.DataFrame(decoder_frame(list(self.latent), values, self.variables), index=index)
+            frame.attrs["ess"] = pd.Series(ess.cpu().double().numpy(), index=df.index, name="ess")
+            return frame
         with _seeded(seed):
             if x.isnan().any():
                 z, ess = posterior_draws(self.model, x, n)

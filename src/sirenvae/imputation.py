@@ -24,10 +24,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from sirenvae.models.summed import summed_parts
 from sirenvae.models.vae import prior_draws, resample
 from sirenvae.objectives import eval_chunk
 
-__all__ = ["Imputation", "impute", "posterior_draws", "weighted_quantiles"]
+__all__ = ["Imputation", "hidden_draws", "impute", "posterior_draws", "weighted_quantiles"]
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,40 @@ def posterior_draws(model, x: Tensor, n: int, proposals: int = 0) -> tuple[Tenso
         z, _, log_w = model.importance_samples(xb.to(model.loc), S, prior_draws(S))
         w = torch.softmax(log_w, dim=0)
         draws += resample(w, n, z)
+        sizes.append(1.0 / w.square().sum(0))
+    return torch.cat(draws, 1), torch.cat(sizes)
+
+
+@torch.no_grad()
+def hidden_draws(model, x: Tensor, n: int, proposals: int = 0) -> tuple[Tensor, Tensor]:
+    r"""``n`` draws of every hidden node of a model with summed nodes given each row of ``x`` (its
+    observed nodes' columns, the summed ones NaN), ``(n, N, H)`` in ``model.hidden``'s order (a summed
+    node's draws are its state codes), and each row's effective sample size ``(N,)``.
+
+    Each importance sample's joint state is drawn from its exact share
+    :math:`p(x, h, z) / \sum_h p(x, h, z)`; without a continuous latent that is the exact posterior
+    of the states, so ``n`` proposals make ``n`` independent draws (ESS ``n``); else ``proposals``
+    (default ``max(10 n, 100)``) importance samples are resampled as in :func:`posterior_draws`.
+    """
+    rows = max(1, eval_chunk(model) // max(proposals or 10 * n, 100, n))
+    where = model.summed_nodes.where
+    draws, sizes = [], []
+    for xb in x.split(rows):
+        xb = xb.to(model.loc)
+        if not model.latent:
+            z = xb.new_zeros(n, xb.shape[0], 0)
+            filled = summed_parts(model, xb, z, draw=True)[2]
+            draws.append(filled[..., where])
+            sizes.append(xb.new_full((xb.shape[0],), float(n)))
+            continue
+        S = proposals or max(10 * n, 100)
+        parts = model.proposal_parts(xb, S, prior_draws(S))
+        w = torch.softmax(parts["log_w"], dim=0)
+        z, filled = resample(w, n, parts["z"], parts["filled"])
+        values = xb.new_empty(n, xb.shape[0], len(model.hidden))
+        values[..., [model.hidden.index(v) for v in model.latent]] = z
+        values[..., [model.hidden.index(v) for v in model.summed]] = filled[..., where]
+        draws.append(values)
         sizes.append(1.0 / w.square().sum(0))
     return torch.cat(draws, 1), torch.cat(sizes)
 

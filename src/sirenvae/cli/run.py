@@ -486,7 +486,7 @@ def posterior(
         model, meta = load_model(run, device=device)
         warn_if_diverged(run, meta)
         id_column = run_id_column(meta, id_column, data)
-        if id_column in ("statistic", *model.latent):
+        if id_column in ("statistic", *model.hidden):
             raise UsageError(f"--id-column {id_column!r} would clash with a column of the output; rename it")
         table = read_table(
             data,
@@ -501,19 +501,20 @@ def posterior(
         x = table.x
         for notice in table.notices:
             note(f"note: {notice}")
-        if model.summed:
-            if not model.latent:
-                raise UsageError(
-                    f"the run's hidden nodes ({', '.join(model.summed)}) are discrete and summed out: it "
-                    "has no continuous latent to draw"
-                )
-            note(f"note: the summed discrete hidden node(s) {', '.join(model.summed)} are not drawn")
         torch.manual_seed(seed)
+        if model.summed:  # every hidden node; a summed one's draws from its exact conditional, as labels
+            from sirenvae.imputation import hidden_draws
+
+            draws, _ = hidden_draws(model, model.with_summed(x).to(model.loc.device), n)
+            values = draws.cpu().double().permute(1, 0, 2)
+            write_row_summaries(output, values, model.hidden, table.ids, id_column, recorded(meta))
+            note(f"wrote posterior summaries and {n} samples for {x.shape[0]} rows to {output}")
+            return
         with torch.no_grad():
-            if x.isnan().any() or model.summed:
+            if x.isnan().any():
                 from sirenvae.imputation import posterior_draws
 
-                z, ess = posterior_draws(model, model.with_summed(x).to(model.loc.device), n)
+                z, ess = posterior_draws(model, x.to(model.loc.device), n)
                 note(f"rows with holes: resampled; effective sample size per row {ess.min():.0f} to "
                      f"{ess.max():.0f} of {max(10 * n, 100)} importance samples")  # fmt: skip
             else:
