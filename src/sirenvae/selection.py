@@ -489,7 +489,8 @@ def _outcome(variant, chosen_list, names, live, results, parts, n, k, x, setting
     _paired_to(summary, pick, results, parts, k, live)
     rule = f"{k}-fold CV on {n} rows, held-out IWAE NLL (K = {settings.importance_samples}); {rule}"
     summary[pick]["chosen"] = True
-    mixed = non_gaussian(chosen_list[pick][1].types)
+    config = chosen_list[pick][1]
+    mixed = [v for v in non_gaussian(config.types) if v not in config.summed]  # columns, not hidden nodes
     if settings.classical and mixed:
         notices.append(
             "the classical models are skipped: they are Gaussian, and these rows have non-Gaussian "
