@@ -157,15 +157,16 @@ def fit_rows(
     fixed, fit_config, train_options = _configs(model, dict(options or {}))
     extra = dict(extra_meta or {}) | {"seed": fit_config.seed, "train_size": int(x.shape[0])}
     holey = bool(x.isnan().any()) or train_options.train_masking > 0
-    split, x, variables, summed = summed_hidden(split, x, variables, model)
-    if summed:
-        fixed["summed"] = summed
+    recorded = _recorded_run(out, resume)
+    if recorded is None or recorded["model"].get("summed"):  # a run from before keeps its latents
+        split, x, variables, summed = summed_hidden(split, x, variables, model)
+        if summed:
+            fixed["summed"] = summed
     extra["variables"] = {v: var.to_dict() for v, var in variables.items() if var.kind != "continuous"}
     if variables:
         fixed["types"] = model_types(variables)
     selection = None
     huge = (search or {}).get("max_candidates") is None and len(split.graph) >= HUGE_GRAPH
-    recorded = _recorded_run(out, resume)
     if "mask_inputs" not in fixed and holey and recorded is None:  # a resumed run keeps its own
         fixed["mask_inputs"] = True  # the encoder sees which cells are holes
     if recorded is not None:  # a resumed run goes on with its own settings; its training may change
@@ -239,11 +240,10 @@ def summed_hidden(split, x: Tensor, variables: Mapping[str, Variable] | None, mo
     :class:`~sirenvae.models.SIReNVAE`). The VAEs keep every hidden node a continuous latent.
     """
     from sirenvae.graph import LatentSplit
-    from sirenvae.models.config import STRUCTURED
 
     variables = dict(variables or {})
-    hidden = [v for v in split.latent if v in variables and variables[v].labelled]
-    if model not in STRUCTURED or not hidden:
+    hidden = _summable(split.latent, variables, model)
+    if not hidden:
         return split, x, {v: var for v, var in variables.items() if v in split.observed}, ()
     inner = LatentSplit(split.graph, [v for v in split.latent if v not in hidden], allow_empty=True)
     wide = x.new_full((x.shape[0], len(inner.observed)), math.nan)
@@ -252,14 +252,34 @@ def summed_hidden(split, x: Tensor, variables: Mapping[str, Variable] | None, mo
     return inner, wide, kept, tuple(v for v in inner.observed if v in hidden)
 
 
+def _summable(latent, variables: Mapping[str, Variable], model: str) -> list[str]:
+    """The hidden nodes a graph variant sums: those stated binary or categorical, if their joint states
+    are at most :data:`~sirenvae.models.summed.MAX_SUMMED_STATES` (else none: all stay continuous).
+    """
+    from sirenvae.models.config import STRUCTURED
+    from sirenvae.models.summed import MAX_SUMMED_STATES
+
+    hidden = [v for v in latent if v in variables and variables[v].labelled]
+    if model not in STRUCTURED or math.prod(len(variables[v].levels) for v in hidden) > MAX_SUMMED_STATES:
+        return []
+    return hidden
+
+
 def summed_notice(hidden: Mapping[str, Variable], model: str) -> str | None:
     """The notice of a fit of ``model`` whose ``hidden`` nodes (their variables) stated binary or
     categorical are summed out; ``None`` where none is (or a VAE keeps them continuous).
     """
-    from sirenvae.models.config import STRUCTURED
+    from sirenvae.models.summed import MAX_SUMMED_STATES
 
-    summed = [v for v, var in hidden.items() if var.labelled]
-    if model not in STRUCTURED or not summed:
+    stated = [v for v, var in hidden.items() if var.labelled]
+    summed = _summable(list(hidden), hidden, model)
+    if stated and not summed and model in ("true", "fc", "ind"):
+        states = math.prod(len(hidden[v].levels) for v in stated)
+        return (
+            f"hidden node(s) {', '.join(stated)} have stated levels, but {states} joint states are more "
+            f"than {MAX_SUMMED_STATES} to sum over: they are continuous latents"
+        )
+    if not summed:
         return None
     states = math.prod(len(hidden[v].levels) for v in summed)
     return (
@@ -299,8 +319,9 @@ def _without_search(
     if len(candidates) != 1:
         return None
     ((cand, config),) = candidates
-    mixed = non_gaussian(config.types)
-    if not mixed and not bool(x.isnan().any()):
+    mixed = [v for v in non_gaussian(config.types) if v not in config.summed]  # columns only
+    columns = [i for i, v in enumerate(split.observed) if v not in config.summed]
+    if not mixed and not bool(x[:, columns].isnan().any()):
         return None
     if mixed:
         why = f"non-Gaussian columns: {', '.join(mixed[:3])}{', ...' * (len(mixed) > 3)}"

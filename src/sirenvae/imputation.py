@@ -140,23 +140,24 @@ def hidden_draws(model, x: Tensor, n: int, proposals: int = 0) -> tuple[Tensor, 
     node's draws are its state codes), and each row's effective sample size ``(N,)``.
 
     Each importance sample's joint state is drawn from its exact share
-    :math:`p(x, h, z) / \sum_h p(x, h, z)`; without a continuous latent that is the exact posterior
-    of the states, so ``n`` proposals make ``n`` independent draws (ESS ``n``); else ``proposals``
-    (default ``max(10 n, 100)``) importance samples are resampled as in :func:`posterior_draws`.
+    :math:`p(x, h, z) / \sum_h p(x, h, z)`; without a continuous latent or another hole that is the
+    exact posterior of the states, so ``n`` proposals make ``n`` independent draws (ESS ``n``); else
+    ``proposals`` (default ``max(10 n, 100)``) importance samples are resampled as in
+    :func:`posterior_draws`.
     """
     rows = max(1, eval_chunk(model) // max(proposals or 10 * n, 100, n))
     where = model.summed_nodes.where
     draws, sizes = [], []
     for xb in x.split(rows):
         xb = xb.to(model.loc)
-        if not model.latent:
+        if not model.latent and model.summed_nodes.only_holes(xb):  # exact: n independent draws
             z = xb.new_zeros(n, xb.shape[0], 0)
             filled = summed_parts(model, xb, z, draw=True)[2]
             draws.append(filled[..., where])
             sizes.append(xb.new_full((xb.shape[0],), float(n)))
             continue
         S = proposals or max(10 * n, 100)
-        parts = model.proposal_parts(xb, S, prior_draws(S))
+        parts = model.proposal_parts(xb, S, prior_draws(S) if model.latent else 0)
         w = torch.softmax(parts["log_w"], dim=0)
         z, filled = resample(w, n, parts["z"], parts["filled"])
         values = xb.new_empty(n, xb.shape[0], len(model.hidden))

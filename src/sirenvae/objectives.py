@@ -82,7 +82,10 @@ EVAL_CHUNK_NODES = 1000
 
 def eval_chunk(model) -> int:
     """Samples per evaluation chunk for ``model``: :data:`EVAL_CHUNK`, less for large graphs."""
-    return max(64, EVAL_CHUNK * EVAL_CHUNK_NODES // max(len(model.graph), EVAL_CHUNK_NODES))
+    chunk = max(64, EVAL_CHUNK * EVAL_CHUNK_NODES // max(len(model.graph), EVAL_CHUNK_NODES))
+    if getattr(model, "summed", ()) and model.latent:  # every sample is scored at each joint state
+        chunk = max(64, chunk // model.summed_nodes.states.shape[0])
+    return chunk
 
 
 @torch.no_grad()

@@ -496,7 +496,9 @@ def _outcome(variant, chosen_list, names, live, results, parts, n, k, x, setting
             "the classical models are skipped: they are Gaussian, and these rows have non-Gaussian "
             f"columns ({', '.join(mixed[:6])}{', ...' if len(mixed) > 6 else ''})"
         )
-    classical = _classical(x, parts, settings, table, per_row) if settings.classical and not mixed else []
+    columns = ~x.isnan().all(0)  # not the summed nodes' (a training column is never all missing)
+    floor = settings.classical and not mixed
+    classical = _classical(x[:, columns], parts, settings, table, per_row) if floor else []
     if settings.classical and classical and "notice" in classical[0]:
         notices.append(classical.pop(0)["notice"])
     for row in classical:  # paired with the chosen candidate over every row

@@ -158,7 +158,7 @@ def _extrapolation_notes(fitted, *interventions: dict[str, str] | None) -> None:
                 "normal",
                 "studentt",
             ):  # loc, scale: its mean, sd
-                i = fitted.observed.index(v)
+                i = model.observed.index(v)  # loc and scale follow the model's nodes
                 mean, sd = model.loc[i].item(), model.scale[i].item()
                 if abs(a - mean) >= FAR_SD * sd:
                     note(

@@ -67,7 +67,7 @@ def check_structural(model: SIReNVAE) -> None:
         raise ValueError(
             f"the {c.variant} variant answers under another latent graph than the network's; {fix}"
         )
-    if c.conditioning != "parents":
+    if c.conditioning != "parents" and model.latent:  # without a latent the prior has nothing to tie
         raise ValueError(
             "this model was fitted with conditioning=ancestors: its prior ties each latent to all its "
             f"ancestors, not one structural equation per node; {fix}"

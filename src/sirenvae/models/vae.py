@@ -238,6 +238,8 @@ class SIReNVAE(nn.Module):
         log_ratio: Tensor | None = None,
     ):
         if self.summed:
+            if filled is not None:
+                raise ValueError("a model with summed nodes draws its holes per state: leave out filled")
             return summed_parts(self, x, z)[:2]
         u = self.standardize(x)
         if mask is not None:
