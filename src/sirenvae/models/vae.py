@@ -65,10 +65,8 @@ class SIReNVAE(nn.Module):
         holes: The proposal of the holes that other nodes read
             (:class:`~sirenvae.models.holes.HoleProposal`); ``None``: their decoder conditionals.
 
-    Discrete hidden nodes named in ``config.summed`` sit among the observed nodes with a column that
-    is always missing; instead of being drawn they are summed out exactly over their joint states
-    :math:`h`: :math:`p(x, z) = \sum_h p(x, h, z)`, so their conditionals get exact gradients and,
-    with no continuous latent left, :math:`\log p(x)` is exact.
+    Discrete hidden nodes in ``config.summed`` sit among the observed nodes with a column always
+    missing, summed out exactly: :math:`p(x, z) = \sum_h p(x, h, z)` (:mod:`sirenvae.models.summed`).
     """
 
     def __init__(
