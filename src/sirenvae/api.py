@@ -158,10 +158,13 @@ def fit_rows(
     extra = dict(extra_meta or {}) | {"seed": fit_config.seed, "train_size": int(x.shape[0])}
     holey = bool(x.isnan().any()) or train_options.train_masking > 0
     recorded = _recorded_run(out, resume)
-    if recorded is None or recorded["model"].get("summed"):  # a run from before keeps its latents
+    variables = dict(variables or {})
+    if recorded is None or recorded["model"].get("summed"):
         split, x, variables, summed = summed_hidden(split, x, variables, model)
         if summed:
             fixed["summed"] = summed
+    else:  # a run from before summed nodes keeps its continuous latents
+        variables = {v: var for v, var in variables.items() if v in split.observed}
     extra["variables"] = {v: var.to_dict() for v, var in variables.items() if var.kind != "continuous"}
     if variables:
         fixed["types"] = model_types(variables)
