@@ -18,11 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from sirenvae.graph import LatentSplit
+from sirenvae.models.tables import MAX_CONFIGS
 
 __all__ = ["MAX_SUMMED_STATES", "SummedNodes", "summed_parts"]
-
-#: The most parent configurations of a head that :meth:`SummedNodes.log_prior` smooths.
-MAX_PRIOR_CONFIGS = 4096
 
 #: The most joint states of the summed hidden nodes (each row is scored once per state).
 MAX_SUMMED_STATES = 1024
@@ -88,7 +86,7 @@ class SummedNodes(nn.Module):
             if v not in near or v not in discrete or not set(parents) <= discrete:
                 continue
             sizes = [members[observed.index(p)].levels for p in parents]
-            if math.prod(sizes) > MAX_PRIOR_CONFIGS:
+            if math.prod(sizes) > MAX_CONFIGS:  # as for the count tables
                 continue
             for config in itertools.product(*(range(k) for k in sizes)):
                 row = [0.0] * len(observed)
