@@ -24,17 +24,23 @@ GRAPH = BayesianNetwork({"a": [], "h": ["a"], "x": ["h", "a"], "y": ["h"], "w": 
 TYPES = {"a": "binary", "h": "categorical:3", "x": "binary", "y": "binary", "w": "binary"}
 
 
-def _model(mean="mlp", **overrides):
+#: GRAPH with v, a binary child of w: a count table with a parent, scored once for all the states.
+GRAPH_V = BayesianNetwork({v: list(GRAPH.parents(v)) for v in GRAPH.nodes} | {"v": ["w"]})
+
+
+def _model(mean="mlp", graph=GRAPH, **overrides):
     torch.manual_seed(0)
-    split = LatentSplit(GRAPH, [], allow_empty=True)
-    model = build_model(split, variant="true", types=TYPES, summed=("h",), decoder_mean=mean, **overrides)
+    split = LatentSplit(graph, [], allow_empty=True)
+    types = TYPES | ({"v": "binary"} if "v" in graph.nodes else {})
+    model = build_model(split, variant="true", types=types, summed=("h",), decoder_mean=mean, **overrides)
     return float64(model)
 
 
 def _every_row(model):
     rows = []
-    for a, x, y, w in itertools.product(range(2), repeat=4):
-        cells = {"a": a, "x": x, "y": y, "w": w, "h": math.nan}
+    free = [v for v in model.observed if v != "h"]
+    for values in itertools.product(range(2), repeat=len(free)):
+        cells = dict(zip(free, values, strict=True)) | {"h": math.nan}
         rows.append([cells[v] for v in model.observed])
     return torch.tensor(rows, dtype=torch.float64)
 
@@ -66,6 +72,26 @@ def test_the_sum_over_states_matches_brute_force_with_a_continuous_latent():
         part = model.decoder(model.nodes(z, u)).log_prob(u) + model.prior_given(u).log_prob(z)
         by_hand.append(part + model.observation.log_det(full, model.scale, None))
     assert torch.allclose(log_px + log_pz, torch.logsumexp(torch.stack(by_hand), 0), atol=1e-12)
+
+
+def test_a_count_table_with_a_parent_is_read_once_for_every_state_and_matches_brute_force():
+    model = _model("mlp", GRAPH_V)
+    x = _every_row(model)
+    fit = x.clone()  # v mostly copies w, so that its table is far from even
+    fit[:, model.observed.index("v")] = fit[:, model.observed.index("w")]
+    model.set_standardization(torch.cat([x, fit, fit]))
+    assert {model.observed[i] for i in model.decoder.tables.nodes} == {"a", "w", "v"}
+    z = x.new_zeros(1, len(x), 0)
+    by_hand = []
+    for h in range(3):
+        full = x.clone()
+        full[:, model.observed.index("h")] = h
+        u = model.standardize(full)
+        by_hand.append(
+            model.decoder(model.nodes(z, u)).log_prob(u) + model.observation.log_det(full, model.scale, None)
+        )
+    expected = torch.logsumexp(torch.stack(by_hand), 0)[0] + model.summed_nodes.renorm
+    assert torch.allclose(iwae(model, x, 1), expected, atol=1e-12)
 
 
 def test_count_tables_skip_the_summed_node_and_its_children():

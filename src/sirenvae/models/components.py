@@ -165,7 +165,12 @@ class Decoder(LazyDistribution):
         rows[..., self._table_rows.to(rows.device)] = self.tables(nodes).to(rows.dtype)
         return rows
 
-    def forward(self, nodes: Tensor) -> Distribution:
+    def forward(self, nodes: Tensor, tabled_from: Tensor | None = None) -> Distribution:
+        """The distribution given all nodes' values ``nodes``; the count tables read ``tabled_from``
+        instead where given (values equal to ``nodes`` on every tabled node's parents, broadcastable to
+        them: a sum over hidden states that no tabled node reads scores its tables once).
+        """
+        tabled_from = nodes if tabled_from is None else tabled_from
         constants = {name: getattr(self, name) for name in self._constants}
         single = self.observation.single
         if single is not None:
@@ -176,7 +181,7 @@ class Decoder(LazyDistribution):
                 if self.mean_kind == "linear+mlp":
                     heads[0] = self.linear(nodes) + heads[0]
             if self.tables is not None:  # one family with tables: binary, one head
-                heads[0] = self._tabled(heads[0].expand(*nodes.shape[:-1], self.observed), nodes)
+                heads[0] = self._tabled(heads[0].expand(*nodes.shape[:-1], self.observed), tabled_from)
             return single.distribution(*heads, **constants)
         rows_idx = self.observation.linear_rows.to(nodes.device)
         if self.mean_kind == "linear":
@@ -188,7 +193,7 @@ class Decoder(LazyDistribution):
             rows = self.net(nodes)
             if self.mean_kind == "linear+mlp":
                 rows = rows.index_add(-1, rows_idx, self.linear(nodes))
-        return self.observation.distribution(self._tabled(rows + self.offset, nodes), constants)
+        return self.observation.distribution(self._tabled(rows + self.offset, tabled_from), constants)
 
 
 class DiagonalEncoder(LazyDistribution):

@@ -114,14 +114,15 @@ class SummedNodes(nn.Module):
         u = self._rows.to(like)
         z = like.new_zeros(u.shape[0], len(model.latent))
         d = model.decoder(model.nodes(z, u))
+        rows = torch.arange(u.shape[0], device=u.device)
         mask = torch.zeros_like(u, dtype=torch.bool)
-        mask[torch.arange(u.shape[0], device=u.device), self._target] = True
-        total = like.new_zeros(())
-        for k in range(int(self._levels.max())):
-            at = u.clone()
-            at[torch.arange(u.shape[0], device=u.device), self._target] = float(k)
-            term = d.log_prob(at, mask)
-            total = total + torch.where(self._levels > k, term / self._levels.to(like), 0.0).sum()
+        mask[rows, self._target] = True
+        levels = self._levels.to(u.device)
+        at = u.expand(int(levels.max()), *u.shape).clone()  # every level of the target at once
+        at[:, rows, self._target] = torch.arange(at.shape[0], device=u.device, dtype=u.dtype)[:, None]
+        term = d.log_prob(at, mask)  # (levels, rows)
+        k = torch.arange(at.shape[0], device=u.device)[:, None]
+        total = torch.where(k < levels, term / levels.to(like), 0.0).sum()
         return self.strength * total
 
     def __len__(self) -> int:
@@ -168,7 +169,9 @@ def summed_parts(model, x: Tensor, z: Tensor, draw: bool = False):
     if mask is not None:
         u, log_ratio = model.propose_holes(u, mask, ze)
     log_pz = model.prior_given(u).log_prob(ze)
-    log_pu = model.decoder(model.nodes(ze, u)).log_prob(u, mask)
+    n = model.nodes(ze, u)
+    # without other holes the states differ only in the summed columns, which no tabled node reads
+    log_pu = model.decoder(n, n[:1] if mask is None else None).log_prob(u, mask)
     if log_ratio is not None:
         log_pu = log_pu + log_ratio
     total = log_pu + model.observation.log_det(xe, model.scale, mask) + log_pz + nodes.renorm  # (E, S, N)
