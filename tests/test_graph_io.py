@@ -388,3 +388,23 @@ def test_a_json_graph_declares_its_latent_nodes(tmp_path):
     assert declared_latent(tmp_path / "g.csv") is None
     with pytest.raises(GraphError, match="'latent' must be a list"):
         declared_latent(_write(tmp_path / "bad.json", {"latent": [1], "edges": [["a", "b"]]}))
+
+
+@pytest.mark.parametrize(
+    ("entry", "match"),
+    [
+        ({"type": "binary", "levels": ["p", "q", "r"]}, "type 'binary' and 3 levels"),
+        ({"levels": ["p", "p"]}, "repeat 'p'"),
+        ({"type": "count", "levels": ["1", "2"]}, "type 'count' and 2 levels"),
+    ],
+)
+def test_declared_levels_must_agree_with_the_type_and_not_repeat(tmp_path, entry, match):
+    path = tmp_path / "g.json"
+    path.write_text(
+        json.dumps({"nodes": [{"name": "a", "parents": []}, {"name": "h", "parents": ["a"]} | entry]})
+    )
+    with pytest.raises(GraphError, match=match):
+        declared_types(path)
+    ok = {"nodes": [{"name": "h", "parents": [], "type": "categorical", "levels": ["no", "yes"]}]}
+    path.write_text(json.dumps(ok))
+    assert declared_types(path) == ({"h": "categorical"}, {"h": ["no", "yes"]})

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from helpers import float64
 from sirenvae.api import fit_rows
 from sirenvae.cli import app
+from sirenvae.defaults import EXACT_LR, LR
 from sirenvae.fitted import load
 from sirenvae.graph import BayesianNetwork, GraphError, LatentSplit
 from sirenvae.models import ModelConfig, build_model
@@ -188,6 +189,11 @@ def test_fit_rows_keeps_a_vae_continuous_and_sums_for_true():
     true = fit_rows(split, x, model="true", settings="paper", options={"max_epochs": 1, "progress": False},
                     variables=variables)  # fmt: skip
     assert true.model.summed == ("h",) and true.latent == ("h",)
+    # an exact model takes its own learning rate unless one is given; the VAE the usual one
+    assert (vae.meta["fit"]["lr"], true.meta["fit"]["lr"]) == (LR, EXACT_LR)
+    given = fit_rows(split, x, settings="paper", options={"max_epochs": 1, "progress": False, "lr": 0.02},
+                     variables=variables)  # fmt: skip
+    assert given.meta["fit"]["lr"] == 0.02
 
 
 runner = CliRunner()
@@ -327,3 +333,32 @@ def test_too_many_joint_states_keep_the_hidden_nodes_continuous():
     assert "are continuous latents" in summed_notice(many, "true")
     few = {"h": Variable("categorical", ("p", "q", "r"))}
     assert summed_hidden(split, x, few, "true")[3] == ("h",)
+
+
+def test_evaluation_chunks_count_every_joint_state_with_or_without_a_latent():
+    from sirenvae.objectives import chunk_rows, eval_chunk
+
+    hidden = [f"h{i}" for i in range(8)]  # 256 joint states
+    bn = BayesianNetwork({h: [] for h in hidden} | {f"x{i}": [hidden[i], hidden[i - 1]] for i in range(8)})
+    model = build_model(LatentSplit(bn, [], allow_empty=True), types=dict.fromkeys(bn.nodes, "binary"),
+                        summed=tuple(hidden))  # fmt: skip
+    x = (torch.rand(40, len(model.observed)) < 0.5).float()
+    x[:, [model.observed.index(h) for h in hidden]] = math.nan
+    exact = chunk_rows(model, 200, x)  # only the summed holes: one proposal per row
+    assert exact * 256 <= max(eval_chunk(model), 64 * 256) and exact >= 8
+    x[0, model.observed.index("x0")] = math.nan  # another hole: every sample at every state
+    assert chunk_rows(model, 200, x) * 200 * 256 <= max(eval_chunk(model), 200 * 256)
+
+
+def test_summed_nodes_come_from_the_table_not_from_options_or_a_settings_file(tmp_path):
+    split = LatentSplit(GRAPH, ["h"])
+    x = torch.tensor([[0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 1.0, 0.0]] * 8)
+    variables = {v: Variable("binary", ("0", "1")) for v in ("a", "x", "y", "w")}
+    quick = {"max_epochs": 1, "progress": False}
+    with pytest.raises(ValueError, match="summed is not an option"):
+        fit_rows(split, x, settings="paper", options=quick | {"summed": ("x",)}, variables=variables)
+    stated = variables | {"h": Variable("categorical", ("p", "q", "r"))}
+    fit_rows(split, x, settings="paper", options=quick, variables=stated, out=tmp_path / "run")
+    # its settings on a graph that states no levels for h: h stays a continuous latent
+    again = fit_rows(split, x, settings=tmp_path / "run" / "model.json", options=quick, variables=variables)
+    assert again.model.summed == () and again.model.latent == ("h",)

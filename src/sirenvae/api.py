@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from sirenvae.data import Table, latent_split, stated_types
+from sirenvae.defaults import EXACT_LR
 from sirenvae.devices import resolve_device
 from sirenvae.fitted import FittedModel, _read, load
 from sirenvae.models import VARIANTS, ModelConfig
@@ -165,6 +166,11 @@ def fit_rows(
             fixed["summed"] = summed
     else:  # a run from before summed nodes keeps its continuous latents
         variables = {v: var for v, var in variables.items() if v in split.observed}
+    if "lr" not in (options or {}):  # a resumed run keeps its rate; an exact model takes its own
+        if recorded is not None:
+            fit_config = replace(fit_config, lr=recorded.get("fit", {}).get("lr", fit_config.lr))
+        elif "summed" in fixed and not split.latent:
+            fit_config = replace(fit_config, lr=EXACT_LR)
     extra["variables"] = {v: var.to_dict() for v, var in variables.items() if var.kind != "continuous"}
     if variables:
         fixed["types"] = model_types(variables)
@@ -230,7 +236,8 @@ def fit_rows(
     if out is not None:
         fitted = load(out, device=device)
     else:
-        meta = {"model": config.to_dict(), "latent": list(split.latent), "observed": list(split.observed)}
+        meta = {"model": config.to_dict(), "fit": fit_config.to_dict(), "latent": list(split.latent),
+                "observed": list(split.observed)}  # fmt: skip
         fitted = FittedModel(trained, meta | extra | {"history": history.to_dict()})
     fitted.search = selection
     return fitted
@@ -256,14 +263,15 @@ def summed_hidden(split, x: Tensor, variables: Mapping[str, Variable] | None, mo
 
 
 def _summable(latent, variables: Mapping[str, Variable], model: str) -> list[str]:
-    """The hidden nodes a graph variant sums: those stated binary or categorical, if their joint states
-    are at most :data:`~sirenvae.models.summed.MAX_SUMMED_STATES` (else none: all stay continuous).
+    """The hidden nodes ``true`` sums: those stated binary or categorical, if their joint states are at
+    most :data:`~sirenvae.models.summed.MAX_SUMMED_STATES` (else none: all stay continuous). ``fc`` and
+    ``ind`` keep them continuous: they vary the structure among the latents, which a summed node,
+    placed among the observed, would escape.
     """
-    from sirenvae.models.config import STRUCTURED
     from sirenvae.models.summed import MAX_SUMMED_STATES
 
     hidden = [v for v in latent if v in variables and variables[v].labelled]
-    if model not in STRUCTURED or math.prod(len(variables[v].levels) for v in hidden) > MAX_SUMMED_STATES:
+    if model != "true" or math.prod(len(variables[v].levels) for v in hidden) > MAX_SUMMED_STATES:
         return []
     return hidden
 
@@ -276,7 +284,12 @@ def summed_notice(hidden: Mapping[str, Variable], model: str) -> str | None:
 
     stated = [v for v, var in hidden.items() if var.labelled]
     summed = _summable(list(hidden), hidden, model)
-    if stated and not summed and model in ("true", "fc", "ind"):
+    if stated and model in ("fc", "ind"):
+        return (
+            f"hidden node(s) {', '.join(stated)} have stated levels: {model} keeps them continuous latents "
+            "(--model true sums them out exactly)"
+        )
+    if stated and not summed and model == "true":
         states = math.prod(len(hidden[v].levels) for v in stated)
         return (
             f"hidden node(s) {', '.join(stated)} have stated levels, but {states} joint states are more "
@@ -426,7 +439,12 @@ def _settings_file(path, model: str, extra: dict, split) -> dict:
     unknown = sorted(set(fields_) - known)
     if unknown:
         raise ValueError(f"--settings {path}: unknown model option(s) {', '.join(unknown)}")
-    return fields_
+    return {k: v for k, v in fields_.items() if k not in FROM_DATA}  # these come from this run's table
+
+
+#: Model fields that describe the table, not a setting: they come from the rows and graph being fitted
+#: (a settings file's are dropped, and an option naming them is refused).
+FROM_DATA = ("summed", "types")
 
 
 # ---------------------------------------------------------------------- helpers
@@ -497,6 +515,11 @@ def _configs(model: str, options: dict) -> tuple[dict, FitConfig, TrainOptions]:
         raise ValueError(f"unknown option(s) {', '.join(sorted(options))}; known options: {', '.join(valid)}")
     if model not in VARIANTS:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(VARIANTS)}")
+    if "summed" in groups[ModelConfig]:
+        raise ValueError(
+            "summed is not an option: a hidden node is summed out where its levels are stated (\"levels\" "
+            "or \"type\" on the node in the graph file, or a discrete network's states)"
+        )
     try:
         return groups[ModelConfig], FitConfig(**groups[FitConfig]), TrainOptions(**groups[TrainOptions])
     except TypeError as e:

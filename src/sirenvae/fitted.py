@@ -24,7 +24,7 @@ from sirenvae.graph import BayesianNetwork
 from sirenvae.identification import identify
 from sirenvae.models import SIReNVAE, causal
 from sirenvae.names import unknown_node
-from sirenvae.objectives import eval_chunk, iwae, log_weights, prior_draws
+from sirenvae.objectives import chunk_rows, iwae, log_weights, prior_draws
 from sirenvae.pipeline import load_model
 from sirenvae.training import History
 from sirenvae.variables import Variable, decoder_frame, encode
@@ -293,7 +293,7 @@ class FittedModel(_CausalQueries):
         """
         _positive(importance_samples, "importance_samples")
         x = self.tensor(df, ignore=ignore, allow_missing=True)
-        rows = max(1, eval_chunk(self.model) // importance_samples)
+        rows = chunk_rows(self.model, importance_samples, x)
         with _seeded(seed):
             parts = [
                 iwae(self.model, xb, importance_samples, prior_draws(importance_samples))

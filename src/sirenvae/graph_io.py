@@ -206,8 +206,17 @@ def declared_types(source: str | Path | Any) -> tuple[dict[str, str], dict[str, 
                 raise GraphError(
                     f"JSON graph: 'levels' of {entry['name']!r} must be a list of 2 or more labels"
                 )
-            levels[entry["name"]] = [str(v) for v in lv]
-            types.setdefault(entry["name"], "binary" if len(lv) == 2 else "categorical")
+            name, labels = entry["name"], [str(v) for v in lv]
+            repeated = sorted({v for v in labels if labels.count(v) > 1})
+            if repeated:
+                raise GraphError(f"JSON graph: 'levels' of {name!r} repeat {', '.join(map(repr, repeated))}")
+            kind = types.setdefault(name, "binary" if len(lv) == 2 else "categorical")
+            if kind not in ("binary", "categorical") or (kind == "binary" and len(lv) != 2):
+                raise GraphError(
+                    f"JSON graph: {name!r} has type {kind!r} and {len(lv)} levels; levels go with type "
+                    "binary (2 of them) or categorical"
+                )
+            levels[name] = labels
     return types, levels
 
 

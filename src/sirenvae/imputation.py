@@ -26,7 +26,7 @@ from torch import Tensor
 
 from sirenvae.models.summed import summed_parts
 from sirenvae.models.vae import prior_draws, resample
-from sirenvae.objectives import eval_chunk
+from sirenvae.objectives import chunk_rows
 
 __all__ = ["Imputation", "hidden_draws", "impute", "posterior_draws", "weighted_quantiles"]
 
@@ -75,7 +75,7 @@ def impute(
         raise ValueError(f"need samples >= 1 and m >= 0, got samples={samples}, m={m}")
     if any(not 0 < q < 1 for q in quantiles):
         raise ValueError(f"quantile levels must lie strictly between 0 and 1, got {list(quantiles)}")
-    rows = max(1, eval_chunk(model) // samples)
+    rows = chunk_rows(model, samples, x)
     parts = [_impute(model, xb, samples, m, quantiles) for xb in x.split(rows)]
     mean, sd, ess = (torch.cat([p[i] for p in parts]) for i in (0, 2, 3))
     draws = torch.cat([p[1] for p in parts], 1) if m else None
@@ -123,7 +123,7 @@ def posterior_draws(model, x: Tensor, n: int, proposals: int = 0) -> tuple[Tenso
     each row's effective sample size ``(N,)``. The missing cells are integrated out, not read.
     """
     S = proposals or max(10 * n, 100)
-    rows = max(1, eval_chunk(model) // S)
+    rows = chunk_rows(model, S, x)
     draws, sizes = [], []
     for xb in x.split(rows):
         z, _, log_w = model.importance_samples(xb.to(model.loc), S, prior_draws(S))
@@ -145,7 +145,7 @@ def hidden_draws(model, x: Tensor, n: int, proposals: int = 0) -> tuple[Tensor, 
     ``proposals`` (default ``max(10 n, 100)``) importance samples are resampled as in
     :func:`posterior_draws`.
     """
-    rows = max(1, eval_chunk(model) // max(proposals or 10 * n, 100, n))
+    rows = chunk_rows(model, max(proposals or 10 * n, 100, n), x, exact=n)
     where = model.summed_nodes.where
     draws, sizes = [], []
     for xb in x.split(rows):

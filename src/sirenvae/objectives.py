@@ -24,6 +24,7 @@ __all__ = [
     "DEFENSIVE_SHARE",
     "EVAL_CHUNK",
     "elbo",
+    "chunk_rows",
     "eval_chunk",
     "evaluate",
     "evaluate_rows",
@@ -82,10 +83,21 @@ EVAL_CHUNK_NODES = 1000
 
 def eval_chunk(model) -> int:
     """Samples per evaluation chunk for ``model``: :data:`EVAL_CHUNK`, less for large graphs."""
-    chunk = max(64, EVAL_CHUNK * EVAL_CHUNK_NODES // max(len(model.graph), EVAL_CHUNK_NODES))
-    if getattr(model, "summed", ()) and model.latent:  # every sample is scored at each joint state
+    return max(64, EVAL_CHUNK * EVAL_CHUNK_NODES // max(len(model.graph), EVAL_CHUNK_NODES))
+
+
+def chunk_rows(model, samples: int, x: Tensor | None = None, exact: int = 1) -> int:
+    """Rows per evaluation chunk of ``samples`` importance samples each (about :func:`eval_chunk`
+    samples a chunk). A model with summed nodes scores every sample at each of their joint states;
+    without a continuous latent, rows ``x`` whose only holes are those nodes' take ``exact`` samples
+    (the exact shortcut of :meth:`~sirenvae.models.SIReNVAE.proposal_parts`).
+    """
+    chunk = eval_chunk(model)
+    if getattr(model, "summed", ()):
         chunk = max(64, chunk // model.summed_nodes.states.shape[0])
-    return chunk
+        if not model.latent and x is not None and model.summed_nodes.only_holes(x):
+            samples = exact
+    return max(1, chunk // max(samples, 1))
 
 
 @torch.no_grad()
@@ -111,7 +123,11 @@ def evaluate_rows(
     was = model.training
     model.eval()
     extra = prior_draws(importance_samples, defensive)
-    rows = max(1, (chunk or eval_chunk(model)) // max(importance_samples + extra, 1))
+    rows = (
+        max(1, chunk // max(importance_samples + extra, 1))
+        if chunk
+        else chunk_rows(model, importance_samples + extra, x)
+    )
     nll, neg_elbo, re, ess = [], [], [], []
     try:
         for xb in x.split(rows):

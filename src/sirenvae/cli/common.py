@@ -416,17 +416,17 @@ def gone_allow_discrete(given: bool) -> None:
         )
 
 
-def training_options(items, model: str, *, lr: float, batch_size: int, epochs: int, patience: int,
+def training_options(items, model: str, *, lr: float | None, batch_size: int, epochs: int, patience: int,
                      seed: int, workers: int | None, **more) -> dict:  # fmt: skip
     """The training options of ``fit`` and ``compare``: ``--set`` (:func:`parse_options`) with the
     options that have their own flags; bad values are one line.
     """
-    if epochs < 1 or batch_size < 1 or not lr > 0:
+    if epochs < 1 or batch_size < 1 or (lr is not None and not lr > 0):
         raise UsageError("--epochs, --batch-size and --lr must be positive")
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
-    flags = {"lr": lr, "batch_size": batch_size, "max_epochs": epochs, "patience": patience, "seed": seed}
-    return parse_options(items, model) | flags | more
+    flags = {"batch_size": batch_size, "max_epochs": epochs, "patience": patience, "seed": seed}
+    return parse_options(items, model) | flags | ({} if lr is None else {"lr": lr}) | more
 
 
 def training_rows(network, graph, data, train_size, latent, ignore_columns, id_column, seed, types=None,

@@ -72,7 +72,7 @@ def compare(
     seed: int = typer.Option(0, "--seed", help="Seed of data sampling, the folds and training."),
     epochs: int = typer.Option(MAX_EPOCHS, "--epochs", help="The most epochs of every fit."),
     patience: int = typer.Option(PATIENCE, "--patience", help="Epochs without improvement before stopping."),
-    lr: float = typer.Option(LR, "--lr", help="Adam's learning rate."),
+    lr: float | None = typer.Option(None, "--lr", help=f"Adam's learning rate [default: {LR}]."),
     batch_size: int = typer.Option(BATCH_SIZE, "--batch-size", help="Mini-batch size."),
     workers: int = typer.Option(
         None, "--workers", help="Parallel fits, one thread each (default: the CPUs, at most 8)."

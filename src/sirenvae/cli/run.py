@@ -42,7 +42,7 @@ from sirenvae.cli.common import (
     warn_if_diverged,
     write_row_summaries,
 )
-from sirenvae.defaults import BATCH_SIZE, LR, MAX_EPOCHS, PATIENCE
+from sirenvae.defaults import BATCH_SIZE, EXACT_LR, LR, MAX_EPOCHS, PATIENCE
 from sirenvae.models import VARIANTS
 
 __all__ = ["evaluate", "fit", "posterior", "sample"]
@@ -79,7 +79,9 @@ def fit(
     force: bool = typer.Option(False, "--force", help="Replace the run already in --out."),
     epochs: int = typer.Option(MAX_EPOCHS, "--epochs", help="The most epochs."),
     patience: int = typer.Option(PATIENCE, "--patience", help="Epochs without improvement before stopping."),
-    lr: float = typer.Option(LR, "--lr", help="Adam's learning rate."),
+    lr: float | None = typer.Option(
+        None, "--lr", help=f"Adam's learning rate [default: {LR}; {EXACT_LR} if all hidden nodes are summed]."
+    ),
     batch_size: int = typer.Option(BATCH_SIZE, "--batch-size", help="Mini-batch size."),
     folds: int = typer.Option(None, "--folds", help="auto: folds k (default 5 below 100 rows, else 3)."),
     max_candidates: int = typer.Option(
