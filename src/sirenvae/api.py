@@ -517,8 +517,8 @@ def _configs(model: str, options: dict) -> tuple[dict, FitConfig, TrainOptions]:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(VARIANTS)}")
     if "summed" in groups[ModelConfig]:
         raise ValueError(
-            "summed is not an option: a hidden node is summed out where its levels are stated (\"levels\" "
-            "or \"type\" on the node in the graph file, or a discrete network's states)"
+            'summed is not an option: a hidden node is summed out where its levels are stated ("levels" '
+            'or "type" on the node in the graph file, or a discrete network\'s states)'
         )
     try:
         return groups[ModelConfig], FitConfig(**groups[FitConfig]), TrainOptions(**groups[TrainOptions])

@@ -132,7 +132,7 @@ def sample_with_do(
     note(f"wrote {n} samples of {len(fitted.graph)} nodes under do({_show(do, fitted)}) to {output}")
     note(_verdict(frame.attrs["causal"], frame.attrs["reason"]))
     _extrapolation_notes(fitted, do)
-    if set(do) & set(fitted.latent):
+    if set(do) & set(fitted.model.latent):
         note(LATENT_UNITS)
 
 
@@ -243,7 +243,7 @@ def effect(
         verdict = _verdict(result["causal"], result["reason"])
         say(f"  means {result['mean_do']:.4g} and {result['mean_vs']:.4g}; {verdict}")
     _extrapolation_notes(fitted, do_a, do_b)
-    if (set(do_a) | set(do_b or ())) & set(fitted.latent):
+    if (set(do_a) | set(do_b or ())) & set(fitted.model.latent):
         note(LATENT_UNITS)
 
 
@@ -325,5 +325,5 @@ def counterfactual(
         "draws (max(10 n, 100))"
     )
     _extrapolation_notes(fitted, do_items)
-    if set(do_items) & set(fitted.latent):
+    if set(do_items) & set(fitted.model.latent):
         note(LATENT_UNITS)

@@ -177,6 +177,7 @@ class ConditionalTables(nn.Module):
         """
         if not self.nodes:
             return
+        x = x.cpu()  # counted in float64 on the CPU (any device, MPS included); the tables move back
         read = x[:, [self._position[v] for v in self._read]] if self._read else None  # (N, P), in read order
         alphas = torch.tensor(ALPHAS, dtype=torch.float64)
         for t, i in enumerate(self.nodes):
