@@ -221,6 +221,11 @@ def test_the_command_line_sums_a_stated_hidden_node_and_refuses_its_counterfactu
     again = load(run)
     test = _data(30, 4)
     assert np.array_equal(fitted.log_prob(test).to_numpy(), again.log_prob(test).to_numpy())
+    # the loaded model is a distribution over the 16 labelled rows (h summed out, tables intact)
+    every = pd.DataFrame(
+        list(itertools.product(*[sorted(set(test[c])) for c in test.columns])), columns=test.columns
+    )
+    assert len(every) == 16 and abs(fitted.log_prob(every).map(math.exp).sum() - 1) < 1e-4
     r = runner.invoke(app, ["graph", "--run", str(run), "-o", str(tmp_path / "g.png")])
     assert r.exit_code == 0 and "(1 latent: h)" in r.output, r.output
     r = runner.invoke(app, ["posterior", str(run), "--data", str(tmp_path / "rows.csv"), "-n", "5",
@@ -237,7 +242,8 @@ def test_the_command_line_sums_a_stated_hidden_node_and_refuses_its_counterfactu
     assert r.exit_code == 0, r.output
     filled = pd.read_csv(tmp_path / "f.csv")
     assert list(filled.columns) == ["a", "x", "y", "w"] and set(filled["x"]) <= {"yes", "no"}
-    assert (filled["a"] == holey["a"]).all()  # present cells unchanged
+    present = holey["x"] != ""
+    assert (filled["a"] == holey["a"]).all() and (filled.loc[present, "x"] == holey.loc[present, "x"]).all()
     r = runner.invoke(app, ["counterfactual", str(run), "--data", str(tmp_path / "train.csv"),
                             "--do", "a=yes", "-o", str(tmp_path / "cf.csv")])  # fmt: skip
     assert r.exit_code == 2 and "summed out" in r.output
