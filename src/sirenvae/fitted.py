@@ -9,6 +9,7 @@ cells at fault.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -279,6 +280,11 @@ class FittedModel(_CausalQueries):
             allow_missing=allow_missing,
             variables=self.variables,
         )
+        empty = [v for v, share in table.missing.items() if share == 1.0]
+        if empty:  # an absent column is read as holes (as the CLI's note says): likely a mistake
+            warnings.warn(
+                f"no values for {', '.join(map(repr, empty))}: read as missing in every row", stacklevel=3
+            )
         return self.model.with_summed(table.x).to(like.device)
 
     @torch.no_grad()
