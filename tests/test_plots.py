@@ -62,6 +62,10 @@ def test_graph_command_draws_and_never_overwrites(files, tmp_path):
     svg, pdf = tmp_path / "g.svg", tmp_path / "g.pdf"
     assert run("graph", "--graph", files / "g.csv", "--latent", "z", "-o", svg).exit_code == 0
     assert "<svg" in svg.read_text()
+    declared = tmp_path / "declared.json"  # a JSON graph's "latent" list acts as --latent, as in fit
+    declared.write_text(json.dumps({"nodes": {"z": [], "x": ["z"], "y": ["z", "x"]}, "latent": ["z"]}))
+    r = run("graph", "--graph", declared, "-o", tmp_path / "declared.png")
+    assert r.exit_code == 0 and "1 latent: z" in r.stderr, r.output
     r = run("graph", "--graph", files / "g.csv", "-o", pdf)  # no latent set: the graph alone
     assert r.exit_code == 0 and "--latent" in r.stderr and pdf.read_bytes().startswith(b"%PDF")
     cases = [

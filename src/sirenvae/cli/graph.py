@@ -37,7 +37,7 @@ def graph(
     The faithful inverse (NaMI) is the graph that structures the encoder q(z | x).
     """
     from sirenvae.data import default_latent_rule, latent_split
-    from sirenvae.graph_io import read_graph
+    from sirenvae.graph_io import declared_latent, read_graph
     from sirenvae.networks import load_network
     from sirenvae.plots import FORMATS, graph_figure, save
 
@@ -61,6 +61,8 @@ def graph(
         else:
             bn = load_network(network).graph if network is not None else read_graph(graph_file)
             rule = latent if latent is not None else default_latent_rule(network) if network else None
+            if rule is None and graph_file is not None:
+                rule = declared_latent(graph_file)  # the file's "latent" act as --latent, as in fit
             if data is not None:
                 rule = _without_a_column(bn, data)
             split = latent_split(bn, rule) if rule is not None else None
