@@ -319,10 +319,13 @@ def counterfactual(
     )
     note("model-dependent: counterfactuals depend on the fitted model and its posterior, not on data alone")
     ess = cf.attrs["ess"]
+    from sirenvae.objectives import prior_draws
+
     draws = max(10 * n, 100)
     note(
-        f"abduction: effective sample size per row {ess.min():.0f} to {ess.max():.0f} of {draws} encoder "
-        "draws (max(10 n, 100))"
+        f"abduction: effective sample size per row {ess.min():.0f} to {ess.max():.0f} of "
+        f"{draws + prior_draws(draws)} draws ({draws} = max(10 n, 100) from the encoder, a tenth as many "
+        "from the prior)"
     )
     _extrapolation_notes(fitted, do_items)
     if set(do_items) & set(fitted.model.latent):

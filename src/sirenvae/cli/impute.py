@@ -128,9 +128,14 @@ def impute(
                 f"min {ess.min():.1f} (of {samples})"
             )
             if low:
+                fix = (
+                    "raise -k"
+                    if meta["model"].get("mask_inputs")
+                    else "raise -k, or refit with such holes in the data"
+                )
                 note(
                     f"warning: {low} row(s) have an effective sample size below {LOW_ESS:g}: their "
-                    "imputations rest on few proposals (raise -k, or refit with such holes in the data)"
+                    f"imputations rest on few proposals ({fix})"
                 )
     labelled = any(var.labelled for var in variables.values())
     means = "the conditional means (most probable labels) for" if labelled else "the conditional means for"
