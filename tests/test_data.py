@@ -372,3 +372,21 @@ def test_suggested_options_are_quoted_for_the_shell(tmp_path):
     rows = "\n".join(f"{i},{i * 0.5},{i % 3 * 0.7},x{i}" for i in range(12))
     with pytest.raises(DataError, match=r"pass --ignore-columns 'sample id,notes'"):
         read_table(write(tmp_path, "sample id,a,b,notes\n" + rows + "\n"), split)
+
+
+def test_exact_repeats_of_continuous_rows_are_noticed_in_training_only():
+    graph = BayesianNetwork({"z": [], "a": ["z"], "b": ["z"], "c": ["z"]})
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(rng.normal(size=(12, 3)), columns=["a", "b", "c"])
+    df.loc[5, "c"] = np.nan
+    repeated = pd.concat([df, df.iloc[[2, 5]]], ignore_index=True)  # a copy with a hole repeats too
+    (note,) = [
+        n for n in read_frame(repeated, graph, training=True, allow_missing=True).notices if "repeat" in n
+    ]
+    assert note.startswith(
+        "2 row(s) repeat an earlier row exactly (row 13 (position 12) = row 3 (position 2))"
+    )
+    assert not [n for n in read_frame(df, graph, training=True, allow_missing=True).notices if "repeat" in n]
+    assert not [n for n in read_frame(repeated, graph, allow_missing=True).notices if "repeat" in n]
+    words = pd.DataFrame({v: rng.choice(["no", "yes"], 30) for v in "abc"})  # discrete rows repeat by chance
+    assert not [n for n in read_frame(words, graph, training=True).notices if "repeat" in n]

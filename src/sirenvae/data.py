@@ -537,8 +537,27 @@ def read_frame(
     if training:
         real = [j for j, v in enumerate(observed) if not found[v].labelled]
         _check_training_columns(where, [observed[j] for j in real], values[:, real], hint)
+        if real and (repeat := _repeated_rows(values, holes)) is not None:
+            notices.append(
+                f"{repeat[0]} row(s) repeat an earlier row exactly ({row(repeat[1])} = {row(repeat[2])}), "
+                "unlikely with continuous columns: copies on both sides of a fold make the cross-validation "
+                "and validation scores optimistic; drop them unless they are real repeats"
+            )
     hidden = _hidden_variables(split, declared, levels or {}) if training else {}
     return Table(x, split, tuple(notices), ids, id_column, fractions, found, labels, hidden)
+
+
+def _repeated_rows(values: np.ndarray, holes: np.ndarray) -> tuple[int, int, int] | None:
+    """How many rows repeat an earlier one exactly (holes alike), and the first such pair (later,
+    earlier); ``None`` where none does.
+    """
+    cells = np.where(holes, np.inf, values)  # present cells are finite: a hole matches holes only
+    _, first, inverse = np.unique(cells, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    repeats = np.flatnonzero(first[inverse] != np.arange(len(cells)))
+    if not len(repeats):
+        return None
+    return len(repeats), int(repeats[0]), int(first[inverse[repeats[0]]])
 
 
 def _hidden_variables(
