@@ -384,7 +384,7 @@ def test_exact_repeats_of_continuous_rows_are_noticed_in_training_only():
         n for n in read_frame(repeated, graph, training=True, allow_missing=True).notices if "repeat" in n
     ]
     assert note.startswith(
-        "2 row(s) repeat an earlier row exactly (row 13 (position 12) = row 3 (position 2))"
+        "2 row(s) repeat an earlier row exactly (row 12 (position 12) = row 2 (position 2))"
     )
     assert not [n for n in read_frame(df, graph, training=True, allow_missing=True).notices if "repeat" in n]
     assert not [n for n in read_frame(repeated, graph, allow_missing=True).notices if "repeat" in n]
