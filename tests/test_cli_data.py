@@ -400,3 +400,13 @@ def test_latent_nodes_declared_in_the_graph_file_act_as_latent(files, tmp_path):
         "fit", "--graph", tmp_path / "few.json", "--data", files / "obs.csv", "--out", tmp_path / "s", *FAST
     )
     assert r.exit_code == 2 and "observed node(s) without a column: z2" in error_line(r)
+
+
+def test_a_graph_file_given_as_data_and_an_infinite_cell_are_named_plainly(files, tmp_path):
+    r = run(*r_args(files / "g.json", files / "g.json", tmp_path / "r"))
+    assert "g.json is a graph file (.json); the data are a CSV of rows" in error_line(r)
+    frame = pd.read_csv(files / "obs.csv").astype({"x1": object})
+    frame.loc[3, "x1"] = "inf"
+    frame.to_csv(tmp_path / "inf.csv", index=False)
+    line = error_line(run(*r_args(files / "g.json", tmp_path / "inf.csv", tmp_path / "r")))
+    assert "non-finite value 'inf'" in line and "categorical" not in line

@@ -257,6 +257,10 @@ def read_csv(
 _DECIMAL_COMMA = re.compile(r"(^|;)\s*[+-]?\d+,\d+\s*(;|$)")
 
 
+#: Suffixes of graph files, which a data option refuses by name.
+GRAPH_SUFFIXES = (".json", ".dot", ".gv", ".bif")
+
+
 def read_table(path: str | Path, graph: BayesianNetwork | LatentSplit, **options) -> Table:
     """Reads a CSV file as :func:`read_csv` does, with the notices for the user and row IDs.
 
@@ -267,6 +271,10 @@ def read_table(path: str | Path, graph: BayesianNetwork | LatentSplit, **options
     path = Path(path)
     if not path.exists():
         raise DataError(f"data file not found: {path}")
+    if path.suffix.lower() in GRAPH_SUFFIXES:
+        raise DataError(
+            f"{path} is a graph file ({path.suffix}); the data are a CSV of rows with node names as header"
+        )
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
@@ -496,7 +504,7 @@ def read_frame(
             bad = check_values(values[:, j], holes[:, j], var)
             if keep_text and all(isinstance(c, str) for c in df[v]):  # a CSV file's cells, as written
                 labels[v] = tuple(None if h else c.strip() for c, h in zip(df[v], holes[:, j], strict=True))
-        elif not holes[bad[0], j] and training and var.kind == "continuous":
+        elif not holes[bad[0], j] and training and var.kind == "continuous" and "non-numeric" in bad[1]:
             bad = (bad[0], bad[1] + f" (or {hint['types'](v, 'categorical')} for a column of labels)")
         if bad is not None:
             raise DataError(f"{where}{row(bad[0])}, column {v!r}: {bad[1]}")

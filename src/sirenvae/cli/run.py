@@ -156,7 +156,13 @@ def fit(
         extra = {"network": network, "data": "sampled" if train_size is not None else str(data)}
         if id_column:
             extra["id_column"] = id_column
-        how = "from --latent" if latent else "nodes without a column" if data else "default rule"
+        from sirenvae.graph_io import declared_latent
+
+        declared = graph is not None and not latent and declared_latent(graph) is not None
+        how = (
+            "from --latent" if latent else "the graph file's" if declared else "nodes without a column"
+            if data else "default rule"
+        )  # fmt: skip
         shown = ", ".join(split.latent[:LATENT_SHOWN])
         if len(split.latent) > LATENT_SHOWN:
             shown += f", ... ({Path(out) / 'model.json'} lists them all once training ends)"
