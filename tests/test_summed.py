@@ -146,6 +146,9 @@ def test_fitting_learns_the_hidden_node_and_beats_the_model_without_it():
     exact = torch.softmax(torch.stack(joint), 0)
     shares = draws["h"].value_counts(normalize=True).reindex(["lo", "mid", "hi"], fill_value=0.0)
     assert np.allclose(shares.to_numpy(), exact.detach().numpy(), atol=0.03), (shares, exact)
+    probs = draws.attrs["probabilities"]["h"]
+    assert list(probs.columns) == ["lo", "mid", "hi"]
+    assert np.allclose(probs.to_numpy()[0], exact.detach().numpy(), atol=1e-5)
     drawn = fitted.sample(200, seed=1)
     assert set(drawn["h"]) <= {"lo", "mid", "hi"} and set(drawn["x"]) <= {"yes", "no"}
     assert fitted.sample(50, do={"a": "yes"}).attrs["causal"] == "identified"  # no latent: no prior to tie
@@ -235,6 +238,9 @@ def test_the_command_line_sums_a_stated_hidden_node_and_refuses_its_counterfactu
     drawn = post.loc[post["statistic"].str.startswith("sample"), "h"]
     assert list(post.columns) == ["row", "statistic", "h"] and len(drawn) == 20 * 5
     assert set(drawn.astype(float)) <= {0.0, 1.0}  # the labels "0" and "1" (read back as numbers)
+    p0, p1 = (post.loc[post["statistic"] == f"P({k})", "h"].astype(float).to_numpy() for k in (0, 1))
+    mode = post.loc[post["statistic"] == "mean", "h"].astype(float).to_numpy()
+    assert len(p0) == 20 and np.allclose(p0 + p1, 1) and (mode == (p1 > p0)).all()
     r = runner.invoke(app, ["evaluate", str(run), "--data", str(tmp_path / "rows.csv")])
     assert r.exit_code == 0, r.output
     rows = str(tmp_path / "rows.csv")
@@ -307,7 +313,7 @@ def test_a_model_with_every_hidden_node_summed_trains_on_all_rows():
 
 
 def test_hidden_draws_with_a_hole_that_the_hidden_node_reads_follow_the_exact_posterior():
-    from sirenvae.imputation import hidden_draws
+    from sirenvae.imputation import hidden_draws, hidden_probabilities
 
     model = _model()
     model.set_standardization(_every_row(model))
@@ -327,6 +333,18 @@ def test_hidden_draws_with_a_hole_that_the_hidden_node_reads_follow_the_exact_po
     shares = torch.stack([(draws[:, 0, 0] == h).double().mean() for h in range(3)])
     assert torch.allclose(shares, exact, atol=0.03), (shares, exact)
     assert ess.item() < 40000  # importance weights over the hole: not the exact shortcut
+    probs = hidden_probabilities(model, row, proposals=40000)
+    assert probs.shape == (1, 3) and torch.allclose(probs[0], exact, atol=0.01), (probs, exact)
+    full = row.clone()
+    full[0, 0] = 1.0  # a present: the exact shortcut, against its brute-force conditional
+    terms = []
+    for h in range(3):
+        full[0, 1] = h
+        u = model.standardize(full)
+        terms.append(model.decoder(model.nodes(full.new_zeros(1, 1, 0), u)).log_prob(u)[0, 0])
+    full[0, 1] = math.nan
+    exact = torch.softmax(torch.stack(terms), 0)
+    assert torch.allclose(hidden_probabilities(model, full)[0], exact, atol=1e-10)
 
 
 def test_too_many_joint_states_keep_the_hidden_nodes_continuous():
@@ -368,3 +386,24 @@ def test_summed_nodes_come_from_the_table_not_from_options_or_a_settings_file(tm
     # its settings on a graph that states no levels for h: h stays a continuous latent
     again = fit_rows(split, x, settings=tmp_path / "run" / "model.json", options=quick, variables=variables)
     assert again.model.summed == () and again.model.latent == ("h",)
+
+
+def test_hidden_probabilities_with_a_continuous_latent_match_a_grid_over_it():
+    from sirenvae.imputation import hidden_probabilities
+
+    bn = BayesianNetwork({"z": [], "h": ["z"], "x": ["h", "z"], "y": ["h"]})
+    torch.manual_seed(1)
+    model = float64(build_model(LatentSplit(bn, ["z"]), types={"h": "binary", "y": "binary"}, summed=("h",)))
+    model.set_standardization(torch.tensor([[0.0, 0.1, 1.0], [1.0, -0.5, 0.0]], dtype=torch.float64))
+    row = torch.tensor([[math.nan, 1.5, 1.0]], dtype=torch.float64)  # z's posterior away from q's start
+    grid = torch.linspace(-9, 9, 6001, dtype=torch.float64).view(-1, 1, 1)
+    mass = []
+    for h in (0.0, 1.0):
+        full = row.clone()
+        full[:, 0] = h
+        u = model.standardize(full)
+        log_p = model.decoder(model.nodes(grid, u)).log_prob(u) + model.prior_given(u).log_prob(grid)
+        mass.append(torch.logsumexp(log_p[:, 0], 0))
+    exact = torch.softmax(torch.stack(mass), 0)
+    torch.manual_seed(0)
+    assert torch.allclose(hidden_probabilities(model, row, proposals=20000)[0], exact, atol=0.005)

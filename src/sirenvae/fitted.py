@@ -323,14 +323,16 @@ class FittedModel(_CausalQueries):
         r"""``n`` draws of :math:`z \sim q(z \mid x)` for every row: one column per latent node,
         indexed by ``(row, sample)`` where ``row`` is ``df``'s index and ``sample`` runs from 0. A
         summed discrete hidden node's draws are its labels, from its exact conditional
-        (:func:`sirenvae.imputation.hidden_draws`).
+        (:func:`sirenvae.imputation.hidden_draws`), and ``attrs["probabilities"]`` holds each of its
+        levels' probability per row (columns ``(node, label)``;
+        :func:`sirenvae.imputation.hidden_probabilities`).
 
         A table with missing cells (NaN, ``None``) is not conditioned on them: every row's draws are
         then resampled from ``max(10 n, 100)`` importance samples, draws of :math:`p(z \mid x_{obs})`
         (:func:`sirenvae.imputation.posterior_draws`; ``attrs["ess"]`` holds each row's effective
         sample size).
         """
-        from sirenvae.imputation import hidden_draws, posterior_draws
+        from sirenvae.imputation import hidden_draws, hidden_probabilities, posterior_draws
 
         _positive(n, "n")
         x = self.tensor(df, ignore=ignore, allow_missing=True)
@@ -342,6 +344,12 @@ class FittedModel(_CausalQueries):
             values = draws.permute(1, 0, 2).reshape(-1, len(self.latent)).cpu().double().numpy()
             frame = pd.DataFrame(decoder_frame(list(self.latent), values, self.variables), index=index)
             frame.attrs["ess"] = pd.Series(ess.cpu().double().numpy(), index=df.index, name="ess")
+            with _seeded(seed):
+                probs = hidden_probabilities(self.model, x).cpu().double().numpy()
+            levels = [(v, lv) for v in self.model.summed for lv in self.variables[v].levels]
+            frame.attrs["probabilities"] = pd.DataFrame(
+                probs, index=df.index, columns=pd.MultiIndex.from_tuples(levels)
+            )
             return frame
         with _seeded(seed):
             if x.isnan().any():

@@ -28,7 +28,14 @@ from sirenvae.models.summed import summed_parts
 from sirenvae.models.vae import prior_draws, resample
 from sirenvae.objectives import chunk_rows
 
-__all__ = ["Imputation", "hidden_draws", "impute", "posterior_draws", "weighted_quantiles"]
+__all__ = [
+    "Imputation",
+    "hidden_draws",
+    "hidden_probabilities",
+    "impute",
+    "posterior_draws",
+    "weighted_quantiles",
+]
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,37 @@ def hidden_draws(model, x: Tensor, n: int, proposals: int = 0) -> tuple[Tensor, 
         draws.append(values)
         sizes.append(1.0 / w.square().sum(0))
     return torch.cat(draws, 1), torch.cat(sizes)
+
+
+@torch.no_grad()
+def hidden_probabilities(model, x: Tensor, proposals: int = 1000) -> Tensor:
+    r"""Each summed node's levels' probabilities given each row of ``x`` (as :func:`hidden_draws`
+    reads it): ``(N, K_1 + K_2 + ...)``, the nodes in ``model.summed``'s order, each block summing to 1.
+
+    :math:`P(h = k \mid x_{obs}) = \sum_s w_s \sum_{h: h_j = k} p(x, h, z_s) / \sum_h p(x, h, z_s)`,
+    the self-normalised weights :math:`w_s` of ``proposals`` encoder draws :math:`z_s` (a
+    Rao-Blackwellised estimate: each draw contributes its exact conditional over the joint states);
+    exact without a continuous latent or another hole.
+    """
+    nodes = model.summed_nodes
+    exact = not model.latent and nodes.only_holes(x)
+    S = 1 if exact else proposals
+    rows = chunk_rows(model, S, x)
+    states = nodes.states.long()  # (E, len(summed)) codes
+    sizes = [model.observation.members[int(i)].levels for i in nodes.where]
+    out = []
+    for xb in x.split(rows):
+        xb = xb.to(model.loc)
+        z, log_q = model.posterior(xb, S) if model.latent else (xb.new_zeros(S, xb.shape[0], 0), 0.0)
+        total = summed_parts(model, xb, z, terms=True)[3]  # (E, S, N)
+        log_w = (total - log_q).flatten(0, 1).double()  # a float64 sum over many proposals
+        weight = torch.softmax(log_w, 0).view(total.shape).sum(1)  # (E, N)
+        blocks = []
+        for j, k in enumerate(sizes):
+            onehot = torch.nn.functional.one_hot(states[:, j], k).to(weight)  # (E, K)
+            blocks.append(weight.T @ onehot)
+        out.append(torch.cat(blocks, -1).to(x.dtype))
+    return torch.cat(out)
 
 
 def _labels_at_mode(model, w: Tensor, values: Tensor, mean: Tensor) -> Tensor:

@@ -482,23 +482,31 @@ def training_rows(network, graph, data, train_size, latent, ignore_columns, id_c
 
 
 def write_row_summaries(
-    path: Path, values, columns: Sequence[str], ids, id_column: str | None, variables=None
+    path: Path, values, columns: Sequence[str], ids, id_column: str | None, variables=None, probabilities=None
 ) -> None:
     """The per-row CSV of ``posterior`` and ``counterfactual``: for each input row (``values`` is
     ``(rows, n, columns)``) its mean, sd and n samples, with columns ``row`` (from 1; replaced by an
     ``--id-column`` named row), the ID column if any, ``statistic`` and ``columns``. A binary or
     categorical column of ``variables`` is written as labels: its samples' labels, the most frequent
-    one as the mean and no sd.
+    one as the mean and no sd; with ``probabilities`` (column: ``(rows, levels)``) each level's
+    probability on a row ``P(label)`` and the most probable label as the mean.
     """
     import pandas as pd
     import torch
 
     from sirenvae.files import atomic_write
 
+    probabilities = dict(probabilities or {})
+    named = list(dict.fromkeys(lv for c in probabilities for lv in variables[c].levels))
     rows, n = values.shape[0], values.shape[1]
     sd = values.std(1) if n > 1 else torch.zeros_like(values[:, 0])
-    blocks = torch.cat([values.mean(1, keepdim=True), sd[:, None], values], 1)  # (rows, n + 2, D)
-    stats = ["mean", "sd"] + [f"sample_{i + 1}" for i in range(n)]
+    shares = torch.full((rows, len(named), values.shape[-1]), float("nan"), dtype=values.dtype)
+    for c, p in probabilities.items():
+        j = list(columns).index(c)
+        shares[:, [named.index(lv) for lv in variables[c].levels], j] = p.to(shares)
+    blocks = torch.cat([values.mean(1, keepdim=True), sd[:, None], shares, values], 1)  # (rows, m, D)
+    stats = ["mean", "sd"] + [f"P({lv})" for lv in named] + [f"sample_{i + 1}" for i in range(n)]
+    head = 2 + len(named)
     frame = pd.DataFrame(blocks.reshape(-1, values.shape[-1]).numpy(), columns=list(columns))
     for j, c in enumerate(columns):
         var = (variables or {}).get(c)
@@ -510,8 +518,13 @@ def write_row_summaries(
         if var is not None and var.labelled:
             labels = list(var.levels) + ["<unseen>"]
             codes = values[..., j].round().long().clamp(0, len(labels) - 1)  # (rows, n)
-            mode = codes.mode(1).values
-            cells = [[labels[int(mode[r])], None] + [labels[int(k)] for k in codes[r]] for r in range(rows)]
+            mode = probabilities[c].argmax(-1) if c in probabilities else codes.mode(1).values
+            m = len(stats)
+            cells = [
+                [labels[int(mode[r])], None] + frame[c].iloc[r * m + 2 : r * m + head].tolist()
+                + [labels[int(k)] for k in codes[r]]
+                for r in range(rows)
+            ]  # fmt: skip
             frame[c] = [cell for block in cells for cell in block]
     frame.insert(0, "statistic", stats * rows)
     if ids is not None:

@@ -512,11 +512,17 @@ def posterior(
             note(f"note: {notice}")
         torch.manual_seed(seed)
         if model.summed:  # every hidden node; a summed one's draws from its exact conditional, as labels
-            from sirenvae.imputation import hidden_draws
+            from sirenvae.imputation import hidden_draws, hidden_probabilities
 
-            draws, _ = hidden_draws(model, model.with_summed(x).to(model.loc.device), n)
+            wide = model.with_summed(x).to(model.loc.device)
+            draws, _ = hidden_draws(model, wide, n)
             values = draws.cpu().double().permute(1, 0, 2)
-            write_row_summaries(output, values, model.hidden, table.ids, id_column, recorded(meta))
+            probs = hidden_probabilities(model, wide).cpu().double()
+            sizes = [len(recorded(meta)[v].levels) for v in model.summed]
+            split_probs = dict(zip(model.summed, probs.split(sizes, -1), strict=True))
+            write_row_summaries(
+                output, values, model.hidden, table.ids, id_column, recorded(meta), split_probs
+            )
             note(f"wrote posterior summaries and {n} samples for {x.shape[0]} rows to {output}")
             return
         with torch.no_grad():

@@ -148,10 +148,11 @@ class SummedNodes(nn.Module):
         return xe
 
 
-def summed_parts(model, x: Tensor, z: Tensor, draw: bool = False):
+def summed_parts(model, x: Tensor, z: Tensor, draw: bool = False, terms: bool = False):
     r"""``model``'s :meth:`~sirenvae.models.SIReNVAE.log_joint_parts` with its summed nodes summed
     out, and with ``draw`` the filled values (standardised, ``(S, N, Dx)``) with one joint state per
-    proposal drawn from its share :math:`p(x, h, z) / \sum_h p(x, h, z)` (else ``None``).
+    proposal drawn from its share :math:`p(x, h, z) / \sum_h p(x, h, z)` (else ``None``); with
+    ``terms`` also each joint state's term :math:`\log p(x, h, z)` ``(E, S, N)``.
 
     Each row is scored at every joint state (other holes drawn per state, so each term is an
     importance weight of its own); :math:`\log p(z \mid \cdot)` is that of the first state where
@@ -183,4 +184,4 @@ def summed_parts(model, x: Tensor, z: Tensor, draw: bool = False):
         pick = (total.detach() + gumbel).argmax(0)  # (S, N)
         u = u.expand(total.shape[0], *joint.shape, u.shape[-1])
         filled = u.gather(0, pick[None, ..., None].expand(1, *u.shape[1:]))[0]
-    return joint - first, first, filled
+    return (joint - first, first, filled, total) if terms else (joint - first, first, filled)
