@@ -57,22 +57,33 @@ def test_the_summed_model_is_a_normalised_distribution_of_the_observed_nodes(mea
     assert torch.equal(log_p, iwae(model, x, 50))
 
 
-def test_the_sum_over_states_matches_brute_force_with_a_continuous_latent():
+def _latent_model():
+    """z -> h (binary, summed) -> x, y; z -> x."""
     bn = BayesianNetwork({"z": [], "h": ["z"], "x": ["h", "z"], "y": ["h"]})
     torch.manual_seed(1)
     model = float64(build_model(LatentSplit(bn, ["z"]), types={"h": "binary", "y": "binary"}, summed=("h",)))
-    rows = torch.tensor([[math.nan, 0.3, 1.0], [math.nan, -1.2, 0.0]], dtype=torch.float64)
     model.set_standardization(torch.tensor([[0.0, 0.1, 1.0], [1.0, -0.5, 0.0]], dtype=torch.float64))
-    z = torch.randn(4, 2, 1, dtype=torch.float64)
-    log_px, log_pz = model.log_joint_parts(rows, z)
-    by_hand = []
+    return model
+
+
+def _by_hand(model, rows, z):
+    r""":math:`\log p(x, h, z)` at h = 0 and 1, stacked: the terms the model must sum."""
+    terms = []
     for h in (0.0, 1.0):
         full = rows.clone()
         full[:, 0] = h
         u = model.standardize(full)
         part = model.decoder(model.nodes(z, u)).log_prob(u) + model.prior_given(u).log_prob(z)
-        by_hand.append(part + model.observation.log_det(full, model.scale, None))
-    assert torch.allclose(log_px + log_pz, torch.logsumexp(torch.stack(by_hand), 0), atol=1e-12)
+        terms.append(part + model.observation.log_det(full, model.scale, None))
+    return torch.stack(terms)
+
+
+def test_the_sum_over_states_matches_brute_force_with_a_continuous_latent():
+    model = _latent_model()
+    rows = torch.tensor([[math.nan, 0.3, 1.0], [math.nan, -1.2, 0.0]], dtype=torch.float64)
+    z = torch.randn(4, 2, 1, dtype=torch.float64)
+    log_px, log_pz = model.log_joint_parts(rows, z)
+    assert torch.allclose(log_px + log_pz, torch.logsumexp(_by_hand(model, rows, z), 0), atol=1e-12)
 
 
 def test_a_count_table_with_a_parent_is_read_once_for_every_state_and_matches_brute_force():
@@ -391,19 +402,9 @@ def test_summed_nodes_come_from_the_table_not_from_options_or_a_settings_file(tm
 def test_hidden_probabilities_with_a_continuous_latent_match_a_grid_over_it():
     from sirenvae.imputation import hidden_probabilities
 
-    bn = BayesianNetwork({"z": [], "h": ["z"], "x": ["h", "z"], "y": ["h"]})
-    torch.manual_seed(1)
-    model = float64(build_model(LatentSplit(bn, ["z"]), types={"h": "binary", "y": "binary"}, summed=("h",)))
-    model.set_standardization(torch.tensor([[0.0, 0.1, 1.0], [1.0, -0.5, 0.0]], dtype=torch.float64))
+    model = _latent_model()
     row = torch.tensor([[math.nan, 1.5, 1.0]], dtype=torch.float64)  # z's posterior away from q's start
     grid = torch.linspace(-9, 9, 6001, dtype=torch.float64).view(-1, 1, 1)
-    mass = []
-    for h in (0.0, 1.0):
-        full = row.clone()
-        full[:, 0] = h
-        u = model.standardize(full)
-        log_p = model.decoder(model.nodes(grid, u)).log_prob(u) + model.prior_given(u).log_prob(grid)
-        mass.append(torch.logsumexp(log_p[:, 0], 0))
-    exact = torch.softmax(torch.stack(mass), 0)
+    exact = torch.softmax(torch.logsumexp(_by_hand(model, row, grid)[:, :, 0], 1), 0)
     torch.manual_seed(0)
     assert torch.allclose(hidden_probabilities(model, row, proposals=20000)[0], exact, atol=0.005)
