@@ -20,7 +20,7 @@ LAYERS = [
     {"nn"},
     {"flows"},
     {"models"},
-    {"objectives", "data", "training", "plots", "baselines"},
+    {"objectives", "splits", "data", "training", "plots", "baselines"},
     {"imputation"},
     {"pipeline"},
     {"parallel"},
