@@ -251,6 +251,8 @@ def _print_selection(selection, out: Path) -> None:
             f"score is a little optimistic, `sirenvae compare` says it without that bias); "
             f"{selection.seconds:.1f} s of search, every fold's score in {out / 'selection.csv'}"
         )
+    else:
+        say(f"{selection.seconds:.1f} s of search, every fold's score in {out / 'selection.csv'}")
 
 
 def _test_rows(
