@@ -408,3 +408,26 @@ def test_hidden_probabilities_with_a_continuous_latent_match_a_grid_over_it():
     exact = torch.softmax(torch.logsumexp(_by_hand(model, row, grid)[:, :, 0], 1), 0)
     torch.manual_seed(0)
     assert torch.allclose(hidden_probabilities(model, row, proposals=20000)[0], exact, atol=0.005)
+
+
+def test_compare_sums_the_stated_hidden_node_for_true_only(tmp_path, monkeypatch):
+    import sirenvae.comparison as comparison
+    from sirenvae.api import compare
+
+    seen = {}
+    deep_fold = comparison._deep_fold
+
+    def spy(split, train, test, variant, fixed, fit_config, *args):
+        seen[variant] = (split.latent, fixed.get("summed", ()), fit_config.lr, train.shape[1])
+        return deep_fold(split, train, test, variant, fixed, fit_config, *args)
+
+    monkeypatch.setattr(comparison, "_deep_fold", spy)
+    graph = {"nodes": [{"name": "h", "latent": True, "levels": ["lo", "mid", "hi"], "parents": ["a"]},
+                       {"name": "a"}, {"name": "x", "parents": ["h", "a"]}, {"name": "y", "parents": ["h"]},
+                       {"name": "w"}]}  # fmt: skip
+    (tmp_path / "g.json").write_text(json.dumps(graph))
+    with pytest.warns(UserWarning):
+        result = compare(str(tmp_path / "g.json"), _data(60, 5), models=("true", "vae"), outer_folds=2,
+                         folds=2, max_candidates=1, max_epochs=3, progress=False)  # fmt: skip
+    assert seen["true"] == ((), ("h",), EXACT_LR, 5) and seen["vae"] == (("h",), (), LR, 4)
+    assert np.isfinite(result.per_row[["true", "vae"]].to_numpy()).all()

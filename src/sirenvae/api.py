@@ -243,6 +243,20 @@ def fit_rows(
     return fitted
 
 
+def summed_comparison(
+    split, x: Tensor, variables, fixed: dict, fit_config: FitConfig, options
+) -> dict | None:
+    """What ``true`` trains on in :func:`compare` where it sums stated hidden nodes, as :func:`fit`
+    does (its ``split``, rows ``x``, ``fixed`` options and ``fit_config``; ``None`` where none is).
+    """
+    split, wide, kept, summed = summed_hidden(split, x, variables, "true")
+    if not summed:
+        return None
+    exact = not split.latent and "lr" not in options
+    return {"split": split, "x": wide, "fixed": fixed | {"summed": summed, "types": model_types(kept)},
+            "fit_config": replace(fit_config, lr=EXACT_LR) if exact else fit_config}  # fmt: skip
+
+
 def summed_hidden(split, x: Tensor, variables: Mapping[str, Variable] | None, model: str):
     """The split, rows and variables a graph variant is trained on, and the summed nodes: the hidden
     nodes given discrete levels in ``variables`` (a discrete network's states, a graph file's
@@ -557,6 +571,7 @@ def compare(
     table, _ = _training_table(graph, df, latent, ignore, types, False, allow_discrete, True)
     fixed, fit_config, train_options = _configs("true", dict(options))
     fixed["types"] = model_types(table.variables)
+    own = summed_comparison(table.split, table.x, table.variables | table.hidden, fixed, fit_config, options)
     return nested(
         table.split,
         table.x,
@@ -570,4 +585,5 @@ def compare(
         workers=workers,
         device=str(resolve_device(device)),
         progress=print if options.get("progress") else None,
+        summed=own,
     )

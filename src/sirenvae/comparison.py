@@ -226,6 +226,7 @@ def compare(
     workers: int = 1,
     device: str | None = None,
     progress: Callable[[str], None] | None = None,
+    summed: dict | None = None,
 ) -> Comparison:
     """Compares ``models`` on the rows ``x`` (observed nodes in topological order) of ``split`` by
     nested cross-validation (see the module's docstring).
@@ -242,6 +243,9 @@ def compare(
         seed: Seeds the outer and the inner folds.
         workers: Parallel fits of each inner search.
         progress: Receives a line per model and outer fold.
+        summed: For ``true`` with hidden nodes summed out: its ``split``, rows ``x`` (the same rows,
+            the summed nodes' columns NaN), ``fixed`` and ``fit_config``
+            (:func:`sirenvae.api.summed_hidden`).
     """
     start = time.perf_counter()
     deep = check_models(models)
@@ -262,12 +266,26 @@ def compare(
             f"rows, got {n}: each outer fold's training part needs {selection.min_rows(inner)} rows for "
             f"the inner {inner}-fold settings search (here {train}); give more rows"
         )
-    for m in deep:  # fixed options every candidate rejects: an error before any training
-        selection.resolve_candidates(m, fixed, search.get("max_candidates"))
+    own = {m: (split, x.detach().cpu(), fixed, fit_config) for m in deep}
+    if summed is not None and "true" in own:  # its own rows, options and training
+        extra = {"mask_inputs": True} if (fixed or {}).get("mask_inputs") else {}
+        own["true"] = (
+            summed["split"],
+            summed["x"].detach().cpu(),
+            extra | summed["fixed"],
+            summed["fit_config"],
+        )
+    for m, (
+        sp,
+        _,
+        fx,
+        _,
+    ) in own.items():  # fixed options every candidate rejects: an error before any training
+        selection.resolve_candidates(m, fx, search.get("max_candidates"), latent=bool(sp.latent))
     settings = selection.SelectionSettings(
         **({"seed": seed, "workers": workers} | search | {"classical": False})
     )
-    fit_config = replace(fit_config, progress=False)
+    own = {m: (sp, xm, fx, replace(fc, progress=False)) for m, (sp, xm, fx, fc) in own.items()}
     parts = selection.fold_indices(n, k, seed)
     x = x.detach().cpu()
     nll = {m: np.full(n, np.nan) for m in names}
@@ -284,8 +302,10 @@ def compare(
         for m in deep:
             if m in result.failed:
                 continue
+            sp, xm, fx, fc = own[m]
+            rows = (xm[torch.as_tensor(mask)], xm[torch.as_tensor(held)])
             try:
-                pick, values = _deep_fold(split, train, test, m, fixed, fit_config, options, settings, device)
+                pick, values = _deep_fold(sp, *rows, m, fx, fc, options, settings, device)
             except (selection.SelectionError, TrainingError, ConvergenceError, ArithmeticError) as e:
                 result.failed[m] = f"{where}: {type(e).__name__}: {str(e).splitlines()[0]}"
                 _say(progress, f"{m} failed: {result.failed[m]}")

@@ -98,7 +98,7 @@ def compare(
     on the same folds. The differences from true carry standard errors from per-row paired
     differences. Writes one row per model to -o and a picture to --plot.
     """
-    from sirenvae.api import _configs
+    from sirenvae.api import _configs, summed_comparison
     from sirenvae.comparison import check_models
     from sirenvae.comparison import compare as nested
     from sirenvae.files import atomic_write
@@ -154,6 +154,7 @@ def compare(
             workers=workers or default_workers(),
             device=device,
             progress=(lambda line: note(f"  {line}")) if progress else None,
+            summed=summed_comparison(split, x, variables, fixed, fit_config, settings),
         )
         frame = result.frame()
         atomic_write(output, lambda tmp: frame.to_csv(tmp, index=False))
