@@ -478,3 +478,31 @@ def test_a_fold_that_blew_up_is_flagged_beside_its_candidate(monkeypatch):
     flagged = {c["candidate"]: c.get("far_off") for c in out.candidates}
     assert flagged["linear"] is None and flagged["linear-t"] is None
     assert flagged["flow"][0] == 2 and abs(flagged["flow"][1] - 2509.0) < 0.1
+
+
+def test_progress_marks_folds_run_ahead_of_the_racing_frontier_and_says_who_stopped(monkeypatch):
+    level = {0: 3.0, 1: 1.0}  # candidate 0 trails by far
+
+    def fits(key, task):
+        held = np.asarray(task["held"])
+        return {
+            "status": "ok",
+            "nll": (level[key[0]] + 0.01 * np.sin(held)).tolist(),
+            "epochs": 1,
+            "seconds": 0,
+        }
+
+    # candidate 0's folds finish first: its third before candidate 1's second
+    monkeypatch.setattr(S, "Pool", fake_pool(fits, lambda running: min(running, key=lambda h: running[h][0])))
+    lines = []
+    settings = S.SelectionSettings(max_candidates=2, workers=2, classical=False)
+    out = S.select(
+        SPLIT, rows(60), "true", fit_config=TINY, options=NO_WARMUP, settings=settings, progress=lines.append
+    )
+    assert out.candidates[0]["status"] == "stopped after 2 folds"
+    assert not any("provisional" in line for line in lines if line.startswith("linear fold 2/5"))
+    ahead = [line for line in lines if line.startswith("linear fold 3/5")]
+    assert ahead and "provisional" in ahead[0] and "best with every fold done" not in ahead[0]
+    assert any(
+        line.startswith("linear stopped after 2 folds: more than 2 paired standard errors") for line in lines
+    )

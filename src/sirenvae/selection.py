@@ -325,9 +325,13 @@ def select(
         c, f = key
         if progress is None:
             return
-        best = _best_so_far(results, live, parts, names)
         value = f"{np.mean(r['nll']):.3f}" if r.get("status") == "ok" else r.get("status")
-        late = "" if live[c] == "ok" else f" (not counted: {live[c]})"
+        if live[c] != "ok":
+            late, best = f" (not counted: {live[c]})", None
+        elif racing and f >= settings.race_after and f > decided + 1:  # run early: counts if racing keeps it
+            late, best = f" (provisional: racing decides once every candidate has fold {decided + 2})", None
+        else:
+            late, best = "", _best_so_far(results, live, parts, names)
         progress(
             f"{names[c]} fold {f + 1}/{k}: {value}{late}"
             + (f"  (best with every fold done: {best})" if best else "")
@@ -356,7 +360,15 @@ def select(
                     continue
             decided = f
             if racing and f + 1 >= settings.race_after and f + 1 < k:
+                before = [c for c in live if live[c] == "ok"]
                 _race(results, live, parts[: f + 1], settings.race_se, f + 1)
+                for c in before:
+                    if live[c] != "ok" and progress is not None:
+                        progress(
+                            f"{names[c]} {live[c]}: more than {settings.race_se:g} paired standard errors "
+                            "behind the best (folds it already ran beyond are not counted, so the choice "
+                            "does not depend on --workers)"
+                        )
 
     def pending() -> list[tuple[int, int]]:
         """The fits still to start, fold by fold, of the candidates still in the running; past the time

@@ -249,10 +249,10 @@ def _print_selection(selection, out: Path) -> None:
             f"{chosen['candidate']} is {abs(gap):.3f} ± {se:.3f} nats per row {verdict} than "
             f"{CLASSICAL_NAMES[floor['candidate']]} on the same folds (paired; the chosen candidate's "
             f"score is a little optimistic, `sirenvae compare` says it without that bias); "
-            f"{selection.seconds:.1f} s of search, every fold's score in {out / 'selection.csv'}"
+            f"{selection.seconds:.1f} s of search, every counted fold's score in {out / 'selection.csv'}"
         )
     else:
-        say(f"{selection.seconds:.1f} s of search, every fold's score in {out / 'selection.csv'}")
+        say(f"{selection.seconds:.1f} s of search, every counted fold's score in {out / 'selection.csv'}")
 
 
 def _test_rows(
