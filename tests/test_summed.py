@@ -303,9 +303,13 @@ def test_auto_tries_candidates_that_differ_only_in_latent_options_once():
     without, notices = resolve_candidates("true", fixed, None, observed, latent=False)
     assert [c.name for c, _ in with_latent] == ["linear", "flow", "flow-t"]  # linear-t: no continuous node
     assert [c.name for c, _ in without] == ["linear", "flow", "flow-t"]
+    assert notices == ["candidate 'linear-t' is the same as 'linear' here (no column is continuous, so the "
+                       "noise family does not apply)"]  # fmt: skip
     fixed_mean = fixed | {"decoder_mean": "linear"}
+    with_latent, _ = resolve_candidates("true", fixed_mean, None, observed, latent=True)
     without, notices = resolve_candidates("true", fixed_mean, None, observed, latent=False)
-    assert [c.name for c, _ in without] == ["linear"] and len(notices) == 3
+    assert len(with_latent) == 2 and [c.name for c, _ in without] == ["linear"] and len(notices) == 3
+    assert "'flow' is the same as 'linear' here (every hidden node is summed out" in notices[1]
 
 
 def test_a_model_with_every_hidden_node_summed_trains_on_all_rows():

@@ -210,7 +210,7 @@ def resolve_candidates(
     summed) neither do :data:`LATENT_OPTIONS`), and notices for the candidates dropped.
     """
     fixed = dict(fixed or {})
-    out, notices, seen = [], [], {}
+    out, notices, seen, seen_full = [], [], {}, {}
     for cand in candidates_for(variant)[:max_candidates]:
         options = cand.options | fixed
         try:
@@ -225,13 +225,29 @@ def resolve_candidates(
             fields.update(dict.fromkeys(LATENT_OPTIONS))
         key = json.dumps(fields, sort_keys=True)
         if key in seen:
-            notices.append(f"candidate {cand.name!r} is the same as {seen[key]!r} with the fixed options")
+            notices.append(
+                f"candidate {cand.name!r} is the same as {seen[key]!r} {_why_same(config, seen_full[key])}"
+            )
             continue
-        seen[key] = cand.name
+        seen[key], seen_full[key] = cand.name, config
         out.append((Candidate(cand.name, options), config))
     if not out:
         raise SelectionError(f"no candidate of {variant} is valid with the fixed options: {notices[0]}")
     return out, notices
+
+
+def _why_same(config: ModelConfig, other: ModelConfig) -> str:
+    """Why two candidates' configurations make the same model: the fields they differ in do not apply."""
+    a, b = config.to_dict(), other.to_dict()
+    differ = {k for k in a if a[k] != b.get(k)}
+    if not differ or not differ <= {"likelihood", *LATENT_OPTIONS}:
+        return "with the fixed options"
+    reasons = (
+        ["no column is continuous, so the noise family does not apply"] if "likelihood" in differ else []
+    )
+    if differ - {"likelihood"}:
+        reasons.append("every hidden node is summed out, so no option of the latents applies")
+    return f"here ({'; '.join(reasons)})"
 
 
 #: A fold whose held-out NLL is this many nats per row above the median of the candidate's folds is
