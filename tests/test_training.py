@@ -158,3 +158,22 @@ def test_best_from_keeps_no_earlier_epoch_even_when_it_validated_best():
     )
     assert h.best_epoch == 7
     assert torch.equal(model.weight, states[7]["weight"])
+
+
+def test_a_fit_logged_to_a_file_prints_plain_progress_lines(monkeypatch, capsys):
+    import sirenvae.training as training
+
+    monkeypatch.setattr(training, "_interactive", lambda: False)
+    monkeypatch.setattr(training, "LOG_EVERY", 0.0)  # a line every epoch
+    data = regression_problem()
+    model = nn.Linear(3, 1)
+    loss = lambda b: (model(b[:, :3]).squeeze(-1) - b[:, 3]).square().mean()  # noqa: E731
+    fit(model, loss, data[:200], data[200:], FitConfig(lr=0.05, max_epochs=3, progress=True), desc="fit x")
+    lines = capsys.readouterr().err.splitlines()
+    assert (
+        len(lines) == 3
+        and lines[0].startswith("fit x: epoch 1 of at most 3, train ")
+        and "\r" not in lines[0]
+    )
+    fit(model, loss, data[:200], data[200:], FitConfig(lr=0.05, max_epochs=3, progress=False))
+    assert capsys.readouterr().err == ""

@@ -315,12 +315,43 @@ def _interactive() -> bool:
 
 
 def _progress(enabled: bool, total: int, initial: int = 0, desc: str = "epochs"):
-    """A bar on standard error, only on a terminal (piped or logged output gets no carriage returns)."""
-    if not enabled or not _interactive():
+    """A bar on standard error on a terminal; elsewhere (a log file) a line every
+    :data:`LOG_EVERY` seconds, as a bar's carriage returns would garble it.
+    """
+    if not enabled:
         return None
+    if not _interactive():
+        return _LogLines(total, initial, desc)
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, leave=False, unit="epoch", dynamic_ncols=True)
+
+
+#: Seconds between the progress lines of a fit whose standard error is not a terminal.
+LOG_EVERY = 60.0
+
+
+class _LogLines:
+    """The part of a tqdm bar that :func:`fit` uses, as a plain line on standard error now and then."""
+
+    def __init__(self, total: int, initial: int, desc: str) -> None:
+        self.total, self.n, self.desc = total, initial, desc
+        self.start = self.last = time.perf_counter()
+        self.postfix = ""
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def set_postfix(self, **values) -> None:
+        self.postfix = ", ".join(f"{k} {v}" for k, v in values.items())
+        now = time.perf_counter()
+        if now - self.last >= LOG_EVERY:
+            self.last = now
+            print(f"{self.desc}: epoch {self.n} of at most {self.total}, {self.postfix} "
+                  f"({now - self.start:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
+
+    def close(self) -> None:
+        pass
 
 
 # ---------------------------------------------------------------------- checkpoints
