@@ -65,7 +65,13 @@ def test_graph_command_draws_and_never_overwrites(files, tmp_path):
     declared = tmp_path / "declared.json"  # a JSON graph's "latent" list acts as --latent, as in fit
     declared.write_text(json.dumps({"nodes": {"z": [], "x": ["z"], "y": ["z", "x"]}, "latent": ["z"]}))
     r = run("graph", "--graph", declared, "-o", tmp_path / "declared.png")
-    assert r.exit_code == 0 and "1 latent: z" in r.stderr, r.output
+    assert r.exit_code == 0 and "1 latent: z" in r.stderr and "no observed descendant" not in r.stderr, (
+        r.output
+    )
+    blind = {"nodes": {"z": [], "x": ["z"], "d": ["z"]}, "latent": ["z", "d"]}  # d: a latent leaf
+    declared.write_text(json.dumps(blind))
+    r = run("graph", "--graph", declared, "-o", tmp_path / "blind.png")
+    assert r.exit_code == 0 and "latent node(s) d have no observed descendant" in r.stderr, r.output
     r = run("graph", "--graph", files / "g.csv", "-o", pdf)  # no latent set: the graph alone
     assert r.exit_code == 0 and "--latent" in r.stderr and pdf.read_bytes().startswith(b"%PDF")
     cases = [

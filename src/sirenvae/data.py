@@ -237,7 +237,7 @@ def read_table(path: str | Path, graph: BayesianNetwork | LatentSplit, **options
 FEW_TRAINING_ROWS = 10
 
 
-def _unseen_latent_notice(split: LatentSplit) -> list[str]:
+def unseen_latent_notice(split: LatentSplit) -> list[str]:
     """A notice for the latent nodes with no observed descendant: nothing in the rows depends on them."""
     graph, observed = split.graph, set(split.observed)
     reaches: dict[str, bool] = {}
@@ -357,7 +357,7 @@ def read_frame(
         split = _inferred_split(where, graph, used, hint)
         notices += typo_notices(split.latent, used)
     if training:
-        notices += _unseen_latent_notice(split)
+        notices += unseen_latent_notice(split)
         if min_rows <= len(df) < FEW_TRAINING_ROWS:
             notices.append(
                 f"only {len(df)} training rows: a fit on so few rests mostly on its prior and varies from "

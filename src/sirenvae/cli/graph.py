@@ -67,6 +67,11 @@ def graph(
                 rule = _without_a_column(bn, data)
             split = latent_split(bn, rule) if rule is not None else None
         save(graph_figure(split if split is not None else bn), output)
+    if split is not None and run is None:
+        from sirenvae.data import unseen_latent_notice
+
+        for notice in unseen_latent_notice(split):
+            note(f"note: {notice}")
     if split is None:
         note(f"drew {len(bn)} nodes to {output} (name the latent nodes with --latent to see the inverse)")
     else:
