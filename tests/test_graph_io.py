@@ -12,6 +12,7 @@ import sirenvae.graph
 from sirenvae import graph_io
 from sirenvae.graph import BayesianNetwork, GraphError
 from sirenvae.graph_io import (
+    declared_latent,
     declared_types,
     from_dict,
     from_dot,
@@ -366,6 +367,11 @@ def test_json_shapes_users_write_by_hand(tmp_path):
     # the mapping form carries types and levels like the list form
     doc = {"nodes": {"s": {"type": "binary", "levels": ["no", "yes"]}, "y": {"parents": ["s"]}}}
     assert declared_types(_write(tmp_path / "typed.json", doc)) == ({"s": "binary"}, {"s": ["no", "yes"]})
+    # the document itself a list of [parent, child] pairs; another list is refused in one line
+    pairs = _write(tmp_path / "pairs.json", [["a", "b"], ["a", "c"], ["b", "c"]])
+    assert read_graph(pairs).edges == [("a", "b"), ("a", "c"), ("b", "c")] and declared_latent(pairs) is None
+    with pytest.raises(GraphError, match=r"or a list of \[parent, child\] pairs"):
+        read_graph(_write(tmp_path / "numbers.json", [1, 2]))
 
 
 def _write(path, doc):

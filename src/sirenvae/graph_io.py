@@ -73,8 +73,8 @@ def node_entries(doc: Any) -> list[Mapping[str, Any]]:
     shapes users write by hand: the document itself as ``{child: [parents], ...}``, ``"nodes"`` as
     a mapping ``{name: {"parents": [...]}}`` (or ``{name: [parents]}``), an ``"edges"`` list of
     ``[parent, child]`` pairs (or ``{"source", "target"}`` objects, networkx's ``"links"`` too)
-    beside an optional ``"nodes"`` list of names or entries. Other fields of an entry (``type``,
-    ``levels``, parameters) are kept.
+    beside an optional ``"nodes"`` list of names or entries, or the document itself such a list.
+    Other fields of an entry (``type``, ``levels``, parameters) are kept.
 
     Example:
         >>> [dict(e) for e in node_entries({"nodes": {"a": {}, "b": {"parents": ["a"]}}})]
@@ -84,8 +84,13 @@ def node_entries(doc: Any) -> list[Mapping[str, Any]]:
         >>> [e["parents"] for e in node_entries({"a": [], "b": ["a"], "latent": ["a"]})]
         [[], ['a']]
     """
+    if isinstance(doc, list) and doc and all(isinstance(e, list) and len(e) == 2 for e in doc):
+        doc = {"edges": doc}  # the document itself a list of [parent, child] pairs
     if not isinstance(doc, Mapping):
-        raise GraphError("JSON graph: expected an object with a 'nodes' list (or an 'edges' list)")
+        raise GraphError(
+            "JSON graph: expected an object with a 'nodes' list (or an 'edges' list), or a list of "
+            "[parent, child] pairs"
+        )
     nodes = doc.get("nodes")
     edges = doc.get("edges", doc.get("links"))
     if doc.get("directed") is False:
@@ -176,7 +181,7 @@ def from_dict(doc: Mapping[str, Any]) -> BayesianNetwork:
         if not isinstance(pa, list) or not all(isinstance(p, str) for p in pa):
             raise GraphError(f"JSON graph: 'parents' of {name!r} must be a list of names")
         parents[name] = pa
-    return BayesianNetwork(parents, name=str(doc.get("name", "")))
+    return BayesianNetwork(parents, name=str(doc.get("name", "")) if isinstance(doc, Mapping) else "")
 
 
 def declared_types(source: str | Path | Any) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -231,7 +236,7 @@ def declared_latent(source: str | Path | Any) -> list[str] | None:
         entries = node_entries(doc)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, GraphError):
         return None  # read_graph reports a bad file
-    listed = doc.get("latent")
+    listed = doc.get("latent") if isinstance(doc, Mapping) else None
     if isinstance(listed, str):
         listed = [listed]
     if listed is not None and (not isinstance(listed, list) or not all(isinstance(v, str) for v in listed)):
