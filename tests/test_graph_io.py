@@ -258,7 +258,10 @@ def test_edge_list(tmp_path):
     assert read_graph(path).edges == [("a", "b")]
     (tmp_path / "bom.json").write_bytes('\ufeff{"a": [], "b": ["a"]}'.encode())
     assert read_graph(tmp_path / "bom.json").edges == [("a", "b")]
-    path.write_text("from,to\na,b\n")
+    for header in ("from,to", "Source, Target", "cause,effect"):
+        path.write_text(f"{header}\na,b\n")
+        assert read_graph(path).edges == [("a", "b")]
+    path.write_text("child,parent\na,b\n")  # the other direction is not guessed
     with pytest.raises(GraphError, match="header must be 'parent,child'"):
         read_graph(path)
     path.write_text("parent,child\na,b\nb,a\n")

@@ -289,8 +289,13 @@ def to_json(bn: BayesianNetwork, path: str | Path | None = None) -> str:
 
 
 # ---------------------------------------------------------------------- CSV edge lists
+#: The headers an edge list may have, parent column first.
+EDGE_HEADERS = (("parent", "child"), ("from", "to"), ("source", "target"), ("cause", "effect"))
+
+
 def from_edge_list(source: str | Path | io.TextIOBase) -> BayesianNetwork:
-    r"""Reads a CSV edge list with the header ``parent,child``.
+    r"""Reads a CSV edge list with the header ``parent,child`` (or ``from,to``, ``source,target``,
+    ``cause,effect``).
 
     A row with an empty parent declares a node without parents; nodes are ordered by first
     appearance. Names are stripped of surrounding whitespace, so names that begin or end with
@@ -307,9 +312,12 @@ def from_edge_list(source: str | Path | io.TextIOBase) -> BayesianNetwork:
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows:
         raise GraphError("edge list: the file is empty")
-    header = [h.strip().lower() for h in rows[0]]
-    if header != ["parent", "child"]:
-        raise GraphError(f"edge list: header must be 'parent,child', got {','.join(rows[0])!r}")
+    header = tuple(h.strip().lower() for h in rows[0])
+    if header not in EDGE_HEADERS:
+        raise GraphError(
+            f"edge list: header must be 'parent,child' (or from,to / source,target / cause,effect), got "
+            f"{','.join(rows[0])!r}"
+        )
     nodes: dict[str, None] = {}
     edges: dict[tuple[str, str], None] = {}
     for line, row in enumerate(rows[1:], start=2):
