@@ -204,7 +204,7 @@ def fit(
         note(fitted.settings["rule"])
     history = fitted.history
     best = history.best_valid_loss
-    what = "validation -ELBO" if history.valid_loss else "training loss (all rows trained on)"
+    what = "validation -ELBO" if history.valid_loss else "training loss (NLL + head prior, per row; all rows)"
     say(
         f"done in {time.perf_counter() - start:.1f} s: {len(history.train_loss)} epochs ({history.stopped}), "
         f"best {what} {best:.3f} at epoch {history.best_epoch}; model in {out}"
