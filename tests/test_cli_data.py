@@ -410,3 +410,15 @@ def test_a_graph_file_given_as_data_and_an_infinite_cell_are_named_plainly(files
     frame.to_csv(tmp_path / "inf.csv", index=False)
     line = error_line(run(*r_args(files / "g.json", tmp_path / "inf.csv", tmp_path / "r")))
     assert "non-finite value 'inf'" in line and "categorical" not in line
+
+
+def test_a_run_remembers_its_ignored_columns(files, tmp_path):
+    frame = pd.read_csv(files / "obs.csv").assign(plot="p", batch=1)
+    frame.to_csv(tmp_path / "extra.csv", index=False)
+    r = run(
+        *r_args(files / "g.json", tmp_path / "extra.csv", tmp_path / "r"), "--ignore-columns", "plot,batch"
+    )
+    assert r.exit_code == 0, r.output
+    frame.drop(columns="batch").to_csv(tmp_path / "new.csv", index=False)  # one of them left out: fine
+    r = run("evaluate", tmp_path / "r", "--data", tmp_path / "new.csv", "-k", 2)
+    assert r.exit_code == 0 and "ignoring column(s) plot, as when the run was fitted" in r.output, r.output

@@ -31,6 +31,7 @@ from sirenvae.cli.common import (
     check_output,
     note,
     run_id_column,
+    run_ignored,
     say,
     split_list,
     torch_threads,
@@ -294,7 +295,7 @@ def counterfactual(
         table = read_table(
             data,
             fitted.model.columns,
-            ignore_columns=split_list(ignore_columns) or (),
+            ignore_columns=run_ignored(fitted.meta, ignore_columns, data),
             id_column=id_column,
             drop_latent_columns=True,
             allow_missing=True,

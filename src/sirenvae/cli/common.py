@@ -389,22 +389,39 @@ TYPES_HELP = (
 STRICT_LEVELS_HELP = "Refuse a categorical level unseen in training (default: a small probability)."
 
 
+def _header(data) -> list[str]:
+    """The stripped column names of a CSV file (none where it cannot be read: reading it reports why)."""
+    import csv
+
+    try:
+        with open(data, newline="", encoding="utf-8-sig") as f:
+            return [c.strip() for c in next(csv.reader(f), [])]
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
 def run_id_column(meta: dict, id_column: str | None, data) -> str | None:
     """``--id-column``, or else the run's own (recorded by ``fit``) when the CSV has that column."""
     recorded = meta.get("id_column")
     if id_column is not None or not recorded or data is None:
         return id_column
-    import csv
-
-    try:
-        with open(data, newline="", encoding="utf-8-sig") as f:
-            header = [c.strip() for c in next(csv.reader(f), [])]
-    except (OSError, UnicodeDecodeError):
-        return None  # reading the table reports it
-    if recorded in header:
+    if recorded in _header(data):
         note(f"note: column {recorded!r} holds row IDs, as when the run was fitted (--id-column)")
         return recorded
     return None
+
+
+def run_ignored(meta: dict, ignore_columns: str | None, data) -> tuple[str, ...]:
+    """``--ignore-columns``, or else the run's own (recorded by ``fit``) that the CSV has."""
+    given = split_list(ignore_columns)
+    recorded = meta.get("ignore_columns") or []
+    if given or not recorded or data is None:
+        return given or ()
+    header = _header(data)
+    kept = tuple(c for c in recorded if c in header)
+    if kept:
+        note(f"note: ignoring column(s) {', '.join(kept)}, as when the run was fitted (--ignore-columns)")
+    return kept
 
 
 def gone_allow_discrete(given: bool) -> None:

@@ -16,6 +16,7 @@ from sirenvae.cli.common import (
     check_output,
     note,
     run_id_column,
+    run_ignored,
     split_list,
     torch_threads,
     user_errors,
@@ -80,7 +81,7 @@ def impute(
         id_column = run_id_column(meta, id_column, data)
         variables = recorded(meta)
         table = read_table(
-            data, model.columns, ignore_columns=split_list(ignore_columns) or (), id_column=id_column,
+            data, model.columns, ignore_columns=run_ignored(meta, ignore_columns, data), id_column=id_column,
             drop_latent_columns=True, allow_missing=True, missing=split_list(missing) or (),
             variables=variables, keep_text=True,
             dtype=torch.float64,

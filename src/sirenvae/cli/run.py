@@ -33,6 +33,7 @@ from sirenvae.cli.common import (
     one_of,
     print_table,
     run_id_column,
+    run_ignored,
     say,
     split_list,
     torch_threads,
@@ -156,6 +157,8 @@ def fit(
         extra = {"network": network, "data": "sampled" if train_size is not None else str(data)}
         if id_column:
             extra["id_column"] = id_column
+        if ignore_columns:
+            extra["ignore_columns"] = list(split_list(ignore_columns))
         from sirenvae.graph_io import declared_latent
 
         declared = graph is not None and not latent and declared_latent(graph) is not None
@@ -288,7 +291,7 @@ def _test_rows(
         table = read_table(
             data,
             model.columns,
-            ignore_columns=split_list(ignore_columns) or (),
+            ignore_columns=run_ignored(meta, ignore_columns, data),
             id_column=id_column,
             drop_latent_columns=True,
             allow_missing=True,
@@ -502,7 +505,7 @@ def posterior(
         table = read_table(
             data,
             model.columns,
-            ignore_columns=split_list(ignore_columns) or (),
+            ignore_columns=run_ignored(meta, ignore_columns, data),
             id_column=id_column,
             drop_latent_columns=True,
             allow_missing=True,
