@@ -166,11 +166,10 @@ def fit_rows(
             fixed["summed"] = summed
     else:  # a run from before summed nodes keeps its continuous latents
         variables = {v: var for v, var in variables.items() if v in split.observed}
-    if "lr" not in (options or {}):  # a resumed run keeps its rate; an exact model takes its own
-        if recorded is not None:
-            fit_config = replace(fit_config, lr=recorded.get("fit", {}).get("lr", fit_config.lr))
-        elif "summed" in fixed and not split.latent:
-            fit_config = replace(fit_config, lr=EXACT_LR)
+    if recorded is not None and "lr" not in (options or {}):  # a resumed run keeps its rate
+        fit_config = replace(fit_config, lr=recorded.get("fit", {}).get("lr", fit_config.lr))
+    elif recorded is None:
+        fit_config = _exact_lr(fit_config, split, fixed.get("summed"), options)
     extra["variables"] = {v: var.to_dict() for v, var in variables.items() if var.kind != "continuous"}
     if variables:
         fixed["types"] = model_types(variables)
@@ -252,9 +251,17 @@ def summed_comparison(
     split, wide, kept, summed = summed_hidden(split, x, variables, "true")
     if not summed:
         return None
-    exact = not split.latent and "lr" not in options
     return {"split": split, "x": wide, "fixed": fixed | {"summed": summed, "types": model_types(kept)},
-            "fit_config": replace(fit_config, lr=EXACT_LR) if exact else fit_config}  # fmt: skip
+            "fit_config": _exact_lr(fit_config, split, summed, options)}  # fmt: skip
+
+
+def _exact_lr(fit_config: FitConfig, split, summed, options) -> FitConfig:
+    """``fit_config`` at :data:`~sirenvae.defaults.EXACT_LR` for a model whose hidden nodes are all
+    ``summed`` (an exact likelihood), unless ``options`` give a rate.
+    """
+    if summed and not split.latent and "lr" not in (options or {}):
+        return replace(fit_config, lr=EXACT_LR)
+    return fit_config
 
 
 def summed_hidden(split, x: Tensor, variables: Mapping[str, Variable] | None, model: str):
@@ -457,7 +464,7 @@ def _settings_file(path, model: str, extra: dict, split) -> dict:
 
 
 #: Model fields that describe the table, not a setting: they come from the rows and graph being fitted
-#: (a settings file's are dropped, and an option naming them is refused).
+#: (a settings file's are dropped; ``summed`` given as an option is refused in :func:`_configs`).
 FROM_DATA = ("summed", "types")
 
 

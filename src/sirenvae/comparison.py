@@ -275,12 +275,7 @@ def compare(
             extra | summed["fixed"],
             summed["fit_config"],
         )
-    for m, (
-        sp,
-        _,
-        fx,
-        _,
-    ) in own.items():  # fixed options every candidate rejects: an error before any training
+    for m, (sp, _, fx, _) in own.items():  # options every candidate rejects: an error before training
         selection.resolve_candidates(m, fx, search.get("max_candidates"), latent=bool(sp.latent))
     settings = selection.SelectionSettings(
         **({"seed": seed, "workers": workers} | search | {"classical": False})

@@ -210,7 +210,7 @@ def resolve_candidates(
     summed) neither do :data:`LATENT_OPTIONS`), and notices for the candidates dropped.
     """
     fixed = dict(fixed or {})
-    out, notices, seen, seen_full = [], [], {}, {}
+    out, notices, seen = [], [], {}  # {key: (name, config)} of the candidates kept
     for cand in candidates_for(variant)[:max_candidates]:
         options = cand.options | fixed
         try:
@@ -226,10 +226,10 @@ def resolve_candidates(
         key = json.dumps(fields, sort_keys=True)
         if key in seen:
             notices.append(
-                f"candidate {cand.name!r} is the same as {seen[key]!r} {_why_same(config, seen_full[key])}"
+                f"candidate {cand.name!r} is the same as {seen[key][0]!r} {_why_same(config, seen[key][1])}"
             )
             continue
-        seen[key], seen_full[key] = cand.name, config
+        seen[key] = cand.name, config
         out.append((Candidate(cand.name, options), config))
     if not out:
         raise SelectionError(f"no candidate of {variant} is valid with the fixed options: {notices[0]}")

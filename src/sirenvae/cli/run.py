@@ -502,6 +502,7 @@ def posterior(
         id_column = run_id_column(meta, id_column, data)
         if id_column in ("statistic", *model.hidden):
             raise UsageError(f"--id-column {id_column!r} would clash with a column of the output; rename it")
+        variables = recorded(meta)
         table = read_table(
             data,
             model.columns,
@@ -510,7 +511,7 @@ def posterior(
             drop_latent_columns=True,
             allow_missing=True,
             missing=split_list(missing) or (),
-            variables=recorded(meta),
+            variables=variables,
         )
         x = table.x
         for notice in table.notices:
@@ -523,11 +524,9 @@ def posterior(
             draws, _ = hidden_draws(model, wide, n)
             values = draws.cpu().double().permute(1, 0, 2)
             probs = hidden_probabilities(model, wide).cpu().double()
-            sizes = [len(recorded(meta)[v].levels) for v in model.summed]
+            sizes = [len(variables[v].levels) for v in model.summed]
             split_probs = dict(zip(model.summed, probs.split(sizes, -1), strict=True))
-            write_row_summaries(
-                output, values, model.hidden, table.ids, id_column, recorded(meta), split_probs
-            )
+            write_row_summaries(output, values, model.hidden, table.ids, id_column, variables, split_probs)
             note(f"wrote posterior summaries and {n} samples for {x.shape[0]} rows to {output}")
             return
         with torch.no_grad():
