@@ -266,8 +266,9 @@ def test_the_command_line_sums_a_stated_hidden_node_and_refuses_its_counterfactu
     assert r.exit_code == 2 and "summed out" in r.output
 
 
-def test_the_head_prior_is_the_dirichlet_log_density_of_the_touched_conditionals():
-    model = _model("mlp", head_prior=2.0)
+@pytest.mark.parametrize("form", ["bdeu", "configuration"])
+def test_the_head_prior_is_the_dirichlet_log_density_of_the_touched_conditionals(form):
+    model = _model("mlp", head_prior=2.0, head_prior_form=form)
     x = _every_row(model)
     model.set_standardization(x)
     nodes = model.summed_nodes
@@ -279,8 +280,10 @@ def test_the_head_prior_is_the_dirichlet_log_density_of_the_touched_conditionals
     for v in ("h", "x", "y"):
         parents = graph.parents(v)
         levels = model.observation.members[observed.index(v)].levels
-        for config in itertools.product(*(range(model.observation.members[observed.index(p)].levels)
-                                          for p in parents)):  # fmt: skip
+        configs = list(itertools.product(*(range(model.observation.members[observed.index(p)].levels)
+                                           for p in parents)))  # fmt: skip
+        pseudo_rows = 2.0 / len(configs) if form == "bdeu" else 2.0  # per configuration
+        for config in configs:
             for k in range(levels):
                 u = torch.zeros(1, len(observed), dtype=torch.float64)
                 for p, c in zip(parents, config, strict=True):
@@ -289,8 +292,16 @@ def test_the_head_prior_is_the_dirichlet_log_density_of_the_touched_conditionals
                 mask = torch.zeros_like(u, dtype=torch.bool)
                 mask[0, observed.index(v)] = True
                 d = model.decoder(model.nodes(torch.zeros(1, 0, dtype=torch.float64), u))
-                by_hand += 2.0 / levels * d.log_prob(u, mask).item()
+                by_hand += pseudo_rows / levels * d.log_prob(u, mask).item()
     assert math.isclose(nodes.log_prior(model).item(), by_hand, rel_tol=1e-10)
+
+
+def test_a_run_from_before_the_bdeu_form_keeps_its_head_prior():
+    config = ModelConfig.from_dict({"variant": "true", "summed": ["h"], "head_prior": 1.0})
+    assert (config.head_prior, config.head_prior_form) == (1.0, "configuration")
+    assert (ModelConfig().head_prior, ModelConfig().head_prior_form) == (10.0, "bdeu")
+    with pytest.raises(ValueError, match="head_prior_form"):
+        ModelConfig(head_prior_form="per-row")
 
 
 def test_auto_tries_candidates_that_differ_only_in_latent_options_once():

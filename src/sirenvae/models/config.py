@@ -17,6 +17,8 @@ Variant = Literal["true", "fc", "ind", "vae", "vae-maf"]
 VARIANTS: tuple[str, ...] = ("true", "fc", "ind", "vae", "vae-maf")
 #: The variants whose prior and encoder follow a graph (graphical residual flows).
 STRUCTURED: tuple[str, ...] = ("true", "fc", "ind")
+#: How the head prior's pseudo-rows are counted: per node (BDeu) or per parent configuration.
+HEAD_PRIOR_FORMS: tuple[str, ...] = ("bdeu", "configuration")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,9 +65,12 @@ class ModelConfig:
             among the decoder's nodes with their column always missing and summed out exactly over
             their joint states (:meth:`~sirenvae.models.SIReNVAE.log_joint_parts`); the split's
             ``latent`` holds the continuous hidden nodes only (graph variants).
-        head_prior: With ``summed``, a Dirichlet prior of this many pseudo-rows per parent
-            configuration on the conditionals of the summed nodes and their discrete children
+        head_prior: With ``summed``, a Dirichlet prior of this many pseudo-rows on the conditionals
+            of the summed nodes and their discrete children, spread evenly over their levels
             (:meth:`~sirenvae.models.summed.SummedNodes.log_prior`), added to the training objective.
+        head_prior_form: ``"bdeu"``: ``head_prior`` pseudo-rows per node, spread evenly over its
+            parent configurations too (BDeu's equivalent sample size); ``"configuration"``: per
+            parent configuration.
     """
 
     variant: Variant = "true"
@@ -91,7 +96,8 @@ class ModelConfig:
     hole_proposal: bool = True
     mask_scale: bool = True
     summed: tuple[str, ...] = ()
-    head_prior: float = 1.0
+    head_prior: float = 10.0
+    head_prior_form: str = "bdeu"
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -125,6 +131,9 @@ class ModelConfig:
                     family(kind)
                 except ValueError as e:
                     raise ValueError(f"node {node!r}: {e}") from None
+        if self.head_prior_form not in HEAD_PRIOR_FORMS:
+            forms = ", ".join(HEAD_PRIOR_FORMS)
+            raise ValueError(f"unknown head_prior_form {self.head_prior_form!r}; choose one of {forms}")
         if not self.head_prior >= 0:
             raise ValueError(f"head_prior must be non-negative, got {self.head_prior}")
         if not self.min_scale >= 0:
@@ -167,4 +176,5 @@ LEGACY: dict = {
     "mask_scale": False,
     "summed": [],
     "head_prior": 1.0,  # acts only with summed nodes, which did not exist before it
+    "head_prior_form": "configuration",
 }

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from sirenvae.graph import LatentSplit
+from sirenvae.models.config import HEAD_PRIOR_FORMS
 from sirenvae.models.tables import MAX_CONFIGS
 
 __all__ = ["MAX_SUMMED_STATES", "SummedNodes", "summed_parts"]
@@ -33,24 +34,35 @@ class SummedNodes(nn.Module):
     that mass goes back to them).
 
     Its :meth:`log_prior` is a Dirichlet prior on the conditionals that involve a summed node (theirs
-    and their discrete children's, wherever every parent is discrete): ``strength`` pseudo-rows per
-    parent configuration, spread evenly over the levels, as EM's smoothing does for a table. A
-    conditional fitted through a sum over hidden states has no count table to fall back on, and on a
-    few rows it otherwise learns near-certain conditionals from a handful of rows.
+    and their discrete children's, wherever every parent is discrete), spread evenly over the levels
+    as EM's smoothing does for a table: with ``form="bdeu"``, ``strength`` pseudo-rows per node spread
+    evenly over its :math:`q_i` parent configurations too (BDeu's equivalent sample size), with
+    ``form="configuration"`` ``strength`` pseudo-rows per parent configuration. A conditional fitted
+    through a sum over hidden states has no count table to fall back on, and on a few rows it
+    otherwise learns near-certain conditionals from a handful of rows.
 
     Arguments:
         split: The model's split (the summed nodes among its observed).
         observation: The observed nodes' families.
         names: The summed nodes.
-        strength: The prior's pseudo-rows per parent configuration (0: none).
+        strength: The prior's pseudo-rows per node or per parent configuration (0: none).
+        form: ``"bdeu"`` or ``"configuration"``, as above.
     """
 
     def __init__(
-        self, split: LatentSplit, observation, names: tuple[str, ...], strength: float = 0.0
+        self,
+        split: LatentSplit,
+        observation,
+        names: tuple[str, ...],
+        strength: float = 0.0,
+        form: str = "bdeu",
     ) -> None:
         super().__init__()
+        if form not in HEAD_PRIOR_FORMS:
+            raise ValueError(f"unknown head prior form {form!r}; choose one of {', '.join(HEAD_PRIOR_FORMS)}")
         self.names = tuple(names)
         self.strength = float(strength)
+        self.form = form
         sizes, unseen = [], []
         for v in self.names:
             if v not in split.observed:
@@ -98,6 +110,8 @@ class SummedNodes(nn.Module):
         self.register_buffer("_target", torch.tensor(target, dtype=torch.long), persistent=False)
         levels = [members[i].levels for i in target]
         self.register_buffer("_levels", torch.tensor(levels, dtype=torch.long), persistent=False)
+        configs = [target.count(i) if self.form == "bdeu" else 1 for i in target]  # q_i, or 1
+        self.register_buffer("_configs", torch.tensor(configs, dtype=torch.long), persistent=False)
 
     @property
     def smooths(self) -> bool:
@@ -105,8 +119,9 @@ class SummedNodes(nn.Module):
         return bool(self.strength) and len(self._target) > 0
 
     def log_prior(self, model) -> Tensor:
-        r""":math:`\sum_i \sum_c \sum_k \frac{s}{K_i} \log p(x_i = k \mid c)` over the smoothed nodes
-        :math:`i`, their parent configurations :math:`c` and levels :math:`k` (``s`` the strength).
+        r""":math:`\sum_i \sum_c \sum_k \frac{s}{q_i K_i} \log p(x_i = k \mid c)` over the smoothed nodes
+        :math:`i`, their :math:`q_i` parent configurations :math:`c` and levels :math:`k` (``s`` the
+        strength; :math:`q_i = 1` in the ``configuration`` form).
         """
         like = model.loc
         if not self.smooths:
@@ -122,7 +137,8 @@ class SummedNodes(nn.Module):
         at[:, rows, self._target] = torch.arange(at.shape[0], device=u.device, dtype=u.dtype)[:, None]
         term = d.log_prob(at, mask)  # (levels, rows)
         k = torch.arange(at.shape[0], device=u.device)[:, None]
-        total = torch.where(k < levels, term / levels.to(like), 0.0).sum()
+        weight = 1.0 / (levels * self._configs.to(u.device)).to(like)
+        total = torch.where(k < levels, term * weight, 0.0).sum()
         return self.strength * total
 
     def __len__(self) -> int:
