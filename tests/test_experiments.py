@@ -48,6 +48,39 @@ def test_options_that_act_on_holes_only_leave_complete_row_digests_unchanged():
     )
 
 
+def test_options_of_summed_nodes_and_count_tables_leave_continuous_digests_unchanged():
+    """head_prior and its form act only with summed nodes; a result written before count tables
+    existed (its hash without ``discrete_tables``) still matches a model of continuous columns.
+    """
+    run = next(c for c in grid("table1") if c.model == "true")
+    legacy = dataclasses.replace(run.model_config, head_prior=1.0, head_prior_form="configuration")
+    assert run.digest() == dataclasses.replace(run, model_config=legacy).digest()
+    summed = dataclasses.replace(run.model_config, summed=("h",), types={"h": "categorical:3"})
+    other = dataclasses.replace(summed, head_prior=1.0)
+    assert dataclasses.replace(run, model_config=summed).digest() != (
+        dataclasses.replace(run, model_config=other).digest()
+    )
+    before_tables = dataclasses.replace(run.model_config, discrete_tables=False)  # hashed as then
+    assert dataclasses.replace(run, model_config=before_tables).digest() in run.digests()
+    assert run.digest(tables_inert=True) != run.digest()  # both hashes are accepted, neither alone
+    typed_config = dataclasses.replace(run.model_config, types={"a": "binary"})
+    typed = dataclasses.replace(run, model_config=typed_config)
+    assert typed.digests() == {typed.digest()}  # with a discrete column the tables act
+
+
+def test_the_table_keeps_runs_of_factors_outside_the_default_cells(tmp_path):
+    from sirenvae.cli.experiments import _factors_in
+
+    (tmp_path / "runs").mkdir()
+    run = next(c for c in grid("table1", factors=(10,)) if c.model == "fa")
+    doc = {"run_id": run.run_id, "digest": run.digest(), "status": "ok", "config": run.to_dict()}
+    (tmp_path / "runs" / f"{run.run_id}.json").write_text(json.dumps(doc))
+    assert _factors_in(tmp_path, "table1") == (2, 10, 100)
+    every = grid("table1", factors=_factors_in(tmp_path, "table1"))
+    assert [d["run_id"] for d in load_results(tmp_path, every)] == [run.run_id]
+    assert load_results(tmp_path, grid("table1")) == []  # the default cells alone would drop it
+
+
 def test_table_order_is_the_variants_in_the_papers_order_then_the_classical_baselines():
     assert TABLE_ORDER[: len(VARIANTS)] == tuple(sorted(VARIANTS, key=TABLE_ORDER.index))
     assert TABLE_ORDER[len(VARIANTS) :] == BASELINES and not set(BASELINES) & set(VARIANTS)

@@ -199,13 +199,15 @@ def reproduce(
             gpus_per_run=0.0 if device.type == "cpu" else 1 / workers,
         )
         # the table and figure show every finished run of the experiment in --out, not only this
-        # sweep's subset (--datasets, --models, --factors); with searched settings, those searched
+        # sweep's subset (--datasets, --models, --factors; factors outside the default cells too);
+        # with searched settings, those searched
         try:
             every = grid(
                 experiment,
                 seeds=seeds,
                 quick=quick,
                 datasets=None if experiment == "table1" else split_list(datasets),
+                factors=_factors_in(out, experiment),
                 settings=settings,
                 chosen=chosen,
             )
@@ -385,3 +387,13 @@ def search(
         f"{len(result.failed)} failed; {summary['wall_seconds']:.0f} s; choices in {chosen}"
     )
     _exit_on_failures(result)
+
+
+def _factors_in(out: Path, experiment: str) -> tuple[int, ...]:
+    """The experiment's default training-size factors and those of every run written in ``out``."""
+    from sirenvae.experiments.protocol import DEFAULT_CELLS
+    from sirenvae.experiments.runner import load_results
+
+    found = {r["config"].get("train_factor") for r in load_results(out)}
+    default = DEFAULT_CELLS[experiment][1] if experiment in DEFAULT_CELLS else ()
+    return tuple(sorted(set(default) | {f for f in found if isinstance(f, int)}))

@@ -148,20 +148,27 @@ class RunConfig:
         d["model_config"] = config_class.from_dict(mc) if mc else None
         return cls(**d)
 
-    def digest(self) -> str:
+    def digest(self, *, tables_inert: bool = False) -> str:
         """A hash of everything that determines the result (to refuse stale results on resume).
 
         Model options added after a result was written, at their :data:`~sirenvae.models.config.LEGACY`
         value (the behaviour before they existed), leave the hash unchanged, so older results stay valid;
         so do the options that act on holes only (:data:`~sirenvae.models.config.HOLE_OPTIONS`) in a
-        model without ``mask_inputs``.
+        model without ``mask_inputs``, and those of summed nodes
+        (:data:`~sirenvae.models.config.SUMMED_OPTIONS`) in a model without ``summed``. With
+        ``tables_inert``, ``discrete_tables`` also drops out in a model of continuous columns only
+        (results written before that option existed hash so: see :meth:`digests`).
         """
-        from sirenvae.models.config import HOLE_OPTIONS, LEGACY
+        from sirenvae.models.config import HOLE_OPTIONS, LEGACY, SUMMED_OPTIONS
 
         d = self.to_dict()
         if "model_config" in d and isinstance(d["model_config"], dict):
             mc = d["model_config"]
-            inert = () if mc.get("mask_inputs") else HOLE_OPTIONS
+            inert = (() if mc.get("mask_inputs") else HOLE_OPTIONS) + (
+                () if mc.get("summed") else SUMMED_OPTIONS
+            )
+            if tables_inert and not mc.get("types"):
+                inert += ("discrete_tables",)
             d["model_config"] = {
                 k: v for k, v in mc.items() if not (k in LEGACY and LEGACY[k] == v) and k not in inert
             }
@@ -169,6 +176,13 @@ class RunConfig:
         if not d["auto"]:  # the field came later: a run without it hashes as before
             del d["auto"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def digests(self) -> set[str]:
+        """The hashes a finished result of this configuration may carry: :meth:`digest`, and for a
+        model of continuous columns written before count tables existed, the hash without
+        ``discrete_tables`` (which does nothing there).
+        """
+        return {self.digest(), self.digest(tables_inert=True)}
 
 
 # SIReN-VAE poster, Table 1: (NLL, RE) mean and std at 2|G| and 100|G|

@@ -291,19 +291,19 @@ def _is_done(out: Path, config: RunConfig) -> bool:
         doc = json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return False
-    return doc.get("status") == "ok" and doc.get("digest") == config.digest()
+    return doc.get("status") == "ok" and doc.get("digest") in config.digests()
 
 
 def load_results(out: str | Path, configs: Sequence[RunConfig] | None = None) -> list[dict]:
     """The finished results in ``out`` (those of ``configs`` only, if given), in a stable order."""
     out = Path(out)
-    wanted = None if configs is None else {c.run_id: c.digest() for c in configs}
+    wanted = None if configs is None else {c.run_id: c.digests() for c in configs}
     results = []
     for path in sorted((out / "runs").glob("*.json")):
         if path.name.endswith(".failed.json"):
             continue
         doc = json.loads(path.read_text())
-        if wanted is None or wanted.get(doc.get("run_id")) == doc.get("digest"):
+        if wanted is None or doc.get("digest") in wanted.get(doc.get("run_id"), ()):
             results.append(doc)
     return results
 

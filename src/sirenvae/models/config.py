@@ -161,6 +161,8 @@ class ModelConfig:
 
 #: The options that act only on rows with holes, i.e. with ``mask_inputs``.
 HOLE_OPTIONS: tuple[str, ...] = ("hole_proposal", "mask_scale")
+#: The options that act only with summed discrete hidden nodes, i.e. with ``summed``.
+SUMMED_OPTIONS: tuple[str, ...] = ("head_prior", "head_prior_form")
 
 #: What options added after the first release meant before they existed.
 LEGACY: dict = {
