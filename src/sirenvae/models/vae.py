@@ -107,9 +107,8 @@ class SIReNVAE(nn.Module):
         self._units = int(units.sum())
         self._schedule = _ancestral_schedule(split)
         self._fill_sweeps = _observed_generations(split)
-        self.summed_nodes = SummedNodes(
-            split, self.observation, tuple(config.summed), config.head_prior, config.head_prior_form
-        )
+        prior = (config.head_prior, config.head_prior_form)
+        self.summed_nodes = SummedNodes(split, self.observation, tuple(config.summed), *prior)
         self.summed: tuple[str, ...] = self.summed_nodes.names
         self._summed_context = bool(set(self.summed) & set(prior_context))
 
