@@ -234,6 +234,10 @@ class SearchCell:
         """A hash of everything that determines the cell's outcome (to refuse stale files on resume)."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
+    def digests(self) -> set[str]:
+        """The hashes a finished cell may carry (the runner's resume check): :meth:`digest`."""
+        return {self.digest()}
+
 
 def cells(
     *,
