@@ -211,3 +211,30 @@ def test_columns_with_too_few_present_cells_get_unit_scale_and_errors_stay_visib
     z = torch.zeros(1, 4, 2)
     with pytest.raises(ValueError, match="missing cells: give their draws as filled"):
         model.residuals(holey, z)
+
+
+def test_holes_are_settled_in_as_many_passes_as_their_longest_chain(trained, monkeypatch):
+    """x1 -> x3: two passes only where both are missing in a row, and the draws equal those of a
+    fixed two passes (the longest observed chain) under the same noise."""
+    from sirenvae.models import vae
+
+    model, x = trained
+    links = model._hole_links
+    holes = torch.tensor([[1, 1, 1], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 0, 0]], dtype=torch.bool)
+    assert [vae._hole_sweeps(h[None], links) for h in holes] == [2, 1, 1, 2, 1]
+    assert vae._hole_sweeps(holes, links) == 2
+    u = model.standardize(x[:50])
+    g = torch.Generator().manual_seed(3)
+    mask = torch.rand(u.shape, generator=g) > 0.4
+    mask[:, 2] |= ~mask[:, 0]  # no row misses both x1 and x3: one pass settles every hole
+    assert vae._hole_sweeps(~mask, links) == 1
+    z = torch.randn(7, 50, len(model.latent), dtype=u.dtype, generator=g)
+    out = []
+    for sweeps in (None, 2):
+        if sweeps is not None:
+            monkeypatch.setattr(vae, "_hole_sweeps", lambda holes, links: sweeps)
+        torch.manual_seed(0)
+        with torch.no_grad():
+            out.append(model.propose_holes(u, mask, z))
+    assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+    assert torch.equal(out[0][0][:, mask], u.expand(7, -1, -1)[:, mask])

@@ -271,7 +271,7 @@ def _patience_out(epoch: int, history: History, config: FitConfig) -> bool:
 
 def _train_epoch(module, loss, train, config, generator, optimizer, params, history, best_state) -> None:
     module.train()
-    total, count = 0.0, 0
+    total, count, skipped = 0.0, 0, 0
     for idx in _batches(train.shape[0], config.batch_size, generator):
         value = loss(train[idx])
         if not torch.isfinite(value):
@@ -286,10 +286,23 @@ def _train_epoch(module, loss, train, config, generator, optimizer, params, hist
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            if not torch.isfinite(norm):  # a NaN gradient would poison every parameter: skip the step
+                skipped += 1
+                continue
         optimizer.step()
         total += value.item() * idx.numel()
         count += idx.numel()
+    if count == 0:
+        module.load_state_dict(best_state)
+        raise TrainingError(
+            f"non-finite gradients in every step of epoch {len(history.train_loss)}; the model keeps the "
+            f"parameters of epoch {history.best_epoch}. Lower the learning rate (now {config.lr}).",
+            epoch=len(history.train_loss),
+            history=history,
+        )
+    if skipped:
+        logger.warning("skipped %d step(s) with non-finite gradients", skipped)
     history.train_loss.append(total / count)
 
 

@@ -33,7 +33,9 @@ def impute(
     output: Path = typer.Option(..., "-o", "--output", help="CSV file to write."),
     m: int = typer.Option(0, "-m", help="Multiple imputation: this many completions per row (a long table)."),
     samples: int = typer.Option(1000, "-k", "--samples", help="Importance samples per row."),
-    sd: bool = typer.Option(False, "--sd", help="Also write each imputed cell's sd (single imputation)."),
+    sd: bool = typer.Option(
+        False, "--sd", help="Also write each imputed cell's sd (single imputation; empty for labelled columns)."
+    ),
     quantiles: str = typer.Option(
         None,
         "--quantiles",
@@ -52,7 +54,8 @@ def impute(
 
     Single imputation (default): each hole at its conditional mean given the row's present cells,
     by self-normalised importance sampling; the CSV has the observed columns (after the ID column,
-    with --id-column), and with --sd a column <name>_sd per node (0 where present). With -m M: M
+    with --id-column), and with --sd a column <name>_sd per node (0 where present, empty for a
+    labelled column). With -m M: M
     completions per row drawn from the model's conditional (sampling-importance-resampling), one
     line per completion, columns row, draw, <observed...>. Present cells are written unchanged.
     The effective sample size of each row's weights is summarised on standard error; rows below
@@ -108,10 +111,12 @@ def impute(
         else:
             mean = result.mean.cpu().double().numpy()
             frame = pd.DataFrame(decoder_frame(observed, mean, variables, table.labels))
+            labelled = {c for c, var in variables.items() if var.labelled}  # no sd or quantile of a label
             if sd:
-                spread = pd.DataFrame(result.sd.cpu().double().numpy(), columns=[f"{c}_sd" for c in observed])
-                frame = pd.concat([frame, spread], axis=1)
-            labelled = {c for c, var in variables.items() if var.labelled}
+                spread = result.sd.cpu().double().numpy()
+                columns = {f"{c}_sd": spread[:, j] if c not in labelled else [None] * len(spread)
+                           for j, c in enumerate(observed)}  # fmt: skip
+                frame = pd.concat([frame, pd.DataFrame(columns)], axis=1)
             spans = result.quantiles.cpu().double().numpy() if levels else ()
             for q, values in zip(levels, spans, strict=True):
                 columns = {f"{c}_q{q:g}": values[:, j] if c not in labelled else [None] * len(values)

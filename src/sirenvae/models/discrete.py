@@ -169,7 +169,8 @@ class _Count(_Discrete):
         return masked_sum(self._log_pmf(_clean(x, mask)), mask)
 
     def reparameterize(self, eta: Tensor) -> Tensor:
-        mean, sd = self.mean, self.variance.sqrt()
+        # a drawn count has no pathwise gradient; sqrt's at a variance underflowed to 0 is NaN
+        mean, sd = self.mean.detach(), self.variance.detach().sqrt()
         shape = torch.broadcast_shapes(eta.shape, mean.shape)
         mean, sd, eta = mean.expand(shape), sd.expand(shape), eta.expand(shape)
         # the normal approximation where the window would be wide, the exact inverse CDF elsewhere

@@ -106,7 +106,7 @@ class SIReNVAE(nn.Module):
         self.register_buffer("_unit_ctx", at(x_spans, ctx), persistent=False)
         self._units = int(units.sum())
         self._schedule = _ancestral_schedule(split)
-        self._fill_sweeps = _observed_generations(split)
+        self.register_buffer("_hole_links", _observed_links(split), persistent=False)
         prior = (config.head_prior, config.head_prior_form)
         self.summed_nodes = SummedNodes(split, self.observation, tuple(config.summed), *prior)
         self.summed: tuple[str, ...] = self.summed_nodes.names
@@ -343,7 +343,7 @@ class SIReNVAE(nn.Module):
             a, b = proposal(self._masked_nodes(z, filled, mask), mask)
             proposed = ~mask & proposal.covered
         eta = eps = p = None
-        for _ in range(self._fill_sweeps):
+        for _ in range(_hole_sweeps(~mask, self._hole_links)):
             p = self.decoder(self.nodes(z, filled))
             if eta is None:
                 eta = p.noise()
@@ -478,15 +478,28 @@ def _present(x: Tensor) -> Tensor | None:
     return None if bool(mask.all()) else mask
 
 
-def _observed_generations(split: LatentSplit) -> int:
-    """Decoder passes that settle every observed node given the latents: one plus the longest chain
-    of observed nodes whose parent is observed.
+def _observed_links(split: LatentSplit) -> Tensor:
+    """``(Dx, Dx)``: 1 where observed node ``j`` is a parent of observed node ``i`` (row ``j``, column ``i``)."""
+    where = {v: i for i, v in enumerate(split.observed)}
+    out = torch.zeros(len(where), len(where))
+    for v, i in where.items():
+        for p in split.graph.parents(v):
+            if p in where:
+                out[where[p], i] = 1.0
+    return out
+
+
+def _hole_sweeps(holes: Tensor, links: Tensor) -> int:
+    """Decoder passes that settle every hole given the latents and the present cells: one plus the
+    longest chain of holes in one row whose parent is a hole too (at most the longest chain of
+    observed nodes; with a few scattered holes, usually one or two).
     """
-    graph, observed = split.graph, set(split.observed)
-    depth: dict[str, int] = {}
-    for v in graph.nodes:
-        depth[v] = max((depth[p] + 1 for p in graph.parents(v) if p in observed), default=0)
-    return 1 + max((depth[v] for v in observed), default=0)
+    sweeps, chain = 1, holes.to(links.dtype)
+    while True:
+        chain = chain @ links * holes  # holes with a hole parent at the end of a chain one longer
+        if not bool(chain.any()):
+            return sweeps
+        sweeps += 1
 
 
 def _ancestral_schedule(split: LatentSplit) -> tuple[bool, ...]:
