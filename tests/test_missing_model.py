@@ -232,7 +232,7 @@ def test_holes_are_settled_in_as_many_passes_as_their_longest_chain(trained, mon
     out = []
     for sweeps in (None, 2):
         if sweeps is not None:
-            monkeypatch.setattr(vae, "_hole_sweeps", lambda holes, links: sweeps)
+            monkeypatch.setattr(vae, "_hole_sweeps", lambda holes, links, n=sweeps: n)
         torch.manual_seed(0)
         with torch.no_grad():
             out.append(model.propose_holes(u, mask, z))

@@ -225,7 +225,9 @@ def test_cli_fit_types_and_labels_round_trip(tmp_path):
     assert res.exit_code == 2 and "reaches the discrete node(s) visits" in res.output
     holey, filled = tmp_path / "holey.csv", tmp_path / "filled.csv"
     given.assign(smoker=[None, *given.smoker[1:]], bp=[*given.bp[:-1], None]).to_csv(holey, index=False)
-    res = runner.invoke(app, ["impute", str(run), "--data", str(holey), "-o", str(filled), "-k", "50", "--sd"])
+    res = runner.invoke(
+        app, ["impute", str(run), "--data", str(holey), "-o", str(filled), "-k", "50", "--sd"]
+    )
     assert res.exit_code == 0, res.output
     spread = pd.read_csv(filled)
     assert spread.smoker_sd.isna().all() and spread.region_sd.isna().all()  # no sd of a label

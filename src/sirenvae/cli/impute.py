@@ -34,7 +34,9 @@ def impute(
     m: int = typer.Option(0, "-m", help="Multiple imputation: this many completions per row (a long table)."),
     samples: int = typer.Option(1000, "-k", "--samples", help="Importance samples per row."),
     sd: bool = typer.Option(
-        False, "--sd", help="Also write each imputed cell's sd (single imputation; empty for labelled columns)."
+        False,
+        "--sd",
+        help="Also write each imputed cell's sd (single imputation; empty for labelled columns).",
     ),
     quantiles: str = typer.Option(
         None,

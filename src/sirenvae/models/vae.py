@@ -479,7 +479,7 @@ def _present(x: Tensor) -> Tensor | None:
 
 
 def _observed_links(split: LatentSplit) -> Tensor:
-    """``(Dx, Dx)``: 1 where observed node ``j`` is a parent of observed node ``i`` (row ``j``, column ``i``)."""
+    """``(Dx, Dx)``: 1 at row ``j``, column ``i`` where observed node ``j`` is a parent of observed ``i``."""
     where = {v: i for i, v in enumerate(split.observed)}
     out = torch.zeros(len(where), len(where))
     for v, i in where.items():
