@@ -243,3 +243,19 @@ def test_holey_rows_are_compared_against_a_gaussian_fitted_by_em(tmp_path):
     assert r.exit_code == 0, r.output
     assert "em: a Gaussian fitted by EM" in r.output
     assert list(pd.read_csv(out).model) == ["true", "em"]
+
+
+def test_a_classical_model_left_out_is_a_notice_not_an_empty_row(tmp_path):
+    x = rows(20)
+    x[:, 0] = (x[:, 0] > x[:, 0].median()).float()  # a binary column: no Gaussian models it
+    x[torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) < 0.15] = math.nan
+    x[x.isnan().all(1), 1] = 1.0
+    graph_io.to_json(NET.graph, tmp_path / "g.json")
+    pd.DataFrame(x.numpy(), columns=list(SPLIT.observed)).to_csv(tmp_path / "holey.csv", index=False)
+    out = tmp_path / "c.csv"
+    r = run("compare", "--graph", tmp_path / "g.json", "--data", tmp_path / "holey.csv", "-o", out,
+            "--outer-folds", "2", "--models", "true", *FAST)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "em is left out of the verdict" in r.output and "em: a Gaussian" not in r.output
+    assert not any(line.lstrip("│┃ ").startswith("em ") for line in r.output.splitlines())
+    assert list(pd.read_csv(out).model) == ["true", "em"]  # the file keeps the row, empty

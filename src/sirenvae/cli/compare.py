@@ -176,7 +176,8 @@ def _print(result, frame) -> None:
     def show(value: float, form: str) -> str:
         return "-" if value != value else format(value, form)  # NaN: a model left out (see the notes)
 
-    for row in frame.itertuples():
+    shown = [m for m, nll in zip(frame.model, frame.nll, strict=True) if nll == nll or m not in LABELS]
+    for row in frame[frame.model.isin(shown)].itertuples():  # a classical model left out: its notice says why
         diff = "-" if row.model == "true" else show(row.diff_vs_true, "+.3f")
         diff_se = "-" if row.model == "true" else show(row.diff_se, ".3f")
         table.add_row(
@@ -184,8 +185,8 @@ def _print(result, frame) -> None:
             diff_se, row.settings or "-",
         )  # fmt: skip
     print_table(table)
-    classical = ", ".join(f"{m}: {LABELS[m]}" for m in result.models if m in LABELS)
-    say(f"{classical}; vs true: model - true in NLL (positive: true is better)")
+    classical = "".join(f"{m}: {LABELS[m]}; " for m in result.models if m in LABELS and m in shown)
+    say(f"{classical}vs true: model - true in NLL (positive: true is better)")
     for notice in result.notices:
         note(f"note: {notice}")
     say(result.sentence)
