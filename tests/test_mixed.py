@@ -113,6 +113,23 @@ def test_inverse_cdf_draws_have_the_distributions_moments(kind):
     assert torch.equal(d.reparameterize(eta), d.reparameterize(eta))
 
 
+@pytest.mark.parametrize("make", [lambda r: Poisson(r), lambda r: NegativeBinomial(r, torch.full_like(r, 2.0))],
+                         ids=["poisson", "negbin"])  # fmt: skip
+def test_count_draws_stay_finite_and_carry_no_gradient_at_extreme_means(make):
+    """A heavy-tailed parent can push a count's log-mean far out: its draw stays a finite count (an
+    infinite parent would turn the masked layers' zeros into NaN), and backpropagating through a
+    draw whose variance underflowed to 0 gives no NaN (a drawn count has no pathwise gradient)."""
+    from sirenvae.models.discrete import MAX_DRAWN_COUNT
+
+    raw = torch.tensor([-200.0, 0.0, 95.0, 1e4], requires_grad=True)  # float32: exp overflows at 89
+    d = make(raw)
+    draws = d.reparameterize(d.noise((50,)))
+    assert torch.isfinite(draws).all() and (draws <= MAX_DRAWN_COUNT).all() and (draws[:, 0] == 0).all()
+    assert (draws[:, 2:] == MAX_DRAWN_COUNT).all()
+    (draws.sum() + make(raw[:2]).log_prob(draws[:, :2]).sum()).backward()
+    assert torch.isfinite(raw.grad).all()
+
+
 def test_lognormal_family_gives_the_log_normal_density_on_the_raw_scale():
     split = LatentSplit(BayesianNetwork({"z": [], "p": ["z"]}), ["z"])
     model = float64(build_model(split, ModelConfig(types={"p": "lognormal"}, **SMALL)))

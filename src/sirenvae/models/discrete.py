@@ -22,6 +22,11 @@ __all__ = ["Bernoulli", "Categorical", "NegativeBinomial", "Poisson"]
 #: Counts above this mean are drawn by a normal approximation of the inverse CDF (rounded).
 LARGE_MEAN = 200.0
 
+#: The largest count drawn (float32 holds every integer up to it). A hole drawn from a heavy tail can
+#: push a child count's mean to infinity; an infinite draw as a parent would turn the masked layers'
+#: zeros into NaN (inf * 0).
+MAX_DRAWN_COUNT = 2.0**24
+
 
 def masked_sum(cells: Tensor, mask: Tensor | None) -> Tensor:
     """The sum over the last dimension of the present cells (all of them when ``mask`` is ``None``)."""
@@ -175,7 +180,8 @@ class _Count(_Discrete):
         mean, sd, eta = mean.expand(shape), sd.expand(shape), eta.expand(shape)
         # the normal approximation where the window would be wide, the exact inverse CDF elsewhere
         z = math.sqrt(2) * torch.erfinv((2 * eta - 1).clamp(-1 + 1e-7, 1 - 1e-7))
-        out = (mean + sd * z).round().clamp(min=0)
+        out = (mean + sd * z).nan_to_num(MAX_DRAWN_COUNT)  # an overflowed mean: inf * 0 or inf - inf
+        out = out.round().clamp(0, MAX_DRAWN_COUNT)
         small = mean <= LARGE_MEAN
         if bool(small.any()):
             top = int(torch.ceil(mean[small] + 12 * sd[small] + 12).max())
