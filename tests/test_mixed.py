@@ -113,8 +113,9 @@ def test_inverse_cdf_draws_have_the_distributions_moments(kind):
     assert torch.equal(d.reparameterize(eta), d.reparameterize(eta))
 
 
-@pytest.mark.parametrize("make", [lambda r: Poisson(r), lambda r: NegativeBinomial(r, torch.full_like(r, 2.0))],
-                         ids=["poisson", "negbin"])  # fmt: skip
+@pytest.mark.parametrize(
+    "make", [Poisson, lambda r: NegativeBinomial(r, torch.full_like(r, 2.0))], ids=["poisson", "negbin"]
+)
 def test_count_draws_stay_finite_and_carry_no_gradient_at_extreme_means(make):
     """A heavy-tailed parent can push a count's log-mean far out: its draw stays a finite count (an
     infinite parent would turn the masked layers' zeros into NaN), and backpropagating through a
