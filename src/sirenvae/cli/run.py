@@ -232,7 +232,7 @@ def _print_selection(selection, out: Path) -> None:
         se = f"{row['se']:.3f}" if "se" in row else "-"
         vs = f"{row['vs_chosen']:+.3f} ± {row['vs_se']:.3f}" if "vs_chosen" in row else "-"
         mark = " (chosen)" if row.get("chosen") else ""
-        status = row["status"]
+        status = row["status"].split("; ")[0]  # the advice after it is for a final fit, not a fold
         if "far_off" in row:
             status += f"; fold {row['far_off'][0]} at {row['far_off'][1]:.1f}: blew up on some rows"
         table.add_row(row["candidate"] + mark, nll, se, vs, str(row["folds_done"]), status)
