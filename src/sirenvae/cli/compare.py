@@ -96,7 +96,9 @@ def compare(
     auto), refitted on them and scored on the outer held-out rows (IWAE NLL, K = 100); factor analysis
     and Ledoit-Wolf (a Gaussian fitted by EM when the rows have missing cells) are fitted and scored
     on the same folds. The differences from true carry standard errors from per-row paired
-    differences. Writes one row per model to -o and a picture to --plot.
+    differences. Writes one row per model to -o and a picture to --plot. It costs about as much as
+    `fit` times the models times the outer folds (9 fits by default): --models, --outer-folds and
+    --max-candidates trade it down.
     """
     from sirenvae.api import _configs, summed_comparison
     from sirenvae.comparison import check_models
