@@ -90,7 +90,7 @@ def test_bad_tables_name_what_is_wrong(run_dir):
         (df.assign(c=[1.0, 2, 3, 4, 5, np.inf]), r"row 5 \(position 5\), column 'c': non-finite value inf"),
         (df.assign(c=[1.0, 2, 3, 4, 5, 1e300]), r"column 'c': 1e\+300 overflows float32 .*rescale"),
         (df.set_index(pd.Index([f"r{i}" for i in range(6)])).assign(a=["1"] * 5 + ["?"]), r"row 'r5'"),
-        (df.rename(columns={"c": "C"}), r"did you mean 'C' for node 'c'\?"),
+        (df.rename(columns={"c": "C"}), r"is column 'C' node 'c'\?"),
         (df[["a", "b", "c", "a"]], r"column 'a' appears twice"),
         (df.iloc[:0], r"0 data row\(s\), at least 1 needed"),
     ]

@@ -75,10 +75,10 @@ def test_fit_names_its_latent_nodes_and_suggests_near_misses(files, tmp_path):
     obs.rename(columns={"x3": "xThree"}).to_csv(tmp_path / "typo.csv", index=False)
     r = run("fit", "--graph", edges, "--data", tmp_path / "typo.csv", "--out", tmp_path / "b", *FAST)
     assert r.exit_code == 2
-    assert "did you mean 'xThree' for node 'xthree'?" in error_line(r)
+    assert "is column 'xThree' node 'xthree'?" in error_line(r)
     obs.rename(columns={"x3": "xtree"}).to_csv(tmp_path / "typo.csv", index=False)
     r = run("fit", "--graph", edges, "--data", tmp_path / "typo.csv", "--out", tmp_path / "b", *FAST)
-    assert "did you mean 'xtree' for node 'xthree'?" in error_line(r)
+    assert "is column 'xtree' node 'xthree'?" in error_line(r)
 
 
 def test_fit_ignores_latent_columns_and_named_columns_only(files, tmp_path):

@@ -43,7 +43,11 @@ def test_cycle_is_printed():
     "parents, match",
     [
         ({"a": ["a"]}, "self-loop"),
-        ({"a": ["z"]}, "unknown node 'z'"),
+        ({"a": ["z"]}, "unknown node 'z' listed as a parent of 'a': every parent must be a node"),
+        (
+            {"x10": [], "x11": ["x1O"]},
+            r"unknown node 'x1O' listed as a parent of 'x11' \(did you mean 'x10'\?\)",
+        ),
         ({}, "empty"),
         ({"a": [], "b": ["a", "a"]}, "twice"),
         ({"a": "b"}, "list of names"),

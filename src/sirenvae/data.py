@@ -693,12 +693,12 @@ def _check_columns(
     pairs = [(c, v) for v, c in near_pairs(without, unknown, 2)]
     if pairs:
         c, v = pairs[0]
-        also = "".join(f"; and {c2!r} for node {v2!r}?" for c2, v2 in pairs[1:MAX_SUGGESTIONS])
+        also = "".join(f"; and column {c2!r} node {v2!r}?" for c2, v2 in pairs[1:MAX_SUGGESTIONS])
         if len(pairs) > MAX_SUGGESTIONS:
             also += f" ({len(pairs) - MAX_SUGGESTIONS} more alike)"
         raise DataError(
-            f"{where}column {c!r} matches no node of the graph and node {v!r} has no column: did you "
-            f"mean {c!r} for node {v!r}?{also} Rename the column or the node so that they agree"
+            f"{where}column {c!r} matches no node of the graph and node {v!r} has no column: is column "
+            f"{c!r} node {v!r}?{also} Rename the column or the node so that they agree"
         )
     if unknown:
         raise DataError(

@@ -80,15 +80,22 @@ def near_pairs(left: Sequence[str], right: Sequence[str], edits: int) -> list[tu
     return pairs
 
 
+#: Names shorter than this are not called typos of one another one edit apart.
+SHORT_NAME = 4
+
+
 def typo_notices(latent: Sequence[str], columns: Sequence[str]) -> list[str]:
     """Notices for latent nodes (nodes without a column) named like a column, one edit apart.
 
     Members of a family are not typos: names that differ in their last character alone (``x1``,
-    ``x2``; ``sucA``, ``sucD``) or in their numbers alone (``n10``, ``n101``). At most
+    ``x2``; ``sucA``, ``sucD``) or in their numbers alone (``n10``, ``n101``), nor short names one
+    edit apart (``h10``, ``x10``: below :data:`SHORT_NAME` characters, one edit is another name). At most
     :data:`MAX_TYPO_NOTICES` are listed; the rest are counted.
     """
     pairs = [
-        (v, c) for v, c in near_pairs(latent, columns, 1) if c.casefold() == v.casefold() or c[:-1] != v[:-1]
+        (v, c)
+        for v, c in near_pairs(latent, columns, 1)
+        if c.casefold() == v.casefold() or (c[:-1] != v[:-1] and min(len(c), len(v)) >= SHORT_NAME)
     ]
     notes = [f"latent node {v!r} is named like column {c!r}: is {v!r} a typo in the graph?" for v, c in pairs]
     if len(notes) > MAX_TYPO_NOTICES:
