@@ -160,3 +160,26 @@ def test_a_diverged_run_can_be_loaded_and_resumed_with_new_settings(tmp_path, mo
     ]
     r = run("evaluate", out, "--test-size", 20, "-k", 2, "--json")
     assert r.exit_code == 0 and "diverged" not in r.stderr
+
+
+def test_ctrl_c_in_training_says_how_to_resume_and_resume_finishes(tmp_path, monkeypatch):
+    import sirenvae.training
+
+    epochs = []
+    real = sirenvae.training._train_epoch
+
+    def interrupted(*args, **kwargs):
+        epochs.append(1)
+        if len(epochs) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sirenvae.training, "_train_epoch", interrupted)
+    out = tmp_path / "run"
+    args = ["fit", "--network", "ecoli70", "--train-size", 92, "--out", out, *FAST]
+    r = run(*args)
+    assert r.exit_code == 130 and "continue with the same command and --resume" in r.output
+    r = run(*args, "--resume")
+    assert r.exit_code == 0, r.output
+    history = json.loads((out / "model.json").read_text())["history"]
+    assert len(history["train_loss"]) == 3 and len(epochs) == 4  # epochs 1-2 kept, the third trained anew

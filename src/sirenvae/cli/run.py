@@ -8,8 +8,10 @@ and ``posterior`` (whose results are their files).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -180,27 +182,28 @@ def fit(
                 f"({what}the final fit) -> {out}"
             )
         start = time.perf_counter()
-        fitted = fit_rows(
-            split,
-            x,
-            model=model,
-            settings=settings,
-            options=train_options,
-            search={
-                "folds": folds,
-                "max_candidates": max_candidates,
-                "time_budget": time_budget,
-                "workers": workers or default_workers(),
-                "address": address,
-            },
-            out=out,
-            resume=resume,
-            overwrite=force,
-            device=device,
-            extra_meta=extra,
-            report=_progress_line if progress else None,
-            variables=variables,
-        )
+        with _resumable(out):
+            fitted = fit_rows(
+                split,
+                x,
+                model=model,
+                settings=settings,
+                options=train_options,
+                search={
+                    "folds": folds,
+                    "max_candidates": max_candidates,
+                    "time_budget": time_budget,
+                    "workers": workers or default_workers(),
+                    "address": address,
+                },
+                out=out,
+                resume=resume,
+                overwrite=force,
+                device=device,
+                extra_meta=extra,
+                report=_progress_line if progress else None,
+                variables=variables,
+            )
     if fitted.search is not None:
         _print_selection(fitted.search, out)
     elif not progress and not resume and fitted.settings.get("rule"):  # with progress, already said
@@ -212,6 +215,16 @@ def fit(
         f"done in {time.perf_counter() - start:.1f} s: {len(history.train_loss)} epochs ({history.stopped}), "
         f"best {what} {best:.3f} at epoch {history.best_epoch}; model in {out}"
     )
+
+
+@contextlib.contextmanager
+def _resumable(out: Path) -> Iterator[None]:
+    """A Ctrl-C during training says how to continue (the run keeps its last checkpoint)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        note(f"interrupted: {out} keeps what was trained; continue with the same command and --resume")
+        raise typer.Exit(130) from None
 
 
 def _progress_line(line: str) -> None:
