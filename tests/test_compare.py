@@ -234,6 +234,7 @@ def test_holey_rows_are_compared_against_a_gaussian_fitted_by_em(tmp_path):
         NET.graph, frame, models=["true"], outer_folds=2, epochs=2, warmup_steps=0, max_candidates=1
     )
     assert result.models == ("true", "em") and not result.failed
+    assert any(n.startswith("true chose linear in every outer fold") for n in result.notices)
     assert np.isfinite(result.per_row.to_numpy()).all()
     graph_io.to_json(NET.graph, tmp_path / "g.json")
     frame.to_csv(tmp_path / "holey.csv", index=False)

@@ -330,6 +330,13 @@ def compare(
     result.per_row.index.name = "row"
     for m, why in result.failed.items():
         result.notices.append(f"{m} is left out of the verdict: {why}")
+    for m in deep:
+        picks = {c["chosen"] for c in result.choices if c["model"] == m}
+        if len(picks) == 1 and sum(c["model"] == m for c in result.choices) == k:
+            result.notices.append(
+                f"{m} chose {picks.pop()} in every outer fold: its score is that candidate's plain "
+                "cross-validated NLL (fit's, where the folds are the same), with no choice to pay for"
+            )
     result.seconds = time.perf_counter() - start
     return result
 
