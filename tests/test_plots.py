@@ -167,3 +167,21 @@ def test_graph_of_a_run_or_of_a_csv_header(fitted, files, tmp_path):
     for args, match in cases:
         assert match in error_line(run("graph", *args, "-o", tmp_path / "x.png")), args
     assert not (tmp_path / "x.png").exists()
+
+
+def test_summed_hidden_nodes_have_their_own_colour_and_no_inverse():
+    from sirenvae.plots import graph_figure
+
+    bn = BayesianNetwork({"h": [], "z": [], "x": ["h", "z"], "y": ["z"]})
+    split = LatentSplit(bn, ["h", "z"])
+
+    def labels(fig):
+        return [t.get_text() for t in fig.legends[0].get_texts()]
+
+    both = graph_figure(split, summed=("h",))
+    assert len(both.axes) == 2 and labels(both) == ["latent", "summed out", "observed"]
+    assert "h" in [t.get_text() for t in both.axes[1].texts]  # an input of the encoder, not inferred
+    alone = graph_figure(LatentSplit(bn, ["h"]), summed=("h",))
+    assert len(alone.axes) == 1 and labels(alone) == ["summed out", "observed"]  # no encoder to draw
+    plain = graph_figure(split)
+    assert len(plain.axes) == 2 and labels(plain) == ["latent", "observed"]

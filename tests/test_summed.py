@@ -241,7 +241,7 @@ def test_the_command_line_sums_a_stated_hidden_node_and_refuses_its_counterfactu
     )
     assert len(every) == 16 and abs(fitted.log_prob(every).map(math.exp).sum() - 1) < 1e-4
     r = runner.invoke(app, ["graph", "--run", str(run), "-o", str(tmp_path / "g.png")])
-    assert r.exit_code == 0 and "(1 latent: h)" in r.output, r.output
+    assert r.exit_code == 0 and "(1 latent: h; h summed out exactly, no encoder) to" in r.output, r.output
     r = runner.invoke(app, ["posterior", str(run), "--data", str(tmp_path / "rows.csv"), "-n", "5",
                             "-o", str(tmp_path / "post.csv")])  # fmt: skip
     assert r.exit_code == 0, r.output

@@ -23,6 +23,7 @@ FORMATS = (".png", ".svg", ".pdf")
 _LATENT, _OBSERVED, _EDGE = "#b9c4d0", "white", "#444444"
 #: Latent dots in an overview, darker: at that size the pale shade is hard to tell from white.
 _LATENT_DOT = "#5b7fa8"
+_SUMMED, _SUMMED_DOT = "#f0d9a8", "#c8962e"  # hidden, discrete, summed out exactly (no encoder)
 
 
 def save(fig, path: str | Path) -> None:
@@ -90,7 +91,7 @@ def _bend(pos: dict, a: str, b: str) -> float:
     return best
 
 
-def _draw(ax, graph: BayesianNetwork, latent: set[str], pos: dict, title: str, style: dict) -> None:
+def _draw(ax, graph: BayesianNetwork, fill: dict[str, str], pos: dict, title: str, style: dict) -> None:
     radius = style["diameter"] / 2  # points, where the arrows end
     alpha = min(1.0, max(0.25, 60 / max(len(graph.edges), 1)))  # a dense graph stays legible
     for parent, child in graph.edges:
@@ -116,7 +117,7 @@ def _draw(ax, graph: BayesianNetwork, latent: set[str], pos: dict, title: str, s
             [x],
             [y],
             s=style["diameter"] ** 2,
-            facecolor=_LATENT if v in latent else _OBSERVED,
+            facecolor=fill.get(v, _OBSERVED),
             edgecolor="black",
             linewidth=0.9,
             zorder=2,
@@ -147,7 +148,7 @@ def _wrapped(pos: dict[str, tuple[float, float]], width: int) -> dict[str, tuple
     return out
 
 
-def _overview(ax, graph: BayesianNetwork, latent: set[str], pos: dict, title: str) -> None:
+def _overview(ax, graph: BayesianNetwork, fill: dict[str, str], pos: dict, title: str) -> None:
     """A large graph without labels: dots (latent shaded) and straight, faint edges."""
     from matplotlib.collections import LineCollection
 
@@ -155,7 +156,7 @@ def _overview(ax, graph: BayesianNetwork, latent: set[str], pos: dict, title: st
     alpha = min(0.6, max(0.05, 300 / max(len(segments), 1)))
     ax.add_collection(LineCollection(segments, colors=_EDGE, linewidths=0.4, alpha=alpha, zorder=1))
     xy = np.asarray([pos[v] for v in graph.nodes])
-    colours = [_LATENT_DOT if v in latent else _OBSERVED for v in graph.nodes]
+    colours = [fill.get(v, _OBSERVED) for v in graph.nodes]
     ax.scatter(xy[:, 0], xy[:, 1], s=14, facecolor=colours, edgecolor="black", linewidth=0.4, zorder=2)
     ax.set_xlim(xy[:, 0].min() - 1, xy[:, 0].max() + 1)
     ax.set_ylim(xy[:, 1].min() - 1, xy[:, 1].max() + 1)
@@ -167,27 +168,32 @@ def _overview(ax, graph: BayesianNetwork, latent: set[str], pos: dict, title: st
 LABELLED_NODES = 150
 
 
-def graph_figure(graph: BayesianNetwork | LatentSplit):
+def graph_figure(graph: BayesianNetwork | LatentSplit, summed: Sequence[str] = ()):
     r"""The network (latent nodes shaded, observed plain) beside its faithful inverse (NaMI), which
     structures the encoder :math:`q(z \mid x)`; a network without a latent set is drawn alone.
-    Above :data:`LABELLED_NODES` nodes, an overview of bounded size instead.
+    ``summed``: hidden nodes a model sums out exactly (drawn in their own colour; the encoder
+    infers the other latents only, so the inverse is that of the rest, and there is none when
+    every hidden node is summed). Above :data:`LABELLED_NODES` nodes, an overview of bounded size.
     """
     from matplotlib.figure import Figure
 
     split = graph if isinstance(graph, LatentSplit) else None
     bn = split.graph if split is not None else graph
-    latent = set(split.latent) if split is not None else set()
+    summed = set(summed)
+    latent = set(split.latent) - summed if split is not None else set()
     pos = layered_layout(bn)
     panels = [(bn, pos, f"Bayesian network ({len(bn)} nodes, {len(bn.edges)} edges)")]
-    if split is not None:
-        inv = faithful_inverse(split)
+    if latent:
+        inner = LatentSplit(bn, [v for v in split.latent if v in latent])
+        inv = faithful_inverse(inner)
         panels.append(
             (
                 inv,
-                layered_layout(inv, first=split.observed),
+                layered_layout(inv, first=inner.observed),
                 f"faithful inverse for q(z | x) ({len(inv.edges)} edges)",
             )
         )
+    kinds = [("latent", latent), ("summed out", summed)] if split is not None else []
     if len(bn) > LABELLED_NODES:
         wrap = max(20, int(2 * np.sqrt(len(bn))))
         folded = [_wrapped(p, wrap) for _, p, _ in panels]
@@ -195,10 +201,12 @@ def graph_figure(graph: BayesianNetwork | LatentSplit):
         height = min(max(6.0, 0.3 * rows), 14.0)  # about a third of an inch per row
         fig = Figure(figsize=(8.0 * len(panels), height), layout="constrained")
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        fill = {v: _LATENT_DOT for v in latent} | {v: _SUMMED_DOT for v in summed}
         for ax, (g, _, title), q in zip(axes, panels, folded, strict=True):
-            _overview(ax, g, latent, q, title)
-        if split is not None:
-            fig.legend(handles=_legend(_LATENT_DOT), loc="outside lower center", ncols=2, frameon=False)
+            _overview(ax, g, fill, q, title)
+        if kinds:
+            handles = _legend(kinds, {"latent": _LATENT_DOT, "summed out": _SUMMED_DOT})
+            fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
         return fig
     longest = max(len(v) for v in bn.nodes)
     fontsize = 9.0 if longest <= 8 else max(5.5, 72 / longest)
@@ -212,19 +220,23 @@ def graph_figure(graph: BayesianNetwork | LatentSplit):
     fig = Figure(figsize=(sum(widths) + 0.4, height), layout="constrained")
     axes = fig.subplots(1, len(panels), width_ratios=widths, squeeze=False)[0]
     style = {"fontsize": fontsize, "diameter": diameter}
+    fill = {v: _LATENT for v in latent} | {v: _SUMMED for v in summed}
     for ax, (g, p, title) in zip(axes, panels, strict=True):
-        _draw(ax, g, latent, p, title, style)
-    if split is not None:
-        fig.legend(handles=_legend(), loc="outside lower center", ncols=2, frameon=False)
+        _draw(ax, g, fill, p, title, style)
+    if kinds:
+        handles = _legend(kinds, {"latent": _LATENT, "summed out": _SUMMED})
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     return fig
 
 
-def _legend(latent: str = _LATENT) -> list:
+def _legend(kinds: list[tuple[str, set]], colours: dict[str, str]) -> list:
+    """Markers for the kinds of hidden node present, and the observed ones."""
     from matplotlib.lines import Line2D
 
+    shown = [(colours[k], k) for k, members in kinds if members] + [(_OBSERVED, "observed")]
     return [
         Line2D([], [], marker="o", ls="", markersize=10, markerfacecolor=c, markeredgecolor="black", label=t)
-        for c, t in ((latent, "latent"), (_OBSERVED, "observed"))
+        for c, t in shown
     ]
 
 

@@ -53,10 +53,12 @@ def graph(
         if output.suffix.lower() not in FORMATS:
             raise UsageError(f"-o {output}: the picture's name must end in {', '.join(FORMATS)}")
         check_output(output, force=force)
+        summed: tuple[str, ...] = ()
         if run is not None:
             from sirenvae.pipeline import load_model
 
-            split = load_model(run)[0].columns  # every hidden node shaded, summed ones too
+            fitted = load_model(run)[0]
+            split, summed = fitted.columns, fitted.summed  # every hidden node, the summed ones apart
             bn = split.graph
         else:
             bn = load_network(network).graph if network is not None else read_graph(graph_file)
@@ -66,7 +68,7 @@ def graph(
             if data is not None:
                 rule = _without_a_column(bn, data)
             split = latent_split(bn, rule) if rule is not None else None
-        save(graph_figure(split if split is not None else bn), output)
+        save(graph_figure(split if split is not None else bn, summed), output)
     if split is not None and run is None:
         from sirenvae.data import unseen_latent_notice
 
@@ -76,9 +78,9 @@ def graph(
         note(f"drew {len(bn)} nodes to {output} (name the latent nodes with --latent to see the inverse)")
     else:
         shown = ", ".join(split.latent[:LATENT_SHOWN]) + (", ..." if len(split.latent) > LATENT_SHOWN else "")
-        note(
-            f"drew {len(bn)} nodes ({len(split.latent)} latent: {shown}) and the faithful inverse to {output}"
-        )
+        apart = f"; {', '.join(summed)} summed out exactly, no encoder" if summed else ""
+        inverse = " and the faithful inverse" if set(split.latent) - set(summed) else ""
+        note(f"drew {len(bn)} nodes ({len(split.latent)} latent: {shown}{apart}){inverse} to {output}")
 
 
 #: At most this many latent nodes are named in the summary line.
