@@ -111,6 +111,9 @@ def test_inverse_cdf_draws_have_the_distributions_moments(kind):
     # the same noise gives the same draw (ancestral sampling settles with fixed noise)
     eta = d.noise((10,))
     assert torch.equal(d.reparameterize(eta), d.reparameterize(eta))
+    # drawing only the cells needed (the holes) gives the same draws there
+    need = torch.rand(eta.shape, generator=torch.Generator().manual_seed(0)) < 0.5
+    assert torch.equal(d.reparameterize(eta, need)[need], d.reparameterize(eta)[need])
 
 
 @pytest.mark.parametrize(

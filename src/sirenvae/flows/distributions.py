@@ -94,7 +94,7 @@ class DiagNormal(Distribution):
         r = (x - self.loc) / self.scale
         return (-0.5 * r * r - self.log_scale - 0.5 * LOG_2PI).sum(-1)
 
-    def reparameterize(self, eps: Tensor) -> Tensor:
+    def reparameterize(self, eps: Tensor, need: Tensor | None = None) -> Tensor:
         r""":math:`\mu + \sigma \epsilon`: the sample of given standard normal noise."""
         return self.loc + self.scale * eps
 

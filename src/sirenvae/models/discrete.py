@@ -80,7 +80,7 @@ class Bernoulli(_Discrete):
     def log_prob(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         return masked_sum(_clean(x, mask) * self.logits - F.softplus(self.logits), mask)
 
-    def reparameterize(self, eta: Tensor) -> Tensor:
+    def reparameterize(self, eta: Tensor, need: Tensor | None = None) -> Tensor:
         return (eta < torch.sigmoid(self.logits)).to(self.logits.dtype)
 
     def abduct(self, x: Tensor) -> Tensor:
@@ -152,7 +152,7 @@ class Categorical(_Discrete):
         eta = lo + torch.rand_like(hi) * (hi - lo)
         return torch.where(x.expand(shape) < self.logits.shape[-1], eta, math.nan)
 
-    def reparameterize(self, eta: Tensor) -> Tensor:
+    def reparameterize(self, eta: Tensor, need: Tensor | None = None) -> Tensor:
         cdf = self.probs.cumsum(-1)
         code = (cdf < eta[..., None]).sum(-1).clamp(max=self.logits.shape[-1] - 1)
         return code.to(self.logits.dtype)
@@ -173,7 +173,10 @@ class _Count(_Discrete):
     def log_prob(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         return masked_sum(self._log_pmf(_clean(x, mask)), mask)
 
-    def reparameterize(self, eta: Tensor) -> Tensor:
+    def reparameterize(self, eta: Tensor, need: Tensor | None = None) -> Tensor:
+        """The counts of noise ``eta``; with ``need``, the exact inverse CDF runs only where it is
+        true (the rest, a rounded normal approximation, is for cells whose draw is not used).
+        """
         # a drawn count has no pathwise gradient; sqrt's at a variance underflowed to 0 is NaN
         mean, sd = self.mean.detach(), self.variance.detach().sqrt()
         shape = torch.broadcast_shapes(eta.shape, mean.shape)
@@ -183,6 +186,8 @@ class _Count(_Discrete):
         out = (mean + sd * z).nan_to_num(MAX_DRAWN_COUNT)  # an overflowed mean: inf * 0 or inf - inf
         out = out.round().clamp(0, MAX_DRAWN_COUNT)
         small = mean <= LARGE_MEAN
+        if need is not None:
+            small &= need.expand(shape)
         if bool(small.any()):
             top = int(torch.ceil(mean[small] + 12 * sd[small] + 12).max())
             k = torch.arange(top + 1, dtype=mean.dtype, device=mean.device)

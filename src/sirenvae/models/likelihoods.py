@@ -121,7 +121,7 @@ class LocationScale(Distribution):
         shape = self._extended_shape(Size(sample_shape))
         return self.base.rsample(shape).to(self.loc)
 
-    def reparameterize(self, eta: Tensor) -> Tensor:
+    def reparameterize(self, eta: Tensor, need: Tensor | None = None) -> Tensor:
         return self.loc + self.scale * eta
 
     def residual(self, x: Tensor) -> Tensor:
@@ -179,7 +179,7 @@ class DiagStudentT(Distribution):
         """
         return torch.distributions.StudentT(self.df).rsample(Size(sample_shape))
 
-    def reparameterize(self, eta: Tensor) -> Tensor:
+    def reparameterize(self, eta: Tensor, need: Tensor | None = None) -> Tensor:
         r""":math:`\mu + \sigma \eta`: the sample of given standard Student-t noise."""
         return self.loc + self.scale * eta
 

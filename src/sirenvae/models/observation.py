@@ -242,8 +242,15 @@ class Mixed(Distribution):
     def noise(self, sample_shape: Size | Sequence[int] = ()) -> Tensor:
         return self._scatter([d.noise(sample_shape) for _, _, d in self.parts])
 
-    def reparameterize(self, eta: Tensor) -> Tensor:
-        return self._scatter([d.reparameterize(eta[..., idx.to(eta.device)]) for idx, _, d in self.parts])
+    def reparameterize(self, eta: Tensor, need: Tensor | None = None) -> Tensor:
+        """Each part's draws of noise ``eta``; ``need``: the cells whose draw is used, where a
+        family may spend more (a count's exact inverse CDF), else every cell.
+        """
+        if need is None:
+            return self._scatter([d.reparameterize(eta[..., i.to(eta.device)]) for i, _, d in self.parts])
+        need = need.expand(torch.broadcast_shapes(need.shape, eta.shape))
+        parts = [(i.to(eta.device), d) for i, _, d in self.parts]
+        return self._scatter([d.reparameterize(eta[..., i], need[..., i]) for i, d in parts])
 
     def residual(self, x: Tensor, discrete: bool = False) -> Tensor:
         """The location-scale residuals; NaN at the nodes whose family has none (discrete ones), or

@@ -348,7 +348,7 @@ class SIReNVAE(nn.Module):
             if eta is None:
                 eta = p.noise()
                 eps = eta if proposal is None else torch.where(proposed, a + b.exp() * eta, eta)
-            filled = torch.where(mask, present, p.reparameterize(eps))
+            filled = torch.where(mask, present, p.reparameterize(eps, ~mask))
         if proposal is None:
             return filled, filled.new_zeros(shape)
         decoders = torch.where(proposed, p.reparameterize(eta), filled)  # the decoder's own draws
