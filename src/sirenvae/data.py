@@ -616,13 +616,8 @@ def _numbers(
 def _inferred_split(where: str, graph: BayesianNetwork, used: Sequence[str], hint: dict) -> LatentSplit:
     """The split whose latent nodes are the graph's nodes without a column."""
     unseen = [v for v in graph.nodes if v not in set(used)]
-    if not unseen:
-        raise DataError(
-            f"{where}every node of the graph has a column, so none is latent; name the latent "
-            f"nodes ({hint['latent']}) or drop their columns"
-        )
     try:
-        return LatentSplit(graph, unseen)
+        return LatentSplit(graph, unseen, allow_empty=True)  # none: a model of the observed nodes alone
     except GraphError as e:
         raise DataError(f"{where}{e}") from None
 
