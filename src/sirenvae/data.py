@@ -356,6 +356,12 @@ def read_frame(
     if split is None:
         split = _inferred_split(where, graph, used, hint)
         notices += typo_notices(split.latent, used)
+        if not split.latent:
+            notices.append(
+                "every node of the graph has a column, so none is latent: the model is over the observed "
+                f"nodes alone (to model some as hidden, name them with {hint['latent']} or drop their "
+                "columns)"
+            )
     if training:
         notices += unseen_latent_notice(split)
         if min_rows <= len(df) < FEW_TRAINING_ROWS:

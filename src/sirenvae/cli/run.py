@@ -174,7 +174,7 @@ def fit(
         if split.latent:
             note(f"latent nodes ({len(split.latent)}, {how}): {shown}")
         else:
-            note("latent nodes (0): every node has a column, so the model is over the observed nodes alone")
+            note("latent nodes (0): none")
         hidden = {v: variables[v] for v in split.latent if v in variables}
         if notice := summed_notice(hidden, model):
             note(f"note: {notice}")
