@@ -50,6 +50,7 @@ def test_a_fully_observed_graph_fits_the_bn_and_refuses_what_needs_latents(tmp_p
     r = runner.invoke(app, ["evaluate", str(run), "--data", str(tmp_path / "test.csv"), "-k", "2"])
     assert r.exit_code == 0, r.output
     nll = float(next(line for line in r.output.splitlines() if "true" in line).split("│")[2])
+    assert "oracle" not in r.output  # known for a shipped network only: no empty column
     assert abs(nll - _ols_nll(train, test)) < 0.05  # the likelihood is exact: no bound to loosen
     r = runner.invoke(
         app, ["posterior", str(run), "--data", str(tmp_path / "test.csv"), "-o", str(tmp_path / "p.csv")]

@@ -175,7 +175,21 @@ class Comparison:
         if best is None:
             return "No answer: no model without the graph was scored."
         gain, se = self.paired(best)
-        return verdict(gain, se, LABELS.get(best, best), self.rows)
+        return verdict(gain, se, LABELS.get(best, best), self.rows) + self._rival()
+
+    def _rival(self) -> str:
+        """A sentence more where another graph variant beats ``true`` clearly (else nothing)."""
+        rivals = [m for m in self.models if m in USES_GRAPH and m != "true" and m not in self.failed]
+        clear = [(m, *self.paired(m)) for m in rivals]
+        clear = [(m, -d, se) for m, d, se in clear if d < -CLEAR_SE * se]
+        if not clear:
+            return ""
+        m, gain, se = max(clear, key=lambda c: c[1])
+        what = {"fc": "its latents fully connected", "ind": "its latents independent"}.get(m, m)
+        return (
+            f" {m} (the graph with {what}) beats true by {gain:.3f} ± {se:.3f} nats per row: the graph's "
+            "edges among the latent nodes may be too strict for these rows."
+        )
 
     def frame(self):
         """One row per model: ``model``, ``nll`` (mean out-of-fold NLL), ``se``, ``diff_vs_true`` and

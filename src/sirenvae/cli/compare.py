@@ -135,13 +135,16 @@ def compare(
         fixed, fit_config, train_options = _configs("true", settings)
         fixed["types"] = model_types({v: var for v, var in variables.items() if v in split.observed})
         if progress:
-            from sirenvae.selection import classical_models, non_gaussian
+            from sirenvae.selection import classical_models, default_folds, non_gaussian
 
             mixed = non_gaussian(fixed["types"])
             classical = " and ".join(classical_models(x))
             floor = f" ({classical} skipped: Gaussian)" if mixed else f", {classical}"
+            fits = (outer_folds or default_folds(x.shape[0])) * len(chosen)
             note(f"comparing {', '.join(chosen)}{floor} on {x.shape[0]} rows of {name} "
-                 f"({len(split.latent)} latent nodes) by nested cross-validation")  # fmt: skip
+                 f"({len(split.latent)} latent node{'s' * (len(split.latent) != 1)}) by nested "
+                 f"cross-validation: about {fits} times "
+                 "what `fit` costs on these rows")  # fmt: skip
         start = time.perf_counter()
         result = nested(
             split,
