@@ -315,7 +315,9 @@ def test_auto_tries_candidates_that_differ_only_in_latent_options_once():
     assert [c.name for c, _ in with_latent] == ["linear", "flow", "flow-t"]  # linear-t: no continuous node
     assert [c.name for c, _ in without] == ["linear", "flow", "flow-t"]
     assert notices == ["candidate 'linear-t' is the same as 'linear' here (no column is continuous, so the "
-                       "noise family does not apply)"]  # fmt: skip
+                       "noise family does not apply)",
+                       "no column is continuous, so 'flow-t' take(s) no Student-t noise here: each differs "
+                       "from the others in its decoder alone"]  # fmt: skip
     fixed_mean = fixed | {"decoder_mean": "linear"}
     with_latent, _ = resolve_candidates("true", fixed_mean, None, observed, latent=True)
     without, notices = resolve_candidates("true", fixed_mean, None, observed, latent=False)

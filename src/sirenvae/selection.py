@@ -233,6 +233,13 @@ def resolve_candidates(
         out.append((Candidate(cand.name, options), config))
     if not out:
         raise SelectionError(f"no candidate of {variant} is valid with the fixed options: {notices[0]}")
+    if observed and set(observed) <= set(fixed.get("types") or ()):
+        t_named = [c.name for c, config in out if config.likelihood == "studentt"]
+        if t_named:
+            notices.append(
+                f"no column is continuous, so {', '.join(map(repr, t_named))} take(s) no Student-t noise "
+                "here: each differs from the others in its decoder alone"
+            )
     return out, notices
 
 
