@@ -124,8 +124,8 @@ def test_fit_options_and_latent(tmp_path):
     assert np.isfinite(m.log_prob(df, importance_samples=3)).all()
     with pytest.raises(ValueError, match="unknown option.*learning_rate.*known options: .*lr"):
         sirenvae.fit(BN, df, latent="z,w", learning_rate=0.1)
-    with pytest.warns(UserWarning, match="every node of the graph has a column, so none is latent.*latent="):
-        assert sirenvae.fit(BN, df, **FAST).latent == ()  # a model of the observed nodes alone
+    with pytest.raises(ValueError, match="every node of the graph has a column"):
+        sirenvae.fit(BN, df, **FAST)
     with pytest.raises(ValueError, match="unknown model 'big'"):
         sirenvae.fit(BN, df, latent="z, w", model="big")
     graph = tmp_path / "g.csv"

@@ -68,6 +68,7 @@ def test_read_csv_orders_columns_and_infers_latents(tmp_path):
         ("c,d\n1,4e38\n", None, r"row 1 \(line 2\), column 'd': 4e\+38 overflows float32"),
         ("c,d\n", None, r"0 data row\(s\), at least 1 needed"),
         ("", None, "empty"),
+        ("a,b,c,d\n1,2,3,4\n", None, "none is latent"),
     ],
 )
 def test_read_csv_errors_name_row_and_column(tmp_path, text, latent, match):

@@ -154,11 +154,6 @@ def fit_rows(
     """
     from sirenvae.selection import HUGE_GRAPH, SelectionSettings, select
 
-    if not split.latent and model != "true":
-        raise ValueError(
-            f"the graph has no latent node: model {model!r} differs from 'true' in its latents alone; "
-            "fit 'true' (a model of the observed nodes over the graph, its likelihood exact)"
-        )
     device = resolve_device(device)
     fixed, fit_config, train_options = _configs(model, dict(options or {}))
     extra = dict(extra_meta or {}) | {"seed": fit_config.seed, "train_size": int(x.shape[0])}

@@ -263,8 +263,6 @@ def compare(
     """
     start = time.perf_counter()
     deep = check_models(models)
-    alone = [m for m in deep if m != "true"] if not split.latent else []
-    deep = tuple(m for m in deep if m not in alone)  # no latent node: they would be true or nothing
     classical = selection.classical_models(x)
     names = (*deep, *classical)
     if bool(x.isnan().any()) and "mask_inputs" not in (fixed or {}):  # holes: as fit does
@@ -301,11 +299,6 @@ def compare(
     x = x.detach().cpu()
     nll = {m: np.full(n, np.nan) for m in names}
     result = Comparison(names, None, np.zeros(n, dtype=int))
-    if alone:
-        result.notices.append(
-            f"{', '.join(alone)} left out: the graph has no latent node, and they differ from true in "
-            "their latents alone"
-        )
     mixed = selection.non_gaussian((fixed or {}).get("types", {}))
     for m in classical if mixed else ():
         result.failed[m] = f"it is Gaussian, and the columns {', '.join(mixed[:6])} are of other families"

@@ -356,12 +356,6 @@ def read_frame(
     if split is None:
         split = _inferred_split(where, graph, used, hint)
         notices += typo_notices(split.latent, used)
-        if not split.latent:
-            notices.append(
-                "every node of the graph has a column, so none is latent: the model is over the observed "
-                f"nodes alone (to model some as hidden, name them with {hint['latent']} or drop their "
-                "columns)"
-            )
     if training:
         notices += unseen_latent_notice(split)
         if min_rows <= len(df) < FEW_TRAINING_ROWS:
@@ -622,8 +616,13 @@ def _numbers(
 def _inferred_split(where: str, graph: BayesianNetwork, used: Sequence[str], hint: dict) -> LatentSplit:
     """The split whose latent nodes are the graph's nodes without a column."""
     unseen = [v for v in graph.nodes if v not in set(used)]
+    if not unseen:
+        raise DataError(
+            f"{where}every node of the graph has a column, so none is latent; name the latent "
+            f"nodes ({hint['latent']}) or drop their columns"
+        )
     try:
-        return LatentSplit(graph, unseen, allow_empty=True)  # none: a model of the observed nodes alone
+        return LatentSplit(graph, unseen)
     except GraphError as e:
         raise DataError(f"{where}{e}") from None
 

@@ -60,14 +60,13 @@ def graph(
             fitted = load_model(run)[0]
             split, summed = fitted.columns, fitted.summed  # every hidden node, the summed ones apart
             bn = split.graph
-            split = split if split.latent else None  # a model of the observed nodes alone
         else:
             bn = load_network(network).graph if network is not None else read_graph(graph_file)
             rule = latent if latent is not None else default_latent_rule(network) if network else None
             if rule is None and graph_file is not None:
                 rule = declared_latent(graph_file)  # the file's "latent" act as --latent, as in fit
             if data is not None:
-                rule = _without_a_column(bn, data) or None  # every node a column: the graph alone
+                rule = _without_a_column(bn, data)
             split = latent_split(bn, rule) if rule is not None else None
         save(graph_figure(split if split is not None else bn, summed), output)
     if split is not None and run is None:
@@ -76,10 +75,7 @@ def graph(
         for notice in unseen_latent_notice(split):
             note(f"note: {notice}")
     if split is None:
-        why = "name the latent nodes with --latent to see the inverse"
-        if run is not None or data is not None:
-            why = "no latent node, so no inverse to draw"
-        note(f"drew {len(bn)} nodes to {output} ({why})")
+        note(f"drew {len(bn)} nodes to {output} (name the latent nodes with --latent to see the inverse)")
     else:
         shown = ", ".join(split.latent[:LATENT_SHOWN]) + (", ..." if len(split.latent) > LATENT_SHOWN else "")
         apart = f"; {', '.join(summed)} summed out exactly, no encoder" if summed else ""

@@ -171,10 +171,7 @@ def fit(
         shown = ", ".join(split.latent[:LATENT_SHOWN])
         if len(split.latent) > LATENT_SHOWN:
             shown += f", ... ({Path(out) / 'model.json'} lists them all once training ends)"
-        if split.latent:
-            note(f"latent nodes ({len(split.latent)}, {how}): {shown}")
-        else:
-            note("latent nodes (0): none")
+        note(f"latent nodes ({len(split.latent)}, {how}): {shown}")
         hidden = {v: variables[v] for v in split.latent if v in variables}
         if notice := summed_notice(hidden, model):
             note(f"note: {notice}")
@@ -514,8 +511,6 @@ def posterior(
             raise UsageError(f"-n must be positive, got {n}")
         check_output(output, force=force, run=run, inputs=[("--data", data)])
         model, meta = load_model(run, device=device)
-        if not model.hidden:
-            raise UsageError(f"{run}'s graph has no latent node: there is no posterior to draw")
         warn_if_diverged(run, meta)
         id_column = run_id_column(meta, id_column, data)
         if id_column in ("statistic", *model.hidden):
