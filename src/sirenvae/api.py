@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from sirenvae.data import Table, latent_split, stated_types
+from sirenvae.data import Table, stated_split, stated_types
 from sirenvae.defaults import EXACT_LR
 from sirenvae.devices import resolve_device
 from sirenvae.fitted import FittedModel, _read, load
@@ -497,11 +497,7 @@ def _training_table(
     else:
         bn = read_graph(graph)
     declared, levels = stated_types(None if net is not None else graph, net, types, "types")
-    if latent is None and net is None:
-        from sirenvae.graph_io import declared_latent
-
-        latent = declared_latent(graph)  # a JSON graph file's "latent" act as latent=
-    split = bn if latent is None else latent_split(bn, latent)
+    split = stated_split(bn, latent, None if net is not None else graph)  # a JSON file's "latent" too
     table = _read(
         df,
         split,

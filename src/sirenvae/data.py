@@ -84,6 +84,18 @@ def stated_types(
     return parse_types(declared, "graph file") | parse_types(given, flag), levels
 
 
+def stated_split(graph: BayesianNetwork, latent, graph_source=None) -> BayesianNetwork | LatentSplit:
+    """``graph`` with the latent nodes a user stated: ``latent`` (names, a comma-separated string or a
+    rule) if given, else a JSON ``graph_source`` file's ``"latent"`` list (``None`` for a shipped
+    network), else ``graph`` itself (the latent nodes are then the nodes without a column).
+    """
+    if latent is None and graph_source is not None:
+        from sirenvae.graph_io import declared_latent
+
+        latent = declared_latent(graph_source)
+    return graph if latent is None else latent_split(graph, latent)
+
+
 @dataclass(frozen=True)
 class Table:
     """A data table read against a graph.

@@ -454,7 +454,14 @@ def training_rows(network, graph, data, train_size, latent, ignore_columns, id_c
     (``--data``). With ``allow_missing`` a CSV's missing cells (and the comma-separated
     ``--missing`` tokens) are NaN; ``types`` is ``--types`` (``a=binary,b=count``).
     """
-    from sirenvae.data import default_latent_rule, latent_split, read_table, sample_splits, stated_types
+    from sirenvae.data import (
+        default_latent_rule,
+        latent_split,
+        read_table,
+        sample_splits,
+        stated_split,
+        stated_types,
+    )
     from sirenvae.graph_io import read_graph
     from sirenvae.networks import DiscreteNetwork, load_network
 
@@ -476,14 +483,9 @@ def training_rows(network, graph, data, train_size, latent, ignore_columns, id_c
         declared, levels = stated_types(graph, net, types)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    rule = parse_latent(latent)
-    if rule is None and net is None:
-        from sirenvae.graph_io import declared_latent
-
-        rule = declared_latent(graph)  # the graph file's "latent" act as --latent
     table = read_table(
         data,
-        bn if rule is None else latent_split(bn, rule),
+        stated_split(bn, parse_latent(latent), None if net is not None else graph),  # the file's "latent" too
         min_rows=2,
         ignore_columns=split_list(ignore_columns) or (),
         id_column=id_column,
