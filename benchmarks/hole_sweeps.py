@@ -38,13 +38,14 @@ def _types(net, split) -> dict[str, str]:
     return model_types({v: variables[v] for v in split.observed})
 
 
+#: The command line: each option with its default (and so its type).
+OPTIONS = {"--network": "alarm", "--rows": 300, "--missing": 0.1, "--k": 100, "--repeats": 9}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--network", default="alarm")
-    parser.add_argument("--rows", type=int, default=300)
-    parser.add_argument("--missing", type=float, default=0.1)
-    parser.add_argument("--k", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=9)
+    for flag, default in OPTIONS.items():
+        parser.add_argument(flag, type=type(default), default=default)
     args = parser.parse_args()
     torch.set_num_threads(1)
     net = load_network(args.network)
