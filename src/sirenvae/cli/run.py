@@ -496,9 +496,11 @@ def posterior(
 
     The CSV has columns row, statistic, <latents...> with statistic mean, sd and sample_1 ...
     sample_n for each input row (counted from 1); with --id-column the row's ID follows row (or
-    replaces it, for an ID column named row). A missing cell is not conditioned on: with holes in
-    the table, each row's samples are resampled from max(10 n, 100) importance samples of
-    p(latents | the row's present cells).
+    replaces it, for an ID column named row). A hidden node with stated levels (summed out) gets a
+    row P(label) per level (exact without continuous latents or holes), its most probable label in
+    the mean row and no sd; its levels are learned up to a relabelling. A missing cell is not
+    conditioned on: with holes in the table, each row's samples are resampled from max(10 n, 100)
+    importance samples of p(latents | the row's present cells).
     """
     import torch
 
