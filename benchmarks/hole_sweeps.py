@@ -69,7 +69,7 @@ def main() -> None:
     model.eval()
     links = model._hole_links
     today = vae_module._hole_sweeps
-    graph_passes = today(torch.ones(1, links.shape[0], dtype=torch.bool), links)
+    graph_passes = today(torch.ones(1, len(model.observed), dtype=torch.bool), links)
     batch_passes = today(holes, links)
 
     def run(fixed: int | None):

@@ -343,12 +343,12 @@ class SIReNVAE(nn.Module):
             a, b = proposal(self._masked_nodes(z, filled, mask), mask)
             proposed = ~mask & proposal.covered
         eta = eps = p = None
-        for _ in range(_hole_sweeps(~mask, self._hole_links)):
+        for _ in range(_hole_sweeps(holes := ~mask, self._hole_links)):
             p = self.decoder(self.nodes(z, filled))
             if eta is None:
                 eta = p.noise()
                 eps = eta if proposal is None else torch.where(proposed, a + b.exp() * eta, eta)
-            filled = torch.where(mask, present, p.reparameterize(eps, ~mask))
+            filled = torch.where(mask, present, p.reparameterize(eps, holes))
         if proposal is None:
             return filled, filled.new_zeros(shape)
         decoders = torch.where(proposed, p.reparameterize(eta), filled)  # the decoder's own draws
@@ -479,24 +479,23 @@ def _present(x: Tensor) -> Tensor | None:
 
 
 def _observed_links(split: LatentSplit) -> Tensor:
-    """``(Dx, Dx)``: 1 at row ``j``, column ``i`` where observed node ``j`` is a parent of observed ``i``."""
+    """``(2, E)``: each edge between observed nodes, its parent's and its child's positions among them."""
     where = {v: i for i, v in enumerate(split.observed)}
-    out = torch.zeros(len(where), len(where))
-    for v, i in where.items():
-        for p in split.graph.parents(v):
-            if p in where:
-                out[where[p], i] = 1.0
-    return out
+    pairs = [(where[p], i) for v, i in where.items() for p in split.graph.parents(v) if p in where]
+    return torch.tensor(pairs, dtype=torch.long).reshape(-1, 2).T
 
 
 def _hole_sweeps(holes: Tensor, links: Tensor) -> int:
     """Decoder passes that settle every hole given the latents and the present cells: one plus the
     longest chain of holes in one row whose parent is a hole too (at most the longest chain of
-    observed nodes; with a few scattered holes, usually one or two).
+    observed nodes; with a few scattered holes, usually one or two). ``links``: :func:`_observed_links`.
     """
-    sweeps, chain = 1, holes.to(links.dtype)
+    parent, child = links
+    sweeps, chain = 1, holes
     while True:
-        chain = chain @ links * holes  # holes with a hole parent at the end of a chain one longer
+        # the holes with a hole parent at the end of a chain one longer
+        reached = torch.zeros(holes.shape, dtype=torch.int32, device=holes.device)
+        chain = reached.index_add_(-1, child, chain[..., parent].int()).bool() & holes
         if not bool(chain.any()):
             return sweeps
         sweeps += 1
