@@ -210,6 +210,7 @@ def resolve_candidates(
     summed) neither do :data:`LATENT_OPTIONS`), and notices for the candidates dropped.
     """
     fixed = dict(fixed or {})
+    no_noise = bool(observed) and set(observed) <= set(fixed.get("types") or ())  # every column typed
     out, notices, seen = [], [], {}  # {key: (name, config)} of the candidates kept
     for cand in candidates_for(variant)[:max_candidates]:
         options = cand.options | fixed
@@ -219,7 +220,7 @@ def resolve_candidates(
             notices.append(f"candidate {cand.name!r} is left out: with the fixed options it is invalid ({e})")
             continue
         fields = config.to_dict()
-        if observed and set(observed) <= set(config.types):
+        if no_noise:
             fields["likelihood"] = None  # no node takes it
         if not latent:
             fields.update(dict.fromkeys(LATENT_OPTIONS))
@@ -233,7 +234,7 @@ def resolve_candidates(
         out.append((Candidate(cand.name, options), config))
     if not out:
         raise SelectionError(f"no candidate of {variant} is valid with the fixed options: {notices[0]}")
-    if observed and set(observed) <= set(fixed.get("types") or ()):
+    if no_noise:
         t_named = [c.name for c, config in out if config.likelihood == "studentt"]
         if t_named:
             notices.append(

@@ -113,17 +113,19 @@ def impute(
         else:
             mean = result.mean.cpu().double().numpy()
             frame = pd.DataFrame(decoder_frame(observed, mean, variables, table.labels))
-            labelled = {c for c, var in variables.items() if var.labelled}  # no sd or quantile of a label
+            labelled = {c for c, var in variables.items() if var.labelled}
+
+            def per_column(values, suffix: str) -> pd.DataFrame:  # no sd or quantile of a label
+                blank = [None] * len(values)
+                return pd.DataFrame(
+                    {f"{c}{suffix}": blank if c in labelled else values[:, j] for j, c in enumerate(observed)}
+                )
+
             if sd:
-                spread = result.sd.cpu().double().numpy()
-                columns = {f"{c}_sd": spread[:, j] if c not in labelled else [None] * len(spread)
-                           for j, c in enumerate(observed)}  # fmt: skip
-                frame = pd.concat([frame, pd.DataFrame(columns)], axis=1)
+                frame = pd.concat([frame, per_column(result.sd.cpu().double().numpy(), "_sd")], axis=1)
             spans = result.quantiles.cpu().double().numpy() if levels else ()
             for q, values in zip(levels, spans, strict=True):
-                columns = {f"{c}_q{q:g}": values[:, j] if c not in labelled else [None] * len(values)
-                           for j, c in enumerate(observed)}  # fmt: skip
-                frame = pd.concat([frame, pd.DataFrame(columns)], axis=1)
+                frame = pd.concat([frame, per_column(values, f"_q{q:g}")], axis=1)
             frame = pd.concat([pd.DataFrame(ids), frame], axis=1)
         written = frame.map(lambda v: format(v, ".10g") if isinstance(v, float) else v)  # not 17 digits
         written.to_csv(output, index=False)

@@ -246,11 +246,13 @@ class Mixed(Distribution):
         """Each part's draws of noise ``eta``; ``need``: the cells whose draw is used, where a
         family may spend more (a count's exact inverse CDF), else every cell.
         """
-        if need is None:
-            return self._scatter([d.reparameterize(eta[..., i.to(eta.device)]) for i, _, d in self.parts])
-        need = need.expand(torch.broadcast_shapes(need.shape, eta.shape))
-        parts = [(i.to(eta.device), d) for i, _, d in self.parts]
-        return self._scatter([d.reparameterize(eta[..., i], need[..., i]) for i, d in parts])
+        if need is not None:
+            need = need.expand(torch.broadcast_shapes(need.shape, eta.shape))
+        draws = []
+        for i, _, d in self.parts:
+            i = i.to(eta.device)
+            draws.append(d.reparameterize(eta[..., i], None if need is None else need[..., i]))
+        return self._scatter(draws)
 
     def residual(self, x: Tensor, discrete: bool = False) -> Tensor:
         """The location-scale residuals; NaN at the nodes whose family has none (discrete ones), or
