@@ -24,6 +24,9 @@ _LATENT, _OBSERVED, _EDGE = "#b9c4d0", "white", "#444444"
 #: Latent dots in an overview, darker: at that size the pale shade is hard to tell from white.
 _LATENT_DOT = "#5b7fa8"
 _SUMMED, _SUMMED_DOT = "#f0d9a8", "#c8962e"  # hidden, discrete, summed out exactly (no encoder)
+#: The fill of each kind of hidden node, in a labelled drawing and in an overview.
+_PALETTE = {"latent": _LATENT, "summed out": _SUMMED}
+_DOT_PALETTE = {"latent": _LATENT_DOT, "summed out": _SUMMED_DOT}
 
 
 def save(fig, path: str | Path) -> None:
@@ -201,12 +204,10 @@ def graph_figure(graph: BayesianNetwork | LatentSplit, summed: Sequence[str] = (
         height = min(max(6.0, 0.3 * rows), 14.0)  # about a third of an inch per row
         fig = Figure(figsize=(8.0 * len(panels), height), layout="constrained")
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
-        fill = {v: _LATENT_DOT for v in latent} | {v: _SUMMED_DOT for v in summed}
+        fill = _fill(kinds, _DOT_PALETTE)
         for ax, (g, _, title), q in zip(axes, panels, folded, strict=True):
             _overview(ax, g, fill, q, title)
-        if kinds:
-            handles = _legend(kinds, {"latent": _LATENT_DOT, "summed out": _SUMMED_DOT})
-            fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+        _legend(fig, kinds, _DOT_PALETTE)
         return fig
     longest = max(len(v) for v in bn.nodes)
     fontsize = 9.0 if longest <= 8 else max(5.5, 72 / longest)
@@ -220,24 +221,30 @@ def graph_figure(graph: BayesianNetwork | LatentSplit, summed: Sequence[str] = (
     fig = Figure(figsize=(sum(widths) + 0.4, height), layout="constrained")
     axes = fig.subplots(1, len(panels), width_ratios=widths, squeeze=False)[0]
     style = {"fontsize": fontsize, "diameter": diameter}
-    fill = {v: _LATENT for v in latent} | {v: _SUMMED for v in summed}
+    fill = _fill(kinds, _PALETTE)
     for ax, (g, p, title) in zip(axes, panels, strict=True):
         _draw(ax, g, fill, p, title, style)
-    if kinds:
-        handles = _legend(kinds, {"latent": _LATENT, "summed out": _SUMMED})
-        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    _legend(fig, kinds, _PALETTE)
     return fig
 
 
-def _legend(kinds: list[tuple[str, set]], colours: dict[str, str]) -> list:
-    """Markers for the kinds of hidden node present, and the observed ones."""
+def _fill(kinds: list[tuple[str, set]], palette: dict[str, str]) -> dict[str, str]:
+    """Each hidden node's colour (the observed ones are drawn plain)."""
+    return {v: palette[kind] for kind, members in kinds for v in members}
+
+
+def _legend(fig, kinds: list[tuple[str, set]], palette: dict[str, str]) -> None:
+    """A legend of the kinds of hidden node present and the observed ones (none without a latent set)."""
     from matplotlib.lines import Line2D
 
-    shown = [(colours[k], k) for k, members in kinds if members] + [(_OBSERVED, "observed")]
-    return [
+    if not kinds:
+        return
+    shown = [(palette[k], k) for k, members in kinds if members] + [(_OBSERVED, "observed")]
+    handles = [
         Line2D([], [], marker="o", ls="", markersize=10, markerfacecolor=c, markeredgecolor="black", label=t)
         for c, t in shown
     ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
 
 
 # ---------------------------------------------------------------------- training
