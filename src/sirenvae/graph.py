@@ -8,11 +8,12 @@ The adjacency convention is zuko's: a boolean matrix :math:`A` with :math:`A_{ij
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping, Sequence
 
 import networkx as nx
 import torch
+
+from sirenvae.names import closest_node
 
 __all__ = ["BayesianNetwork", "GraphError", "LatentSplit"]
 
@@ -304,7 +305,8 @@ def _checked_parents(parents: Mapping[str, Sequence[str]]) -> dict[str, tuple[st
             if p == node:
                 raise GraphError(f"self-loop: node {node!r} lists itself as a parent")
             if p not in parents:
-                hint = _did_you_mean(p, [v for v in parents if v != node])
+                close = closest_node(p, [v for v in parents if v != node])
+                hint = "" if close is None else f" (did you mean {close!r}?)"
                 raise GraphError(
                     f"unknown node {p!r} listed as a parent of {node!r}{hint}: every parent must be a "
                     "node of the graph"
@@ -368,16 +370,3 @@ def _reach(start, step) -> set[str]:
             seen.add(v)
             stack.extend(step(v))
     return seen
-
-
-_LOOKALIKE = str.maketrans({"o": "0", "l": "1", "i": "1"})
-
-
-def _did_you_mean(name, nodes: Sequence[str]) -> str:
-    """`` (did you mean 'x10'?)`` for the node ``name`` most likely stands for (a name alike but for
-    case and look-alike characters, O and 0, l and 1, first), or nothing.
-    """
-    key = str(name).casefold().translate(_LOOKALIKE)
-    same = [v for v in nodes if str(v).casefold().translate(_LOOKALIKE) == key]
-    close = same or difflib.get_close_matches(str(name), [str(v) for v in nodes], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -105,13 +105,27 @@ def typo_notices(latent: Sequence[str], columns: Sequence[str]) -> list[str]:
 
 
 def unknown_node(name: str, nodes: Sequence[str], what: str = "node") -> str:
-    """``unknown <what> 'name'`` with the closest node as a suggestion, but no sibling of a numbered
-    family (``h33`` is not called ``h3``, nor ``X12`` ``X1``), else a preview of the nodes.
+    """``unknown <what> 'name'`` with the :func:`closest_node` as a suggestion, else a preview of the
+    nodes.
+    """
+    close = closest_node(name, nodes)
+    if close is not None:
+        return f"unknown {what} {name!r} (did you mean {close!r}?)"
+    return f"unknown {what} {name!r}; the nodes are {preview(list(nodes))}"
+
+
+_LOOKALIKE = str.maketrans({"o": "0", "l": "1", "i": "1"})
+
+
+def closest_node(name, nodes: Sequence[str]) -> str | None:
+    """The node an unknown ``name`` most likely stands for: one alike but for case and look-alike
+    characters (O and 0, l and 1) first, else the closest by :mod:`difflib`, but no sibling of a
+    numbered family (``h33`` is not called ``h3``, nor ``X12`` ``X1``); ``None`` if none is close.
     """
     import difflib
 
+    key = str(name).casefold().translate(_LOOKALIKE)
+    same = [str(v) for v in nodes if str(v).casefold().translate(_LOOKALIKE) == key]
     close = difflib.get_close_matches(str(name), [str(v) for v in nodes], n=5, cutoff=0.6)
-    close = [c for c in close if _DIGITS.sub("#", c) != _DIGITS.sub("#", str(name))]
-    if close:
-        return f"unknown {what} {name!r} (did you mean {close[0]!r}?)"
-    return f"unknown {what} {name!r}; the nodes are {preview(list(nodes))}"
+    close = same + [c for c in close if _DIGITS.sub("#", c) != _DIGITS.sub("#", str(name))]
+    return close[0] if close else None
