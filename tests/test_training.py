@@ -72,6 +72,41 @@ def test_non_finite_loss_stops_with_clear_error_and_keeps_last_good_state():
     assert torch.isfinite(model.weight).all()
 
 
+def poisoned_regression(every: int):
+    """A linear model whose loss is finite but whose gradient is NaN on every ``every``-th call."""
+    model = nn.Linear(3, 1)
+    calls = {"n": 0}
+
+    def loss(b):
+        calls["n"] += 1
+        value = (model(b[:, :3]).squeeze(-1) - b[:, 3]).square().mean()
+        if calls["n"] % every == 0:  # sqrt'(0) = inf, times 0: a NaN gradient, a finite value
+            value = value + 0.0 * (0.0 * model.weight.sum()).sqrt()
+        return value
+
+    return model, loss
+
+
+@pytest.mark.parametrize("grad_clip", [10.0, None])
+def test_a_step_with_a_nan_gradient_is_skipped_with_or_without_clipping(grad_clip, caplog):
+    data = regression_problem()
+    model, loss = poisoned_regression(every=3)
+    config = FitConfig(lr=0.05, batch_size=64, max_epochs=40, patience=100, grad_clip=grad_clip)
+    h = fit(model, loss, data[:200], data[200:], config)
+    assert torch.isfinite(model.weight).all() and torch.isfinite(model.bias).all()
+    assert h.valid_loss[-1] < 0.1 * h.valid_loss[0]
+    assert "non-finite gradients" in caplog.text
+
+
+@pytest.mark.parametrize("grad_clip", [10.0, None])
+def test_an_epoch_of_nan_gradients_stops_with_a_clear_error(grad_clip):
+    data = regression_problem()
+    model, loss = poisoned_regression(every=1)
+    with pytest.raises(TrainingError, match="non-finite gradients in every step"):
+        fit(model, loss, data[:200], data[200:], FitConfig(batch_size=64, max_epochs=5, grad_clip=grad_clip))
+    assert torch.isfinite(model.weight).all()
+
+
 def test_grf_fitted_to_ecoli70_samples_learns_the_structure_quickly():
     from sirenvae.flows import GRF
     from sirenvae.networks import load_network, oracle_nll

@@ -287,9 +287,11 @@ def _train_epoch(module, loss, train, config, generator, optimizer, params, hist
         value.backward()
         if config.grad_clip is not None:
             norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            if not torch.isfinite(norm):  # a NaN gradient would poison every parameter: skip the step
-                skipped += 1
-                continue
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+        if not torch.isfinite(norm):  # a NaN gradient would poison every parameter: skip the step
+            skipped += 1
+            continue
         optimizer.step()
         total += value.item() * idx.numel()
         count += idx.numel()
