@@ -349,3 +349,38 @@ def test_labels_that_differ_in_case_alone_are_one_level_and_said_so():
     codes = table.x[:, list(table.split.observed).index("smoker")].numpy()
     assert set(np.unique(codes)) == {0.0, 1.0}  # two levels, not four
     assert not any("'region'" in n and "case" in n for n in table.notices)
+
+
+def test_type_hints_follow_what_a_column_looks_like_not_only_that_it_is_whole():
+    """Dollars (whole, positive, skewed) get the log-normal hint, not 'count'; a whole column
+    with zeros gets 'count'; ages and blood pressures (whole, symmetric, no zeros) get none."""
+    df = _frame()
+    g = np.random.default_rng(4)
+    n = len(df)
+    df["income"] = np.round(np.exp(g.normal(10.5, 0.6, n)))
+    df["visits"] = g.poisson(2.0, n) + (np.arange(n) % 7 == 0) * 9
+    df["age"] = np.round(g.normal(50.0, 12.0, n))
+    net = BayesianNetwork(
+        {**{v: list(GRAPH.parents(v)) for v in GRAPH.nodes}, **dict.fromkeys(df.columns[-3:], ["s"])}
+    )
+    text = " | ".join(read_frame(df, net, training=True).notices)
+    assert "'income' is positive and right-skewed" in text and "income=count" not in text
+    assert "'visits' holds only whole numbers >= 0" in text and "--types visits=count" in text
+    assert "'age'" not in text
+
+
+def test_numbers_with_separators_are_named_as_such_not_offered_as_missing_tokens(tmp_path):
+    df = _frame()
+    df["bp"] = df["bp"].round(1).astype(object)
+    df.loc[3, "bp"] = "45,000"
+    with pytest.raises(
+        DataError, match=r"'45,000', which looks like a number with thousands separators"
+    ) as e:
+        read_frame(df, GRAPH, training=True, allow_missing=True)
+    assert "--missing" not in str(e.value)
+    df.loc[3, "bp"] = "12,5"
+    with pytest.raises(DataError, match=r"'12,5', which looks like a number with a decimal comma"):
+        read_frame(df, GRAPH, training=True, allow_missing=True)
+    df["bp"] = [f"{1000 + 37 * i:,}" for i in range(len(df))]  # every cell: a column error
+    with pytest.raises(DataError, match=r"column 'bp' holds numbers written with thousands separators"):
+        read_frame(df, GRAPH, training=True)

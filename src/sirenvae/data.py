@@ -41,6 +41,7 @@ from sirenvae.variables import (
     check_values,
     encode,
     infer_variable,
+    number_format,
     parse_types,
 )
 
@@ -620,6 +621,8 @@ def _numbers(
         what += f" ({int(bad.sum())} bad cells in this column)"
     if holes[i]:
         what += f"; {hint['complete']}"
+    elif isinstance(raw, str) and (written := number_format(raw)):
+        what += f", which {written}"
     elif allow_missing and isinstance(raw, str) and raw and np.isnan(num[i]):  # text, not a number
         what += f"; if it marks a missing cell, pass {hint['missing'](raw)}"
     return num, holes, (i, what)

@@ -7,7 +7,7 @@ Inference, each with a notice (never silently Gaussian, never silently categoric
 - a text column is ``categorical`` (``binary`` with 2 levels); one whose every cell differs (10 or
   more rows) looks like row IDs and is refused (``--id-column``);
 - integers with at most :data:`FEW_INTEGERS` distinct values stay continuous, with a notice
-  suggesting ``--types x=count`` or ``x=categorical``;
+  suggesting ``--types x=count`` or ``x=categorical``; so do more whole numbers from 0 (``count``);
 - a positive, right-skewed column that the log makes less skewed stays continuous, with a notice
   suggesting ``--types x=lognormal``;
 - anything else numeric is continuous.
@@ -38,6 +38,7 @@ __all__ = [
     "encode",
     "infer_variable",
     "model_types",
+    "number_format",
     "parse_types",
 ]
 
@@ -65,14 +66,32 @@ SKEWED = 1.0
 #: A continuous column with one value in at least this share of its cells gets a notice: a density
 #: is rewarded without bound for a spike there, which then dominates the likelihood.
 SPIKE_SHARE = 0.25
-#: A number with a decimal comma, ``-3,25`` (or a whole number beside such cells).
-_COMMA_NUMBER = re.compile(r"[+-]?\d+(,\d+)?")
+#: A number with a decimal comma, ``-3,25``, or thousands separators, ``45,000.5`` (or a whole
+#: number beside such cells).
+_COMMA_NUMBER = re.compile(r"[+-]?\d+(,\d+)*(\.\d+)?")
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?")
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")
 #: A text column whose every cell differs is refused as row IDs from this many rows on.
 ID_ROWS = 10
 #: Levels that read as true: a binary column's 1, compared case-insensitively.
 TRUE_WORDS = frozenset({"true", "t", "yes", "y", "positive", "pos", "present", "on", "high"})
 #: The label written for a level unseen in training.
 UNSEEN_LABEL = "<unseen>"
+
+
+def number_format(raw: str) -> str | None:
+    """Why a cell that is not a number looks like one, as a hint; ``None`` if it does not
+    (``'45,000'``: thousands separators; ``'12,5'``: a decimal comma).
+    """
+    raw = raw.strip()
+    if _THOUSANDS.fullmatch(raw):
+        return (
+            "looks like a number with thousands separators (or a decimal comma): write the column's "
+            "numbers without separators, with a decimal point"
+        )
+    if _DECIMAL_COMMA.fullmatch(raw):
+        return "looks like a number with a decimal comma: write the column's numbers with a decimal point"
+    return None
 
 
 class VariableError(ValueError):
@@ -223,9 +242,15 @@ def infer_variable(
             notice = binary_notice(name, levels[1], hint)
         elif not numeric:
             if len(labels) > FEW_INTEGERS and all(_COMMA_NUMBER.fullmatch(str(c)) for c in text):
-                first = next(str(c) for c in text if "," in str(c))
+                commas = [str(c) for c in text if "," in str(c)]
+                if all(_THOUSANDS.fullmatch(c) for c in commas):
+                    raise VariableError(
+                        f"column {name!r} holds numbers written with thousands separators ({commas[0]!r}): "
+                        "write them without (in pandas: pd.read_csv(path, thousands=',') reads them), or "
+                        f"pass {hint['types'](name, 'categorical')} if they are labels"
+                    )
                 raise VariableError(
-                    f"column {name!r} holds numbers written with a decimal comma ({first!r}): write them "
+                    f"column {name!r} holds numbers written with a decimal comma ({commas[0]!r}): write them "
                     "with a decimal point (in pandas: pd.read_csv(path, sep=';', decimal=',') reads them), "
                     f"or pass {hint['types'](name, 'categorical')} if they are labels"
                 )
@@ -243,7 +268,7 @@ def infer_variable(
                     f"column {name!r} has {len(labels)} distinct integers: modelled as continuous; pass "
                     f"{hint['types'](name, 'count')} or {hint['types'](name, 'categorical')} if it is one"
                 )
-            elif whole and nums.min() >= 0:
+            elif whole and nums.min() == 0:  # zeros: a count, never log-normal
                 notice = (
                     f"column {name!r} holds only whole numbers >= 0 ({len(labels)} distinct): modelled as "
                     f"continuous; pass {hint['types'](name, 'count')} if it counts something"
@@ -255,7 +280,7 @@ def infer_variable(
                     "column (its node becomes latent), or pass "
                     f"{hint['types'](name, 'categorical')} if it takes few values"
                 )
-            elif (skews := _log_normal_skews(nums)) is not None:
+            elif (skews := _log_normal_skews(nums)) is not None:  # amounts, whole or not (dollars)
                 notice = (
                     f"column {name!r} is positive and right-skewed (skewness {skews[0]:.1f}, "
                     f"{skews[1]:.1f} on the log scale): modelled as normal; pass "
