@@ -81,6 +81,36 @@ def test_holes_go_to_the_conditional_mean_and_present_cells_stay(fitted):
     assert (result.draws.std(0)[holes] > 0).float().mean() > 0.95
 
 
+def test_the_cli_writes_the_users_table_back_with_its_holes_filled(fitted, tmp_path):
+    """Every column of the file in its order: IDs and ignored columns as read (an 'NA' note stays),
+    the model's columns filled, the sd columns after them."""
+    net, split, _, run = fitted
+    _, x, holes = _holey(net, n=20)
+    frame = (
+        pd.DataFrame(x.numpy(), columns=list(split.observed))
+        .round(3)
+        .astype(object)
+        .where(~holes.numpy(), "")
+    )
+    frame.insert(0, "note", ["NA" if i % 3 else f"seen {i}, ok" for i in range(20)])
+    frame.insert(1, "pid", [f"P{i:03d}" for i in range(20)])
+    frame = frame[["pid", *list(split.observed)[::-1], "note"]]
+    path, out = tmp_path / "own.csv", tmp_path / "filled.csv"
+    frame.to_csv(path, index=False)
+    args = ["impute", str(run), "--data", str(path), "-o", str(out), "-k", "50", "--sd"]
+    r = CliRunner().invoke(app, [*args, "--id-column", "pid", "--ignore-columns", "note"])
+    assert r.exit_code == 0, r.output
+    filled = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert list(filled.columns) == [*frame.columns, *(f"{c}_sd" for c in split.observed)]
+    assert (
+        filled["note"].tolist() == frame["note"].tolist() and filled["pid"].tolist() == frame["pid"].tolist()
+    )
+    for j, c in enumerate(split.observed):
+        assert (filled[c] != "").all(), c
+        present = ~holes[:, j].numpy()
+        assert filled[c][present].astype(float).tolist() == frame[c][present].astype(float).tolist()
+
+
 def test_the_api_and_the_cli_impute_the_same_table(fitted, tmp_path):
     net, split, _, run = fitted
     _, x, holes = _holey(net, n=40)

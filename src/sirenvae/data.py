@@ -68,6 +68,12 @@ class DataError(ValueError):
     """A data table is unusable; the message names the file, row and column."""
 
 
+class Caution(str):
+    """A notice that changes what a result means (a column scored as holes): printed as a warning."""
+
+    caution = True
+
+
 def stated_types(
     graph_source, network, given: Mapping[str, str] | str | None, flag: str = "--types"
 ) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -363,8 +369,11 @@ def read_frame(
     if absent:  # a fitted model scores the other columns: the absent ones are holes in every row
         df = df.assign(**{v: "" for v in absent})
         notices.append(
-            f"no column for observed node(s) {preview(absent)}: read as missing in every row (the present "
-            "columns are scored, and the absent ones filled where a command fills holes)"
+            Caution(
+                f"no column for observed node(s) {preview(absent)}: read as missing in every row (an NLL "
+                "scores the present columns only, not comparable with one of every column; commands that "
+                "fill holes fill these)"
+            )
         )
     if split is None:
         split = _inferred_split(where, graph, used, hint)

@@ -30,6 +30,7 @@ from sirenvae.cli.common import (
     app,
     check_output,
     note,
+    notice_line,
     run_id_column,
     run_ignored,
     say,
@@ -303,7 +304,7 @@ def counterfactual(
             variables=fitted.variables,
         )
         for notice in table.notices:
-            note(f"note: {notice}")
+            note(notice_line(notice))
         rows = pd.DataFrame(
             decoder_frame(list(fitted.observed), table.x.cpu().double().numpy(), fitted.variables)
         )

@@ -101,6 +101,11 @@ def note(text: str) -> None:
     err_console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
+def notice_line(notice: str) -> str:
+    """A notice of the data layer as a line: ``warning:`` for a :class:`~sirenvae.data.Caution`."""
+    return f"{'warning' if getattr(notice, 'caution', False) else 'note'}: {notice}"
+
+
 def print_table(table: Table) -> None:
     """A table of results on standard output. A title wider than the table (a long run directory)
     stays one line, where rich would wrap it to the table's width.

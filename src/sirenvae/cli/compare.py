@@ -26,6 +26,7 @@ from sirenvae.cli.common import (
     default_workers,
     gone_allow_discrete,
     note,
+    notice_line,
     print_table,
     say,
     split_list,
@@ -130,7 +131,7 @@ def compare(
             allow_missing=True, missing=missing, strict_levels=strict_levels,
         )  # fmt: skip
         for notice in notices:
-            note(f"note: {notice}")
+            note(notice_line(notice))
         name = network if train_size is not None else data.name
         fixed, fit_config, train_options = _configs("true", settings)
         fixed["types"] = model_types({v: var for v, var in variables.items() if v in split.observed})
@@ -193,5 +194,5 @@ def _print(result, frame) -> None:
     classical = "".join(f"{m}: {LABELS[m]}; " for m in result.models if m in LABELS and m in shown)
     say(f"{classical}vs true: model - true in NLL (positive: true is better)")
     for notice in result.notices:
-        note(f"note: {notice}")
+        note(notice_line(notice))
     say(result.sentence)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from sirenvae.cli.common import UsageError, app, check_output, note, user_errors
+from sirenvae.cli.common import UsageError, app, check_output, note, notice_line, user_errors
 
 __all__ = ["graph"]
 
@@ -73,7 +73,7 @@ def graph(
         from sirenvae.data import unseen_latent_notice
 
         for notice in unseen_latent_notice(split):
-            note(f"note: {notice}")
+            note(notice_line(notice))
     if split is None:
         note(f"drew {len(bn)} nodes to {output} (name the latent nodes with --latent to see the inverse)")
     else:

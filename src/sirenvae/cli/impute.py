@@ -15,6 +15,7 @@ from sirenvae.cli.common import (
     app,
     check_output,
     note,
+    notice_line,
     run_id_column,
     run_ignored,
     split_list,
@@ -55,9 +56,9 @@ def impute(
     """Fill the missing cells (empty, NA, N/A, NaN, --missing) of each row from the model.
 
     Single imputation (default): each hole at its conditional mean given the row's present cells,
-    by self-normalised importance sampling; the CSV has the observed columns (after the ID column,
-    with --id-column), and with --sd a column <name>_sd per node (0 where present, empty for a
-    labelled column). With -m M: M
+    by self-normalised importance sampling; the CSV is the input's table with its holes filled
+    (every column in the file's order, the columns that are no node as read), and with --sd a
+    column <name>_sd per node (0 where present, empty for a labelled column). With -m M: M
     completions per row drawn from the model's conditional (sampling-importance-resampling), one
     line per completion, columns row, draw, <observed...>. Present cells are written unchanged.
     The effective sample size of each row's weights is summarised on standard error; rows below
@@ -92,7 +93,7 @@ def impute(
             dtype=torch.float64,
         )  # fmt: skip
         for notice in table.notices:
-            note(f"note: {notice}")
+            note(notice_line(notice))
         x = table.x.to(model.loc.device)  # float64: present cells are written as read
         holes = int(x.isnan().sum())
         torch.manual_seed(seed)
@@ -121,12 +122,10 @@ def impute(
                     {f"{c}{suffix}": blank if c in labelled else values[:, j] for j, c in enumerate(observed)}
                 )
 
-            if sd:
-                frame = pd.concat([frame, per_column(result.sd.cpu().double().numpy(), "_sd")], axis=1)
+            extras = [per_column(result.sd.cpu().double().numpy(), "_sd")] if sd else []
             spans = result.quantiles.cpu().double().numpy() if levels else ()
-            for q, values in zip(levels, spans, strict=True):
-                frame = pd.concat([frame, per_column(values, f"_q{q:g}")], axis=1)
-            frame = pd.concat([pd.DataFrame(ids), frame], axis=1)
+            extras += [per_column(values, f"_q{q:g}") for q, values in zip(levels, spans, strict=True)]
+            frame = pd.concat([_as_in_file(data, frame, ids), *extras], axis=1)
         written = frame.map(lambda v: format(v, ".10g") if isinstance(v, float) else v)  # not 17 digits
         written.to_csv(output, index=False)
         holey = x.isnan().any(1)
@@ -151,6 +150,22 @@ def impute(
     means = "the conditional means (most probable labels) for" if labelled else "the conditional means for"
     what = f"{m} completions of each of" if m else means
     note(f"imputed {holes} missing cell(s): wrote {what} {x.shape[0]} rows to {output}")
+
+
+def _as_in_file(path: Path, filled, ids: dict):
+    """The file's table with the model's columns filled: every column in the file's order, the
+    others (IDs, ignored columns) as read, so that the output can replace the file.
+    """
+    import pandas as pd
+
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
+    raw.columns = [str(c).strip() for c in raw.columns]
+    if len(raw) != len(filled) or raw.columns.duplicated().any():  # read_table's rows, to be safe
+        return pd.concat([pd.DataFrame(ids), filled], axis=1)
+    return pd.DataFrame(
+        {c: filled[c] if c in filled.columns else raw[c] for c in raw.columns}
+        | {c: filled[c] for c in filled.columns if c not in raw.columns}
+    )
 
 
 def _levels(text: str | None) -> list[float]:

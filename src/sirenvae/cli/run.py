@@ -32,6 +32,7 @@ from sirenvae.cli.common import (
     default_workers,
     gone_allow_discrete,
     note,
+    notice_line,
     one_of,
     print_table,
     run_id_column,
@@ -154,7 +155,7 @@ def fit(
             allow_missing=True, missing=missing, strict_levels=strict_levels,
         )  # fmt: skip
         for notice in notices:
-            note(f"note: {notice}")
+            note(notice_line(notice))
         bn = split.graph
         extra = {"network": network, "data": "sampled" if train_size is not None else str(data)}
         if id_column:
@@ -174,7 +175,7 @@ def fit(
         note(f"latent nodes ({len(split.latent)}, {how}): {shown}")
         hidden = {v: variables[v] for v in split.latent if v in variables}
         if notice := summed_notice(hidden, model):
-            note(f"note: {notice}")
+            note(notice_line(notice))
         if progress:
             what = "choosing its settings on the rows, then " if settings == "auto" else ""
             note(
@@ -255,7 +256,7 @@ def _print_selection(selection, out: Path) -> None:
         table.add_row(name, nll, se, vs, str(selection.folds), "ok")
     print_table(table)
     for notice in selection.notices:
-        note(f"note: {notice}")
+        note(notice_line(notice))
     chosen = next(r for r in selection.candidates if r.get("chosen"))
     if selection.classical:
         floor = min(selection.classical, key=lambda r: r["cv_nll"])
@@ -312,7 +313,7 @@ def _test_rows(
             variables=recorded(meta),
         )
         for notice in table.notices:
-            note(f"note: {notice}")
+            note(notice_line(notice))
         return table.x, net, table.ids
     return x, net, None
 
@@ -530,7 +531,7 @@ def posterior(
         )
         x = table.x
         for notice in table.notices:
-            note(f"note: {notice}")
+            note(notice_line(notice))
         torch.manual_seed(seed)
         if model.summed:  # every hidden node; a summed one's draws from its exact conditional, as labels
             from sirenvae.imputation import hidden_draws, hidden_probabilities
