@@ -384,3 +384,35 @@ def test_numbers_with_separators_are_named_as_such_not_offered_as_missing_tokens
     df["bp"] = [f"{1000 + 37 * i:,}" for i in range(len(df))]  # every cell: a column error
     with pytest.raises(DataError, match=r"column 'bp' holds numbers written with thousands separators"):
         read_frame(df, GRAPH, training=True)
+
+
+def test_samples_below_zero_of_a_column_that_never_was_are_pointed_out(tmp_path):
+    from sirenvae.variables import negative_notice, nonnegative_columns
+
+    g = np.random.default_rng(0)
+    x = np.stack(
+        [
+            g.poisson(1.0, 40).astype(float),
+            np.round(np.exp(g.normal(10.0, 1.0, 40))),  # dollars
+            g.normal(0.0, 1.0, 40),
+            np.abs(g.normal(0.5, 0.1, 40)),  # a share, not skewed
+        ],
+        1,
+    )
+    x[3, 3] = np.nan
+    kept = nonnegative_columns(x, ["visits", "income", "score", "share"], {})
+    assert list(kept) == ["visits", "income", "share"]
+    assert kept["visits"]["whole"] and kept["visits"]["min"] == 0 and kept["income"]["skewed"]
+    assert not kept["share"]["whole"] and not kept["share"]["skewed"]
+    assert negative_notice(kept, {"visits": [1.0, 2.0], "income": [5.0], "share": [0.1]}) is None
+    said = negative_notice(kept, {"visits": [-1.0, 2.0], "income": [-5.0] + [5.0] * 3, "share": [-0.1]})
+    assert said == (
+        "samples below 0 of column(s) whose training values are all >= 0: 'visits' in 50.0%, 'income' in "
+        "25.0%, 'share' in 100.0%; they are modelled with unbounded continuous noise (refit with --types "
+        "visits=count,income=lognormal if that is what they are)"
+    )
+    fitted = sirenvae.fit(GRAPH, _frame(80), out=tmp_path / "run", **FAST)  # visits: continuous
+    assert fitted.meta["nonnegative"]["visits"]["whole"]
+    with pytest.warns(UserWarning, match=r"'visits' in .*types=\{'visits': 'count'\}"):
+        s = fitted.sample(2000, latents=False, seed=1)
+    assert (s.visits < 0).any()

@@ -35,7 +35,7 @@ from sirenvae.fitted import FittedModel, _read, load
 from sirenvae.models import VARIANTS, ModelConfig
 from sirenvae.pipeline import TrainOptions, train_model
 from sirenvae.training import FitConfig
-from sirenvae.variables import Variable, model_types
+from sirenvae.variables import Variable, model_types, nonnegative_columns
 
 __all__ = ["FittedModel", "compare", "fit", "fit_rows", "load"]
 
@@ -171,6 +171,7 @@ def fit_rows(
     elif recorded is None:
         fit_config = _exact_lr(fit_config, split, fixed.get("summed"), options)
     extra["variables"] = {v: var.to_dict() for v, var in variables.items() if var.kind != "continuous"}
+    extra["nonnegative"] = nonnegative_columns(x.cpu().double().numpy(), split.observed, variables)
     if variables:
         fixed["types"] = model_types(variables)
     selection = None

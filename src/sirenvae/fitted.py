@@ -28,7 +28,7 @@ from sirenvae.names import unknown_node
 from sirenvae.objectives import chunk_rows, iwae, log_weights, prior_draws
 from sirenvae.pipeline import load_model
 from sirenvae.training import History
-from sirenvae.variables import Variable, decoder_frame, encode
+from sirenvae.variables import Variable, decoder_frame, encode, negative_notice
 
 __all__ = ["FittedModel", "load"]
 
@@ -461,7 +461,14 @@ class FittedModel(_CausalQueries):
         frame = self._frame(self.model.values(z, x).reshape(-1, len(self.graph)), latents)
         if label is not None:
             frame.attrs["causal"], frame.attrs["reason"] = label.label, label.reason
+        elif below := negative_notice(self.meta.get("nonnegative") or {}, frame, _types_hint):
+            warnings.warn(below, stacklevel=2)
         return frame
+
+
+def _types_hint(fix: str) -> str:
+    """``a=count,b=lognormal`` as the keyword of :func:`sirenvae.fit`."""
+    return "types={" + ", ".join(f"{k!r}: {v!r}" for k, v in (p.split("=") for p in fix.split(","))) + "}"
 
 
 def load(run_dir: str | Path, *, device: str | torch.device | None = None) -> FittedModel:

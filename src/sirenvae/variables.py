@@ -38,6 +38,8 @@ __all__ = [
     "encode",
     "infer_variable",
     "model_types",
+    "negative_notice",
+    "nonnegative_columns",
     "number_format",
     "parse_types",
 ]
@@ -141,6 +143,44 @@ class Variable:
             bool(d.get("strict")),
         )
         return cls(kind, levels, numeric, strict, bool(d.get("boolean")))
+
+
+def nonnegative_columns(x: np.ndarray, names: Sequence[str], variables: Mapping[str, Variable]) -> dict:
+    """The continuous columns whose training cells are all >= 0, each with ``{"min", "whole",
+    "skewed"}`` (its smallest value, whether every cell is a whole number, whether it looks
+    log-normal): recorded with the model, so that samples below 0 can be pointed out
+    (:func:`negative_notice`).
+    """
+    out = {}
+    for j, name in enumerate(names):
+        v = x[:, j][np.isfinite(x[:, j])]
+        continuous = name not in variables or variables[name].kind == "continuous"
+        if continuous and len(v) and v.min() >= 0:
+            whole, skewed = bool(np.all(v == np.round(v))), _log_normal_skews(v) is not None
+            out[name] = {"min": float(v.min()), "whole": whole, "skewed": skewed}
+    return out
+
+
+def negative_notice(
+    columns: Mapping[str, Mapping], values: Mapping[str, np.ndarray], types_hint=lambda fix: f"--types {fix}"
+) -> str | None:
+    """A notice where samples of :func:`nonnegative_columns` fall below 0 (the continuous families are
+    unbounded: a log-normal keeps amounts positive, a count family counts), else ``None``.
+    """
+    shares = {c: float(np.mean(np.asarray(values[c], dtype=float) < 0)) for c in columns if c in values}
+    shares = {c: share for c, share in shares.items() if share > 0}
+    if not shares:
+        return None
+    count = {c for c in shares if columns[c]["whole"] and columns[c]["min"] == 0}
+    fits = {
+        c: "count" if c in count else "lognormal" for c in shares if c in count or columns[c].get("skewed")
+    }
+    said = ", ".join(f"{c!r} in {share:.1%}" for c, share in shares.items())
+    fix = types_hint(",".join(f"{c}={kind}" for c, kind in fits.items())) if fits else ""
+    return (
+        f"samples below 0 of column(s) whose training values are all >= 0: {said}; they are modelled "
+        "with unbounded continuous noise" + (f" (refit with {fix} if that is what they are)" if fix else "")
+    )
 
 
 def recorded(meta: Mapping) -> dict[str, Variable]:

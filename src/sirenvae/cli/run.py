@@ -452,7 +452,7 @@ def sample(
     from sirenvae.data import DRAWN_FORMAT
     from sirenvae.files import atomic_write
     from sirenvae.pipeline import load_model
-    from sirenvae.variables import decoder_frame, recorded
+    from sirenvae.variables import decoder_frame, negative_notice, recorded
 
     with user_errors(), torch_threads(threads):
         if n < 1:
@@ -475,6 +475,8 @@ def sample(
             output, lambda tmp: pd.DataFrame(values).to_csv(tmp, index=False, float_format=DRAWN_FORMAT)
         )
     note(f"wrote {n} samples of {len(model.graph)} nodes to {output}")
+    if below := negative_notice(meta.get("nonnegative") or {}, values):
+        note(f"warning: {below}")
 
 
 @app.command()
