@@ -1,6 +1,7 @@
 """The CLI on a user's own graph and CSV: validation of every data file, latent nodes, ID columns."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -306,6 +307,9 @@ def test_holes_are_read_where_they_can_be(files, tmp_path):
     path = edited(files, tmp_path, "one.csv", x1=(3, ""))
     r = run("posterior", files / "run", "--data", path, "-n", 2, "-o", tmp_path / "p.csv")
     assert r.exit_code == 0 and "rows with holes: resampled" in r.stderr, r.output
+    lowest = float(re.search(r"effective sample size per row (\S+) to", r.stderr).group(1))
+    if lowest != 10:  # printed rounded: 9.6 reads 10
+        assert (lowest < 10) == ("have an effective sample size below 10" in r.stderr), r.stderr
     post = pd.read_csv(tmp_path / "p.csv")
     assert len(post) == 120 * 4 and np.isfinite(post[["z1", "z2"]].to_numpy()).all()
     # --missing is for a --data CSV

@@ -552,11 +552,16 @@ def posterior(
                 from sirenvae.imputation import posterior_draws
 
                 z, ess = posterior_draws(model, x.to(model.loc.device), n)
-                from sirenvae.objectives import prior_draws
+                from sirenvae.objectives import LOW_ESS, prior_draws
 
                 S = max(10 * n, 100)
                 note(f"rows with holes: resampled; effective sample size per row {ess.min():.0f} to "
                      f"{ess.max():.0f} of {S + prior_draws(S)} importance samples")  # fmt: skip
+                if low := int((ess < LOW_ESS).sum()):
+                    note(
+                        f"warning: {low} row(s) have an effective sample size below {LOW_ESS:g}: their "
+                        "samples repeat few proposals and their sd is too small (raise -n: it draws 10 n)"
+                    )
             else:
                 z, _ = model.posterior(x.to(model.loc.device), n)  # (n, N, Dz)
         write_row_summaries(output, z.cpu().permute(1, 0, 2), model.latent, table.ids, id_column)
