@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from sirenvae.cli import app
 from sirenvae.graph import BayesianNetwork, LatentSplit
-from sirenvae.plots import layered_layout
+from sirenvae.plots import graph_figure, layered_layout
 
 runner = CliRunner()
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -185,3 +185,14 @@ def test_summed_hidden_nodes_have_their_own_colour_and_no_inverse():
     assert len(alone.axes) == 1 and labels(alone) == ["summed out", "observed"]  # no encoder to draw
     plain = graph_figure(split)
     assert len(plain.axes) == 2 and labels(plain) == ["latent", "observed"]
+
+
+def test_the_inverse_folds_its_observed_layer_to_the_networks_width():
+    """A chain read by one latent: the network is one node wide, the inverse's observed layer 20;
+    folded into rows of 8, the figure is not three times as wide as tall."""
+    nodes = {"z": [], "x0": ["z"], **{f"x{i}": [f"x{i - 1}", "z"] for i in range(1, 20)}}
+    fig = graph_figure(LatentSplit(BayesianNetwork(nodes), ["z"]))
+    width, height = fig.get_size_inches()
+    assert width < height
+    rows = {round(t.get_position()[1], 3) for t in fig.axes[1].texts if t.get_text().startswith("x")}
+    assert len(rows) == 3  # 8 + 8 + 4

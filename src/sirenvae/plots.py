@@ -6,6 +6,7 @@ switch) and written atomically; the file format follows the suffix (``.png``, ``
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -151,6 +152,11 @@ def _wrapped(pos: dict[str, tuple[float, float]], width: int) -> dict[str, tuple
     return out
 
 
+def _widest(pos: dict[str, tuple[float, float]]) -> int:
+    """The most positions in one layer."""
+    return max(Counter(y for _, y in pos.values()).values())
+
+
 def _overview(ax, graph: BayesianNetwork, fill: dict[str, str], pos: dict, title: str) -> None:
     """A large graph without labels: dots (latent shaded) and straight, faint edges."""
     from matplotlib.collections import LineCollection
@@ -189,13 +195,10 @@ def graph_figure(graph: BayesianNetwork | LatentSplit, summed: Sequence[str] = (
     if latent:
         inner = LatentSplit(bn, [v for v in split.latent if v in latent])
         inv = faithful_inverse(inner)
-        panels.append(
-            (
-                inv,
-                layered_layout(inv, first=inner.observed),
-                f"faithful inverse for q(z | x) ({len(inv.edges)} edges)",
-            )
-        )
+        ipos = layered_layout(inv, first=inner.observed)
+        if len(bn) <= LABELLED_NODES and _widest(ipos) > (width := max(8, _widest(pos))):
+            ipos = _wrapped(ipos, width)  # the observed layer, folded to the network's width
+        panels.append((inv, ipos, f"faithful inverse for q(z | x) ({len(inv.edges)} edges)"))
     kinds = [("latent", latent), ("summed out", summed)] if split is not None else []
     if len(bn) > LABELLED_NODES:
         wrap = max(20, int(2 * np.sqrt(len(bn))))
