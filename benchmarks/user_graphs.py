@@ -18,7 +18,8 @@ RUN`` (no other option; ``--quick`` adds ``--epochs 3``), then scored with ``sir
 --data test.csv --json``. Factor analysis and Ledoit-Wolf (``sirenvae.baselines.fit_classical``) are
 fitted on the same training rows. Run directories live in a temporary directory, never under ``--out``.
 
-Run: ``python benchmarks/user_graphs.py [--seeds 3] [--out docs/results/user-graphs] [--quick]``.
+Run: ``python benchmarks/user_graphs.py [--seeds 3] [--first-seed 0] [--out docs/results/user-graphs]
+[--quick]``.
 """
 
 from __future__ import annotations
@@ -345,6 +346,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="Seeds first-seed, first-seed + 1, ...")
     parser.add_argument("--out", type=Path, default=Path("docs/results/user-graphs"))
     parser.add_argument("--quick", action="store_true", help="Smoke run: --epochs 3 passed to fit.")
     parser.add_argument("--keep", action="store_true", help="Keep the temporary run directories.")
@@ -354,7 +356,7 @@ def main() -> None:
     print(f"problems and runs in {tmp}", flush=True)
     rows, details, problems = [], [], []
     try:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for make in (linear_problem, nonlinear_problem):
                 problem = make(seed)
                 problems.append(problem)
