@@ -355,6 +355,8 @@ def test_json_shapes_users_write_by_hand(tmp_path):
             "nodes": [{"id": v} for v in bn.nodes],
             "links": [{"source": a, "target": b} for a, b in bn.edges],
         },
+        "from-to": {"edges": [{"from": a, "to": b} for a, b in bn.edges]},
+        "parent-child": {"edges": [{"parent": a, "child": b} for a, b in bn.edges]},
     }
     for label, doc in shapes.items():
         (tmp_path / f"{label}.json").write_text(json.dumps(doc))
@@ -375,6 +377,10 @@ def test_json_shapes_users_write_by_hand(tmp_path):
     assert read_graph(pairs).edges == [("a", "b"), ("a", "c"), ("b", "c")] and declared_latent(pairs) is None
     with pytest.raises(GraphError, match=r"or a list of \[parent, child\] pairs"):
         read_graph(_write(tmp_path / "numbers.json", [1, 2]))
+    with pytest.raises(
+        GraphError, match=r"edge 1 is not a \[parent, child\] pair of names: \{'a': 'h', 'b': 'x'\}"
+    ):
+        read_graph(_write(tmp_path / "keys.json", {"edges": [["h", "y"], {"a": "h", "b": "x"}]}))
 
 
 def _write(path, doc):

@@ -134,9 +134,13 @@ def node_entries(doc: Any) -> list[Mapping[str, Any]]:
         if not isinstance(edges, list):
             raise GraphError("JSON graph: 'edges' must be a list of [parent, child] pairs")
         index = {e["name"]: e for e in entries}
-        for k, edge in enumerate(edges):
+        for k, given in enumerate(edges):
+            edge = given
             if isinstance(edge, Mapping):
-                edge = [edge.get("source", edge.get("parent")), edge.get("target", edge.get("child"))]
+                edge = [
+                    next((edge[key] for key in ("source", "parent", "from") if key in edge), None),
+                    next((edge[key] for key in ("target", "child", "to") if key in edge), None),
+                ]
             if isinstance(edge, list | tuple):  # networkx's integer node ids name nodes as text
                 edge = [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in edge]
             if (
@@ -144,7 +148,7 @@ def node_entries(doc: Any) -> list[Mapping[str, Any]]:
                 or len(edge) != 2
                 or not all(isinstance(v, str) for v in edge)
             ):
-                raise GraphError(f"JSON graph: edge {k} is not a [parent, child] pair of names: {edge!r}")
+                raise GraphError(f"JSON graph: edge {k} is not a [parent, child] pair of names: {given!r}")
             for v in edge:
                 if v not in index:
                     index[v] = {"name": v, "parents": []}
