@@ -104,6 +104,15 @@ def test_stated_types_override_inference_and_bad_cells_are_one_line():
         _read(df.assign(bp=[0.0] + [1.0] * 59), types={"bp": "lognormal"})
     with pytest.raises(DataError, match="declared binary but has 3 levels"):
         _read(df, types={"region": "binary"})
+    # training cells outside a graph's declared levels: an error, not 'unseen' cells fitted at 0.001
+    declared = {"region": ["north", "south", "West"]}
+    with pytest.raises(
+        DataError, match=r"column 'region' holds 'east' \(\d+ training cell\(s\)\), not among"
+    ):
+        _read(df, types={"region": "categorical"}, levels=declared)
+    assert _read(df, types={"region": "categorical"}, levels={"region": ["EAST", "north", "south", "west"]})
+    with pytest.raises(DataError, match=r"column 'smoker' holds 'no' .*\('yes', 'maybe'\)"):
+        _read(df, types={"smoker": "binary"}, levels={"smoker": ["yes", "maybe"]})
     with pytest.raises(DataError, match="latent node\\(s\\) 'h' are given a type without levels"):
         _read(df, types={"h": "count"})
     assert _read(df, types={"h": "binary"}).hidden == {"h": Variable("binary", ("0", "1"))}  # summed

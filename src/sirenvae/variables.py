@@ -268,6 +268,7 @@ def infer_variable(
     if declared_levels:
         levels = [str(v) for v in declared_levels]
         numeric = numeric and all(_is_number(v) for v in levels)
+        _check_declared(name, text, labels, levels, numeric)
     else:
         levels = _sorted_levels(labels, numeric)
     kind = declared
@@ -380,6 +381,24 @@ def _case_notice(name: str, merged: list[list[str]]) -> str | None:
         return None
     shown = "; ".join(" and ".join(map(repr, m)) for m in merged[:3]) + ("; ..." if len(merged) > 3 else "")
     return f"column {name!r}: {shown} are read as one level (labels are compared regardless of case)"
+
+
+def _check_declared(name: str, text: pd.Series, labels: list[str], levels: list[str], numeric: bool) -> None:
+    """Training cells outside a graph's declared levels are an error: scored as unseen, they would
+    be fitted at a fixed small probability and never sampled.
+    """
+    known = {v.casefold() for v in levels} | ({_as_label(float(v)) for v in levels} if numeric else set())
+    outside = [v for v in labels if str(v).casefold() not in known]
+    if not outside:
+        return
+    key = (lambda c: _as_label(float(c))) if numeric else (lambda c: str(c).casefold())
+    folded = {str(v).casefold() for v in outside}
+    cells = sum(key(c) in folded or key(c) in outside for c in text)
+    shown = ", ".join(repr(v) for v in outside[:5]) + (", ..." if len(outside) > 5 else "")
+    raise VariableError(
+        f"column {name!r} holds {shown} ({cells} training cell(s)), not among the levels the graph "
+        f'declares for it ({", ".join(map(repr, levels))}): add them to its "levels" or correct the cells'
+    )
 
 
 def _joined(*notices: str | None) -> str | None:
