@@ -228,6 +228,7 @@ def test_the_command_line_sums_a_stated_hidden_node_and_refuses_its_counterfactu
                             "--epochs", "5", "--no-progress"])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "summed out exactly over their 2 joint states" in r.output
+    assert "learned up to a relabelling" in r.output and "--allow-unidentified" in r.output
     assert "best training loss (NLL + head prior, per row; all rows)" in r.output  # no validation rows
     meta = json.loads((run / "model.json").read_text())
     assert meta["model"]["summed"] == ["h"] and meta["latent"] == []

@@ -322,7 +322,9 @@ def summed_notice(hidden: Mapping[str, Variable], model: str) -> str | None:
     states = math.prod(len(hidden[v].levels) for v in summed)
     return (
         f"hidden node(s) {', '.join(summed)} have stated levels: summed out exactly over their {states} "
-        "joint states (a type 'continuous' for one makes it a continuous latent)"
+        "joint states (a type 'continuous' for one makes it a continuous latent); nothing in the rows "
+        "names their levels, so they are learned up to a relabelling: read what each level does from "
+        "its children (`sample --do NODE=LEVEL --allow-unidentified`)"
     )
 
 
