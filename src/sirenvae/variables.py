@@ -13,8 +13,8 @@ Inference, each with a notice (never silently Gaussian, never silently categoric
 - anything else numeric is continuous.
 
 Levels are fixed before any fold or fit: declared ones where given (a graph file's ``"levels"``),
-else the sorted training levels (numbers by value, text case-insensitively; a label's first spelling
-is kept). Bernoulli's 1 is the larger of two numbers, or the level that reads as true (``yes``,
+else the sorted training levels (numbers by value, text case-insensitively; a label's commonest
+spelling is kept). Bernoulli's 1 is the larger of two numbers, or the level that reads as true (``yes``,
 ``true``, ...; see :data:`TRUE_WORDS`), else the later of the two sorted levels. A level of a
 categorical node that training did not see gets the small probability
 :data:`sirenvae.models.likelihoods.UNSEEN`, with a notice (``strict`` refuses it); a binary node's
@@ -260,10 +260,11 @@ def infer_variable(
     if numeric:
         labels = sorted({_as_label(v) for v in nums}, key=float)
     else:
-        spellings: dict[str, dict[str, None]] = {}  # each level's spellings, the first one first
+        spellings: dict[str, dict[str, int]] = {}  # each level's spellings and their counts, in order seen
         for c in text:
-            spellings.setdefault(str(c).casefold(), {})[str(c)] = None
-        labels = [next(iter(v)) for v in spellings.values()]
+            seen = spellings.setdefault(str(c).casefold(), {})
+            seen[str(c)] = seen.get(str(c), 0) + 1
+        labels = [max(v, key=v.get) for v in spellings.values()]  # the commonest (the first of a tie)
         cased = _case_notice(name, [sorted(v) for v in spellings.values() if len(v) > 1])
     if declared_levels:
         levels = [str(v) for v in declared_levels]
