@@ -225,7 +225,10 @@ def effect(
         print(json.dumps(result, indent=1))
     elif "levels" in result:
         against = f"do({_show(do_b, fitted)})" if do_b else "no intervention"
-        say(f"P({target} | do({_show(do_a, fitted)})) against {against} (Monte-Carlo se, n = {n}):")
+        say(
+            f"P({target} | do({_show(do_a, fitted)})) against {against} (Monte-Carlo se, n = {n}; the fit's "
+            "own uncertainty is not in it):"
+        )
         for label, lv in result["levels"].items():
             say(
                 f"  {target} = {label}: {lv['p_do']:.4f} vs {lv['p_vs']:.4f}, difference "
