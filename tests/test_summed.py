@@ -255,6 +255,10 @@ def test_the_command_line_sums_a_stated_hidden_node_and_refuses_its_counterfactu
     assert len(p0) == 20 and np.allclose(p0 + p1, 1) and (mode == (p1 > p0)).all()
     r = runner.invoke(app, ["evaluate", str(run), "--data", str(tmp_path / "rows.csv")])
     assert r.exit_code == 0, r.output
+    assert "K = 1000" in r.output and "NLL (IWAE)" in r.output  # rows with holes: importance sampled
+    test.to_csv(tmp_path / "complete.csv", index=False)
+    r = runner.invoke(app, ["evaluate", str(run), "--data", str(tmp_path / "complete.csv")])
+    assert "exact: every hidden node summed out" in r.output and "NLL (exact) and -ELBO" in r.output
     rows = str(tmp_path / "rows.csv")
     r = runner.invoke(app, ["impute", str(run), "--data", rows, "-o", str(tmp_path / "f.csv")])
     assert r.exit_code == 0, r.output

@@ -385,15 +385,19 @@ def evaluate(
     if as_json:
         print(json.dumps(result, indent=1))
     else:
-        _print_metrics(run, result, importance_samples)
+        exact = bool(model.summed) and not model.latent and not result.get("missing")
+        _print_metrics(run, result, None if exact else importance_samples)
     if per_row is not None:
         note(f"wrote the NLL, -ELBO, ESS and missing cells of each of the {result['rows']} rows to {per_row}")
 
 
-def _print_metrics(run: Path, result: dict, importance_samples: int) -> None:
-    """``evaluate``'s table: the model, NLL, -ELBO, RE and the oracle NLL where known."""
+def _print_metrics(run: Path, result: dict, importance_samples: int | None) -> None:
+    """``evaluate``'s table: the model, NLL, -ELBO, RE and the oracle NLL where known
+    (``importance_samples`` ``None``: an exact likelihood, every hidden node summed out).
+    """
     holes = f", {100 * result['missing']:.1f}% of cells missing" if result.get("missing") else ""
-    table = Table(title=f"{run}: {result['rows']} rows{holes}, K = {importance_samples}")
+    k = "exact: every hidden node summed out" if importance_samples is None else f"K = {importance_samples}"
+    table = Table(title=f"{run}: {result['rows']} rows{holes}, {k}")
     oracle = [f"{result['oracle_nll']:.3f}"] if "oracle_nll" in result else []  # a shipped network's
     for name in ("model", "NLL", "-ELBO", "RE", "oracle NLL")[: 5 if oracle else 4]:
         table.add_column(name, justify="right")
@@ -402,9 +406,10 @@ def _print_metrics(run: Path, result: dict, importance_samples: int) -> None:
     )
     print_table(table)
     say(
-        "NLL (IWAE) and -ELBO: nats per row, lower is better; RE: the reconstruction error per row, summed "
-        "over the columns in their own units (squared error; Brier score of binary, misclassification of "
-        "categorical columns), comparable between models on the same rows only"
+        f"NLL ({'IWAE' if importance_samples else 'exact'}) and -ELBO: nats per row, lower is better; "
+        "RE: the reconstruction error per row, summed over the columns in their own units (squared error; "
+        "Brier score of binary, misclassification of categorical columns), comparable between models on "
+        "the same rows only"
     )
 
 
