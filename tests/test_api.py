@@ -217,3 +217,26 @@ def test_evaluation_frames_may_be_constant_but_not_broken(run_dir):
         m.posterior(df.assign(b=[0, 0, 1e300, 0, 0, 0]), 3)
     with pytest.raises(ValueError, match=r"column 'a': non-numeric value 'x'"):
         m.log_prob(df.assign(a=df.a.astype(object).where(df.index != 4, "x")), importance_samples=2)
+
+
+def test_the_api_runs_on_one_thread_and_warns_at_the_callers_line(monkeypatch):
+    """As the CLI: one torch thread inside fit and every method, the caller's count restored after;
+    a warning names the user's line, not torch's no_grad wrapper."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fitted = sirenvae.fit(BN, simulate()[["c", "a", "b"]], **FAST)
+        assert torch.get_num_threads() == 2 and fitted.threads == 1
+        seen, sample = [], fitted.model.sample
+        monkeypatch.setattr(
+            fitted.model, "sample", lambda n: (seen.append(torch.get_num_threads()), sample(n))[1]
+        )
+        fitted.sample(5)
+        fitted.threads = None  # torch's own count
+        fitted.sample(5)
+        assert seen == [1, 2] and torch.get_num_threads() == 2
+        with pytest.warns(UserWarning, match="no values for 'c'") as caught:
+            fitted.log_prob(simulate(8)[["a", "b"]], importance_samples=4)
+        assert {w.filename for w in caught} == {__file__}
+    finally:
+        torch.set_num_threads(previous)

@@ -178,7 +178,7 @@ MISSING_HELP = (
 @contextlib.contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """Runs the body with ``n`` torch threads and restores the previous count afterwards."""
-    from sirenvae.experiments.runner import torch_threads as threads
+    from sirenvae.devices import torch_threads as threads
 
     if n < 1:
         raise UsageError(f"--threads must be positive, got {n}")

@@ -8,7 +8,6 @@ dropped. Each run uses one thread and its own seeds, so a result does not depend
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -16,7 +15,7 @@ import os
 import platform
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +24,7 @@ import torch
 from torch import Tensor
 
 from sirenvae.baselines import ClassicalConfig
+from sirenvae.devices import torch_threads
 from sirenvae.experiments.protocol import QUICK, RunConfig, Schedule, default_config
 from sirenvae.files import atomic_write_text
 from sirenvae.graph import LatentSplit
@@ -39,17 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["SweepResult", "load_results", "run_one", "run_sweep", "torch_threads", "train_run"]
 
 logger = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Runs the body with ``n`` torch threads and restores the caller's count afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def run_one(config: RunConfig, threads: int = 1, device: str | None = None) -> dict:
