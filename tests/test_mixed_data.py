@@ -425,3 +425,21 @@ def test_samples_below_zero_of_a_column_that_never_was_are_pointed_out(tmp_path)
     with pytest.warns(UserWarning, match=r"'visits' in .*types=\{'visits': 'count'\}"):
         s = fitted.sample(2000, latents=False, seed=1)
     assert (s.visits < 0).any()
+
+
+def test_a_pandas_categorical_states_its_levels_in_their_order():
+    df = _frame()
+    df["region"] = pd.Categorical(df.region, categories=["north", "south", "east"])
+    df["grade"] = pd.Categorical(np.arange(len(df)) % 3 + 1)  # numbers, but stated categorical
+    net = BayesianNetwork({**{v: list(GRAPH.parents(v)) for v in GRAPH.nodes}, "grade": ["s"]})
+    table = read_frame(df, net, training=True)
+    assert table.variables["region"].levels == ("north", "south", "east")  # not sorted
+    assert table.variables["grade"].kind == "categorical" and table.variables["grade"].levels == (
+        "1",
+        "2",
+        "3",
+    )
+    col = list(table.split.observed).index("region")
+    assert table.x[:, col].tolist() == [["north", "south", "east"].index(r) for r in df.region]
+    two = df.assign(region=pd.Categorical(np.where(df.region == "east", "yes", "no")))
+    assert read_frame(two, net, training=True).variables["region"] == Variable("binary", ("no", "yes"))

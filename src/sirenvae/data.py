@@ -428,7 +428,7 @@ def read_frame(
         elif training:
             try:
                 var, notice = infer_variable(
-                    v, df[v], holes[:, j], declared.get(v), (levels or {}).get(v), hint
+                    v, df[v], holes[:, j], *_stated(df[v], declared.get(v), levels), hint
                 )
             except VariableError as e:
                 raise DataError(f"{where}{e}") from None
@@ -635,6 +635,17 @@ def _numbers(
     elif allow_missing and isinstance(raw, str) and raw and np.isnan(num[i]):  # text, not a number
         what += f"; if it marks a missing cell, pass {hint['missing'](raw)}"
     return num, holes, (i, what)
+
+
+def _stated(column: pd.Series, kind: str | None, levels: Mapping | None) -> tuple[str | None, list | None]:
+    """A column's declared type and levels; a pandas categorical of more than 2 categories states
+    both (its categories, in their order), unless the user or the graph said otherwise.
+    """
+    given = (levels or {}).get(column.name)
+    if given is None and kind in (None, "categorical") and isinstance(column.dtype, pd.CategoricalDtype):
+        if len(categories := [str(c) for c in column.cat.categories]) > 2:
+            return "categorical", categories
+    return kind, given
 
 
 def _inferred_split(where: str, graph: BayesianNetwork, used: Sequence[str], hint: dict) -> LatentSplit:

@@ -4,6 +4,8 @@ recorded with the model, and applied to every table read afterwards (labels in, 
 Inference, each with a notice (never silently Gaussian, never silently categorical):
 
 - a bool column, or one with exactly 2 distinct values, is ``binary``;
+- a pandas categorical of more than 2 categories is ``categorical`` with its categories as levels,
+  in their order;
 - a text column is ``categorical`` (``binary`` with 2 levels); one whose every cell differs (10 or
   more rows) looks like row IDs and is refused (``--id-column``);
 - integers with at most :data:`FEW_INTEGERS` distinct values stay continuous, with a notice
