@@ -212,3 +212,31 @@ def test_a_fit_logged_to_a_file_prints_plain_progress_lines(monkeypatch, capsys)
     )
     fit(model, loss, data[:200], data[200:], FitConfig(lr=0.05, max_epochs=3, progress=False))
     assert capsys.readouterr().err == ""
+
+
+def test_a_run_directory_is_held_by_one_live_writer(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from sirenvae.files import LOCK, run_lock
+
+    run = tmp_path / "run"
+    with run_lock(run):
+        assert (run / LOCK).read_text() == str(os.getpid())
+    assert not run.exists()  # nothing written: no directory left behind
+    run.mkdir()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run / LOCK).write_text(str(live.pid))
+        with pytest.raises(
+            ValueError, match=rf"being written by another sirenvae process \(pid {live.pid}\)"
+        ):
+            with run_lock(run):
+                pass
+    finally:
+        live.kill()
+        live.wait()
+    with run_lock(run):  # the holder died: its lock is taken over
+        (run / "model.json").write_text("{}")
+    assert sorted(p.name for p in run.iterdir()) == ["model.json"]

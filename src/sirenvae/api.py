@@ -30,6 +30,7 @@ from torch import Tensor
 from sirenvae.data import Table, stated_split, stated_types
 from sirenvae.defaults import EXACT_LR
 from sirenvae.devices import resolve_device, torch_threads
+from sirenvae.files import run_lock
 from sirenvae.fitted import FittedModel, _read, load, warn_user
 from sirenvae.models import VARIANTS, ModelConfig
 from sirenvae.pipeline import TrainOptions, train_model
@@ -157,6 +158,20 @@ def fit_rows(
     ``report`` receives the search's progress lines and ``variables`` are the columns' types and
     levels (:attr:`sirenvae.data.Table.variables`; all continuous when ``None``).
     """
+    if out is not None and Path(out).is_file():
+        _check_no_other_run(out, resume, overwrite)  # says so
+    with run_lock(out):
+        return _fit_rows(
+            split, x, model=model, settings=settings, options=options, search=search, out=out,
+            resume=resume, overwrite=overwrite, device=device, extra_meta=extra_meta, report=report,
+            variables=variables,
+        )  # fmt: skip
+
+
+def _fit_rows(
+    split, x: Tensor, *, model, settings, options, search, out, resume, overwrite, device, extra_meta, report,
+    variables,
+) -> FittedModel:  # fmt: skip
     from sirenvae.selection import HUGE_GRAPH, SelectionSettings, select
 
     device = resolve_device(device)
