@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -503,6 +504,10 @@ def test_progress_marks_folds_run_ahead_of_the_racing_frontier_and_says_who_stop
     assert not any("provisional" in line for line in lines if line.startswith("linear fold 2/5"))
     ahead = [line for line in lines if line.startswith("linear fold 3/5")]
     assert ahead and "provisional" in ahead[0] and "best with every fold done" not in ahead[0]
+    counts = [
+        int(m.group(1)) for line in lines if (m := re.search(r"\[(\d+) of at most 10 fits, \d+ s\]$", line))
+    ]
+    assert counts == list(range(1, len(counts) + 1)) and len(counts) >= 7  # every fold line: fits done so far
     assert any(
         line.startswith("linear stopped after 2 folds: more than 2 paired standard errors") for line in lines
     )

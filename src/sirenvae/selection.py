@@ -356,9 +356,11 @@ def select(
             late, best = f" (provisional: racing decides once every candidate has fold {decided + 2})", None
         else:
             late, best = "", _best_so_far(results, live, parts, names)
+        took = f"[{len(results)} of at most {len(tasks)} fits, {time.perf_counter() - start:.0f} s]"
         progress(
             f"{names[c]} fold {f + 1}/{k}: {value}{late}"
             + (f"  (best with every fold done: {best})" if best else "")
+            + f"  {took}"
         )
 
     def decide() -> None:
