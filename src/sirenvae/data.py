@@ -12,7 +12,7 @@ import logging
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +123,8 @@ class Table:
             present cells back unchanged (``3`` stays ``3``, not ``3.0``).
         hidden: In training, each latent node stated binary or categorical (with its levels: a
             discrete network's states, a graph file's ``"levels"``), which a graph model sums out.
+        cells: A CSV file's every column as read (text, whitespace stripped from the header), for a
+            command that writes the file back (``None`` for a DataFrame).
     """
 
     x: Tensor
@@ -134,6 +136,7 @@ class Table:
     variables: dict[str, Variable] = field(default_factory=dict)
     labels: dict[str, tuple] = field(default_factory=dict)
     hidden: dict[str, Variable] = field(default_factory=dict)
+    cells: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
 
 #: How messages name the options that fix a table: the CLI's flags, or :mod:`sirenvae.api`'s keywords.
@@ -249,7 +252,7 @@ def read_table(path: str | Path, graph: BayesianNetwork | LatentSplit, **options
     if len(lines) != len(df):
         lines = list(range(2, len(df) + 2))
     df.columns = [c.strip() for c in header]  # pandas renames duplicates; read_frame refuses them
-    return read_frame(df, graph, name=str(path), lines=lines, **options)
+    return replace(read_frame(df, graph, name=str(path), lines=lines, **options), cells=df)
 
 
 #: Below this many training rows a fit gets a notice (the settings search's 5 folds need as many).

@@ -125,7 +125,7 @@ def impute(
             extras = [per_column(result.sd.cpu().double().numpy(), "_sd")] if sd else []
             spans = result.quantiles.cpu().double().numpy() if levels else ()
             extras += [per_column(values, f"_q{q:g}") for q, values in zip(levels, spans, strict=True)]
-            frame = pd.concat([_as_in_file(data, frame, ids), *extras], axis=1)
+            frame = pd.concat([_as_in_file(table.cells, frame), *extras], axis=1)
         written = frame.map(lambda v: format(v, ".10g") if isinstance(v, float) else v)  # not 17 digits
         written.to_csv(output, index=False)
         holey = x.isnan().any(1)
@@ -152,19 +152,15 @@ def impute(
     note(f"imputed {holes} missing cell(s): wrote {what} {x.shape[0]} rows to {output}")
 
 
-def _as_in_file(path: Path, filled, ids: dict):
-    """The file's table with the model's columns filled: every column in the file's order, the
-    others (IDs, ignored columns) as read, so that the output can replace the file.
+def _as_in_file(cells, filled):
+    """The file's table (``cells`` as read) with the model's columns filled: every column in the
+    file's order, the others (IDs, ignored columns) as read, so that the output can replace the file.
     """
     import pandas as pd
 
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
-    raw.columns = [str(c).strip() for c in raw.columns]
-    if len(raw) != len(filled) or raw.columns.duplicated().any():  # read_table's rows, to be safe
-        return pd.concat([pd.DataFrame(ids), filled], axis=1)
     return pd.DataFrame(
-        {c: filled[c] if c in filled.columns else raw[c] for c in raw.columns}
-        | {c: filled[c] for c in filled.columns if c not in raw.columns}
+        {c: filled[c] if c in filled.columns else cells[c] for c in cells.columns}
+        | {c: filled[c] for c in filled.columns if c not in cells.columns}
     )
 
 
