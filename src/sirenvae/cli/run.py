@@ -361,12 +361,12 @@ def evaluate(
             id_column = run_id_column(meta, id_column, data)
         x, net, ids = _test_rows(meta, model, data, test_size, ignore_columns, id_column, missing)
         torch.manual_seed(meta.get("seed", 0))
+        wide = model.with_summed(x).to(model.loc.device)
         result = evaluate_model(
-            model,
-            model.with_summed(x).to(model.loc.device),
-            importance_samples=importance_samples,
-            per_row=per_row is not None,
+            model, wide, importance_samples=importance_samples, per_row=per_row is not None
         )
+        # exact as proposal_parts decides it: no continuous latent, no hole but the summed nodes'
+        exact = bool(model.summed) and not model.latent and model.summed_nodes.only_holes(wide)
         if per_row is not None:
             _write_per_row(per_row, result.pop("per_row"), id_column, ids)
         same_graph = net is not None and set(net.graph.nodes) == set(model.graph.nodes)
@@ -385,7 +385,6 @@ def evaluate(
     if as_json:
         print(json.dumps(result, indent=1))
     else:
-        exact = bool(model.summed) and not model.latent and not result.get("missing")
         _print_metrics(run, result, None if exact else importance_samples)
     if per_row is not None:
         note(f"wrote the NLL, -ELBO, ESS and missing cells of each of the {result['rows']} rows to {per_row}")
