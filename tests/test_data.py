@@ -69,6 +69,11 @@ def test_read_csv_orders_columns_and_infers_latents(tmp_path):
         ("c,d\n", None, r"0 data row\(s\), at least 1 needed"),
         ("", None, "empty"),
         ("a,b,c,d\n1,2,3,4\n", None, "none is latent"),
+        (
+            "a,b,c,d\n,NaN,3,4\n ,,5,6\n",
+            None,
+            r"none is latent.*column\(s\) a, b have no value at all.*--latent a,b",
+        ),
     ],
 )
 def test_read_csv_errors_name_row_and_column(tmp_path, text, latent, match):

@@ -379,7 +379,7 @@ def read_frame(
             )
         )
     if split is None:
-        split = _inferred_split(where, graph, used, hint)
+        split = _inferred_split(where, graph, used, hint, _blank_columns(df, used, missing))
         notices += typo_notices(split.latent, used)
     if training:
         notices += unseen_latent_notice(split)
@@ -651,13 +651,34 @@ def _stated(column: pd.Series, kind: str | None, levels: Mapping | None) -> tupl
     return kind, given
 
 
-def _inferred_split(where: str, graph: BayesianNetwork, used: Sequence[str], hint: dict) -> LatentSplit:
+def _blank_columns(df: pd.DataFrame, columns: Sequence[str], missing: Sequence[str] | str) -> list[str]:
+    """The columns without a single value (every cell NaN or a missing token)."""
+    words, numbers = _missing_tokens(missing)
+
+    def hole(c) -> bool:
+        if isinstance(c, str):
+            return c.strip().casefold() in words
+        return bool(pd.isna(c)) or (isinstance(c, (int, float)) and c in numbers)
+
+    return [c for c in columns if df[c].map(hole).all()]
+
+
+def _inferred_split(
+    where: str, graph: BayesianNetwork, used: Sequence[str], hint: dict, blank: Sequence[str] = ()
+) -> LatentSplit:
     """The split whose latent nodes are the graph's nodes without a column."""
     unseen = [v for v in graph.nodes if v not in set(used)]
     if not unseen:
+        empty = ""
+        if blank:
+            cli = hint["latent"].startswith("--")
+            given = f"--latent {','.join(blank)}" if cli else f"latent={list(blank)!r}"
+            empty = (
+                f"; column(s) {preview(blank)} have no value at all: if their nodes are hidden, pass {given}"
+            )
         raise DataError(
             f"{where}every node of the graph has a column, so none is latent; name the latent "
-            f"nodes ({hint['latent']}) or drop their columns"
+            f"nodes ({hint['latent']}) or drop their columns{empty}"
         )
     try:
         return LatentSplit(graph, unseen)
