@@ -46,15 +46,19 @@ def _every_row(model):
     return torch.tensor(rows, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("mean", ["mlp", "linear"])
-def test_the_summed_model_is_a_normalised_distribution_of_the_observed_nodes(mean):
-    model = _model(mean)
+@pytest.mark.parametrize("mean, tables", [("mlp", False), ("linear", False), ("linear+mlp", True)])
+def test_the_summed_model_is_a_normalised_distribution_of_the_observed_nodes(mean, tables):
+    model = _model(mean, summed_tables=tables)
     x = _every_row(model)
     model.set_standardization(x)
+    if tables:  # h and its children x, y: free tables, here far from uniform
+        assert [model.observed[i] for i in model.decoder.learned.nodes] == ["h", "x", "y"]
+        with torch.no_grad():
+            model.decoder.learned.logits.normal_(0.0, 2.0, generator=torch.Generator().manual_seed(0))
     log_p = iwae(model, x, 3)
     assert torch.allclose(log_p.exp().sum(), torch.tensor(1.0, dtype=torch.float64), atol=1e-12)
     # with no continuous latent the estimate is exact: no Monte-Carlo error between calls
-    assert torch.equal(log_p, iwae(model, x, 50))
+    assert torch.allclose(log_p, iwae(model, x, 50), rtol=0, atol=1e-12)
 
 
 def _latent_model():
@@ -317,8 +321,8 @@ def test_auto_tries_candidates_that_differ_only_in_latent_options_once():
     observed = ("a", "h", "x", "y", "w")
     with_latent, _ = resolve_candidates("true", fixed, None, observed, latent=True)
     without, notices = resolve_candidates("true", fixed, None, observed, latent=False)
-    assert [c.name for c, _ in with_latent] == ["linear", "flow", "flow-t"]  # linear-t: no continuous node
-    assert [c.name for c, _ in without] == ["linear", "flow", "flow-t"]
+    assert [c.name for c, _ in with_latent] == ["linear", "flow", "flow-t", "tables"]  # no linear-t
+    assert [c.name for c, _ in without] == ["linear", "flow", "flow-t", "tables"]
     assert notices == ["candidate 'linear-t' is the same as 'linear' here (no column is continuous, so the "
                        "noise family does not apply)",
                        "no column is continuous, so 'flow-t' take(s) no Student-t noise here: each differs "
@@ -326,7 +330,9 @@ def test_auto_tries_candidates_that_differ_only_in_latent_options_once():
     fixed_mean = fixed | {"decoder_mean": "linear"}
     with_latent, _ = resolve_candidates("true", fixed_mean, None, observed, latent=True)
     without, notices = resolve_candidates("true", fixed_mean, None, observed, latent=False)
-    assert len(with_latent) == 2 and [c.name for c, _ in without] == ["linear"] and len(notices) == 3
+    assert (
+        len(with_latent) == 3 and [c.name for c, _ in without] == ["linear", "tables"] and len(notices) == 3
+    )
     assert "'flow' is the same as 'linear' here (every hidden node is summed out" in notices[1]
 
 
@@ -453,3 +459,32 @@ def test_compare_sums_the_stated_hidden_node_for_true_only(tmp_path, monkeypatch
                          folds=2, max_candidates=1, max_epochs=3, progress=False)  # fmt: skip
     assert seen["true"] == ((), ("h",), EXACT_LR, 5) and seen["vae"] == (("h",), (), LR, 4)
     assert np.isfinite(result.per_row[["true", "vae"]].to_numpy()).all()
+
+
+def test_the_tables_candidate_exists_only_where_hidden_nodes_are_summed():
+    from sirenvae.selection import resolve_candidates
+
+    names = [c.name for c, _ in resolve_candidates("true", {}, None, ("x",))[0]]
+    assert names == ["linear", "linear-t", "flow", "flow-t"]
+    names = [c.name for c, _ in resolve_candidates("true", {"summed": ("h",)}, None, ("x",))[0]]
+    assert names[-1] == "tables"
+
+
+def test_learned_tables_train_by_the_exact_gradient_and_the_prior_reads_them():
+    model = _model("linear", summed_tables=True, head_prior=2.0)
+    x = _every_row(model)
+    model.set_standardization(x)
+    learned = model.decoder.learned
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    loss = -(iwae(model, x[:5], 1).mean() + model.summed_nodes.log_prior(model))
+    loss.backward()
+    assert learned.logits.grad is not None and learned.logits.grad.abs().sum() > 0
+    # a table cell that no parent configuration of its node reaches gets no gradient
+    for t, configs in enumerate(learned.configs):
+        assert not learned.logits.grad[t, configs:].any()
+        assert not learned.logits.grad[t, :, learned._levels[t] :].any()
+    assert set(before) >= {"decoder.learned.logits"}
+    # the prior alone pulls every table towards uniform: at uniform tables its gradient vanishes
+    model.zero_grad()
+    (-model.summed_nodes.log_prior(model)).backward()
+    assert torch.allclose(learned.logits.grad, torch.zeros_like(learned.logits), atol=1e-12)

@@ -13,7 +13,11 @@ with the graph-masked affine step, so a default fit answers causal queries:
 2. ``linear-t``: the same with Student-t noise (heavy tails);
 3. ``flow``: two parent-conditioned residual blocks in prior and encoder, decoder mean affine plus a
    masked MLP;
-4. ``flow-t``: two blocks, the paper's MLP decoder mean with Student-t noise.
+4. ``flow-t``: two blocks, the paper's MLP decoder mean with Student-t noise;
+5. ``tables`` (only where hidden nodes with stated levels are summed out): ``flow``, with free
+   conditional probability tables for the summed nodes and their discrete children (EM's model
+   class, :class:`~sirenvae.models.tables.LearnedTables`). Added after the first four, chosen on
+   tuning draws of ALARM and CHILD (docs/results.md, "Learned tables").
 
 The VAEs get the matching decoder choices (linear, linear with Student-t, linear plus MLP, MLP with
 Student-t), the same number of candidates.
@@ -41,6 +45,7 @@ _GRF = (
     Candidate("linear-t", _LINEAR_BN | {"likelihood": "studentt"}),
     Candidate("flow", _PARENTS | {"decoder_mean": "linear+mlp"}),
     Candidate("flow-t", _PARENTS | {"likelihood": "studentt"}),
+    Candidate("tables", _PARENTS | {"decoder_mean": "linear+mlp", "summed_tables": True}),
 )
 _VAE = (
     Candidate("linear", {"decoder_mean": "linear"}),

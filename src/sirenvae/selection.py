@@ -207,12 +207,16 @@ def resolve_candidates(
     ``[(candidate, config)]`` without duplicates (a candidate made identical to an earlier one is
     tried once; with every one of the ``observed`` nodes given its own type, the continuous
     ``likelihood`` makes no difference, and without a continuous ``latent`` (every hidden node
-    summed) neither do :data:`LATENT_OPTIONS`), and notices for the candidates dropped.
+    summed) neither do :data:`LATENT_OPTIONS`), and notices for the candidates dropped. A
+    candidate with ``summed_tables`` exists only where ``fixed`` sums hidden nodes.
     """
     fixed = dict(fixed or {})
     no_noise = bool(observed) and set(observed) <= set(fixed.get("types") or ())  # every column typed
     out, notices, seen = [], [], {}  # {key: (name, config)} of the candidates kept
-    for cand in candidates_for(variant)[:max_candidates]:
+    summed = bool(fixed.get("summed"))
+    for cand in [c for c in candidates_for(variant) if summed or not c.options.get("summed_tables")][
+        :max_candidates
+    ]:
         options = cand.options | fixed
         try:
             config = ModelConfig(variant=variant, **options)

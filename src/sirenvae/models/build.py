@@ -127,6 +127,7 @@ def _decoder(
         in_units=units,
         tables=list(observed) if observed is not None and config.discrete_tables else None,
         untabled=untabled,
+        learned=list(observed) if observed is not None and config.summed_tables else None,
     )
 
 

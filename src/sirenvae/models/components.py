@@ -21,7 +21,7 @@ from sirenvae.masks import edge_blocks
 from sirenvae.models.config import DECODER_MEANS
 from sirenvae.models.likelihoods import family
 from sirenvae.models.observation import Observation
-from sirenvae.models.tables import ConditionalTables
+from sirenvae.models.tables import ConditionalTables, LearnedTables, learned_nodes
 
 if TYPE_CHECKING:
     import zuko
@@ -67,6 +67,8 @@ class Decoder(LazyDistribution):
             (:mod:`sirenvae.models.tables`) instead of the head, fitted with the offsets.
         untabled: Graph positions of observed nodes whose column is never seen (summed hidden
             nodes): neither they nor their children take a table.
+        learned: With ``untabled``, the summed nodes and their discrete children take free tables
+            learned with the model (:class:`~sirenvae.models.tables.LearnedTables`) instead of heads.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class Decoder(LazyDistribution):
         in_units: Tensor | None = None,
         tables: list[int] | None = None,
         untabled: Sequence[int] = (),
+        learned: list[int] | None = None,
     ) -> None:
         super().__init__()
         if mean not in DECODER_MEANS:
@@ -121,16 +124,24 @@ class Decoder(LazyDistribution):
             if mean == "linear":
                 self.raw_rows = nn.Parameter(torch.zeros(int((~fed).sum())))
             self.register_buffer("offset", torch.zeros(len(rows)))
-        self.tables = None
+        self.tables = self.learned = None
+        units = in_units if in_units is not None else torch.ones(sets.shape[1], dtype=torch.long)
+        where = {r: n for n, r in enumerate(rows)}
+
+        def head_rows(nodes: list[int]) -> Tensor:
+            heads = [len(observation.members[i].heads) for i in nodes]
+            return torch.tensor([where[i, h] for i, k in zip(nodes, heads, strict=True) for h in range(k)])
+
         if tables is not None and any(f.levels for f in observation.members):
-            units = in_units if in_units is not None else torch.ones(sets.shape[1], dtype=torch.long)
             found = ConditionalTables(node_sets, observation, tables, units, untabled)
             if len(found):
                 self.tables = found
-                where = {r: n for n, r in enumerate(rows)}
-                heads = [len(observation.members[i].heads) for i in found.nodes]
-                table_rows = [where[i, h] for i, k in zip(found.nodes, heads, strict=True) for h in range(k)]
-                self.register_buffer("_table_rows", torch.tensor(table_rows), persistent=False)
+                self.register_buffer("_table_rows", head_rows(found.nodes), persistent=False)
+        if learned is not None and untabled:
+            nodes = learned_nodes(node_sets, observation, learned, untabled)
+            if nodes:
+                self.learned = LearnedTables(node_sets, observation, learned, units, nodes)
+                self.register_buffer("_learned_rows", head_rows(nodes), persistent=False)
         self._constants = sorted({c for f in observation.members for c in f.constants})
         for name in self._constants:
             init = [f.constants.get(name, 0.0) for f in observation.members]
@@ -157,12 +168,17 @@ class Decoder(LazyDistribution):
         if self.tables is not None:
             self.tables.fit(x)
 
-    def _tabled(self, rows: Tensor, nodes: Tensor) -> Tensor:
-        """``rows`` with the tabled nodes' rows read from their tables."""
-        if self.tables is None:
+    def _tabled(self, rows: Tensor, tabled_from: Tensor, nodes: Tensor) -> Tensor:
+        """``rows`` with the tabled nodes' rows read from their tables (the count tables from
+        ``tabled_from``, the learned ones from ``nodes``).
+        """
+        if self.tables is None and self.learned is None:
             return rows
         rows = rows.clone()
-        rows[..., self._table_rows.to(rows.device)] = self.tables(nodes).to(rows.dtype)
+        if self.tables is not None:
+            rows[..., self._table_rows.to(rows.device)] = self.tables(tabled_from).to(rows.dtype)
+        if self.learned is not None:
+            rows[..., self._learned_rows.to(rows.device)] = self.learned(nodes).to(rows.dtype)
         return rows
 
     def forward(self, nodes: Tensor, tabled_from: Tensor | None = None) -> Distribution:
@@ -180,8 +196,11 @@ class Decoder(LazyDistribution):
                 heads = list(self.net(nodes).split(self.observed, -1))
                 if self.mean_kind == "linear+mlp":
                     heads[0] = self.linear(nodes) + heads[0]
-            if self.tables is not None:  # one family with tables: binary, one head
-                heads[0] = self._tabled(heads[0].expand(*nodes.shape[:-1], self.observed), tabled_from)
+            if (
+                self.tables is not None or self.learned is not None
+            ):  # one family with tables: binary, one head
+                shape = torch.broadcast_shapes(nodes.shape[:-1], tabled_from.shape[:-1])
+                heads[0] = self._tabled(heads[0].expand(*shape, self.observed), tabled_from, nodes)
             return single.distribution(*heads, **constants)
         rows_idx = self.observation.linear_rows.to(nodes.device)
         if self.mean_kind == "linear":
@@ -193,7 +212,7 @@ class Decoder(LazyDistribution):
             rows = self.net(nodes)
             if self.mean_kind == "linear+mlp":
                 rows = rows.index_add(-1, rows_idx, self.linear(nodes))
-        return self.observation.distribution(self._tabled(rows + self.offset, tabled_from), constants)
+        return self.observation.distribution(self._tabled(rows + self.offset, tabled_from, nodes), constants)
 
 
 class DiagonalEncoder(LazyDistribution):

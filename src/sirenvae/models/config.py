@@ -71,6 +71,9 @@ class ModelConfig:
         head_prior_form: ``"bdeu"``: ``head_prior`` pseudo-rows per node, spread evenly over its
             parent configurations too (BDeu's equivalent sample size); ``"configuration"``: per
             parent configuration.
+        summed_tables: With ``summed``, the summed nodes and their discrete children (every parent
+            discrete) take free conditional probability tables learned with the model
+            (:class:`~sirenvae.models.tables.LearnedTables`, EM's model class) instead of heads.
     """
 
     variant: Variant = "true"
@@ -98,6 +101,7 @@ class ModelConfig:
     summed: tuple[str, ...] = ()
     head_prior: float = 10.0
     head_prior_form: str = "bdeu"
+    summed_tables: bool = False
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -162,7 +166,7 @@ class ModelConfig:
 #: The options that act only on rows with holes, i.e. with ``mask_inputs``.
 HOLE_OPTIONS: tuple[str, ...] = ("hole_proposal", "mask_scale")
 #: The options that act only with summed discrete hidden nodes, i.e. with ``summed``.
-SUMMED_OPTIONS: tuple[str, ...] = ("head_prior", "head_prior_form")
+SUMMED_OPTIONS: tuple[str, ...] = ("head_prior", "head_prior_form", "summed_tables")
 
 #: What options added after the first release meant before they existed.
 LEGACY: dict = {
@@ -179,4 +183,5 @@ LEGACY: dict = {
     "summed": [],
     "head_prior": 1.0,  # acts only with summed nodes, which did not exist before it
     "head_prior_form": "configuration",
+    "summed_tables": False,
 }

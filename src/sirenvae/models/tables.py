@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from sirenvae.models.observation import Observation, unit_ranges
 
-__all__ = ["ALPHAS", "MAX_CONFIGS", "ConditionalTables", "tabled_nodes"]
+__all__ = ["ALPHAS", "MAX_CONFIGS", "ConditionalTables", "LearnedTables", "learned_nodes", "tabled_nodes"]
 
 #: The equivalent sample sizes tried per node.
 ALPHAS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
@@ -66,6 +66,27 @@ def tabled_nodes(
     return out
 
 
+def learned_nodes(
+    sets: Tensor, observation: Observation, observed: list[int], summed: Sequence[int]
+) -> list[int]:
+    """The observed nodes (model order) that get a :class:`LearnedTables` table: the summed nodes
+    (graph positions ``summed``) and their children, where binary or categorical with every parent
+    observed or summed, binary or categorical, and at most :data:`MAX_CONFIGS` parent configurations.
+    """
+    position = {v: i for i, v in enumerate(observed)}
+    members, hidden = observation.members, set(summed)
+    out = []
+    for i, f in enumerate(members):
+        parents = sets[i].nonzero().flatten().tolist()
+        if not f.levels or not (observed[i] in hidden or hidden.intersection(parents)):
+            continue
+        if not all(v in position and members[position[v]].levels for v in parents):
+            continue
+        if math.prod(_radix(members[position[v]]) for v in parents) <= MAX_CONFIGS:
+            out.append(i)
+    return out
+
+
 class ConditionalTables(nn.Module):
     """The tables of the nodes :func:`tabled_nodes` picks, fitted by :meth:`fit`, read by ``forward``.
 
@@ -79,6 +100,7 @@ class ConditionalTables(nn.Module):
         units: Input units per graph node.
         untabled: Graph positions of observed nodes whose column is never seen (see
             :func:`tabled_nodes`).
+        nodes: The nodes (model order) instead of those :func:`tabled_nodes` picks.
     """
 
     def __init__(
@@ -88,9 +110,10 @@ class ConditionalTables(nn.Module):
         observed: list[int],
         units: Tensor,
         untabled: Sequence[int] = (),
+        nodes: list[int] | None = None,
     ) -> None:
         super().__init__()
-        self.nodes = tabled_nodes(sets, observation, observed, untabled)
+        self.nodes = tabled_nodes(sets, observation, observed, untabled) if nodes is None else list(nodes)
         members, position = observation.members, {v: i for i, v in enumerate(observed)}
         spans = unit_ranges(units)
         # the discrete observed parents whose codes are read, and where their units sit
@@ -166,9 +189,13 @@ class ConditionalTables(nn.Module):
             return nodes.new_zeros(*nodes.shape[:-1], 0)
         config = self.configurations(self._codes(nodes))  # (*, T)
         tables = torch.arange(len(self.nodes), device=nodes.device)
-        picked = self.log_probs.to(nodes.dtype)[tables, config].flatten(-2)  # (*, T * most levels)
+        picked = self.table().to(nodes.dtype)[tables, config].flatten(-2)  # (*, T * most levels)
         plus, minus = self._take.to(nodes.device), self._minus.to(nodes.device)
         return picked[..., plus] - picked[..., minus] * self._binary_rows.to(picked)
+
+    def table(self) -> Tensor:
+        """The log-probabilities ``(tables, most configurations, most levels)``, padded."""
+        return self.log_probs
 
     @torch.no_grad()
     def fit(self, x: Tensor) -> None:
@@ -207,3 +234,36 @@ class ConditionalTables(nn.Module):
             self.log_probs[t].zero_()
             self.log_probs[t, :C, :K] = table.to(self.log_probs)
             self.alpha[t] = best
+
+
+class LearnedTables(ConditionalTables):
+    r"""Free conditional probability tables, learned with the rest of the model: for the summed hidden
+    nodes and their discrete children (:func:`learned_nodes`), whose factors a count table cannot
+    fit (a parent's state is never seen), :math:`p(x_i = k \mid pa = c) = \mathrm{softmax}_k
+    \theta_{ick}`, the model class of EM on a discrete network. Trained through the exact sum over
+    the hidden states, with the Dirichlet prior of
+    :meth:`~sirenvae.models.summed.SummedNodes.log_prior` as EM's smoothing; starts uniform.
+
+    Arguments:
+        sets, observation, observed, units: As for :class:`ConditionalTables`.
+        nodes: The nodes (model order), :func:`learned_nodes`.
+    """
+
+    def __init__(
+        self, sets: Tensor, observation: Observation, observed: list[int], units: Tensor, nodes: list[int]
+    ) -> None:
+        super().__init__(sets, observation, observed, units, nodes=nodes)
+        shape = self.log_probs.shape
+        del self.log_probs, self.alpha
+        pad = torch.zeros(shape)
+        for t, (levels, configs) in enumerate(zip(self._levels, self.configs, strict=True)):
+            pad[t, :, levels:] = -math.inf
+            pad[t, configs:] = 0.0  # configurations beyond the node's own are never read
+        self.register_buffer("_pad", pad, persistent=False)
+        self.logits = nn.Parameter(torch.zeros(shape))
+
+    def table(self) -> Tensor:
+        return (self.logits + self._pad.to(self.logits)).log_softmax(-1)
+
+    def fit(self, x: Tensor) -> None:
+        """Nothing: these tables are trained with the model."""
