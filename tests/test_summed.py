@@ -488,3 +488,23 @@ def test_learned_tables_train_by_the_exact_gradient_and_the_prior_reads_them():
     model.zero_grad()
     (-model.summed_nodes.log_prior(model)).backward()
     assert torch.allclose(learned.logits.grad, torch.zeros_like(learned.logits), atol=1e-12)
+
+
+def test_the_search_on_an_exact_model_says_its_fold_scores_are_exact():
+    from sirenvae.pipeline import TrainOptions
+    from sirenvae.selection import SelectionSettings, select
+    from sirenvae.training import FitConfig
+
+    config = ModelConfig(types=TYPES, summed=("h",))
+    x = _every_row(_model()).float().repeat(2, 1)
+    split = LatentSplit(GRAPH, [], allow_empty=True)
+    fixed = {"types": config.types, "summed": ("h",)}
+    settings = SelectionSettings(folds=2, max_candidates=1, classical=False)
+    tiny, options = FitConfig(max_epochs=2, batch_size=16), TrainOptions(warmup_steps=0)
+    out = select(split, x, "true", fixed=fixed, fit_config=tiny, options=options, settings=settings)
+    assert "held-out exact NLL;" in out.rule and "IWAE" not in out.rule
+    bn = BayesianNetwork({"z": [], "a": ["z"], "h": ["a"], "x": ["h", "a"], "y": ["h"], "w": []})
+    out = select(
+        LatentSplit(bn, ["z"]), x, "true", fixed=fixed, fit_config=tiny, options=options, settings=settings
+    )
+    assert "held-out IWAE NLL (K = 100)" in out.rule  # a continuous latent: importance sampled
