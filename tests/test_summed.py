@@ -3,6 +3,7 @@
 import itertools
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -485,6 +486,9 @@ def test_learned_tables_train_by_the_exact_gradient_and_the_prior_reads_them():
         assert not learned.logits.grad[t, :, learned._levels[t] :].any()
     assert set(before) >= {"decoder.learned.logits"}
     # the prior alone pulls every table towards uniform: at uniform tables its gradient vanishes
+    assert learned.logits.std() > 0.5  # the tables start apart (uniform ones are a saddle point)
+    with torch.no_grad():
+        learned.logits.zero_()
     model.zero_grad()
     (-model.summed_nodes.log_prior(model)).backward()
     assert torch.allclose(learned.logits.grad, torch.zeros_like(learned.logits), atol=1e-12)
@@ -508,3 +512,41 @@ def test_the_search_on_an_exact_model_says_its_fold_scores_are_exact():
         LatentSplit(bn, ["z"]), x, "true", fixed=fixed, fit_config=tiny, options=options, settings=settings
     )
     assert "held-out IWAE NLL (K = 100)" in out.rule  # a continuous latent: importance sampled
+
+
+def test_an_exact_model_keeps_the_best_of_its_restarts_and_each_restart_resumes(tmp_path):
+    from sirenvae.pipeline import TrainOptions, train_model
+    from sirenvae.training import FitConfig
+
+    split = LatentSplit(GRAPH, [], allow_empty=True)
+    config = ModelConfig(types=TYPES, summed=("h",), summed_tables=True)
+    x = _every_row(_model()).float().repeat(3, 1)
+    fit, options = FitConfig(max_epochs=4, batch_size=16, seed=5), TrainOptions(warmup_steps=0)
+    alone = [
+        train_model(split, x, model_config=config, fit_config=replace(fit, seed=s), options=options)[1]
+        for s in (5, 6, 7)
+    ]
+    objectives = [h.best_valid_loss for h in alone]
+    model, history = train_model(split, x, model_config=config, fit_config=fit, options=options, restarts=3)
+    assert history.best_valid_loss == min(objectives)  # each restart is the fit at its seed
+    # with a run directory: the best restart's model, every objective recorded, the restarts gone
+    out = tmp_path / "run"
+    train_model(split, x, model_config=config, fit_config=fit, options=options, restarts=3, out=out)
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["restarts"]["objectives"] == pytest.approx(objectives)
+    assert meta["restarts"]["chosen"] == 1 + objectives.index(min(objectives))
+    assert meta["fit"]["seed"] == 5 and not (out / "restarts").exists()
+    # a run killed after its first restart goes on from it (no "already holds a trained model")
+    again = tmp_path / "again"
+    train_model(split, x, model_config=config, fit_config=fit, options=options, out=again / "restarts" / "1")
+    _, h = train_model(split, x, model_config=config, fit_config=fit, options=options, restarts=3, out=again,
+                       resume=True)  # fmt: skip
+    assert h.best_valid_loss == min(objectives)
+    assert json.loads((again / "model.json").read_text())["restarts"]["objectives"] == pytest.approx(
+        objectives
+    )
+    # a model with a continuous latent trains once whatever restarts says
+    bn = BayesianNetwork({"z": [], "a": ["z"], "h": ["a"], "x": ["h", "a"], "y": ["h"], "w": []})
+    _, once = train_model(LatentSplit(bn, ["z"]), x, model_config=config, fit_config=fit, options=options,
+                          restarts=3)  # fmt: skip
+    assert len(once.valid_loss) == 4

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from sirenvae.data import Table, stated_split, stated_types
-from sirenvae.defaults import EXACT_LR
+from sirenvae.defaults import EXACT_LR, EXACT_RESTARTS
 from sirenvae.devices import resolve_device, torch_threads
 from sirenvae.files import run_lock
 from sirenvae.fitted import FittedModel, _read, load, warn_user
@@ -252,6 +252,7 @@ def _fit_rows(
         overwrite=overwrite and selection is None,  # a search replaced the old run before it began
         extra_meta=extra,
         device=device,
+        restarts=EXACT_RESTARTS,
     )
     if out is not None:
         fitted = load(out, device=device)
@@ -407,8 +408,8 @@ def _recorded_run(out, resume: bool) -> dict | None:
         return None
     if out is None:
         raise ValueError("resume needs the run directory to continue (out=...)")
-    for name in ("checkpoint.json", "model.json"):
-        path = Path(out) / name
+    restarts = sorted(Path(out).glob("restarts/*/*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in [Path(out) / "checkpoint.json", Path(out) / "model.json", *restarts]:
         if path.exists():
             try:
                 meta = json.loads(path.read_text())

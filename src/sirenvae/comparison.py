@@ -421,6 +421,7 @@ def _deep_fold(split, train, test, variant, fixed, fit_config, options, settings
     """One outer fold of a deep model: settings chosen on ``train`` alone, refitted on it, and the
     held-out rows' IWAE NLL.
     """
+    from sirenvae.defaults import EXACT_RESTARTS
     from sirenvae.objectives import evaluate_rows
     from sirenvae.pipeline import train_model
 
@@ -432,8 +433,9 @@ def _deep_fold(split, train, test, variant, fixed, fit_config, options, settings
         device=device, progress=inner,
     )  # fmt: skip
     model, _ = train_model(
-        split, train, model_config=pick.config, fit_config=fit_config, options=options, device=device
-    )
+        split, train, model_config=pick.config, fit_config=fit_config, options=options, device=device,
+        restarts=EXACT_RESTARTS,
+    )  # fmt: skip
     torch.manual_seed(fit_config.seed)
     values = evaluate_rows(model, test.to(model.loc.device), importance_samples=IMPORTANCE_SAMPLES)["nll"]
     values = values.double().cpu().numpy()

@@ -133,6 +133,7 @@ def train_model(
     overwrite: bool = False,
     extra_meta: dict | None = None,
     device: str | torch.device | None = None,
+    restarts: int = 1,
 ) -> tuple[SIReNVAE, History]:
     """Builds and trains a model on ``train`` (observed nodes in topological order).
 
@@ -140,12 +141,19 @@ def train_model(
     ``resume`` continues an interrupted run from its last checkpoint. An existing run is never
     overwritten unless ``overwrite`` (which removes its model and checkpoint before training).
     The model trains on ``device`` (default: the CPU) and is returned there; files always hold CPU
-    tensors, so a run started on one device resumes on another.
+    tensors, so a run started on one device resumes on another. A model whose hidden nodes are all
+    summed (an exact objective) trains ``restarts`` times, from seeds ``seed``, ``seed + 1``, ...,
+    and keeps the lowest training objective (:func:`_best_restart`); other models train once.
     """
     device = resolve_device(device)
     model_config = model_config or ModelConfig()
     fit_config = fit_config or FitConfig()
     options = options or TrainOptions()
+    if restarts > 1 and model_config.summed and not split.latent:
+        return _best_restart(
+            restarts, split, train, model_config=model_config, fit_config=fit_config, options=options,
+            out=out, resume=resume, overwrite=overwrite, extra_meta=extra_meta, device=device,
+        )  # fmt: skip
     if train.ndim != 2 or train.shape[0] < 2:
         raise ValueError(f"need at least 2 training rows, got {train.shape[0] if train.ndim == 2 else 0}")
     if train.isinf().any():
@@ -271,6 +279,49 @@ def train_model(
     return model, history
 
 
+def _best_restart(restarts: int, split, train, *, fit_config, out, resume, overwrite, **kw):
+    """A model with an exact objective trained from ``restarts`` seeds, the lowest objective kept: its
+    likelihood has local optima (a hidden node's states can settle into a poorer split of the rows),
+    and the objective, exact, tells them apart as EM's log-likelihood does (docs/results.md, "Learned
+    tables"). With ``out`` each restart is a run of its own in ``out/restarts/N`` (each resumes), and
+    the best is written to ``out`` with every restart's objective; the restarts' files then go.
+    """
+    import json
+    import shutil
+
+    out = None if out is None else Path(out)
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            raise RunExists(f"{out} is a file, not a run directory; choose another --out")
+        if overwrite and not resume:
+            remove_run(out)
+        if (out / "model.json").exists():
+            if not resume:
+                raise RunExists(f"{out} already holds a trained model; choose another --out or pass --resume")
+            return train_model(split, train, fit_config=fit_config, out=out, resume=True, **kw)
+    best, objectives = None, []
+    for r in range(restarts):
+        sub = None if out is None else out / "restarts" / str(r + 1)
+        again = (
+            sub is not None and resume and any((sub / f).exists() for f in ("model.json", "checkpoint.json"))
+        )
+        config = replace(fit_config, seed=fit_config.seed + r)
+        model, history = train_model(split, train, fit_config=config, out=sub, resume=again, **kw)
+        objectives.append(history.best_valid_loss)
+        if best is None or history.best_valid_loss < best[1].best_valid_loss:
+            best = (r, history, model)
+    r, history, model = best
+    if out is not None:
+        meta = json.loads((out / "restarts" / str(r + 1) / "model.json").read_text())
+        meta["fit"] = fit_config.to_dict() | {"progress": False}
+        meta["restarts"] = {"chosen": r + 1, "seeds": [fit_config.seed + i for i in range(restarts)],
+                            "objectives": objectives}  # fmt: skip
+        save_checkpoint(out, "model", model.state_dict(), meta)
+        write_history(out, history, warmup_epochs=0, title=_curve_title(meta, history))
+        shutil.rmtree(out / "restarts")
+    return model, history
+
+
 def _curve_title(meta: dict, history: History) -> str:
     """The title of a run's ``training.png``: model, data size and why training stopped."""
     return f"{meta['model']['variant']} on {meta['train_rows']} rows: {history.stopped}"
@@ -296,8 +347,8 @@ def _diverged(error: TrainingError, model: SIReNVAE, meta: dict, out: Path) -> T
 
 
 def remove_run(out: Path) -> None:
-    """Removes a run directory's model and checkpoint files and its settings search (the finished
-    folds in ``selection/`` and ``selection.csv``), and nothing else.
+    """Removes a run directory's model and checkpoint files, its settings search (the finished folds
+    in ``selection/`` and ``selection.csv``) and its unfinished restarts, and nothing else.
     """
     for name in ("model", "checkpoint"):
         (out / f"{name}.json").unlink(missing_ok=True)
@@ -308,6 +359,10 @@ def remove_run(out: Path) -> None:
         fold.unlink()
     if (out / "selection").is_dir() and not any((out / "selection").iterdir()):
         (out / "selection").rmdir()
+    if (out / "restarts").is_dir():  # the restarts of an exact model (runs of this run's own)
+        import shutil
+
+        shutil.rmtree(out / "restarts")
 
 
 _RUN_KEYS = ("model", "fit", "train_options", "graph", "latent", "observed", "data_sha256")

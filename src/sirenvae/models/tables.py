@@ -31,6 +31,9 @@ __all__ = ["ALPHAS", "MAX_CONFIGS", "ConditionalTables", "LearnedTables", "learn
 
 #: The equivalent sample sizes tried per node.
 ALPHAS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
+#: The spread of the learned tables' initial logits: uniform tables are a saddle point (a hidden
+#: node's states would be exchangeable), so they start apart, as EM starts from random tables.
+INIT_SD = 1.0
 #: A node whose parents have more joint configurations than this keeps the decoder's head.
 MAX_CONFIGS = 4096
 
@@ -260,7 +263,7 @@ class LearnedTables(ConditionalTables):
             pad[t, :, levels:] = -math.inf
             pad[t, configs:] = 0.0  # configurations beyond the node's own are never read
         self.register_buffer("_pad", pad, persistent=False)
-        self.logits = nn.Parameter(torch.zeros(shape))
+        self.logits = nn.Parameter(torch.randn(shape) * INIT_SD)  # the states start apart
 
     def table(self) -> Tensor:
         return (self.logits + self._pad.to(self.logits)).log_softmax(-1)
