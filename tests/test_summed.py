@@ -3,6 +3,7 @@
 import itertools
 import json
 import math
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -235,6 +236,7 @@ def test_the_command_line_sums_a_stated_hidden_node_and_refuses_its_counterfactu
     assert "summed out exactly over their 2 joint states" in r.output
     assert "learned up to a relabelling" in r.output and "--allow-unidentified" in r.output
     assert "best training loss (NLL + head prior, per row; all rows)" in r.output  # no validation rows
+    assert re.search(r"\(restart \d of 3, the lowest of [\d.]+, [\d.]+, [\d.]+\)", r.output), r.output
     meta = json.loads((run / "model.json").read_text())
     assert meta["model"]["summed"] == ["h"] and meta["latent"] == []
     fitted = load(run)

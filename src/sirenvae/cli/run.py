@@ -212,9 +212,14 @@ def fit(
     history = fitted.history
     best = history.best_valid_loss
     what = "validation -ELBO" if history.valid_loss else "training loss (NLL + head prior, per row; all rows)"
+    restarts = fitted.meta.get("restarts")
+    of = ""
+    if restarts:
+        scores = ", ".join(f"{v:.3f}" for v in restarts["objectives"])
+        of = f" (restart {restarts['chosen']} of {len(restarts['objectives'])}, the lowest of {scores})"
     say(
         f"done in {time.perf_counter() - start:.1f} s: {len(history.train_loss)} epochs ({history.stopped}), "
-        f"best {what} {best:.3f} at epoch {history.best_epoch}; model in {out}"
+        f"best {what} {best:.3f} at epoch {history.best_epoch}{of}; model in {out}"
     )
 
 
