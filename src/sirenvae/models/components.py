@@ -196,9 +196,7 @@ class Decoder(LazyDistribution):
                 heads = list(self.net(nodes).split(self.observed, -1))
                 if self.mean_kind == "linear+mlp":
                     heads[0] = self.linear(nodes) + heads[0]
-            if (
-                self.tables is not None or self.learned is not None
-            ):  # one family with tables: binary, one head
+            if self.tables is not None or self.learned is not None:  # one family with tables: binary
                 shape = torch.broadcast_shapes(nodes.shape[:-1], tabled_from.shape[:-1])
                 heads[0] = self._tabled(heads[0].expand(*shape, self.observed), tabled_from, nodes)
             return single.distribution(*heads, **constants)
