@@ -196,3 +196,14 @@ def test_the_inverse_folds_its_observed_layer_to_the_networks_width():
     assert width < height
     rows = {round(t.get_position()[1], 3) for t in fig.axes[1].texts if t.get_text().startswith("x")}
     assert len(rows) == 3  # 8 + 8 + 4
+
+
+def test_the_training_curve_names_a_loss_that_is_not_the_elbo():
+    from sirenvae.plots import training_figure
+    from sirenvae.training import History
+
+    history = History(train_loss=[3.0, 2.0, 1.5], best_epoch=2, stopped="done")
+    labels = [t.get_text() for t in training_figure(history).axes[0].get_legend().get_texts()]
+    assert labels[0] == "training loss (-ELBO, β-weighted in warm-up)"
+    exact = training_figure(history, train_label="training loss (exact NLL + head prior, per row)")
+    assert exact.axes[0].get_legend().get_texts()[0].get_text().startswith("training loss (exact NLL")

@@ -275,8 +275,15 @@ def train_model(
     if out is not None:
         meta |= {"status": "finished", "history": history.to_dict()}
         save_checkpoint(out, "model", model.state_dict(), meta)
-        write_history(out, history, warmup_epochs=warmup / steps_per_epoch, title=_curve_title(meta, history))
+        write_history(
+            out, history, warmup_epochs=warmup / steps_per_epoch, title=_curve_title(meta, history),
+            train_label=EXACT_LABEL if exact else "",
+        )  # fmt: skip
     return model, history
+
+
+#: The training loss of a model whose hidden nodes are all summed, as its picture names it.
+EXACT_LABEL = "training loss (exact NLL + head prior, per row)"
 
 
 def _best_restart(restarts: int, split, train, *, fit_config, out, resume, overwrite, **kw):
@@ -317,7 +324,8 @@ def _best_restart(restarts: int, split, train, *, fit_config, out, resume, overw
         meta["restarts"] = {"chosen": r + 1, "seeds": [fit_config.seed + i for i in range(restarts)],
                             "objectives": objectives}  # fmt: skip
         save_checkpoint(out, "model", model.state_dict(), meta)
-        write_history(out, history, warmup_epochs=0, title=_curve_title(meta, history))
+        title = f"{_curve_title(meta, history)}; restart {r + 1} of {restarts}, the lowest"
+        write_history(out, history, title=title, train_label=EXACT_LABEL)
         shutil.rmtree(out / "restarts")
     return model, history
 

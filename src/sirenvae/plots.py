@@ -251,8 +251,10 @@ def _legend(fig, kinds: list[tuple[str, set]], palette: dict[str, str]) -> None:
 
 
 # ---------------------------------------------------------------------- training
-def training_figure(history, *, warmup_epochs: float = 0.0, title: str = ""):
-    """Training and validation loss per epoch, the KL warm-up shaded and the best epoch marked."""
+def training_figure(history, *, warmup_epochs: float = 0.0, title: str = "", train_label: str = ""):
+    """Training and validation loss per epoch, the KL warm-up shaded and the best epoch marked;
+    ``train_label`` names the training loss where it is not the (warmed-up) -ELBO.
+    """
     from matplotlib.figure import Figure
 
     train = np.asarray(history.train_loss, dtype=float)
@@ -262,7 +264,8 @@ def training_figure(history, *, warmup_epochs: float = 0.0, title: str = ""):
     ax = fig.subplots()
     if warmup_epochs > 0:
         ax.axvspan(-0.5, min(warmup_epochs, len(train)) - 0.5, color="#f3e3b5", label="KL warm-up")
-    ax.plot(epochs, train, color="#1f77b4", lw=1.3, label="training loss (-ELBO, β-weighted in warm-up)")
+    label = train_label or "training loss (-ELBO, β-weighted in warm-up)"
+    ax.plot(epochs, train, color="#1f77b4", lw=1.3, label=label)
     if len(valid):
         ax.plot(np.arange(len(valid)), valid, color="#d62728", lw=1.3, label="validation -ELBO")
     best = history.best_epoch
@@ -286,7 +289,9 @@ def training_figure(history, *, warmup_epochs: float = 0.0, title: str = ""):
     return fig
 
 
-def write_history(directory: str | Path, history, *, warmup_epochs: float = 0.0, title: str = "") -> None:
+def write_history(
+    directory: str | Path, history, *, warmup_epochs: float = 0.0, title: str = "", train_label: str = ""
+) -> None:
     """Writes ``history.csv`` (epoch, train_loss, valid_loss) and ``training.png`` into a run directory."""
     import pandas as pd
 
@@ -295,4 +300,5 @@ def write_history(directory: str | Path, history, *, warmup_epochs: float = 0.0,
     valid = list(history.valid_loss) + [float("nan")] * (n - len(history.valid_loss))
     frame = pd.DataFrame({"epoch": range(n), "train_loss": history.train_loss, "valid_loss": valid[:n]})
     atomic_write(directory / "history.csv", lambda tmp: frame.to_csv(tmp, index=False))
-    save(training_figure(history, warmup_epochs=warmup_epochs, title=title), directory / "training.png")
+    figure = training_figure(history, warmup_epochs=warmup_epochs, title=title, train_label=train_label)
+    save(figure, directory / "training.png")
