@@ -16,8 +16,8 @@ with the graph-masked affine step, so a default fit answers causal queries:
 4. ``flow-t``: two blocks, the paper's MLP decoder mean with Student-t noise;
 5. ``tables`` (only where hidden nodes with stated levels are summed out): ``flow``, with free
    conditional probability tables for the summed nodes and their discrete children (EM's model
-   class, :class:`~sirenvae.models.tables.LearnedTables`). Added after the first four, chosen on
-   tuning draws of ALARM and CHILD (docs/results.md, "Learned tables").
+   class, :class:`~sirenvae.models.tables.LearnedTables`). Added after the first four, on tuning
+   draws of ALARM (docs/results.md, "Learned tables and restarts").
 
 The VAEs get the matching decoder choices (linear, linear with Student-t, linear plus MLP, MLP with
 Student-t), the same number of candidates.

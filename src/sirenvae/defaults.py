@@ -33,5 +33,5 @@ EXACT_LR = 1e-2
 #: The final fit of such a model keeps the best of this many restarts by its exact training objective
 #: (the search's folds train once): on an own 9-node network with a 3-state hidden node, 2 of 8 seeds
 #: settled in a poorer optimum, 0.02 nat worse in training and 0.11 on held-out rows, which the
-#: objective told apart every time (docs/results.md, "Learned tables").
+#: objective told apart every time (docs/results.md, "Learned tables and restarts").
 EXACT_RESTARTS = 3

@@ -290,8 +290,9 @@ def _best_restart(restarts: int, split, train, *, fit_config, out, resume, overw
     """A model with an exact objective trained from ``restarts`` seeds, the lowest objective kept: its
     likelihood has local optima (a hidden node's states can settle into a poorer split of the rows),
     and the objective, exact, tells them apart as EM's log-likelihood does (docs/results.md, "Learned
-    tables"). With ``out`` each restart is a run of its own in ``out/restarts/N`` (each resumes), and
-    the best is written to ``out`` with every restart's objective; the restarts' files then go.
+    tables and restarts"). With ``out`` each restart is a run of its own in ``out/restarts/N`` (each
+    resumes), and the best is written to ``out`` with every restart's objective; the restarts' files
+    then go.
     """
     import json
     import shutil
