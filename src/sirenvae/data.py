@@ -379,7 +379,7 @@ def read_frame(
             )
         )
     if split is None:
-        split = _inferred_split(where, graph, used, hint, _blank_columns(df, used, missing))
+        split = _inferred_split(where, graph, used, hint, _blank_columns(df, used, missing, hint))
         notices += typo_notices(split.latent, used)
     if training:
         notices += unseen_latent_notice(split)
@@ -651,16 +651,10 @@ def _stated(column: pd.Series, kind: str | None, levels: Mapping | None) -> tupl
     return kind, given
 
 
-def _blank_columns(df: pd.DataFrame, columns: Sequence[str], missing: Sequence[str] | str) -> list[str]:
-    """The columns without a single value (every cell NaN or a missing token)."""
-    words, numbers = _missing_tokens(missing)
-
-    def hole(c) -> bool:
-        if isinstance(c, str):
-            return c.strip().casefold() in words
-        return bool(pd.isna(c)) or (isinstance(c, (int, float)) and c in numbers)
-
-    return [c for c in columns if df[c].map(hole).all()]
+def _blank_columns(df: pd.DataFrame, columns: Sequence[str], missing: Sequence[str] | str, hint) -> list[str]:
+    """The columns without a single value (every cell missing, by :func:`_numbers`' rule)."""
+    tokens = _missing_tokens(missing)
+    return [c for c in columns if _numbers(df[c], tokens, True, hint)[1].all()]
 
 
 def _inferred_split(
