@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sirenvae.models.summed import summed_parts
+from sirenvae.models.summed import exact_rows, summed_parts
 from sirenvae.models.vae import prior_draws, resample
 from sirenvae.objectives import chunk_rows
 
@@ -157,7 +157,7 @@ def hidden_draws(model, x: Tensor, n: int, proposals: int = 0) -> tuple[Tensor, 
     draws, sizes = [], []
     for xb in x.split(rows):
         xb = xb.to(model.loc)
-        if not model.latent and model.summed_nodes.only_holes(xb):  # exact: n independent draws
+        if exact_rows(model, xb):  # exact: n independent draws
             z = xb.new_zeros(n, xb.shape[0], 0)
             filled = summed_parts(model, xb, z, draw=True)[2]
             draws.append(filled[..., where])
@@ -186,7 +186,7 @@ def hidden_probabilities(model, x: Tensor, proposals: int = 1000) -> Tensor:
     exact without a continuous latent or another hole.
     """
     nodes = model.summed_nodes
-    exact = not model.latent and nodes.only_holes(x)
+    exact = exact_rows(model, x)
     S = 1 if exact else proposals
     rows = chunk_rows(model, S, x)
     states = nodes.states.long()  # (E, len(summed)) codes

@@ -18,6 +18,7 @@ import math
 import torch
 from torch import Tensor
 
+from sirenvae.models.summed import exact_rows
 from sirenvae.models.vae import DEFENSIVE_SHARE, prior_draws
 
 __all__ = [
@@ -95,7 +96,7 @@ def chunk_rows(model, samples: int, x: Tensor | None = None, exact: int = 1) -> 
     chunk = eval_chunk(model)
     if getattr(model, "summed", ()):
         chunk = max(64, chunk // model.summed_nodes.states.shape[0])
-        if not model.latent and x is not None and model.summed_nodes.only_holes(x):
+        if x is not None and exact_rows(model, x):
             samples = exact
     return max(1, chunk // max(samples, 1))
 

@@ -44,6 +44,7 @@ from sirenvae.candidates import STUDENT_T_FORM, Candidate, candidates_for
 from sirenvae.files import atomic_write_text
 from sirenvae.graph import LatentSplit
 from sirenvae.models import ModelConfig
+from sirenvae.models.summed import only_holes_at
 from sirenvae.parallel import Pool
 from sirenvae.version import __version__
 
@@ -439,9 +440,7 @@ def select(
         if live[c] == "ok" and not all(results.get((c, f), {}).get("status") == "ok" for f in range(k)):
             live[c] = "time budget"
     summed = [split.observed.index(v) for v in (fixed or {}).get("summed", ()) if v in split.observed]
-    present = ~x_cpu.isnan()
-    present[:, summed] = True
-    exact = not split.latent and bool(present.all())  # no draw: every fold's NLL is exact
+    exact = not split.latent and only_holes_at(x_cpu, summed)  # no draw: every fold's NLL is exact
     return _outcome(
         variant, chosen_list, names, live, results, parts, n, k, x_cpu, settings, notices,
         time.perf_counter() - start, exact,

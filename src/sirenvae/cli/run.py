@@ -349,6 +349,7 @@ def evaluate(
     """Print NLL (IWAE), negative ELBO, reconstruction error and, where known, the oracle NLL."""
     import torch
 
+    from sirenvae.models.summed import exact_rows
     from sirenvae.networks import oracle_nll
     from sirenvae.objectives import evaluate as evaluate_model
     from sirenvae.pipeline import load_model
@@ -371,7 +372,7 @@ def evaluate(
             model, wide, importance_samples=importance_samples, per_row=per_row is not None
         )
         # exact as proposal_parts decides it: no continuous latent, no hole but the summed nodes'
-        exact = bool(model.summed) and not model.latent and model.summed_nodes.only_holes(wide)
+        exact = bool(model.summed) and exact_rows(model, wide)
         if per_row is not None:
             _write_per_row(per_row, result.pop("per_row"), id_column, ids)
         same_graph = net is not None and set(net.graph.nodes) == set(model.graph.nodes)

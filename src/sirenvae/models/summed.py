@@ -21,7 +21,7 @@ from sirenvae.graph import LatentSplit
 from sirenvae.models.config import HEAD_PRIOR_FORMS
 from sirenvae.models.tables import MAX_CONFIGS
 
-__all__ = ["MAX_SUMMED_STATES", "SummedNodes", "summed_parts"]
+__all__ = ["MAX_SUMMED_STATES", "SummedNodes", "exact_rows", "only_holes_at", "summed_parts"]
 
 #: The most joint states of the summed hidden nodes (each row is scored once per state).
 MAX_SUMMED_STATES = 1024
@@ -152,9 +152,7 @@ class SummedNodes(nn.Module):
 
     def only_holes(self, x: Tensor) -> bool:
         """Whether the summed nodes' columns are the only missing cells of ``x``."""
-        present = ~x.isnan()
-        present[..., self.where] = True
-        return bool(present.all())
+        return only_holes_at(x, self.where)
 
     def rows(self, x: Tensor) -> Tensor:
         """``x`` ``(*, N, Dx)`` repeated at every joint state ``(E, *, N, Dx)``, the states filled in."""
@@ -162,6 +160,20 @@ class SummedNodes(nn.Module):
         xe = x.unsqueeze(0).repeat(E, *(1,) * x.dim())
         xe[..., self.where] = self.states.view(E, *(1,) * (x.dim() - 1), -1).to(x.dtype)
         return xe
+
+
+def only_holes_at(x: Tensor, where) -> bool:
+    """Whether the columns ``where`` hold the only missing cells (NaN) of ``x``."""
+    present = ~x.isnan()
+    present[..., where] = True
+    return bool(present.all())
+
+
+def exact_rows(model, x: Tensor) -> bool:
+    """Whether ``model`` scores the rows ``x`` exactly: no continuous latent, and no hole but the
+    summed nodes' columns (then nothing is drawn: a sum over their joint states).
+    """
+    return not model.latent and model.summed_nodes.only_holes(x)
 
 
 def summed_parts(model, x: Tensor, z: Tensor, draw: bool = False, terms: bool = False):

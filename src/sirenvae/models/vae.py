@@ -22,7 +22,7 @@ from sirenvae.flows.grf import GraphicalResidualFlow
 from sirenvae.graph import BayesianNetwork, LatentSplit
 from sirenvae.models.config import ModelConfig
 from sirenvae.models.observation import graph_units, unit_ranges
-from sirenvae.models.summed import SummedNodes, summed_parts
+from sirenvae.models.summed import SummedNodes, exact_rows, summed_parts
 
 __all__ = ["DEFENSIVE_SHARE", "SIReNVAE", "prior_draws", "resample"]
 
@@ -277,7 +277,7 @@ class SIReNVAE(nn.Module):
         :math:`\log p(x \mid z)` and ``log_pz`` :math:`\log p(z \mid x_{pa(Z)})`, each ``(S + P, N)``
         (``P`` = 0 where the prior draws are skipped).
         """
-        if self.summed and not self.latent and self.summed_nodes.only_holes(x):
+        if self.summed and exact_rows(self, x):
             # exact: no latent and no hole to draw, so every proposal has the same weight
             parts = self.proposal_parts(x, 1, 0) if samples > 1 or prior_samples else None
             if parts is not None:
