@@ -149,7 +149,11 @@ def train_model(
     model_config = model_config or ModelConfig()
     fit_config = fit_config or FitConfig()
     options = options or TrainOptions()
-    if restarts > 1 and model_config.summed and not split.latent:
+    # a model whose hidden nodes are all summed has an exact objective (a MAP fit, its prior the
+    # regulariser): it trains on all rows and stops when that objective stalls (docs/results.md,
+    # "Discrete hidden nodes": better than early stopping on 9 of 10 tuning draws)
+    exact = bool(model_config.summed) and not split.latent
+    if restarts > 1 and exact:
         return _best_restart(
             restarts, split, train, model_config=model_config, fit_config=fit_config, options=options,
             out=out, resume=resume, overwrite=overwrite, extra_meta=extra_meta, device=device,
@@ -168,10 +172,6 @@ def train_model(
         raise ValueError(
             f"training data have {train.shape[1]} columns, the model {len(model.observed)} observed nodes"
         )
-    # a model whose hidden nodes are all summed has an exact objective (a MAP fit, its prior the
-    # regulariser): it trains on all rows and stops when that objective stalls (docs/results.md,
-    # "Discrete hidden nodes": better than early stopping on 9 of 10 tuning draws)
-    exact = bool(model_config.summed) and not model.latent
     part, valid = split_validation(train, 0.0 if exact else options.valid_fraction, fit_config.seed)
     model.to(device)
     part, valid = part.to(device), None if valid is None else valid.to(device)
@@ -190,16 +190,7 @@ def train_model(
     state = None
     if out is not None:
         out = Path(out)
-        if out.exists() and not out.is_dir():
-            raise RunExists(f"{out} is a file, not a run directory; choose another --out")
-        if overwrite and not resume:
-            remove_run(out)
-        if (out / "model.json").exists() and not resume:
-            raise RunExists(f"{out} already holds a trained model; choose another --out or pass --resume")
-        if (out / "checkpoint.json").exists() and not resume:
-            raise RunExists(
-                f"{out} holds an unfinished run; pass --resume to continue it or choose another --out"
-            )
+        _claim(out, resume, overwrite)
         if resume:
             if (out / "model.json").exists():
                 model, final = load_model(out, device=device)
@@ -282,6 +273,22 @@ def train_model(
     return model, history
 
 
+def _claim(out: Path, resume: bool, overwrite: bool) -> None:
+    """Readies a run directory for a fit: a file there, or a run neither resumed nor replaced
+    (``overwrite`` removes it), is a :class:`RunExists`.
+    """
+    if out.exists() and not out.is_dir():
+        raise RunExists(f"{out} is a file, not a run directory; choose another --out")
+    if overwrite and not resume:
+        remove_run(out)
+    if (out / "model.json").exists() and not resume:
+        raise RunExists(f"{out} already holds a trained model; choose another --out or pass --resume")
+    if (out / "checkpoint.json").exists() and not resume:
+        raise RunExists(
+            f"{out} holds an unfinished run; pass --resume to continue it or choose another --out"
+        )
+
+
 #: The training loss of a model whose hidden nodes are all summed, as its picture names it.
 EXACT_LABEL = "training loss (exact NLL + head prior, per row)"
 
@@ -299,13 +306,8 @@ def _best_restart(restarts: int, split, train, *, fit_config, out, resume, overw
 
     out = None if out is None else Path(out)
     if out is not None:
-        if out.exists() and not out.is_dir():
-            raise RunExists(f"{out} is a file, not a run directory; choose another --out")
-        if overwrite and not resume:
-            remove_run(out)
-        if (out / "model.json").exists():
-            if not resume:
-                raise RunExists(f"{out} already holds a trained model; choose another --out or pass --resume")
+        _claim(out, resume, overwrite)
+        if (out / "model.json").exists():  # finished: read back (resume)
             return train_model(split, train, fit_config=fit_config, out=out, resume=True, **kw)
     best, objectives = None, []
     for r in range(restarts):
