@@ -142,8 +142,7 @@ class ConditionalTables(nn.Module):
         self.configs = configs
         K = max(self._levels, default=1)
         # the log-probabilities, padded: (tables, most configurations, most levels)
-        self.register_buffer("log_probs", torch.zeros(len(self.nodes), max(configs, default=1), K))
-        self.register_buffer("alpha", torch.zeros(len(self.nodes)))
+        self._storage((len(self.nodes), max(configs, default=1), K))
         # where each head row sits in the flattened (tables, levels) gather: a binary row is
         # column 1 minus column 0 of its table; a category's rows are its levels (nothing subtracted)
         plus, minus, binary_rows = [], [], []
@@ -163,6 +162,11 @@ class ConditionalTables(nn.Module):
 
     def __len__(self) -> int:
         return len(self.nodes)
+
+    def _storage(self, shape: tuple[int, int, int]) -> None:
+        """The tables' tensors: counted log-probabilities and each node's pseudo-count."""
+        self.register_buffer("log_probs", torch.zeros(shape))
+        self.register_buffer("alpha", torch.zeros(shape[0]))
 
     def _codes(self, nodes: Tensor) -> Tensor:
         """Each read parent's code ``(*, P)`` from the input units (a hot-less block: the "none" code)."""
@@ -256,8 +260,9 @@ class LearnedTables(ConditionalTables):
         self, sets: Tensor, observation: Observation, observed: list[int], units: Tensor, nodes: list[int]
     ) -> None:
         super().__init__(sets, observation, observed, units, nodes=nodes)
-        shape = self.log_probs.shape
-        del self.log_probs, self.alpha
+
+    def _storage(self, shape: tuple[int, int, int]) -> None:
+        """Free logits, and the padding that keeps a node's table to its own levels."""
         pad = torch.zeros(shape)
         for t, (levels, configs) in enumerate(zip(self._levels, self.configs, strict=True)):
             pad[t, :, levels:] = -math.inf
