@@ -324,8 +324,9 @@ def test_auto_tries_candidates_that_differ_only_in_latent_options_once():
     observed = ("a", "h", "x", "y", "w")
     with_latent, _ = resolve_candidates("true", fixed, None, observed, latent=True)
     without, notices = resolve_candidates("true", fixed, None, observed, latent=False)
-    assert [c.name for c, _ in with_latent] == ["linear", "flow", "flow-t", "tables"]  # no linear-t
-    assert [c.name for c, _ in without] == ["linear", "flow", "flow-t", "tables"]
+    tables = ["tables", "tables-smooth"]
+    assert [c.name for c, _ in with_latent] == ["linear", "flow", "flow-t", *tables]  # no linear-t
+    assert [c.name for c, _ in without] == ["linear", "flow", "flow-t", *tables]
     assert notices == ["candidate 'linear-t' is the same as 'linear' here (no column is continuous, so the "
                        "noise family does not apply)",
                        "no column is continuous, so 'flow-t' take(s) no Student-t noise here: each differs "
@@ -333,9 +334,7 @@ def test_auto_tries_candidates_that_differ_only_in_latent_options_once():
     fixed_mean = fixed | {"decoder_mean": "linear"}
     with_latent, _ = resolve_candidates("true", fixed_mean, None, observed, latent=True)
     without, notices = resolve_candidates("true", fixed_mean, None, observed, latent=False)
-    assert (
-        len(with_latent) == 3 and [c.name for c, _ in without] == ["linear", "tables"] and len(notices) == 3
-    )
+    assert len(with_latent) == 4 and [c.name for c, _ in without] == ["linear", *tables] and len(notices) == 3
     assert "'flow' is the same as 'linear' here (every hidden node is summed out" in notices[1]
 
 
@@ -470,7 +469,13 @@ def test_the_tables_candidate_exists_only_where_hidden_nodes_are_summed():
     names = [c.name for c, _ in resolve_candidates("true", {}, None, ("x",))[0]]
     assert names == ["linear", "linear-t", "flow", "flow-t"]
     names = [c.name for c, _ in resolve_candidates("true", {"summed": ("h",)}, None, ("x",))[0]]
-    assert names[-1] == "tables"
+    assert names[-2:] == ["tables", "tables-smooth"]
+    # a head prior fixed by the user makes the two one candidate
+    fixed = {"summed": ("h",), "head_prior": 5.0}
+    chosen, notices = resolve_candidates("true", fixed, None, ("x",))
+    assert [c.name for c, _ in chosen][
+        -1
+    ] == "tables" and "'tables-smooth' is the same as 'tables'" in notices[-1]
 
 
 def test_learned_tables_train_by_the_exact_gradient_and_the_prior_reads_them():
