@@ -198,7 +198,7 @@ def test_fit_checks_a_frame_as_the_cli_checks_a_csv():
         m = sirenvae.fit(BN, binary := df.assign(c=(df.c > 1).astype(int)), **FAST)
     assert m.model.config.types == {"c": "binary"}
     assert np.isfinite(m.log_prob(binary, importance_samples=2)).all()
-    with pytest.raises(ValueError, match=r"column 'c': value 3.57\d* is not a level of this binary column"):
+    with pytest.raises(ValueError, match=r"'c': value 3.57\d* is not a level of .* types=\{'c': 'cat"):
         m.log_prob(df)
     m = sirenvae.fit(BN, df.assign(c=(df.c > 1).astype(int)), types={"c": "normal"}, **FAST)
     assert m.model.config.types == {"c": "normal"}

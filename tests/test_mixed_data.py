@@ -141,7 +141,7 @@ def test_unseen_levels_get_a_small_probability_or_are_refused():
     }
     with pytest.raises(DataError, match="row 'r2'.*'west' is not a level of this categorical column"):
         read_frame(later.set_axis(["r1", "r2", "r3", "r4", "r5"]), table.split, variables=strict)
-    with pytest.raises(DataError, match="'maybe' is not a level of this binary column"):
+    with pytest.raises(DataError, match="'maybe' is not a level of this binary .* --types smoker="):
         read_frame(later.assign(smoker=["maybe"] * 5), table.split, variables=table.variables)
 
 

@@ -446,6 +446,9 @@ def read_frame(
         found[v] = var
         if var.labelled and not (bad is not None and holes[bad[0], j]):
             values[:, j], bad, unseen[v] = encode(df[v], holes[:, j], var)
+            if bad is not None and var.kind == "binary":
+                more = f"for a column with more levels, refit with {hint['types'](v, 'categorical')}"
+                bad = (bad[0], f"{bad[1]} (the two its training rows held; {more} or declare its levels)")
             cells = df[v].map(lambda c: c.strip() if isinstance(c, str) else c)
             labels[v] = tuple(None if h else str(c) for c, h in zip(cells, holes[:, j], strict=True))
         elif bad is None:
