@@ -446,7 +446,7 @@ def read_frame(
         found[v] = var
         if var.labelled and not (bad is not None and holes[bad[0], j]):
             values[:, j], bad, unseen[v] = encode(df[v], holes[:, j], var)
-            if bad is not None and var.kind == "binary":
+            if bad is not None and var.kind == "binary" and not training:
                 more = f"for a column with more levels, refit with {hint['types'](v, 'categorical')}"
                 bad = (bad[0], f"{bad[1]} (the two its training rows held; {more} or declare its levels)")
             cells = df[v].map(lambda c: c.strip() if isinstance(c, str) else c)
