@@ -192,6 +192,28 @@ def test_checkpoint_errors(tmp_path, ecoli_run):
     assert r.exit_code == 2 and "does not exist" in error_line(r)
 
 
+def test_without_o_the_csv_goes_to_standard_output(ecoli_run, observed_csv, tmp_path):
+    import io
+
+    from sirenvae.networks import load_network
+
+    nodes = list(load_network("ecoli70").graph.nodes)
+    drawn = run("sample", ecoli_run, "-n", 4, "--seed", 3)
+    assert drawn.exit_code == 0 and "to standard output" in drawn.stderr
+    filed = run("sample", ecoli_run, "-n", 4, "--seed", 3, "-o", tmp_path / "s.csv")
+    assert filed.exit_code == 0 and not filed.stdout
+    table = pd.read_csv(io.StringIO(drawn.stdout))
+    assert list(table.columns) == nodes and table.equals(pd.read_csv(tmp_path / "s.csv"))
+    post = run("posterior", ecoli_run, "--data", observed_csv, "-n", 3)
+    assert post.exit_code == 0, post.output
+    summary = pd.read_csv(io.StringIO(post.stdout))
+    assert len(summary) == 12 * 5 and set(summary["statistic"]) == {
+        "mean",
+        "sd",
+        *(f"sample_{i}" for i in (1, 2, 3)),
+    }
+
+
 def test_fit_sets_model_options_and_refuses_bad_ones(tmp_path):
     out = tmp_path / "lin"
     opts = ["--set", "conditioning=parents", "--set", "affine=true", "--set", "prior_blocks=0"]

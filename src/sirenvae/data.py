@@ -14,6 +14,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -781,13 +782,15 @@ DRAWN_FORMAT = "%.8g"
 
 
 def write_csv(
-    path: str | Path,
+    path: str | Path | IO[str],
     columns: Sequence[str],
     values: Tensor | np.ndarray,
     float_format: str | None = None,
     **extra,
 ) -> None:
-    """Writes a table with named columns (extra columns, e.g. ``row=...``, come first)."""
+    """Writes a table with named columns (extra columns, e.g. ``row=...``, come first) to a file
+    or an open text stream.
+    """
     data = dict(extra)
     arr = values.detach().cpu().numpy() if isinstance(values, Tensor) else np.asarray(values)
     for j, c in enumerate(columns):

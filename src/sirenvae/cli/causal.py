@@ -25,10 +25,12 @@ from sirenvae.cli.common import (
     DEFAULT_THREADS,
     DEVICE_HELP,
     MISSING_HELP,
+    OUTPUT_HELP,
     THREADS_HELP,
     UsageError,
     app,
     check_output,
+    destination,
     note,
     notice_line,
     run_id_column,
@@ -39,6 +41,7 @@ from sirenvae.cli.common import (
     user_errors,
     warn_if_diverged,
     write_row_summaries,
+    write_table,
 )
 
 if TYPE_CHECKING:
@@ -113,7 +116,7 @@ def unidentified_flag(force: bool) -> Iterator[None]:
 def sample_with_do(
     run: Path,
     n: int,
-    output: Path,
+    output: Path | None,
     seed: int,
     allow_unidentified: bool,
     items: list[str],
@@ -130,8 +133,13 @@ def sample_with_do(
     fitted = _load(run, device)
     with unidentified_flag(force):
         frame = fitted.sample(n, seed=seed, do=do, allow_unidentified=allow_unidentified)
-    write_csv(output, list(frame.columns), frame.to_numpy(), float_format=DRAWN_FORMAT)
-    note(f"wrote {n} samples of {len(fitted.graph)} nodes under do({_show(do, fitted)}) to {output}")
+    write_table(
+        output, lambda f: write_csv(f, list(frame.columns), frame.to_numpy(), float_format=DRAWN_FORMAT)
+    )
+    note(
+        f"wrote {n} samples of {len(fitted.graph)} nodes under do({_show(do, fitted)}) "
+        f"to {destination(output)}"
+    )
     note(_verdict(frame.attrs["causal"], frame.attrs["reason"]))
     _extrapolation_notes(fitted, do)
     if set(do) & set(fitted.model.latent):
@@ -258,7 +266,7 @@ def counterfactual(
     data: Path = typer.Option(..., "--data", help="CSV with the observed columns of the factual rows."),
     do: list[str] = typer.Option(None, "--do", help=DO_HELP),
     n: int = typer.Option(100, "-n", help="Counterfactual samples per row."),
-    output: Path = typer.Option(..., "-o", "--output", help="CSV file to write."),
+    output: Path | None = typer.Option(None, "-o", "--output", help=OUTPUT_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
     ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
@@ -320,7 +328,7 @@ def counterfactual(
         write_row_summaries(output, values, cf.columns, table.ids, id_column, fitted.variables)
     note(
         f"wrote counterfactual summaries and {n} sample{'s' if n > 1 else ''} under "
-        f"do({_show(do_items, fitted)}) for {len(rows)} rows to {output}"
+        f"do({_show(do_items, fitted)}) for {len(rows)} rows to {destination(output)}"
     )
     note("model-dependent: counterfactuals depend on the fitted model and its posterior, not on data alone")
     ess = cf.attrs["ess"]

@@ -7,6 +7,8 @@ with new optimiser settings) and saves its best epoch as a model marked ``diverg
 Results (tables of numbers, ``--json``) go to standard output through :data:`console` and
 :func:`say`; notes, warnings, progress and "wrote ..." lines go to standard error through
 :data:`err_console` and :func:`note`, so ``sirenvae evaluate RUN --json > m.json`` holds JSON only.
+The commands that write a CSV file (``sample``, ``posterior``, ``impute``, ``counterfactual``) write
+it to standard output when ``-o`` is not given (:func:`write_table`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import typer
@@ -32,6 +36,7 @@ __all__ = [
     "check_run_out",
     "DEFAULT_THREADS",
     "MISSING_HELP",
+    "OUTPUT_HELP",
     "THREADS_HELP",
     "torch_threads",
     "is_run_file",
@@ -49,6 +54,8 @@ __all__ = [
     "training_rows",
     "user_errors",
     "warn_if_diverged",
+    "destination",
+    "write_table",
 ]
 
 app = typer.Typer(
@@ -223,8 +230,33 @@ def is_run_file(path: Path) -> bool:
     return RUN_FILE.fullmatch(path.name) is not None
 
 
+#: The help of the ``-o`` option of a command that writes one CSV file.
+OUTPUT_HELP = "CSV file to write (default: standard output)."
+
+
+def destination(path: Path | None) -> str:
+    """Where :func:`write_table` writes, as a note names it."""
+    return "standard output" if path is None else str(path)
+
+
+def write_table(path: Path | None, write: Callable) -> None:
+    """A command's CSV result: ``write(file)`` to ``path`` atomically, or to standard output where
+    ``path`` is ``None``; a reader that stops early (``| head``) is no error.
+    """
+    if path is not None:
+        from sirenvae.files import atomic_write
+
+        atomic_write(path, write)
+        return
+    try:
+        write(sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+
+
 def check_output(
-    path: Path,
+    path: Path | None,
     *,
     force: bool = False,
     inputs: Sequence[tuple[str, Path | None]] = (),
@@ -235,8 +267,10 @@ def check_output(
 
     An existing directory, a missing parent directory, a path equal to one of the ``inputs``
     (``(option, path)`` pairs), a path inside the run directory being read or one of any run's own
-    files, and an existing file unless ``force``.
+    files, and an existing file unless ``force``; standard output (``None``) always passes.
     """
+    if path is None:
+        return
     if path.is_dir():
         raise UsageError(
             f"{option} {path} is a directory; give the name of a file to write, e.g. {path / 'out.csv'}"
@@ -506,7 +540,13 @@ def training_rows(network, graph, data, train_size, latent, ignore_columns, id_c
 
 
 def write_row_summaries(
-    path: Path, values, columns: Sequence[str], ids, id_column: str | None, variables=None, probabilities=None
+    path: Path | None,
+    values,
+    columns: Sequence[str],
+    ids,
+    id_column: str | None,
+    variables=None,
+    probabilities=None,
 ) -> None:
     """The per-row CSV of ``posterior`` and ``counterfactual``: for each input row (``values`` is
     ``(rows, n, columns)``) its mean, sd and n samples, with columns ``row`` (from 1; replaced by an
@@ -517,8 +557,6 @@ def write_row_summaries(
     """
     import pandas as pd
     import torch
-
-    from sirenvae.files import atomic_write
 
     probabilities = dict(probabilities or {})
     named = list(dict.fromkeys(lv for c in probabilities for lv in variables[c].levels))
@@ -555,4 +593,4 @@ def write_row_summaries(
         frame.insert(0, id_column or "id", [i for i in ids for _ in stats])  # an unnamed index: id
     if id_column != "row":
         frame.insert(0, "row", [r + 1 for r in range(rows) for _ in stats])
-    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+    write_table(path, lambda f: frame.to_csv(f, index=False))

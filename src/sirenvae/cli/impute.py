@@ -10,10 +10,12 @@ from sirenvae.cli.common import (
     DEFAULT_THREADS,
     DEVICE_HELP,
     MISSING_HELP,
+    OUTPUT_HELP,
     THREADS_HELP,
     UsageError,
     app,
     check_output,
+    destination,
     note,
     notice_line,
     run_id_column,
@@ -22,6 +24,7 @@ from sirenvae.cli.common import (
     torch_threads,
     user_errors,
     warn_if_diverged,
+    write_table,
 )
 
 __all__ = ["impute"]
@@ -31,7 +34,7 @@ __all__ = ["impute"]
 def impute(
     run: Path = typer.Argument(..., help="A run directory written by `sirenvae fit`."),
     data: Path = typer.Option(..., "--data", help="CSV with the observed columns, some cells missing."),
-    output: Path = typer.Option(..., "-o", "--output", help="CSV file to write."),
+    output: Path | None = typer.Option(None, "-o", "--output", help=OUTPUT_HELP),
     m: int = typer.Option(0, "-m", help="Multiple imputation: this many completions per row (a long table)."),
     samples: int = typer.Option(1000, "-k", "--samples", help="Importance samples per row."),
     sd: bool = typer.Option(
@@ -127,7 +130,7 @@ def impute(
             extras += [per_column(values, f"_q{q:g}") for q, values in zip(levels, spans, strict=True)]
             frame = pd.concat([_as_in_file(table.cells, frame), *extras], axis=1)
         written = frame.map(lambda v: format(v, ".10g") if isinstance(v, float) else v)  # not 17 digits
-        written.to_csv(output, index=False)
+        write_table(output, lambda f: written.to_csv(f, index=False))
         holey = x.isnan().any(1)
         ess = result.ess[holey.to(result.ess.device)].cpu()
         if len(ess):
@@ -149,7 +152,7 @@ def impute(
     labelled = any(var.labelled for var in variables.values())
     means = "the conditional means (most probable labels) for" if labelled else "the conditional means for"
     what = f"{m} completions of each of" if m else means
-    note(f"imputed {holes} missing cell(s): wrote {what} {x.shape[0]} rows to {output}")
+    note(f"imputed {holes} missing cell(s): wrote {what} {x.shape[0]} rows to {destination(output)}")
 
 
 def _as_in_file(cells, filled):

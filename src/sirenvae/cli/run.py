@@ -21,6 +21,7 @@ from sirenvae.cli.common import (
     DEFAULT_THREADS,
     DEVICE_HELP,
     MISSING_HELP,
+    OUTPUT_HELP,
     STRICT_LEVELS_HELP,
     THREADS_HELP,
     TYPES_HELP,
@@ -30,6 +31,7 @@ from sirenvae.cli.common import (
     check_row_source,
     check_run_out,
     default_workers,
+    destination,
     gone_allow_discrete,
     note,
     notice_line,
@@ -45,6 +47,7 @@ from sirenvae.cli.common import (
     user_errors,
     warn_if_diverged,
     write_row_summaries,
+    write_table,
 )
 from sirenvae.defaults import BATCH_SIZE, EXACT_LR, LR, MAX_EPOCHS, PATIENCE
 from sirenvae.models import VARIANTS
@@ -439,7 +442,7 @@ def _write_per_row(path: Path, values: dict, id_column: str | None, ids: tuple[s
 def sample(
     run: Path = typer.Argument(..., help="A run directory written by `sirenvae fit`."),
     n: int = typer.Option(..., "-n", help="Number of samples."),
-    output: Path = typer.Option(..., "-o", "--output", help="CSV file to write."),
+    output: Path | None = typer.Option(None, "-o", "--output", help=OUTPUT_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
     threads: int = typer.Option(DEFAULT_THREADS, "--threads", help=THREADS_HELP),
@@ -460,7 +463,6 @@ def sample(
     import torch
 
     from sirenvae.data import DRAWN_FORMAT
-    from sirenvae.files import atomic_write
     from sirenvae.pipeline import load_model
     from sirenvae.variables import decoder_frame, negative_notice, recorded
 
@@ -481,10 +483,8 @@ def sample(
         values = decoder_frame(
             list(model.graph.nodes), model.values(z, x).cpu().double().numpy(), recorded(meta)
         )
-        atomic_write(
-            output, lambda tmp: pd.DataFrame(values).to_csv(tmp, index=False, float_format=DRAWN_FORMAT)
-        )
-    note(f"wrote {n} samples of {len(model.graph)} nodes to {output}")
+        write_table(output, lambda f: pd.DataFrame(values).to_csv(f, index=False, float_format=DRAWN_FORMAT))
+    note(f"wrote {n} samples of {len(model.graph)} nodes to {destination(output)}")
     if below := negative_notice(meta.get("nonnegative") or {}, values):
         note(f"warning: {below}")
 
@@ -496,7 +496,7 @@ def posterior(
         ..., "--data", help="CSV with the observed columns (latent ones, as `sample` writes, ignored)."
     ),
     n: int = typer.Option(100, "-n", help="Posterior samples per row."),
-    output: Path = typer.Option(..., "-o", "--output", help="CSV file to write."),
+    output: Path | None = typer.Option(None, "-o", "--output", help=OUTPUT_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
     ignore_columns: str = typer.Option(None, "--ignore-columns", help="CSV columns that are no node: a,b."),
@@ -555,7 +555,7 @@ def posterior(
             sizes = [len(variables[v].levels) for v in model.summed]
             split_probs = dict(zip(model.summed, probs.split(sizes, -1), strict=True))
             write_row_summaries(output, values, model.hidden, table.ids, id_column, variables, split_probs)
-            note(f"wrote posterior summaries and {n} samples for {x.shape[0]} rows to {output}")
+            note(f"wrote posterior summaries and {n} samples for {x.shape[0]} rows to {destination(output)}")
             return
         with torch.no_grad():
             if x.isnan().any():
@@ -575,4 +575,4 @@ def posterior(
             else:
                 z, _ = model.posterior(x.to(model.loc.device), n)  # (n, N, Dz)
         write_row_summaries(output, z.cpu().permute(1, 0, 2), model.latent, table.ids, id_column)
-    note(f"wrote posterior summaries and {n} samples for {x.shape[0]} rows to {output}")
+    note(f"wrote posterior summaries and {n} samples for {x.shape[0]} rows to {destination(output)}")
