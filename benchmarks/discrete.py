@@ -197,7 +197,8 @@ def main() -> None:
 
 def _em_label(em: dict) -> str:
     was = em.get("before")
-    tail = f"; was {was['nll']:.3f} at {was['ess']:g}" if was else ""
+    moved = was and (abs(was["nll"] - em["nll"]) > 5e-4 or was["ess"] != em["ess"])
+    tail = f"; was {was['nll']:.3f} at {was['ess']:g}" if moved else ""
     return f"{em['nll']:.3f} ({em['ess']:g}{tail})"
 
 
