@@ -25,6 +25,7 @@ def data(n=300):
 def test_resume_after_a_kill_continues_exactly(tmp_path, monkeypatch):
     g, x = data()
     full, h_full = train_model(LatentSplit(g, SMALL_LATENT), x, out=tmp_path / "a", **KW)
+    monkeypatch.setattr(pipeline, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint after every epoch
     real = pipeline.save_checkpoint
     calls = {"n": 0}
 
@@ -50,6 +51,34 @@ def test_resume_after_a_kill_continues_exactly(tmp_path, monkeypatch):
     assert meta["latent"] == list(SMALL_LATENT) and meta["observed"] == ["x1", "x2", "x3"]
     with pytest.raises(RunExists, match="already holds a trained model"):
         train_model(LatentSplit(g, SMALL_LATENT), x, out=tmp_path / "b", **KW)
+
+
+def test_between_checkpoints_an_interrupt_keeps_the_last_finished_epoch(tmp_path, monkeypatch):
+    g, x = data()
+    full, h_full = train_model(LatentSplit(g, SMALL_LATENT), x, out=tmp_path / "a", **KW)
+    monkeypatch.setattr(pipeline, "CHECKPOINT_SECONDS", 1e9)  # only the first epoch's is due
+    written, real_save, real_state = [], pipeline.save_checkpoint, pipeline.state_to_tensors
+
+    def save(directory, name, tensors, meta):
+        written.append((name, meta.get("epochs")))
+        real_save(directory, name, tensors, meta)
+
+    def interrupted_in_epoch_four(state):
+        if state.epochs == 4:
+            raise KeyboardInterrupt
+        return real_state(state)
+
+    monkeypatch.setattr(pipeline, "save_checkpoint", save)
+    monkeypatch.setattr(pipeline, "state_to_tensors", interrupted_in_epoch_four)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(LatentSplit(g, SMALL_LATENT), x, out=tmp_path / "b", **KW)
+    assert written == [("checkpoint", 1), ("checkpoint", 3)]  # epoch 1 when due, epoch 3 on the way out
+    monkeypatch.setattr(pipeline, "state_to_tensors", real_state)
+    resumed, h = train_model(LatentSplit(g, SMALL_LATENT), x, out=tmp_path / "b", resume=True, **KW)
+    assert h.train_loss == h_full.train_loss and h.valid_loss == h_full.valid_loss
+    a, b = full.state_dict(), resumed.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert written[-2:] == [("checkpoint", 6), ("model", None)]  # the last epoch's, then the model
 
 
 def killed_after_one_epoch(tmp_path, monkeypatch, g, x) -> None:

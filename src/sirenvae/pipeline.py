@@ -11,8 +11,10 @@ The losses per epoch are in ``history.csv`` and, as a picture, in ``training.png
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -108,6 +110,11 @@ def data_fingerprint(x: Tensor) -> str:
 #: The validation rows are drawn with a generator seeded apart from the training seed.
 VALID_SEED_OFFSET = 7919
 
+#: A run's checkpoint is written at most this often, after its last epoch and when training stops
+#: on an error or an interrupt (then with the last finished epoch): a small model's epochs last a
+#: few milliseconds and writing a checkpoint after each took about a tenth of a final fit.
+CHECKPOINT_SECONDS = 10.0
+
 
 def split_validation(x: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor | None]:
     """Carves a validation split out of the training rows (at least one row each when possible)."""
@@ -137,8 +144,9 @@ def train_model(
 ) -> tuple[SIReNVAE, History]:
     """Builds and trains a model on ``train`` (observed nodes in topological order).
 
-    With ``out``, a checkpoint is written after every epoch and the final model at the end;
-    ``resume`` continues an interrupted run from its last checkpoint. An existing run is never
+    With ``out``, a checkpoint is written every :data:`CHECKPOINT_SECONDS` (and after the last epoch,
+    or the last finished one when training stops on an error or an interrupt) and the final model at
+    the end; ``resume`` continues an interrupted run from its last checkpoint. An existing run is never
     overwritten unless ``overwrite`` (which removes its model and checkpoint before training).
     The model trains on ``device`` (default: the CPU) and is returned there; files always hold CPU
     tensors, so a run started on one device resumes on another. A model whose hidden nodes are all
@@ -243,9 +251,21 @@ def train_model(
             torch.manual_seed(fit_config.seed + VALID_SEED_OFFSET)
             return -elbo(model, batch, options.valid_samples).mean()
 
+    written, pending = [-math.inf], []  # when the checkpoint was last written; the epoch not yet written
+
     def on_epoch(s) -> None:
         tensors, smeta = state_to_tensors(s)
-        save_checkpoint(out, "checkpoint", tensors, meta | smeta)
+        pending.clear()
+        if s.history.stopped or time.monotonic() - written[0] >= CHECKPOINT_SECONDS:
+            save_checkpoint(out, "checkpoint", tensors, meta | smeta)
+            written[0] = time.monotonic()
+        else:
+            pending.append(({k: v.detach().clone() for k, v in tensors.items()}, copy.deepcopy(smeta)))
+
+    def flush() -> None:
+        if pending:
+            tensors, smeta = pending.pop()
+            save_checkpoint(out, "checkpoint", tensors, meta | smeta)
 
     try:
         history = fit(
@@ -260,9 +280,13 @@ def train_model(
             valid_loss=valid_loss if options.valid_samples > 1 else None,
         )
     except TrainingError as e:
+        flush()
         if out is None or e.history is None:
             raise
         raise _diverged(e, model, meta, out) from None
+    except BaseException:  # an interrupt: the last finished epoch is kept, to --resume
+        flush()
+        raise
     if out is not None:
         meta |= {"status": "finished", "history": history.to_dict()}
         save_checkpoint(out, "model", model.state_dict(), meta)
