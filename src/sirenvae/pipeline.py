@@ -11,7 +11,6 @@ The losses per epoch are in ``history.csv`` and, as a picture, in ``training.png
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import math
 import time
@@ -260,7 +259,7 @@ def train_model(
             save_checkpoint(out, "checkpoint", tensors, meta | smeta)
             written[0] = time.monotonic()
         else:
-            pending.append(({k: v.detach().clone() for k, v in tensors.items()}, copy.deepcopy(smeta)))
+            pending.append(({k: v.detach().clone() for k, v in tensors.items()}, smeta))  # smeta: new lists
 
     def flush() -> None:
         if pending:
@@ -280,13 +279,11 @@ def train_model(
             valid_loss=valid_loss if options.valid_samples > 1 else None,
         )
     except TrainingError as e:
-        flush()
         if out is None or e.history is None:
             raise
         raise _diverged(e, model, meta, out) from None
-    except BaseException:  # an interrupt: the last finished epoch is kept, to --resume
+    finally:  # on an error or an interrupt, the last finished epoch is kept to --resume
         flush()
-        raise
     if out is not None:
         meta |= {"status": "finished", "history": history.to_dict()}
         save_checkpoint(out, "model", model.state_dict(), meta)
